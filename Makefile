@@ -1,0 +1,54 @@
+# taskservice: `make run` starts the server, `make test` runs the tests. Both set up .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROTO := protos/taskservice/v1/task_service.proto
+GENERATED := taskservice/v1/task_service_pb2.py taskservice/v1/task_service_pb2.pyi \
+             taskservice/v1/task_service_pb2_grpc.py taskservice/v1/task_service_pb2_grpc.pyi
+
+.PHONY: run test lint proto proto-check buf-lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/taskservice serve
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Generated code is committed; CI runs proto-check to fail when it is stale.
+proto: $(GENERATED)
+
+$(GENERATED) &: $(PROTO) | $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I protos \
+	    --python_out=. --grpc_python_out=. \
+	    --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --mypy_out=. \
+	    --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc --mypy_grpc_out=. \
+	    $(PROTO)
+	touch $(GENERATED)
+
+proto-check: $(STAMP)
+	rm -f $(GENERATED)
+	$(MAKE) proto
+	git diff --exit-code -- taskservice/v1 || \
+	    (echo "taskservice/v1 is stale: run 'make proto' and commit the result" >&2; exit 1)
+
+buf-lint: $(STAMP)
+	$(BIN)/buf lint
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""Generated from protos/taskservice/v1/task_service.proto by `make proto`. Do not edit."""
