@@ -1,0 +1,855 @@
+"""Typed Python client of taskservice, sync (`TaskClient`) and asyncio (`AsyncTaskClient`).
+
+Both return plain Python objects (`Task`, `TaskEvent`, ...), never protobuf messages, and raise one
+exception tree rooted at `TaskServiceError`. The conversion, error mapping and watch-resume logic live
+once in this module and are shared by both clients, which only differ in how they wait on the wire.
+
+This module imports grpc and the generated `taskservice.v1` code only, never the server's engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import math
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+import grpc
+import grpc.aio
+from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
+
+from taskservice.v1 import task_service_pb2 as pb
+from taskservice.v1 import task_service_pb2_grpc as pb_grpc
+
+__all__ = [
+    "AlreadyExists",
+    "AsyncTaskClient",
+    "DeadlineExceeded",
+    "InvalidArgument",
+    "OutOfRange",
+    "Progress",
+    "QueueFull",
+    "SubmitResult",
+    "Task",
+    "TaskClient",
+    "TaskError",
+    "TaskEvent",
+    "TaskNotFound",
+    "TaskPage",
+    "TaskServiceError",
+    "TaskState",
+    "Unavailable",
+]
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+ADDRESS_ENV = "TASKSERVICE_ADDR"
+# Per-RPC deadline of unary calls, seconds; streams (watch) have none, they last as long as the task.
+DEFAULT_TIMEOUT = 30.0
+# How long watch() keeps reconnecting to an unreachable server before it gives up, seconds.
+DEFAULT_RECONNECT_TIMEOUT = 30.0
+# Backoff between watch reconnect attempts: first delay, cap (seconds) and relative jitter.
+_BACKOFF_INITIAL = 0.1
+_BACKOFF_MAX = 2.0
+_BACKOFF_JITTER = 0.2
+_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
+    # Ping so that a dead server is noticed during a long, quiet watch instead of hanging forever.
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+    # gRPC's own reconnect backoff starts at 1 s and grows to 120 s; keep it short so that a watch
+    # finds a restarted server within our reconnect budget.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+)
+_STATE_PREFIX = "TASK_STATE_"
+_DETAILS_KEY = "grpc-status-details-bin"
+# Doubles with an integral value up to 2**53 are shown as ints: a Struct carries every number as a
+# double, so `steps: 10` comes back as 10.0, which reads wrongly in Python and in JSON output.
+_MAX_EXACT_INT = 2**53
+
+
+# ---------------------------------------------------------------------------------------------------
+# Plain data
+
+
+class TaskState(enum.Enum):
+    """Where a task is in its lifecycle."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    STOPPING = "STOPPING"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    REVOKED = "REVOKED"
+    TIMED_OUT = "TIMED_OUT"
+    LOST = "LOST"
+    # The server sent TASK_STATE_UNSPECIFIED or a state newer than this client; kept so that an
+    # older client does not crash on a newer server.
+    UNSPECIFIED = "UNSPECIFIED"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for states a task never leaves: SUCCESS, FAILURE, REVOKED, TIMED_OUT, LOST."""
+        return self in _TERMINAL_STATES
+
+
+_TERMINAL_STATES = frozenset(
+    {TaskState.SUCCESS, TaskState.FAILURE, TaskState.REVOKED, TaskState.TIMED_OUT, TaskState.LOST}
+)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a handler last reported."""
+
+    percent: float = 0.0
+    message: str = ""
+    current: int = 0
+    total: int = 0
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TaskError:
+    """Why a task did not succeed: an exception class name or a reason code such as TimeLimitExceeded."""
+
+    type: str
+    message: str = ""
+    traceback: str = ""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One submitted task. Times are aware UTC datetimes (None until they happen); time_limit is seconds."""
+
+    task_id: str
+    task_type: str
+    args: dict[str, Any] = field(default_factory=dict)
+    state: TaskState = TaskState.UNSPECIFIED
+    progress: Progress = field(default_factory=Progress)
+    result: Any = None
+    error: TaskError | None = None
+    submitted_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    time_limit: float | None = None
+    priority: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """One event of a watch: a state change (with the full task) or a progress update (task is None)."""
+
+    task_id: str
+    sequence: int
+    state: TaskState
+    progress: Progress
+    time: datetime | None
+    task: Task | None = None
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    """One page of ListTasks, newest first; next_page_token is empty on the last page."""
+
+    tasks: list[Task]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """The submitted task; created is False when an identical request with this task_id existed."""
+
+    task: Task
+    created: bool
+
+
+# ---------------------------------------------------------------------------------------------------
+# Exceptions
+
+
+class TaskServiceError(Exception):
+    """An RPC failed. `code` is the gRPC status code, `message` the server's text, and
+    `field_violations` the (field, description) pairs of google.rpc.BadRequest details, if any."""
+
+    default_code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: grpc.StatusCode | None = None,
+        field_violations: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        super().__init__(message)
+        self.code: grpc.StatusCode = code if code is not None else self.default_code
+        self.message = message
+        self.field_violations: list[tuple[str, str]] = list(field_violations)
+
+    def __str__(self) -> str:
+        # One line a person can act on; violations the message does not already name are appended.
+        text = f"{self.code.name}: {self.message}" if self.message else self.code.name
+        extra = [f"{f}: {d}" if d else f for f, d in self.field_violations if f"{f}: {d}" not in self.message]
+        if extra:
+            text += f" ({'; '.join(extra)})"
+        return " ".join(text.split())
+
+
+class TaskNotFound(TaskServiceError):
+    """No task has this id (NOT_FOUND)."""
+
+    default_code = grpc.StatusCode.NOT_FOUND
+
+
+class InvalidArgument(TaskServiceError):
+    """The request was rejected: unknown type, args that do not fit, bad id or limit (INVALID_ARGUMENT)."""
+
+    default_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class AlreadyExists(TaskServiceError):
+    """A different request was submitted before under this task_id (ALREADY_EXISTS)."""
+
+    default_code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class QueueFull(TaskServiceError):
+    """The server's queue is at its bound (RESOURCE_EXHAUSTED); retry later."""
+
+    default_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(TaskServiceError):
+    """The server cannot be reached or is draining (UNAVAILABLE)."""
+
+    default_code = grpc.StatusCode.UNAVAILABLE
+
+
+class OutOfRange(TaskServiceError):
+    """A watch asked to resume after events the server no longer keeps (OUT_OF_RANGE)."""
+
+    default_code = grpc.StatusCode.OUT_OF_RANGE
+
+
+class DeadlineExceeded(TaskServiceError, TimeoutError):
+    """A call or a wait() did not finish in time (DEADLINE_EXCEEDED); also a TimeoutError."""
+
+    default_code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+_ERROR_CLASSES: dict[grpc.StatusCode, type[TaskServiceError]] = {
+    cls.default_code: cls
+    for cls in (
+        TaskNotFound,
+        InvalidArgument,
+        AlreadyExists,
+        QueueFull,
+        Unavailable,
+        OutOfRange,
+        DeadlineExceeded,
+    )
+}
+
+
+def error_from_status(
+    code: grpc.StatusCode, message: str, trailing_metadata: Iterable[tuple[str, str | bytes]] | None = None
+) -> TaskServiceError:
+    """Build the typed exception of a failed call from its status and trailing metadata."""
+    violations: list[tuple[str, str]] = []
+    for key, value in trailing_metadata or ():
+        if key == _DETAILS_KEY and isinstance(value, bytes):
+            violations.extend(_field_violations(value))
+    cls = _ERROR_CLASSES.get(code, TaskServiceError)
+    return cls(message or "", code=code, field_violations=violations)
+
+
+def error_from_rpc(err: grpc.RpcError) -> TaskServiceError:
+    """Map a grpc (sync or aio) RpcError to the typed exception tree."""
+    # grpc.RpcError declares nothing; the instances raised by calls are also grpc.Call / AioRpcError.
+    code = _call_attr(err, "code") or grpc.StatusCode.UNKNOWN
+    return error_from_status(code, _call_attr(err, "details") or "", _call_attr(err, "trailing_metadata"))
+
+
+def _call_attr(err: grpc.RpcError, name: str) -> Any:
+    getter = getattr(err, name, None)
+    return getter() if callable(getter) else None
+
+
+def _field_violations(status_bytes: bytes) -> list[tuple[str, str]]:
+    # A malformed details trailer must not hide the error itself: ignore what cannot be parsed.
+    try:
+        status = status_pb2.Status.FromString(status_bytes)
+    except DecodeError:
+        return []
+    violations: list[tuple[str, str]] = []
+    for detail in status.details:
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Is(bad_request.DESCRIPTOR) and detail.Unpack(bad_request):
+            violations.extend((v.field, v.description) for v in bad_request.field_violations)
+    return violations
+
+
+# ---------------------------------------------------------------------------------------------------
+# Conversion between protobuf and plain Python
+
+
+def timestamp_to_datetime(ts: timestamp_pb2.Timestamp) -> datetime:
+    """A Timestamp as an aware UTC datetime."""
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def duration_to_seconds(d: duration_pb2.Duration) -> float:
+    """A Duration as float seconds."""
+    return d.seconds + d.nanos / 1e9
+
+
+def seconds_to_duration(seconds: float) -> duration_pb2.Duration:
+    """Float seconds as a Duration (nanosecond precision)."""
+    if not math.isfinite(seconds):
+        raise ValueError(f"a duration must be finite, got {seconds!r}")
+    d = duration_pb2.Duration()
+    d.FromTimedelta(timedelta(seconds=seconds))
+    return d
+
+
+def _normalize_numbers(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _MAX_EXACT_INT:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _normalize_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalize_numbers(v) for v in value]
+    return value
+
+
+def struct_to_dict(s: struct_pb2.Struct) -> dict[str, Any]:
+    """A Struct as a dict; integral numbers come back as ints (a Struct carries only doubles)."""
+    result: dict[str, Any] = _normalize_numbers(json_format.MessageToDict(s))
+    return result
+
+
+def dict_to_struct(data: Mapping[str, Any] | None) -> struct_pb2.Struct:
+    """A JSON-like mapping as a Struct; raises TypeError/ValueError for values JSON cannot carry."""
+    s = struct_pb2.Struct()
+    if data:
+        s.update(dict(data))
+    return s
+
+
+def value_to_python(v: struct_pb2.Value) -> Any:
+    """A Value as a Python value (None, bool, number, str, list, dict)."""
+    if v.WhichOneof("kind") is None:
+        return None
+    return _normalize_numbers(json_format.MessageToDict(v))
+
+
+def state_from_pb(value: int) -> TaskState:
+    """A TaskState enum number as TaskState; unknown numbers become UNSPECIFIED."""
+    try:
+        name = pb.TaskState.Name(value)  # type: ignore[arg-type]
+    except ValueError:
+        return TaskState.UNSPECIFIED
+    return TaskState.__members__.get(name.removeprefix(_STATE_PREFIX), TaskState.UNSPECIFIED)
+
+
+def state_to_pb(state: TaskState | str) -> pb.TaskState.ValueType:
+    """A TaskState (or its name, any case) as the protobuf enum number."""
+    name = state.value if isinstance(state, TaskState) else TaskState(state.upper()).value
+    return pb.TaskState.Value(_STATE_PREFIX + name)
+
+
+def progress_from_pb(p: pb.Progress) -> Progress:
+    """A Progress message as Progress."""
+    return Progress(
+        percent=p.percent,
+        message=p.message,
+        current=p.current,
+        total=p.total,
+        updated_at=timestamp_to_datetime(p.updated_at) if p.HasField("updated_at") else None,
+    )
+
+
+def task_from_pb(t: pb.Task) -> Task:
+    """A Task message as Task."""
+
+    def when(name: str) -> datetime | None:
+        return timestamp_to_datetime(getattr(t, name)) if t.HasField(name) else None  # type: ignore[arg-type]
+
+    return Task(
+        task_id=t.task_id,
+        task_type=t.task_type,
+        args=struct_to_dict(t.args),
+        state=state_from_pb(t.state),
+        progress=progress_from_pb(t.progress),
+        result=value_to_python(t.result) if t.HasField("result") else None,
+        error=TaskError(t.error.type, t.error.message, t.error.traceback) if t.HasField("error") else None,
+        submitted_at=when("submitted_at"),
+        started_at=when("started_at"),
+        ended_at=when("ended_at"),
+        time_limit=duration_to_seconds(t.time_limit) if t.HasField("time_limit") else None,
+        priority=t.priority,
+        labels=dict(t.labels),
+        attempt=t.attempt,
+    )
+
+
+def event_from_pb(e: pb.WatchProgressResponse) -> TaskEvent:
+    """A WatchProgressResponse as TaskEvent."""
+    return TaskEvent(
+        task_id=e.task_id,
+        sequence=e.sequence,
+        state=state_from_pb(e.state),
+        progress=progress_from_pb(e.progress),
+        time=timestamp_to_datetime(e.time) if e.HasField("time") else None,
+        task=task_from_pb(e.task) if e.HasField("task") else None,
+    )
+
+
+def page_from_pb(r: pb.ListTasksResponse) -> TaskPage:
+    """A ListTasksResponse as TaskPage."""
+    return TaskPage(tasks=[task_from_pb(t) for t in r.tasks], next_page_token=r.next_page_token)
+
+
+def submit_request(
+    task_type: str,
+    args: Mapping[str, Any] | None = None,
+    *,
+    task_id: str | None = None,
+    time_limit: float | None = None,
+    priority: int = 0,
+    labels: Mapping[str, str] | None = None,
+) -> pb.SubmitRequest:
+    """The SubmitRequest for these arguments; time_limit in seconds, None for the server default."""
+    req = pb.SubmitRequest(
+        task_type=task_type,
+        args=dict_to_struct(args),
+        task_id=task_id or "",
+        priority=priority,
+        labels=dict(labels or {}),
+    )
+    if time_limit is not None:
+        req.time_limit.CopyFrom(seconds_to_duration(time_limit))
+    return req
+
+
+def list_request(
+    *,
+    states: Iterable[TaskState | str] = (),
+    task_type: str = "",
+    labels: Mapping[str, str] | None = None,
+    page_size: int = 100,
+    page_token: str = "",
+) -> pb.ListTasksRequest:
+    """The ListTasksRequest for these filters; states may be TaskState or names."""
+    return pb.ListTasksRequest(
+        page_size=page_size,
+        page_token=page_token,
+        states=[state_to_pb(s) for s in states],
+        task_type=task_type,
+        labels=dict(labels or {}),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shared call plumbing
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class _Unary(Generic[R]):
+    """One unary call: stub method name, request, and how to turn the response into plain data."""
+
+    method: str
+    request: Any
+    convert: Callable[[Any], R]
+
+
+def _submit_call(task_type: str, args: Mapping[str, Any] | None, **options: Any) -> _Unary[SubmitResult]:
+    return _Unary(
+        "Submit",
+        submit_request(task_type, args, **options),
+        lambda r: SubmitResult(task=task_from_pb(r.task), created=r.created),
+    )
+
+
+def _get_call(task_id: str) -> _Unary[Task]:
+    return _Unary("GetState", pb.GetStateRequest(task_id=task_id), lambda r: task_from_pb(r.task))
+
+
+def _stop_call(task_id: str, reason: str) -> _Unary[Task]:
+    return _Unary("Stop", pb.StopRequest(task_id=task_id, reason=reason), lambda r: task_from_pb(r.task))
+
+
+def _list_call(**filters: Any) -> _Unary[TaskPage]:
+    return _Unary("ListTasks", list_request(**filters), page_from_pb)
+
+
+def resolve_address(address: str | None) -> str:
+    """The address to dial: the given one, else $TASKSERVICE_ADDR, else 127.0.0.1:50051."""
+    return address or os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS
+
+
+class _WatchCursor:
+    """The state of one watch across reconnects, shared by the sync and async clients.
+
+    It remembers the last sequence seen (to resume after it and to drop replayed events), keeps the
+    bounded reconnect budget, and decides after each failed or cut stream whether and when to retry.
+    """
+
+    def __init__(
+        self,
+        task_id: str,
+        after_sequence: int,
+        *,
+        reconnect_timeout: float,
+        timeout: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.task_id = task_id
+        self.last_sequence = after_sequence
+        self.final: TaskEvent | None = None
+        self._reconnect_timeout = reconnect_timeout
+        self._timeout = timeout
+        self._clock = clock
+        self._deadline = None if timeout is None else clock() + timeout
+        self._failing_since: float | None = None
+        self._failures = 0
+        # After OUT_OF_RANGE the fresh snapshot may carry any sequence (e.g. a restarted server).
+        self._resync = False
+
+    @property
+    def done(self) -> bool:
+        return self.final is not None
+
+    def request(self) -> pb.WatchProgressRequest:
+        return pb.WatchProgressRequest(task_id=self.task_id, after_sequence=self.last_sequence)
+
+    def call_timeout(self) -> float | None:
+        """The deadline for the next stream: what is left of the overall timeout."""
+        if self._deadline is None:
+            return None
+        left = self._deadline - self._clock()
+        if left <= 0:
+            raise self._timed_out()
+        return left
+
+    def accept(self, message: pb.WatchProgressResponse) -> TaskEvent | None:
+        """The event to yield, or None for one already seen before a reconnect."""
+        event = event_from_pb(message)
+        self._failing_since, self._failures = None, 0
+        if not self._resync and event.sequence <= self.last_sequence:
+            return None
+        self._resync = False
+        self.last_sequence = event.sequence
+        if event.state.is_terminal:
+            self.final = event
+        return event
+
+    def ended_early(self) -> Unavailable:
+        """The error for a stream that ended OK before a terminal event (retried like a lost connection)."""
+        return Unavailable(f"the watch of task {self.task_id!r} ended before the task did")
+
+    def retry_delay(self, err: TaskServiceError) -> float:
+        """Seconds to wait before the next attempt after `err`, or raise when it is not worth retrying."""
+        if self._deadline is not None and self._clock() >= self._deadline:
+            raise self._timed_out() from err
+        if isinstance(err, OutOfRange) and self.last_sequence != 0:
+            # The events after last_sequence are gone: start again from a fresh snapshot.
+            self.last_sequence, self._resync = 0, True
+            return 0.0
+        if not isinstance(err, Unavailable):
+            raise err
+        now = self._clock()
+        if self._failing_since is None:
+            self._failing_since = now
+        budget = self._failing_since + self._reconnect_timeout - now
+        if budget <= 0:
+            raise Unavailable(
+                f"{err.message} (gave up reconnecting the watch of task {self.task_id!r} "
+                f"after {self._reconnect_timeout:g}s)",
+                field_violations=err.field_violations,
+            ) from err
+        delay = min(_BACKOFF_MAX, _BACKOFF_INITIAL * 2**self._failures)
+        delay *= 1 + random.uniform(-_BACKOFF_JITTER, _BACKOFF_JITTER)
+        self._failures += 1
+        if self._deadline is not None:
+            budget = min(budget, self._deadline - now)
+        return max(0.0, min(delay, budget))
+
+    def final_task(self) -> Task | None:
+        return self.final.task if self.final is not None else None
+
+    def _timed_out(self) -> DeadlineExceeded:
+        return DeadlineExceeded(f"task {self.task_id!r} did not finish within {self._timeout:g}s")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Clients
+
+
+class TaskClient:
+    """Synchronous client. Use as a context manager, or call close().
+
+    `address` None means $TASKSERVICE_ADDR, else 127.0.0.1:50051. `timeout` is the deadline of each
+    unary call in seconds (None: no deadline). `reconnect_timeout` bounds how long watch() and wait()
+    keep reconnecting to an unreachable server.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT,
+    ) -> None:
+        self.address = resolve_address(address)
+        self.timeout = timeout
+        self.reconnect_timeout = reconnect_timeout
+        self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self._stub = pb_grpc.TaskServiceStub(self._channel)
+
+    def __enter__(self) -> TaskClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the channel; safe to call twice."""
+        self._channel.close()
+
+    def _invoke(self, call: _Unary[R]) -> R:
+        try:
+            response = getattr(self._stub, call.method)(call.request, timeout=self.timeout)
+        except grpc.RpcError as err:
+            raise error_from_rpc(err) from err
+        return call.convert(response)
+
+    def submit(
+        self,
+        task_type: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        task_id: str | None = None,
+        time_limit: float | None = None,
+        priority: int = 0,
+        labels: Mapping[str, str] | None = None,
+    ) -> SubmitResult:
+        """Queue a task. time_limit is in seconds (None: the server default)."""
+        options = {"task_id": task_id, "time_limit": time_limit, "priority": priority, "labels": labels}
+        return self._invoke(_submit_call(task_type, args, **options))
+
+    def get(self, task_id: str) -> Task:
+        """The task as it is now; TaskNotFound for an unknown id."""
+        return self._invoke(_get_call(task_id))
+
+    def stop(self, task_id: str, reason: str = "") -> Task:
+        """Revoke a pending task or ask a running one to stop; a finished task is returned unchanged."""
+        return self._invoke(_stop_call(task_id, reason))
+
+    def list(
+        self,
+        *,
+        states: Iterable[TaskState | str] = (),
+        task_type: str = "",
+        labels: Mapping[str, str] | None = None,
+        page_size: int = 100,
+        page_token: str = "",
+    ) -> TaskPage:
+        """One page of tasks, newest first, filtered by states, type and labels."""
+        filters = {"states": states, "task_type": task_type, "labels": labels}
+        return self._invoke(_list_call(**filters, page_size=page_size, page_token=page_token))
+
+    def iter_tasks(
+        self,
+        *,
+        states: Iterable[TaskState | str] = (),
+        task_type: str = "",
+        labels: Mapping[str, str] | None = None,
+        page_size: int = 100,
+    ) -> Iterator[Task]:
+        """Every task matching the filters, page after page."""
+        filters = {"states": tuple(states), "task_type": task_type, "labels": labels, "page_size": page_size}
+        token = ""
+        while True:
+            page = self.list(**filters, page_token=token)
+            yield from page.tasks
+            token = page.next_page_token
+            if not token:
+                return
+
+    def watch(
+        self, task_id: str, *, after_sequence: int = 0, timeout: float | None = None
+    ) -> Iterator[TaskEvent]:
+        """Events of a task up to and including the terminal one.
+
+        Reconnects on UNAVAILABLE (resuming after the last sequence seen) for up to reconnect_timeout
+        seconds of failure; on OUT_OF_RANGE it goes on from a fresh snapshot. `timeout` bounds the whole
+        watch (DeadlineExceeded).
+        """
+        cursor = _WatchCursor(
+            task_id, after_sequence, reconnect_timeout=self.reconnect_timeout, timeout=timeout
+        )
+        return self._follow(cursor)
+
+    def _follow(self, cursor: _WatchCursor) -> Iterator[TaskEvent]:
+        while True:
+            stream = self._stub.WatchProgress(cursor.request(), timeout=cursor.call_timeout())
+            try:
+                for message in stream:
+                    event = cursor.accept(message)
+                    if event is not None:
+                        yield event
+                    if cursor.done:
+                        return
+                error: TaskServiceError = cursor.ended_early()
+            except grpc.RpcError as err:
+                error = error_from_rpc(err)
+            finally:
+                stream.cancel()  # frees the call when the caller stops iterating early
+            time.sleep(cursor.retry_delay(error))
+
+    def wait(self, task_id: str, timeout: float | None = None) -> Task:
+        """Watch until the task ends and return it; DeadlineExceeded after `timeout` seconds."""
+        cursor = _WatchCursor(task_id, 0, reconnect_timeout=self.reconnect_timeout, timeout=timeout)
+        for _ in self._follow(cursor):
+            pass
+        return cursor.final_task() or self.get(task_id)
+
+
+class AsyncTaskClient:
+    """asyncio client on grpc.aio with the same methods as TaskClient, as coroutines.
+
+    Create it inside a running event loop; use `async with`, or await close().
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT,
+    ) -> None:
+        self.address = resolve_address(address)
+        self.timeout = timeout
+        self.reconnect_timeout = reconnect_timeout
+        self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self._stub = pb_grpc.TaskServiceStub(self._channel)
+
+    async def __aenter__(self) -> AsyncTaskClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the channel; safe to call twice."""
+        await self._channel.close()
+
+    async def _invoke(self, call: _Unary[R]) -> R:
+        try:
+            response = await getattr(self._stub, call.method)(call.request, timeout=self.timeout)
+        except grpc.RpcError as err:
+            raise error_from_rpc(err) from err
+        return call.convert(response)
+
+    async def submit(
+        self,
+        task_type: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        task_id: str | None = None,
+        time_limit: float | None = None,
+        priority: int = 0,
+        labels: Mapping[str, str] | None = None,
+    ) -> SubmitResult:
+        """Queue a task. time_limit is in seconds (None: the server default)."""
+        options = {"task_id": task_id, "time_limit": time_limit, "priority": priority, "labels": labels}
+        return await self._invoke(_submit_call(task_type, args, **options))
+
+    async def get(self, task_id: str) -> Task:
+        """The task as it is now; TaskNotFound for an unknown id."""
+        return await self._invoke(_get_call(task_id))
+
+    async def stop(self, task_id: str, reason: str = "") -> Task:
+        """Revoke a pending task or ask a running one to stop; a finished task is returned unchanged."""
+        return await self._invoke(_stop_call(task_id, reason))
+
+    async def list(
+        self,
+        *,
+        states: Iterable[TaskState | str] = (),
+        task_type: str = "",
+        labels: Mapping[str, str] | None = None,
+        page_size: int = 100,
+        page_token: str = "",
+    ) -> TaskPage:
+        """One page of tasks, newest first, filtered by states, type and labels."""
+        filters = {"states": states, "task_type": task_type, "labels": labels}
+        return await self._invoke(_list_call(**filters, page_size=page_size, page_token=page_token))
+
+    async def iter_tasks(
+        self,
+        *,
+        states: Iterable[TaskState | str] = (),
+        task_type: str = "",
+        labels: Mapping[str, str] | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[Task]:
+        """Every task matching the filters, page after page."""
+        filters = {"states": tuple(states), "task_type": task_type, "labels": labels, "page_size": page_size}
+        token = ""
+        while True:
+            page = await self.list(**filters, page_token=token)
+            for task in page.tasks:
+                yield task
+            token = page.next_page_token
+            if not token:
+                return
+
+    def watch(
+        self, task_id: str, *, after_sequence: int = 0, timeout: float | None = None
+    ) -> AsyncIterator[TaskEvent]:
+        """Events of a task up to and including the terminal one (see TaskClient.watch)."""
+        cursor = _WatchCursor(
+            task_id, after_sequence, reconnect_timeout=self.reconnect_timeout, timeout=timeout
+        )
+        return self._follow(cursor)
+
+    async def _follow(self, cursor: _WatchCursor) -> AsyncIterator[TaskEvent]:
+        while True:
+            stream = self._stub.WatchProgress(cursor.request(), timeout=cursor.call_timeout())
+            try:
+                async for message in stream:
+                    event = cursor.accept(message)
+                    if event is not None:
+                        yield event
+                    if cursor.done:
+                        return
+                error: TaskServiceError = cursor.ended_early()
+            except grpc.RpcError as err:
+                error = error_from_rpc(err)
+            finally:
+                stream.cancel()  # frees the call when the caller stops iterating early
+            await asyncio.sleep(cursor.retry_delay(error))
+
+    async def wait(self, task_id: str, timeout: float | None = None) -> Task:
+        """Watch until the task ends and return it; DeadlineExceeded after `timeout` seconds."""
+        cursor = _WatchCursor(task_id, 0, reconnect_timeout=self.reconnect_timeout, timeout=timeout)
+        async for _ in self._follow(cursor):
+            pass
+        return cursor.final_task() or await self.get(task_id)
