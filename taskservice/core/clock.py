@@ -1,0 +1,24 @@
+"""The one place the engine reads time, so tests can step it instead of sleeping."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def time(self) -> float:
+        """Wall-clock Unix seconds, for timestamps users see."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds that never go backwards, for time limits and grace periods."""
+        ...
+
+
+class SystemClock:
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()

@@ -1,0 +1,71 @@
+"""TaskContext: what a handler gets to report progress and to notice a stop."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from taskservice.core.errors import StopTask
+
+ProgressSink = Callable[[float | None, str, int | None, int | None], None]
+
+
+class TaskContext:
+    """Handed to a handler as its first argument.
+
+    A handler that reports progress is stoppable for free: progress() raises StopTask once a stop or
+    the time limit is pending. Long stretches without progress should call check_stop(), or wait with
+    sleep(), which wakes at once on a stop instead of at its end.
+    """
+
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        task_type: str,
+        attempt: int,
+        args: dict[str, Any],
+        stop_event: threading.Event,
+        report: ProgressSink,
+        deadline: float | None,
+    ) -> None:
+        self.task_id = task_id
+        self.task_type = task_type
+        self.attempt = attempt
+        self.args = args
+        # time.monotonic() value at which the time limit passes; None without a limit.
+        self.deadline = deadline
+        self._stop_event = stop_event
+        self._report = report
+
+    @property
+    def stop_requested(self) -> bool:
+        """True once a client asked to stop this task or its time limit passed."""
+        return self._stop_event.is_set()
+
+    def check_stop(self) -> None:
+        """Raise StopTask if a stop is pending; call it between units of work."""
+        if self._stop_event.is_set():
+            raise StopTask()
+
+    def progress(
+        self,
+        percent: float | None = None,
+        message: str = "",
+        *,
+        current: int | None = None,
+        total: int | None = None,
+    ) -> None:
+        """Record progress, then raise StopTask if a stop is pending.
+
+        percent is derived from current/total when not given. Cheap enough to call thousands of times
+        a second: watchers get the latest value and the store writes it at a throttled rate.
+        """
+        self._report(percent, message, current, total)
+        self.check_stop()
+
+    def sleep(self, seconds: float) -> None:
+        """Wait up to `seconds`, raising StopTask at once when a stop arrives meanwhile."""
+        if self._stop_event.wait(max(0.0, seconds)):
+            raise StopTask()

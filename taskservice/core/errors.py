@@ -1,0 +1,59 @@
+"""One exception tree for the engine. The server maps each class to a gRPC status in one place."""
+
+from __future__ import annotations
+
+
+class TaskServiceError(Exception):
+    """Base of every error a caller of the engine can act on."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class TaskNotFound(TaskServiceError):
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"no task with id {task_id!r}")
+        self.task_id = task_id
+
+
+class InvalidRequest(TaskServiceError):
+    """The request cannot be accepted as it is; field_violations point at the fields to blame."""
+
+    def __init__(self, message: str, field_violations: list[tuple[str, str]] | None = None) -> None:
+        violations = field_violations or []
+        if violations:
+            message = f"{message} ({'; '.join(f'{f}: {d}' for f, d in violations)})"
+        super().__init__(message)
+        self.field_violations = violations
+
+
+class TaskConflict(TaskServiceError):
+    """A task_id already names a task submitted with a different request."""
+
+
+class QueueFull(TaskServiceError):
+    """The queue is at --max-queue; the client should retry later."""
+
+
+class ShuttingDown(TaskServiceError):
+    """The server is draining and takes no new tasks."""
+
+
+class StoreUnavailable(TaskServiceError):
+    """The database could not write; nothing was acknowledged."""
+
+
+class SequenceOutOfRange(TaskServiceError):
+    """The events after the requested sequence are no longer kept; take a fresh snapshot."""
+
+
+class StopTask(BaseException):
+    """Raised inside a handler by TaskContext when a stop or the time limit is pending.
+
+    A BaseException so that a handler's `except Exception` does not swallow it.
+    """
+
+
+class RegistryError(Exception):
+    """A task type cannot be registered (duplicate name, handler that cannot take its args)."""

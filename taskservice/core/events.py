@@ -1,0 +1,172 @@
+"""Per-task event sequences, fan-out to watchers, replay after a reconnect.
+
+Watchers never slow a worker: publishing appends to each watcher's small buffer and never blocks on
+the consumer. A watcher that falls behind has its pending progress coalesced (latest wins) while every
+state change stays queued, so its buffer holds at most two events per state change.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable
+
+from taskservice.core.errors import SequenceOutOfRange
+from taskservice.core.models import TaskEvent
+
+# State changes a channel keeps for replay. A task has a handful (PENDING, RUNNING, STOPPING, an end,
+# and one PENDING/RUNNING pair per retry), so this bound is only reached by pathological retry counts.
+MAX_STATE_EVENTS_KEPT = 256
+# Channels of finished tasks kept so that a watcher reconnecting just after the end can still replay.
+FINISHED_CHANNELS_KEPT = 4096
+
+
+class Watcher:
+    """One consumer's buffer of events. push() runs on the publishing thread and never blocks on the reader.
+
+    `notify` is called (from the publishing thread) when the buffer turns non-empty, so an asyncio
+    consumer can wake itself with call_soon_threadsafe; a thread can use get() instead.
+    """
+
+    def __init__(self, notify: Callable[[], None] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._events: deque[TaskEvent] = deque()
+        self._notify = notify
+        self.closed = False
+        # How many progress events were replaced by a newer one before this watcher read them.
+        self.coalesced = 0
+
+    def push(self, event: TaskEvent) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            was_empty = not self._events
+            if not event.is_state_change and self._events and not self._events[-1].is_state_change:
+                self._events[-1] = event
+                self.coalesced += 1
+            else:
+                self._events.append(event)
+            self._ready.notify()
+        if was_empty and self._notify is not None:
+            self._notify()
+
+    def drain(self) -> list[TaskEvent]:
+        """All buffered events, oldest first, without waiting."""
+        with self._lock:
+            events = list(self._events)
+            self._events.clear()
+            return events
+
+    def get(self, timeout: float | None = None) -> TaskEvent | None:
+        """The next event, waiting up to `timeout` seconds; None on timeout (for threads and tests)."""
+        with self._lock:
+            if not self._events:
+                self._ready.wait(timeout)
+            return self._events.popleft() if self._events else None
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._events)
+
+
+class _Channel:
+    """The events of one task: watchers and what a reconnecting watcher may replay."""
+
+    __slots__ = ("first_sequence", "latest_progress", "state_events", "watchers")
+
+    def __init__(self, first_sequence: int) -> None:
+        # The lowest sequence this channel can vouch for: replay after N works for N >= first_sequence - 1.
+        self.first_sequence = first_sequence
+        self.state_events: deque[TaskEvent] = deque(maxlen=MAX_STATE_EVENTS_KEPT)
+        self.latest_progress: TaskEvent | None = None
+        self.watchers: set[Watcher] = set()
+
+    def replay_after(self, after_sequence: int) -> list[TaskEvent]:
+        events = [e for e in self.state_events if e.sequence > after_sequence]
+        if self.latest_progress is not None and self.latest_progress.sequence > after_sequence:
+            events.append(self.latest_progress)
+            events.sort(key=lambda e: e.sequence)
+        return events
+
+
+class EventHub:
+    """Fan-out of task events to watchers. Thread-safe; publishing never waits on a watcher."""
+
+    def __init__(self, finished_channels_kept: int = FINISHED_CHANNELS_KEPT) -> None:
+        self._lock = threading.Lock()
+        self._live: dict[str, _Channel] = {}
+        self._finished: OrderedDict[str, _Channel] = OrderedDict()
+        self._finished_kept = finished_channels_kept
+
+    def open(self, task_id: str, first_sequence: int) -> None:
+        """Start a channel for a task that becomes live (submitted, or re-queued after a restart)."""
+        with self._lock:
+            if task_id not in self._live:
+                self._live[task_id] = _Channel(first_sequence)
+
+    def publish(self, event: TaskEvent) -> None:
+        """Deliver an event to the task's watchers. Callers publish a task's events in sequence order."""
+        with self._lock:
+            channel = self._live.get(event.task_id)
+            if channel is None:
+                return
+            if event.is_state_change:
+                channel.state_events.append(event)
+            else:
+                channel.latest_progress = event
+            watchers = list(channel.watchers)
+            if event.is_terminal:
+                channel.watchers.clear()
+                del self._live[event.task_id]
+                self._finished[event.task_id] = channel
+                while len(self._finished) > self._finished_kept:
+                    self._finished.popitem(last=False)
+        for watcher in watchers:
+            watcher.push(event)
+
+    def subscribe(self, task_id: str, watcher: Watcher, after_sequence: int) -> list[TaskEvent] | None:
+        """Attach a watcher; return the events after `after_sequence` it missed.
+
+        Returns None when the hub has no channel for the task (finished long ago, or unknown): the caller
+        falls back to the stored task. Raises SequenceOutOfRange when the events are no longer kept.
+        With after_sequence=0 nothing is replayed: the caller sends a snapshot first.
+        """
+        with self._lock:
+            channel = self._live.get(task_id)
+            finished = channel is None
+            if finished:
+                channel = self._finished.get(task_id)
+                if channel is None:
+                    return None
+            replay = channel.replay_after(after_sequence) if after_sequence else []
+            if after_sequence and after_sequence < channel.first_sequence - 1:
+                raise SequenceOutOfRange(
+                    f"events after sequence {after_sequence} of task {task_id!r} are no longer kept "
+                    f"(oldest kept: {channel.first_sequence}); watch again from 0 for a fresh snapshot"
+                )
+            if not finished:
+                channel.watchers.add(watcher)
+        for event in replay:
+            watcher.push(event)
+        return replay
+
+    def unsubscribe(self, task_id: str, watcher: Watcher) -> None:
+        with self._lock:
+            channel = self._live.get(task_id)
+            if channel is not None:
+                channel.watchers.discard(watcher)
+        with watcher._lock:
+            watcher.closed = True
+
+    def close_all(self) -> list[Watcher]:
+        """Detach every watcher (server shutdown); returns them so the caller can end their streams."""
+        with self._lock:
+            watchers = [w for channel in self._live.values() for w in channel.watchers]
+            for channel in self._live.values():
+                channel.watchers.clear()
+        return watchers
+
+    def watcher_count(self) -> int:
+        with self._lock:
+            return sum(len(channel.watchers) for channel in self._live.values())

@@ -1,0 +1,767 @@
+"""WorkerManager: bounded worker threads, a priority queue, time limits, stop, drain.
+
+Locking: one lock (`_lock`) guards every live task, the queue and the runs. Events of a task are
+published under it, so watchers see them in sequence order. Writes go to the StoreWriter (group
+commit); nothing waits for the disk while holding the lock.
+
+Durability rules:
+- Submit answers after its row is committed.
+- A worker starts the handler only after RUNNING is committed (so a crash makes the task LOST, not
+  silently re-run).
+- A terminal state is published to watchers and readers only after it is committed, so nobody sees an
+  end that a crash could undo.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskservice.core.clock import Clock, SystemClock
+from taskservice.core.context import TaskContext
+from taskservice.core.errors import (
+    InvalidRequest,
+    QueueFull,
+    SequenceOutOfRange,
+    ShuttingDown,
+    StoreUnavailable,
+    TaskConflict,
+    TaskNotFound,
+)
+from taskservice.core.events import EventHub, Watcher
+from taskservice.core.execution import Outcome, run_handler
+from taskservice.core.models import (
+    ErrorType,
+    Progress,
+    SubmitOutcome,
+    Task,
+    TaskError,
+    TaskEvent,
+    TaskFilter,
+    TaskPage,
+    TaskState,
+)
+from taskservice.core.registry import TaskRegistry, check_json_args
+from taskservice.core.store.base import InsertTask, SaveProgress, SaveTask, TaskStore, Write
+from taskservice.core.store.writer import StoreWriter
+from taskservice.core.validation import (
+    MAX_STOP_REASON,
+    check_labels,
+    check_task_id,
+    check_time_limit,
+    new_task_id,
+    request_digest,
+)
+
+log = logging.getLogger(__name__)
+
+# Event sequences of tasks recovered after a restart jump by this much, so they stay above any
+# sequence a watcher saw before the crash (progress is persisted at a throttled rate).
+RESTART_SEQUENCE_GAP = 1 << 20
+# Progress messages longer than this are cut; they go to every watcher.
+MAX_PROGRESS_MESSAGE = 1024
+# How long to wait between tries when the disk refuses a terminal state.
+FINAL_WRITE_RETRY_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerConfig:
+    """Tunables; each is a server flag and a TASKSERVICE_* environment variable."""
+
+    workers: int = 4
+    max_queue: int = 100_000
+    # Seconds; None means tasks without their own limit run unbounded.
+    default_time_limit: float | None = None
+    # Seconds a handler gets to return after a stop or its time limit before it is abandoned.
+    stop_grace: float = 5.0
+
+
+@dataclass(eq=False, slots=True)
+class _Worker:
+    name: str
+    # Set when its handler was abandoned: the thread ends as soon as the handler returns.
+    retired: bool = False
+    thread: threading.Thread | None = None
+
+
+@dataclass(eq=False, slots=True)
+class _Run:
+    """One execution of a task by a worker."""
+
+    task: Task
+    worker: _Worker
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    # Monotonic time at which the time limit passes.
+    deadline: float | None = None
+    # Monotonic time after which a handler that has not returned is abandoned.
+    grace_deadline: float | None = None
+    stop_state: TaskState | None = None
+    stop_error: TaskError | None = None
+    finalized: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerStats:
+    workers: int
+    busy_workers: int
+    abandoned_handlers: int
+    queued: int
+    live: int
+    watchers: int
+    store_commits: int
+
+
+class WorkerManager:
+    """Runs tasks from a durable store on a fixed number of worker threads."""
+
+    def __init__(
+        self,
+        store: TaskStore,
+        registry: TaskRegistry,
+        *,
+        config: ManagerConfig | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config or ManagerConfig()
+        if self.config.workers < 1:
+            raise ValueError("workers must be at least 1")
+        self._store = store
+        self._registry = registry
+        self._clock = clock or SystemClock()
+        self.events = EventHub()
+        self._lock = threading.Lock()
+        self._work_available = threading.Condition(self._lock)
+        self._watchdog_wake = threading.Condition(self._lock)
+        self._idle = threading.Condition(self._lock)
+        self._live: dict[str, Task] = {}
+        # Accepted but not committed yet: a retried Submit with the same id joins the first.
+        self._submitting: dict[str, tuple[Task, Future[SubmitOutcome]]] = {}
+        self._revoking: set[str] = set()
+        self._queue: list[tuple[int, int, str]] = []
+        self._queued = 0
+        self._runs: dict[str, _Run] = {}
+        self._workers: list[_Worker] = []
+        self._dirty_progress: dict[str, Task] = {}
+        self._next_seq = 1
+        self._accepting = False
+        self._dispatching = False
+        self._discard_outcomes = False
+        self._closed = False
+        self._writer: StoreWriter | None = None
+        self._watchdog: threading.Thread | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Recover what the last run left, then start the writer, the workers and the watchdog."""
+        self._recover()
+        self._writer = StoreWriter(self._store, progress_source=self._collect_progress)
+        with self._lock:
+            self._accepting = True
+            self._dispatching = True
+            for _ in range(self.config.workers):
+                self._spawn_worker()
+        self._watchdog = threading.Thread(
+            target=self._watchdog_loop, name="taskservice-watchdog", daemon=True
+        )
+        self._watchdog.start()
+
+    def _recover(self) -> None:
+        now = self._clock.time()
+        unfinished = self._store.load_unfinished()
+        self._next_seq = self._store.max_seq() + 1
+        writes: list[Write] = []
+        requeued: list[Task] = []
+        for task in unfinished:
+            task.sequence += RESTART_SEQUENCE_GAP
+            if task.state is not TaskState.PENDING:
+                task_type = self._registry.get(task.task_type)
+                if task_type is not None and task_type.rerun_on_restart:
+                    task.state = TaskState.PENDING
+                else:
+                    task.state = TaskState.LOST
+                    task.ended_at = now
+                    task.error = TaskError(
+                        ErrorType.SERVER_RESTARTED,
+                        f"the server stopped while attempt {task.attempt} of this task was running, "
+                        f"and task type {task.task_type!r} is not re-run after a crash",
+                    )
+            writes.append(SaveTask(task.copy()))
+            if task.state is TaskState.PENDING:
+                requeued.append(task)
+        self._store.apply(writes)
+        with self._lock:
+            for task in requeued:
+                self._make_live(task)
+        lost = len(unfinished) - len(requeued)
+        if unfinished:
+            log.info("recovered %d queued tasks; %d that were running are LOST", len(requeued), lost)
+
+    def begin_shutdown(self) -> None:
+        """Refuse new Submits and start no more tasks; running ones go on. Safe to call twice."""
+        with self._lock:
+            self._accepting = False
+            self._dispatching = False
+            self._work_available.notify_all()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for running tasks to end; True when none is left."""
+        deadline = self._clock.monotonic() + timeout
+        with self._lock:
+            while self._active_runs():
+                remaining = deadline - self._clock.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(min(remaining, 0.5))
+            return True
+
+    def close(self, drain_timeout: float = 0.0) -> None:
+        """Ordered, bounded shutdown: stop accepting, drain, stop what is left, flush the store.
+
+        Tasks still running after the drain keep RUNNING in the store, so the next start treats them
+        as after a crash. Safe to call twice. Does not close the store: its owner does.
+        """
+        self.begin_shutdown()
+        if drain_timeout > 0:
+            self.drain(drain_timeout)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._discard_outcomes = True
+            for run in self._runs.values():
+                run.stop_event.set()
+            workers = list(self._workers)
+            self._work_available.notify_all()
+            self._watchdog_wake.notify_all()
+        for worker in workers:
+            if worker.thread is not None and worker.thread is not threading.current_thread():
+                worker.thread.join(timeout=1.0)
+        if self._watchdog is not None:
+            self._watchdog.join(timeout=1.0)
+        if self._writer is not None:
+            self._writer.close()
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    # ----------------------------------------------------------------- submit
+
+    def submit(
+        self,
+        task_type: str,
+        args: dict[str, Any] | None = None,
+        *,
+        task_id: str | None = None,
+        time_limit: float | None = None,
+        priority: int = 0,
+        labels: dict[str, str] | None = None,
+    ) -> SubmitOutcome:
+        """Queue a task and wait until it is durable. See submit_async()."""
+        return self.submit_async(
+            task_type, args, task_id=task_id, time_limit=time_limit, priority=priority, labels=labels
+        ).result()
+
+    def submit_async(
+        self,
+        task_type: str,
+        args: dict[str, Any] | None = None,
+        *,
+        task_id: str | None = None,
+        time_limit: float | None = None,
+        priority: int = 0,
+        labels: dict[str, str] | None = None,
+    ) -> Future[SubmitOutcome]:
+        """Validate and queue a task; the Future resolves once it is durable.
+
+        Raises at once (nothing stored) for requests that cannot be accepted: InvalidRequest,
+        TaskConflict, QueueFull, ShuttingDown.
+        """
+        args = {} if args is None else args
+        labels = {} if labels is None else labels
+        kind = self._registry.require(task_type)
+        check_json_args(args)
+        normalised = kind.validate_args(args)
+        if task_id:
+            check_task_id(task_id)
+        check_time_limit(time_limit)
+        check_labels(labels)
+        if not -(2**31) <= priority < 2**31:
+            raise InvalidRequest("priority out of range", [("priority", "must fit a 32-bit signed integer")])
+        digest = request_digest(task_type, normalised, time_limit, priority, labels)
+        outer: Future[SubmitOutcome] = Future()
+        with self._lock:
+            if not self._accepting:
+                raise ShuttingDown(
+                    "the server is shutting down and takes no new tasks; retry on another instance"
+                )
+            if task_id:
+                existing = self._existing_submission(task_id, digest)
+                if existing is not None:
+                    return existing
+            else:
+                task_id = new_task_id()
+            if self._queued + len(self._submitting) >= self.config.max_queue:
+                raise QueueFull(
+                    f"the queue holds {self._queued} tasks, its limit (--max-queue {self.config.max_queue}); "
+                    "retry later"
+                )
+            task = Task(
+                task_id=task_id,
+                task_type=task_type,
+                args=normalised,
+                state=TaskState.PENDING,
+                submitted_at=self._clock.time(),
+                priority=priority,
+                labels=dict(labels),
+                time_limit=time_limit if time_limit is not None else self.config.default_time_limit,
+                seq=self._next_seq,
+                sequence=1,
+                request_digest=digest,
+            )
+            self._next_seq += 1
+            self._submitting[task_id] = (task, outer)
+            commit = self._write(InsertTask(task.copy()))
+        commit.add_done_callback(lambda done: self._on_inserted(task, done, outer))
+        return outer
+
+    def _existing_submission(self, task_id: str, digest: str) -> Future[SubmitOutcome] | None:
+        """For a client-chosen id already in use: the earlier task if the request matches. Holds _lock."""
+        in_flight = self._submitting.get(task_id)
+        if in_flight is not None:
+            existing_task, first = in_flight
+            self._check_same_request(existing_task, digest)
+            joined: Future[SubmitOutcome] = Future()
+
+            def join(done: Future[SubmitOutcome]) -> None:
+                if done.exception() is not None:
+                    joined.set_exception(done.exception())  # type: ignore[arg-type]
+                else:
+                    joined.set_result(SubmitOutcome(done.result().task, created=False))
+
+            first.add_done_callback(join)
+            return joined
+        existing = self._live.get(task_id)
+        if existing is not None:
+            existing = existing.copy()
+        else:
+            existing = self._store.get(task_id)
+        if existing is None:
+            return None
+        self._check_same_request(existing, digest)
+        done: Future[SubmitOutcome] = Future()
+        done.set_result(SubmitOutcome(existing, created=False))
+        return done
+
+    @staticmethod
+    def _check_same_request(existing: Task, digest: str) -> None:
+        if existing.request_digest != digest:
+            raise TaskConflict(
+                f"task id {existing.task_id!r} is taken by a {existing.task_type!r} task submitted with a "
+                "different request; choose another id, or send exactly the same request to get that task"
+            )
+
+    def _on_inserted(self, task: Task, commit: Future[None], outer: Future[SubmitOutcome]) -> None:
+        error = commit.exception()
+        with self._lock:
+            self._submitting.pop(task.task_id, None)
+            if error is None:
+                self._make_live(task)
+                outcome = SubmitOutcome(task.copy(), created=True)
+        if error is not None:
+            outer.set_exception(error)
+        else:
+            outer.set_result(outcome)
+
+    def _make_live(self, task: Task) -> None:
+        """Queue a PENDING task. Holds _lock (or runs before the workers start)."""
+        self._live[task.task_id] = task
+        self.events.open(task.task_id, first_sequence=task.sequence + 1)
+        heapq.heappush(self._queue, (-task.priority, task.seq, task.task_id))
+        self._queued += 1
+        self._work_available.notify()
+
+    # ----------------------------------------------------------------- read
+
+    def get(self, task_id: str) -> Task:
+        with self._lock:
+            live = self._live.get(task_id)
+            if live is not None:
+                return live.copy()
+        stored = self._store.get(task_id)
+        if stored is None:
+            raise TaskNotFound(task_id)
+        return stored
+
+    def list(self, task_filter: TaskFilter, *, page_size: int, before_seq: int | None) -> TaskPage:
+        """A page of tasks, newest first; live tasks show their in-memory state and progress."""
+        found = self._store.list(task_filter, before_seq=before_seq, limit=page_size + 1)
+        more = len(found) > page_size
+        found = found[:page_size]
+        with self._lock:
+            for index, task in enumerate(found):
+                live = self._live.get(task.task_id)
+                if live is not None:
+                    found[index] = live.copy()
+        next_before = found[-1].seq if more and found else None
+        tasks = [t for t in found if not task_filter.states or t.state in task_filter.states]
+        return TaskPage(tasks, next_before)
+
+    # ----------------------------------------------------------------- watch
+
+    def watch(self, task_id: str, watcher: Watcher, after_sequence: int = 0) -> None:
+        """Attach a watcher. With after_sequence=0 it first gets a snapshot event of the task as it is now,
+        then every later event; otherwise the events after that sequence. A watcher of a finished task
+        gets its terminal snapshot. Raises TaskNotFound or SequenceOutOfRange.
+        """
+        with self._lock:
+            live = self._live.get(task_id)
+            if live is not None:
+                if after_sequence > live.sequence:
+                    raise SequenceOutOfRange(
+                        f"after_sequence {after_sequence} is ahead of task {task_id!r}'s latest event "
+                        f"({live.sequence}); watch again from 0"
+                    )
+                if after_sequence == 0:
+                    watcher.push(self._snapshot(live))
+                self.events.subscribe(task_id, watcher, after_sequence)
+                return
+        stored = self._store.get(task_id)
+        if stored is None:
+            raise TaskNotFound(task_id)
+        if after_sequence == 0:
+            watcher.push(self._snapshot(stored))
+            return
+        replay = self.events.subscribe(task_id, watcher, after_sequence)
+        if not replay:
+            raise SequenceOutOfRange(
+                f"task {task_id!r} ended at sequence {stored.sequence} and no events after {after_sequence} "
+                "are kept; watch again from 0 for its final state"
+            )
+
+    def unwatch(self, task_id: str, watcher: Watcher) -> None:
+        self.events.unsubscribe(task_id, watcher)
+
+    def _snapshot(self, task: Task) -> TaskEvent:
+        return TaskEvent(
+            task.task_id, task.sequence, task.state, task.progress, self._clock.time(), task.copy()
+        )
+
+    # ----------------------------------------------------------------- stop
+
+    def stop(self, task_id: str, reason: str = "") -> Task:
+        """Stop a task and wait until a PENDING one is durably REVOKED. See stop_async()."""
+        return self.stop_async(task_id, reason).result()
+
+    def stop_async(self, task_id: str, reason: str = "") -> Future[Task]:
+        """PENDING -> REVOKED (never runs); RUNNING -> STOPPING, REVOKED when the handler ends;
+        finished: unchanged. The Future resolves to the task as it is after the request.
+        """
+        reason = reason[:MAX_STOP_REASON]
+        why = f"stopped by a client: {reason}" if reason else "stopped by a client"
+        result: Future[Task] = Future()
+        with self._lock:
+            task = self._live.get(task_id)
+            if task is None:
+                pass
+            elif task.state is TaskState.PENDING and task_id not in self._revoking:
+                self._revoking.add(task_id)
+                self._queued -= 1
+                final = self._final_copy(task, TaskState.REVOKED, error=TaskError(ErrorType.REVOKED, why))
+                commit = self._write(SaveTask(final))
+            elif task.state is TaskState.RUNNING:
+                self._request_stop(self._runs[task_id], TaskState.REVOKED, TaskError(ErrorType.REVOKED, why))
+                result.set_result(task.copy())
+                return result
+            else:
+                result.set_result(task.copy())
+                return result
+        if task is None:
+            stored = self._store.get(task_id)
+            if stored is None:
+                raise TaskNotFound(task_id)
+            result.set_result(stored)
+            return result
+
+        def revoked(done: Future[None]) -> None:
+            error = done.exception()
+            with self._lock:
+                self._revoking.discard(task_id)
+                if error is None:
+                    self._publish_final(final)
+                else:
+                    # Still PENDING: put it back in the queue, it will run after all.
+                    self._queued += 1
+                    heapq.heappush(self._queue, (-final.priority, final.seq, task_id))
+                    self._work_available.notify()
+            if error is None:
+                result.set_result(final.copy())
+            else:
+                result.set_exception(error)
+
+        commit.add_done_callback(revoked)
+        return result
+
+    def _request_stop(self, run: _Run, state: TaskState, error: TaskError) -> None:
+        """Ask a running handler to stop; the watchdog abandons it after the grace. Holds _lock."""
+        if run.finalized or run.stop_event.is_set():
+            return
+        run.stop_state = state
+        run.stop_error = error
+        run.stop_event.set()
+        run.grace_deadline = self._clock.monotonic() + self.config.stop_grace
+        self._change_state(run.task, TaskState.STOPPING)
+        self._write(SaveTask(run.task.copy()))
+        self._watchdog_wake.notify()
+
+    # ----------------------------------------------------------------- workers
+
+    def _spawn_worker(self) -> None:
+        """Start one worker thread. Holds _lock."""
+        worker = _Worker(name=f"taskservice-worker-{len(self._workers) + 1}")
+        worker.thread = threading.Thread(
+            target=self._worker_loop, args=(worker,), name=worker.name, daemon=True
+        )
+        self._workers.append(worker)
+        worker.thread.start()
+
+    def _worker_loop(self, worker: _Worker) -> None:
+        while True:
+            with self._lock:
+                run = self._next_run(worker)
+                if run is None:
+                    return
+                commit = self._write(SaveTask(run.task.copy()))
+            try:
+                commit.result()
+            except StoreUnavailable as exc:
+                # Run anyway: refusing work because the disk is full helps nobody. A crash now would
+                # re-queue the task instead of marking it LOST.
+                log.warning("task %s starts without a durable RUNNING state: %s", run.task.task_id, exc)
+            self._finish(run, self._execute(run))
+            if worker.retired:
+                return
+
+    def _next_run(self, worker: _Worker) -> _Run | None:
+        """Wait for the next queued task and mark it RUNNING; None when the worker should end. Holds _lock."""
+        while True:
+            while not (self._queue and self._dispatching) and not worker.retired and not self._closed:
+                self._work_available.wait()
+            if worker.retired or self._closed or not self._dispatching:
+                return None
+            _, _, task_id = heapq.heappop(self._queue)
+            task = self._live.get(task_id)
+            if task is None or task.state is not TaskState.PENDING or task_id in self._revoking:
+                continue  # revoked while queued
+            self._queued -= 1
+            run = _Run(task=task, worker=worker)
+            task.attempt += 1
+            task.started_at = self._clock.time()
+            task.progress = Progress()
+            if task.time_limit is not None:
+                run.deadline = self._clock.monotonic() + task.time_limit
+                self._watchdog_wake.notify()
+            self._runs[task_id] = run
+            self._change_state(task, TaskState.RUNNING)
+            return run
+
+    def _execute(self, run: _Run) -> Outcome:
+        task = run.task
+        kind = self._registry.get(task.task_type)
+        if kind is None:
+            return Outcome(
+                TaskState.FAILURE,
+                error=TaskError(
+                    ErrorType.UNKNOWN_TASK_TYPE,
+                    f"task type {task.task_type!r} is not registered on this server (load it with --tasks)",
+                ),
+            )
+        ctx = TaskContext(
+            task_id=task.task_id,
+            task_type=task.task_type,
+            attempt=task.attempt,
+            args=dict(task.args),
+            stop_event=run.stop_event,
+            report=lambda percent, message, current, total: self._report_progress(
+                run, percent, message, current, total
+            ),
+            deadline=run.deadline,
+        )
+        return run_handler(kind, ctx, task.args)
+
+    def _finish(self, run: _Run, outcome: Outcome) -> None:
+        """Record how a handler ended, unless the watchdog already gave up on it."""
+        with self._lock:
+            if run.finalized or self._discard_outcomes:
+                return
+            if outcome.state is None or run.stop_event.is_set():
+                state = run.stop_state or TaskState.REVOKED
+                error = run.stop_error or TaskError(ErrorType.REVOKED, "stopped")
+                final = self._final_copy(run.task, state, error=error)
+            else:
+                final = self._final_copy(run.task, outcome.state, result=outcome.result, error=outcome.error)
+            run.finalized = True
+        self._persist_final(final)
+
+    def _abandon(self, run: _Run) -> None:
+        """The handler ignored a stop past the grace: end the task without it and replace its worker."""
+        with self._lock:
+            if run.finalized or self._discard_outcomes:
+                return
+            run.finalized = True
+            run.worker.retired = True
+            self._spawn_worker()
+            state = run.stop_state or TaskState.REVOKED
+            base = run.stop_error.message if run.stop_error else "stopped"
+            error = TaskError(
+                run.stop_error.type if run.stop_error else ErrorType.REVOKED,
+                f"{base}; the handler did not return within the {self.config.stop_grace:g} s stop grace "
+                "and was abandoned (its late result is discarded)",
+            )
+            final = self._final_copy(run.task, state, error=error)
+        log.warning("task %s: handler ignored the stop and was abandoned", run.task.task_id)
+        self._persist_final(final)
+
+    def _persist_final(self, final: Task) -> None:
+        """Commit a terminal state, then show it. Retries while the disk refuses it."""
+        while True:
+            try:
+                self._write(SaveTask(final)).result()
+                break
+            except StoreUnavailable as exc:
+                if self._discard_outcomes:
+                    return
+                log.error("task %s: cannot record %s yet: %s", final.task_id, final.state.value, exc)
+                threading.Event().wait(FINAL_WRITE_RETRY_SECONDS)
+        with self._lock:
+            self._publish_final(final)
+
+    def _publish_final(self, final: Task) -> None:
+        """Replace the live task with its committed terminal copy and tell watchers. Holds _lock."""
+        self._live.pop(final.task_id, None)
+        self._runs.pop(final.task_id, None)
+        self._dirty_progress.pop(final.task_id, None)
+        self.events.publish(self._snapshot(final))
+        self._idle.notify_all()
+        log.info(
+            "task %s (%s) %s%s",
+            final.task_id,
+            final.task_type,
+            final.state.value,
+            f": {final.error.type}" if final.error else "",
+        )
+
+    def _final_copy(
+        self, task: Task, state: TaskState, *, result: Any = None, error: TaskError | None = None
+    ) -> Task:
+        final = task.copy()
+        final.state = state
+        final.result = result
+        final.error = error
+        final.ended_at = self._clock.time()
+        final.sequence = task.sequence + 1
+        return final
+
+    def _active_runs(self) -> int:
+        return sum(1 for run in self._runs.values() if not run.finalized)
+
+    # ----------------------------------------------------------------- progress and events
+
+    def _report_progress(
+        self, run: _Run, percent: float | None, message: str, current: int | None, total: int | None
+    ) -> None:
+        if percent is None:
+            percent = 100.0 * current / total if current is not None and total else run.task.progress.percent
+        if not isinstance(percent, int | float) or not math.isfinite(percent):
+            raise ValueError(f"progress percent must be a finite number, got {percent!r}")
+        progress = Progress(
+            percent=min(100.0, max(0.0, float(percent))),
+            message=str(message)[:MAX_PROGRESS_MESSAGE],
+            current=int(current or 0),
+            total=int(total or 0),
+            updated_at=self._clock.time(),
+        )
+        with self._lock:
+            task = run.task
+            if run.finalized:
+                return
+            task.progress = progress
+            task.sequence += 1
+            self._dirty_progress[task.task_id] = task
+            self.events.publish(
+                TaskEvent(task.task_id, task.sequence, task.state, progress, progress.updated_at or 0.0)
+            )
+
+    def _change_state(self, task: Task, state: TaskState) -> None:
+        """A non-terminal state change: applied and published at once. Holds _lock."""
+        task.state = state
+        task.sequence += 1
+        self.events.publish(self._snapshot(task))
+
+    def _collect_progress(self) -> list[Write]:
+        """Called by the writer once per flush interval: the latest progress of every task that moved."""
+        with self._lock:
+            dirty, self._dirty_progress = self._dirty_progress, {}
+            return [SaveProgress(t.task_id, t.progress, t.sequence) for t in dirty.values()]
+
+    def _write(self, *writes: Write) -> Future[None]:
+        if self._writer is None:
+            raise RuntimeError("the manager is not started")
+        return self._writer.write(*writes)
+
+    # ----------------------------------------------------------------- time limits
+
+    def _watchdog_loop(self) -> None:
+        while True:
+            expired_limits: list[_Run] = []
+            expired_graces: list[_Run] = []
+            with self._lock:
+                if self._closed:
+                    return
+                now = self._clock.monotonic()
+                next_wake: float | None = None
+                for run in self._runs.values():
+                    if run.finalized:
+                        continue
+                    due = run.grace_deadline if run.grace_deadline is not None else run.deadline
+                    if due is None:
+                        continue
+                    if now >= due:
+                        (expired_graces if run.grace_deadline is not None else expired_limits).append(run)
+                    else:
+                        next_wake = due if next_wake is None else min(next_wake, due)
+                for run in expired_limits:
+                    limit = run.task.time_limit or 0.0
+                    self._request_stop(
+                        run,
+                        TaskState.TIMED_OUT,
+                        TaskError(ErrorType.TIME_LIMIT_EXCEEDED, f"time limit of {limit:g} s passed"),
+                    )
+                if not expired_graces:
+                    self._watchdog_wake.wait(None if next_wake is None else max(0.0, next_wake - now))
+                    continue
+            for run in expired_graces:
+                self._abandon(run)
+
+    # ----------------------------------------------------------------- introspection
+
+    def stats(self) -> ManagerStats:
+        with self._lock:
+            busy = self._active_runs()
+            return ManagerStats(
+                workers=sum(1 for w in self._workers if not w.retired),
+                busy_workers=busy,
+                abandoned_handlers=sum(
+                    1 for w in self._workers if w.retired and w.thread and w.thread.is_alive()
+                ),
+                queued=self._queued,
+                live=len(self._live),
+                watchers=self.events.watcher_count(),
+                store_commits=self._writer.commits if self._writer else 0,
+            )

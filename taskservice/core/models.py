@@ -1,0 +1,151 @@
+"""The domain model: tasks, their states, progress and errors, as plain dataclasses."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class TaskState(enum.Enum):
+    """Where a task is in its lifecycle (CONTRACT.md, TaskState)."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    STOPPING = "STOPPING"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    REVOKED = "REVOKED"
+    TIMED_OUT = "TIMED_OUT"
+    LOST = "LOST"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset(
+    {TaskState.SUCCESS, TaskState.FAILURE, TaskState.REVOKED, TaskState.TIMED_OUT, TaskState.LOST}
+)
+
+# The transitions CONTRACT.md allows; anything else is a bug in the engine.
+ALLOWED_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    TaskState.PENDING: frozenset({TaskState.RUNNING, TaskState.REVOKED}),
+    TaskState.RUNNING: frozenset(
+        {
+            TaskState.STOPPING,
+            TaskState.SUCCESS,
+            TaskState.FAILURE,
+            TaskState.REVOKED,
+            TaskState.TIMED_OUT,
+            TaskState.LOST,
+            TaskState.PENDING,  # re-queued after a crash when its type allows a re-run
+        }
+    ),
+    TaskState.STOPPING: frozenset(
+        {TaskState.REVOKED, TaskState.TIMED_OUT, TaskState.LOST, TaskState.PENDING}
+    ),
+}
+
+
+class ErrorType:
+    """Reason codes used as TaskError.type when no exception class names the cause."""
+
+    TIME_LIMIT_EXCEEDED = "TimeLimitExceeded"
+    REVOKED = "Revoked"
+    SERVER_RESTARTED = "ServerRestarted"
+    UNKNOWN_TASK_TYPE = "UnknownTaskType"
+    RESULT_NOT_JSON = "ResultNotJSON"
+
+
+@dataclass(slots=True)
+class Progress:
+    """What a handler last reported. percent is 0-100; current/total count units such as bytes."""
+
+    percent: float = 0.0
+    message: str = ""
+    current: int = 0
+    total: int = 0
+    updated_at: float | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class TaskError:
+    type: str
+    message: str
+    traceback: str = ""
+
+
+@dataclass(slots=True)
+class Task:
+    """One submitted task. Times are Unix seconds (float); None until they happen."""
+
+    task_id: str
+    task_type: str
+    args: dict[str, Any]
+    state: TaskState
+    submitted_at: float
+    priority: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+    time_limit: float | None = None
+    progress: Progress = field(default_factory=Progress)
+    result: Any = None
+    error: TaskError | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    attempt: int = 0
+    # Submission order: FIFO within a priority, newest-first listing, re-queue order after a restart.
+    seq: int = 0
+    # Sequence number of the task's latest event (WatchProgress).
+    sequence: int = 0
+    # Fingerprint of the Submit request, so a retried Submit with the same task_id can be recognised.
+    request_digest: str = ""
+
+    def copy(self) -> Task:
+        """A snapshot that later changes to this task do not reach."""
+        return dataclasses.replace(
+            self, progress=dataclasses.replace(self.progress), labels=dict(self.labels)
+        )
+
+
+@dataclass(slots=True, frozen=True)
+class TaskEvent:
+    """One WatchProgress event: a state change (task is set) or a progress update (task is None)."""
+
+    task_id: str
+    sequence: int
+    state: TaskState
+    progress: Progress
+    time: float
+    task: Task | None = None
+
+    @property
+    def is_state_change(self) -> bool:
+        return self.task is not None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state.is_terminal and self.task is not None
+
+
+@dataclass(slots=True, frozen=True)
+class SubmitOutcome:
+    task: Task
+    created: bool
+
+
+@dataclass(slots=True, frozen=True)
+class TaskFilter:
+    """ListTasks filters; empty means no filter."""
+
+    states: frozenset[TaskState] = frozenset()
+    task_type: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(slots=True, frozen=True)
+class TaskPage:
+    tasks: list[Task]
+    # seq to continue below, or None on the last page.
+    next_before_seq: int | None

@@ -1,0 +1,288 @@
+"""Task types: a name, a handler, and the handler's signature as the schema of its args.
+
+A handler is a function taking a TaskContext first and keyword args after it:
+
+    @task("resize")
+    def resize(ctx: TaskContext, *, width: int, height: int = 0, name: str = "") -> dict: ...
+
+Submit checks args against the signature (missing, unknown, wrong JSON type) before anything is stored.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import types
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Union
+
+from taskservice.core.errors import InvalidRequest, RegistryError
+
+Handler = Callable[..., Any]
+
+# Args travel as a google.protobuf.Struct: numbers are doubles, so integers are exact only up to 2**53.
+MAX_SAFE_INTEGER = 2**53
+# Bigger args belong in a file under the data root, not in the task record.
+MAX_ARGS_BYTES = 1024 * 1024
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+    annotation: Any
+    required: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TaskType:
+    """A registered task type."""
+
+    name: str
+    handler: Handler
+    params: tuple[Param, ...]
+    accepts_extra: bool
+    # Safe to run again from the start when the server died while it ran (else it becomes LOST).
+    rerun_on_restart: bool = False
+    description: str = ""
+
+    def validate_args(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Return args with numbers normalised to the handler's types, or raise InvalidRequest."""
+        violations: list[tuple[str, str]] = []
+        known = {p.name: p for p in self.params}
+        normalised: dict[str, Any] = {}
+        for name, value in args.items():
+            param = known.get(name)
+            if param is None:
+                if self.accepts_extra:
+                    normalised[name] = value
+                else:
+                    expected = ", ".join(sorted(known)) or "none"
+                    violations.append(
+                        (f"args.{name}", f"unknown argument (arguments of {self.name!r}: {expected})")
+                    )
+                continue
+            try:
+                normalised[name] = coerce(value, param.annotation)
+            except TypeError as exc:
+                violations.append((f"args.{name}", str(exc)))
+        for param in self.params:
+            if param.required and param.name not in args:
+                violations.append((f"args.{param.name}", "required argument is missing"))
+        if violations:
+            raise InvalidRequest(f"args do not fit task type {self.name!r}", violations)
+        return normalised
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"boolean {json.dumps(value)}"
+    if isinstance(value, int | float):
+        return f"number {value!r}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"string {shown!r}"
+    if value is None:
+        return "null"
+    return {list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def coerce(value: Any, annotation: Any) -> Any:
+    """Check one JSON value against a type annotation; raise TypeError with a readable reason."""
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        return value
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        reasons = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return coerce(value, option)
+            except TypeError as exc:
+                reasons.append(str(exc))
+        raise TypeError(" or ".join(reasons) if reasons else f"expected null, got {_describe(value)}")
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError(f"expected a boolean, got {_describe(value)}")
+    if annotation is int:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value) or value != int(value):
+                raise TypeError(f"expected an integer, got {_describe(value)}")
+            if abs(value) > MAX_SAFE_INTEGER:
+                raise TypeError(f"integer {value!r} is beyond ±2**53, the exact range of a JSON number")
+            return int(value)
+        raise TypeError(f"expected an integer, got {_describe(value)}")
+    if annotation is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise TypeError(f"expected a finite number, got {_describe(value)}")
+            return float(value)
+        raise TypeError(f"expected a number, got {_describe(value)}")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise TypeError(f"expected a string, got {_describe(value)}")
+    if annotation is list or origin is list:
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list, got {_describe(value)}")
+        (item_type,) = typing.get_args(annotation) or (Any,)
+        items = []
+        for index, item in enumerate(value):
+            try:
+                items.append(coerce(item, item_type))
+            except TypeError as exc:
+                raise TypeError(f"item {index}: {exc}") from None
+        return items
+    if annotation is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object, got {_describe(value)}")
+        value_type = (typing.get_args(annotation) or (str, Any))[1]
+        result = {}
+        for key, item in value.items():
+            try:
+                result[key] = coerce(item, value_type)
+            except TypeError as exc:
+                raise TypeError(f"key {key!r}: {exc}") from None
+        return result
+    raise TypeError(f"has a type ({annotation!r}) that JSON args cannot carry")
+
+
+def check_json_args(args: Any) -> None:
+    """Reject args that are not plain JSON: non-finite numbers, or too large to store."""
+    try:
+        encoded = json.dumps(args, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        raise InvalidRequest(
+            "args hold NaN or an infinite number, which JSON cannot carry",
+            [("args", "NaN and infinite numbers are not allowed")],
+        ) from None
+    if len(encoded) > MAX_ARGS_BYTES:
+        raise InvalidRequest(
+            f"args are {len(encoded)} bytes as JSON, more than the {MAX_ARGS_BYTES} allowed",
+            [("args", "too large: pass a path to a file instead")],
+        )
+
+
+_SUPPORTED_SCALARS = {int, float, str, bool, list, dict, Any}
+
+
+def _check_annotation(task_name: str, param: str, annotation: Any) -> None:
+    if annotation is inspect.Parameter.empty or annotation in _SUPPORTED_SCALARS or annotation is type(None):
+        return
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType, list, dict):
+        for arg in typing.get_args(annotation):
+            _check_annotation(task_name, param, arg)
+        return
+    raise RegistryError(
+        f"task type {task_name!r}: parameter {param!r} has type {annotation!r}; "
+        "use int, float, str, bool, list, dict, Any or an Optional of them"
+    )
+
+
+def describe_handler(name: str, handler: Handler) -> tuple[tuple[Param, ...], bool]:
+    """Read the handler's signature into params; raise RegistryError when it cannot take JSON args."""
+    try:
+        signature = inspect.signature(handler)
+        hints = typing.get_type_hints(handler)
+    except (TypeError, ValueError, NameError) as exc:
+        raise RegistryError(f"task type {name!r}: cannot read the handler's signature: {exc}") from exc
+    parameters = list(signature.parameters.values())
+    if not parameters or parameters[0].kind not in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    ):
+        raise RegistryError(
+            f"task type {name!r}: the handler must take the TaskContext as its first argument"
+        )
+    params = []
+    accepts_extra = False
+    for parameter in parameters[1:]:
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            accepts_extra = True
+            continue
+        if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.POSITIONAL_ONLY):
+            raise RegistryError(f"task type {name!r}: parameter {parameter.name!r} cannot be passed by name")
+        annotation = hints.get(parameter.name, inspect.Parameter.empty)
+        _check_annotation(name, parameter.name, annotation)
+        params.append(Param(parameter.name, annotation, parameter.default is inspect.Parameter.empty))
+    return tuple(params), accepts_extra
+
+
+class TaskRegistry:
+    """Task type name -> TaskType. Registration checks everything it can up front."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, TaskType] = {}
+
+    def register(
+        self,
+        name: str,
+        handler: Handler,
+        *,
+        rerun_on_restart: bool = False,
+        description: str = "",
+    ) -> TaskType:
+        if not name or len(name) > 128:
+            raise RegistryError(f"task type name {name!r} must be 1-128 characters")
+        if name in self._types:
+            existing = self._types[name].handler
+            raise RegistryError(
+                f"task type {name!r} is registered twice: by {existing.__module__}.{existing.__qualname__} "
+                f"and by {handler.__module__}.{handler.__qualname__}"
+            )
+        params, accepts_extra = describe_handler(name, handler)
+        task_type = TaskType(
+            name=name,
+            handler=handler,
+            params=params,
+            accepts_extra=accepts_extra,
+            rerun_on_restart=rerun_on_restart,
+            description=description or (inspect.getdoc(handler) or "").split("\n")[0],
+        )
+        self._types[name] = task_type
+        return task_type
+
+    def task(self, name: str, *, rerun_on_restart: bool = False) -> Callable[[Handler], Handler]:
+        """Decorator form of register()."""
+
+        def decorate(handler: Handler) -> Handler:
+            self.register(name, handler, rerun_on_restart=rerun_on_restart)
+            return handler
+
+        return decorate
+
+    def get(self, name: str) -> TaskType | None:
+        return self._types.get(name)
+
+    def require(self, name: str) -> TaskType:
+        """The task type, or InvalidRequest naming the ones that exist."""
+        task_type = self._types.get(name)
+        if task_type is None:
+            known = ", ".join(sorted(self._types)) or "none"
+            what = "task_type is required" if not name else f"unknown task type {name!r}"
+            raise InvalidRequest(f"{what} (registered: {known})", [("task_type", what)])
+        return task_type
+
+    def names(self) -> list[str]:
+        return sorted(self._types)
+
+    def __iter__(self) -> Iterator[TaskType]:
+        return iter(self._types.values())
+
+    def __len__(self) -> int:
+        return len(self._types)
+
+
+# The registry that `taskservice.task` and `--tasks MODULE` fill; the server runs what it holds.
+default_registry = TaskRegistry()
+task = default_registry.task

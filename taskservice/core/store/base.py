@@ -1,0 +1,78 @@
+"""The storage interface. Writes come in batches so that one transaction (one fsync) serves many."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from taskservice.core.models import Progress, Task, TaskFilter, TaskState
+
+
+class StoreOpenError(Exception):
+    """The database cannot be used (corrupt, foreign, or written by a newer version)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InsertTask:
+    task: Task
+
+
+@dataclass(frozen=True, slots=True)
+class SaveTask:
+    """Write every mutable field of a task (state, times, result, error, progress, attempt)."""
+
+    task: Task
+
+
+@dataclass(frozen=True, slots=True)
+class SaveProgress:
+    task_id: str
+    progress: Progress
+    sequence: int
+
+
+Write = InsertTask | SaveTask | SaveProgress
+
+UNFINISHED_STATES = (TaskState.PENDING, TaskState.RUNNING, TaskState.STOPPING)
+
+
+class TaskStore(abc.ABC):
+    """Where tasks live. Implementations are thread-safe.
+
+    apply() is atomic and durable when it returns: a crash after it keeps all of the batch, a crash
+    during it keeps none.
+    """
+
+    @abc.abstractmethod
+    def apply(self, writes: Sequence[Write]) -> None: ...
+
+    @abc.abstractmethod
+    def get(self, task_id: str) -> Task | None: ...
+
+    @abc.abstractmethod
+    def list(self, task_filter: TaskFilter, *, before_seq: int | None, limit: int) -> list[Task]:
+        """Tasks matching the filter with seq < before_seq (all when None), newest first."""
+
+    @abc.abstractmethod
+    def load_unfinished(self) -> list[Task]:
+        """Tasks in PENDING, RUNNING or STOPPING, in submission order."""
+
+    @abc.abstractmethod
+    def max_seq(self) -> int:
+        """The highest submission seq stored, 0 when empty."""
+
+    @abc.abstractmethod
+    def count(self) -> int: ...
+
+    def close(self) -> None:  # noqa: B027 - optional for stores that hold nothing open
+        """Release files; safe to call twice."""
+
+
+def matches(task: Task, task_filter: TaskFilter) -> bool:
+    """The filter semantics every store shares."""
+    if task_filter.states and task.state not in task_filter.states:
+        return False
+    if task_filter.task_type and task.task_type != task_filter.task_type:
+        return False
+    return all(task.labels.get(key) == value for key, value in task_filter.labels)

@@ -1,0 +1,73 @@
+"""In-memory store: the same interface with nothing on disk, for fast engine tests."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Sequence
+
+from taskservice.core.models import Task, TaskFilter
+from taskservice.core.store.base import (
+    UNFINISHED_STATES,
+    InsertTask,
+    SaveProgress,
+    SaveTask,
+    TaskStore,
+    Write,
+    matches,
+)
+
+
+class MemoryStore(TaskStore):
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tasks: dict[str, Task] = {}
+        # Tests use this to see how many transactions a workload caused.
+        self.batches_applied = 0
+
+    def apply(self, writes: Sequence[Write]) -> None:
+        with self._lock:
+            for write in writes:
+                if isinstance(write, InsertTask):
+                    if write.task.task_id in self._tasks:
+                        raise ValueError(f"task {write.task.task_id!r} exists")
+                    self._tasks[write.task.task_id] = write.task.copy()
+                elif isinstance(write, SaveTask):
+                    self._tasks[write.task.task_id] = write.task.copy()
+                elif isinstance(write, SaveProgress):
+                    stored = self._tasks.get(write.task_id)
+                    if stored is not None:
+                        stored.progress = dataclasses.replace(write.progress)
+                        stored.sequence = max(stored.sequence, write.sequence)
+            self.batches_applied += 1
+
+    def get(self, task_id: str) -> Task | None:
+        with self._lock:
+            task = self._tasks.get(task_id)
+            return task.copy() if task else None
+
+    def list(self, task_filter: TaskFilter, *, before_seq: int | None, limit: int) -> list[Task]:
+        with self._lock:
+            ordered = sorted(self._tasks.values(), key=lambda t: t.seq, reverse=True)
+            found = []
+            for task in ordered:
+                if before_seq is not None and task.seq >= before_seq:
+                    continue
+                if matches(task, task_filter):
+                    found.append(task.copy())
+                    if len(found) == limit:
+                        break
+            return found
+
+    def load_unfinished(self) -> list[Task]:
+        with self._lock:
+            tasks = [t.copy() for t in self._tasks.values() if t.state in UNFINISHED_STATES]
+        return sorted(tasks, key=lambda t: t.seq)
+
+    def max_seq(self) -> int:
+        with self._lock:
+            return max((t.seq for t in self._tasks.values()), default=0)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._tasks)

@@ -1,0 +1,293 @@
+"""The embedded default store: one SQLite file in WAL mode, durable commits, a versioned schema.
+
+Durability: every apply() commits with synchronous=FULL, so an acknowledged Submit and every state
+change survive a crash of the process or of the machine. Progress is written in the same way but at a
+throttled rate (the manager batches it), so the last fraction of a second of progress can be lost.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from taskservice.core.models import Progress, Task, TaskError, TaskFilter, TaskState
+from taskservice.core.store.base import (
+    UNFINISHED_STATES,
+    InsertTask,
+    SaveProgress,
+    SaveTask,
+    StoreOpenError,
+    TaskStore,
+    Write,
+)
+
+# Bump with a migration in MIGRATIONS when the schema changes; old files are migrated on open.
+SCHEMA_VERSION = 1
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE tasks (
+        seq                 INTEGER PRIMARY KEY,   -- submission order
+        task_id             TEXT NOT NULL UNIQUE,
+        task_type           TEXT NOT NULL,
+        args                TEXT NOT NULL,         -- JSON object
+        state               TEXT NOT NULL,
+        priority            INTEGER NOT NULL,
+        labels              TEXT NOT NULL,         -- JSON object, also in task_labels for filtering
+        time_limit          REAL,
+        submitted_at        REAL NOT NULL,
+        started_at          REAL,
+        ended_at            REAL,
+        attempt             INTEGER NOT NULL,
+        progress_percent    REAL NOT NULL DEFAULT 0,
+        progress_message    TEXT NOT NULL DEFAULT '',
+        progress_current    INTEGER NOT NULL DEFAULT 0,
+        progress_total      INTEGER NOT NULL DEFAULT 0,
+        progress_updated_at REAL,
+        result              TEXT,                  -- JSON value, NULL when none
+        error_type          TEXT,
+        error_message       TEXT,
+        error_traceback     TEXT,
+        sequence            INTEGER NOT NULL,      -- latest event sequence
+        request_digest      TEXT NOT NULL
+    );
+    CREATE INDEX tasks_by_state ON tasks (state, seq);
+    CREATE INDEX tasks_by_type ON tasks (task_type, seq);
+    CREATE TABLE task_labels (
+        seq   INTEGER NOT NULL REFERENCES tasks (seq),
+        key   TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (seq, key)
+    );
+    CREATE INDEX task_labels_by_pair ON task_labels (key, value, seq);
+    """,
+}
+
+_COLUMNS = (
+    "seq, task_id, task_type, args, state, priority, labels, time_limit, submitted_at, started_at, ended_at, "
+    "attempt, progress_percent, progress_message, progress_current, progress_total, progress_updated_at, "
+    "result, error_type, error_message, error_traceback, sequence, request_digest"
+)
+
+_UPDATE_TASK = """
+UPDATE tasks SET state = ?, started_at = ?, ended_at = ?, attempt = ?, progress_percent = ?,
+    progress_message = ?, progress_current = ?, progress_total = ?, progress_updated_at = ?, result = ?,
+    error_type = ?, error_message = ?, error_traceback = ?, sequence = ?
+WHERE task_id = ?
+"""
+
+_UPDATE_PROGRESS = """
+UPDATE tasks SET progress_percent = ?, progress_message = ?, progress_current = ?, progress_total = ?,
+    progress_updated_at = ?, sequence = max(sequence, ?)
+WHERE task_id = ?
+"""
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def _insert_row(task: Task) -> tuple[Any, ...]:
+    p = task.progress
+    e = task.error
+    return (
+        task.seq, task.task_id, task.task_type, _dumps(task.args), task.state.value, task.priority,
+        _dumps(task.labels), task.time_limit, task.submitted_at, task.started_at, task.ended_at,
+        task.attempt, p.percent, p.message, p.current, p.total, p.updated_at,
+        None if task.result is None else _dumps(task.result),
+        e.type if e else None, e.message if e else None, e.traceback if e else None,
+        task.sequence, task.request_digest,
+    )  # fmt: skip
+
+
+def _update_row(task: Task) -> tuple[Any, ...]:
+    p = task.progress
+    e = task.error
+    return (
+        task.state.value, task.started_at, task.ended_at, task.attempt,
+        p.percent, p.message, p.current, p.total, p.updated_at,
+        None if task.result is None else _dumps(task.result),
+        e.type if e else None, e.message if e else None, e.traceback if e else None,
+        task.sequence, task.task_id,
+    )  # fmt: skip
+
+
+def _task_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Task:
+    (
+        seq, task_id, task_type, args, state, priority, labels, time_limit, submitted_at, started_at,
+        ended_at, attempt, percent, message, current, total, updated_at, result, error_type, error_message,
+        error_traceback, sequence, request_digest,
+    ) = row  # fmt: skip
+    return Task(
+        task_id=task_id,
+        task_type=task_type,
+        args=json.loads(args),
+        state=TaskState(state),
+        submitted_at=submitted_at,
+        priority=priority,
+        labels=json.loads(labels),
+        time_limit=time_limit,
+        progress=Progress(percent, message, current, total, updated_at),
+        result=None if result is None else json.loads(result),
+        error=None
+        if error_type is None
+        else TaskError(error_type, error_message or "", error_traceback or ""),
+        started_at=started_at,
+        ended_at=ended_at,
+        attempt=attempt,
+        seq=seq,
+        sequence=sequence,
+        request_digest=request_digest,
+    )
+
+
+class SQLiteStore(TaskStore):
+    """Tasks in one SQLite file. One connection writes (the manager's writer thread), one reads."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._writer = self._connect()
+        try:
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._writer.close()
+            raise StoreOpenError(f"{self.path} is not a usable taskservice database: {exc}") from exc
+        except StoreOpenError:
+            self._writer.close()
+            raise
+        self._reader = self._connect()
+        self._closed = False
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) and cover a whole batch.
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        return conn
+
+    def _migrate(self) -> None:
+        conn = self._writer
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise StoreOpenError(f"{self.path}: cannot switch to WAL mode (got {mode!r})")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreOpenError(
+                f"{self.path} has schema version {version}, newer than this taskservice knows "
+                f"({SCHEMA_VERSION}); run a newer taskservice or point --db at another file"
+            )
+        if version == 0:
+            tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+            if tables:
+                names = ", ".join(sorted(t[0] for t in tables))
+                raise StoreOpenError(
+                    f"{self.path} is an SQLite database of something else (tables: {names}); "
+                    "point --db at a new file"
+                )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                # Statements are split on ';' so that they run inside this transaction (executescript commits).
+                for statement in MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {target}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def apply(self, writes: Sequence[Write]) -> None:
+        if not writes:
+            return
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for write in writes:
+                    if isinstance(write, InsertTask):
+                        self._insert(conn, write.task)
+                    elif isinstance(write, SaveTask):
+                        conn.execute(_UPDATE_TASK, _update_row(write.task))
+                    elif isinstance(write, SaveProgress):
+                        p = write.progress
+                        conn.execute(
+                            _UPDATE_PROGRESS,
+                            (p.percent, p.message, p.current, p.total, p.updated_at, write.sequence,
+                             write.task_id),
+                        )  # fmt: skip
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, task: Task) -> None:
+        conn.execute(f"INSERT INTO tasks ({_COLUMNS}) VALUES ({', '.join('?' * 23)})", _insert_row(task))
+        if task.labels:
+            conn.executemany(
+                "INSERT INTO task_labels (seq, key, value) VALUES (?, ?, ?)",
+                [(task.seq, key, value) for key, value in task.labels.items()],
+            )
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._read_lock:
+            return self._reader.execute(sql, params).fetchall()
+
+    def get(self, task_id: str) -> Task | None:
+        rows = self._query(f"SELECT {_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,))
+        return _task_from_row(rows[0]) if rows else None
+
+    def list(self, task_filter: TaskFilter, *, before_seq: int | None, limit: int) -> list[Task]:
+        where: list[str] = []
+        params: list[Any] = []
+        if before_seq is not None:
+            where.append("seq < ?")
+            params.append(before_seq)
+        if task_filter.states:
+            where.append(f"state IN ({', '.join('?' * len(task_filter.states))})")
+            params.extend(sorted(s.value for s in task_filter.states))
+        if task_filter.task_type:
+            where.append("task_type = ?")
+            params.append(task_filter.task_type)
+        for key, value in task_filter.labels:
+            where.append(
+                "EXISTS (SELECT 1 FROM task_labels l WHERE l.seq = tasks.seq AND l.key = ? AND l.value = ?)"
+            )
+            params.extend((key, value))
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM tasks {clause} ORDER BY seq DESC LIMIT ?", [*params, limit]
+        )
+        return [_task_from_row(row) for row in rows]
+
+    def load_unfinished(self) -> list[Task]:
+        states = [s.value for s in UNFINISHED_STATES]
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM tasks WHERE state IN ({', '.join('?' * len(states))}) ORDER BY seq",
+            states,
+        )
+        return [_task_from_row(row) for row in rows]
+
+    def max_seq(self) -> int:
+        return self._query("SELECT coalesce(max(seq), 0) FROM tasks")[0][0]
+
+    def count(self) -> int:
+        return self._query("SELECT count(*) FROM tasks")[0][0]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._write_lock:
+            self._writer.close()
+        with self._read_lock:
+            self._reader.close()

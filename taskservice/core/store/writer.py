@@ -1,0 +1,117 @@
+"""Group commit: one thread applies every write queued meanwhile in one transaction (one fsync).
+
+Concurrent Submits and state changes each get a Future that resolves when their batch is durable, so
+many acknowledgements share one commit. Progress is not queued per report: the writer asks the
+manager for the latest progress of every task that changed, once per flush interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+
+from taskservice.core.errors import StoreUnavailable
+from taskservice.core.store.base import TaskStore, Write
+
+log = logging.getLogger(__name__)
+
+# Most writes one transaction carries; bounds the latency of the first write in a burst.
+MAX_BATCH = 2048
+# How often buffered progress reaches the database.
+PROGRESS_FLUSH_INTERVAL = 0.5
+
+ProgressSource = Callable[[], Sequence[Write]]
+
+
+class StoreWriter:
+    """Owns all writes to a TaskStore. Thread-safe; close() flushes and is safe to call twice."""
+
+    def __init__(
+        self,
+        store: TaskStore,
+        *,
+        progress_source: ProgressSource | None = None,
+        progress_interval: float = PROGRESS_FLUSH_INTERVAL,
+    ) -> None:
+        self._store = store
+        self._progress_source = progress_source
+        self._progress_interval = progress_interval
+        self._cond = threading.Condition()
+        self._queue: deque[tuple[Sequence[Write], Future[None]]] = deque()
+        self._closing = False
+        self.commits = 0
+        self._thread = threading.Thread(target=self._run, name="taskservice-store-writer", daemon=True)
+        self._thread.start()
+
+    def write(self, *writes: Write) -> Future[None]:
+        """Queue writes that must land together; the Future resolves once they are durable."""
+        future: Future[None] = Future()
+        with self._cond:
+            if self._closing:
+                future.set_exception(StoreUnavailable("the store is closed"))
+                return future
+            self._queue.append((writes, future))
+            self._cond.notify()
+        return future
+
+    def _take_batch(self) -> list[tuple[Sequence[Write], Future[None]]]:
+        batch: list[tuple[Sequence[Write], Future[None]]] = []
+        size = 0
+        while self._queue and (not batch or size + len(self._queue[0][0]) <= MAX_BATCH):
+            item = self._queue.popleft()
+            batch.append(item)
+            size += len(item[0])
+        return batch
+
+    def _run(self) -> None:
+        next_progress = time.monotonic() + self._progress_interval
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    timeout = next_progress - time.monotonic()
+                    if timeout <= 0:
+                        break
+                    self._cond.wait(timeout)
+                batch = self._take_batch()
+                closing = self._closing and not self._queue
+            progress: list[Write] = []
+            if time.monotonic() >= next_progress or closing:
+                next_progress = time.monotonic() + self._progress_interval
+                if self._progress_source is not None:
+                    progress.extend(self._progress_source())
+            if batch or progress:
+                self._commit(progress, batch)
+            if closing:
+                return
+
+    def _commit(self, progress: list[Write], batch: list[tuple[Sequence[Write], Future[None]]]) -> None:
+        writes = [*progress, *(write for item_writes, _ in batch for write in item_writes)]
+        try:
+            self._store.apply(writes)
+        except Exception as exc:
+            log.error("store write of %d changes failed: %s", len(writes), exc)
+            if len(batch) > 1 or (progress and batch):
+                # One bad write must not fail the others that shared its transaction: retry them alone.
+                # Progress is dropped here; the next report of each task brings it back.
+                for item in batch:
+                    self._commit([], [item])
+                return
+            error = StoreUnavailable(f"the task database could not be written: {exc}")
+            for _, future in batch:
+                future.set_exception(error)
+            return
+        self.commits += 1
+        for _, future in batch:
+            future.set_result(None)
+
+    def close(self) -> None:
+        with self._cond:
+            if self._closing:
+                return
+            self._closing = True
+            self._cond.notify()
+        self._thread.join()

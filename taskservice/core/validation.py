@@ -1,0 +1,77 @@
+"""Checks on the fields of a Submit that do not depend on the task type."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import secrets
+from typing import Any
+
+from taskservice.core.errors import InvalidRequest
+
+TASK_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# Longer than any job anyone should leave unattended; also keeps deadlines far from float trouble.
+MAX_TIME_LIMIT_SECONDS = 366 * 24 * 3600.0
+MAX_LABELS = 64
+MAX_LABEL_KEY = 128
+MAX_LABEL_VALUE = 1024
+MAX_STOP_REASON = 1024
+
+
+def check_task_id(task_id: str, field: str = "task_id") -> None:
+    if not TASK_ID_PATTERN.fullmatch(task_id):
+        shown = task_id if len(task_id) <= 40 else task_id[:37] + "..."
+        raise InvalidRequest(
+            f"invalid task id {shown!r}",
+            [(field, "must be 1-128 characters from A-Z a-z 0-9 . _ : -")],
+        )
+
+
+def new_task_id() -> str:
+    """Unique and URL-safe: 128 random bits."""
+    return secrets.token_urlsafe(16)
+
+
+def check_time_limit(seconds: float | None) -> None:
+    if seconds is None:
+        return
+    if not math.isfinite(seconds) or seconds <= 0 or seconds > MAX_TIME_LIMIT_SECONDS:
+        raise InvalidRequest(
+            f"time limit of {seconds} seconds is out of range",
+            [
+                (
+                    "time_limit",
+                    f"must be more than 0 and at most {MAX_TIME_LIMIT_SECONDS:.0f} seconds (366 days)",
+                )
+            ],
+        )
+
+
+def check_labels(labels: dict[str, str]) -> None:
+    violations = []
+    if len(labels) > MAX_LABELS:
+        violations.append(("labels", f"at most {MAX_LABELS} labels, got {len(labels)}"))
+    for key, value in labels.items():
+        if not key or len(key) > MAX_LABEL_KEY:
+            violations.append((f"labels[{key[:40]!r}]", f"key must be 1-{MAX_LABEL_KEY} characters"))
+        if len(value) > MAX_LABEL_VALUE:
+            violations.append(
+                (f"labels[{key[:40]!r}]", f"value must be at most {MAX_LABEL_VALUE} characters")
+            )
+    if violations:
+        raise InvalidRequest("invalid labels", violations)
+
+
+def request_digest(
+    task_type: str, args: dict[str, Any], time_limit: float | None, priority: int, labels: dict[str, str]
+) -> str:
+    """A fingerprint of what was asked, so a retried Submit can be told from a different one."""
+    canonical = json.dumps(
+        [task_type, args, time_limit, priority, labels],
+        sort_keys=True,
+        separators=(",", ":"),
+        allow_nan=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()

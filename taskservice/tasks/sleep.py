@@ -1,0 +1,23 @@
+"""`sleep`: waits, for trying time limits and stop."""
+
+from __future__ import annotations
+
+import time
+
+from taskservice.core.context import TaskContext
+from taskservice.core.registry import task
+
+TICKS = 10
+
+
+@task("sleep")
+def sleep(ctx: TaskContext, *, seconds: float) -> dict[str, float]:
+    """Wait `seconds`, reporting progress every tenth; wakes at once on a stop or the time limit."""
+    if seconds < 0:
+        raise ValueError(f"seconds must be 0 or more, got {seconds}")
+    started = time.monotonic()
+    for tick in range(1, TICKS + 1):
+        # Aim at absolute marks so the ticks do not drift with the time spent reporting.
+        ctx.sleep(started + seconds * tick / TICKS - time.monotonic())
+        ctx.progress(message=f"slept {seconds * tick / TICKS:g} of {seconds:g} s", current=tick, total=TICKS)
+    return {"slept_seconds": round(time.monotonic() - started, 3)}
