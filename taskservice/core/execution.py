@@ -61,9 +61,7 @@ def run_handler(task_type: TaskType, ctx: TaskContext, args: dict[str, Any]) -> 
     except (TypeError, ValueError) as exc:
         return Outcome(
             TaskState.FAILURE,
-            error=TaskError(
-                ErrorType.RESULT_NOT_JSON, f"the handler returned a value JSON cannot carry: {exc}"
-            ),
+            error=TaskError(ErrorType.RESULT_NOT_JSON, f"the handler returned a value JSON cannot carry: {exc}"),
         )
     if len(encoded) > MAX_RESULT_BYTES:
         return Outcome(

@@ -166,9 +166,7 @@ class WorkerManager:
             self._dispatching = True
             for _ in range(self.config.workers):
                 self._spawn_worker()
-        self._watchdog = threading.Thread(
-            target=self._watchdog_loop, name="taskservice-watchdog", daemon=True
-        )
+        self._watchdog = threading.Thread(target=self._watchdog_loop, name="taskservice-watchdog", daemon=True)
         self._watchdog.start()
 
     def _recover(self) -> None:
@@ -298,9 +296,7 @@ class WorkerManager:
         outer: Future[SubmitOutcome] = Future()
         with self._lock:
             if not self._accepting:
-                raise ShuttingDown(
-                    "the server is shutting down and takes no new tasks; retry on another instance"
-                )
+                raise ShuttingDown("the server is shutting down and takes no new tasks; retry on another instance")
             if task_id:
                 existing = self._existing_submission(task_id, digest)
                 if existing is not None:
@@ -348,10 +344,7 @@ class WorkerManager:
             first.add_done_callback(join)
             return joined
         existing = self._live.get(task_id)
-        if existing is not None:
-            existing = existing.copy()
-        else:
-            existing = self._store.get(task_id)
+        existing = existing.copy() if existing is not None else self._store.get(task_id)
         if existing is None:
             return None
         self._check_same_request(existing, digest)
@@ -449,9 +442,7 @@ class WorkerManager:
         self.events.unsubscribe(task_id, watcher)
 
     def _snapshot(self, task: Task) -> TaskEvent:
-        return TaskEvent(
-            task.task_id, task.sequence, task.state, task.progress, self._clock.time(), task.copy()
-        )
+        return TaskEvent(task.task_id, task.sequence, task.state, task.progress, self._clock.time(), task.copy())
 
     # ----------------------------------------------------------------- stop
 
@@ -525,9 +516,7 @@ class WorkerManager:
     def _spawn_worker(self) -> None:
         """Start one worker thread. Holds _lock."""
         worker = _Worker(name=f"taskservice-worker-{len(self._workers) + 1}")
-        worker.thread = threading.Thread(
-            target=self._worker_loop, args=(worker,), name=worker.name, daemon=True
-        )
+        worker.thread = threading.Thread(target=self._worker_loop, args=(worker,), name=worker.name, daemon=True)
         self._workers.append(worker)
         worker.thread.start()
 
@@ -657,9 +646,7 @@ class WorkerManager:
             f": {final.error.type}" if final.error else "",
         )
 
-    def _final_copy(
-        self, task: Task, state: TaskState, *, result: Any = None, error: TaskError | None = None
-    ) -> Task:
+    def _final_copy(self, task: Task, state: TaskState, *, result: Any = None, error: TaskError | None = None) -> Task:
         final = task.copy()
         final.state = state
         final.result = result
@@ -757,9 +744,7 @@ class WorkerManager:
             return ManagerStats(
                 workers=sum(1 for w in self._workers if not w.retired),
                 busy_workers=busy,
-                abandoned_handlers=sum(
-                    1 for w in self._workers if w.retired and w.thread and w.thread.is_alive()
-                ),
+                abandoned_handlers=sum(1 for w in self._workers if w.retired and w.thread and w.thread.is_alive()),
                 queued=self._queued,
                 live=len(self._live),
                 watchers=self.events.watcher_count(),

@@ -43,9 +43,7 @@ ALLOWED_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
             TaskState.PENDING,  # re-queued after a crash when its type allows a re-run
         }
     ),
-    TaskState.STOPPING: frozenset(
-        {TaskState.REVOKED, TaskState.TIMED_OUT, TaskState.LOST, TaskState.PENDING}
-    ),
+    TaskState.STOPPING: frozenset({TaskState.REVOKED, TaskState.TIMED_OUT, TaskState.LOST, TaskState.PENDING}),
 }
 
 
@@ -104,9 +102,7 @@ class Task:
 
     def copy(self) -> Task:
         """A snapshot that later changes to this task do not reach."""
-        return dataclasses.replace(
-            self, progress=dataclasses.replace(self.progress), labels=dict(self.labels)
-        )
+        return dataclasses.replace(self, progress=dataclasses.replace(self.progress), labels=dict(self.labels))
 
 
 @dataclass(slots=True, frozen=True)

@@ -62,9 +62,7 @@ class TaskType:
                     normalised[name] = value
                 else:
                     expected = ", ".join(sorted(known)) or "none"
-                    violations.append(
-                        (f"args.{name}", f"unknown argument (arguments of {self.name!r}: {expected})")
-                    )
+                    violations.append((f"args.{name}", f"unknown argument (arguments of {self.name!r}: {expected})"))
                 continue
             try:
                 normalised[name] = coerce(value, param.annotation)
@@ -201,9 +199,7 @@ def describe_handler(name: str, handler: Handler) -> tuple[tuple[Param, ...], bo
         inspect.Parameter.POSITIONAL_ONLY,
         inspect.Parameter.POSITIONAL_OR_KEYWORD,
     ):
-        raise RegistryError(
-            f"task type {name!r}: the handler must take the TaskContext as its first argument"
-        )
+        raise RegistryError(f"task type {name!r}: the handler must take the TaskContext as its first argument")
     params = []
     accepts_extra = False
     for parameter in parameters[1:]:

@@ -57,9 +57,7 @@ def check_labels(labels: dict[str, str]) -> None:
         if not key or len(key) > MAX_LABEL_KEY:
             violations.append((f"labels[{key[:40]!r}]", f"key must be 1-{MAX_LABEL_KEY} characters"))
         if len(value) > MAX_LABEL_VALUE:
-            violations.append(
-                (f"labels[{key[:40]!r}]", f"value must be at most {MAX_LABEL_VALUE} characters")
-            )
+            violations.append((f"labels[{key[:40]!r}]", f"value must be at most {MAX_LABEL_VALUE} characters"))
     if violations:
         raise InvalidRequest("invalid labels", violations)
 

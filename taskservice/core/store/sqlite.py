@@ -133,9 +133,7 @@ def _task_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Task:
         time_limit=time_limit,
         progress=Progress(percent, message, current, total, updated_at),
         result=None if result is None else json.loads(result),
-        error=None
-        if error_type is None
-        else TaskError(error_type, error_message or "", error_traceback or ""),
+        error=None if error_type is None else TaskError(error_type, error_message or "", error_traceback or ""),
         started_at=started_at,
         ended_at=ended_at,
         attempt=attempt,
@@ -188,8 +186,7 @@ class SQLiteStore(TaskStore):
             if tables:
                 names = ", ".join(sorted(t[0] for t in tables))
                 raise StoreOpenError(
-                    f"{self.path} is an SQLite database of something else (tables: {names}); "
-                    "point --db at a new file"
+                    f"{self.path} is an SQLite database of something else (tables: {names}); point --db at a new file"
                 )
         for target in range(version + 1, SCHEMA_VERSION + 1):
             conn.execute("BEGIN IMMEDIATE")
@@ -259,14 +256,10 @@ class SQLiteStore(TaskStore):
             where.append("task_type = ?")
             params.append(task_filter.task_type)
         for key, value in task_filter.labels:
-            where.append(
-                "EXISTS (SELECT 1 FROM task_labels l WHERE l.seq = tasks.seq AND l.key = ? AND l.value = ?)"
-            )
+            where.append("EXISTS (SELECT 1 FROM task_labels l WHERE l.seq = tasks.seq AND l.key = ? AND l.value = ?)")
             params.extend((key, value))
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._query(
-            f"SELECT {_COLUMNS} FROM tasks {clause} ORDER BY seq DESC LIMIT ?", [*params, limit]
-        )
+        rows = self._query(f"SELECT {_COLUMNS} FROM tasks {clause} ORDER BY seq DESC LIMIT ?", [*params, limit])
         return [_task_from_row(row) for row in rows]
 
     def load_unfinished(self) -> list[Task]:
