@@ -1,0 +1,1 @@
+"""Tests of the taskctl command-line client, run as a subprocess."""

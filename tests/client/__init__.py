@@ -1,0 +1,1 @@
+"""Tests of the typed Python client, taskservice.client."""
