@@ -692,18 +692,14 @@ class TaskClient:
             if not token:
                 return
 
-    def watch(
-        self, task_id: str, *, after_sequence: int = 0, timeout: float | None = None
-    ) -> Iterator[TaskEvent]:
+    def watch(self, task_id: str, *, after_sequence: int = 0, timeout: float | None = None) -> Iterator[TaskEvent]:
         """Events of a task up to and including the terminal one.
 
         Reconnects on UNAVAILABLE (resuming after the last sequence seen) for up to reconnect_timeout
         seconds of failure; on OUT_OF_RANGE it goes on from a fresh snapshot. `timeout` bounds the whole
         watch (DeadlineExceeded).
         """
-        cursor = _WatchCursor(
-            task_id, after_sequence, reconnect_timeout=self.reconnect_timeout, timeout=timeout
-        )
+        cursor = _WatchCursor(task_id, after_sequence, reconnect_timeout=self.reconnect_timeout, timeout=timeout)
         return self._follow(cursor)
 
     def _follow(self, cursor: _WatchCursor) -> Iterator[TaskEvent]:
@@ -821,13 +817,9 @@ class AsyncTaskClient:
             if not token:
                 return
 
-    def watch(
-        self, task_id: str, *, after_sequence: int = 0, timeout: float | None = None
-    ) -> AsyncIterator[TaskEvent]:
+    def watch(self, task_id: str, *, after_sequence: int = 0, timeout: float | None = None) -> AsyncIterator[TaskEvent]:
         """Events of a task up to and including the terminal one (see TaskClient.watch)."""
-        cursor = _WatchCursor(
-            task_id, after_sequence, reconnect_timeout=self.reconnect_timeout, timeout=timeout
-        )
+        cursor = _WatchCursor(task_id, after_sequence, reconnect_timeout=self.reconnect_timeout, timeout=timeout)
         return self._follow(cursor)
 
     async def _follow(self, cursor: _WatchCursor) -> AsyncIterator[TaskEvent]:

@@ -1,0 +1,24 @@
+"""`taskservice serve [flags]`: run the task service."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+USAGE = "usage: taskservice serve [--help] [flags]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] != "serve":
+        print(USAGE, file=sys.stderr)
+        return 2
+    from taskservice.server import app, settings
+
+    config = settings.parse(args[1:])
+    app.configure_logging(config.log_level)
+    return asyncio.run(app.serve(config))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Building and running the gRPC server: TaskService, health, reflection, signals, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from taskservice.core.errors import RegistryError
+from taskservice.core.manager import ManagerConfig, WorkerManager
+from taskservice.core.registry import TaskRegistry, default_registry
+from taskservice.core.store import SQLiteStore, StoreOpenError
+from taskservice.server.servicer import TaskServiceServicer
+from taskservice.server.settings import Settings
+from taskservice.server.waker import LoopWaker
+from taskservice.v1 import task_service_pb2 as pb
+from taskservice.v1 import task_service_pb2_grpc as pb_grpc
+
+log = logging.getLogger("taskservice")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TaskService"].full_name
+
+# Exit codes of `taskservice serve`.
+EXIT_OK = 0
+EXIT_SECOND_SIGNAL = 1
+EXIT_BAD_TASKS = 2
+EXIT_BAD_DATABASE = 3
+EXIT_CANNOT_LISTEN = 4
+
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    """Explicit keepalive and message sizes, so idle WatchProgress streams survive proxies."""
+    keepalive_ms = int(settings.keepalive_seconds * 1000)
+    return [
+        ("grpc.keepalive_time_ms", keepalive_ms),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        # Clients may ping every 10 s; a tighter client is told GOAWAY (too_many_pings).
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+    ]
+
+
+@dataclass
+class RunningServer:
+    """A started server and the parts its shutdown needs."""
+
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    servicer: TaskServiceServicer
+    manager: WorkerManager
+
+    async def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status)
+
+    async def shutdown(self, drain_seconds: float) -> None:
+        """NOT_SERVING, refuse Submits, let running tasks finish for drain_seconds, then stop.
+
+        What did not finish stays RUNNING in the store: the next start marks it as after a crash.
+        """
+        await self.set_serving(False)
+        self.manager.begin_shutdown()
+        if drain_seconds > 0:
+            await asyncio.get_running_loop().run_in_executor(None, self.manager.drain, drain_seconds)
+        self.servicer.close_streams()
+        await self.server.stop(grace=1.0)
+        await asyncio.get_running_loop().run_in_executor(None, self.manager.close)
+
+
+async def build_server(manager: WorkerManager, settings: Settings) -> RunningServer:
+    """A started grpc.aio server on settings.listen (port 0 picks a free port) over a started manager."""
+    server = grpc.aio.server(options=server_options(settings))
+    servicer = TaskServiceServicer(manager, LoopWaker(asyncio.get_running_loop()))
+    pb_grpc.add_TaskServiceServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(settings.listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {settings.listen}")
+    await server.start()
+    running = RunningServer(server, port, health_servicer, servicer, manager)
+    await running.set_serving(True)
+    return running
+
+
+def load_task_modules(modules: tuple[str, ...], registry: TaskRegistry = default_registry) -> TaskRegistry:
+    """Import the built-in task types and every --tasks module; their decorators fill the registry."""
+    importlib.import_module("taskservice.tasks")
+    for module in modules:
+        importlib.import_module(module)
+    if not len(registry):
+        raise RegistryError("no task types are registered")
+    return registry
+
+
+def _write_port_file(path: str, port: int) -> None:
+    # Written then renamed, so a reader never sees half a number.
+    target = Path(path)
+    temporary = target.with_name(target.name + ".tmp")
+    temporary.write_text(f"{port}\n")
+    temporary.replace(target)
+
+
+async def serve(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT, then drain. A second signal exits at once."""
+    try:
+        registry = load_task_modules(settings.tasks)
+    except (ImportError, RegistryError) as exc:
+        log.error("cannot load task types: %s", exc)
+        return EXIT_BAD_TASKS
+    try:
+        store = SQLiteStore(settings.db)
+    except StoreOpenError as exc:
+        log.error("%s", exc)
+        return EXIT_BAD_DATABASE
+    manager = WorkerManager(
+        store,
+        registry,
+        config=ManagerConfig(
+            workers=settings.workers,
+            max_queue=settings.max_queue,
+            default_time_limit=settings.default_time_limit or None,
+            stop_grace=settings.stop_grace,
+        ),
+    )
+    manager.start()
+    try:
+        running = await build_server(manager, settings)
+    except (OSError, RuntimeError) as exc:
+        log.error("cannot listen on %s: %s", settings.listen, exc)
+        manager.close()
+        store.close()
+        return EXIT_CANNOT_LISTEN
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning(
+                "second %s: exiting now; unfinished tasks are handled as after a crash", signal.Signals(signum).name
+            )
+            os._exit(EXIT_SECOND_SIGNAL)
+        log.info(
+            "%s: draining (up to %g s); a second signal exits at once", signal.Signals(signum).name, settings.drain
+        )
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    host = settings.listen.rsplit(":", 1)[0]
+    log.info(
+        "serving on %s:%d (db %s, %d workers, task types: %s)",
+        host,
+        running.port,
+        settings.db,
+        settings.workers,
+        ", ".join(registry.names()),
+    )
+    if settings.port_file:
+        _write_port_file(settings.port_file, running.port)
+    await stop.wait()
+    await running.shutdown(settings.drain)
+    store.close()
+    log.info("stopped")
+    return EXIT_OK
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )

@@ -1,0 +1,140 @@
+"""Domain <-> protobuf, both directions, and nowhere else."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
+
+from taskservice.core.errors import InvalidRequest
+from taskservice.core.models import Progress, Task, TaskError, TaskEvent, TaskFilter, TaskState
+from taskservice.v1 import task_service_pb2 as pb
+
+_STATE_TO_PROTO = {state: pb.TaskState.Value(f"TASK_STATE_{state.value}") for state in TaskState}
+_STATE_FROM_PROTO = {number: state for state, number in _STATE_TO_PROTO.items()}
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+_PAGE_TOKEN_PREFIX = "before:"
+
+
+def state_to_proto(state: TaskState) -> pb.TaskState.ValueType:
+    return _STATE_TO_PROTO[state]
+
+
+def state_from_proto(number: int, field: str) -> TaskState:
+    state = _STATE_FROM_PROTO.get(number)  # type: ignore[call-overload]
+    if state is None:
+        names = ", ".join(s.value for s in TaskState)
+        raise InvalidRequest(f"unknown task state {number}", [(field, f"must be one of {names}")])
+    return state
+
+
+def _timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
+    if seconds is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromNanoseconds(int(seconds * 1e9))
+    return stamp
+
+
+def duration_seconds(duration: duration_pb2.Duration) -> float:
+    return duration.seconds + duration.nanos / 1e9
+
+
+def _duration(seconds: float | None) -> duration_pb2.Duration | None:
+    if seconds is None:
+        return None
+    duration = duration_pb2.Duration()
+    duration.FromNanoseconds(round(seconds * 1e9))
+    return duration
+
+
+def args_from_proto(args: struct_pb2.Struct) -> dict[str, Any]:
+    """A Struct as plain JSON: numbers are floats, as every client sends them."""
+    return json_format.MessageToDict(args)
+
+
+def progress_to_proto(progress: Progress) -> pb.Progress:
+    return pb.Progress(
+        percent=progress.percent,
+        message=progress.message,
+        current=progress.current,
+        total=progress.total,
+        updated_at=_timestamp(progress.updated_at),
+    )
+
+
+def _error_to_proto(error: TaskError | None) -> pb.TaskError | None:
+    if error is None:
+        return None
+    return pb.TaskError(type=error.type, message=error.message, traceback=error.traceback)
+
+
+def task_to_proto(task: Task) -> pb.Task:
+    message = pb.Task(
+        task_id=task.task_id,
+        task_type=task.task_type,
+        state=_STATE_TO_PROTO[task.state],
+        progress=progress_to_proto(task.progress),
+        error=_error_to_proto(task.error),
+        submitted_at=_timestamp(task.submitted_at),
+        started_at=_timestamp(task.started_at),
+        ended_at=_timestamp(task.ended_at),
+        time_limit=_duration(task.time_limit),
+        priority=task.priority,
+        labels=task.labels,
+        attempt=task.attempt,
+    )
+    message.args.update(task.args)
+    if task.result is not None or task.state is TaskState.SUCCESS:
+        json_format.ParseDict(task.result, message.result)
+    return message
+
+
+def event_to_proto(event: TaskEvent) -> pb.WatchProgressResponse:
+    return pb.WatchProgressResponse(
+        task_id=event.task_id,
+        sequence=event.sequence,
+        state=_STATE_TO_PROTO[event.state],
+        progress=progress_to_proto(event.progress),
+        time=_timestamp(event.time),
+        task=task_to_proto(event.task) if event.task is not None else None,
+    )
+
+
+def filter_from_proto(request: pb.ListTasksRequest) -> TaskFilter:
+    return TaskFilter(
+        states=frozenset(state_from_proto(number, "states") for number in request.states),
+        task_type=request.task_type,
+        labels=tuple(sorted(request.labels.items())),
+    )
+
+
+def page_size_from_proto(page_size: int) -> int:
+    if page_size < 0:
+        raise InvalidRequest("page_size must not be negative", [("page_size", "must be 0 (default) to 1000")])
+    return min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def encode_page_token(before_seq: int | None) -> str:
+    if before_seq is None:
+        return ""
+    return base64.urlsafe_b64encode(f"{_PAGE_TOKEN_PREFIX}{before_seq}".encode()).decode()
+
+
+def decode_page_token(token: str) -> int | None:
+    if not token:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+        if text.startswith(_PAGE_TOKEN_PREFIX):
+            return int(text.removeprefix(_PAGE_TOKEN_PREFIX))
+    except (binascii.Error, UnicodeError, ValueError):
+        pass
+    raise InvalidRequest(
+        "page_token is not one this server gave out",
+        [("page_token", "pass next_page_token from the previous ListTasks response unchanged")],
+    )

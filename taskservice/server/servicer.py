@@ -1,0 +1,134 @@
+"""TaskService over gRPC: a thin adapter that converts, calls the manager, converts back."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from taskservice.core.errors import TaskServiceError
+from taskservice.core.events import Watcher
+from taskservice.core.manager import WorkerManager
+from taskservice.core.validation import MAX_STOP_REASON, check_task_id
+from taskservice.server import convert
+from taskservice.server.status import status_for
+from taskservice.server.waker import LoopWaker
+from taskservice.v1 import task_service_pb2 as pb
+from taskservice.v1 import task_service_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
+    if isinstance(exc, TaskServiceError):
+        status = status_for(exc)
+        await context.abort(status.code, status.details, status.trailing_metadata)
+    log.exception("unexpected error in an RPC", exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log")
+
+
+def _unary(
+    method: Callable[[Any, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]],
+) -> Callable[[Any, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]]:
+    """Map engine errors to their status, in the one way status.py defines."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Request, context: grpc.aio.ServicerContext[Any, Any]) -> Response:
+        try:
+            return await method(self, request, context)
+        except Exception as exc:
+            await _abort(context, exc)
+            raise  # unreachable: abort raises
+
+    return wrapper
+
+
+class TaskServiceServicer(pb_grpc.TaskServiceServicer):
+    def __init__(self, manager: WorkerManager, waker: LoopWaker) -> None:
+        self._manager = manager
+        self._waker = waker
+        # Wake-up events of the open WatchProgress streams, so shutdown can end them.
+        self._streams: set[asyncio.Event] = set()
+        self._closing = False
+
+    def close_streams(self) -> None:
+        """End every open WatchProgress with UNAVAILABLE, so clients reconnect to the next server."""
+        self._closing = True
+        for wake in self._streams:
+            wake.set()
+
+    @_unary
+    async def Submit(self, request: pb.SubmitRequest, context: Any) -> pb.SubmitResponse:
+        time_limit = convert.duration_seconds(request.time_limit) if request.HasField("time_limit") else None
+        pending = self._manager.submit_async(
+            request.task_type,
+            convert.args_from_proto(request.args),
+            task_id=request.task_id or None,
+            time_limit=time_limit,
+            priority=request.priority,
+            labels=dict(request.labels),
+        )
+        outcome = await asyncio.wrap_future(pending)
+        return pb.SubmitResponse(task=convert.task_to_proto(outcome.task), created=outcome.created)
+
+    @_unary
+    async def GetState(self, request: pb.GetStateRequest, context: Any) -> pb.GetStateResponse:
+        check_task_id(request.task_id)
+        return pb.GetStateResponse(task=convert.task_to_proto(self._manager.get(request.task_id)))
+
+    @_unary
+    async def Stop(self, request: pb.StopRequest, context: Any) -> pb.StopResponse:
+        check_task_id(request.task_id)
+        task = await asyncio.wrap_future(self._manager.stop_async(request.task_id, request.reason[:MAX_STOP_REASON]))
+        return pb.StopResponse(task=convert.task_to_proto(task))
+
+    @_unary
+    async def ListTasks(self, request: pb.ListTasksRequest, context: Any) -> pb.ListTasksResponse:
+        page = self._manager.list(
+            convert.filter_from_proto(request),
+            page_size=convert.page_size_from_proto(request.page_size),
+            before_seq=convert.decode_page_token(request.page_token),
+        )
+        return pb.ListTasksResponse(
+            tasks=[convert.task_to_proto(task) for task in page.tasks],
+            next_page_token=convert.encode_page_token(page.next_before_seq),
+        )
+
+    async def WatchProgress(
+        self, request: pb.WatchProgressRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.WatchProgressResponse]:
+        wake = asyncio.Event()
+        watcher = Watcher(notify=lambda: self._waker.wake(wake))
+        try:
+            check_task_id(request.task_id)
+            self._manager.watch(request.task_id, watcher, request.after_sequence)
+        except Exception as exc:
+            await _abort(context, exc)
+        self._streams.add(wake)
+        try:
+            while True:
+                wake.clear()
+                events = watcher.drain()
+                if not events:
+                    if self._closing:
+                        await context.abort(
+                            grpc.StatusCode.UNAVAILABLE,
+                            "the server is shutting down; watch again with after_sequence to resume",
+                        )
+                    await wake.wait()
+                    continue
+                for event in events:
+                    # A slow client blocks here; meanwhile the watcher coalesces its progress.
+                    yield convert.event_to_proto(event)
+                    if event.is_terminal:
+                        return
+        finally:
+            self._streams.discard(wake)
+            self._manager.unwatch(request.task_id, watcher)

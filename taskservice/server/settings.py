@@ -1,0 +1,112 @@
+"""Server settings: every flag of `taskservice serve`, each also a TASKSERVICE_* environment variable."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """'250ms', '30s', '5m', '1h' or plain seconds ('90', '1.5') -> seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: use e.g. 250ms, 30s, 5m, 1h or 90")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    listen: str = "127.0.0.1:50051"
+    db: str = "taskservice.db"
+    workers: int = 4
+    max_queue: int = 100_000
+    # 0 means tasks without their own time limit run unbounded.
+    default_time_limit: float = 0.0
+    stop_grace: float = 5.0
+    # Seconds running tasks get to finish after SIGTERM/SIGINT before they are stopped.
+    drain: float = 10.0
+    tasks: tuple[str, ...] = ()
+    port_file: str = ""
+    log_level: str = "INFO"
+    # How often the server pings an idle connection, so proxies and NATs keep WatchProgress streams open.
+    keepalive_seconds: float = 30.0
+    max_message_bytes: int = 16 * 1024 * 1024
+
+
+def _env(environ: Mapping[str, str], name: str, default: str) -> str:
+    return environ.get(f"TASKSERVICE_{name.upper().replace('-', '_')}", default)
+
+
+def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    env = os.environ if environ is None else environ
+    d = Settings()
+    p = argparse.ArgumentParser(
+        prog="taskservice serve",
+        description="Run the task service. Every flag can also be set as TASKSERVICE_<FLAG> (e.g. TASKSERVICE_DB).",
+    )
+    p.add_argument("--listen", default=_env(env, "listen", d.listen), help="host:port to serve on (port 0: any)")
+    p.add_argument("--db", default=_env(env, "db", d.db), help="SQLite file holding the tasks")
+    p.add_argument("--workers", type=int, default=int(_env(env, "workers", str(d.workers))), help="worker threads")
+    p.add_argument(
+        "--max-queue",
+        type=int,
+        default=int(_env(env, "max_queue", str(d.max_queue))),
+        help="queued tasks before Submit answers RESOURCE_EXHAUSTED",
+    )
+    p.add_argument(
+        "--default-time-limit",
+        type=parse_duration,
+        default=parse_duration(_env(env, "default_time_limit", "0")),
+        help="time limit of tasks submitted without one (0: none)",
+    )
+    p.add_argument(
+        "--stop-grace",
+        type=parse_duration,
+        default=parse_duration(_env(env, "stop_grace", f"{d.stop_grace}")),
+        help="how long a handler may take to return after a stop before it is abandoned",
+    )
+    p.add_argument(
+        "--drain",
+        type=parse_duration,
+        default=parse_duration(_env(env, "drain", f"{d.drain}")),
+        help="on SIGTERM/SIGINT: how long running tasks get to finish",
+    )
+    env_tasks = [m for m in _env(env, "tasks", "").split(",") if m]
+    p.add_argument(
+        "--tasks",
+        action="append",
+        metavar="MODULE",
+        default=None,
+        help="import MODULE to register its task types (repeatable; env: comma-separated)",
+    )
+    p.add_argument("--port-file", default=_env(env, "port_file", ""), help="write the bound port here once serving")
+    p.add_argument("--log-level", default=_env(env, "log_level", d.log_level), help="DEBUG, INFO, WARNING, ERROR")
+    p.set_defaults(env_tasks=env_tasks)
+    return p
+
+
+def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Settings:
+    p = parser(environ)
+    ns = p.parse_args(argv)
+    if ns.workers < 1:
+        p.error("--workers must be at least 1")
+    if ns.max_queue < 1:
+        p.error("--max-queue must be at least 1")
+    return Settings(
+        listen=ns.listen,
+        db=ns.db,
+        workers=ns.workers,
+        max_queue=ns.max_queue,
+        default_time_limit=ns.default_time_limit,
+        stop_grace=ns.stop_grace,
+        drain=ns.drain,
+        tasks=tuple(ns.tasks if ns.tasks is not None else ns.env_tasks),
+        port_file=ns.port_file,
+        log_level=ns.log_level.upper(),
+    )
