@@ -12,9 +12,9 @@ import pytest
 
 from taskservice import client as c
 from taskservice.v1 import task_service_pb2 as pb
+from tests.support.fake_server import FakeServer, event, hang, send
 
 from .facades import FACADES, ClientFacade
-from .fake_server import FakeServer, event, hang, send
 
 
 @pytest.fixture

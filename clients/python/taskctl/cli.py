@@ -1,0 +1,162 @@
+"""taskctl: submit tasks to a taskservice server, ask their state, stop them, watch their progress.
+
+Exit codes: see taskctl.exitcodes.ExitCode (also printed by `taskctl --help`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from taskctl import commands
+from taskctl.exitcodes import ExitCode, describe_all, for_error
+from taskctl.output import Output
+from taskctl.parsing import parse_duration, split_key_value
+from taskservice.client import ADDRESS_ENV, DEFAULT_ADDRESS, TaskClient, TaskServiceError, TaskState, Unavailable
+
+Command = Callable[[TaskClient, argparse.Namespace, Output], ExitCode]
+
+_EPILOG = "exit codes:\n" + describe_all()
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _key_value(text: str) -> str:
+    try:
+        split_key_value(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+def _states(text: str) -> list[TaskState]:
+    """One or more comma-separated state names, any case."""
+    names = [n.strip().upper() for n in text.split(",") if n.strip()]
+    known = [s.value for s in TaskState if s is not TaskState.UNSPECIFIED]
+    bad = [n for n in names if n not in known]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown state {text!r} (choose from {', '.join(known)})")
+    return [TaskState(n) for n in names]
+
+
+def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    # Added to the main parser and again to each command, so that `taskctl get ID --json` works too;
+    # on commands the defaults are suppressed so that they do not undo an option given earlier.
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument(
+        "--server",
+        metavar="HOST:PORT",
+        default=default(None),
+        help=f"server address (default: ${ADDRESS_ENV}, else {DEFAULT_ADDRESS})",
+    )
+    parser.add_argument(
+        "--json", action="store_true", default=default(False), help="machine output: one JSON object per line"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_duration,
+        metavar="DURATION",
+        default=default(30.0),
+        help="deadline of each request, e.g. 10s (default: 30s; a watch runs until the task ends)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taskctl",
+        description="Submit tasks to a taskservice server, ask their state, stop them, watch their progress.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _global_options(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _global_options(p, suppress=True)
+        p.set_defaults(func=func)
+        return p
+
+    p = command("submit", commands.submit, "queue a task; prints its id and state")
+    p.add_argument("task_type", metavar="TYPE", help="registered task type, e.g. demo or sleep")
+    p.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        type=_key_value,
+        metavar="KEY=VALUE",
+        help="a task argument; the value is JSON when it parses (steps=20 -> 20), else a string",
+    )
+    p.add_argument("--args-json", metavar="JSON", help="task arguments as a JSON object; --arg values win")
+    p.add_argument("--id", metavar="ID", help="choose the task id (1-128 of [A-Za-z0-9._:-]); makes submit idempotent")
+    p.add_argument("--time-limit", type=_duration, metavar="DURATION", help="e.g. 30s, 5m, 1h, 250ms or 90")
+    p.add_argument("--priority", type=int, default=0, help="higher runs first (default: 0)")
+    p.add_argument("--label", action="append", default=[], type=_key_value, metavar="KEY=VALUE", help="a label")
+    p.add_argument("--watch", action="store_true", help="then watch the task to its end (exit code: its state)")
+
+    p = command("get", commands.get, "show a task: state, progress, times, result or error")
+    p.add_argument("task_id", metavar="ID")
+
+    p = command("stop", commands.stop, "revoke a pending task or ask a running one to stop")
+    p.add_argument("task_id", metavar="ID")
+    p.add_argument("--reason", default="", metavar="TEXT", help="recorded in the task's error message")
+
+    p = command("watch", commands.watch, "follow a task's progress to its end (exit code: its final state)")
+    p.add_argument("task_id", metavar="ID")
+
+    p = command("list", commands.list_tasks, "list tasks, newest first")
+    p.add_argument(
+        "--state",
+        action="extend",
+        type=_states,
+        default=[],
+        metavar="STATE",
+        help="only tasks in this state (repeat, or comma-separate, for several)",
+    )
+    p.add_argument("--type", default="", metavar="TYPE", help="only tasks of this type")
+    p.add_argument(
+        "--label", action="append", default=[], type=_key_value, metavar="KEY=VALUE", help="only tasks with this label"
+    )
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="show at most N tasks (default: 50)")
+    p.add_argument("--all", action="store_true", help="show every matching task")
+    return parser
+
+
+def _describe(err: TaskServiceError, address: str) -> str:
+    if isinstance(err, Unavailable):
+        return f"server {address} unavailable: {err}"
+    return str(err)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run taskctl; returns the exit code."""
+    ns = build_parser().parse_args(argv)  # exits 2 on usage errors
+    output = Output(json=ns.json)
+    client = TaskClient(ns.server, timeout=ns.timeout)
+    try:
+        return int(ns.func(client, ns, output))
+    except commands.UsageError as err:
+        print(f"taskctl: {err}", file=sys.stderr)
+        return ExitCode.USAGE
+    except TaskServiceError as err:
+        print(f"taskctl: {_describe(err, client.address)}", file=sys.stderr)
+        return for_error(err)
+    except KeyboardInterrupt:
+        print("taskctl: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # `taskctl list | head`: the reader left. Point stdout at /dev/null so that the flush at exit
+        # does not fail again with a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
+    finally:
+        client.close()

@@ -1,0 +1,96 @@
+"""The taskctl commands: each takes the client, the parsed options and the output, returns an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from taskctl.exitcodes import ExitCode, for_state
+from taskctl.output import Output, format_submit, format_table, format_task, submit_to_json, task_to_json, watch_view
+from taskctl.parsing import build_args, build_labels
+from taskservice.client import Task, TaskClient
+
+
+class UsageError(Exception):
+    """A command line that parsed but makes no sense (exit 2)."""
+
+
+def submit(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
+    try:
+        args = build_args(ns.args_json, ns.arg)
+        labels = build_labels(ns.label)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    result = client.submit(
+        ns.task_type, args, task_id=ns.id, time_limit=ns.time_limit, priority=ns.priority, labels=labels
+    )
+    if output.json:
+        output.json_line(submit_to_json(result))
+    else:
+        output.text(format_submit(result))
+    if ns.watch:
+        return follow(client, result.task.task_id, output)
+    return ExitCode.OK
+
+
+def get(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
+    _print_task(client.get(ns.task_id), output, long=True)
+    return ExitCode.OK
+
+
+def stop(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
+    _print_task(client.stop(ns.task_id, ns.reason), output, long=False)
+    return ExitCode.OK
+
+
+def watch(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
+    return follow(client, ns.task_id, output)
+
+
+def list_tasks(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
+    if ns.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    labels = build_labels(ns.label)
+    # One more than the limit tells whether to hint that there are more.
+    wanted = None if ns.all else ns.limit + 1
+    page_size = 1000 if ns.all else min(wanted or 1000, 1000)
+    tasks: list[Task] = []
+    for task in client.iter_tasks(states=ns.state, task_type=ns.type, labels=labels, page_size=page_size):
+        tasks.append(task)
+        if wanted is not None and len(tasks) >= wanted:
+            break
+    more = wanted is not None and len(tasks) > ns.limit
+    tasks = tasks[: ns.limit] if more else tasks
+    if output.json:
+        for task in tasks:
+            output.json_line(task_to_json(task))
+    elif tasks:
+        output.text(format_table(tasks))
+    else:
+        output.text("no tasks")
+    if more:
+        print(f"taskctl: showing the newest {ns.limit}; use --limit N or --all for more", file=sys.stderr)
+    return ExitCode.OK
+
+
+def follow(client: TaskClient, task_id: str, output: Output) -> ExitCode:
+    """Watch a task to its end; the exit code tells its final state."""
+    view = watch_view(output, task_id)
+    final: Task | None = None
+    try:
+        for event in client.watch(task_id):
+            view.event(event)
+            if event.state.is_terminal:
+                final = event.task or client.get(task_id)
+    finally:
+        view.finish(final)  # also stops a progress bar when the watch fails
+    return for_state(final.state) if final is not None else ExitCode.RPC_ERROR
+
+
+def _print_task(task: Task, output: Output, *, long: bool) -> None:
+    if output.json:
+        output.json_line(task_to_json(task))
+    elif long:
+        output.text(format_task(task))
+    else:
+        output.text(f"{task.task_id} {task.state.value}")

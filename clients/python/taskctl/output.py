@@ -1,0 +1,275 @@
+"""What taskctl prints: human text, --json lines, and the live view of a watch."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from taskservice.client import Progress as TaskProgress
+from taskservice.client import SubmitResult, Task, TaskError, TaskEvent
+
+# ---------------------------------------------------------------------------------------------------
+# JSON: plain JSON values only, times as ISO 8601 UTC strings, states as their names
+
+
+def _time_json(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def progress_to_json(p: TaskProgress) -> dict[str, Any]:
+    return {
+        "percent": p.percent,
+        "message": p.message,
+        "current": p.current,
+        "total": p.total,
+        "updated_at": _time_json(p.updated_at),
+    }
+
+
+def _error_json(e: TaskError | None) -> dict[str, str] | None:
+    return None if e is None else {"type": e.type, "message": e.message, "traceback": e.traceback}
+
+
+def task_to_json(task: Task) -> dict[str, Any]:
+    return {
+        "task_id": task.task_id,
+        "task_type": task.task_type,
+        "args": task.args,
+        "state": task.state.value,
+        "progress": progress_to_json(task.progress),
+        "result": task.result,
+        "error": _error_json(task.error),
+        "submitted_at": _time_json(task.submitted_at),
+        "started_at": _time_json(task.started_at),
+        "ended_at": _time_json(task.ended_at),
+        "time_limit": task.time_limit,
+        "priority": task.priority,
+        "labels": task.labels,
+        "attempt": task.attempt,
+    }
+
+
+def event_to_json(event: TaskEvent) -> dict[str, Any]:
+    return {
+        "task_id": event.task_id,
+        "sequence": event.sequence,
+        "state": event.state.value,
+        "progress": progress_to_json(event.progress),
+        "time": _time_json(event.time),
+        "task": task_to_json(event.task) if event.task is not None else None,
+    }
+
+
+def submit_to_json(result: SubmitResult) -> dict[str, Any]:
+    return {**task_to_json(result.task), "created": result.created}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Human text
+
+
+def format_time(value: datetime | None) -> str:
+    """UTC, to the millisecond, e.g. 2026-11-25T09:49:11.123Z; '-' when unset."""
+    if value is None:
+        return "-"
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def format_duration(seconds: float | None) -> str:
+    """Short human duration: 250ms, 30s, 1.5s, 5m, 1h30m; '-' when unset."""
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.3g}s"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]
+    return "".join(parts)
+
+
+def format_progress(p: TaskProgress) -> str:
+    """e.g. '40% step 4/10 (4/10)'."""
+    text = f"{p.percent:.0f}%"
+    if p.message:
+        text += f" {p.message}"
+    if p.total:
+        text += f" ({p.current}/{p.total})"
+    return text
+
+
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(", ", ": "), ensure_ascii=False)
+
+
+def format_error(e: TaskError) -> str:
+    return f"{e.type}: {e.message}" if e.message else e.type
+
+
+def format_task(task: Task) -> str:
+    """The multi-line view of `taskctl get`."""
+    rows: list[tuple[str, str]] = [
+        ("task", task.task_id),
+        ("type", task.task_type),
+        ("state", task.state.value),
+        ("progress", format_progress(task.progress)),
+        ("args", _compact_json(task.args)),
+    ]
+    if task.labels:
+        rows.append(("labels", ", ".join(f"{k}={v}" for k, v in sorted(task.labels.items()))))
+    rows += [
+        ("priority", str(task.priority)),
+        ("attempt", str(task.attempt)),
+        ("time limit", format_duration(task.time_limit)),
+        ("submitted", format_time(task.submitted_at)),
+        ("started", format_time(task.started_at)),
+        ("ended", format_time(task.ended_at)),
+    ]
+    if task.started_at and task.ended_at:
+        rows.append(("ran for", format_duration((task.ended_at - task.started_at).total_seconds())))
+    if task.result is not None:
+        rows.append(("result", _compact_json(task.result)))
+    if task.error is not None:
+        rows.append(("error", format_error(task.error)))
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{name:<{width}}  {value}" for name, value in rows]
+    if task.error is not None and task.error.traceback:
+        lines.append(task.error.traceback.rstrip("\n"))
+    return "\n".join(lines)
+
+
+def format_table(tasks: list[Task]) -> str:
+    """The table of `taskctl list`: plain aligned columns, never truncated (ids must stay usable)."""
+    header = ("TASK ID", "TYPE", "STATE", "PROGRESS", "SUBMITTED", "LABELS")
+    rows = [
+        (
+            t.task_id,
+            t.task_type,
+            t.state.value,
+            f"{t.progress.percent:.0f}%",
+            format_time(t.submitted_at),
+            ",".join(f"{k}={v}" for k, v in sorted(t.labels.items())),
+        )
+        for t in tasks
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]
+    )
+
+
+def format_submit(result: SubmitResult) -> str:
+    """`<task id> <STATE>`, noting when the task existed already (same id, same request)."""
+    text = f"{result.task.task_id} {result.task.state.value}"
+    return text if result.created else text + " (already submitted)"
+
+
+def format_final(task: Task) -> str:
+    """The last line of a watch: the end state and the result or the error."""
+    text = f"task {task.task_id} {task.state.value}"
+    if task.error is not None:
+        text += f": {format_error(task.error)}"
+    elif task.result is not None:
+        text += f" result={_compact_json(task.result)}"
+    return text
+
+
+def format_event(event: TaskEvent) -> str:
+    """One line per event when stdout is not a terminal."""
+    return f"{format_time(event.time)} #{event.sequence} {event.state.value:<9} {format_progress(event.progress)}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writers
+
+
+@dataclass
+class Output:
+    """Where and how to print: human text or one JSON object per line."""
+
+    json: bool = False
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+
+    def text(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def json_line(self, value: dict[str, Any]) -> None:
+        print(json.dumps(value, ensure_ascii=False), file=self.out, flush=True)
+
+    def is_terminal(self) -> bool:
+        return self.out.isatty()
+
+
+class WatchView(Protocol):
+    """Shows a watch as it goes; `finish` gets the final task."""
+
+    def event(self, event: TaskEvent) -> None: ...
+    def finish(self, task: Task | None) -> None: ...
+
+
+class JsonWatchView:
+    def __init__(self, output: Output) -> None:
+        self._output = output
+
+    def event(self, event: TaskEvent) -> None:
+        self._output.json_line(event_to_json(event))
+
+    def finish(self, task: Task | None) -> None:
+        pass  # the terminal event, already printed, carries the final task
+
+
+class LineWatchView:
+    def __init__(self, output: Output) -> None:
+        self._output = output
+
+    def event(self, event: TaskEvent) -> None:
+        self._output.text(format_event(event))
+
+    def finish(self, task: Task | None) -> None:
+        if task is not None:
+            self._output.text(format_final(task))
+
+
+class BarWatchView:
+    """A rich progress bar, for a terminal."""
+
+    def __init__(self, output: Output, task_id: str, *, console: Console | None = None) -> None:
+        self._output = output
+        self._progress = Progress(
+            TextColumn("[bold]{task.fields[state]:<9}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[message]}"),
+            TimeElapsedColumn(),
+            console=console or Console(file=output.out),
+            transient=False,
+        )
+        self._bar: TaskID = self._progress.add_task(task_id, total=100, state="", message="")
+        self._progress.start()
+
+    def event(self, event: TaskEvent) -> None:
+        p = event.progress
+        message = p.message + (f" ({p.current}/{p.total})" if p.total else "")
+        self._progress.update(self._bar, completed=p.percent, state=event.state.value, message=message)
+
+    def finish(self, task: Task | None) -> None:
+        self._progress.stop()
+        if task is not None:
+            self._output.text(format_final(task))
+
+
+def watch_view(output: Output, task_id: str) -> WatchView:
+    """JSON lines with --json; a progress bar on a terminal; else one line per event."""
+    if output.json:
+        return JsonWatchView(output)
+    if output.is_terminal():
+        return BarWatchView(output, task_id)
+    return LineWatchView(output)

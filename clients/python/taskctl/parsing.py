@@ -1,0 +1,75 @@
+"""Parsing of command-line values: durations, key=value pairs and task args."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable
+from typing import Any
+
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# One or more <number><unit> parts, e.g. 250ms, 30s, 1h30m, 1.5h; a bare number means seconds.
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)")
+_BARE = re.compile(r"\d+(?:\.\d*)?|\.\d+")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in `text`: 90, 1.5, 250ms, 30s, 5m, 1h, 2d or combinations such as 1h30m."""
+    s = text.strip().lower()
+    if _BARE.fullmatch(s):
+        seconds = float(s)
+    else:
+        pos, seconds = 0, 0.0
+        for match in _PART.finditer(s):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            pos = match.end()
+        if pos != len(s) or not s:
+            raise ValueError(f"invalid duration {text!r} (use e.g. 90, 250ms, 30s, 5m, 1h, 1h30m)")
+    if not math.isfinite(seconds):
+        raise ValueError(f"invalid duration {text!r}")
+    return seconds
+
+
+def split_key_value(text: str) -> tuple[str, str]:
+    """`key=value` as (key, value); the value may contain '=' and may be empty."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
+def parse_arg_value(text: str) -> Any:
+    """A --arg value: JSON when it parses (20 -> 20, true -> True, [1,2] -> list), else the string."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    # NaN and Infinity parse as JSON in Python but are no JSON a Struct can carry: keep the text.
+    if isinstance(value, float) and not math.isfinite(value):
+        return text
+    return value
+
+
+def build_args(args_json: str | None, pairs: Iterable[str]) -> dict[str, Any]:
+    """Task args: the --args-json object, with each --arg KEY=VALUE merged over it."""
+    args: dict[str, Any] = {}
+    if args_json:
+        try:
+            loaded = json.loads(args_json)
+        except ValueError as err:
+            raise ValueError(f"--args-json is not valid JSON: {err}") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"--args-json must be a JSON object, got {type(loaded).__name__}")
+        args.update(loaded)
+    for pair in pairs:
+        key, value = split_key_value(pair)
+        args[key] = parse_arg_value(value)
+    return args
+
+
+def build_labels(pairs: Iterable[str]) -> dict[str, str]:
+    """Labels from --label KEY=VALUE options; values stay strings."""
+    return dict(split_key_value(pair) for pair in pairs)
