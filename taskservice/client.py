@@ -57,7 +57,7 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_RECONNECT_TIMEOUT = 30.0
 # Backoff between watch reconnect attempts: first delay, cap (seconds) and relative jitter.
 _BACKOFF_INITIAL = 0.1
-_BACKOFF_MAX = 2.0
+_BACKOFF_MAX = 1.0
 _BACKOFF_JITTER = 0.2
 _MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
@@ -70,7 +70,7 @@ CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     # gRPC's own reconnect backoff starts at 1 s and grows to 120 s; keep it short so that a watch
     # finds a restarted server within our reconnect budget.
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 2_000),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
 )
 _STATE_PREFIX = "TASK_STATE_"
 _DETAILS_KEY = "grpc-status-details-bin"
@@ -200,9 +200,9 @@ class TaskServiceError(Exception):
         self.field_violations: list[tuple[str, str]] = list(field_violations)
 
     def __str__(self) -> str:
-        # One line a person can act on; violations the message does not already name are appended.
+        # One line a person can act on; violations the message does not already say are appended.
         text = f"{self.code.name}: {self.message}" if self.message else self.code.name
-        extra = [f"{f}: {d}" if d else f for f, d in self.field_violations if f"{f}: {d}" not in self.message]
+        extra = [f"{f}: {d}" if d else f for f, d in self.field_violations if not (d and d in self.message)]
         if extra:
             text += f" ({'; '.join(extra)})"
         return " ".join(text.split())

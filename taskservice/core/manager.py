@@ -730,6 +730,8 @@ class WorkerManager:
                         TaskState.TIMED_OUT,
                         TaskError(ErrorType.TIME_LIMIT_EXCEEDED, f"time limit of {limit:g} s passed"),
                     )
+                if expired_limits:
+                    continue  # their grace deadlines are new: compute the next wake again
                 if not expired_graces:
                     self._watchdog_wake.wait(None if next_wake is None else max(0.0, next_wake - now))
                     continue

@@ -65,11 +65,24 @@ def check_labels(labels: dict[str, str]) -> None:
 def request_digest(
     task_type: str, args: dict[str, Any], time_limit: float | None, priority: int, labels: dict[str, str]
 ) -> str:
-    """A fingerprint of what was asked, so a retried Submit can be told from a different one."""
+    """A fingerprint of what was asked, so a retried Submit can be told from a different one.
+
+    Numbers are compared as JSON numbers: 1 and 1.0 are the same request (a Struct carries both as 1.0).
+    """
     canonical = json.dumps(
-        [task_type, args, time_limit, priority, labels],
+        _integral_floats_as_ints([task_type, args, time_limit, priority, labels]),
         sort_keys=True,
         separators=(",", ":"),
         allow_nan=False,
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral_floats_as_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(item) for item in value]
+    return value

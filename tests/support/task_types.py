@@ -1,0 +1,102 @@
+"""Task types the engine and server tests run: each shows one behaviour a real handler can have."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from taskservice.core.context import TaskContext
+from taskservice.core.registry import TaskRegistry
+from taskservice.tasks.demo import demo
+from taskservice.tasks.sleep import sleep
+
+
+class Gates:
+    """Named events a test opens to let a `gate` task finish; plus the order tasks ran in."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._gates: dict[str, threading.Event] = {}
+        self.ran: list[str] = []
+
+    def gate(self, name: str) -> threading.Event:
+        with self._lock:
+            return self._gates.setdefault(name, threading.Event())
+
+    def open(self, name: str) -> None:
+        self.gate(name).set()
+
+    def open_all(self) -> None:
+        with self._lock:
+            for gate in self._gates.values():
+                gate.set()
+
+
+def make_registry(gates: Gates) -> TaskRegistry:
+    """A registry with the built-in types and the test types, fresh for each test."""
+    registry = TaskRegistry()
+    registry.register("demo", demo)
+    registry.register("sleep", sleep)
+
+    def echo(ctx: TaskContext, *, value: Any = None) -> Any:
+        return value
+
+    def fail(ctx: TaskContext, *, message: str = "boom") -> None:
+        raise ValueError(message)
+
+    def gate(ctx: TaskContext, *, name: str) -> str:
+        """Runs until the test opens gate `name`; stoppable."""
+        gates.ran.append(name)
+        event = gates.gate(name)
+        while not event.wait(0.005):
+            ctx.check_stop()
+        return name
+
+    def record(ctx: TaskContext, *, tag: str) -> str:
+        gates.ran.append(tag)
+        return tag
+
+    def stubborn(ctx: TaskContext, *, name: str, seconds: float = 30.0) -> str:
+        """Ignores stop: returns only when its gate opens (or after `seconds`)."""
+        gates.gate(name).wait(seconds)
+        return "late"
+
+    def spin(ctx: TaskContext, *, reports: int) -> int:
+        for i in range(1, reports + 1):
+            ctx.progress(current=i, total=reports, message=f"{i}")
+        return reports
+
+    def typed(
+        ctx: TaskContext,
+        *,
+        i: int,
+        f: float = 0.0,
+        s: str = "",
+        b: bool = False,
+        items: list[int] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return {"i": i, "f": f, "s": s, "b": b, "items": items, "options": options}
+
+    def not_json(ctx: TaskContext) -> Any:
+        return object()
+
+    def rerunnable(ctx: TaskContext, *, name: str) -> str:
+        gates.ran.append(name)
+        return name
+
+    def progress_then_wait(ctx: TaskContext, *, name: str) -> str:
+        """Reports progress every 10 ms until its gate opens: stoppable through progress()."""
+        event = gates.gate(name)
+        count = 0
+        while not event.is_set():
+            count += 1
+            ctx.progress(message=f"tick {count}")
+            time.sleep(0.01)
+        return name
+
+    for handler in (echo, fail, gate, record, stubborn, spin, typed, not_json, progress_then_wait):
+        registry.register(handler.__name__, handler)
+    registry.register("rerunnable", rerunnable, rerun_on_restart=True)
+    return registry

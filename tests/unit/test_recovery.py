@@ -1,0 +1,75 @@
+"""What a start does with what the last run left in the store."""
+
+from __future__ import annotations
+
+from taskservice.core.manager import RESTART_SEQUENCE_GAP
+from taskservice.core.models import ErrorType, Task, TaskState
+from taskservice.core.store import InsertTask, SQLiteStore
+from tests.support.engine import wait_final
+from tests.unit.conftest import MakeManager
+
+
+def leftover(seq: int, task_type: str, state: TaskState, **args: object) -> Task:
+    return Task(
+        task_id=f"left-{seq}",
+        task_type=task_type,
+        args=dict(args),
+        state=state,
+        submitted_at=1.0,
+        seq=seq,
+        sequence=3,
+        attempt=1 if state is not TaskState.PENDING else 0,
+        request_digest="d",
+    )
+
+
+def test_running_tasks_become_lost_and_pending_ones_run_in_order(
+    make_manager: MakeManager, sqlite_store: SQLiteStore, gates
+) -> None:
+    sqlite_store.apply(
+        [
+            InsertTask(leftover(1, "record", TaskState.RUNNING, tag="was-running")),
+            InsertTask(leftover(2, "record", TaskState.STOPPING, tag="was-stopping")),
+            InsertTask(leftover(3, "record", TaskState.PENDING, tag="first")),
+            InsertTask(leftover(4, "record", TaskState.PENDING, tag="second")),
+        ]
+    )
+    manager = make_manager(sqlite_store, workers=1)
+    for task_id in ("left-1", "left-2"):
+        lost = manager.get(task_id)
+        assert lost.state is TaskState.LOST
+        assert lost.error is not None and lost.error.type == ErrorType.SERVER_RESTARTED
+        assert lost.sequence > RESTART_SEQUENCE_GAP
+    assert wait_final(manager, "left-3").state is TaskState.SUCCESS
+    assert wait_final(manager, "left-4").state is TaskState.SUCCESS
+    assert gates.ran == ["first", "second"]
+
+
+def test_task_types_that_allow_it_are_run_again_after_a_crash(
+    make_manager: MakeManager, sqlite_store: SQLiteStore, gates
+) -> None:
+    sqlite_store.apply([InsertTask(leftover(1, "rerunnable", TaskState.RUNNING, name="again"))])
+    manager = make_manager(sqlite_store)
+    final = wait_final(manager, "left-1")
+    assert final.state is TaskState.SUCCESS and final.attempt == 2
+    assert gates.ran == ["again"]
+
+
+def test_queued_tasks_of_a_type_no_longer_loaded_fail_with_a_clear_error(
+    make_manager: MakeManager, sqlite_store: SQLiteStore
+) -> None:
+    sqlite_store.apply([InsertTask(leftover(1, "plugin.gone", TaskState.PENDING))])
+    manager = make_manager(sqlite_store)
+    final = wait_final(manager, "left-1")
+    assert final.state is TaskState.FAILURE
+    assert final.error is not None and "--tasks" in final.error.message
+
+
+def test_progress_is_persisted_at_a_throttled_rate(make_manager: MakeManager, sqlite_store: SQLiteStore) -> None:
+    manager = make_manager(sqlite_store)
+    task_id = manager.submit("spin", {"reports": 20_000}).task.task_id
+    final = wait_final(manager, task_id, timeout=30)
+    assert final.progress.current == 20_000
+    # A commit per report would be 20,000; group commit plus throttled progress keeps it to a handful.
+    assert manager.stats().store_commits < 100
+    assert sqlite_store.get(task_id).progress.current == 20_000  # type: ignore[union-attr]
