@@ -4,12 +4,14 @@ against both clients (the async one runs on a private event loop)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, Protocol, TypeVar
 
 from taskservice.client import AsyncTaskClient, SubmitResult, Task, TaskClient, TaskEvent, TaskPage
 
 T = TypeVar("T")
+# Called with each event as it arrives, so that a test can act in the middle of a watch.
+OnEvent = Callable[[TaskEvent], None]
 
 
 class ClientFacade(Protocol):
@@ -20,7 +22,7 @@ class ClientFacade(Protocol):
     def stop(self, task_id: str, reason: str = "") -> Task: ...
     def list(self, **filters: Any) -> TaskPage: ...
     def iter_tasks(self, **filters: Any) -> list[Task]: ...
-    def watch(self, task_id: str, **options: Any) -> list[TaskEvent]: ...
+    def watch(self, task_id: str, on_event: OnEvent | None = None, **options: Any) -> list[TaskEvent]: ...
     def wait(self, task_id: str, timeout: float | None = None) -> Task: ...
     def close(self) -> None: ...
 
@@ -46,8 +48,8 @@ class SyncFacade:
     def iter_tasks(self, **filters: Any) -> list[Task]:
         return list(self.client.iter_tasks(**filters))
 
-    def watch(self, task_id: str, **options: Any) -> list[TaskEvent]:
-        return list(self.client.watch(task_id, **options))
+    def watch(self, task_id: str, on_event: OnEvent | None = None, **options: Any) -> list[TaskEvent]:
+        return _collect_sync(self.client.watch(task_id, **options), on_event)
 
     def wait(self, task_id: str, timeout: float | None = None) -> Task:
         return self.client.wait(task_id, timeout)
@@ -56,8 +58,22 @@ class SyncFacade:
         self.client.close()
 
 
-async def _collect(items: AsyncIterator[T]) -> list[T]:
-    return [item async for item in items]
+def _collect_sync(events: Iterator[TaskEvent], on_event: OnEvent | None) -> list[TaskEvent]:
+    seen = []
+    for event in events:
+        seen.append(event)
+        if on_event is not None:
+            on_event(event)
+    return seen
+
+
+async def _collect(items: AsyncIterator[T], on_item: Callable[[T], None] | None = None) -> list[T]:
+    seen = []
+    async for item in items:
+        seen.append(item)
+        if on_item is not None:
+            on_item(item)
+    return seen
 
 
 class AsyncFacade:
@@ -89,8 +105,8 @@ class AsyncFacade:
     def iter_tasks(self, **filters: Any) -> list[Task]:
         return self._run(_collect(self.client.iter_tasks(**filters)))
 
-    def watch(self, task_id: str, **options: Any) -> list[TaskEvent]:
-        return self._run(_collect(self.client.watch(task_id, **options)))
+    def watch(self, task_id: str, on_event: OnEvent | None = None, **options: Any) -> list[TaskEvent]:
+        return self._run(_collect(self.client.watch(task_id, **options), on_event))
 
     def wait(self, task_id: str, timeout: float | None = None) -> Task:
         return self._run(self.client.wait(task_id, timeout))

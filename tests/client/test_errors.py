@@ -66,6 +66,13 @@ def test_violation_already_in_message_is_not_repeated() -> None:
     assert err.field_violations == [("args.steps", "expected an integer, got 10.5")]
 
 
+def test_violation_whose_description_the_message_says_is_not_repeated() -> None:
+    message = "unknown task type 'nope' (registered: demo, sleep)"
+    metadata = [("grpc-status-details-bin", _details(3, message, [("task_type", "unknown task type 'nope'")]))]
+    err = c.error_from_status(grpc.StatusCode.INVALID_ARGUMENT, message, metadata)
+    assert str(err) == f"INVALID_ARGUMENT: {message}"
+
+
 def test_multiline_messages_become_one_line() -> None:
     err = c.error_from_status(grpc.StatusCode.INTERNAL, "first line\n  second line")
     assert str(err) == "INTERNAL: first line second line"

@@ -69,7 +69,7 @@ def test_unavailable_backs_off_then_gives_up_after_the_budget() -> None:
         clock.now += delay
     assert 0 < delays[0] < 0.2
     assert delays[-1] > delays[0]  # grows
-    assert max(delays) <= 2.0 * 1.2 + 1e-9  # capped, with jitter
+    assert max(delays) <= c._BACKOFF_MAX * 1.2 + 1e-9  # capped, with jitter
     clock.now += 5.0
     with pytest.raises(c.Unavailable, match="gave up reconnecting") as info:
         cur.retry_delay(c.Unavailable("connection refused"))
