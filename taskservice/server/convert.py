@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from typing import Any
 
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
@@ -54,7 +55,27 @@ def _duration(seconds: float | None) -> duration_pb2.Duration | None:
 
 def args_from_proto(args: struct_pb2.Struct) -> dict[str, Any]:
     """A Struct as plain JSON: numbers are floats, as every client sends them."""
-    return json_format.MessageToDict(args)
+    return {key: _value_from_proto(value, f"args.{key}") for key, value in args.fields.items()}
+
+
+def _value_from_proto(value: struct_pb2.Value, field: str) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        number = value.number_value
+        if not math.isfinite(number):
+            raise InvalidRequest(
+                f"{field} is {number}, which JSON cannot carry", [(field, "NaN and infinite numbers are not allowed")]
+            )
+        return number
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return {key: _value_from_proto(item, f"{field}.{key}") for key, item in value.struct_value.fields.items()}
+    if kind == "list_value":
+        return [_value_from_proto(item, f"{field}[{i}]") for i, item in enumerate(value.list_value.values)]
+    return None  # null_value, or no kind set
 
 
 def progress_to_proto(progress: Progress) -> pb.Progress:
