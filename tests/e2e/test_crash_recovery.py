@@ -1,0 +1,68 @@
+"""The server as a real process: killed with SIGKILL, restarted on the same database, drained by SIGTERM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from taskservice.client import TaskClient, TaskState
+from tests.support.server import ServerProcess
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def test_sigkill_then_restart_keeps_every_acknowledged_task(tmp_path: Path) -> None:
+    with ServerProcess(tmp_path / "tasks.db", workers=2) as server:
+        server.start()
+        with TaskClient(server.address) as client:
+            running = [client.submit("sleep", {"seconds": 60}, task_id=f"long-{i}").task.task_id for i in range(2)]
+            for task_id in running:
+                wait_until(lambda t=task_id: client.get(t).state is TaskState.RUNNING, what=f"{task_id} RUNNING")
+            queued = [
+                client.submit(
+                    "demo", {"steps": 2, "step_seconds": 0.01}, task_id=f"queued-{i}", priority=i
+                ).task.task_id
+                for i in range(5)
+            ]
+            assert all(client.get(t).state is TaskState.PENDING for t in queued)
+
+        server.kill()
+        server.restart()
+
+        with TaskClient(server.address) as client:
+            for task_id in running:
+                lost = client.get(task_id)
+                assert lost.state is TaskState.LOST
+                assert lost.error is not None and lost.error.type == "ServerRestarted"
+            for task_id in queued:
+                assert client.wait(task_id, timeout=30).state is TaskState.SUCCESS
+            listed = {t.task_id for t in client.iter_tasks()}
+            assert listed == {*running, *queued}, "every acknowledged task, none twice, nothing else"
+
+
+def test_sigterm_drains_running_tasks_and_leaves_the_rest_for_the_next_start(tmp_path: Path) -> None:
+    with ServerProcess(tmp_path / "tasks.db", workers=2, extra_args=["--drain", "3"]) as server:
+        server.start()
+        with TaskClient(server.address) as client:
+            short = client.submit("sleep", {"seconds": 0.5}, task_id="short").task.task_id
+            long = client.submit("sleep", {"seconds": 120}, task_id="long").task.task_id
+            for task_id in (short, long):
+                wait_until(lambda t=task_id: client.get(t).state is TaskState.RUNNING, what=f"{task_id} RUNNING")
+        assert server.terminate(timeout=30) == 0
+        assert "draining" in server.log()
+
+        server.start()
+        with TaskClient(server.address) as client:
+            assert client.get(short).state is TaskState.SUCCESS, "finished within the drain"
+            assert client.get(long).state is TaskState.LOST, "still running after the drain: treated as a crash"
+
+
+def test_a_database_that_is_not_ours_stops_the_server_with_a_clear_error(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.db"
+    foreign.write_bytes(b"definitely not an sqlite file" * 50)
+    with ServerProcess(foreign) as server, pytest.raises(Exception, match="not a usable taskservice database"):
+        server.start(timeout=15)
+    assert server.proc is not None and server.proc.returncode == 3
+    assert foreign.read_bytes().startswith(b"definitely not"), "never reset silently"
