@@ -49,6 +49,7 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="taskservice serve",
         description="Run the task service. Every flag can also be set as TASKSERVICE_<FLAG> (e.g. TASKSERVICE_DB).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--listen", default=_env(env, "listen", d.listen), help="host:port to serve on (port 0: any)")
     p.add_argument("--db", default=_env(env, "db", d.db), help="SQLite file holding the tasks")

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from taskservice.server.settings import Settings, parse, parse_duration
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("250ms", 0.25), ("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), ("90", 90.0), ("1.5", 1.5)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "-5s", "five", "5d", "1e3"])
+def test_bad_durations_are_refused(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_duration(text)
+
+
+def test_defaults_match_the_documented_ones() -> None:
+    settings = parse([], environ={})
+    assert settings == Settings()
+    assert (settings.listen, settings.db, settings.workers, settings.max_queue) == (
+        "127.0.0.1:50051",
+        "taskservice.db",
+        4,
+        100_000,
+    )
+
+
+def test_environment_variables_set_every_flag_and_flags_win() -> None:
+    environ = {
+        "TASKSERVICE_LISTEN": "127.0.0.1:6000",
+        "TASKSERVICE_DB": "/srv/t.db",
+        "TASKSERVICE_WORKERS": "8",
+        "TASKSERVICE_MAX_QUEUE": "50",
+        "TASKSERVICE_DEFAULT_TIME_LIMIT": "5m",
+        "TASKSERVICE_STOP_GRACE": "2s",
+        "TASKSERVICE_DRAIN": "1m",
+        "TASKSERVICE_TASKS": "a.tasks,b.tasks",
+    }
+    settings = parse([], environ=environ)
+    assert settings.listen == "127.0.0.1:6000" and settings.db == "/srv/t.db"
+    assert (settings.workers, settings.max_queue) == (8, 50)
+    assert (settings.default_time_limit, settings.stop_grace, settings.drain) == (300.0, 2.0, 60.0)
+    assert settings.tasks == ("a.tasks", "b.tasks")
+    assert parse(["--workers", "2", "--tasks", "c.tasks"], environ=environ).tasks == ("c.tasks",)
+    assert parse(["--workers", "2"], environ=environ).workers == 2
+
+
+def test_nonsense_worker_counts_are_usage_errors() -> None:
+    with pytest.raises(SystemExit):
+        parse(["--workers", "0"], environ={})
