@@ -1,0 +1,53 @@
+"""A bare grpc.aio server: the most a Python gRPC server can do with the same messages, no task service.
+
+Unary `/bench.Echo/Echo` returns the request bytes; `/bench.Echo/Ticks` streams `count` copies of a payload
+at `hz` per second (request: JSON {"count", "hz", "size"}), like a task reporting progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+
+from taskservice.server.app import server_options
+from taskservice.server.settings import Settings
+
+
+async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    return request
+
+
+async def ticks(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+    spec = json.loads(request)
+    payload = b"x" * spec["size"]
+    interval = 1.0 / spec["hz"]
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i in range(spec["count"]):
+        await asyncio.sleep(max(0.0, start + i * interval - loop.time()))
+        yield payload
+
+
+async def main(port_file: str) -> None:
+    server = grpc.aio.server(options=server_options(Settings()))
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Echo",
+        {
+            "Echo": grpc.unary_unary_rpc_method_handler(echo),
+            "Ticks": grpc.unary_stream_rpc_method_handler(ticks),
+        },
+    )
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    Path(port_file).write_text(f"{port}\n")
+    await server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))

@@ -1,0 +1,164 @@
+"""Client-side load, run in its own process so the server under test has the machine to itself.
+
+python -m bench.load SCENARIO 'JSON-PARAMS'   ->  prints one JSON object with the measurements
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import statistics
+import sys
+import time
+from typing import Any
+
+import grpc
+
+from taskservice.server.app import server_options
+from taskservice.server.settings import Settings
+from taskservice.v1 import task_service_pb2 as pb
+from taskservice.v1 import task_service_pb2_grpc as pb_grpc
+
+TERMINAL = {pb.TASK_STATE_SUCCESS, pb.TASK_STATE_FAILURE, pb.TASK_STATE_REVOKED, pb.TASK_STATE_TIMED_OUT}
+
+
+def _channel(address: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(address, options=server_options(Settings()))
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def unary_rate(address: str, method: str, request_b64: str, concurrency: int, seconds: float) -> dict[str, Any]:
+    """Calls/s with `concurrency` calls always in flight, for `seconds`."""
+    request = base64.b64decode(request_b64)
+    async with _channel(address) as channel:
+        call = channel.unary_unary(method)
+        await call(request)  # warm the connection
+        done = errors = 0
+        stop_at = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal done, errors
+            while time.perf_counter() < stop_at:
+                try:
+                    await call(request, timeout=30)
+                    done += 1
+                except grpc.aio.AioRpcError:
+                    errors += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return {"calls_per_s": done / elapsed, "calls": done, "errors": errors}
+
+
+async def unary_latency(address: str, method: str, request_b64: str, count: int) -> dict[str, Any]:
+    """p50/p99 of `count` sequential calls, in milliseconds."""
+    request = base64.b64decode(request_b64)
+    async with _channel(address) as channel:
+        call = channel.unary_unary(method)
+        for _ in range(50):
+            await call(request)
+        samples = []
+        for _ in range(count):
+            start = time.perf_counter()
+            await call(request, timeout=30)
+            samples.append((time.perf_counter() - start) * 1000)
+    return {"p50_ms": statistics.median(samples), "p99_ms": _percentile(samples, 0.99), "calls": count}
+
+
+async def stop_latency(address: str, samples: int) -> dict[str, Any]:
+    """Milliseconds from sending Stop to receiving REVOKED, for a handler reporting progress every 10 ms."""
+    timings = []
+    async with _channel(address) as channel:
+        stub = pb_grpc.TaskServiceStub(channel)
+        for _ in range(samples):
+            request = pb.SubmitRequest(task_type="demo")
+            request.args.update({"steps": 100_000, "step_seconds": 0.01})
+            task_id = (await stub.Submit(request)).task.task_id
+            watch = stub.WatchProgress(pb.WatchProgressRequest(task_id=task_id), timeout=60)
+            async for event in watch:
+                if event.state == pb.TASK_STATE_RUNNING and not event.HasField("task"):
+                    break  # a progress event: the handler is reporting
+            start = time.perf_counter()
+            await stub.Stop(pb.StopRequest(task_id=task_id))
+            async for event in watch:
+                if event.state == pb.TASK_STATE_REVOKED:
+                    timings.append((time.perf_counter() - start) * 1000)
+                    break
+            watch.cancel()
+    return {"p50_ms": statistics.median(timings), "p99_ms": _percentile(timings, 0.99), "samples": len(timings)}
+
+
+async def _count_stream(call: Any, is_end: Any) -> tuple[int, int, float]:
+    """(messages, state changes, time of the last message) of one stream."""
+    messages = changes = 0
+    last = time.perf_counter()
+    async for message in call:
+        messages += 1
+        last = time.perf_counter()
+        if is_end(message) is not None:
+            changes += 1
+            if is_end(message):
+                break
+    return messages, changes, last
+
+
+async def task_watchers(address: str, task_ids: list[str], per_task: int) -> dict[str, Any]:
+    """Watch each task with `per_task` streams until it ends; events/s delivered across all streams."""
+    async with _channel(address) as channel:
+        stub = pb_grpc.TaskServiceStub(channel)
+
+        def is_end(event: pb.WatchProgressResponse) -> bool | None:
+            return event.state in TERMINAL if event.HasField("task") else None
+
+        start = time.perf_counter()
+        results = await asyncio.gather(
+            *(
+                _count_stream(stub.WatchProgress(pb.WatchProgressRequest(task_id=t), timeout=120), is_end)
+                for t in task_ids
+                for _ in range(per_task)
+            )
+        )
+    return _stream_summary(results, start)
+
+
+async def tick_watchers(address: str, streams: int, count: int, hz: float, size: int) -> dict[str, Any]:
+    """The baseline: `streams` bare streams of `count` messages at `hz`."""
+    request = json.dumps({"count": count, "hz": hz, "size": size}).encode()
+    async with _channel(address) as channel:
+        call = channel.unary_stream("/bench.Echo/Ticks")
+        start = time.perf_counter()
+        results = await asyncio.gather(
+            *(_count_stream(call(request, timeout=120), lambda m: None) for _ in range(streams))
+        )
+    return _stream_summary(results, start)
+
+
+def _stream_summary(results: list[tuple[int, int, float]], start: float) -> dict[str, Any]:
+    messages = sum(r[0] for r in results)
+    elapsed = max(r[2] for r in results) - start
+    return {
+        "messages": messages,
+        "messages_per_s": messages / elapsed,
+        "streams": len(results),
+        "streams_with_end": sum(1 for r in results if r[1] > 0),
+        "seconds": elapsed,
+    }
+
+
+SCENARIOS = {
+    "unary_rate": unary_rate,
+    "unary_latency": unary_latency,
+    "stop_latency": stop_latency,
+    "task_watchers": task_watchers,
+    "tick_watchers": tick_watchers,
+}
+
+if __name__ == "__main__":
+    scenario, params = sys.argv[1], json.loads(sys.argv[2])
+    print(json.dumps(asyncio.run(SCENARIOS[scenario](**params))))
