@@ -528,6 +528,9 @@ class _WatchCursor:
         self._deadline = None if timeout is None else clock() + timeout
         self._failing_since: float | None = None
         self._failures = 0
+        # Reconnecting is for a connection that was lost; a watch that never got an event fails at once
+        # (a wrong address should not make `taskctl watch` hang for reconnect_timeout).
+        self._connected = False
         # After OUT_OF_RANGE the fresh snapshot may carry any sequence (e.g. a restarted server).
         self._resync = False
 
@@ -550,7 +553,7 @@ class _WatchCursor:
     def accept(self, message: pb.WatchProgressResponse) -> TaskEvent | None:
         """The event to yield, or None for one already seen before a reconnect."""
         event = event_from_pb(message)
-        self._failing_since, self._failures = None, 0
+        self._failing_since, self._failures, self._connected = None, 0, True
         if not self._resync and event.sequence <= self.last_sequence:
             return None
         self._resync = False
@@ -571,7 +574,7 @@ class _WatchCursor:
             # The events after last_sequence are gone: start again from a fresh snapshot.
             self.last_sequence, self._resync = 0, True
             return 0.0
-        if not isinstance(err, Unavailable):
+        if not isinstance(err, Unavailable) or not self._connected:
             raise err
         now = self._clock()
         if self._failing_since is None:
@@ -695,9 +698,10 @@ class TaskClient:
     def watch(self, task_id: str, *, after_sequence: int = 0, timeout: float | None = None) -> Iterator[TaskEvent]:
         """Events of a task up to and including the terminal one.
 
-        Reconnects on UNAVAILABLE (resuming after the last sequence seen) for up to reconnect_timeout
-        seconds of failure; on OUT_OF_RANGE it goes on from a fresh snapshot. `timeout` bounds the whole
-        watch (DeadlineExceeded).
+        Once connected, it reconnects on UNAVAILABLE (resuming after the last sequence seen) for up to
+        reconnect_timeout seconds of failure; on OUT_OF_RANGE it goes on from a fresh snapshot. A watch
+        that never got its first event raises at once. `timeout` bounds the whole watch
+        (DeadlineExceeded).
         """
         cursor = _WatchCursor(task_id, after_sequence, reconnect_timeout=self.reconnect_timeout, timeout=timeout)
         return self._follow(cursor)

@@ -152,12 +152,29 @@ def test_unreachable_server(kind: str) -> None:
         with pytest.raises(c.Unavailable) as info:
             facade.get("t")
         assert info.value.code is grpc.StatusCode.UNAVAILABLE
-        started = time.monotonic()
-        with pytest.raises(c.Unavailable, match=r"gave up reconnecting the watch of task 't' after 0\.5s"):
+        # A watch that never reached the server fails at once, like any call.
+        with pytest.raises(c.Unavailable) as info:
             facade.watch("t")
-        assert time.monotonic() - started < 5
+        assert "gave up reconnecting" not in str(info.value)
     finally:
         facade.close()
+
+
+def test_watch_gives_up_reconnecting_after_the_budget(client: ClientFacade, fake: FakeServer) -> None:
+    # Every reconnect attempt is refused: the server is "draining".
+    fake.service.watch_steps += [send(event(1), then=grpc.StatusCode.UNAVAILABLE)] + [
+        send(then=grpc.StatusCode.UNAVAILABLE, message="draining") for _ in range(100)
+    ]
+    facade = type(client)(fake.address, timeout=5.0, reconnect_timeout=0.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(c.Unavailable, match=r"draining \(gave up reconnecting the watch of task 't' after 0\.5s\)"):
+            facade.watch("t")
+    finally:
+        facade.close()
+    assert 0.5 <= time.monotonic() - started < 5
+    assert len(fake.service.watch_requests) > 2
+    assert set(fake.service.watch_requests[1:]) == {1}
 
 
 def test_sync_client_is_a_context_manager(fake: FakeServer) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+import taskctl
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
 from taskservice import client as c
@@ -224,11 +227,44 @@ def test_channel_options() -> None:
     assert options["grpc.max_receive_message_length"] == 16 * 1024 * 1024
 
 
-def test_client_does_not_import_the_engine_or_server() -> None:
-    # A fresh interpreter: other tests may have imported the server already.
+def _imported_modules(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def _ours(names: set[str]) -> set[str]:
+    """The names that are not the standard library."""
+    return {n for n in names if n.split(".")[0] not in sys.stdlib_module_names}
+
+
+def test_client_imports_only_grpc_and_the_generated_code() -> None:
+    allowed = ("grpc", "google.protobuf", "google.rpc", "taskservice.v1")
+    imported = _ours(_imported_modules(Path(c.__file__)))
+    assert imported, "the check sees imports"
+    assert {n for n in imported if not n.startswith(allowed)} == set()
+
+
+def test_taskctl_imports_only_the_client() -> None:
+    package = Path(taskctl.__file__).parent
+    imported = set().union(*(_imported_modules(p) for p in package.glob("*.py")))
+    ours = {n for n in _ours(imported) if n.startswith("taskservice")}
+    assert ours == {"taskservice.client"}
+
+
+def test_importing_the_client_loads_neither_engine_nor_server() -> None:
+    # A fresh interpreter: other tests may have imported the server already. The package itself
+    # (taskservice/__init__.py) may load what task authors need; the client must add nothing of it.
     code = (
-        "import sys, taskservice.client\n"
-        "bad = [m for m in sys.modules if m.startswith(('taskservice.core', 'taskservice.server'))]\n"
-        "assert not bad, bad\n"
+        "import sys, taskservice\n"
+        "before = set(sys.modules)\n"
+        "import taskservice.client\n"
+        "added = [m for m in set(sys.modules) - before if m.startswith(('taskservice.core', 'taskservice.server'))]\n"
+        "assert not added, added\n"
+        "assert not [m for m in sys.modules if m.startswith('taskservice.server')]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

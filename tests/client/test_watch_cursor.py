@@ -79,9 +79,10 @@ def test_unavailable_backs_off_then_gives_up_after_the_budget() -> None:
 def test_an_event_resets_the_reconnect_budget() -> None:
     clock = FakeClock()
     cur = _cursor(clock, reconnect=5.0)
+    cur.accept(_event(1))
     cur.retry_delay(c.Unavailable("down"))
     clock.now += 4.0
-    cur.accept(_event(1))  # the connection came back
+    cur.accept(_event(2))  # the connection came back
     clock.now += 4.0
     # 8 s since the first failure, but only the current failing stretch counts.
     assert cur.retry_delay(c.Unavailable("down again")) < 0.2
@@ -112,8 +113,17 @@ def test_other_errors_are_raised(err: c.TaskServiceError) -> None:
     assert info.value is err
 
 
+def test_unavailable_before_the_first_event_is_raised_at_once() -> None:
+    cur = _cursor(FakeClock(), after=3)
+    err = c.Unavailable("connection refused")
+    with pytest.raises(c.Unavailable) as info:
+        cur.retry_delay(err)
+    assert info.value is err
+
+
 def test_stream_ending_early_is_retried_like_a_lost_connection() -> None:
     cur = _cursor(FakeClock())
+    cur.accept(_event(1))
     err = cur.ended_early()
     assert isinstance(err, c.Unavailable)
     assert cur.retry_delay(err) >= 0
@@ -122,6 +132,7 @@ def test_stream_ending_early_is_retried_like_a_lost_connection() -> None:
 def test_overall_timeout() -> None:
     clock = FakeClock()
     cur = _cursor(clock, timeout=3.0)
+    cur.accept(_event(1))
     assert cur.call_timeout() == pytest.approx(3.0)
     clock.now += 2.0
     assert cur.call_timeout() == pytest.approx(1.0)

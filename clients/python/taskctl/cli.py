@@ -73,6 +73,7 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="taskctl",
+        allow_abbrev=False,
         description="Submit tasks to a taskservice server, ask their state, stop them, watch their progress.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         _global_options(p, suppress=True)
         p.set_defaults(func=func)
         return p
@@ -131,6 +132,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options of taskctl that take a value, and those that do not; _dash_id_last must know both.
+_VALUE_OPTIONS = frozenset({"--server", "--timeout", "--reason"})
+_FLAG_OPTIONS = frozenset({"--json", "-h", "--help"})
+_ID_COMMANDS = frozenset({"get", "stop", "watch"})
+
+
+def _dash_id_last(args: list[str]) -> list[str]:
+    """Let `taskctl get -abc` work: server-made ids are URL-safe base64 and may start with '-', which
+    argparse takes for an option. Such an ID (any unknown '-' token of get/stop/watch) is moved behind
+    '--', where argparse reads it as the positional ID."""
+    command: str | None = None
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            break
+        if token in _VALUE_OPTIONS:
+            i += 2
+            continue
+        if command is None and not token.startswith("-"):
+            command = token
+            if command not in _ID_COMMANDS:
+                break
+        elif command is not None and token.startswith("-") and token != "-":
+            known = token in _FLAG_OPTIONS or token.split("=", 1)[0] in _VALUE_OPTIONS
+            if not known:
+                return [*args[:i], *args[i + 1 :], "--", token]
+        i += 1
+    return args
+
+
 def _describe(err: TaskServiceError, address: str) -> str:
     if isinstance(err, Unavailable):
         return f"server {address} unavailable: {err}"
@@ -139,7 +171,8 @@ def _describe(err: TaskServiceError, address: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run taskctl; returns the exit code."""
-    ns = build_parser().parse_args(argv)  # exits 2 on usage errors
+    args = list(sys.argv[1:] if argv is None else argv)
+    ns = build_parser().parse_args(_dash_id_last(args))  # exits 2 on usage errors
     output = Output(json=ns.json)
     client = TaskClient(ns.server, timeout=ns.timeout)
     try:

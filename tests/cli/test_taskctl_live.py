@@ -1,0 +1,245 @@
+"""taskctl as a subprocess against the real server: output, JSON and every exit code."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from tests.cli.runner import Run, Taskctl
+from tests.support.server import ServerProcess
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.slow
+
+FAST_DEMO = ("--arg", "steps=3", "--arg", "step_seconds=0.02")
+
+
+def _one_error_line(run: Run, prefix: str) -> str:
+    """stderr must be exactly one line `taskctl: <prefix>...`, and stdout empty."""
+    lines = run.err.splitlines()
+    assert len(lines) == 1, run
+    assert lines[0].startswith(f"taskctl: {prefix}"), run
+    assert run.out == "", run
+    return lines[0]
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_submit_then_get(taskctl: Taskctl) -> None:
+    run = taskctl("submit", "demo", *FAST_DEMO, "--label", "team=cli", "--priority", "3", "--time-limit", "1m")
+    assert run.code == 0, run
+    task_id, state = run.out.split()
+    assert state in {"PENDING", "RUNNING", "SUCCESS"}
+    got = taskctl("get", task_id)
+    assert got.code == 0, got
+    fields = dict(line.split(None, 1) for line in got.out.splitlines() if line[:1].isalpha() and " " in line)
+    assert fields["task"] == task_id
+    assert fields["type"] == "demo"
+    assert fields["labels"] == "team=cli"
+    assert fields["priority"] == "3"
+    assert "time limit" in got.out and "1m" in got.out
+    assert json.loads(fields["args"]) == {"steps": 3, "step_seconds": 0.02}
+
+
+def test_arg_values_are_json_when_they_parse_and_merge_over_args_json(taskctl: Taskctl) -> None:
+    args_json = '{"steps": 1, "seed": 5, "step_seconds": 0.5}'
+    task_id = taskctl.submit_id("demo", "--args-json", args_json, "--arg", "steps=2", "--arg", "step_seconds=0.01")
+    args = taskctl("--json", "get", task_id).json_lines()[0]["args"]
+    assert args == {"steps": 2, "seed": 5, "step_seconds": 0.01}
+    # A value that is no JSON stays a string, which the server rejects for an int parameter.
+    run = taskctl("submit", "demo", "--arg", "steps=abc")
+    assert run.code == 8, run
+    assert "args.steps" in _one_error_line(run, "INVALID_ARGUMENT: ")
+
+
+def test_submit_watch_to_success_exits_0(taskctl: Taskctl) -> None:
+    run = taskctl("submit", "demo", *FAST_DEMO, "--watch")
+    assert run.code == 0, run
+    lines = run.out.splitlines()
+    task_id = lines[0].split()[0]
+    # Not a terminal: one line per event, then the final state with the result.
+    assert any(" RUNNING " in line for line in lines[1:-1]), run
+    assert lines[-1].startswith(f"task {task_id} SUCCESS"), run
+    assert "result=" in lines[-1]
+
+
+def test_failing_demo_exits_3(taskctl: Taskctl) -> None:
+    run = taskctl("submit", "demo", "--arg", "fail_rate=1", "--watch")
+    assert run.code == 3, run
+    assert " FAILURE: " in run.out.splitlines()[-1]
+    # get reports the failure but exits 0: the task exists.
+    task_id = run.out.split()[0]
+    got = taskctl("get", task_id)
+    assert got.code == 0, got
+    assert "FAILURE" in got.out and "Traceback" in got.out
+
+
+def test_stop_then_watch_exits_4(taskctl: Taskctl) -> None:
+    task_id = taskctl.submit_id("sleep", "--arg", "seconds=60")
+    wait_until(lambda: taskctl.state(task_id) == "RUNNING", what="the sleep to run")
+    stopped = taskctl("stop", task_id, "--reason", "no longer needed")
+    assert stopped.code == 0, stopped
+    assert stopped.out.split()[0] == task_id
+    assert stopped.out.split()[1] in {"STOPPING", "REVOKED"}
+    watched = taskctl("watch", task_id)
+    assert watched.code == 4, watched
+    assert watched.out.splitlines()[-1].startswith(f"task {task_id} REVOKED: Revoked"), watched
+    assert "no longer needed" in taskctl("get", task_id).out
+
+
+def test_an_id_starting_with_a_dash_needs_no_double_dash(taskctl: Taskctl) -> None:
+    # Server-made ids are URL-safe base64 and may start with '-' too.
+    submitted = taskctl("submit", "sleep", "--arg", "seconds=0.01", "--id=-dash-first")
+    assert submitted.code == 0, submitted
+    for args in (["get", "-dash-first"], ["get", "-dash-first", "--json"], ["watch", "-dash-first"]):
+        run = taskctl(*args)
+        assert run.code == 0, run
+        assert "-dash-first" in run.out
+
+
+def test_time_limit_exits_5(taskctl: Taskctl) -> None:
+    run = taskctl("submit", "sleep", "--arg", "seconds=60", "--time-limit", "300ms", "--watch")
+    assert run.code == 5, run
+    assert "TIMED_OUT: TimeLimitExceeded" in run.out.splitlines()[-1]
+
+
+def test_lost_task_exits_6(server_process: ServerProcess, taskctl: Taskctl) -> None:
+    task_id = taskctl.submit_id("sleep", "--arg", "seconds=60")
+    wait_until(lambda: taskctl.state(task_id) == "RUNNING", what="the sleep to run")
+    server_process.kill()
+    server_process.restart()
+    run = taskctl("watch", task_id)
+    assert run.code == 6, run
+    assert run.out.splitlines()[-1].startswith(f"task {task_id} LOST: ServerRestarted"), run
+
+
+@pytest.mark.parametrize("command", ["get", "stop", "watch"])
+def test_unknown_id_exits_7(taskctl: Taskctl, command: str) -> None:
+    run = taskctl(command, "no-such-task")
+    assert run.code == 7, run
+    _one_error_line(run, "NOT_FOUND: ")
+
+
+def test_bad_args_exit_8_with_one_clear_line(taskctl: Taskctl) -> None:
+    run = taskctl("submit", "demo", "--arg", "steps=10.5")
+    assert run.code == 8, run
+    line = _one_error_line(run, "INVALID_ARGUMENT: ")
+    assert "args.steps" in line and "10.5" in line
+    run = taskctl("submit", "no-such-type")
+    assert run.code == 8, run
+    assert "no-such-type" in _one_error_line(run, "INVALID_ARGUMENT: ")
+
+
+def test_same_id_different_request_exits_8(taskctl: Taskctl) -> None:
+    assert taskctl("submit", "sleep", "--arg", "seconds=0.01", "--id", "cli-fixed").code == 0
+    again = taskctl("submit", "sleep", "--arg", "seconds=0.01", "--id", "cli-fixed")
+    assert again.code == 0, again
+    assert again.out.strip().endswith("(already submitted)")
+    other = taskctl("submit", "sleep", "--arg", "seconds=5", "--id", "cli-fixed")
+    assert other.code == 8, other
+    _one_error_line(other, "ALREADY_EXISTS: ")
+
+
+def test_unreachable_server_exits_9() -> None:
+    address = f"127.0.0.1:{_closed_port()}"
+    for args in (["get", "x"], ["submit", "demo"], ["list"], ["watch", "x"]):
+        run = Taskctl(address)("--timeout", "5s", *args)
+        assert run.code == 9, run
+        assert address in _one_error_line(run, f"server {address} unavailable: UNAVAILABLE")
+
+
+def test_server_from_the_environment(server_process: ServerProcess) -> None:
+    run = Taskctl(None)("list", env={"TASKSERVICE_ADDR": server_process.address})
+    assert run.code == 0, run
+    unreachable = Taskctl(None)("list", env={"TASKSERVICE_ADDR": f"127.0.0.1:{_closed_port()}"})
+    assert unreachable.code == 9, unreachable
+
+
+def test_json_output(taskctl: Taskctl) -> None:
+    submitted = taskctl("--json", "submit", "demo", *FAST_DEMO, "--watch")
+    assert submitted.code == 0, submitted
+    first, *events = submitted.json_lines()
+    assert first["created"] is True and first["task_type"] == "demo"
+    task_id = first["task_id"]
+    assert events, "one JSON object per event"
+    assert all(e["task_id"] == task_id for e in events)
+    assert [e["sequence"] for e in events] == sorted(e["sequence"] for e in events)
+    assert events[-1]["state"] == "SUCCESS" and events[-1]["task"]["result"] is not None
+    # Global options may also follow the command.
+    got = taskctl("get", task_id, "--json")
+    assert got.code == 0, got
+    (task,) = got.json_lines()
+    assert task["state"] == "SUCCESS"
+    assert task["args"] == {"steps": 3, "step_seconds": 0.02}
+    assert task["ended_at"].endswith("+00:00")
+    assert task["progress"]["percent"] == 100.0
+    (stopped,) = taskctl("--json", "stop", task_id).json_lines()
+    assert stopped["state"] == "SUCCESS"
+
+
+def test_list_filters(taskctl: Taskctl) -> None:
+    ok = taskctl.submit_id("demo", *FAST_DEMO, "--label", "kind=ok")
+    failed = taskctl.submit_id("demo", "--arg", "fail_rate=1", "--label", "kind=bad")
+    slept = taskctl.submit_id("sleep", "--arg", "seconds=0.01", "--label", "kind=ok")
+    for task_id in (ok, failed, slept):
+        wait_until(lambda t=task_id: taskctl.state(t) in {"SUCCESS", "FAILURE"}, what=f"{task_id} to end")
+
+    def listed(*args: str) -> list[str]:
+        run = taskctl("--json", "list", *args)
+        assert run.code == 0, run
+        return [t["task_id"] for t in run.json_lines()]
+
+    assert listed() == [slept, failed, ok]  # newest first
+    assert listed("--state", "FAILURE") == [failed]
+    assert listed("--state", "success") == [slept, ok]
+    assert listed("--state", "SUCCESS,FAILURE") == [slept, failed, ok]
+    assert listed("--state", "RUNNING", "--state", "PENDING") == []
+    assert listed("--type", "sleep") == [slept]
+    assert listed("--label", "kind=ok") == [slept, ok]
+    assert listed("--label", "kind=ok", "--type", "demo") == [ok]
+    # The human table, with a hint on stderr when --limit cuts it.
+    run = taskctl("list", "--limit", "2")
+    assert run.code == 0, run
+    header, *rows = run.out.splitlines()
+    assert header.split()[:3] == ["TASK", "ID", "TYPE"]
+    assert [row.split()[0] for row in rows] == [slept, failed]
+    assert "--all" in run.err
+    assert [row.split()[0] for row in taskctl("list", "--all").out.splitlines()[1:]] == [slept, failed, ok]
+    assert taskctl("list", "--state", "REVOKED").out.strip() == "no tasks"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["submit"],
+        ["submit", "demo", "--arg", "no-equals-sign"],
+        ["submit", "demo", "--time-limit", "5 parsecs"],
+        ["list", "--state", "SLEEPING"],
+        ["list", "--limit", "zero"],
+    ],
+)
+def test_usage_errors_exit_2(taskctl: Taskctl, args: list[str]) -> None:
+    run = taskctl(*args)
+    assert run.code == 2, run
+    assert run.err.strip(), run
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["submit", "demo", "--args-json", "[1, 2]"], "taskctl: --args-json must be a JSON object"),
+        (["submit", "demo", "--args-json", "{nope"], "taskctl: --args-json is not valid JSON"),
+        (["list", "--limit", "0"], "taskctl: --limit must be at least 1"),
+    ],
+)
+def test_usage_errors_found_after_parsing_exit_2_with_one_line(taskctl: Taskctl, args: list[str], message: str) -> None:
+    run = taskctl(*args)
+    assert run.code == 2, run
+    assert _one_error_line(run, "").startswith(message)
