@@ -562,6 +562,8 @@ class WorkerManager:
 
     def _execute(self, run: _Run) -> Outcome:
         task = run.task
+        if run.stop_event.is_set():
+            return Outcome(state=None)  # stopped while RUNNING was being committed: do not start it
         kind = self._registry.get(task.task_type)
         if kind is None:
             return Outcome(

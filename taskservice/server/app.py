@@ -19,11 +19,10 @@ from taskservice.core.errors import RegistryError
 from taskservice.core.manager import ManagerConfig, WorkerManager
 from taskservice.core.registry import TaskRegistry, default_registry
 from taskservice.core.store import SQLiteStore, StoreOpenError
-from taskservice.server.servicer import TaskServiceServicer
+from taskservice.server.servicer import TaskServiceServicer, task_service_handler
 from taskservice.server.settings import Settings
 from taskservice.server.waker import LoopWaker
 from taskservice.v1 import task_service_pb2 as pb
-from taskservice.v1 import task_service_pb2_grpc as pb_grpc
 
 log = logging.getLogger("taskservice")
 
@@ -85,7 +84,7 @@ async def build_server(manager: WorkerManager, settings: Settings) -> RunningSer
     """A started grpc.aio server on settings.listen (port 0 picks a free port) over a started manager."""
     server = grpc.aio.server(options=server_options(settings))
     servicer = TaskServiceServicer(manager, LoopWaker(asyncio.get_running_loop()))
-    pb_grpc.add_TaskServiceServicer_to_server(servicer, server)
+    server.add_generic_rpc_handlers((task_service_handler(servicer),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -6,11 +6,13 @@ import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 
-from taskservice.core.errors import TaskServiceError
+from taskservice.core.errors import InvalidRequest, TaskServiceError
 from taskservice.core.events import Watcher
 from taskservice.core.manager import WorkerManager
 from taskservice.core.validation import MAX_STOP_REASON, check_task_id
@@ -21,6 +23,54 @@ from taskservice.v1 import task_service_pb2 as pb
 from taskservice.v1 import task_service_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class UndecodableRequest:
+    """Stands in for a request whose bytes are not the message they should be (garbage, too deeply nested)."""
+
+    message_type: str
+    reason: str
+
+
+def _tolerant_parser(message_class: Any) -> Callable[[bytes], Any]:
+    """Parse a request, or hand the servicer an UndecodableRequest so it can answer INVALID_ARGUMENT.
+
+    grpc's own handling of a parse error is UNKNOWN with an internal exception name; a client deserves better.
+    """
+
+    def parse(data: bytes) -> Any:
+        try:
+            return message_class.FromString(data)
+        except DecodeError as exc:
+            return UndecodableRequest(message_class.DESCRIPTOR.full_name, str(exc))
+
+    return parse
+
+
+def task_service_handler(servicer: TaskServiceServicer) -> grpc.GenericRpcHandler:
+    """TaskService's method handlers, built from the proto's descriptor with tolerant request parsing."""
+    service = pb.DESCRIPTOR.services_by_name["TaskService"]
+    handlers = {}
+    for method in service.methods:
+        request_class = getattr(pb, method.input_type.name)
+        response_class = getattr(pb, method.output_type.name)
+        make = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
+        handlers[method.name] = make(
+            getattr(servicer, method.name),
+            request_deserializer=_tolerant_parser(request_class),
+            response_serializer=response_class.SerializeToString,
+        )
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)
+
+
+def _check_decoded(request: Any) -> None:
+    if isinstance(request, UndecodableRequest):
+        raise InvalidRequest(
+            f"the request is not a valid {request.message_type}: {request.reason}",
+            [("request", "send a well-formed protobuf message (nesting depth under 100)")],
+        )
+
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
@@ -42,6 +92,7 @@ def _unary(
     @functools.wraps(method)
     async def wrapper(self: Any, request: Request, context: grpc.aio.ServicerContext[Any, Any]) -> Response:
         try:
+            _check_decoded(request)
             return await method(self, request, context)
         except Exception as exc:
             await _abort(context, exc)
@@ -107,6 +158,7 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
         wake = asyncio.Event()
         watcher = Watcher(notify=lambda: self._waker.wake(wake))
         try:
+            _check_decoded(request)
             check_task_id(request.task_id)
             self._manager.watch(request.task_id, watcher, request.after_sequence)
         except Exception as exc:

@@ -1,0 +1,72 @@
+"""Garbage, oversized and malformed input gets a clear status and changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from taskservice.server.app import RunningServer
+from taskservice.v1 import task_service_pb2 as pb
+from taskservice.v1 import task_service_pb2_grpc as pb_grpc
+from tests.grpc.helpers import field_violations, struct
+
+
+def length_delimited(tag: int, payload: bytes) -> bytes:
+    """One protobuf field (wire type 2), written by hand so a client library cannot refuse to send it."""
+    size, prefix = len(payload), bytearray([tag])
+    while True:
+        byte, size = size & 0x7F, size >> 7
+        prefix.append(byte | (0x80 if size else 0))
+        if not size:
+            return bytes(prefix) + payload
+
+
+def nested_submit(depth: int) -> bytes:
+    value = length_delimited(0x1A, b"x")  # Value.string_value
+    for _ in range(depth):
+        value = length_delimited(0x32, length_delimited(0x0A, value))  # Value.list_value.values[0]
+    entry = length_delimited(0x0A, b"x") + length_delimited(0x12, value)  # Struct.fields entry
+    return length_delimited(0x0A, b"demo") + length_delimited(0x12, length_delimited(0x0A, entry))
+
+
+@pytest.mark.parametrize("payload", [b"\xff\xff\xff\x00garbage", nested_submit(300)], ids=["garbage", "too-deep"])
+async def test_undecodable_requests_are_invalid_argument(
+    channel: grpc.aio.Channel, stub: pb_grpc.TaskServiceStub, payload: bytes
+) -> None:
+    raw = channel.unary_unary("/taskservice.v1.TaskService/Submit")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await raw(payload)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid taskservice.v1.SubmitRequest" in caught.value.details()
+    assert list((await stub.ListTasks(pb.ListTasksRequest())).tasks) == []
+
+
+async def test_args_over_a_megabyte_are_refused(stub: pb_grpc.TaskServiceStub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Submit(pb.SubmitRequest(task_type="echo", args=struct(value="x" * 2_000_000)))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(caught.value) == ["args"]
+
+
+async def test_messages_over_the_size_limit_are_resource_exhausted(stub: pb_grpc.TaskServiceStub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Submit(pb.SubmitRequest(task_type="echo", args=struct(value="x" * 20_000_000)))
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_raw_garbage_on_the_port_does_not_disturb_other_clients(
+    server: RunningServer, stub: pb_grpc.TaskServiceStub
+) -> None:
+    for junk in (
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"\x00" * 4096,
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\xff" * 64,
+    ):
+        _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(junk)
+        await writer.drain()
+        writer.close()
+    response = await stub.Submit(pb.SubmitRequest(task_type="echo"))
+    assert response.created
