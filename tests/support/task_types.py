@@ -59,6 +59,7 @@ def make_registry(gates: Gates) -> TaskRegistry:
 
     def stubborn(ctx: TaskContext, *, name: str, seconds: float = 30.0) -> str:
         """Ignores stop: returns only when its gate opens (or after `seconds`)."""
+        gates.ran.append(name)
         gates.gate(name).wait(seconds)
         return "late"
 

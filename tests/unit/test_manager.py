@@ -19,6 +19,7 @@ from taskservice.core.events import Watcher
 from taskservice.core.models import ALLOWED_TRANSITIONS, ErrorType, TaskState
 from taskservice.core.store import MemoryStore
 from tests.support.engine import events_until_terminal, wait_final, wait_state
+from tests.support.waiting import wait_until
 from tests.unit.conftest import MakeManager
 
 
@@ -163,7 +164,7 @@ def test_stop_and_get_of_unknown_ids_raise_not_found(make_manager: MakeManager) 
 def test_handler_ignoring_stop_is_abandoned_and_its_worker_replaced(make_manager: MakeManager, gates) -> None:
     manager = make_manager(workers=1, stop_grace=0.2)
     stubborn = manager.submit("stubborn", {"name": "s"}).task.task_id
-    wait_state(manager, stubborn, TaskState.RUNNING)
+    wait_until(lambda: "s" in gates.ran, what="the stubborn handler started")
     manager.stop(stubborn)
     final = wait_final(manager, stubborn)
     assert final.state is TaskState.REVOKED
