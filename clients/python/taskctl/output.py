@@ -96,14 +96,18 @@ def format_duration(seconds: float | None) -> str:
     return "".join(parts)
 
 
+def _progress_detail(p: TaskProgress) -> str:
+    """The message, then current/total unless the message says it already."""
+    counts = f"{p.current}/{p.total}" if p.total else ""
+    if counts and counts in p.message:
+        counts = ""
+    return " ".join(part for part in (p.message, f"({counts})" if counts else "") if part)
+
+
 def format_progress(p: TaskProgress) -> str:
-    """e.g. '40% step 4/10 (4/10)'."""
-    text = f"{p.percent:.0f}%"
-    if p.message:
-        text += f" {p.message}"
-    if p.total:
-        text += f" ({p.current}/{p.total})"
-    return text
+    """e.g. '40% copying (4096/10240)'."""
+    detail = _progress_detail(p)
+    return f"{p.percent:.0f}% {detail}" if detail else f"{p.percent:.0f}%"
 
 
 def _compact_json(value: Any) -> str:
@@ -257,8 +261,7 @@ class BarWatchView:
 
     def event(self, event: TaskEvent) -> None:
         p = event.progress
-        message = p.message + (f" ({p.current}/{p.total})" if p.total else "")
-        self._progress.update(self._bar, completed=p.percent, state=event.state.value, message=message)
+        self._progress.update(self._bar, completed=p.percent, state=event.state.value, message=_progress_detail(p))
 
     def finish(self, task: Task | None) -> None:
         self._progress.stop()
