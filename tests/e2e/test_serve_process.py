@@ -1,0 +1,93 @@
+"""`taskservice serve` as a process: user task modules, start-up errors, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from taskservice.client import TaskClient, TaskState
+from tests.support.server import ServerProcess
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.slow
+
+USER_MODULE = """
+from taskservice import TaskContext, task
+
+
+@task("acme.greet")
+def greet(ctx: TaskContext, *, name: str, times: int = 1) -> str:
+    ctx.progress(50, "thinking")
+    return " ".join([f"hello {name}"] * times)
+"""
+
+
+def python_path_with(directory: Path) -> dict[str, str]:
+    return {"PYTHONPATH": os.pathsep.join([str(directory), os.environ.get("PYTHONPATH", "")])}
+
+
+def test_tasks_flag_imports_a_user_module_whose_types_run(tmp_path: Path) -> None:
+    (tmp_path / "acme_tasks.py").write_text(USER_MODULE)
+    with ServerProcess(
+        tmp_path / "t.db", extra_args=["--tasks", "acme_tasks"], env=python_path_with(tmp_path)
+    ) as server:
+        server.start()
+        with TaskClient(server.address) as client:
+            task_id = client.submit("acme.greet", {"name": "ops", "times": 2}).task.task_id
+            final = client.wait(task_id, timeout=30)
+            assert final.state is TaskState.SUCCESS and final.result == "hello ops hello ops"
+
+
+def run_serve(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "taskservice", "serve", "--listen", "127.0.0.1:0", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_a_duplicate_task_type_name_fails_at_start_up(tmp_path: Path) -> None:
+    (tmp_path / "clash.py").write_text(
+        textwrap.dedent(
+            """
+            from taskservice import task
+
+            @task("demo")
+            def my_demo(ctx) -> None: ...
+            """
+        )
+    )
+    result = run_serve(["--db", str(tmp_path / "t.db"), "--tasks", "clash"], python_path_with(tmp_path))
+    assert result.returncode == 2
+    assert "'demo' is registered twice" in result.stderr
+
+
+def test_a_missing_task_module_fails_at_start_up(tmp_path: Path) -> None:
+    result = run_serve(["--db", str(tmp_path / "t.db"), "--tasks", "no_such_module_here"])
+    assert result.returncode == 2
+    assert "no_such_module_here" in result.stderr
+
+
+def test_a_second_signal_exits_at_once_during_the_drain(tmp_path: Path) -> None:
+    with ServerProcess(tmp_path / "t.db", extra_args=["--drain", "120"]) as server:
+        server.start()
+        with TaskClient(server.address) as client:
+            task_id = client.submit("sleep", {"seconds": 300}).task.task_id
+            wait_until(lambda: client.get(task_id).state is TaskState.RUNNING, what="the task runs")
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "draining" in server.log(), what="the drain started")
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=10) == 1
+        server.start()
+        with TaskClient(server.address) as client:
+            assert client.get(task_id).state is TaskState.LOST
