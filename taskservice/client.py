@@ -10,6 +10,7 @@ This module imports grpc and the generated `taskservice.v1` code only, never the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import math
 import os
@@ -283,6 +284,15 @@ def error_from_rpc(err: grpc.RpcError) -> TaskServiceError:
     return error_from_status(code, _call_attr(err, "details") or "", _call_attr(err, "trailing_metadata"))
 
 
+@contextlib.contextmanager
+def _rpc_errors() -> Iterator[None]:
+    """Raise the typed exception for a grpc error inside the block."""
+    try:
+        yield
+    except grpc.RpcError as err:
+        raise error_from_rpc(err) from err
+
+
 def _call_attr(err: grpc.RpcError, name: str) -> Any:
     getter = getattr(err, name, None)
     return getter() if callable(getter) else None
@@ -533,6 +543,7 @@ class _WatchCursor:
         self._connected = False
         # After OUT_OF_RANGE the fresh snapshot may carry any sequence (e.g. a restarted server).
         self._resync = False
+        self._error: TaskServiceError | None = None
 
     @property
     def done(self) -> bool:
@@ -550,17 +561,35 @@ class _WatchCursor:
             raise self._timed_out()
         return left
 
-    def accept(self, message: pb.WatchProgressResponse) -> TaskEvent | None:
-        """The event to yield, or None for one already seen before a reconnect."""
+    def accept(self, message: pb.WatchProgressResponse) -> tuple[TaskEvent, ...]:
+        """The events to yield for `message`: none when it was seen before a reconnect, else one."""
         event = event_from_pb(message)
         self._failing_since, self._failures, self._connected = None, 0, True
         if not self._resync and event.sequence <= self.last_sequence:
-            return None
+            return ()
         self._resync = False
         self.last_sequence = event.sequence
         if event.state.is_terminal:
             self.final = event
-        return event
+        return (event,)
+
+    @contextlib.contextmanager
+    def attempt(self, stream: grpc.Call | grpc.aio.Call) -> Iterator[None]:
+        """Wraps the reading of one stream: notes why it ended (for next_delay) and always cancels it,
+        which frees the call when the caller stops iterating early."""
+        self._error = None
+        try:
+            yield
+        except grpc.RpcError as err:
+            self._error = error_from_rpc(err)
+        finally:
+            stream.cancel()
+        if self._error is None and not self.done:
+            self._error = self.ended_early()
+
+    def next_delay(self) -> float:
+        """After an attempt that did not reach the end: seconds to wait before the next, or raise."""
+        return self.retry_delay(self._error or self.ended_early())
 
     def ended_early(self) -> Unavailable:
         """The error for a stream that ended OK before a terminal event (retried like a lost connection)."""
@@ -604,13 +633,8 @@ class _WatchCursor:
 # Clients
 
 
-class TaskClient:
-    """Synchronous client. Use as a context manager, or call close().
-
-    `address` None means $TASKSERVICE_ADDR, else 127.0.0.1:50051. `timeout` is the deadline of each
-    unary call in seconds (None: no deadline). `reconnect_timeout` bounds how long watch() and wait()
-    keep reconnecting to an unreachable server.
-    """
+class _ClientBase:
+    """What TaskClient and AsyncTaskClient share: settings, channel and stub, watch cursors."""
 
     def __init__(
         self,
@@ -622,8 +646,26 @@ class TaskClient:
         self.address = resolve_address(address)
         self.timeout = timeout
         self.reconnect_timeout = reconnect_timeout
-        self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self._channel = self._open_channel(self.address)
         self._stub = pb_grpc.TaskServiceStub(self._channel)
+
+    def _open_channel(self, address: str) -> Any:
+        raise NotImplementedError
+
+    def _cursor(self, task_id: str, after_sequence: int, timeout: float | None) -> _WatchCursor:
+        return _WatchCursor(task_id, after_sequence, reconnect_timeout=self.reconnect_timeout, timeout=timeout)
+
+
+class TaskClient(_ClientBase):
+    """Synchronous client. Use as a context manager, or call close().
+
+    `address` None means $TASKSERVICE_ADDR, else 127.0.0.1:50051. `timeout` is the deadline of each
+    unary call in seconds (None: no deadline). `reconnect_timeout` bounds how long watch() and wait()
+    keep reconnecting to an unreachable server.
+    """
+
+    def _open_channel(self, address: str) -> grpc.Channel:
+        return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
 
     def __enter__(self) -> TaskClient:
         return self
@@ -636,10 +678,8 @@ class TaskClient:
         self._channel.close()
 
     def _invoke(self, call: _Unary[R]) -> R:
-        try:
+        with _rpc_errors():
             response = getattr(self._stub, call.method)(call.request, timeout=self.timeout)
-        except grpc.RpcError as err:
-            raise error_from_rpc(err) from err
         return call.convert(response)
 
     def submit(
@@ -703,52 +743,34 @@ class TaskClient:
         that never got its first event raises at once. `timeout` bounds the whole watch
         (DeadlineExceeded).
         """
-        cursor = _WatchCursor(task_id, after_sequence, reconnect_timeout=self.reconnect_timeout, timeout=timeout)
-        return self._follow(cursor)
+        return self._follow(self._cursor(task_id, after_sequence, timeout))
 
     def _follow(self, cursor: _WatchCursor) -> Iterator[TaskEvent]:
         while True:
             stream = self._stub.WatchProgress(cursor.request(), timeout=cursor.call_timeout())
-            try:
+            with cursor.attempt(stream):
                 for message in stream:
-                    event = cursor.accept(message)
-                    if event is not None:
-                        yield event
+                    yield from cursor.accept(message)
                     if cursor.done:
                         return
-                error: TaskServiceError = cursor.ended_early()
-            except grpc.RpcError as err:
-                error = error_from_rpc(err)
-            finally:
-                stream.cancel()  # frees the call when the caller stops iterating early
-            time.sleep(cursor.retry_delay(error))
+            time.sleep(cursor.next_delay())
 
     def wait(self, task_id: str, timeout: float | None = None) -> Task:
         """Watch until the task ends and return it; DeadlineExceeded after `timeout` seconds."""
-        cursor = _WatchCursor(task_id, 0, reconnect_timeout=self.reconnect_timeout, timeout=timeout)
+        cursor = self._cursor(task_id, 0, timeout)
         for _ in self._follow(cursor):
             pass
         return cursor.final_task() or self.get(task_id)
 
 
-class AsyncTaskClient:
+class AsyncTaskClient(_ClientBase):
     """asyncio client on grpc.aio with the same methods as TaskClient, as coroutines.
 
     Create it inside a running event loop; use `async with`, or await close().
     """
 
-    def __init__(
-        self,
-        address: str | None = None,
-        *,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT,
-    ) -> None:
-        self.address = resolve_address(address)
-        self.timeout = timeout
-        self.reconnect_timeout = reconnect_timeout
-        self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
-        self._stub = pb_grpc.TaskServiceStub(self._channel)
+    def _open_channel(self, address: str) -> grpc.aio.Channel:
+        return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
 
     async def __aenter__(self) -> AsyncTaskClient:
         return self
@@ -761,10 +783,8 @@ class AsyncTaskClient:
         await self._channel.close()
 
     async def _invoke(self, call: _Unary[R]) -> R:
-        try:
+        with _rpc_errors():
             response = await getattr(self._stub, call.method)(call.request, timeout=self.timeout)
-        except grpc.RpcError as err:
-            raise error_from_rpc(err) from err
         return call.convert(response)
 
     async def submit(
@@ -823,29 +843,22 @@ class AsyncTaskClient:
 
     def watch(self, task_id: str, *, after_sequence: int = 0, timeout: float | None = None) -> AsyncIterator[TaskEvent]:
         """Events of a task up to and including the terminal one (see TaskClient.watch)."""
-        cursor = _WatchCursor(task_id, after_sequence, reconnect_timeout=self.reconnect_timeout, timeout=timeout)
-        return self._follow(cursor)
+        return self._follow(self._cursor(task_id, after_sequence, timeout))
 
     async def _follow(self, cursor: _WatchCursor) -> AsyncIterator[TaskEvent]:
         while True:
             stream = self._stub.WatchProgress(cursor.request(), timeout=cursor.call_timeout())
-            try:
+            with cursor.attempt(stream):
                 async for message in stream:
-                    event = cursor.accept(message)
-                    if event is not None:
+                    for event in cursor.accept(message):
                         yield event
                     if cursor.done:
                         return
-                error: TaskServiceError = cursor.ended_early()
-            except grpc.RpcError as err:
-                error = error_from_rpc(err)
-            finally:
-                stream.cancel()  # frees the call when the caller stops iterating early
-            await asyncio.sleep(cursor.retry_delay(error))
+            await asyncio.sleep(cursor.next_delay())
 
     async def wait(self, task_id: str, timeout: float | None = None) -> Task:
         """Watch until the task ends and return it; DeadlineExceeded after `timeout` seconds."""
-        cursor = _WatchCursor(task_id, 0, reconnect_timeout=self.reconnect_timeout, timeout=timeout)
+        cursor = self._cursor(task_id, 0, timeout)
         async for _ in self._follow(cursor):
             pass
         return cursor.final_task() or await self.get(task_id)

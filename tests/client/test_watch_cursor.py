@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grpc
 import pytest
 
 from taskservice import client as c
@@ -28,21 +29,21 @@ def _cursor(clock: FakeClock, *, after: int = 0, reconnect: float = 5.0, timeout
 def test_request_resumes_after_last_sequence_and_drops_replays() -> None:
     cur = _cursor(FakeClock())
     assert cur.request().after_sequence == 0
-    assert cur.accept(_event(1)) is not None
-    assert cur.accept(_event(2)) is not None
+    assert len(cur.accept(_event(1))) == 1
+    assert len(cur.accept(_event(2))) == 1
     assert cur.request() == pb.WatchProgressRequest(task_id="t", after_sequence=2)
     # A server may send again what we saw before the reconnect: drop it.
-    assert cur.accept(_event(2)) is None
-    assert cur.accept(_event(1)) is None
-    event = cur.accept(_event(3))
-    assert event is not None and event.sequence == 3
+    assert cur.accept(_event(2)) == ()
+    assert cur.accept(_event(1)) == ()
+    (event,) = cur.accept(_event(3))
+    assert event.sequence == 3
 
 
 def test_after_sequence_given_by_caller_is_respected() -> None:
     cur = _cursor(FakeClock(), after=5)
     assert cur.request().after_sequence == 5
-    assert cur.accept(_event(5)) is None
-    assert cur.accept(_event(6)) is not None
+    assert cur.accept(_event(5)) == ()
+    assert len(cur.accept(_event(6))) == 1
 
 
 def test_terminal_event_marks_done_with_the_final_task() -> None:
@@ -94,9 +95,9 @@ def test_out_of_range_takes_a_fresh_snapshot_once() -> None:
     assert cur.retry_delay(c.OutOfRange("gone")) == 0.0
     assert cur.request().after_sequence == 0
     # The snapshot of a restarted server may carry a smaller sequence: it is accepted.
-    event = cur.accept(_event(2))
-    assert event is not None and event.sequence == 2
-    assert cur.accept(_event(2)) is None
+    (event,) = cur.accept(_event(2))
+    assert event.sequence == 2
+    assert cur.accept(_event(2)) == ()
     # OUT_OF_RANGE on a fresh watch cannot be helped by retrying.
     fresh = _cursor(FakeClock())
     with pytest.raises(c.OutOfRange):
@@ -148,3 +149,57 @@ def test_overall_timeout() -> None:
 
 def test_no_timeout_means_no_deadline() -> None:
     assert _cursor(FakeClock()).call_timeout() is None
+
+
+class FakeStream:
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> bool:
+        self.cancelled = True
+        return True
+
+
+class FakeRpcError(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode) -> None:
+        self._code = code
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return "connection reset"
+
+    def trailing_metadata(self) -> None:
+        return None
+
+
+def test_attempt_maps_the_stream_error_and_cancels_the_stream() -> None:
+    cur = _cursor(FakeClock())
+    stream = FakeStream()
+    with cur.attempt(stream):  # type: ignore[arg-type]
+        cur.accept(_event(1))
+        raise FakeRpcError(grpc.StatusCode.UNAVAILABLE)
+    assert stream.cancelled
+    assert 0 < cur.next_delay() < 0.2  # a lost connection is retried
+    stream = FakeStream()
+    with cur.attempt(stream):  # type: ignore[arg-type]
+        raise FakeRpcError(grpc.StatusCode.PERMISSION_DENIED)
+    assert stream.cancelled
+    with pytest.raises(c.TaskServiceError, match="PERMISSION_DENIED: connection reset"):
+        cur.next_delay()
+
+
+def test_attempt_that_ends_before_the_task_counts_as_a_lost_connection() -> None:
+    cur = _cursor(FakeClock())
+    with cur.attempt(FakeStream()):  # type: ignore[arg-type]
+        cur.accept(_event(1))
+    assert cur.next_delay() >= 0
+
+
+def test_attempt_lets_other_exceptions_through_but_still_cancels() -> None:
+    cur = _cursor(FakeClock())
+    stream = FakeStream()
+    with pytest.raises(GeneratorExit), cur.attempt(stream):  # type: ignore[arg-type]
+        raise GeneratorExit  # what a consumer closing the watch early throws in
+    assert stream.cancelled
