@@ -30,8 +30,8 @@ def check_task_id(task_id: str, field: str = "task_id") -> None:
 
 
 def new_task_id() -> str:
-    """Unique and URL-safe: 128 random bits."""
-    return secrets.token_urlsafe(16)
+    """Unique, URL-safe, and never starting with '-' (which shells and CLIs take for an option): 128 random bits."""
+    return secrets.token_hex(16)
 
 
 def check_time_limit(seconds: float | None) -> None:
