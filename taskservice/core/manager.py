@@ -18,6 +18,7 @@ import heapq
 import logging
 import math
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,7 @@ from taskservice.core.models import (
     TaskPage,
     TaskState,
 )
+from taskservice.core.observe import TaskListener, TransitionLog
 from taskservice.core.registry import TaskRegistry, check_json_args
 from taskservice.core.store.base import InsertTask, SaveProgress, SaveTask, TaskStore, Write
 from taskservice.core.store.writer import StoreWriter
@@ -126,6 +128,7 @@ class WorkerManager:
         *,
         config: ManagerConfig | None = None,
         clock: Clock | None = None,
+        listeners: Sequence[TaskListener] = (),
     ) -> None:
         self.config = config or ManagerConfig()
         if self.config.workers < 1:
@@ -133,6 +136,7 @@ class WorkerManager:
         self._store = store
         self._registry = registry
         self._clock = clock or SystemClock()
+        self._listeners = (TransitionLog(), *listeners)
         self.events = EventHub()
         self._lock = threading.Lock()
         self._work_available = threading.Condition(self._lock)
@@ -175,9 +179,11 @@ class WorkerManager:
         self._next_seq = self._store.max_seq() + 1
         writes: list[Write] = []
         requeued: list[Task] = []
+        changed: list[tuple[Task, TaskState]] = []
         for task in unfinished:
             task.sequence += RESTART_SEQUENCE_GAP
             if task.state is not TaskState.PENDING:
+                changed.append((task, task.state))
                 task_type = self._registry.get(task.task_type)
                 if task_type is not None and task_type.rerun_on_restart:
                     task.state = TaskState.PENDING
@@ -194,10 +200,12 @@ class WorkerManager:
                 requeued.append(task)
         self._store.apply(writes)
         with self._lock:
+            for task, previous in changed:
+                self._notify(task, previous)
             for task in requeued:
                 self._make_live(task)
-        lost = len(unfinished) - len(requeued)
         if unfinished:
+            lost = sum(1 for task, _ in changed if task.state is TaskState.LOST)
             log.info("recovered %d queued tasks; %d that were running are LOST", len(requeued), lost)
 
     def begin_shutdown(self) -> None:
@@ -366,6 +374,7 @@ class WorkerManager:
             self._submitting.pop(task.task_id, None)
             if error is None:
                 self._make_live(task)
+                self._notify(task, None)
                 outcome = SubmitOutcome(task.copy(), created=True)
         if error is not None:
             outer.set_exception(error)
@@ -635,18 +644,20 @@ class WorkerManager:
 
     def _publish_final(self, final: Task) -> None:
         """Replace the live task with its committed terminal copy and tell watchers. Holds _lock."""
-        self._live.pop(final.task_id, None)
+        live = self._live.pop(final.task_id, None)
         self._runs.pop(final.task_id, None)
         self._dirty_progress.pop(final.task_id, None)
         self.events.publish(self._snapshot(final))
         self._idle.notify_all()
-        log.info(
-            "task %s (%s) %s%s",
-            final.task_id,
-            final.task_type,
-            final.state.value,
-            f": {final.error.type}" if final.error else "",
-        )
+        self._notify(final, live.state if live else None)
+
+    def _notify(self, task: Task, previous: TaskState | None) -> None:
+        """Tell the listeners of a state change. Holds _lock."""
+        for listener in self._listeners:
+            try:
+                listener.task_changed(task, previous)
+            except Exception:
+                log.exception("task listener %r failed", listener)
 
     def _final_copy(self, task: Task, state: TaskState, *, result: Any = None, error: TaskError | None = None) -> Task:
         final = task.copy()
@@ -689,9 +700,11 @@ class WorkerManager:
 
     def _change_state(self, task: Task, state: TaskState) -> None:
         """A non-terminal state change: applied and published at once. Holds _lock."""
+        previous = task.state
         task.state = state
         task.sequence += 1
         self.events.publish(self._snapshot(task))
+        self._notify(task, previous)
 
     def _collect_progress(self) -> list[Write]:
         """Called by the writer once per flush interval: the latest progress of every task that moved."""

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from taskservice.core.manager import ManagerConfig, WorkerManager
+from taskservice.core.observe import TaskListener
 from taskservice.core.store import MemoryStore, SQLiteStore, TaskStore
 from tests.support.task_types import Gates, make_registry
 
@@ -25,8 +26,10 @@ def make_manager(gates: Gates) -> Iterator[MakeManager]:
     """Build started managers (in-memory store unless one is given); all are closed after the test."""
     made: list[WorkerManager] = []
 
-    def make(store: TaskStore | None = None, **config: object) -> WorkerManager:
-        manager = WorkerManager(store or MemoryStore(), make_registry(gates), config=ManagerConfig(**config))
+    def make(store: TaskStore | None = None, listeners: Sequence[TaskListener] = (), **config: object) -> WorkerManager:
+        manager = WorkerManager(
+            store or MemoryStore(), make_registry(gates), config=ManagerConfig(**config), listeners=listeners
+        )
         manager.start()
         made.append(manager)
         return manager

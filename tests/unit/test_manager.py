@@ -345,3 +345,16 @@ def test_close_after_drain_leaves_unfinished_tasks_running_in_the_store(make_man
     assert store.get(running).state is TaskState.RUNNING  # type: ignore[union-attr]
     assert store.get(queued).state is TaskState.PENDING  # type: ignore[union-attr]
     manager.close()  # twice is fine
+
+
+def test_listeners_hear_every_transition_in_order(make_manager: MakeManager) -> None:
+    heard: list[tuple[str, str | None, str]] = []
+
+    class Recorder:
+        def task_changed(self, task, previous) -> None:  # type: ignore[no-untyped-def]
+            heard.append((task.task_id, previous.value if previous else None, task.state.value))
+
+    manager = make_manager(listeners=[Recorder()])
+    task_id = manager.submit("echo", {"value": 1}).task.task_id
+    wait_final(manager, task_id)
+    assert heard == [(task_id, None, "PENDING"), (task_id, "PENDING", "RUNNING"), (task_id, "RUNNING", "SUCCESS")]
