@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,9 +81,14 @@ class RunningServer:
         await asyncio.get_running_loop().run_in_executor(None, self.manager.close)
 
 
-async def build_server(manager: WorkerManager, settings: Settings) -> RunningServer:
-    """A started grpc.aio server on settings.listen (port 0 picks a free port) over a started manager."""
-    server = grpc.aio.server(options=server_options(settings))
+async def build_server(
+    manager: WorkerManager, settings: Settings, *, interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
+) -> RunningServer:
+    """A started grpc.aio server on settings.listen (port 0 picks a free port) over a started manager.
+
+    Interceptors run in order, the first outermost.
+    """
+    server = grpc.aio.server(options=server_options(settings), interceptors=list(interceptors))
     servicer = TaskServiceServicer(manager, LoopWaker(asyncio.get_running_loop()))
     server.add_generic_rpc_handlers((task_service_handler(servicer),))
     health_servicer = health.aio.HealthServicer()

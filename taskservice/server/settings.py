@@ -34,6 +34,16 @@ class Settings:
     tasks: tuple[str, ...] = ()
     port_file: str = ""
     log_level: str = "INFO"
+    # "text" for people, "json" for log collectors: one JSON object per line.
+    log_format: str = "text"
+    # TLS: a certificate and key make the server speak TLS only; a client CA also requires client certificates.
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    # Bearer tokens, one per line; when set, every TaskService RPC needs one (health stays open).
+    auth_token_file: str = ""
+    # host:port for Prometheus metrics over HTTP; empty: no metrics endpoint.
+    metrics_listen: str = ""
     # How often the server pings an idle connection, so proxies and NATs keep WatchProgress streams open.
     keepalive_seconds: float = 30.0
     max_message_bytes: int = 16 * 1024 * 1024
@@ -88,6 +98,22 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--port-file", default=_env(env, "port_file", ""), help="write the bound port here once serving")
     p.add_argument("--log-level", default=_env(env, "log_level", d.log_level), help="DEBUG, INFO, WARNING, ERROR")
+    p.add_argument(
+        "--log-format", choices=("text", "json"), default=_env(env, "log_format", d.log_format), help="log line format"
+    )
+    p.add_argument("--tls-cert", default=_env(env, "tls_cert", ""), help="PEM certificate chain: serve TLS only")
+    p.add_argument("--tls-key", default=_env(env, "tls_key", ""), help="PEM private key of --tls-cert")
+    p.add_argument(
+        "--tls-client-ca", default=_env(env, "tls_client_ca", ""), help="PEM CA bundle: require client certificates"
+    )
+    p.add_argument(
+        "--auth-token-file",
+        default=_env(env, "auth_token_file", ""),
+        help="file of bearer tokens, one per line; re-read on SIGHUP",
+    )
+    p.add_argument(
+        "--metrics-listen", default=_env(env, "metrics_listen", ""), help="host:port serving Prometheus /metrics"
+    )
     p.set_defaults(env_tasks=env_tasks)
     return p
 
@@ -99,6 +125,10 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
         p.error("--workers must be at least 1")
     if ns.max_queue < 1:
         p.error("--max-queue must be at least 1")
+    if bool(ns.tls_cert) != bool(ns.tls_key):
+        p.error("--tls-cert and --tls-key go together")
+    if ns.tls_client_ca and not ns.tls_cert:
+        p.error("--tls-client-ca needs --tls-cert and --tls-key")
     return Settings(
         listen=ns.listen,
         db=ns.db,
@@ -110,4 +140,10 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
         tasks=tuple(ns.tasks if ns.tasks is not None else ns.env_tasks),
         port_file=ns.port_file,
         log_level=ns.log_level.upper(),
+        log_format=ns.log_format,
+        tls_cert=ns.tls_cert,
+        tls_key=ns.tls_key,
+        tls_client_ca=ns.tls_client_ca,
+        auth_token_file=ns.auth_token_file,
+        metrics_listen=ns.metrics_listen,
     )
