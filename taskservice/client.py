@@ -9,6 +9,7 @@ This module imports grpc and the generated `taskservice.v1` code only, never the
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import enum
@@ -38,6 +39,7 @@ __all__ = [
     "OutOfRange",
     "Progress",
     "QueueFull",
+    "Security",
     "SubmitResult",
     "Task",
     "TaskClient",
@@ -52,6 +54,10 @@ __all__ = [
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 ADDRESS_ENV = "TASKSERVICE_ADDR"
+TOKEN_ENV = "TASKSERVICE_TOKEN"
+TLS_CA_ENV = "TASKSERVICE_TLS_CA"
+TLS_CERT_ENV = "TASKSERVICE_TLS_CERT"
+TLS_KEY_ENV = "TASKSERVICE_TLS_KEY"
 # Per-RPC deadline of unary calls, seconds; streams (watch) have none, they last as long as the task.
 DEFAULT_TIMEOUT = 30.0
 # How long watch() keeps reconnecting to an unreachable server before it gives up, seconds.
@@ -513,6 +519,54 @@ def resolve_address(address: str | None) -> str:
     return address or os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS
 
 
+@dataclass(frozen=True)
+class Security:
+    """How a client proves itself and checks the server. Each field defaults to its environment variable.
+
+    `tls_ca` (a PEM file) turns TLS on and is the CA that signed the server's certificate; `tls_cert` and
+    `tls_key` add a client certificate for mutual TLS; `token` is sent as `authorization: Bearer <token>`.
+    """
+
+    token: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @classmethod
+    def resolve(cls, *, token: str | None, tls_ca: str | None, tls_cert: str | None, tls_key: str | None) -> Security:
+        env = os.environ
+        return cls(
+            token=token or env.get(TOKEN_ENV) or None,
+            tls_ca=tls_ca or env.get(TLS_CA_ENV) or None,
+            tls_cert=tls_cert or env.get(TLS_CERT_ENV) or None,
+            tls_key=tls_key or env.get(TLS_KEY_ENV) or None,
+        )
+
+    @property
+    def uses_tls(self) -> bool:
+        return bool(self.tls_ca or self.tls_cert)
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("a client certificate needs both tls_cert and tls_key")
+        return grpc.ssl_channel_credentials(
+            root_certificates=_read_file(self.tls_ca, "TLS CA") if self.tls_ca else None,
+            private_key=_read_file(self.tls_key, "TLS key") if self.tls_key else None,
+            certificate_chain=_read_file(self.tls_cert, "TLS certificate") if self.tls_cert else None,
+        )
+
+    def metadata(self) -> tuple[tuple[str, str], ...] | None:
+        return (("authorization", f"Bearer {self.token}"),) if self.token else None
+
+
+def _read_file(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise ValueError(f"cannot read the {what} file {path}: {exc.strerror or exc}") from exc
+
+
 class _WatchCursor:
     """The state of one watch across reconnects, shared by the sync and async clients.
 
@@ -633,7 +687,7 @@ class _WatchCursor:
 # Clients
 
 
-class _ClientBase:
+class _ClientBase(abc.ABC):
     """What TaskClient and AsyncTaskClient share: settings, channel and stub, watch cursors."""
 
     def __init__(
@@ -642,15 +696,23 @@ class _ClientBase:
         *,
         timeout: float | None = DEFAULT_TIMEOUT,
         reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT,
+        token: str | None = None,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
     ) -> None:
         self.address = resolve_address(address)
         self.timeout = timeout
         self.reconnect_timeout = reconnect_timeout
-        self._channel = self._open_channel(self.address)
+        self.security = Security.resolve(token=token, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
+        self._metadata = self.security.metadata()
+        credentials = self.security.channel_credentials() if self.security.uses_tls else None
+        self._channel = self._open_channel(self.address, credentials)
         self._stub = pb_grpc.TaskServiceStub(self._channel)
 
-    def _open_channel(self, address: str) -> Any:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _open_channel(self, address: str, credentials: grpc.ChannelCredentials | None) -> Any:
+        """A plaintext channel without credentials, a TLS one with them."""
 
     def _cursor(self, task_id: str, after_sequence: int, timeout: float | None) -> _WatchCursor:
         return _WatchCursor(task_id, after_sequence, reconnect_timeout=self.reconnect_timeout, timeout=timeout)
@@ -662,10 +724,14 @@ class TaskClient(_ClientBase):
     `address` None means $TASKSERVICE_ADDR, else 127.0.0.1:50051. `timeout` is the deadline of each
     unary call in seconds (None: no deadline). `reconnect_timeout` bounds how long watch() and wait()
     keep reconnecting to an unreachable server.
+    `token`, `tls_ca`, `tls_cert` and `tls_key` (default: $TASKSERVICE_TOKEN, $TASKSERVICE_TLS_CA, ...)
+    send a bearer token and turn on TLS or mutual TLS; see Security.
     """
 
-    def _open_channel(self, address: str) -> grpc.Channel:
-        return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+    def _open_channel(self, address: str, credentials: grpc.ChannelCredentials | None) -> grpc.Channel:
+        if credentials is None:
+            return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        return grpc.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
 
     def __enter__(self) -> TaskClient:
         return self
@@ -679,7 +745,7 @@ class TaskClient(_ClientBase):
 
     def _invoke(self, call: _Unary[R]) -> R:
         with _rpc_errors():
-            response = getattr(self._stub, call.method)(call.request, timeout=self.timeout)
+            response = getattr(self._stub, call.method)(call.request, timeout=self.timeout, metadata=self._metadata)
         return call.convert(response)
 
     def submit(
@@ -747,7 +813,7 @@ class TaskClient(_ClientBase):
 
     def _follow(self, cursor: _WatchCursor) -> Iterator[TaskEvent]:
         while True:
-            stream = self._stub.WatchProgress(cursor.request(), timeout=cursor.call_timeout())
+            stream = self._stub.WatchProgress(cursor.request(), timeout=cursor.call_timeout(), metadata=self._metadata)
             with cursor.attempt(stream):
                 for message in stream:
                     yield from cursor.accept(message)
@@ -769,8 +835,10 @@ class AsyncTaskClient(_ClientBase):
     Create it inside a running event loop; use `async with`, or await close().
     """
 
-    def _open_channel(self, address: str) -> grpc.aio.Channel:
-        return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+    def _open_channel(self, address: str, credentials: grpc.ChannelCredentials | None) -> grpc.aio.Channel:
+        if credentials is None:
+            return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        return grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
 
     async def __aenter__(self) -> AsyncTaskClient:
         return self
@@ -784,7 +852,9 @@ class AsyncTaskClient(_ClientBase):
 
     async def _invoke(self, call: _Unary[R]) -> R:
         with _rpc_errors():
-            response = await getattr(self._stub, call.method)(call.request, timeout=self.timeout)
+            response = await getattr(self._stub, call.method)(
+                call.request, timeout=self.timeout, metadata=self._metadata
+            )
         return call.convert(response)
 
     async def submit(
@@ -847,7 +917,7 @@ class AsyncTaskClient(_ClientBase):
 
     async def _follow(self, cursor: _WatchCursor) -> AsyncIterator[TaskEvent]:
         while True:
-            stream = self._stub.WatchProgress(cursor.request(), timeout=cursor.call_timeout())
+            stream = self._stub.WatchProgress(cursor.request(), timeout=cursor.call_timeout(), metadata=self._metadata)
             with cursor.attempt(stream):
                 async for message in stream:
                     for event in cursor.accept(message):

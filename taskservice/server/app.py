@@ -20,8 +20,10 @@ from taskservice.core.errors import RegistryError
 from taskservice.core.manager import ManagerConfig, WorkerManager
 from taskservice.core.registry import TaskRegistry, default_registry
 from taskservice.core.store import SQLiteStore, StoreOpenError
+from taskservice.server.auth import BearerTokenInterceptor, TokenFile, TokenFileError
 from taskservice.server.servicer import TaskServiceServicer, task_service_handler
 from taskservice.server.settings import Settings
+from taskservice.server.tls import TLSConfigError, server_credentials
 from taskservice.server.waker import LoopWaker
 from taskservice.v1 import task_service_pb2 as pb
 
@@ -35,6 +37,7 @@ EXIT_SECOND_SIGNAL = 1
 EXIT_BAD_TASKS = 2
 EXIT_BAD_DATABASE = 3
 EXIT_CANNOT_LISTEN = 4
+EXIT_BAD_SECURITY_FILES = 5
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
@@ -94,7 +97,11 @@ async def build_server(
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(settings.listen)
+    credentials = server_credentials(settings)
+    if credentials is not None:
+        port = server.add_secure_port(settings.listen, credentials)
+    else:
+        port = server.add_insecure_port(settings.listen)
     if port == 0:
         raise OSError(f"cannot listen on {settings.listen}")
     await server.start()
@@ -129,6 +136,13 @@ async def serve(settings: Settings) -> int:
         log.error("cannot load task types: %s", exc)
         return EXIT_BAD_TASKS
     try:
+        # Read the security files before touching the database, so a typo costs nothing.
+        tokens = TokenFile(settings.auth_token_file) if settings.auth_token_file else None
+        server_credentials(settings)
+    except (TokenFileError, TLSConfigError) as exc:
+        log.error("%s", exc)
+        return EXIT_BAD_SECURITY_FILES
+    try:
         store = SQLiteStore(settings.db)
     except StoreOpenError as exc:
         log.error("%s", exc)
@@ -143,9 +157,10 @@ async def serve(settings: Settings) -> int:
             stop_grace=settings.stop_grace,
         ),
     )
+    interceptors = [BearerTokenInterceptor(tokens)] if tokens else []
     manager.start()
     try:
-        running = await build_server(manager, settings)
+        running = await build_server(manager, settings, interceptors=interceptors)
     except (OSError, RuntimeError) as exc:
         log.error("cannot listen on %s: %s", settings.listen, exc)
         manager.close()
@@ -167,6 +182,11 @@ async def serve(settings: Settings) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    if tokens is not None:
+        # Rotating a token: edit the file, then `kill -HUP <pid>`; no restart, no dropped streams.
+        loop.add_signal_handler(signal.SIGHUP, tokens.reload)
+        if not settings.tls_cert:
+            log.warning("bearer tokens are on but TLS is off: tokens cross the network in clear text")
     host = settings.listen.rsplit(":", 1)[0]
     log.info(
         "serving on %s:%d (db %s, %d workers, task types: %s)",

@@ -89,8 +89,12 @@ class ServerProcess:
             *self.extra_args,
         ]
 
-    def start(self, timeout: float = 15) -> ServerProcess:
-        """Start the server and wait until it answers health checks with SERVING."""
+    def start(self, timeout: float = 15, *, health_check: bool = True) -> ServerProcess:
+        """Start the server and wait until it answers health checks with SERVING.
+
+        health_check=False waits only for the port file (the server writes it once it serves): for TLS
+        servers, which the plaintext probe cannot reach.
+        """
         if self.running:
             raise RuntimeError(f"the server is already running (pid {self.proc.pid})")  # type: ignore[union-attr]
         self.port_file.unlink(missing_ok=True)
@@ -106,7 +110,8 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         try:
             self.port = self._wait_for_port(deadline)
-            self._wait_for_serving(deadline)
+            if health_check:
+                self._wait_for_serving(deadline)
         except BaseException:
             self.kill()
             raise

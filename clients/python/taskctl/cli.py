@@ -62,6 +62,24 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         "--json", action="store_true", default=default(False), help="machine output: one JSON object per line"
     )
     parser.add_argument(
+        "--token", default=default(None), metavar="TOKEN", help="bearer token (default: $TASKSERVICE_TOKEN)"
+    )
+    parser.add_argument(
+        "--tls-ca",
+        default=default(None),
+        metavar="PEM",
+        help="CA of the server's certificate; turns TLS on (default: $TASKSERVICE_TLS_CA)",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        default=default(None),
+        metavar="PEM",
+        help="client certificate for mutual TLS (default: $TASKSERVICE_TLS_CERT)",
+    )
+    parser.add_argument(
+        "--tls-key", default=default(None), metavar="PEM", help="key of --tls-cert (default: $TASKSERVICE_TLS_KEY)"
+    )
+    parser.add_argument(
         "--timeout",
         type=_duration,
         metavar="DURATION",
@@ -133,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Options of taskctl that take a value, and those that do not; _dash_id_last must know both.
-_VALUE_OPTIONS = frozenset({"--server", "--timeout", "--reason"})
+_VALUE_OPTIONS = frozenset({"--server", "--timeout", "--reason", "--token", "--tls-ca", "--tls-cert", "--tls-key"})
 _FLAG_OPTIONS = frozenset({"--json", "-h", "--help"})
 _ID_COMMANDS = frozenset({"get", "stop", "watch"})
 
@@ -174,7 +192,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     ns = build_parser().parse_args(_dash_id_last(args))  # exits 2 on usage errors
     output = Output(json=ns.json)
-    client = TaskClient(ns.server, timeout=ns.timeout)
+    try:
+        client = TaskClient(
+            ns.server, timeout=ns.timeout, token=ns.token, tls_ca=ns.tls_ca, tls_cert=ns.tls_cert, tls_key=ns.tls_key
+        )
+    except ValueError as err:  # an unreadable TLS file
+        print(f"taskctl: {err}", file=sys.stderr)
+        return ExitCode.USAGE
     try:
         return int(ns.func(client, ns, output))
     except commands.UsageError as err:
