@@ -1,0 +1,300 @@
+'use strict';
+// TaskClient: a promise-based Node.js client for taskservice.v1.TaskService.
+
+const fs = require('node:fs');
+const path = require('node:path');
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+
+const convert = require('./convert');
+const { TaskServiceError, Status, CODE_NAMES } = require('./errors');
+
+const DEFAULT_ADDRESS = '127.0.0.1:50051';
+const DEFAULT_TIMEOUT_MS = 30_000;
+/** The proto of this repository, relative to this file (clients/node/lib -> protos/). */
+const DEFAULT_PROTO = path.resolve(__dirname, '..', '..', '..', 'protos', 'taskservice', 'v1', 'task_service.proto');
+
+/**
+ * proto-loader options, chosen once for the whole client:
+ * - keepCase: false  -> camelCase field names (taskId), as is usual in JS;
+ * - longs: String    -> int64/uint64 arrive as decimal strings, never rounded (the client then
+ *                       turns event sequences into BigInt and progress counters into Number);
+ * - enums: String    -> 'TASK_STATE_SUCCESS';
+ * - defaults, arrays, objects: true -> unset scalars/lists/maps are filled in; unset messages are null;
+ * - oneofs: true     -> google.protobuf.Value carries `kind` naming its set member.
+ * google/protobuf/{struct,timestamp,duration}.proto come bundled with protobufjs (proto-loader's
+ * parser); includeDirs adds the root of the proto tree for any other import.
+ */
+const LOADER_OPTIONS = Object.freeze({
+  keepCase: false,
+  longs: String,
+  enums: String,
+  defaults: true,
+  arrays: true,
+  objects: true,
+  oneofs: true,
+});
+
+const definitions = new Map();
+
+/**
+ * Loads taskservice.v1.TaskService from `protoPath` (default: TASKSERVICE_PROTO, else this
+ * repository's protos/taskservice/v1/task_service.proto) and returns the grpc-js client constructor.
+ */
+function loadTaskService(protoPath, includeDirs) {
+  const file = path.resolve(protoPath || process.env.TASKSERVICE_PROTO || DEFAULT_PROTO);
+  const dirs = includeDirs || [path.resolve(path.dirname(file), '..', '..'), path.dirname(file)];
+  const key = JSON.stringify([file, dirs]);
+  if (!definitions.has(key)) {
+    if (!fs.existsSync(file)) {
+      throw new Error(`task_service.proto not found at ${file}; set TASKSERVICE_PROTO or the protoPath option`);
+    }
+    const packageDefinition = protoLoader.loadSync(file, { ...LOADER_OPTIONS, includeDirs: dirs });
+    const loaded = grpc.loadPackageDefinition(packageDefinition);
+    definitions.set(key, loaded.taskservice.v1.TaskService);
+  }
+  return definitions.get(key);
+}
+
+function readPem(file, what) {
+  try {
+    return fs.readFileSync(file);
+  } catch (err) {
+    throw new Error(`cannot read ${what} ${file}: ${err.message}`);
+  }
+}
+
+function env(name) {
+  const value = process.env[name];
+  return value === undefined || value === '' ? undefined : value;
+}
+
+function delay(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+class TaskClient {
+  /**
+   * @param {object} [options]
+   * @param {string} [options.address]  host:port; default env TASKSERVICE_ADDR, else 127.0.0.1:50051
+   * @param {string} [options.token]    bearer token sent on every call; default env TASKSERVICE_TOKEN
+   * @param {string} [options.tlsCa]    PEM file of the CA to trust; when set the channel uses TLS
+   *                                    (default env TASKSERVICE_TLS_CA), else it is insecure
+   * @param {string} [options.tlsCert]  PEM client certificate for mutual TLS (env TASKSERVICE_TLS_CERT)
+   * @param {string} [options.tlsKey]   PEM key of tlsCert (env TASKSERVICE_TLS_KEY)
+   * @param {string} [options.tlsServerName] name to verify the server certificate against, when it
+   *                                    differs from the address' host
+   * @param {number} [options.timeoutMs] deadline of each unary call (default 30000; 0: none)
+   * @param {string} [options.protoPath] task_service.proto to load (default env TASKSERVICE_PROTO,
+   *                                    else the repository's copy)
+   * @param {string[]} [options.includeDirs] proto import paths (default: the proto tree's root)
+   * @param {number} [options.watchRetries]  reconnect attempts of a watch in a row (default 8)
+   * @param {number} [options.watchBackoffMs] first reconnect delay, doubled each time up to 2 s (default 100)
+   * @param {object} [options.channelOptions] extra grpc-js channel options
+   */
+  constructor(options = {}) {
+    this.address = options.address || env('TASKSERVICE_ADDR') || DEFAULT_ADDRESS;
+    this.token = options.token !== undefined ? options.token : env('TASKSERVICE_TOKEN');
+    this.timeoutMs = options.timeoutMs !== undefined ? options.timeoutMs : DEFAULT_TIMEOUT_MS;
+    this.watchRetries = options.watchRetries !== undefined ? options.watchRetries : 8;
+    this.watchBackoffMs = options.watchBackoffMs !== undefined ? options.watchBackoffMs : 100;
+
+    const tlsCa = options.tlsCa !== undefined ? options.tlsCa : env('TASKSERVICE_TLS_CA');
+    const tlsCert = options.tlsCert !== undefined ? options.tlsCert : env('TASKSERVICE_TLS_CERT');
+    const tlsKey = options.tlsKey !== undefined ? options.tlsKey : env('TASKSERVICE_TLS_KEY');
+    if (Boolean(tlsCert) !== Boolean(tlsKey)) {
+      throw new Error('tlsCert and tlsKey (TASKSERVICE_TLS_CERT / TASKSERVICE_TLS_KEY) go together');
+    }
+    if (tlsCert && !tlsCa) {
+      throw new Error('a client certificate (tlsCert) needs TLS: set tlsCa (TASKSERVICE_TLS_CA) as well');
+    }
+    let credentials;
+    const channelOptions = {
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 20_000,
+      'grpc.max_receive_message_length': 16 * 1024 * 1024,
+      'grpc.max_send_message_length': 16 * 1024 * 1024,
+      ...(options.channelOptions || {}),
+    };
+    if (tlsCa) {
+      credentials = grpc.credentials.createSsl(
+        readPem(tlsCa, 'TLS CA'),
+        tlsKey ? readPem(tlsKey, 'TLS key') : null,
+        tlsCert ? readPem(tlsCert, 'TLS certificate') : null,
+      );
+      if (options.tlsServerName) channelOptions['grpc.ssl_target_name_override'] = options.tlsServerName;
+    } else {
+      credentials = grpc.credentials.createInsecure();
+    }
+    this.tls = Boolean(tlsCa);
+    const Service = loadTaskService(options.protoPath, options.includeDirs);
+    this._stub = new Service(this.address, credentials, channelOptions);
+  }
+
+  /** Closes the channel. Calls in flight are cancelled. */
+  close() {
+    this._stub.close();
+  }
+
+  _metadata() {
+    const md = new grpc.Metadata();
+    if (this.token) md.set('authorization', `Bearer ${this.token}`);
+    return md;
+  }
+
+  _callOptions(timeoutMs) {
+    const ms = timeoutMs !== undefined ? timeoutMs : this.timeoutMs;
+    return ms ? { deadline: new Date(Date.now() + ms) } : {};
+  }
+
+  _unary(method, request, timeoutMs) {
+    return new Promise((resolve, reject) => {
+      this._stub[method](request, this._metadata(), this._callOptions(timeoutMs), (err, response) => {
+        if (err) reject(TaskServiceError.fromGrpc(err));
+        else resolve(response);
+      });
+    });
+  }
+
+  /**
+   * Queues a task. Resolves to {task, created}; created is false when the same request with this
+   * taskId had been accepted before.
+   * @param {string} taskType a registered type, e.g. 'demo'
+   * @param {object} [args] plain JSON-like object (numbers travel as doubles)
+   * @param {{taskId?: string, timeLimitSeconds?: number, priority?: number, labels?: Object<string,string>, timeoutMs?: number}} [opts]
+   */
+  async submit(taskType, args = {}, opts = {}) {
+    const request = {
+      taskType,
+      args: convert.structToProto(args, 'args'),
+      taskId: opts.taskId || '',
+      timeLimit: convert.durationToProto(opts.timeLimitSeconds),
+      priority: opts.priority || 0,
+      labels: { ...(opts.labels || {}) },
+    };
+    const response = await this._unary('Submit', request, opts.timeoutMs);
+    return { task: convert.taskFromProto(response.task), created: Boolean(response.created) };
+  }
+
+  /** The task as it is now; rejects with NOT_FOUND (code 5) for an unknown id. */
+  async get(taskId, opts = {}) {
+    const response = await this._unary('GetState', { taskId }, opts.timeoutMs);
+    return convert.taskFromProto(response.task);
+  }
+
+  /** Stops a task: PENDING -> REVOKED at once; RUNNING -> STOPPING (REVOKED when the handler ends). */
+  async stop(taskId, reason = '', opts = {}) {
+    const response = await this._unary('Stop', { taskId, reason: reason || '' }, opts.timeoutMs);
+    return convert.taskFromProto(response.task);
+  }
+
+  /**
+   * One page of tasks, newest first: {tasks, nextPageToken} (nextPageToken '' on the last page).
+   * @param {{states?: string[], taskType?: string, labels?: Object<string,string>, pageSize?: number, pageToken?: string, timeoutMs?: number}} [opts]
+   *   states: short ('RUNNING') or full ('TASK_STATE_RUNNING') names
+   */
+  async list(opts = {}) {
+    const request = {
+      pageSize: opts.pageSize || 0,
+      pageToken: opts.pageToken || '',
+      states: (opts.states || []).map(convert.stateToProto),
+      taskType: opts.taskType || '',
+      labels: { ...(opts.labels || {}) },
+    };
+    const response = await this._unary('ListTasks', request, opts.timeoutMs);
+    return { tasks: response.tasks.map(convert.taskFromProto), nextPageToken: response.nextPageToken || '' };
+  }
+
+  /**
+   * The events of a task, as an async iterator that ends after the terminal event.
+   *
+   * The first event is a snapshot (unless afterSequence is given), then every state change and
+   * progress update, each with a growing `sequence` (BigInt). Once it has received an event, a watch
+   * whose stream breaks (UNAVAILABLE, or an early end) reconnects with afterSequence = the last
+   * sequence seen, up to `watchRetries` times in a row with a doubling backoff; on OUT_OF_RANGE it
+   * goes on from a fresh snapshot. A watch that never received an event fails at once. Any other
+   * error rejects the iteration with a TaskServiceError. Breaking out of the loop cancels the stream.
+   *
+   * @param {string} taskId
+   * @param {{afterSequence?: bigint|number|string, timeoutMs?: number}} [opts]
+   *   timeoutMs bounds the whole watch (DEADLINE_EXCEEDED); none by default.
+   */
+  watch(taskId, opts = {}) {
+    return this._watch(taskId, convert.toSequence(opts.afterSequence), opts.timeoutMs);
+  }
+
+  async *_watch(taskId, afterSequence, timeoutMs) {
+    const deadline = timeoutMs ? Date.now() + timeoutMs : null;
+    let last = afterSequence;
+    let resync = false; // after OUT_OF_RANGE the fresh snapshot may carry any sequence
+    let connected = false;
+    let failures = 0;
+    for (;;) {
+      if (deadline !== null && Date.now() >= deadline) {
+        throw new TaskServiceError({ code: Status.DEADLINE_EXCEEDED, details: `watch of task ${taskId} timed out` });
+      }
+      const callOptions = deadline !== null ? { deadline: new Date(deadline) } : {};
+      const call = this._stub.WatchProgress({ taskId, afterSequence: last.toString() }, this._metadata(), callOptions);
+      call.on('error', () => {}); // errors are read through the iterator below; never an unhandled 'error'
+      let error = null;
+      try {
+        for await (const message of call) {
+          const event = convert.eventFromProto(message);
+          connected = true;
+          failures = 0;
+          if (!resync && event.sequence <= last) continue; // already seen before a reconnect
+          resync = false;
+          last = event.sequence;
+          yield event;
+          if (convert.isTerminal(event.state)) return;
+        }
+      } catch (err) {
+        error = TaskServiceError.fromGrpc(err);
+      } finally {
+        call.cancel();
+      }
+      if (error === null) {
+        error = new TaskServiceError({
+          code: Status.UNAVAILABLE,
+          details: `the watch of task ${taskId} ended before the task did`,
+        });
+      }
+      if (error.code === Status.OUT_OF_RANGE && last !== 0n) {
+        // The events after `last` are no longer kept: start again from a fresh snapshot.
+        last = 0n;
+        resync = true;
+        continue;
+      }
+      if (error.code !== Status.UNAVAILABLE || !connected || failures >= this.watchRetries) throw error;
+      const wait = Math.min(this.watchBackoffMs * 2 ** failures, 2000);
+      failures += 1;
+      await delay(deadline !== null ? Math.max(0, Math.min(wait, deadline - Date.now())) : wait);
+    }
+  }
+
+  /** Watches a task until it ends and resolves to its final state (a Task). */
+  async wait(taskId, opts = {}) {
+    let final = null;
+    for await (const event of this.watch(taskId, opts)) {
+      if (convert.isTerminal(event.state)) final = event.task;
+    }
+    return final || this.get(taskId);
+  }
+}
+
+module.exports = {
+  TaskClient,
+  TaskServiceError,
+  Status,
+  CODE_NAMES,
+  TaskState: convert.TaskState,
+  TERMINAL_STATES: convert.TERMINAL_STATES,
+  isTerminal: convert.isTerminal,
+  structToProto: convert.structToProto,
+  structFromProto: convert.structFromProto,
+  valueToProto: convert.valueToProto,
+  valueFromProto: convert.valueFromProto,
+  loadTaskService,
+  LOADER_OPTIONS,
+  DEFAULT_PROTO,
+};

@@ -1,0 +1,235 @@
+'use strict';
+// Conversions between the proto-loader message objects and plain JS values.
+//
+// The proto is loaded with keepCase: false (camelCase field names), longs: String (int64/uint64
+// arrive as decimal strings, never rounded), enums: String, defaults: true, oneofs: true. These
+// helpers turn that shape into what users of TaskClient see: plain objects for Struct/Value,
+// Date for Timestamp, seconds (Number) for Duration, short state names ('SUCCESS'), and a BigInt
+// for the uint64 event sequence.
+
+const STATE_PREFIX = 'TASK_STATE_';
+
+/** Every TaskState by its short name; the values are the short names too ('SUCCESS'). */
+const TaskState = Object.freeze({
+  UNSPECIFIED: 'UNSPECIFIED',
+  PENDING: 'PENDING',
+  RUNNING: 'RUNNING',
+  STOPPING: 'STOPPING',
+  SUCCESS: 'SUCCESS',
+  FAILURE: 'FAILURE',
+  REVOKED: 'REVOKED',
+  TIMED_OUT: 'TIMED_OUT',
+  LOST: 'LOST',
+});
+
+const TERMINAL_STATES = Object.freeze(['SUCCESS', 'FAILURE', 'REVOKED', 'TIMED_OUT', 'LOST']);
+
+function isTerminal(state) {
+  return TERMINAL_STATES.includes(stateFromProto(state));
+}
+
+/** 'TASK_STATE_SUCCESS' (or a number) -> 'SUCCESS'. */
+function stateFromProto(state) {
+  if (typeof state === 'number') {
+    return Object.keys(TaskState)[state] || String(state);
+  }
+  const name = String(state);
+  return name.startsWith(STATE_PREFIX) ? name.slice(STATE_PREFIX.length) : name;
+}
+
+/** 'SUCCESS' or 'TASK_STATE_SUCCESS' (any case) -> 'TASK_STATE_SUCCESS'; TypeError for anything else. */
+function stateToProto(state) {
+  const short = stateFromProto(String(state).toUpperCase());
+  if (!(short in TaskState) || short === 'UNSPECIFIED') {
+    throw new TypeError(`unknown task state ${JSON.stringify(state)}; one of ${Object.keys(TaskState).slice(1).join(', ')}`);
+  }
+  return STATE_PREFIX + short;
+}
+
+// ---------------------------------------------------------------- Struct / Value
+
+/**
+ * A plain JS value -> google.protobuf.Value (proto-loader object form).
+ * Numbers become doubles (a Struct has no integers); undefined inside an object is left out (as in
+ * JSON), inside an array it becomes null; objects with toJSON() (e.g. Date) are converted through it.
+ */
+function valueToProto(value, path = 'value') {
+  if (value === null) return { nullValue: 'NULL_VALUE' };
+  if (value !== undefined && typeof value === 'object' && typeof value.toJSON === 'function') {
+    return valueToProto(value.toJSON(), path);
+  }
+  switch (typeof value) {
+    case 'number':
+      return { numberValue: value };
+    case 'string':
+      return { stringValue: value };
+    case 'boolean':
+      return { boolValue: value };
+    case 'bigint': {
+      const n = Number(value);
+      if (!Number.isSafeInteger(n)) {
+        throw new TypeError(`${path}: ${value} does not fit a double exactly (Struct numbers are doubles)`);
+      }
+      return { numberValue: n };
+    }
+    case 'object':
+      if (Array.isArray(value)) {
+        return {
+          listValue: {
+            values: value.map((item, i) => (item === undefined ? { nullValue: 'NULL_VALUE' } : valueToProto(item, `${path}[${i}]`))),
+          },
+        };
+      }
+      return { structValue: structToProto(value, path) };
+    default:
+      throw new TypeError(`${path}: a ${typeof value} cannot be sent in a google.protobuf.Struct`);
+  }
+}
+
+/** A plain object -> google.protobuf.Struct. */
+function structToProto(object, path = 'args') {
+  if (object === null || object === undefined) return { fields: {} };
+  if (typeof object !== 'object' || Array.isArray(object)) {
+    throw new TypeError(`${path} must be a plain object, not ${Array.isArray(object) ? 'an array' : typeof object}`);
+  }
+  const fields = {};
+  for (const [key, item] of Object.entries(object)) {
+    if (item === undefined) continue;
+    fields[key] = valueToProto(item, `${path}.${key}`);
+  }
+  return { fields };
+}
+
+/** google.protobuf.Value -> a plain JS value. An unset Value (null/undefined) is null. */
+function valueFromProto(value) {
+  if (value === null || value === undefined) return null;
+  const kind = value.kind || Object.keys(value).find((k) => k.endsWith('Value') && value[k] !== undefined && value[k] !== null);
+  switch (kind) {
+    case 'nullValue':
+      return null;
+    case 'numberValue':
+      return Number(value.numberValue);
+    case 'stringValue':
+      return value.stringValue;
+    case 'boolValue':
+      return Boolean(value.boolValue);
+    case 'structValue':
+      return structFromProto(value.structValue);
+    case 'listValue':
+      return ((value.listValue && value.listValue.values) || []).map(valueFromProto);
+    default:
+      return null;
+  }
+}
+
+/** google.protobuf.Struct -> a plain object ({} when unset). */
+function structFromProto(struct) {
+  const out = {};
+  if (!struct || !struct.fields) return out;
+  for (const [key, item] of Object.entries(struct.fields)) out[key] = valueFromProto(item);
+  return out;
+}
+
+// ---------------------------------------------------------------- time
+
+/** google.protobuf.Timestamp -> Date, or null when unset. */
+function timestampFromProto(ts) {
+  if (!ts) return null;
+  return new Date(Number(ts.seconds || 0) * 1000 + Math.round(Number(ts.nanos || 0) / 1e6));
+}
+
+/** google.protobuf.Duration -> seconds (Number), or null when unset. */
+function durationFromProto(d) {
+  if (!d) return null;
+  return Number(d.seconds || 0) + Number(d.nanos || 0) / 1e9;
+}
+
+/** Seconds (Number) -> google.protobuf.Duration; null/undefined -> unset. */
+function durationToProto(seconds) {
+  if (seconds === null || seconds === undefined) return null;
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds)) {
+    throw new TypeError(`timeLimitSeconds must be a finite number of seconds, not ${String(seconds)}`);
+  }
+  const whole = Math.trunc(seconds);
+  const nanos = Math.round((seconds - whole) * 1e9);
+  return { seconds: String(whole), nanos };
+}
+
+// ---------------------------------------------------------------- messages
+
+function progressFromProto(p) {
+  p = p || {};
+  return {
+    percent: Number(p.percent || 0),
+    message: p.message || '',
+    // int64 on the wire (longs: String); exact as Numbers up to 2**53.
+    current: Number(p.current || 0),
+    total: Number(p.total || 0),
+    updatedAt: timestampFromProto(p.updatedAt),
+  };
+}
+
+function taskFromProto(t) {
+  if (!t) return null;
+  return {
+    taskId: t.taskId,
+    taskType: t.taskType,
+    args: structFromProto(t.args),
+    state: stateFromProto(t.state),
+    progress: progressFromProto(t.progress),
+    result: valueFromProto(t.result),
+    error: t.error ? { type: t.error.type, message: t.error.message, traceback: t.error.traceback } : null,
+    submittedAt: timestampFromProto(t.submittedAt),
+    startedAt: timestampFromProto(t.startedAt),
+    endedAt: timestampFromProto(t.endedAt),
+    timeLimitSeconds: durationFromProto(t.timeLimit),
+    priority: Number(t.priority || 0),
+    labels: { ...(t.labels || {}) },
+    attempt: Number(t.attempt || 0),
+  };
+}
+
+function eventFromProto(e) {
+  return {
+    taskId: e.taskId,
+    // uint64: a BigInt, so it is exact whatever its size and compares correctly with < and >.
+    sequence: BigInt(e.sequence || 0),
+    state: stateFromProto(e.state),
+    progress: progressFromProto(e.progress),
+    time: timestampFromProto(e.time),
+    // The full task on the snapshot and on every state change; null on progress-only events.
+    task: taskFromProto(e.task),
+  };
+}
+
+/** A sequence given by a user (bigint, number or decimal string) -> BigInt. */
+function toSequence(value) {
+  if (value === null || value === undefined) return 0n;
+  let seq;
+  try {
+    seq = BigInt(value);
+  } catch {
+    throw new TypeError(`afterSequence must be a non-negative integer, not ${String(value)}`);
+  }
+  if (seq < 0n || seq >= 1n << 64n) throw new TypeError(`afterSequence ${seq} is not a uint64`);
+  return seq;
+}
+
+module.exports = {
+  TaskState,
+  TERMINAL_STATES,
+  isTerminal,
+  stateFromProto,
+  stateToProto,
+  valueToProto,
+  structToProto,
+  valueFromProto,
+  structFromProto,
+  timestampFromProto,
+  durationFromProto,
+  durationToProto,
+  progressFromProto,
+  taskFromProto,
+  eventFromProto,
+  toSequence,
+};
