@@ -1,0 +1,231 @@
+'use strict';
+// TaskClient against a real server (a child process on a free port).
+
+const { describe, test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const crypto = require('node:crypto');
+
+const { TaskClient, TaskServiceError, Status, structToProto, structFromProto, isTerminal } = require('..');
+const { startServer } = require('./support/server');
+
+let server;
+let client;
+
+before(async () => {
+  server = await startServer();
+  client = new TaskClient({ address: server.address, token: '', tlsCa: '', timeoutMs: 10_000 });
+});
+
+after(() => {
+  if (client) client.close();
+  if (server) server.kill();
+});
+
+const unique = (prefix) => `${prefix}-${crypto.randomBytes(6).toString('hex')}`;
+
+/** Collects the events of a watch (bounded, so a broken watch fails the test instead of hanging). */
+async function collect(taskId, opts = {}) {
+  const events = [];
+  for await (const event of client.watch(taskId, { timeoutMs: 15_000, ...opts })) events.push(event);
+  return events;
+}
+
+async function rejectsWith(promise, code) {
+  let caught = null;
+  try {
+    await promise;
+  } catch (err) {
+    caught = err;
+  }
+  assert.ok(caught, `expected a rejection with code ${code}`);
+  assert.ok(caught instanceof TaskServiceError, `not a TaskServiceError: ${caught && caught.stack}`);
+  assert.equal(caught.code, code, caught.message);
+  return caught;
+}
+
+describe('struct helpers', () => {
+  test('a nested object survives JS -> Struct -> JS', () => {
+    const value = { n: 10, f: 0.5, s: 'x', b: false, nil: null, list: [1, 'two', [true], { k: null }], obj: { deep: { er: -3 } } };
+    const struct = structToProto(value);
+    assert.deepEqual(struct.fields.n, { numberValue: 10 });
+    assert.deepEqual(struct.fields.nil, { nullValue: 'NULL_VALUE' });
+    assert.deepEqual(structFromProto(struct), value);
+  });
+
+  test('undefined members are left out and unsupported values are refused', () => {
+    assert.deepEqual(structFromProto(structToProto({ a: undefined, b: 1 })), { b: 1 });
+    assert.throws(() => structToProto({ f() {} }), /args\.f: a function cannot be sent/);
+    assert.throws(() => structToProto([1, 2]), /must be a plain object/);
+  });
+});
+
+describe('TaskService', () => {
+  test('submit then get returns the same task', async () => {
+    const taskId = unique('get');
+    const { task, created } = await client.submit('demo', { steps: 1, step_seconds: 0.01 }, {
+      taskId,
+      labels: { suite: 'node', case: 'get' },
+      priority: 3,
+      timeLimitSeconds: 30,
+    });
+    assert.equal(created, true);
+    assert.equal(task.taskId, taskId);
+    assert.equal(task.taskType, 'demo');
+    assert.deepEqual(task.args, { steps: 1, step_seconds: 0.01 });
+    assert.ok(['PENDING', 'RUNNING', 'SUCCESS'].includes(task.state), task.state);
+    assert.ok(task.submittedAt instanceof Date && !Number.isNaN(task.submittedAt.getTime()));
+    assert.ok(Math.abs(task.submittedAt.getTime() - Date.now()) < 60_000, `submittedAt ${task.submittedAt.toISOString()}`);
+    assert.equal(task.timeLimitSeconds, 30);
+
+    const got = await client.get(taskId);
+    assert.equal(got.taskId, taskId);
+    assert.equal(got.taskType, 'demo');
+    assert.deepEqual(got.args, { steps: 1, step_seconds: 0.01 });
+    assert.deepEqual(got.labels, { suite: 'node', case: 'get' });
+    assert.equal(got.priority, 3);
+    assert.equal(got.timeLimitSeconds, 30);
+    assert.equal(got.submittedAt.getTime(), task.submittedAt.getTime());
+  });
+
+  test('a server-made task id is returned when none is given', async () => {
+    const { task, created } = await client.submit('demo', { steps: 1, step_seconds: 0.01 });
+    assert.equal(created, true);
+    assert.match(task.taskId, /^[A-Za-z0-9._:-]{1,128}$/);
+    assert.equal((await client.get(task.taskId)).taskId, task.taskId);
+  });
+
+  test('watch follows a demo task to SUCCESS: growing sequences, terminal event last', async () => {
+    const { task } = await client.submit('demo', { steps: 5, step_seconds: 0.05 });
+    const events = await collect(task.taskId);
+    assert.ok(events.length >= 2, `only ${events.length} events`);
+    assert.ok(events[0].task, 'the first event is a snapshot carrying the task');
+    assert.equal(events[0].task.taskId, task.taskId);
+    for (let i = 1; i < events.length; i++) {
+      assert.equal(typeof events[i].sequence, 'bigint');
+      assert.ok(events[i].sequence > events[i - 1].sequence, `sequence ${events[i].sequence} after ${events[i - 1].sequence}`);
+    }
+    const last = events[events.length - 1];
+    assert.equal(last.state, 'SUCCESS');
+    assert.ok(events.slice(0, -1).every((e) => !isTerminal(e.state)), 'only the last event is terminal');
+    assert.equal(last.progress.percent, 100);
+    assert.ok(last.task, 'a state change carries the task');
+    assert.ok(last.task.endedAt instanceof Date);
+    assert.notEqual(last.task.result, null);
+    assert.ok(events.every((e) => e.time instanceof Date && e.taskId === task.taskId));
+    assert.ok(events.some((e) => e.state === 'RUNNING' || e.state === 'PENDING'), 'saw the task before it ended');
+
+    // A finished task: one terminal snapshot.
+    const again = await collect(task.taskId);
+    assert.equal(again.length, 1);
+    assert.equal(again[0].state, 'SUCCESS');
+    assert.equal(again[0].sequence, last.sequence);
+  });
+
+  test('watch with an afterSequence that is no longer kept goes on from a fresh snapshot (OUT_OF_RANGE)', async () => {
+    const { task } = await client.submit('demo', { steps: 1, step_seconds: 0.01 });
+    const final = await client.wait(task.taskId);
+    assert.equal(final.state, 'SUCCESS');
+    const events = await collect(task.taskId, { afterSequence: 123456789n });
+    assert.equal(events.length, 1);
+    assert.equal(events[0].state, 'SUCCESS');
+    assert.ok(events[0].sequence < 123456789n);
+  });
+
+  test('INVALID_ARGUMENT for bad args names the field in fieldViolations', async () => {
+    const err = await rejectsWith(client.submit('demo', { steps: 'ten' }), Status.INVALID_ARGUMENT);
+    assert.equal(err.code, 3);
+    assert.equal(err.codeName, 'INVALID_ARGUMENT');
+    assert.match(err.message, /^INVALID_ARGUMENT: /);
+    assert.ok(err.details.length > 0);
+    assert.ok(
+      err.fieldViolations.some((v) => v.field === 'args.steps' && v.description.length > 0),
+      JSON.stringify(err.fieldViolations),
+    );
+
+    const fractional = await rejectsWith(client.submit('demo', { steps: 10.5 }), Status.INVALID_ARGUMENT);
+    assert.ok(fractional.fieldViolations.some((v) => v.field === 'args.steps'), JSON.stringify(fractional.fieldViolations));
+
+    const unknownType = await rejectsWith(client.submit('no-such-type', {}), Status.INVALID_ARGUMENT);
+    assert.match(unknownType.details, /no-such-type/);
+  });
+
+  test('NOT_FOUND for an unknown id, from get, stop and watch', async () => {
+    const id = unique('missing');
+    const err = await rejectsWith(client.get(id), Status.NOT_FOUND);
+    assert.equal(err.codeName, 'NOT_FOUND');
+    assert.deepEqual(err.fieldViolations, []);
+    await rejectsWith(client.stop(id), Status.NOT_FOUND);
+    const started = Date.now();
+    await rejectsWith(collect(id), Status.NOT_FOUND);
+    assert.ok(Date.now() - started < 5000, 'a watch of an unknown id fails at once, without retries');
+  });
+
+  test('the same request under a taskId gives created=false, a different one ALREADY_EXISTS', async () => {
+    const taskId = unique('idem');
+    const first = await client.submit('demo', { steps: 2, step_seconds: 0.01 }, { taskId, labels: { k: 'v' } });
+    assert.equal(first.created, true);
+    const second = await client.submit('demo', { steps: 2, step_seconds: 0.01 }, { taskId, labels: { k: 'v' } });
+    assert.equal(second.created, false);
+    assert.equal(second.task.taskId, taskId);
+    assert.equal(second.task.submittedAt.getTime(), first.task.submittedAt.getTime());
+    const err = await rejectsWith(client.submit('demo', { steps: 3, step_seconds: 0.01 }, { taskId }), Status.ALREADY_EXISTS);
+    assert.equal(err.codeName, 'ALREADY_EXISTS');
+  });
+
+  test('stop of a running sleep task ends REVOKED', async () => {
+    const { task } = await client.submit('sleep', { seconds: 60 }, { labels: { case: 'stop' } });
+    // Wait until it runs, so this stops a RUNNING task (RUNNING -> STOPPING -> REVOKED).
+    for await (const event of client.watch(task.taskId, { timeoutMs: 10_000 })) {
+      if (event.state === 'RUNNING') break;
+      assert.ok(!isTerminal(event.state), event.state);
+    }
+    const started = Date.now();
+    const stopped = await client.stop(task.taskId, 'node test');
+    assert.ok(['STOPPING', 'REVOKED'].includes(stopped.state), stopped.state);
+    const final = await client.wait(task.taskId, { timeoutMs: 10_000 });
+    assert.equal(final.state, 'REVOKED');
+    assert.ok(final.error, 'a revoked task carries an error');
+    assert.ok(Date.now() - started < 5000, 'the sleep woke at once');
+    assert.equal((await client.get(task.taskId)).state, 'REVOKED');
+    // Idempotent: stopping a finished task returns it unchanged.
+    assert.equal((await client.stop(task.taskId)).state, 'REVOKED');
+  });
+
+  test('list: newest first, filtered by state, type and labels, paged', async () => {
+    const run = unique('list');
+    const labels = { run };
+    const ids = [];
+    for (let i = 0; i < 3; i++) {
+      const { task } = await client.submit('sleep', { seconds: 60 }, { labels, taskId: `${run}-sleep-${i}` });
+      ids.push(task.taskId);
+      await client.stop(task.taskId, 'list test');
+    }
+    const done = await client.submit('demo', { steps: 1, step_seconds: 0.01 }, { labels, taskId: `${run}-demo` });
+    assert.equal((await client.wait(done.task.taskId, { timeoutMs: 10_000 })).state, 'SUCCESS');
+    for (const id of ids) assert.equal((await client.wait(id, { timeoutMs: 10_000 })).state, 'REVOKED');
+
+    const all = await client.list({ labels });
+    assert.deepEqual(all.tasks.map((t) => t.taskId), [`${run}-demo`, ...ids.slice().reverse()]);
+    for (let i = 1; i < all.tasks.length; i++) {
+      assert.ok(all.tasks[i - 1].submittedAt >= all.tasks[i].submittedAt, 'newest first');
+    }
+    assert.equal(all.nextPageToken, '');
+
+    const revoked = await client.list({ labels, states: ['REVOKED'] });
+    assert.deepEqual(revoked.tasks.map((t) => t.taskId), ids.slice().reverse());
+    assert.ok(revoked.tasks.every((t) => t.state === 'REVOKED'));
+
+    const success = await client.list({ labels, states: ['TASK_STATE_SUCCESS'], taskType: 'demo' });
+    assert.deepEqual(success.tasks.map((t) => t.taskId), [`${run}-demo`]);
+    assert.deepEqual((await client.list({ labels, taskType: 'sleep', states: ['SUCCESS'] })).tasks, []);
+
+    const page1 = await client.list({ labels, pageSize: 2 });
+    assert.equal(page1.tasks.length, 2);
+    assert.notEqual(page1.nextPageToken, '');
+    const page2 = await client.list({ labels, pageSize: 2, pageToken: page1.nextPageToken });
+    assert.deepEqual([...page1.tasks, ...page2.tasks].map((t) => t.taskId), all.tasks.map((t) => t.taskId));
+    assert.equal(page2.nextPageToken, '');
+
+    await assert.rejects(client.list({ states: ['DONE'] }), /unknown task state "DONE"/);
+  });
+});
