@@ -1,0 +1,139 @@
+"""Log formats: JSON lines carry the transition log's fields; the text format is the one the server always had."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskservice.core.models import TaskState
+from taskservice.server.logformat import TEXT_FORMAT, JsonFormatter, configure_logging
+from tests.support.engine import wait_final
+from tests.support.waiting import wait_until
+from tests.unit.conftest import MakeManager
+
+
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """Put the root logger's handlers and level back after a test that configures logging."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def json_lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def transitions(stream: io.StringIO, task_id: str) -> list[dict[str, Any]]:
+    return [e for e in json_lines(stream) if e["logger"] == "taskservice.tasks" and e.get("task_id") == task_id]
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_json_one_line_per_transition_with_the_task_fields(make_manager: MakeManager) -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream=stream)
+    manager = make_manager()
+    task_id = manager.submit("echo", {"value": 1}).task.task_id
+    assert wait_final(manager, task_id).state is TaskState.SUCCESS
+    lines = wait_until(lambda: len(transitions(stream, task_id)) == 3 and transitions(stream, task_id), what="3 lines")
+
+    assert [(e["previous_state"], e["state"]) for e in lines] == [
+        (None, "PENDING"),
+        ("PENDING", "RUNNING"),
+        ("RUNNING", "SUCCESS"),
+    ]
+    for entry in lines:
+        assert entry["task_id"] == task_id and entry["task_type"] == "echo"
+        assert entry["level"] == "INFO"
+        assert task_id in entry["message"] and "echo" in entry["message"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["time"]), entry["time"]
+        assert {"attempt", "error_type"} <= entry.keys()
+    assert lines[-1]["attempt"] == 1 and lines[-1]["error_type"] is None
+    # Every line of the stream is one JSON object (json_lines would have raised otherwise).
+    assert stream.getvalue().endswith("\n")
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_json_failure_carries_the_error_type(make_manager: MakeManager) -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream=stream)
+    manager = make_manager()
+    task_id = manager.submit("fail", {"message": "nope"}).task.task_id
+    wait_final(manager, task_id)
+    lines = wait_until(lambda: len(transitions(stream, task_id)) == 3 and transitions(stream, task_id), what="3 lines")
+    assert (lines[-1]["state"], lines[-1]["error_type"]) == ("FAILURE", "ValueError")
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_text_format_is_unchanged(make_manager: MakeManager) -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "text", stream=stream)
+    manager = make_manager()
+    task_id = manager.submit("echo", {"value": 1}).task.task_id
+    wait_final(manager, task_id)
+    line = wait_until(
+        lambda: next((ln for ln in stream.getvalue().splitlines() if "-> SUCCESS" in ln and task_id in ln), None),
+        what="the SUCCESS line",
+    )
+    pattern = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO taskservice\.tasks: task (\S+) \(echo\) RUNNING -> SUCCESS"
+    match = re.fullmatch(pattern, line)
+    assert match and match.group(1) == task_id, line
+    assert TEXT_FORMAT == "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_configure_again_replaces_its_own_handler_only_and_sets_the_level() -> None:
+    root = logging.getLogger()
+    others = list(root.handlers)
+    first, second = io.StringIO(), io.StringIO()
+    configure_logging("DEBUG", "text", stream=first)
+    assert root.level == logging.DEBUG
+    configure_logging("warning", "json", stream=second)
+    assert root.level == logging.WARNING
+    assert len([h for h in root.handlers if h not in others]) == 1
+    logging.getLogger("taskservice.test").warning("hello %s", "there")
+    logging.getLogger("taskservice.test").info("not shown")
+    assert first.getvalue() == ""
+    assert [e["message"] for e in json_lines(second)] == ["hello there"]
+    configure_logging("NOT_A_LEVEL", "text", stream=second)
+    assert root.level == logging.INFO
+    with pytest.raises(ValueError, match="log format"):
+        configure_logging("INFO", "xml")
+
+
+def test_json_formatter_exceptions_odd_extras_and_clashing_names() -> None:
+    logger = logging.getLogger("taskservice.formatter-test")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        try:
+            raise RuntimeError("kaput\nsecond line")
+        except RuntimeError:
+            logger.exception("failed %s", "badly", extra={"path": Path("/tmp/x"), "level": "mine", "n": 3})
+        logger.warning("plain", stack_info=True)
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+    failed, plain = json_lines(stream)
+    assert failed["message"] == "failed badly" and failed["level"] == "ERROR"
+    assert failed["logger"] == "taskservice.formatter-test"
+    assert failed["path"] == "/tmp/x" and failed["n"] == 3
+    assert failed["extra.level"] == "mine"
+    assert failed["exc_info"].startswith("Traceback") and "RuntimeError: kaput" in failed["exc_info"]
+    assert "exc_info" not in plain and "Stack (most recent call last)" in plain["stack_info"]
+    assert len(stream.getvalue().splitlines()) == 2, "a multi-line exception stays on one line"
