@@ -9,6 +9,7 @@ from typing import Any
 from taskservice.core.errors import StopTask
 
 ProgressSink = Callable[[float | None, str, int | None, int | None], None]
+LogSink = Callable[[bytes], None]
 
 
 class TaskContext:
@@ -29,6 +30,8 @@ class TaskContext:
         stop_event: threading.Event,
         report: ProgressSink,
         deadline: float | None,
+        log_sink: LogSink | None = None,
+        stop_grace: float = 5.0,
     ) -> None:
         self.task_id = task_id
         self.task_type = task_type
@@ -36,8 +39,12 @@ class TaskContext:
         self.args = args
         # time.monotonic() value at which the time limit passes; None without a limit.
         self.deadline = deadline
+        # Seconds the server waits after a stop before it abandons the handler; a handler that has to
+        # clean up (kill a child process) must finish within it.
+        self.stop_grace = stop_grace
         self._stop_event = stop_event
         self._report = report
+        self._log_sink = log_sink
 
     @property
     def stop_requested(self) -> bool:
@@ -69,3 +76,16 @@ class TaskContext:
         """Wait up to `seconds`, raising StopTask at once when a stop arrives meanwhile."""
         if self._stop_event.wait(max(0.0, seconds)):
             raise StopTask()
+
+    def log(self, message: str) -> None:
+        """Add a line to this task's log (`taskctl logs ID`)."""
+        self.write_log((message if message.endswith("\n") else message + "\n").encode("utf-8", "replace"))
+
+    def write_log(self, data: bytes) -> None:
+        """Add raw bytes to this task's log, e.g. a child process's output."""
+        if self._log_sink is not None:
+            self._log_sink(data)
+
+    def wait_for_stop(self, timeout: float | None = None) -> bool:
+        """Block until a stop is pending (True) or `timeout` seconds pass (False); never raises."""
+        return self._stop_event.wait(timeout)

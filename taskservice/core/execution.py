@@ -26,6 +26,8 @@ class Outcome:
     state: TaskState | None
     result: Any = None
     error: TaskError | None = None
+    # What the handler raised, for the retry policy; never stored.
+    exception: BaseException | None = None
 
 
 def _cap(text: str, limit: int) -> str:
@@ -53,7 +55,7 @@ def run_handler(task_type: TaskType, ctx: TaskContext, args: dict[str, Any]) -> 
     except BaseException as exc:  # a handler's SystemExit must not take its worker thread down
         if ctx.stop_requested:
             return Outcome(state=None)
-        return Outcome(TaskState.FAILURE, error=error_from_exception(exc))
+        return Outcome(TaskState.FAILURE, error=error_from_exception(exc), exception=exc)
     if ctx.stop_requested:
         return Outcome(state=None)
     try:

@@ -17,10 +17,12 @@ from __future__ import annotations
 import heapq
 import logging
 import math
+import random
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from taskservice.core.clock import Clock, SystemClock
@@ -36,6 +38,7 @@ from taskservice.core.errors import (
 )
 from taskservice.core.events import EventHub, Watcher
 from taskservice.core.execution import Outcome, run_handler
+from taskservice.core.logs import TaskLogs
 from taskservice.core.models import (
     ErrorType,
     Progress,
@@ -48,7 +51,8 @@ from taskservice.core.models import (
     TaskState,
 )
 from taskservice.core.observe import TaskListener, TransitionLog
-from taskservice.core.registry import TaskRegistry, check_json_args
+from taskservice.core.paths import CLEAR_NODES_ARG, DataRoot, PathRole, StagedOutput
+from taskservice.core.registry import TaskRegistry, TaskType, check_json_args
 from taskservice.core.store.base import InsertTask, SaveProgress, SaveTask, TaskStore, Write
 from taskservice.core.store.writer import StoreWriter
 from taskservice.core.validation import (
@@ -129,6 +133,8 @@ class WorkerManager:
         config: ManagerConfig | None = None,
         clock: Clock | None = None,
         listeners: Sequence[TaskListener] = (),
+        data_root: DataRoot | None = None,
+        logs: TaskLogs | None = None,
     ) -> None:
         self.config = config or ManagerConfig()
         if self.config.workers < 1:
@@ -137,6 +143,11 @@ class WorkerManager:
         self._registry = registry
         self._clock = clock or SystemClock()
         self._listeners = (TransitionLog(), *listeners)
+        self._data_root = data_root
+        self.logs = logs
+        # Failed tasks waiting out their retry backoff: (monotonic due time, seq, task_id).
+        self._delayed: list[tuple[float, int, str]] = []
+        self._rng = random.Random()
         self.events = EventHub()
         self._lock = threading.Lock()
         self._work_available = threading.Condition(self._lock)
@@ -294,6 +305,7 @@ class WorkerManager:
         kind = self._registry.require(task_type)
         check_json_args(args)
         normalised = kind.validate_args(args)
+        self._resolve_paths(kind, normalised)
         if task_id:
             check_task_id(task_id)
         check_time_limit(time_limit)
@@ -582,23 +594,84 @@ class WorkerManager:
                     f"task type {task.task_type!r} is not registered on this server (load it with --tasks)",
                 ),
             )
+        call_args = dict(task.args)
+        keep_partial = not call_args.pop(CLEAR_NODES_ARG, True)
+        try:
+            # Checked again at run time: the files may have changed since Submit.
+            resolved = self._resolve_paths(kind, call_args)
+        except InvalidRequest as exc:
+            return Outcome(TaskState.FAILURE, error=TaskError(ErrorType.INVALID_PATH, exc.message))
+        outputs = []
+        for name, (path, role) in resolved.items():
+            if role is PathRole.OUTPUT:
+                staged = StagedOutput.for_task(path, task.task_id, task.attempt)
+                outputs.append(staged)
+                call_args[name] = str(staged.temporary)
+            else:
+                call_args[name] = str(path)
         ctx = TaskContext(
             task_id=task.task_id,
             task_type=task.task_type,
             attempt=task.attempt,
-            args=dict(task.args),
+            args=call_args,
             stop_event=run.stop_event,
             report=lambda percent, message, current, total: self._report_progress(
                 run, percent, message, current, total
             ),
             deadline=run.deadline,
+            log_sink=lambda data: self._write_log(task.task_id, data),
+            stop_grace=self.config.stop_grace,
         )
-        return run_handler(kind, ctx, task.args)
+        outcome = run_handler(kind, ctx, call_args)
+        return self._settle_outputs(run, outcome, outputs, keep_partial=keep_partial)
+
+    def _resolve_paths(self, kind: TaskType, args: dict[str, Any]) -> dict[str, tuple[Path, PathRole]]:
+        """The absolute paths of a task's path args; InvalidRequest for any outside the data root."""
+        resolved: dict[str, tuple[Path, PathRole]] = {}
+        for param in kind.path_params:
+            value = args.get(param.name)
+            if value is None or param.path_role is None:
+                continue
+            if self._data_root is None:
+                raise InvalidRequest(
+                    f"task type {kind.name!r} takes paths but this server has no data root",
+                    [(f"args.{param.name}", "start the server with --data-root")],
+                )
+            resolved[param.name] = (
+                self._data_root.resolve(f"args.{param.name}", value, param.path_role),
+                param.path_role,
+            )
+        return resolved
+
+    @staticmethod
+    def _settle_outputs(run: _Run, outcome: Outcome, outputs: list[StagedOutput], *, keep_partial: bool) -> Outcome:
+        """Move outputs into place on success; otherwise remove them (or keep them, with clear_nodes=false)."""
+        if outcome.state is TaskState.SUCCESS and not run.stop_event.is_set() and not run.finalized:
+            try:
+                for staged in outputs:
+                    staged.commit()
+            except OSError as exc:
+                return Outcome(
+                    TaskState.FAILURE,
+                    error=TaskError(ErrorType.OUTPUT_ERROR, f"could not move the output into place: {exc}"),
+                )
+            return outcome
+        for staged in outputs:
+            staged.discard(keep=keep_partial)
+        return outcome
+
+    def _write_log(self, task_id: str, data: bytes) -> None:
+        if self.logs is not None:
+            self.logs.append(task_id, data)
+        else:
+            log.debug("task %s: %s", task_id, data.decode("utf-8", "replace").rstrip())
 
     def _finish(self, run: _Run, outcome: Outcome) -> None:
         """Record how a handler ended, unless the watchdog already gave up on it."""
         with self._lock:
             if run.finalized or self._discard_outcomes:
+                return
+            if self._retry_later(run, outcome):
                 return
             if outcome.state is None or run.stop_event.is_set():
                 state = run.stop_state or TaskState.REVOKED
@@ -608,6 +681,46 @@ class WorkerManager:
                 final = self._final_copy(run.task, outcome.state, result=outcome.result, error=outcome.error)
             run.finalized = True
         self._persist_final(final)
+
+    def _retry_later(self, run: _Run, outcome: Outcome) -> bool:
+        """Put a failed task back to PENDING when its type's retry policy says so. Holds _lock."""
+        kind = self._registry.get(run.task.task_type)
+        task = run.task
+        if (
+            outcome.state is not TaskState.FAILURE
+            or run.stop_event.is_set()
+            or kind is None
+            or kind.retry is None
+            or not kind.retry.should_retry(outcome.exception, task.attempt)
+        ):
+            return False
+        delay = kind.retry.delay(task.attempt, self._rng)
+        run.finalized = True
+        self._runs.pop(task.task_id, None)
+        task.error = outcome.error  # why the last run failed, visible while the task waits
+        self._change_state(task, TaskState.PENDING)
+        self._write(SaveTask(task.copy()))
+        self._queued += 1
+        heapq.heappush(self._delayed, (self._clock.monotonic() + delay, task.seq, task.task_id))
+        self._watchdog_wake.notify()
+        self._idle.notify_all()
+        log.info("task %s failed on attempt %d; retrying in %.2f s", task.task_id, task.attempt, delay)
+        return True
+
+    def _release_due_retries(self, now: float) -> float | None:
+        """Queue the retries whose backoff has passed; the monotonic time of the next one. Holds _lock."""
+        while self._delayed and self._delayed[0][0] <= now:
+            _, seq, task_id = heapq.heappop(self._delayed)
+            task = self._live.get(task_id)
+            if task is not None and task.state is TaskState.PENDING and task_id not in self._revoking:
+                heapq.heappush(self._queue, (-task.priority, seq, task_id))
+                self._work_available.notify()
+        return self._delayed[0][0] if self._delayed else None
+
+    def wake_timers(self) -> None:
+        """Make the watchdog look at the clock now (after a test's clock moved)."""
+        with self._lock:
+            self._watchdog_wake.notify()
 
     def _abandon(self, run: _Run) -> None:
         """The handler ignored a stop past the grace: end the task without it and replace its worker."""
@@ -727,7 +840,7 @@ class WorkerManager:
                 if self._closed:
                     return
                 now = self._clock.monotonic()
-                next_wake: float | None = None
+                next_wake = self._release_due_retries(now)
                 for run in self._runs.values():
                     if run.finalized:
                         continue

@@ -55,6 +55,8 @@ class ErrorType:
     SERVER_RESTARTED = "ServerRestarted"
     UNKNOWN_TASK_TYPE = "UnknownTaskType"
     RESULT_NOT_JSON = "ResultNotJSON"
+    INVALID_PATH = "InvalidPath"
+    OUTPUT_ERROR = "OutputError"
 
 
 @dataclass(slots=True)

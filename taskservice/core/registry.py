@@ -17,9 +17,11 @@ import types
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
 from taskservice.core.errors import InvalidRequest, RegistryError
+from taskservice.core.paths import CLEAR_NODES_ARG, PathRole, path_role
+from taskservice.core.retry import RetryPolicy
 
 Handler = Callable[..., Any]
 
@@ -36,6 +38,8 @@ class Param:
     name: str
     annotation: Any
     required: bool
+    # Set for args that name files or folders under the data root.
+    path_role: PathRole | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,15 @@ class TaskType:
     # Safe to run again from the start when the server died while it ran (else it becomes LOST).
     rerun_on_restart: bool = False
     description: str = ""
+    retry: RetryPolicy | None = None
+
+    @property
+    def path_params(self) -> tuple[Param, ...]:
+        return tuple(p for p in self.params if p.path_role is not None)
+
+    @property
+    def has_outputs(self) -> bool:
+        return any(p.path_role is PathRole.OUTPUT for p in self.params)
 
     def validate_args(self, args: dict[str, Any]) -> dict[str, Any]:
         """Return args with numbers normalised to the handler's types, or raise InvalidRequest."""
@@ -57,6 +70,11 @@ class TaskType:
         normalised: dict[str, Any] = {}
         for name, value in args.items():
             param = known.get(name)
+            if param is None and name == CLEAR_NODES_ARG and self.has_outputs:
+                if not isinstance(value, bool):
+                    violations.append((f"args.{name}", f"expected a boolean, got {_describe(value)}"))
+                normalised[name] = value
+                continue
             if param is None:
                 if self.accepts_extra:
                     normalised[name] = value
@@ -94,6 +112,8 @@ def coerce(value: Any, annotation: Any) -> Any:
     if annotation is inspect.Parameter.empty or annotation is Any:
         return value
     origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return coerce(value, typing.get_args(annotation)[0])
     if origin in (Union, types.UnionType):
         options = typing.get_args(annotation)
         if value is None and type(None) in options:
@@ -177,6 +197,9 @@ def _check_annotation(task_name: str, param: str, annotation: Any) -> None:
     if annotation is inspect.Parameter.empty or annotation in _SUPPORTED_SCALARS or annotation is type(None):
         return
     origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        _check_annotation(task_name, param, typing.get_args(annotation)[0])
+        return
     if origin in (Union, types.UnionType, list, dict):
         for arg in typing.get_args(annotation):
             _check_annotation(task_name, param, arg)
@@ -191,7 +214,7 @@ def describe_handler(name: str, handler: Handler) -> tuple[tuple[Param, ...], bo
     """Read the handler's signature into params; raise RegistryError when it cannot take JSON args."""
     try:
         signature = inspect.signature(handler)
-        hints = typing.get_type_hints(handler)
+        hints = typing.get_type_hints(handler, include_extras=True)
     except (TypeError, ValueError, NameError) as exc:
         raise RegistryError(f"task type {name!r}: cannot read the handler's signature: {exc}") from exc
     parameters = list(signature.parameters.values())
@@ -210,7 +233,9 @@ def describe_handler(name: str, handler: Handler) -> tuple[tuple[Param, ...], bo
             raise RegistryError(f"task type {name!r}: parameter {parameter.name!r} cannot be passed by name")
         annotation = hints.get(parameter.name, inspect.Parameter.empty)
         _check_annotation(name, parameter.name, annotation)
-        params.append(Param(parameter.name, annotation, parameter.default is inspect.Parameter.empty))
+        params.append(
+            Param(parameter.name, annotation, parameter.default is inspect.Parameter.empty, path_role(annotation))
+        )
     return tuple(params), accepts_extra
 
 
@@ -227,6 +252,7 @@ class TaskRegistry:
         *,
         rerun_on_restart: bool = False,
         description: str = "",
+        retry: RetryPolicy | None = None,
     ) -> TaskType:
         if not name or len(name) > 128:
             raise RegistryError(f"task type name {name!r} must be 1-128 characters")
@@ -244,15 +270,18 @@ class TaskRegistry:
             accepts_extra=accepts_extra,
             rerun_on_restart=rerun_on_restart,
             description=description or (inspect.getdoc(handler) or "").split("\n")[0],
+            retry=retry,
         )
         self._types[name] = task_type
         return task_type
 
-    def task(self, name: str, *, rerun_on_restart: bool = False) -> Callable[[Handler], Handler]:
+    def task(
+        self, name: str, *, rerun_on_restart: bool = False, retry: RetryPolicy | None = None
+    ) -> Callable[[Handler], Handler]:
         """Decorator form of register()."""
 
         def decorate(handler: Handler) -> Handler:
-            self.register(name, handler, rerun_on_restart=rerun_on_restart)
+            self.register(name, handler, rerun_on_restart=rerun_on_restart, retry=retry)
             return handler
 
         return decorate

@@ -7,7 +7,9 @@ import time
 from typing import Any
 
 from taskservice.core.context import TaskContext
+from taskservice.core.paths import InputFile, OutputFile
 from taskservice.core.registry import TaskRegistry
+from taskservice.core.retry import RetryPolicy
 from taskservice.tasks.demo import demo
 from taskservice.tasks.sleep import sleep
 
@@ -97,7 +99,42 @@ def make_registry(gates: Gates) -> TaskRegistry:
             time.sleep(0.01)
         return name
 
+    def write_output(ctx: TaskContext, *, output_fpath: OutputFile, text: str = "data", then: str = "succeed") -> str:
+        """Writes `text` to its output, then succeeds, fails (then="fail") or waits for a stop (then="wait")."""
+        with open(output_fpath, "w") as out:
+            out.write(text)
+            out.flush()
+            if then == "fail":
+                raise RuntimeError("failed after writing half the output")
+            if then == "wait":
+                gates.ran.append("writing")
+                while True:
+                    ctx.progress(message="holding the output open")
+                    time.sleep(0.005)
+        return output_fpath
+
+    def read_input(ctx: TaskContext, *, input_fpath: InputFile) -> str:
+        ctx.log(f"reading {input_fpath}")
+        with open(input_fpath) as source:
+            return source.read()
+
+    def flaky(ctx: TaskContext, *, name: str, failures: int) -> int:
+        """Fails with ConnectionError on its first `failures` attempts."""
+        gates.ran.append(f"{name}:{ctx.attempt}")
+        if ctx.attempt <= failures:
+            raise ConnectionError(f"attempt {ctx.attempt} could not connect")
+        return ctx.attempt
+
+    def picky(ctx: TaskContext) -> None:
+        """Its policy retries ConnectionError only; this ValueError ends it at once."""
+        raise ValueError("bad input, retrying will not help")
+
     for handler in (echo, fail, gate, record, stubborn, spin, typed, not_json, progress_then_wait):
         registry.register(handler.__name__, handler)
+    for handler in (write_output, read_input):
+        registry.register(handler.__name__, handler)
     registry.register("rerunnable", rerunnable, rerun_on_restart=True)
+    retry = RetryPolicy(max_attempts=3, backoff=10.0, multiplier=3.0, jitter=0.0, retry_on=(ConnectionError,))
+    registry.register("flaky", flaky, retry=retry)
+    registry.register("picky", picky, retry=retry)
     return registry

@@ -5,8 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from taskservice.core.clock import Clock
+from taskservice.core.logs import TaskLogs
 from taskservice.core.manager import ManagerConfig, WorkerManager
 from taskservice.core.observe import TaskListener
+from taskservice.core.paths import DataRoot
 from taskservice.core.store import MemoryStore, SQLiteStore, TaskStore
 from tests.support.task_types import Gates, make_registry
 
@@ -26,9 +29,23 @@ def make_manager(gates: Gates) -> Iterator[MakeManager]:
     """Build started managers (in-memory store unless one is given); all are closed after the test."""
     made: list[WorkerManager] = []
 
-    def make(store: TaskStore | None = None, listeners: Sequence[TaskListener] = (), **config: object) -> WorkerManager:
+    def make(
+        store: TaskStore | None = None,
+        listeners: Sequence[TaskListener] = (),
+        *,
+        data_root: DataRoot | None = None,
+        logs: TaskLogs | None = None,
+        clock: Clock | None = None,
+        **config: object,
+    ) -> WorkerManager:
         manager = WorkerManager(
-            store or MemoryStore(), make_registry(gates), config=ManagerConfig(**config), listeners=listeners
+            store or MemoryStore(),
+            make_registry(gates),
+            config=ManagerConfig(**config),  # type: ignore[arg-type]
+            listeners=listeners,
+            data_root=data_root,
+            logs=logs,
+            clock=clock,
         )
         manager.start()
         made.append(manager)
