@@ -64,7 +64,7 @@ def fetch(port: int, path: str = "/metrics") -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/plain")
-        return response.read().decode()
+        return str(response.read().decode())
 
 
 def parse(text: str) -> Samples:

@@ -40,6 +40,14 @@ def transitions(stream: io.StringIO, task_id: str) -> list[dict[str, Any]]:
     return [e for e in json_lines(stream) if e["logger"] == "taskservice.tasks" and e.get("task_id") == task_id]
 
 
+def wait_transitions(stream: io.StringIO, task_id: str, count: int) -> list[dict[str, Any]]:
+    """The transition lines of a task, once there are `count` (the last one may be logged after the event)."""
+    return wait_until(
+        lambda: lines if len(lines := transitions(stream, task_id)) == count else [],
+        what=f"{count} transition lines of task {task_id}",
+    )
+
+
 @pytest.mark.usefixtures("root_logging")
 def test_json_one_line_per_transition_with_the_task_fields(make_manager: MakeManager) -> None:
     stream = io.StringIO()
@@ -47,7 +55,7 @@ def test_json_one_line_per_transition_with_the_task_fields(make_manager: MakeMan
     manager = make_manager()
     task_id = manager.submit("echo", {"value": 1}).task.task_id
     assert wait_final(manager, task_id).state is TaskState.SUCCESS
-    lines = wait_until(lambda: len(transitions(stream, task_id)) == 3 and transitions(stream, task_id), what="3 lines")
+    lines = wait_transitions(stream, task_id, 3)
 
     assert [(e["previous_state"], e["state"]) for e in lines] == [
         (None, "PENDING"),
@@ -72,7 +80,7 @@ def test_json_failure_carries_the_error_type(make_manager: MakeManager) -> None:
     manager = make_manager()
     task_id = manager.submit("fail", {"message": "nope"}).task.task_id
     wait_final(manager, task_id)
-    lines = wait_until(lambda: len(transitions(stream, task_id)) == 3 and transitions(stream, task_id), what="3 lines")
+    lines = wait_transitions(stream, task_id, 3)
     assert (lines[-1]["state"], lines[-1]["error_type"]) == ("FAILURE", "ValueError")
 
 
@@ -88,6 +96,7 @@ def test_text_format_is_unchanged(make_manager: MakeManager) -> None:
         what="the SUCCESS line",
     )
     pattern = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO taskservice\.tasks: task (\S+) \(echo\) RUNNING -> SUCCESS"
+    assert line is not None
     match = re.fullmatch(pattern, line)
     assert match and match.group(1) == task_id, line
     assert TEXT_FORMAT == "%(asctime)s %(levelname)s %(name)s: %(message)s"
