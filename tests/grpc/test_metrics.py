@@ -23,6 +23,7 @@ from taskservice.core.manager import ManagerConfig, WorkerManager
 from taskservice.core.models import Task, TaskState
 from taskservice.core.store import SQLiteStore
 from taskservice.server.app import RunningServer, build_server
+from taskservice.server.auth import BearerTokenInterceptor, TokenFile
 from taskservice.server.metrics import Metrics
 from taskservice.server.settings import Settings
 from taskservice.v1 import task_service_pb2 as pb
@@ -285,6 +286,43 @@ async def test_health_checks_are_counted_too_and_unknown_methods_are_not(metered
         "the health check counted",
     )
     assert not [key for key in samples if ("method", "/no.Such/Method") in key[1]]
+
+
+async def test_outermost_metrics_count_what_the_auth_interceptor_rejects(tmp_path: Path, gates: Gates) -> None:
+    """The wiring app.py uses: [metrics.interceptor(), BearerTokenInterceptor(...)], metrics first (outermost)."""
+    token_file = tmp_path / "tokens"
+    token_file.write_text("s3cret\n")
+    store = SQLiteStore(tmp_path / "auth.db")
+    metrics = Metrics()
+    manager = WorkerManager(store, make_registry(gates), config=ManagerConfig(workers=1), listeners=[metrics])
+    metrics.bind(manager.stats)
+    manager.start()
+    interceptors = [metrics.interceptor(), BearerTokenInterceptor(TokenFile(token_file))]
+    running = await build_server(manager, Settings(listen="127.0.0.1:0"), interceptors=interceptors)
+    http_port = metrics.start_http("127.0.0.1:0")
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = pb_grpc.TaskServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.GetState(pb.GetStateRequest(task_id="x"))
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await watch_all(stub, "x")
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.GetState(pb.GetStateRequest(task_id="x"), metadata=[("authorization", "Bearer s3cret")])
+            assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        metered = Metered(running, metrics, http_port, stub)
+        samples = await metered.until(
+            lambda s: value(s, "taskservice_rpc_total", method=WATCH, code="UNAUTHENTICATED") == 1,
+            "the rejected watch counted",
+        )
+        assert value(samples, "taskservice_rpc_total", method=GET_STATE, code="UNAUTHENTICATED") == 1
+        assert value(samples, "taskservice_rpc_total", method=GET_STATE, code="NOT_FOUND") == 1
+    finally:
+        metrics.stop()
+        await running.shutdown(0)
+        store.close()
 
 
 def test_transitions_this_process_never_counted_do_not_drive_the_gauge_negative() -> None:
