@@ -1,5 +1,6 @@
 """Submit a demo task, watch it with a progress bar, and stop it on Ctrl-C. Server: $TASKSERVICE_ADDR."""
 
+import signal
 import sys
 
 from rich.progress import Progress
@@ -8,11 +9,10 @@ from taskservice.client import TaskClient
 
 with TaskClient() as client, Progress() as bar:
     task = client.submit("demo", {"steps": int(sys.argv[1]) if len(sys.argv) > 1 else 20}).task
+    # Ctrl-C asks the server to stop the task; the watch below then sees it end as REVOKED.
+    signal.signal(signal.SIGINT, lambda *_: print("stopping:", client.stop(task.task_id, reason="Ctrl-C").state.value))
     line = bar.add_task(task.task_id, total=100)
-    try:
-        for event in client.watch(task.task_id):
-            bar.update(line, completed=event.progress.percent, description=f"{task.task_id} {event.state.value}")
-    except KeyboardInterrupt:
-        print("stopping:", client.stop(task.task_id, reason="Ctrl-C").state.value)
-    final = client.wait(task.task_id, timeout=60)
+    for event in client.watch(task.task_id):
+        bar.update(line, completed=event.progress.percent, description=f"{task.task_id} {event.state.value}")
+    final = client.get(task.task_id)
 print(final.state.value, final.result if final.error is None else final.error.message)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from taskservice.core.errors import StopTask
@@ -32,6 +33,7 @@ class TaskContext:
         deadline: float | None,
         log_sink: LogSink | None = None,
         stop_grace: float = 5.0,
+        data_root: Path | None = None,
     ) -> None:
         self.task_id = task_id
         self.task_type = task_type
@@ -42,6 +44,8 @@ class TaskContext:
         # Seconds the server waits after a stop before it abandons the handler; a handler that has to
         # clean up (kill a child process) must finish within it.
         self.stop_grace = stop_grace
+        # The folder path args are resolved in (absolute), when the server has one.
+        self.data_root = data_root
         self._stop_event = stop_event
         self._report = report
         self._log_sink = log_sink

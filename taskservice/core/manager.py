@@ -621,6 +621,7 @@ class WorkerManager:
             deadline=run.deadline,
             log_sink=lambda data: self._write_log(task.task_id, data),
             stop_grace=self.config.stop_grace,
+            data_root=self._data_root.root if self._data_root else None,
         )
         outcome = run_handler(kind, ctx, call_args)
         return self._settle_outputs(run, outcome, outputs, keep_partial=keep_partial)

@@ -54,6 +54,9 @@ class TaskType:
     rerun_on_restart: bool = False
     description: str = ""
     retry: RetryPolicy | None = None
+    # Checks the signature cannot express (e.g. a command name against the operator's list); raises
+    # InvalidRequest. Runs at Submit after the signature checks, on the normalised args.
+    validator: Callable[[dict[str, Any]], None] | None = None
 
     @property
     def path_params(self) -> tuple[Param, ...]:
@@ -91,6 +94,8 @@ class TaskType:
                 violations.append((f"args.{param.name}", "required argument is missing"))
         if violations:
             raise InvalidRequest(f"args do not fit task type {self.name!r}", violations)
+        if self.validator is not None:
+            self.validator(normalised)
         return normalised
 
 
@@ -253,6 +258,7 @@ class TaskRegistry:
         rerun_on_restart: bool = False,
         description: str = "",
         retry: RetryPolicy | None = None,
+        validator: Callable[[dict[str, Any]], None] | None = None,
     ) -> TaskType:
         if not name or len(name) > 128:
             raise RegistryError(f"task type name {name!r} must be 1-128 characters")
@@ -271,6 +277,7 @@ class TaskRegistry:
             rerun_on_restart=rerun_on_restart,
             description=description or (inspect.getdoc(handler) or "").split("\n")[0],
             retry=retry,
+            validator=validator,
         )
         self._types[name] = task_type
         return task_type

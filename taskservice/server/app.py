@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.metadata
 import logging
 import os
 import signal
@@ -17,7 +18,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from taskservice.core.errors import RegistryError
+from taskservice.core.logs import TaskLogs
 from taskservice.core.manager import ManagerConfig, WorkerManager
+from taskservice.core.paths import DataRoot
 from taskservice.core.registry import TaskRegistry, default_registry
 from taskservice.core.store import SQLiteStore, StoreOpenError
 from taskservice.server.auth import BearerTokenInterceptor, TokenFile, TokenFileError
@@ -110,9 +113,16 @@ async def build_server(
     return running
 
 
+ENTRY_POINT_GROUP = "taskservice.tasks"
+
+
 def load_task_modules(modules: tuple[str, ...], registry: TaskRegistry = default_registry) -> TaskRegistry:
-    """Import the built-in task types and every --tasks module; their decorators fill the registry."""
+    """Import the built-in task types, every installed `taskservice.tasks` entry point and every --tasks
+    module; their decorators fill the registry. `pip install mycompany-tasks` is enough to add types."""
     importlib.import_module("taskservice.tasks")
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        log.info("loading task types from %s (%s)", entry_point.name, entry_point.value)
+        entry_point.load()
     for module in modules:
         importlib.import_module(module)
     if not len(registry):
@@ -150,6 +160,8 @@ async def serve(settings: Settings) -> int:
     manager = WorkerManager(
         store,
         registry,
+        data_root=DataRoot(settings.data_root),
+        logs=TaskLogs(Path(settings.state_dir) / "logs"),
         config=ManagerConfig(
             workers=settings.workers,
             max_queue=settings.max_queue,
@@ -189,10 +201,11 @@ async def serve(settings: Settings) -> int:
             log.warning("bearer tokens are on but TLS is off: tokens cross the network in clear text")
     host = settings.listen.rsplit(":", 1)[0]
     log.info(
-        "serving on %s:%d (db %s, %d workers, task types: %s)",
+        "serving on %s:%d (db %s, data root %s, %d workers, task types: %s)",
         host,
         running.port,
         settings.db,
+        settings.data_root,
         settings.workers,
         ", ".join(registry.names()),
     )

@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -32,6 +33,12 @@ class Settings:
     # Seconds running tasks get to finish after SIGTERM/SIGINT before they are stopped.
     drain: float = 10.0
     tasks: tuple[str, ...] = ()
+    # Every path argument must stay inside this folder.
+    data_root: str = "data"
+    # Where the server keeps per-task logs; empty: "<db file name>-state" next to the db.
+    state_dir: str = ""
+    # TOML file of the commands the `command` task type may run; empty: none.
+    commands: str = ""
     port_file: str = ""
     log_level: str = "INFO"
     # "text" for people, "json" for log collectors: one JSON object per line.
@@ -96,6 +103,13 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
         default=None,
         help="import MODULE to register its task types (repeatable; env: comma-separated)",
     )
+    p.add_argument("--data-root", default=_env(env, "data_root", d.data_root), help="folder path args must stay in")
+    p.add_argument(
+        "--state-dir",
+        default=_env(env, "state_dir", ""),
+        help="folder for task logs (default: <db>-state beside the db)",
+    )
+    p.add_argument("--commands", default=_env(env, "commands", ""), help="TOML file of commands tasks may run")
     p.add_argument("--port-file", default=_env(env, "port_file", ""), help="write the bound port here once serving")
     p.add_argument("--log-level", default=_env(env, "log_level", d.log_level), help="DEBUG, INFO, WARNING, ERROR")
     p.add_argument(
@@ -138,6 +152,9 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
         stop_grace=ns.stop_grace,
         drain=ns.drain,
         tasks=tuple(ns.tasks if ns.tasks is not None else ns.env_tasks),
+        data_root=ns.data_root,
+        state_dir=ns.state_dir or str(Path(ns.db).with_name(Path(ns.db).stem + "-state")),
+        commands=ns.commands,
         port_file=ns.port_file,
         log_level=ns.log_level.upper(),
         log_format=ns.log_format,

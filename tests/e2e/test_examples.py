@@ -33,10 +33,11 @@ def test_the_progress_bar_example_runs_to_success(server_process: ServerProcess)
 
 def test_the_progress_bar_example_stops_its_task_on_ctrl_c(server_process: ServerProcess) -> None:
     example = run_example(server_process.address, "100000")
-    from taskservice.client import TaskClient, TaskState
+    from taskservice.client import TaskClient
 
     with TaskClient(server_process.address) as client:
-        wait_until(lambda: any(t.state is TaskState.RUNNING for t in client.list().tasks), what="the task runs")
+        # Progress means the example has been watching for a while: its Ctrl-C handler is in place.
+        wait_until(lambda: any(t.progress.current > 0 for t in client.list().tasks), what="the task reports progress")
     example.send_signal(signal.SIGINT)
     output, _ = example.communicate(timeout=60)
     assert example.returncode == 0, output

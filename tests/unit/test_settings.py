@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import pytest
 
@@ -22,7 +23,8 @@ def test_bad_durations_are_refused(text: str) -> None:
 
 def test_defaults_match_the_documented_ones() -> None:
     settings = parse([], environ={})
-    assert settings == Settings()
+    assert dataclasses.replace(settings, state_dir="") == Settings()
+    assert settings.state_dir == "taskservice-state" and settings.data_root == "data"
     assert (settings.listen, settings.db, settings.workers, settings.max_queue) == (
         "127.0.0.1:50051",
         "taskservice.db",
