@@ -24,6 +24,9 @@ from taskservice.v1 import task_service_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
+# How often WatchLogs with follow looks for new output of a running task.
+LOG_POLL_SECONDS = 0.1
+
 
 @dataclass(frozen=True, slots=True)
 class UndecodableRequest:
@@ -184,3 +187,35 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
         finally:
             self._streams.discard(wake)
             self._manager.unwatch(request.task_id, watcher)
+
+    async def WatchLogs(
+        self, request: pb.WatchLogsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.WatchLogsResponse]:
+        logs = self._manager.logs
+        try:
+            _check_decoded(request)
+            check_task_id(request.task_id)
+            self._manager.get(request.task_id)  # NOT_FOUND for an unknown task
+            if logs is None:
+                raise InvalidRequest("this server keeps no task logs", [])
+        except Exception as exc:
+            await _abort(context, exc)
+            return
+        offset = request.offset
+        ended = False
+        while True:
+            chunk = logs.read(request.task_id, offset)
+            if chunk.data:
+                yield pb.WatchLogsResponse(task_id=request.task_id, offset=chunk.offset, data=chunk.data)
+                offset = chunk.offset + len(chunk.data)
+                continue
+            if not request.follow or ended:
+                return
+            if self._closing:
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE, "the server is shutting down; watch the logs again from your offset"
+                )
+            # Read once more after the task ended: its last output may have landed after the read above.
+            ended = self._manager.get(request.task_id).state.is_terminal
+            if not ended:
+                await asyncio.sleep(LOG_POLL_SECONDS)

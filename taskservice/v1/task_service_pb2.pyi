@@ -556,3 +556,60 @@ class ListTasksResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListTasksResponse: _TypeAlias = ListTasksResponse  # noqa: Y015
+
+@_typing.final
+class WatchLogsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    FOLLOW_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    offset: _builtins.int
+    """Absolute byte offset to start at (0: the beginning). Bytes dropped by the log size cap are skipped,
+    and the stream continues at a marker line that says how many were dropped.
+    """
+    follow: _builtins.bool
+    """Keep streaming new output until the task ends."""
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        offset: _builtins.int = ...,
+        follow: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["follow", b"follow", "offset", b"offset", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchLogsRequest: _TypeAlias = WatchLogsRequest  # noqa: Y015
+
+@_typing.final
+class WatchLogsResponse(_message.Message):
+    """WatchLogsResponse is one chunk of a task's log."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    offset: _builtins.int
+    """Absolute offset of data[0]; resume at offset + len(data)."""
+    data: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        offset: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "offset", b"offset", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchLogsResponse: _TypeAlias = WatchLogsResponse  # noqa: Y015

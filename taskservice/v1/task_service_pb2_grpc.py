@@ -60,6 +60,11 @@ class TaskServiceStub:
                 request_serializer=taskservice_dot_v1_dot_task__service__pb2.ListTasksRequest.SerializeToString,
                 response_deserializer=taskservice_dot_v1_dot_task__service__pb2.ListTasksResponse.FromString,
                 _registered_method=True)
+        self.WatchLogs = channel.unary_stream(
+                '/taskservice.v1.TaskService/WatchLogs',
+                request_serializer=taskservice_dot_v1_dot_task__service__pb2.WatchLogsRequest.SerializeToString,
+                response_deserializer=taskservice_dot_v1_dot_task__service__pb2.WatchLogsResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -105,6 +110,15 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchLogs(self, request, context):
+        """WatchLogs streams a task's log (a command's stdout and stderr, or what a handler wrote with
+        ctx.log()) from a byte offset. With follow it goes on until the task has ended and its log is read
+        to the end; a client that reconnects resumes at the offset after the last byte it got.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -132,6 +146,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.ListTasks,
                     request_deserializer=taskservice_dot_v1_dot_task__service__pb2.ListTasksRequest.FromString,
                     response_serializer=taskservice_dot_v1_dot_task__service__pb2.ListTasksResponse.SerializeToString,
+            ),
+            'WatchLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchLogs,
+                    request_deserializer=taskservice_dot_v1_dot_task__service__pb2.WatchLogsRequest.FromString,
+                    response_serializer=taskservice_dot_v1_dot_task__service__pb2.WatchLogsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -270,6 +289,33 @@ class TaskService:
             '/taskservice.v1.TaskService/ListTasks',
             taskservice_dot_v1_dot_task__service__pb2.ListTasksRequest.SerializeToString,
             taskservice_dot_v1_dot_task__service__pb2.ListTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/taskservice.v1.TaskService/WatchLogs',
+            taskservice_dot_v1_dot_task__service__pb2.WatchLogsRequest.SerializeToString,
+            taskservice_dot_v1_dot_task__service__pb2.WatchLogsResponse.FromString,
             options,
             channel_credentials,
             insecure,

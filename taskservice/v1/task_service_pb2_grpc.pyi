@@ -54,6 +54,11 @@ class TaskServiceStub:
     """
     ListTasks: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.ListTasksRequest, _task_service_pb2.ListTasksResponse]
     """ListTasks pages through tasks, newest first."""
+    WatchLogs: _grpc.UnaryStreamMultiCallable[_task_service_pb2.WatchLogsRequest, _task_service_pb2.WatchLogsResponse]
+    """WatchLogs streams a task's log (a command's stdout and stderr, or what a handler wrote with
+    ctx.log()) from a byte offset. With follow it goes on until the task has ended and its log is read
+    to the end; a client that reconnects resumes at the offset after the last byte it got.
+    """
 
 @_typing.type_check_only
 class TaskServiceAsyncStub(TaskServiceStub):
@@ -77,6 +82,11 @@ class TaskServiceAsyncStub(TaskServiceStub):
     """
     ListTasks: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ListTasksRequest, _task_service_pb2.ListTasksResponse]  # type: ignore[assignment]
     """ListTasks pages through tasks, newest first."""
+    WatchLogs: _aio.UnaryStreamMultiCallable[_task_service_pb2.WatchLogsRequest, _task_service_pb2.WatchLogsResponse]  # type: ignore[assignment]
+    """WatchLogs streams a task's log (a command's stdout and stderr, or what a handler wrote with
+    ctx.log()) from a byte offset. With follow it goes on until the task has ended and its log is read
+    to the end; a client that reconnects resumes at the offset after the last byte it got.
+    """
 
 class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
     """TaskService runs long jobs on the server's worker threads."""
@@ -127,5 +137,16 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_task_service_pb2.ListTasksResponse, _abc.Awaitable[_task_service_pb2.ListTasksResponse]]:
         """ListTasks pages through tasks, newest first."""
+
+    @_abc_1.abstractmethod
+    def WatchLogs(
+        self,
+        request: _task_service_pb2.WatchLogsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_task_service_pb2.WatchLogsResponse], _abc.AsyncIterator[_task_service_pb2.WatchLogsResponse]]:
+        """WatchLogs streams a task's log (a command's stdout and stderr, or what a handler wrote with
+        ctx.log()) from a byte offset. With follow it goes on until the task has ended and its log is read
+        to the end; a client that reconnects resumes at the offset after the last byte it got.
+        """
 
 def add_TaskServiceServicer_to_server(servicer: TaskServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

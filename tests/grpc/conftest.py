@@ -8,7 +8,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from taskservice.core.logs import TaskLogs
 from taskservice.core.manager import ManagerConfig, WorkerManager
+from taskservice.core.paths import DataRoot
 from taskservice.core.store import SQLiteStore
 from taskservice.server.app import RunningServer, build_server
 from taskservice.server.settings import Settings
@@ -32,7 +34,11 @@ async def start_server(tmp_path: Path, gates: Gates) -> AsyncIterator[StartServe
     async def start(**config: object) -> RunningServer:
         store = SQLiteStore(tmp_path / f"tasks-{len(started)}.db")
         manager = WorkerManager(
-            store, make_registry(gates), config=ManagerConfig(**{"workers": 4, "stop_grace": 0.5, **config})
+            store,
+            make_registry(gates),
+            config=ManagerConfig(**{"workers": 4, "stop_grace": 0.5, **config}),  # type: ignore[arg-type]
+            data_root=DataRoot(tmp_path / "data"),
+            logs=TaskLogs(tmp_path / f"logs-{len(started)}"),
         )
         manager.start()
         running = await build_server(manager, Settings(listen="127.0.0.1:0"))

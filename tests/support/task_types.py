@@ -131,7 +131,18 @@ def make_registry(gates: Gates) -> TaskRegistry:
 
     for handler in (echo, fail, gate, record, stubborn, spin, typed, not_json, progress_then_wait):
         registry.register(handler.__name__, handler)
-    for handler in (write_output, read_input):
+
+    def chatty(ctx: TaskContext, *, name: str, lines: int = 10) -> int:
+        """Logs `lines` lines, waiting for gate `name` halfway through."""
+        for i in range(lines):
+            if i == lines // 2:
+                event = gates.gate(name)
+                while not event.wait(0.005):
+                    ctx.check_stop()
+            ctx.log(f"line {i}")
+        return lines
+
+    for handler in (write_output, read_input, chatty):
         registry.register(handler.__name__, handler)
     registry.register("rerunnable", rerunnable, rerun_on_restart=True)
     retry = RetryPolicy(max_attempts=3, backoff=10.0, multiplier=3.0, jitter=0.0, retry_on=(ConnectionError,))
