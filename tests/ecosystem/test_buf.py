@@ -1,5 +1,6 @@
 """scripts/buf-breaking.sh catches a renumbered or removed field against any committed version of protos/, in a
-temp git repository made from this repository's protos and buf.yaml; an added field passes; buf lint passes."""
+temp git repository made from this repository's protos and buf.yaml (plus a probe message the test edits); an added
+field passes; buf lint passes on this repository."""
 
 from __future__ import annotations
 
@@ -18,6 +19,14 @@ SCRIPT = ROOT / "scripts" / "buf-breaking.sh"
 PROTO = Path("protos/taskservice/v1/task_service.proto")
 # Any command here ends well within this many seconds.
 COMMAND_SECONDS = 120
+PROBE = """
+// Only in the test's copy of the contract.
+message BreakingProbe {
+  string kept = 1;
+  string moved = 2;
+  string dropped = 3;
+}
+"""
 
 
 def find_buf() -> str | None:
@@ -81,6 +90,9 @@ def repo(tmp_path: Path) -> Iterator[Path]:
     repo = tmp_path / "contract"
     shutil.copytree(ROOT / "protos", repo / "protos")
     shutil.copy2(ROOT / "buf.yaml", repo / "buf.yaml")
+    # A message of the test's own, so the edits below stay unique however the real contract grows.
+    with (repo / PROTO).open("a") as proto:
+        proto.write(PROBE)
     git(repo, "init", "-q", "-b", "main")
     commit(repo, "contract v1")
     yield repo
@@ -93,48 +105,48 @@ def test_the_unchanged_contract_passes(repo: Path) -> None:
 
 
 def test_an_added_field_passes_committed_or_not(repo: Path) -> None:
-    edit(repo, "  map<string, string> labels = 6;\n}", "  map<string, string> labels = 6;\n  string queue = 7;\n}")
+    edit(repo, "  string dropped = 3;\n", "  string dropped = 3;\n  string added = 4;\n")
     result = check(repo)
     assert result.returncode == 0, result.stdout + result.stderr
-    commit(repo, "SubmitRequest.queue")
+    commit(repo, "BreakingProbe.added")
     result = check(repo)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "compatible with all 2 committed version(s)" in result.stdout
 
 
 def test_a_renumbered_field_fails_with_bufs_message(repo: Path) -> None:
-    edit(repo, "  uint32 attempt = 14;", "  uint32 attempt = 15;")
-    commit(repo, "renumber Task.attempt")
+    edit(repo, "  string moved = 2;", "  string moved = 20;")
+    commit(repo, "renumber BreakingProbe.moved")
     result = check(repo)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "BREAKING against" in result.stdout
-    assert "task_service.proto" in result.stdout and '"attempt"' in result.stdout
+    assert "task_service.proto" in result.stdout and '"moved"' in result.stdout and "BreakingProbe" in result.stdout
     assert "never renamed, renumbered or removed" in result.stderr
 
 
 def test_a_removed_field_fails_against_an_older_version_too(repo: Path) -> None:
     # v1, then an added field (fine), then that field and an original one removed: both versions must object.
-    edit(repo, "  string reason = 2;\n}", "  string reason = 2;\n  bool force = 3;\n}")
-    commit(repo, "StopRequest.force")
-    edit(repo, "  string reason = 2;\n  bool force = 3;\n}", "}")
+    edit(repo, "  string dropped = 3;\n", "  string dropped = 3;\n  bool extra = 4;\n")
+    commit(repo, "BreakingProbe.extra")
+    edit(repo, "  string dropped = 3;\n  bool extra = 4;\n", "")
     result = check(repo)  # uncommitted: the working tree is what is checked
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stdout.count("BREAKING against") == 2
-    assert "deleted" in result.stdout and "StopRequest" in result.stdout
-    commit(repo, "drop StopRequest.reason and force")
+    assert "deleted" in result.stdout and '"dropped"' in result.stdout
+    commit(repo, "drop BreakingProbe.dropped and extra")
     result = check(repo)
     assert result.returncode == 1 and result.stdout.count("BREAKING against") == 2, result.stdout
 
 
 def test_a_shallow_clone_checks_the_history_it_has_and_says_so(repo: Path, tmp_path: Path) -> None:
-    edit(repo, "  uint64 after_sequence = 2;\n}", "  uint64 after_sequence = 2;\n  bool follow = 3;\n}")
-    commit(repo, "WatchProgressRequest.follow")
+    edit(repo, "  string dropped = 3;\n", "  string dropped = 3;\n  bool follow_up = 4;\n")
+    commit(repo, "BreakingProbe.follow_up")
     shallow = tmp_path / "shallow"
     git(tmp_path, "clone", "-q", "--depth", "1", f"file://{repo}", str(shallow))
     result = check(shallow)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "shallow clone" in result.stdout and "1 version(s)" in result.stdout
-    edit(shallow, "  bool follow = 3;\n", "")
+    edit(shallow, "  bool follow_up = 4;\n", "")
     result = check(shallow)
     assert result.returncode == 1, result.stdout + result.stderr
 
