@@ -36,6 +36,7 @@ __all__ = [
     "AsyncTaskClient",
     "DeadlineExceeded",
     "InvalidArgument",
+    "LogChunk",
     "OutOfRange",
     "Progress",
     "QueueFull",
@@ -174,6 +175,15 @@ class TaskPage:
 
     tasks: list[Task]
     next_page_token: str
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """Bytes of a task's log; `offset` is where data[0] sits in the whole log (resume at offset + len(data))."""
+
+    task_id: str
+    offset: int
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -638,7 +648,12 @@ class _WatchCursor:
             self._error = error_from_rpc(err)
         finally:
             stream.cancel()
-        if self._error is None and not self.done:
+        if self._error is None:
+            self._ended_cleanly()
+
+    def _ended_cleanly(self) -> None:
+        """A stream ended with OK. A watch must have reached the terminal event; else it is retried."""
+        if not self.done:
             self._error = self.ended_early()
 
     def next_delay(self) -> float:
@@ -681,6 +696,39 @@ class _WatchCursor:
 
     def _timed_out(self) -> DeadlineExceeded:
         return DeadlineExceeded(f"task {self.task_id!r} did not finish within {self._timeout:g}s")
+
+
+class _LogCursor(_WatchCursor):
+    """The state of one WatchLogs across reconnects: the next offset; done when a stream ends with OK."""
+
+    def __init__(self, task_id: str, offset: int, follow: bool, *, reconnect_timeout: float) -> None:
+        super().__init__(task_id, 0, reconnect_timeout=reconnect_timeout)
+        self.offset = offset
+        self.follow = follow
+        self._finished = False
+
+    @property
+    def done(self) -> bool:
+        return self._finished
+
+    def request(self) -> pb.WatchLogsRequest:  # type: ignore[override]
+        return pb.WatchLogsRequest(task_id=self.task_id, offset=self.offset, follow=self.follow)
+
+    def accept(self, message: pb.WatchLogsResponse) -> tuple[LogChunk, ...]:  # type: ignore[override]
+        self._failing_since, self._failures, self._connected = None, 0, True
+        skip = max(0, self.offset - message.offset)  # bytes already yielded before a reconnect
+        data = message.data[skip:]
+        if not data:
+            return ()
+        start = message.offset + skip
+        self.offset = start + len(data)
+        return (LogChunk(message.task_id, start, data),)
+
+    def _ended_cleanly(self) -> None:
+        self._finished = True
+
+    def ended_early(self) -> Unavailable:
+        return Unavailable(f"the log stream of task {self.task_id!r} was cut")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -809,22 +857,29 @@ class TaskClient(_ClientBase):
         that never got its first event raises at once. `timeout` bounds the whole watch
         (DeadlineExceeded).
         """
-        return self._follow(self._cursor(task_id, after_sequence, timeout))
+        return self._follow(self._cursor(task_id, after_sequence, timeout), self._stub.WatchProgress)
 
-    def _follow(self, cursor: _WatchCursor) -> Iterator[TaskEvent]:
+    def logs(self, task_id: str, *, offset: int = 0, follow: bool = False) -> Iterator[LogChunk]:
+        """A task's log from `offset` on; with follow, until the task ends. Reconnects like watch()."""
+        cursor = _LogCursor(task_id, offset, follow, reconnect_timeout=self.reconnect_timeout)
+        return self._follow(cursor, self._stub.WatchLogs)
+
+    def _follow(self, cursor: _WatchCursor, method: Any) -> Iterator[Any]:
         while True:
-            stream = self._stub.WatchProgress(cursor.request(), timeout=cursor.call_timeout(), metadata=self._metadata)
+            stream = method(cursor.request(), timeout=cursor.call_timeout(), metadata=self._metadata)
             with cursor.attempt(stream):
                 for message in stream:
                     yield from cursor.accept(message)
                     if cursor.done:
                         return
+            if cursor.done:
+                return
             time.sleep(cursor.next_delay())
 
     def wait(self, task_id: str, timeout: float | None = None) -> Task:
         """Watch until the task ends and return it; DeadlineExceeded after `timeout` seconds."""
         cursor = self._cursor(task_id, 0, timeout)
-        for _ in self._follow(cursor):
+        for _ in self._follow(cursor, self._stub.WatchProgress):
             pass
         return cursor.final_task() or self.get(task_id)
 
@@ -913,22 +968,29 @@ class AsyncTaskClient(_ClientBase):
 
     def watch(self, task_id: str, *, after_sequence: int = 0, timeout: float | None = None) -> AsyncIterator[TaskEvent]:
         """Events of a task up to and including the terminal one (see TaskClient.watch)."""
-        return self._follow(self._cursor(task_id, after_sequence, timeout))
+        return self._follow(self._cursor(task_id, after_sequence, timeout), self._stub.WatchProgress)
 
-    async def _follow(self, cursor: _WatchCursor) -> AsyncIterator[TaskEvent]:
+    def logs(self, task_id: str, *, offset: int = 0, follow: bool = False) -> AsyncIterator[LogChunk]:
+        """A task's log from `offset` on; with follow, until the task ends. Reconnects like watch()."""
+        cursor = _LogCursor(task_id, offset, follow, reconnect_timeout=self.reconnect_timeout)
+        return self._follow(cursor, self._stub.WatchLogs)
+
+    async def _follow(self, cursor: _WatchCursor, method: Any) -> AsyncIterator[Any]:
         while True:
-            stream = self._stub.WatchProgress(cursor.request(), timeout=cursor.call_timeout(), metadata=self._metadata)
+            stream = method(cursor.request(), timeout=cursor.call_timeout(), metadata=self._metadata)
             with cursor.attempt(stream):
                 async for message in stream:
-                    for event in cursor.accept(message):
-                        yield event
+                    for item in cursor.accept(message):
+                        yield item
                     if cursor.done:
                         return
+            if cursor.done:
+                return
             await asyncio.sleep(cursor.next_delay())
 
     async def wait(self, task_id: str, timeout: float | None = None) -> Task:
         """Watch until the task ends and return it; DeadlineExceeded after `timeout` seconds."""
         cursor = self._cursor(task_id, 0, timeout)
-        async for _ in self._follow(cursor):
+        async for _ in self._follow(cursor, self._stub.WatchProgress):
             pass
         return cursor.final_task() or await self.get(task_id)

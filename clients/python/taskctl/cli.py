@@ -132,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("watch", commands.watch, "follow a task's progress to its end (exit code: its final state)")
     p.add_argument("task_id", metavar="ID")
 
+    p = command("logs", commands.logs, "print a task's log (a command's stdout/stderr, or its ctx.log lines)")
+    p.add_argument("task_id", metavar="ID")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new output until the task ends")
+    p.add_argument("--offset", type=int, default=0, metavar="BYTES", help="start at this byte offset (default: 0)")
+
     p = command("list", commands.list_tasks, "list tasks, newest first")
     p.add_argument(
         "--state",
@@ -151,9 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Options of taskctl that take a value, and those that do not; _dash_id_last must know both.
-_VALUE_OPTIONS = frozenset({"--server", "--timeout", "--reason", "--token", "--tls-ca", "--tls-cert", "--tls-key"})
-_FLAG_OPTIONS = frozenset({"--json", "-h", "--help"})
-_ID_COMMANDS = frozenset({"get", "stop", "watch"})
+_VALUE_OPTIONS = frozenset(
+    {"--server", "--timeout", "--reason", "--token", "--tls-ca", "--tls-cert", "--tls-key", "--offset"}
+)
+_FLAG_OPTIONS = frozenset({"--json", "-h", "--help", "--follow", "-f"})
+_ID_COMMANDS = frozenset({"get", "stop", "watch", "logs"})
 
 
 def _dash_id_last(args: list[str]) -> list[str]:

@@ -47,6 +47,15 @@ def watch(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCod
     return follow(client, ns.task_id, output)
 
 
+def logs(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
+    """Raw log bytes to stdout; with --json, one object per chunk with its offset (to resume with --offset)."""
+    if ns.offset < 0:
+        raise UsageError("--offset must be 0 or more")
+    for chunk in client.logs(ns.task_id, offset=ns.offset, follow=ns.follow):
+        output.log_chunk(chunk)
+    return ExitCode.OK
+
+
 def list_tasks(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
     if ns.limit < 1:
         raise UsageError("--limit must be at least 1")

@@ -11,8 +11,8 @@ from typing import Any, Protocol, TextIO
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+from taskservice.client import LogChunk, SubmitResult, Task, TaskError, TaskEvent
 from taskservice.client import Progress as TaskProgress
-from taskservice.client import SubmitResult, Task, TaskError, TaskEvent
 
 # ---------------------------------------------------------------------------------------------------
 # JSON: plain JSON values only, times as ISO 8601 UTC strings, states as their names
@@ -210,6 +210,21 @@ class Output:
 
     def is_terminal(self) -> bool:
         return self.out.isatty()
+
+    def log_chunk(self, chunk: LogChunk) -> None:
+        """A piece of a task's log: its bytes as they are, or (--json) an object with offset and text."""
+        if self.json:
+            text = chunk.data.decode("utf-8", "replace")
+            self.json_line({"task_id": chunk.task_id, "offset": chunk.offset, "text": text})
+            return
+        self.out.flush()
+        buffer = getattr(self.out, "buffer", None)
+        if buffer is not None:
+            buffer.write(chunk.data)
+            buffer.flush()
+        else:
+            self.out.write(chunk.data.decode("utf-8", "replace"))
+            self.out.flush()
 
 
 class WatchView(Protocol):
