@@ -66,3 +66,36 @@ def test_a_database_that_is_not_ours_stops_the_server_with_a_clear_error(tmp_pat
         server.start(timeout=15)
     assert server.proc is not None and server.proc.returncode == 3
     assert foreign.read_bytes().startswith(b"definitely not"), "never reset silently"
+
+
+RERUNNABLE_MODULE = '''
+import pathlib
+from taskservice import TaskContext, task
+
+
+@task("test.idempotent_wait", rerun_on_restart=True)
+def idempotent_wait(ctx: TaskContext, *, flag: str) -> int:
+    """Safe to run again: waits until the file `flag` exists."""
+    while not pathlib.Path(flag).exists():
+        ctx.sleep(0.02)
+    return ctx.attempt
+'''
+
+
+def test_a_task_type_that_allows_it_runs_again_after_a_crash(tmp_path: Path) -> None:
+    import os
+
+    (tmp_path / "rerun_tasks.py").write_text(RERUNNABLE_MODULE)
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    flag = tmp_path / "go"
+    with ServerProcess(tmp_path / "t.db", extra_args=["--tasks", "rerun_tasks"], env=env) as server:
+        server.start()
+        with TaskClient(server.address) as client:
+            task_id = client.submit("test.idempotent_wait", {"flag": str(flag)}).task.task_id
+            wait_until(lambda: client.get(task_id).state is TaskState.RUNNING, what="first attempt runs")
+        server.kill()
+        server.restart()
+        flag.touch()
+        with TaskClient(server.address) as client:
+            final = client.wait(task_id, timeout=30)
+            assert final.state is TaskState.SUCCESS and final.attempt == 2 and final.result == 2
