@@ -7,7 +7,7 @@ PROTO := protos/taskservice/v1/task_service.proto
 GENERATED := taskservice/v1/task_service_pb2.py taskservice/v1/task_service_pb2.pyi \
              taskservice/v1/task_service_pb2_grpc.py taskservice/v1/task_service_pb2_grpc.pyi
 
-.PHONY: run test lint proto proto-check buf-lint bench clean
+.PHONY: run test lint proto proto-check buf-lint buf-breaking typecheck bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,13 @@ proto-check: $(STAMP)
 
 buf-lint: $(STAMP)
 	$(BIN)/buf lint
+
+# The contract only grows: the proto must not break any version committed before.
+buf-breaking: $(STAMP)
+	scripts/buf-breaking.sh
+
+typecheck: $(STAMP)
+	scripts/typecheck.sh
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

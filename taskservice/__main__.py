@@ -14,9 +14,10 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE, file=sys.stderr)
         return 2
     from taskservice.server import app, settings
+    from taskservice.server.logformat import configure_logging
 
     config = settings.parse(args[1:])
-    app.configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     return asyncio.run(app.serve(config))
 
 

@@ -323,7 +323,7 @@ def _field_violations(status_bytes: bytes) -> list[tuple[str, str]]:
     violations: list[tuple[str, str]] = []
     for detail in status.details:
         bad_request = error_details_pb2.BadRequest()
-        if detail.Is(bad_request.DESCRIPTOR) and detail.Unpack(bad_request):
+        if detail.Unpack(bad_request):  # False for other kinds of detail
             violations.extend((v.field, v.description) for v in bad_request.field_violations)
     return violations
 
@@ -684,7 +684,7 @@ class _WatchCursor:
                 f"after {self._reconnect_timeout:g}s)",
                 field_violations=err.field_violations,
             ) from err
-        delay = min(_BACKOFF_MAX, _BACKOFF_INITIAL * 2**self._failures)
+        delay = min(_BACKOFF_MAX, _BACKOFF_INITIAL * 2.0**self._failures)
         delay *= 1 + random.uniform(-_BACKOFF_JITTER, _BACKOFF_JITTER)
         self._failures += 1
         if self._deadline is not None:
@@ -840,10 +840,10 @@ class TaskClient(_ClientBase):
         page_size: int = 100,
     ) -> Iterator[Task]:
         """Every task matching the filters, page after page."""
-        filters = {"states": tuple(states), "task_type": task_type, "labels": labels, "page_size": page_size}
+        wanted = tuple(states)
         token = ""
         while True:
-            page = self.list(**filters, page_token=token)
+            page = self.list(states=wanted, task_type=task_type, labels=labels, page_size=page_size, page_token=token)
             yield from page.tasks
             token = page.next_page_token
             if not token:
@@ -956,10 +956,12 @@ class AsyncTaskClient(_ClientBase):
         page_size: int = 100,
     ) -> AsyncIterator[Task]:
         """Every task matching the filters, page after page."""
-        filters = {"states": tuple(states), "task_type": task_type, "labels": labels, "page_size": page_size}
+        wanted = tuple(states)
         token = ""
         while True:
-            page = await self.list(**filters, page_token=token)
+            page = await self.list(
+                states=wanted, task_type=task_type, labels=labels, page_size=page_size, page_token=token
+            )
             for task in page.tasks:
                 yield task
             token = page.next_page_token

@@ -109,7 +109,8 @@ def _describe(value: Any) -> str:
         return f"string {shown!r}"
     if value is None:
         return "null"
-    return {list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {list: "a list", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
 
 
 def coerce(value: Any, annotation: Any) -> Any:

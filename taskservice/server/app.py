@@ -8,7 +8,6 @@ import importlib.metadata
 import logging
 import os
 import signal
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from taskservice.core.paths import DataRoot
 from taskservice.core.registry import TaskRegistry, default_registry
 from taskservice.core.store import SQLiteStore, StoreOpenError
 from taskservice.server.auth import BearerTokenInterceptor, TokenFile, TokenFileError
+from taskservice.server.metrics import Metrics
 from taskservice.server.servicer import TaskServiceServicer, task_service_handler
 from taskservice.server.settings import Settings
 from taskservice.server.tls import TLSConfigError, server_credentials
@@ -157,9 +157,11 @@ async def serve(settings: Settings) -> int:
     except StoreOpenError as exc:
         log.error("%s", exc)
         return EXIT_BAD_DATABASE
+    metrics = Metrics() if settings.metrics_listen else None
     manager = WorkerManager(
         store,
         registry,
+        listeners=[metrics] if metrics else [],
         data_root=DataRoot(settings.data_root),
         logs=TaskLogs(Path(settings.state_dir) / "logs"),
         config=ManagerConfig(
@@ -169,7 +171,13 @@ async def serve(settings: Settings) -> int:
             stop_grace=settings.stop_grace,
         ),
     )
-    interceptors = [BearerTokenInterceptor(tokens)] if tokens else []
+    # Metrics outermost, so that calls the token check refuses are counted too.
+    interceptors: list[grpc.aio.ServerInterceptor] = []
+    if metrics is not None:
+        metrics.bind(manager.stats)
+        interceptors.append(metrics.interceptor())
+    if tokens is not None:
+        interceptors.append(BearerTokenInterceptor(tokens))
     manager.start()
     try:
         running = await build_server(manager, settings, interceptors=interceptors)
@@ -178,6 +186,15 @@ async def serve(settings: Settings) -> int:
         manager.close()
         store.close()
         return EXIT_CANNOT_LISTEN
+    if metrics is not None:
+        try:
+            metrics_port = metrics.start_http(settings.metrics_listen)
+        except OSError as exc:
+            log.error("cannot serve metrics on %s: %s", settings.metrics_listen, exc)
+            await running.shutdown(0)
+            store.close()
+            return EXIT_CANNOT_LISTEN
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_listen.rsplit(":", 1)[0], metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -213,14 +230,8 @@ async def serve(settings: Settings) -> int:
         _write_port_file(settings.port_file, running.port)
     await stop.wait()
     await running.shutdown(settings.drain)
+    if metrics is not None:
+        metrics.stop()
     store.close()
     log.info("stopped")
     return EXIT_OK
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )

@@ -91,3 +91,31 @@ def test_a_second_signal_exits_at_once_during_the_drain(tmp_path: Path) -> None:
         server.start()
         with TaskClient(server.address) as client:
             assert client.get(task_id).state is TaskState.LOST
+
+
+def test_metrics_endpoint_and_json_logs_of_a_real_server(tmp_path: Path) -> None:
+    import json
+    import re
+    import urllib.request
+
+    args = ["--metrics-listen", "127.0.0.1:0", "--log-format", "json"]
+    with ServerProcess(tmp_path / "t.db", extra_args=args) as server:
+        server.start()
+        port = int(
+            wait_until(lambda: re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", server.log())).group(1)
+        )
+        with TaskClient(server.address) as client:
+            task_id = client.submit("demo", {"steps": 1, "step_seconds": 0.01}).task.task_id
+            client.wait(task_id, timeout=30)
+
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                return response.read().decode()
+
+        text = scrape()
+        assert 'taskservice_tasks_total{state="SUCCESS",task_type="demo"} 1.0' in text
+        assert 'method="/taskservice.v1.TaskService/Submit"' in text
+        records = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+        transitions = [r for r in records if r.get("task_id") == task_id]
+        assert [r["state"] for r in transitions] == ["PENDING", "RUNNING", "SUCCESS"]
+        assert all(r["task_type"] == "demo" and r["level"] == "INFO" for r in transitions)
