@@ -194,11 +194,16 @@ def _signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
-def _terminate(pid: int, stop_grace: float) -> None:
+def _terminate(ctx: TaskContext, pid: int) -> None:
     """SIGTERM the group and give the leader until shortly before the stop grace ends (SIGKILL follows)."""
+    patience = max(MIN_TERM_SECONDS, ctx.stop_grace - KILL_MARGIN_SECONDS)
+    ctx.log(f"[taskservice] stop requested: SIGTERM to process group {pid}, SIGKILL in {patience:g} s if it lives")
     _signal_group(pid, signal.SIGTERM)
-    deadline = time.monotonic() + max(MIN_TERM_SECONDS, stop_grace - KILL_MARGIN_SECONDS)
-    while not _exited(pid) and time.monotonic() < deadline:
+    deadline = time.monotonic() + patience
+    while not _exited(pid):
+        if time.monotonic() >= deadline:
+            ctx.log(f"[taskservice] process {pid} ignored SIGTERM for {patience:g} s: SIGKILL to its group")
+            return
         time.sleep(0.01)
 
 
@@ -242,7 +247,7 @@ def run_process(
         while not _exited(proc.pid):
             if ctx.wait_for_stop(POLL_SECONDS):
                 stopped = True
-                _terminate(proc.pid, ctx.stop_grace)
+                _terminate(ctx, proc.pid)
                 break
             published = _publish(ctx, latest, published)
     finally:

@@ -263,6 +263,13 @@ def test_the_output_file_appears_only_when_the_command_succeeds(harness: Harness
     assert sorted(p.name for p in (harness.root / "out").iterdir()) == ["ok.txt"]  # no bad.txt, no .part left
     assert "--out=" + str(harness.root / "out") in harness.log(bad)  # it did write, to the temporary file
 
+    kept = submit(
+        manager,
+        {"name": "upper", "input_fpath": "in/a.txt", "output_fpath": "out/kept.txt", "code": 1, "clear_nodes": False},
+    )
+    assert wait_final(manager, kept).state is TaskState.FAILURE
+    assert [p.read_text() for p in (harness.root / "out").glob(".kept.txt.*.part")] == ["HELLO"]
+
 
 def test_cwd_under_the_data_root_and_a_minimal_environment(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEAKED", "secret")
@@ -300,6 +307,7 @@ def test_stop_kills_a_command_that_ignores_sigterm_after_the_grace(harness: Harn
     assert final.error is not None and "abandoned" not in final.error.message  # the handler returned in time
     assert STOP_GRACE - 0.3 <= elapsed < STOP_GRACE + 1.0, elapsed  # SIGTERM was ignored: SIGKILL ended it
     assert gone(pid)  # killed and reaped
+    assert "ignored SIGTERM" in harness.log(task_id)
 
 
 @pytest.fixture
