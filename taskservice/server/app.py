@@ -28,6 +28,7 @@ from taskservice.server.servicer import TaskServiceServicer, task_service_handle
 from taskservice.server.settings import Settings
 from taskservice.server.tls import TLSConfigError, server_credentials
 from taskservice.server.waker import LoopWaker
+from taskservice.tasks.command import CommandCatalog, CommandConfigError, load_commands, register_command_task
 from taskservice.v1 import task_service_pb2 as pb
 
 log = logging.getLogger("taskservice")
@@ -142,7 +143,9 @@ async def serve(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT, then drain. A second signal exits at once."""
     try:
         registry = load_task_modules(settings.tasks)
-    except (ImportError, RegistryError) as exc:
+        catalog = load_commands(settings.commands) if settings.commands else CommandCatalog.empty()
+        register_command_task(registry, catalog)
+    except (ImportError, RegistryError, CommandConfigError) as exc:
         log.error("cannot load task types: %s", exc)
         return EXIT_BAD_TASKS
     try:
