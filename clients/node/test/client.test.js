@@ -8,6 +8,9 @@ const crypto = require('node:crypto');
 const { TaskClient, TaskServiceError, Status, structToProto, structFromProto, isTerminal } = require('..');
 const { startServer } = require('./support/server');
 
+// Every test fails after this long instead of hanging (e.g. a watch that never ends).
+const LIMIT = { timeout: 20_000 };
+
 let server;
 let client;
 
@@ -44,7 +47,7 @@ async function rejectsWith(promise, code) {
 }
 
 describe('struct helpers', () => {
-  test('a nested object survives JS -> Struct -> JS', () => {
+  test('a nested object survives JS -> Struct -> JS', LIMIT, () => {
     const value = { n: 10, f: 0.5, s: 'x', b: false, nil: null, list: [1, 'two', [true], { k: null }], obj: { deep: { er: -3 } } };
     const struct = structToProto(value);
     assert.deepEqual(struct.fields.n, { numberValue: 10 });
@@ -52,7 +55,7 @@ describe('struct helpers', () => {
     assert.deepEqual(structFromProto(struct), value);
   });
 
-  test('undefined members are left out and unsupported values are refused', () => {
+  test('undefined members are left out and unsupported values are refused', LIMIT, () => {
     assert.deepEqual(structFromProto(structToProto({ a: undefined, b: 1 })), { b: 1 });
     assert.throws(() => structToProto({ f() {} }), /args\.f: a function cannot be sent/);
     assert.throws(() => structToProto([1, 2]), /must be a plain object/);
@@ -60,7 +63,7 @@ describe('struct helpers', () => {
 });
 
 describe('TaskService', () => {
-  test('submit then get returns the same task', async () => {
+  test('submit then get returns the same task', LIMIT, async () => {
     const taskId = unique('get');
     const { task, created } = await client.submit('demo', { steps: 1, step_seconds: 0.01 }, {
       taskId,
@@ -87,14 +90,14 @@ describe('TaskService', () => {
     assert.equal(got.submittedAt.getTime(), task.submittedAt.getTime());
   });
 
-  test('a server-made task id is returned when none is given', async () => {
+  test('a server-made task id is returned when none is given', LIMIT, async () => {
     const { task, created } = await client.submit('demo', { steps: 1, step_seconds: 0.01 });
     assert.equal(created, true);
     assert.match(task.taskId, /^[A-Za-z0-9._:-]{1,128}$/);
     assert.equal((await client.get(task.taskId)).taskId, task.taskId);
   });
 
-  test('watch follows a demo task to SUCCESS: growing sequences, terminal event last', async () => {
+  test('watch follows a demo task to SUCCESS: growing sequences, terminal event last', LIMIT, async () => {
     const { task } = await client.submit('demo', { steps: 5, step_seconds: 0.05 });
     const events = await collect(task.taskId);
     assert.ok(events.length >= 2, `only ${events.length} events`);
@@ -121,7 +124,7 @@ describe('TaskService', () => {
     assert.equal(again[0].sequence, last.sequence);
   });
 
-  test('watch with an afterSequence that is no longer kept goes on from a fresh snapshot (OUT_OF_RANGE)', async () => {
+  test('watch with an afterSequence that is no longer kept goes on from a fresh snapshot (OUT_OF_RANGE)', LIMIT, async () => {
     const { task } = await client.submit('demo', { steps: 1, step_seconds: 0.01 });
     const final = await client.wait(task.taskId);
     assert.equal(final.state, 'SUCCESS');
@@ -131,7 +134,7 @@ describe('TaskService', () => {
     assert.ok(events[0].sequence < 123456789n);
   });
 
-  test('INVALID_ARGUMENT for bad args names the field in fieldViolations', async () => {
+  test('INVALID_ARGUMENT for bad args names the field in fieldViolations', LIMIT, async () => {
     const err = await rejectsWith(client.submit('demo', { steps: 'ten' }), Status.INVALID_ARGUMENT);
     assert.equal(err.code, 3);
     assert.equal(err.codeName, 'INVALID_ARGUMENT');
@@ -149,7 +152,7 @@ describe('TaskService', () => {
     assert.match(unknownType.details, /no-such-type/);
   });
 
-  test('NOT_FOUND for an unknown id, from get, stop and watch', async () => {
+  test('NOT_FOUND for an unknown id, from get, stop and watch', LIMIT, async () => {
     const id = unique('missing');
     const err = await rejectsWith(client.get(id), Status.NOT_FOUND);
     assert.equal(err.codeName, 'NOT_FOUND');
@@ -160,7 +163,7 @@ describe('TaskService', () => {
     assert.ok(Date.now() - started < 5000, 'a watch of an unknown id fails at once, without retries');
   });
 
-  test('the same request under a taskId gives created=false, a different one ALREADY_EXISTS', async () => {
+  test('the same request under a taskId gives created=false, a different one ALREADY_EXISTS', LIMIT, async () => {
     const taskId = unique('idem');
     const first = await client.submit('demo', { steps: 2, step_seconds: 0.01 }, { taskId, labels: { k: 'v' } });
     assert.equal(first.created, true);
@@ -172,7 +175,7 @@ describe('TaskService', () => {
     assert.equal(err.codeName, 'ALREADY_EXISTS');
   });
 
-  test('stop of a running sleep task ends REVOKED', async () => {
+  test('stop of a running sleep task ends REVOKED', LIMIT, async () => {
     const { task } = await client.submit('sleep', { seconds: 60 }, { labels: { case: 'stop' } });
     // Wait until it runs, so this stops a RUNNING task (RUNNING -> STOPPING -> REVOKED).
     for await (const event of client.watch(task.taskId, { timeoutMs: 10_000 })) {
@@ -191,7 +194,7 @@ describe('TaskService', () => {
     assert.equal((await client.stop(task.taskId)).state, 'REVOKED');
   });
 
-  test('list: newest first, filtered by state, type and labels, paged', async () => {
+  test('list: newest first, filtered by state, type and labels, paged', LIMIT, async () => {
     const run = unique('list');
     const labels = { run };
     const ids = [];

@@ -7,6 +7,9 @@ const path = require('node:path');
 
 const { startServer, runNode } = require('./support/server');
 
+// Every test fails after this long instead of hanging (e.g. a watch that never ends).
+const LIMIT = { timeout: 20_000 };
+
 const EXAMPLE = path.join(__dirname, '..', 'examples', 'submit-and-watch.js');
 let server;
 
@@ -20,7 +23,7 @@ after(() => {
 
 const cleanEnv = { TASKSERVICE_TOKEN: '', TASKSERVICE_TLS_CA: '', TASKSERVICE_TLS_CERT: '', TASKSERVICE_TLS_KEY: '' };
 
-test('the example exits 0: demo SUCCESS with progress printed, sleep REVOKED', async () => {
+test('the example exits 0: demo SUCCESS with progress printed, sleep REVOKED', LIMIT, async () => {
   const run = await runNode(EXAMPLE, { env: { ...cleanEnv, TASKSERVICE_ADDR: server.address } });
   assert.equal(run.code, 0, `exit ${run.code}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`);
   assert.match(run.stdout, /demo \S+ ended SUCCESS/);
@@ -30,7 +33,7 @@ test('the example exits 0: demo SUCCESS with progress printed, sleep REVOKED', a
   assert.match(run.stdout, /sleep \S+ ended REVOKED/);
 });
 
-test('the example takes demo args from argv and exits 1 when the demo does not succeed', async () => {
+test('the example takes demo args from argv and exits 1 when the demo does not succeed', LIMIT, async () => {
   const run = await runNode(EXAMPLE, {
     args: ['steps=3', 'step_seconds=0.01', 'fail_rate=1', 'seed=1'],
     env: { ...cleanEnv, TASKSERVICE_ADDR: server.address },
@@ -40,7 +43,7 @@ test('the example takes demo args from argv and exits 1 when the demo does not s
   assert.match(run.stdout, /demo \S+ ended FAILURE/);
 });
 
-test('the example exits 2 with a message when the server rejects the args', async () => {
+test('the example exits 2 with a message when the server rejects the args', LIMIT, async () => {
   const run = await runNode(EXAMPLE, { args: ['steps=ten'], env: { ...cleanEnv, TASKSERVICE_ADDR: server.address } });
   assert.equal(run.code, 2, `exit ${run.code}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`);
   assert.match(run.stderr, /INVALID_ARGUMENT/);

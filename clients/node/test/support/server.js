@@ -21,6 +21,7 @@ function tmpDir(prefix = 'taskservice-node-') {
  */
 async function startServer({ extraArgs = [], dir = tmpDir(), workers = 2 } = {}) {
   const portFile = path.join(dir, 'port');
+  fs.rmSync(portFile, { force: true }); // a restart in the same dir must not read the old port
   const args = [
     '-m', 'taskservice', 'serve',
     '--listen', '127.0.0.1:0',
@@ -43,6 +44,10 @@ async function startServer({ extraArgs = [], dir = tmpDir(), workers = 2 } = {})
   child.on('error', (err) => {
     spawnError = err;
   });
+  // Should the test process end without its after() hook (a crash, a runner timeout), take the server along.
+  const onExit = () => server.kill();
+  process.once('exit', onExit);
+  child.once('exit', () => process.removeListener('exit', onExit));
   const server = {
     child,
     dir,
@@ -78,7 +83,7 @@ async function startServer({ extraArgs = [], dir = tmpDir(), workers = 2 } = {})
 }
 
 /** Runs a node script as a child process; resolves to {code, signal, stdout, stderr}. */
-function runNode(script, { args = [], env = {}, timeoutMs = 30_000 } = {}) {
+function runNode(script, { args = [], env = {}, timeoutMs = 15_000 } = {}) {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [script, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
