@@ -220,12 +220,12 @@ class TaskClient {
    *   timeoutMs bounds the whole watch (DEADLINE_EXCEEDED); none by default.
    */
   watch(taskId, opts = {}) {
-    return this._watch(taskId, convert.toSequence(opts.afterSequence), opts.timeoutMs);
+    return this._watch(taskId, opts.afterSequence, opts.timeoutMs);
   }
 
   async *_watch(taskId, afterSequence, timeoutMs) {
     const deadline = timeoutMs ? Date.now() + timeoutMs : null;
-    let last = afterSequence;
+    let last = convert.toSequence(afterSequence); // a bad value rejects the first next(), like any error
     let resync = false; // after OUT_OF_RANGE the fresh snapshot may carry any sequence
     let connected = false;
     let failures = 0;

@@ -152,6 +152,15 @@ describe('TaskService', () => {
     assert.match(unknownType.details, /no-such-type/);
   });
 
+  test('what the client cannot encode rejects with a TypeError and sends nothing', LIMIT, async () => {
+    const taskId = unique('unsendable');
+    await assert.rejects(client.submit('demo', { steps: () => 1 }, { taskId }), TypeError);
+    await assert.rejects(client.submit('demo', { steps: 1 }, { taskId, timeLimitSeconds: Infinity }), TypeError);
+    await assert.rejects(client.list({ states: ['DONE'] }), /unknown task state "DONE"/);
+    await assert.rejects(collect(taskId, { afterSequence: -1 }), TypeError);
+    await rejectsWith(client.get(taskId), Status.NOT_FOUND);
+  });
+
   test('NOT_FOUND for an unknown id, from get, stop and watch', LIMIT, async () => {
     const id = unique('missing');
     const err = await rejectsWith(client.get(id), Status.NOT_FOUND);
@@ -229,6 +238,5 @@ describe('TaskService', () => {
     assert.deepEqual([...page1.tasks, ...page2.tasks].map((t) => t.taskId), all.tasks.map((t) => t.taskId));
     assert.equal(page2.nextPageToken, '');
 
-    await assert.rejects(client.list({ states: ['DONE'] }), /unknown task state "DONE"/);
   });
 });
