@@ -105,7 +105,7 @@ describe('bearer tokens (--auth-token-file)', () => {
   });
 
   test('any token of the file works, and TASKSERVICE_TOKEN is the default', LIMIT, async () => {
-    const c = withEnv({ TASKSERVICE_TOKEN: OTHER }, () => new TaskClient({ address: server.address, tlsCa: '', timeoutMs: 5_000 }));
+    const c = withEnv({ TASKSERVICE_TOKEN: OTHER }, () => new TaskClient({ address: server.address, tlsCa: '', tlsCert: '', tlsKey: '', timeoutMs: 5_000 }));
     clients.push(c);
     assert.equal(c.token, OTHER);
     const { created } = await c.submit('demo', { steps: 1, step_seconds: 0.01 });
@@ -171,7 +171,7 @@ describe('TLS (--tls-cert/--tls-key)', { skip: NO_OPENSSL }, () => {
 
   test('TASKSERVICE_TLS_CA turns TLS on by default; localhost matches the certificate too', LIMIT, async () => {
     const c = withEnv({ TASKSERVICE_TLS_CA: ca }, () =>
-      new TaskClient({ address: `localhost:${server.port}`, token: '', timeoutMs: 5_000 }),
+      new TaskClient({ address: `localhost:${server.port}`, token: '', tlsCert: '', tlsKey: '', timeoutMs: 5_000 }),
     );
     clients.push(c);
     assert.equal(c.tls, true);

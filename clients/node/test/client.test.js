@@ -4,9 +4,11 @@
 const { describe, test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
+const fs = require('node:fs');
+const path = require('node:path');
 
-const { TaskClient, TaskServiceError, Status, structToProto, structFromProto, isTerminal } = require('..');
-const { startServer } = require('./support/server');
+const { TaskClient, TaskServiceError, Status, structToProto, structFromProto, isTerminal, DEFAULT_PROTO } = require('..');
+const { startServer, tmpDir } = require('./support/server');
 
 // Every test fails after this long instead of hanging (e.g. a watch that never ends).
 const LIMIT = { timeout: 20_000 };
@@ -16,7 +18,7 @@ let client;
 
 before(async () => {
   server = await startServer();
-  client = new TaskClient({ address: server.address, token: '', tlsCa: '', timeoutMs: 10_000 });
+  client = new TaskClient({ address: server.address, token: '', tlsCa: '', tlsCert: '', tlsKey: '', timeoutMs: 10_000 });
 });
 
 after(() => {
@@ -59,6 +61,37 @@ describe('struct helpers', () => {
     assert.deepEqual(structFromProto(structToProto({ a: undefined, b: 1 })), { b: 1 });
     assert.throws(() => structToProto({ f() {} }), /args\.f: a function cannot be sent/);
     assert.throws(() => structToProto([1, 2]), /must be a plain object/);
+  });
+});
+
+describe('loading the proto', () => {
+  test('protoPath or TASKSERVICE_PROTO loads a copy elsewhere; a missing file is a clear error', LIMIT, async () => {
+    const dir = tmpDir('taskservice-node-proto-');
+    const copy = path.join(dir, 'elsewhere', 'taskservice', 'v1', 'task_service.proto');
+    fs.mkdirSync(path.dirname(copy), { recursive: true });
+    fs.copyFileSync(DEFAULT_PROTO, copy);
+    const viaOption = new TaskClient({ address: server.address, token: '', tlsCa: '', tlsCert: '', tlsKey: '', protoPath: copy });
+    const viaEnv = (() => {
+      const saved = process.env.TASKSERVICE_PROTO;
+      process.env.TASKSERVICE_PROTO = copy;
+      try {
+        return new TaskClient({ address: server.address, token: '', tlsCa: '', tlsCert: '', tlsKey: '' });
+      } finally {
+        if (saved === undefined) delete process.env.TASKSERVICE_PROTO;
+        else process.env.TASKSERVICE_PROTO = saved;
+      }
+    })();
+    try {
+      for (const c of [viaOption, viaEnv]) {
+        const { task } = await c.submit('demo', { steps: 1, step_seconds: 0.01 });
+        assert.equal((await c.get(task.taskId)).taskType, 'demo');
+      }
+    } finally {
+      viaOption.close();
+      viaEnv.close();
+    }
+    const missing = path.join(dir, 'missing.proto');
+    assert.throws(() => new TaskClient({ protoPath: missing }), (err) => err.message.includes(missing) && /TASKSERVICE_PROTO/.test(err.message));
   });
 });
 

@@ -21,10 +21,8 @@ after(() => {
   if (server) server.kill();
 });
 
-const cleanEnv = { TASKSERVICE_TOKEN: '', TASKSERVICE_TLS_CA: '', TASKSERVICE_TLS_CERT: '', TASKSERVICE_TLS_KEY: '' };
-
 test('the example exits 0: demo SUCCESS with progress printed, sleep REVOKED', LIMIT, async () => {
-  const run = await runNode(EXAMPLE, { env: { ...cleanEnv, TASKSERVICE_ADDR: server.address } });
+  const run = await runNode(EXAMPLE, { env: { TASKSERVICE_ADDR: server.address } });
   assert.equal(run.code, 0, `exit ${run.code}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`);
   assert.match(run.stdout, /demo \S+ ended SUCCESS/);
   assert.match(run.stdout, /100% 10\/10/, 'the default is steps=10 and the last progress is printed');
@@ -36,7 +34,7 @@ test('the example exits 0: demo SUCCESS with progress printed, sleep REVOKED', L
 test('the example takes demo args from argv and exits 1 when the demo does not succeed', LIMIT, async () => {
   const run = await runNode(EXAMPLE, {
     args: ['steps=3', 'step_seconds=0.01', 'fail_rate=1', 'seed=1'],
-    env: { ...cleanEnv, TASKSERVICE_ADDR: server.address },
+    env: { TASKSERVICE_ADDR: server.address },
   });
   assert.equal(run.code, 1, `exit ${run.code}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`);
   assert.match(run.stdout, /"steps":3/);
@@ -44,7 +42,7 @@ test('the example takes demo args from argv and exits 1 when the demo does not s
 });
 
 test('the example exits 2 with a message when the server rejects the args', LIMIT, async () => {
-  const run = await runNode(EXAMPLE, { args: ['steps=ten'], env: { ...cleanEnv, TASKSERVICE_ADDR: server.address } });
+  const run = await runNode(EXAMPLE, { args: ['steps=ten'], env: { TASKSERVICE_ADDR: server.address } });
   assert.equal(run.code, 2, `exit ${run.code}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`);
   assert.match(run.stderr, /INVALID_ARGUMENT/);
 });

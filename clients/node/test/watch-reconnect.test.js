@@ -21,7 +21,7 @@ after(() => {
 test('watch reconnects after UNAVAILABLE and ends with the task LOST after a server crash', LIMIT, async () => {
   const first = await startServer();
   servers.push(first);
-  client = new TaskClient({ address: first.address, token: '', tlsCa: '', timeoutMs: 10_000, watchBackoffMs: 50 });
+  client = new TaskClient({ address: first.address, token: '', tlsCa: '', tlsCert: '', tlsKey: '', timeoutMs: 10_000, watchBackoffMs: 50 });
   const { task } = await client.submit('sleep', { seconds: 60 });
 
   const events = [];
@@ -46,7 +46,7 @@ test('watch reconnects after UNAVAILABLE and ends with the task LOST after a ser
 
 test('a watch that never connected fails at once with UNAVAILABLE', LIMIT, async () => {
   // A port nobody listens on: the first server's port after it is gone is not guaranteed free, so use port 1.
-  const lonely = new TaskClient({ address: '127.0.0.1:1', token: '', tlsCa: '', timeoutMs: 5_000 });
+  const lonely = new TaskClient({ address: '127.0.0.1:1', token: '', tlsCa: '', tlsCert: '', tlsKey: '', timeoutMs: 5_000 });
   try {
     const started = Date.now();
     await assert.rejects(

@@ -10,6 +10,23 @@ const REPO = path.resolve(__dirname, '..', '..', '..', '..');
 const PYTHON = process.env.TASKSERVICE_PYTHON || path.join(REPO, '.venv', 'bin', 'python');
 const START_TIMEOUT_MS = 20_000;
 
+// The tests are hermetic: TASKSERVICE_* variables of a developer's shell (an address, a token, a proto
+// path, TLS files) must not reach the clients the tests make; the tests that check those defaults set them.
+for (const name of Object.keys(process.env)) {
+  if (name.startsWith('TASKSERVICE_')) delete process.env[name];
+}
+
+/**
+ * The environment without TASKSERVICE_* variables: the server reads its flags from them
+ * (TASKSERVICE_TLS_CERT, TASKSERVICE_AUTH_TOKEN_FILE, ...) and the client its defaults, so a developer's
+ * shell must not change what a test starts or sends. TASKSERVICE_PYTHON is read above, not passed on.
+ */
+function cleanEnv(extra = {}) {
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('TASKSERVICE_')) env[k] = v;
+  return { ...env, ...extra };
+}
+
 function tmpDir(prefix = 'taskservice-node-') {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
@@ -30,7 +47,7 @@ async function startServer({ extraArgs = [], dir = tmpDir(), workers = 2 } = {})
     '--workers', String(workers),
     ...extraArgs,
   ];
-  const child = spawn(PYTHON, args, { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, PYTHONUNBUFFERED: '1' } });
+  const child = spawn(PYTHON, args, { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'], env: cleanEnv({ PYTHONUNBUFFERED: '1' }) });
   let stderr = '';
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (chunk) => {
@@ -82,10 +99,10 @@ async function startServer({ extraArgs = [], dir = tmpDir(), workers = 2 } = {})
   }
 }
 
-/** Runs a node script as a child process; resolves to {code, signal, stdout, stderr}. */
+/** Runs a node script as a child process (TASKSERVICE_* from `env` only); resolves to {code, signal, stdout, stderr}. */
 function runNode(script, { args = [], env = {}, timeoutMs = 15_000 } = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [script, ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (c) => (stdout += c));
@@ -99,4 +116,4 @@ function runNode(script, { args = [], env = {}, timeoutMs = 15_000 } = {}) {
   });
 }
 
-module.exports = { startServer, runNode, tmpDir, REPO, PYTHON };
+module.exports = { startServer, runNode, tmpDir, cleanEnv, REPO, PYTHON };
