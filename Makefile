@@ -7,7 +7,7 @@ PROTO := protos/taskservice/v1/task_service.proto
 GENERATED := taskservice/v1/task_service_pb2.py taskservice/v1/task_service_pb2.pyi \
              taskservice/v1/task_service_pb2_grpc.py taskservice/v1/task_service_pb2_grpc.pyi
 
-.PHONY: run test lint proto proto-check buf-lint buf-breaking typecheck bench clean
+.PHONY: run test test-node lint proto proto-check buf-lint buf-breaking typecheck bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,13 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+	    $(MAKE) --no-print-directory test-node; \
+	else echo "node/npm not found: skipping the Node client tests (clients/node)"; fi
+
+# The Node client against real servers; npm ci installs exactly what package-lock.json pins.
+test-node: $(STAMP)
+	cd clients/node && npm ci --no-audit --no-fund --loglevel=error && npm test
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -57,8 +57,8 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 ADDRESS_ENV = "TASKSERVICE_ADDR"
 TOKEN_ENV = "TASKSERVICE_TOKEN"
 TLS_CA_ENV = "TASKSERVICE_TLS_CA"
-TLS_CERT_ENV = "TASKSERVICE_TLS_CERT"
-TLS_KEY_ENV = "TASKSERVICE_TLS_KEY"
+CLIENT_CERT_ENV = "TASKSERVICE_CLIENT_CERT"
+CLIENT_KEY_ENV = "TASKSERVICE_CLIENT_KEY"
 # Per-RPC deadline of unary calls, seconds; streams (watch) have none, they last as long as the task.
 DEFAULT_TIMEOUT = 30.0
 # How long watch() keeps reconnecting to an unreachable server before it gives up, seconds.
@@ -548,8 +548,8 @@ class Security:
         return cls(
             token=token or env.get(TOKEN_ENV) or None,
             tls_ca=tls_ca or env.get(TLS_CA_ENV) or None,
-            tls_cert=tls_cert or env.get(TLS_CERT_ENV) or None,
-            tls_key=tls_key or env.get(TLS_KEY_ENV) or None,
+            tls_cert=tls_cert or env.get(CLIENT_CERT_ENV) or None,
+            tls_key=tls_key or env.get(CLIENT_KEY_ENV) or None,
         )
 
     @property

@@ -6,7 +6,7 @@
 //   TASKSERVICE_ADDR=127.0.0.1:50051 node examples/submit-and-watch.js [steps=10] [step_seconds=0.1] ...
 //
 // Arguments are key=value demo args; values are JSON when they parse (steps=20 is a number).
-// TASKSERVICE_TOKEN, TASKSERVICE_TLS_CA, TASKSERVICE_TLS_CERT and TASKSERVICE_TLS_KEY apply too.
+// TASKSERVICE_TOKEN, TASKSERVICE_TLS_CA, TASKSERVICE_CLIENT_CERT and TASKSERVICE_CLIENT_KEY apply too.
 
 const { TaskClient } = require('..');
 

@@ -80,8 +80,8 @@ class TaskClient {
    * @param {string} [options.token]    bearer token sent on every call; default env TASKSERVICE_TOKEN
    * @param {string} [options.tlsCa]    PEM file of the CA to trust; when set the channel uses TLS
    *                                    (default env TASKSERVICE_TLS_CA), else it is insecure
-   * @param {string} [options.tlsCert]  PEM client certificate for mutual TLS (env TASKSERVICE_TLS_CERT)
-   * @param {string} [options.tlsKey]   PEM key of tlsCert (env TASKSERVICE_TLS_KEY)
+   * @param {string} [options.tlsCert]  PEM client certificate for mutual TLS (env TASKSERVICE_CLIENT_CERT)
+   * @param {string} [options.tlsKey]   PEM key of tlsCert (env TASKSERVICE_CLIENT_KEY)
    * @param {string} [options.tlsServerName] name to verify the server certificate against, when it
    *                                    differs from the address' host
    * @param {number} [options.timeoutMs] deadline of each unary call (default 30000; 0: none)
@@ -100,10 +100,10 @@ class TaskClient {
     this.watchBackoffMs = options.watchBackoffMs !== undefined ? options.watchBackoffMs : 100;
 
     const tlsCa = options.tlsCa !== undefined ? options.tlsCa : env('TASKSERVICE_TLS_CA');
-    const tlsCert = options.tlsCert !== undefined ? options.tlsCert : env('TASKSERVICE_TLS_CERT');
-    const tlsKey = options.tlsKey !== undefined ? options.tlsKey : env('TASKSERVICE_TLS_KEY');
+    const tlsCert = options.tlsCert !== undefined ? options.tlsCert : env('TASKSERVICE_CLIENT_CERT');
+    const tlsKey = options.tlsKey !== undefined ? options.tlsKey : env('TASKSERVICE_CLIENT_KEY');
     if (Boolean(tlsCert) !== Boolean(tlsKey)) {
-      throw new Error('tlsCert and tlsKey (TASKSERVICE_TLS_CERT / TASKSERVICE_TLS_KEY) go together');
+      throw new Error('tlsCert and tlsKey (TASKSERVICE_CLIENT_CERT / TASKSERVICE_CLIENT_KEY) go together');
     }
     if (tlsCert && !tlsCa) {
       throw new Error('a client certificate (tlsCert) needs TLS: set tlsCa (TASKSERVICE_TLS_CA) as well');

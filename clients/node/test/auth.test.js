@@ -220,8 +220,8 @@ describe('mutual TLS (--tls-client-ca)', { skip: NO_OPENSSL }, () => {
     assert.equal((await c.submit('demo', { steps: 1, step_seconds: 0.01 })).created, true);
   });
 
-  test('TASKSERVICE_TLS_CERT / TASKSERVICE_TLS_KEY are the defaults', LIMIT, async () => {
-    const c = withEnv({ TASKSERVICE_TLS_CA: ca, TASKSERVICE_TLS_CERT: client.cert, TASKSERVICE_TLS_KEY: client.key }, () =>
+  test('TASKSERVICE_CLIENT_CERT / TASKSERVICE_CLIENT_KEY are the defaults', LIMIT, async () => {
+    const c = withEnv({ TASKSERVICE_TLS_CA: ca, TASKSERVICE_CLIENT_CERT: client.cert, TASKSERVICE_CLIENT_KEY: client.key }, () =>
       new TaskClient({ address: server.address, token: '', timeoutMs: 5_000 }),
     );
     clients.push(c);

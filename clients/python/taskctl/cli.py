@@ -74,10 +74,10 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         "--tls-cert",
         default=default(None),
         metavar="PEM",
-        help="client certificate for mutual TLS (default: $TASKSERVICE_TLS_CERT)",
+        help="client certificate for mutual TLS (default: $TASKSERVICE_CLIENT_CERT)",
     )
     parser.add_argument(
-        "--tls-key", default=default(None), metavar="PEM", help="key of --tls-cert (default: $TASKSERVICE_TLS_KEY)"
+        "--tls-key", default=default(None), metavar="PEM", help="key of --tls-cert (default: $TASKSERVICE_CLIENT_KEY)"
     )
     parser.add_argument(
         "--timeout",
