@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from taskservice.core.events import Watcher
 from taskservice.core.manager import WorkerManager
 from taskservice.core.models import TaskState
 from taskservice.core.paths import DataRoot
 from taskservice.core.registry import TaskRegistry
 from taskservice.core.store import MemoryStore
 from taskservice.tasks.files import register_file_tasks
+from tests.support.engine import wait_final
 
 FILE_BYTES = 1024 * 1024 * 1024
 BLOCK_BYTES = 4 * 1024 * 1024
@@ -59,22 +59,10 @@ def time_engine(manager: WorkerManager, path: Path, timeout: float = 120.0) -> t
     """Seconds from Submit to the terminal event of one file.checksum task."""
     started = time.perf_counter()
     task_id = manager.submit("file.checksum", {"input_fpath": str(path)}).task.task_id
-    watcher = Watcher()
-    manager.watch(task_id, watcher)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            event = watcher.get(timeout=max(0.0, deadline - time.monotonic()))
-            if event is None:
-                raise RuntimeError(f"file.checksum did not end within {timeout} s")
-            if event.is_terminal:
-                break
-    finally:
-        manager.unwatch(task_id, watcher)
+    final = wait_final(manager, task_id, timeout)
     elapsed = time.perf_counter() - started
-    final = event.task
-    if final is None or final.state is not TaskState.SUCCESS:
-        raise RuntimeError(f"file.checksum ended {event.state}: {final.error if final else None}")
+    if final.state is not TaskState.SUCCESS:
+        raise RuntimeError(f"file.checksum ended {final.state}: {final.error}")
     return elapsed, final.result["digest"]
 
 
