@@ -512,6 +512,26 @@ def _submit_call(task_type: str, args: Mapping[str, Any] | None, **options: Any)
     )
 
 
+# Most requests one SubmitBatch call carries (the server's limit).
+MAX_BATCH = 10_000
+
+
+def _batch_result(result: pb.SubmitBatchResult) -> SubmitResult | TaskServiceError:
+    if result.error_code:
+        code = next((c for c in grpc.StatusCode if c.value[0] == result.error_code), grpc.StatusCode.UNKNOWN)
+        violations = [(v.field, v.description) for v in result.field_violations]
+        return _ERROR_CLASSES.get(code, TaskServiceError)(result.error_message, code=code, field_violations=violations)
+    return SubmitResult(task=task_from_pb(result.task), created=result.created)
+
+
+def _batch_call(requests: Sequence[pb.SubmitRequest]) -> _Unary[list[SubmitResult | TaskServiceError]]:
+    return _Unary(
+        "SubmitBatch",
+        pb.SubmitBatchRequest(requests=requests),
+        lambda r: [_batch_result(result) for result in r.results],
+    )
+
+
 def _get_call(task_id: str) -> _Unary[Task]:
     return _Unary("GetState", pb.GetStateRequest(task_id=task_id), lambda r: task_from_pb(r.task))
 
@@ -810,6 +830,18 @@ class TaskClient(_ClientBase):
         options = {"task_id": task_id, "time_limit": time_limit, "priority": priority, "labels": labels}
         return self._invoke(_submit_call(task_type, args, **options))
 
+    def submit_batch(self, requests: Iterable[pb.SubmitRequest]) -> list[SubmitResult | TaskServiceError]:
+        """Submit many tasks (build each with submit_request()), MAX_BATCH per call, one durable commit per call.
+
+        Returns one result per request, in order: a SubmitResult, or the error that request alone got.
+        """
+        pending = list(requests)
+        results: list[SubmitResult | TaskServiceError] = []
+        for start in range(0, len(pending), MAX_BATCH):
+            chunk: list[SubmitResult | TaskServiceError] = self._invoke(_batch_call(pending[start : start + MAX_BATCH]))
+            results.extend(chunk)
+        return results
+
     def get(self, task_id: str) -> Task:
         """The task as it is now; TaskNotFound for an unknown id."""
         return self._invoke(_get_call(task_id))
@@ -925,6 +957,16 @@ class AsyncTaskClient(_ClientBase):
         """Queue a task. time_limit is in seconds (None: the server default)."""
         options = {"task_id": task_id, "time_limit": time_limit, "priority": priority, "labels": labels}
         return await self._invoke(_submit_call(task_type, args, **options))
+
+    async def submit_batch(self, requests: Iterable[pb.SubmitRequest]) -> list[SubmitResult | TaskServiceError]:
+        """Submit many tasks; see TaskClient.submit_batch()."""
+        pending = list(requests)
+        results: list[SubmitResult | TaskServiceError] = []
+        for start in range(0, len(pending), MAX_BATCH):
+            call = _batch_call(pending[start : start + MAX_BATCH])
+            chunk: list[SubmitResult | TaskServiceError] = await self._invoke(call)
+            results.extend(chunk)
+        return results
 
     async def get(self, task_id: str) -> Task:
         """The task as it is now; TaskNotFound for an unknown id."""

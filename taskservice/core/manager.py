@@ -35,6 +35,7 @@ from taskservice.core.errors import (
     StoreUnavailable,
     TaskConflict,
     TaskNotFound,
+    TaskServiceError,
 )
 from taskservice.core.events import EventHub, Watcher
 from taskservice.core.execution import Outcome, run_handler
@@ -73,6 +74,44 @@ RESTART_SEQUENCE_GAP = 1 << 20
 MAX_PROGRESS_MESSAGE = 1024
 # How long to wait between tries when the disk refuses a terminal state.
 FINAL_WRITE_RETRY_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitSpec:
+    """One Submit request, as the engine takes it."""
+
+    task_type: str
+    args: dict[str, Any] = field(default_factory=dict)
+    task_id: str = ""  # empty: the server makes one
+    time_limit: float | None = None
+    priority: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def _gather(
+    results: list[SubmitOutcome | TaskServiceError | None], waiting: list[tuple[int, Future[SubmitOutcome]]]
+) -> Future[list[SubmitOutcome | TaskServiceError]]:
+    """One Future for a batch: resolves when every waiting Future has, each result in its slot."""
+    batch: Future[list[SubmitOutcome | TaskServiceError]] = Future()
+    remaining = [len(waiting)]
+    lock = threading.Lock()
+
+    def settle(index: int, done: Future[SubmitOutcome]) -> None:
+        error = done.exception()
+        if error is not None and not isinstance(error, TaskServiceError):
+            error = StoreUnavailable(str(error))
+        results[index] = error if error is not None else done.result()  # type: ignore[assignment]
+        with lock:
+            remaining[0] -= 1
+            last = remaining[0] == 0
+        if last:
+            batch.set_result(results)  # type: ignore[arg-type]
+
+    if not waiting:
+        batch.set_result(results)  # type: ignore[arg-type]
+    for index, future in waiting:
+        future.add_done_callback(lambda done, i=index: settle(i, done))
+    return batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,52 +339,95 @@ class WorkerManager:
         Raises at once (nothing stored) for requests that cannot be accepted: InvalidRequest,
         TaskConflict, QueueFull, ShuttingDown.
         """
-        args = {} if args is None else args
-        labels = {} if labels is None else labels
-        kind = self._registry.require(task_type)
-        check_json_args(args)
-        normalised = kind.validate_args(args)
-        self._resolve_paths(kind, normalised)
-        if task_id:
-            check_task_id(task_id)
-        check_time_limit(time_limit)
-        check_labels(labels)
-        if not -(2**31) <= priority < 2**31:
-            raise InvalidRequest("priority out of range", [("priority", "must fit a 32-bit signed integer")])
-        digest = request_digest(task_type, normalised, time_limit, priority, labels)
-        outer: Future[SubmitOutcome] = Future()
+        request = SubmitSpec(task_type, args or {}, task_id or "", time_limit, priority, labels or {})
+        checked = self._check(request)
         with self._lock:
-            if not self._accepting:
-                raise ShuttingDown("the server is shutting down and takes no new tasks; retry on another instance")
-            if task_id:
-                existing = self._existing_submission(task_id, digest)
-                if existing is not None:
-                    return existing
-            else:
-                task_id = new_task_id()
-            if self._queued + len(self._submitting) >= self.config.max_queue:
-                raise QueueFull(
-                    f"the queue holds {self._queued} tasks, its limit (--max-queue {self.config.max_queue}); "
-                    "retry later"
-                )
-            task = Task(
-                task_id=task_id,
-                task_type=task_type,
-                args=normalised,
-                state=TaskState.PENDING,
-                submitted_at=self._clock.time(),
-                priority=priority,
-                labels=dict(labels),
-                time_limit=time_limit if time_limit is not None else self.config.default_time_limit,
-                seq=self._next_seq,
-                sequence=1,
-                request_digest=digest,
+            reserved = self._reserve(request, *checked)
+            if isinstance(reserved, Future):
+                return reserved
+            commit = self._write(InsertTask(reserved.copy()))
+        future = self._submitting[reserved.task_id][1]
+        commit.add_done_callback(lambda done: self._on_inserted([reserved], done))
+        return future
+
+    def submit_many(self, requests: Sequence[SubmitSpec]) -> Future[list[SubmitOutcome | TaskServiceError]]:
+        """Submit each request as submit_async() would, all new tasks in one durable commit.
+
+        The Future resolves to one outcome per request, in order: a SubmitOutcome, or the error that
+        request alone was refused with (one bad request does not fail the others).
+        """
+        results: list[SubmitOutcome | TaskServiceError | None] = [None] * len(requests)
+        checked: list[tuple[int, SubmitSpec, dict[str, Any], str]] = []
+        for index, request in enumerate(requests):
+            try:
+                checked.append((index, request, *self._check(request)))
+            except TaskServiceError as exc:
+                results[index] = exc
+        waiting: list[tuple[int, Future[SubmitOutcome]]] = []
+        new: list[Task] = []
+        with self._lock:
+            for index, request, normalised, digest in checked:
+                try:
+                    reserved = self._reserve(request, normalised, digest)
+                except TaskServiceError as exc:
+                    results[index] = exc
+                    continue
+                if isinstance(reserved, Future):
+                    waiting.append((index, reserved))
+                else:
+                    new.append(reserved)
+                    waiting.append((index, self._submitting[reserved.task_id][1]))
+            commit = self._write(*(InsertTask(task.copy()) for task in new)) if new else None
+        if commit is not None:
+            commit.add_done_callback(lambda done: self._on_inserted(new, done))
+        return _gather(results, waiting)
+
+    def _check(self, request: SubmitSpec) -> tuple[dict[str, Any], str]:
+        """Everything about a request that needs no lock: its normalised args and its fingerprint."""
+        kind = self._registry.require(request.task_type)
+        check_json_args(request.args)
+        normalised = kind.validate_args(request.args)
+        self._resolve_paths(kind, normalised)
+        if request.task_id:
+            check_task_id(request.task_id)
+        check_time_limit(request.time_limit)
+        check_labels(request.labels)
+        if not -(2**31) <= request.priority < 2**31:
+            raise InvalidRequest("priority out of range", [("priority", "must fit a 32-bit signed integer")])
+        digest = request_digest(request.task_type, normalised, request.time_limit, request.priority, request.labels)
+        return normalised, digest
+
+    def _reserve(self, request: SubmitSpec, normalised: dict[str, Any], digest: str) -> Task | Future[SubmitOutcome]:
+        """A new task, not yet durable, under its id; or the Future of the earlier same request. Holds _lock."""
+        if not self._accepting:
+            raise ShuttingDown("the server is shutting down and takes no new tasks; retry on another instance")
+        task_id = request.task_id
+        if task_id:
+            existing = self._existing_submission(task_id, digest)
+            if existing is not None:
+                return existing
+        else:
+            task_id = new_task_id()
+        if self._queued + len(self._submitting) >= self.config.max_queue:
+            raise QueueFull(
+                f"the queue holds {self._queued} tasks, its limit (--max-queue {self.config.max_queue}); retry later"
             )
-            self._next_seq += 1
-            self._submitting[task_id] = (task, outer)
-            commit = self._write(InsertTask(task.copy()))
-        commit.add_done_callback(lambda done: self._on_inserted(task, done, outer))
-        return outer
+        task = Task(
+            task_id=task_id,
+            task_type=request.task_type,
+            args=normalised,
+            state=TaskState.PENDING,
+            submitted_at=self._clock.time(),
+            priority=request.priority,
+            labels=dict(request.labels),
+            time_limit=request.time_limit if request.time_limit is not None else self.config.default_time_limit,
+            seq=self._next_seq,
+            sequence=1,
+            request_digest=digest,
+        )
+        self._next_seq += 1
+        self._submitting[task_id] = (task, Future())
+        return task
 
     def _existing_submission(self, task_id: str, digest: str) -> Future[SubmitOutcome] | None:
         """For a client-chosen id already in use: the earlier task if the request matches. Holds _lock."""
@@ -380,18 +462,24 @@ class WorkerManager:
                 "different request; choose another id, or send exactly the same request to get that task"
             )
 
-    def _on_inserted(self, task: Task, commit: Future[None], outer: Future[SubmitOutcome]) -> None:
+    def _on_inserted(self, tasks: list[Task], commit: Future[None]) -> None:
+        """The commit of new tasks ended: queue them and answer their Submits, or fail them all."""
         error = commit.exception()
+        answered: list[tuple[Future[SubmitOutcome], SubmitOutcome | BaseException]] = []
         with self._lock:
-            self._submitting.pop(task.task_id, None)
-            if error is None:
-                self._make_live(task)
-                self._notify(task, None)
-                outcome = SubmitOutcome(task.copy(), created=True)
-        if error is not None:
-            outer.set_exception(error)
-        else:
-            outer.set_result(outcome)
+            for task in tasks:
+                _, future = self._submitting.pop(task.task_id)
+                if error is None:
+                    self._make_live(task)
+                    self._notify(task, None)
+                    answered.append((future, SubmitOutcome(task.copy(), created=True)))
+                else:
+                    answered.append((future, error))
+        for future, outcome in answered:
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
 
     def _make_live(self, task: Task) -> None:
         """Queue a PENDING task. Holds _lock (or runs before the workers start)."""

@@ -9,8 +9,10 @@ from typing import Any
 
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
-from taskservice.core.errors import InvalidRequest
-from taskservice.core.models import Progress, Task, TaskError, TaskEvent, TaskFilter, TaskState
+from taskservice.core.errors import InvalidRequest, TaskServiceError
+from taskservice.core.manager import SubmitSpec
+from taskservice.core.models import Progress, SubmitOutcome, Task, TaskError, TaskEvent, TaskFilter, TaskState
+from taskservice.server.status import status_code_for
 from taskservice.v1 import task_service_pb2 as pb
 
 _STATE_TO_PROTO = {state: pb.TaskState.Value(f"TASK_STATE_{state.value}") for state in TaskState}
@@ -76,6 +78,31 @@ def _value_from_proto(value: struct_pb2.Value, field: str) -> Any:
     if kind == "list_value":
         return [_value_from_proto(item, f"{field}[{i}]") for i, item in enumerate(value.list_value.values)]
     return None  # null_value, or no kind set
+
+
+def submit_spec_from_proto(request: pb.SubmitRequest) -> SubmitSpec:
+    time_limit = duration_seconds(request.time_limit) if request.HasField("time_limit") else None
+    return SubmitSpec(
+        task_type=request.task_type,
+        args=args_from_proto(request.args),
+        task_id=request.task_id,
+        time_limit=time_limit,
+        priority=request.priority,
+        labels=dict(request.labels),
+    )
+
+
+def batch_result_to_proto(outcome: SubmitOutcome | TaskServiceError) -> pb.SubmitBatchResult:
+    if isinstance(outcome, SubmitOutcome):
+        return pb.SubmitBatchResult(task=task_to_proto(outcome.task), created=outcome.created)
+    return pb.SubmitBatchResult(
+        error_code=status_code_for(outcome).value[0],
+        error_message=outcome.message,
+        field_violations=[
+            pb.FieldViolation(field=field, description=description)
+            for field, description in getattr(outcome, "field_violations", [])
+        ],
+    )
 
 
 def progress_to_proto(progress: Progress) -> pb.Progress:

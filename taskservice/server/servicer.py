@@ -14,7 +14,7 @@ from google.protobuf.message import DecodeError
 
 from taskservice.core.errors import InvalidRequest, TaskServiceError
 from taskservice.core.events import Watcher
-from taskservice.core.manager import WorkerManager
+from taskservice.core.manager import SubmitSpec, WorkerManager
 from taskservice.core.validation import MAX_STOP_REASON, check_task_id
 from taskservice.server import convert
 from taskservice.server.status import status_for
@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # How often WatchLogs with follow looks for new output of a running task.
 LOG_POLL_SECONDS = 0.1
+# Most requests one SubmitBatch may carry; with 16 MiB messages, more would mostly hit the size limit anyway.
+MAX_BATCH = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,17 +122,37 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
 
     @_unary
     async def Submit(self, request: pb.SubmitRequest, context: Any) -> pb.SubmitResponse:
-        time_limit = convert.duration_seconds(request.time_limit) if request.HasField("time_limit") else None
+        spec = convert.submit_spec_from_proto(request)
         pending = self._manager.submit_async(
-            request.task_type,
-            convert.args_from_proto(request.args),
-            task_id=request.task_id or None,
-            time_limit=time_limit,
-            priority=request.priority,
-            labels=dict(request.labels),
+            spec.task_type,
+            spec.args,
+            task_id=spec.task_id or None,
+            time_limit=spec.time_limit,
+            priority=spec.priority,
+            labels=spec.labels,
         )
         outcome = await asyncio.wrap_future(pending)
         return pb.SubmitResponse(task=convert.task_to_proto(outcome.task), created=outcome.created)
+
+    @_unary
+    async def SubmitBatch(self, request: pb.SubmitBatchRequest, context: Any) -> pb.SubmitBatchResponse:
+        if len(request.requests) > MAX_BATCH:
+            raise InvalidRequest(
+                f"{len(request.requests)} requests in one batch, more than {MAX_BATCH}",
+                [("requests", f"send at most {MAX_BATCH} per call")],
+            )
+        specs: list[SubmitSpec | TaskServiceError] = []
+        for index, item in enumerate(request.requests):
+            try:
+                specs.append(convert.submit_spec_from_proto(item))
+            except TaskServiceError as exc:
+                exc.message = f"requests[{index}]: {exc.message}"
+                specs.append(exc)
+        valid = [spec for spec in specs if isinstance(spec, SubmitSpec)]
+        outcomes = iter(await asyncio.wrap_future(self._manager.submit_many(valid)))
+        results = [convert.batch_result_to_proto(spec if isinstance(spec, TaskServiceError) else next(outcomes))
+                   for spec in specs]  # fmt: skip
+        return pb.SubmitBatchResponse(results=results)
 
     @_unary
     async def GetState(self, request: pb.GetStateRequest, context: Any) -> pb.GetStateResponse:

@@ -20,10 +20,13 @@ STATUS_BY_ERROR: dict[type[errors.TaskServiceError], grpc.StatusCode] = {
 }
 
 
+def status_code_for(exc: errors.TaskServiceError) -> grpc.StatusCode:
+    return next((status for kind, status in STATUS_BY_ERROR.items() if isinstance(exc, kind)), grpc.StatusCode.INTERNAL)
+
+
 def status_for(exc: errors.TaskServiceError) -> grpc.Status:
     """The rich status for an engine error; field problems carry a BadRequest detail."""
-    code = next((status for kind, status in STATUS_BY_ERROR.items() if isinstance(exc, kind)), grpc.StatusCode.INTERNAL)
-    return rich_status(code, exc.message, getattr(exc, "field_violations", []))
+    return rich_status(status_code_for(exc), exc.message, getattr(exc, "field_violations", []))
 
 
 def rich_status(code: grpc.StatusCode, message: str, field_violations: list[tuple[str, str]]) -> grpc.Status:

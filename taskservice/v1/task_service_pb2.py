@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!taskservice/v1/task_service.proto\x12\x0etaskservice.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"|\n\x08Progress\x12\x0f\n\x07percent\x18\x01 \x01(\x01\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x03 \x01(\x03\x12\r\n\x05total\x18\x04 \x01(\x03\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\tTaskError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x01(\t\"\xbc\x04\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\ttask_type\x18\x02 \x01(\t\x12%\n\x04\x61rgs\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x05state\x18\x04 \x01(\x0e\x32\x19.taskservice.v1.TaskState\x12*\n\x08progress\x18\x05 \x01(\x0b\x32\x18.taskservice.v1.Progress\x12&\n\x06result\x18\x06 \x01(\x0b\x32\x16.google.protobuf.Value\x12(\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x19.taskservice.v1.TaskError\x12\x30\n\x0csubmitted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\ntime_limit\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08priority\x18\x0c \x01(\x05\x12\x30\n\x06labels\x18\r \x03(\x0b\x32 .taskservice.v1.Task.LabelsEntry\x12\x0f\n\x07\x61ttempt\x18\x0e \x01(\r\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x85\x02\n\rSubmitRequest\x12\x11\n\ttask_type\x18\x01 \x01(\t\x12%\n\x04\x61rgs\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12-\n\ntime_limit\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08priority\x18\x05 \x01(\x05\x12\x39\n\x06labels\x18\x06 \x03(\x0b\x32).taskservice.v1.SubmitRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x0eSubmitResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.taskservice.v1.Task\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\"\n\x0fGetStateRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"6\n\x10GetStateResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.taskservice.v1.Task\".\n\x0bStopRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"2\n\x0cStopResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.taskservice.v1.Task\"?\n\x14WatchProgressRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\"\xde\x01\n\x15WatchProgressResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.taskservice.v1.TaskState\x12*\n\x08progress\x18\x04 \x01(\x0b\x32\x18.taskservice.v1.Progress\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x04task\x18\x06 \x01(\x0b\x32\x14.taskservice.v1.Task\"\xe4\x01\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12)\n\x06states\x18\x03 \x03(\x0e\x32\x19.taskservice.v1.TaskState\x12\x11\n\ttask_type\x18\x04 \x01(\t\x12<\n\x06labels\x18\x05 \x03(\x0b\x32,.taskservice.v1.ListTasksRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Q\n\x11ListTasksResponse\x12#\n\x05tasks\x18\x01 \x03(\x0b\x32\x14.taskservice.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"C\n\x10WatchLogsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"B\n\x11WatchLogsResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c*\xe7\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATE_PENDING\x10\x01\x12\x16\n\x12TASK_STATE_RUNNING\x10\x02\x12\x17\n\x13TASK_STATE_STOPPING\x10\x03\x12\x16\n\x12TASK_STATE_SUCCESS\x10\x04\x12\x16\n\x12TASK_STATE_FAILURE\x10\x05\x12\x16\n\x12TASK_STATE_REVOKED\x10\x06\x12\x18\n\x14TASK_STATE_TIMED_OUT\x10\x07\x12\x13\n\x0fTASK_STATE_LOST\x10\x08\x32\xee\x03\n\x0bTaskService\x12G\n\x06Submit\x12\x1d.taskservice.v1.SubmitRequest\x1a\x1e.taskservice.v1.SubmitResponse\x12M\n\x08GetState\x12\x1f.taskservice.v1.GetStateRequest\x1a .taskservice.v1.GetStateResponse\x12\x41\n\x04Stop\x12\x1b.taskservice.v1.StopRequest\x1a\x1c.taskservice.v1.StopResponse\x12^\n\rWatchProgress\x12$.taskservice.v1.WatchProgressRequest\x1a%.taskservice.v1.WatchProgressResponse0\x01\x12P\n\tListTasks\x12 .taskservice.v1.ListTasksRequest\x1a!.taskservice.v1.ListTasksResponse\x12R\n\tWatchLogs\x12 .taskservice.v1.WatchLogsRequest\x1a!.taskservice.v1.WatchLogsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!taskservice/v1/task_service.proto\x12\x0etaskservice.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"|\n\x08Progress\x12\x0f\n\x07percent\x18\x01 \x01(\x01\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x03 \x01(\x03\x12\r\n\x05total\x18\x04 \x01(\x03\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\tTaskError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x01(\t\"\xbc\x04\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\ttask_type\x18\x02 \x01(\t\x12%\n\x04\x61rgs\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x05state\x18\x04 \x01(\x0e\x32\x19.taskservice.v1.TaskState\x12*\n\x08progress\x18\x05 \x01(\x0b\x32\x18.taskservice.v1.Progress\x12&\n\x06result\x18\x06 \x01(\x0b\x32\x16.google.protobuf.Value\x12(\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x19.taskservice.v1.TaskError\x12\x30\n\x0csubmitted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\ntime_limit\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08priority\x18\x0c \x01(\x05\x12\x30\n\x06labels\x18\r \x03(\x0b\x32 .taskservice.v1.Task.LabelsEntry\x12\x0f\n\x07\x61ttempt\x18\x0e \x01(\r\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x85\x02\n\rSubmitRequest\x12\x11\n\ttask_type\x18\x01 \x01(\t\x12%\n\x04\x61rgs\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12-\n\ntime_limit\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08priority\x18\x05 \x01(\x05\x12\x39\n\x06labels\x18\x06 \x03(\x0b\x32).taskservice.v1.SubmitRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x0eSubmitResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.taskservice.v1.Task\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"E\n\x12SubmitBatchRequest\x12/\n\x08requests\x18\x01 \x03(\x0b\x32\x1d.taskservice.v1.SubmitRequest\"I\n\x13SubmitBatchResponse\x12\x32\n\x07results\x18\x01 \x03(\x0b\x32!.taskservice.v1.SubmitBatchResult\"\xad\x01\n\x11SubmitBatchResult\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.taskservice.v1.Task\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\x38\n\x10\x66ield_violations\x18\x05 \x03(\x0b\x32\x1e.taskservice.v1.FieldViolation\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"\"\n\x0fGetStateRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"6\n\x10GetStateResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.taskservice.v1.Task\".\n\x0bStopRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"2\n\x0cStopResponse\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.taskservice.v1.Task\"?\n\x14WatchProgressRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\"\xde\x01\n\x15WatchProgressResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.taskservice.v1.TaskState\x12*\n\x08progress\x18\x04 \x01(\x0b\x32\x18.taskservice.v1.Progress\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x04task\x18\x06 \x01(\x0b\x32\x14.taskservice.v1.Task\"\xe4\x01\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12)\n\x06states\x18\x03 \x03(\x0e\x32\x19.taskservice.v1.TaskState\x12\x11\n\ttask_type\x18\x04 \x01(\t\x12<\n\x06labels\x18\x05 \x03(\x0b\x32,.taskservice.v1.ListTasksRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Q\n\x11ListTasksResponse\x12#\n\x05tasks\x18\x01 \x03(\x0b\x32\x14.taskservice.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"C\n\x10WatchLogsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"B\n\x11WatchLogsResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c*\xe7\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATE_PENDING\x10\x01\x12\x16\n\x12TASK_STATE_RUNNING\x10\x02\x12\x17\n\x13TASK_STATE_STOPPING\x10\x03\x12\x16\n\x12TASK_STATE_SUCCESS\x10\x04\x12\x16\n\x12TASK_STATE_FAILURE\x10\x05\x12\x16\n\x12TASK_STATE_REVOKED\x10\x06\x12\x18\n\x14TASK_STATE_TIMED_OUT\x10\x07\x12\x13\n\x0fTASK_STATE_LOST\x10\x08\x32\xc6\x04\n\x0bTaskService\x12G\n\x06Submit\x12\x1d.taskservice.v1.SubmitRequest\x1a\x1e.taskservice.v1.SubmitResponse\x12V\n\x0bSubmitBatch\x12\".taskservice.v1.SubmitBatchRequest\x1a#.taskservice.v1.SubmitBatchResponse\x12M\n\x08GetState\x12\x1f.taskservice.v1.GetStateRequest\x1a .taskservice.v1.GetStateResponse\x12\x41\n\x04Stop\x12\x1b.taskservice.v1.StopRequest\x1a\x1c.taskservice.v1.StopResponse\x12^\n\rWatchProgress\x12$.taskservice.v1.WatchProgressRequest\x1a%.taskservice.v1.WatchProgressResponse0\x01\x12P\n\tListTasks\x12 .taskservice.v1.ListTasksRequest\x1a!.taskservice.v1.ListTasksResponse\x12R\n\tWatchLogs\x12 .taskservice.v1.WatchLogsRequest\x1a!.taskservice.v1.WatchLogsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,8 +40,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITREQUEST_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_LISTTASKSREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_LISTTASKSREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_TASKSTATE']._serialized_start=2181
-  _globals['_TASKSTATE']._serialized_end=2412
+  _globals['_TASKSTATE']._serialized_start=2557
+  _globals['_TASKSTATE']._serialized_end=2788
   _globals['_PROGRESS']._serialized_start=148
   _globals['_PROGRESS']._serialized_end=272
   _globals['_TASKERROR']._serialized_start=274
@@ -56,28 +56,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITREQUEST_LABELSENTRY']._serialized_end=910
   _globals['_SUBMITRESPONSE']._serialized_start=1176
   _globals['_SUBMITRESPONSE']._serialized_end=1245
-  _globals['_GETSTATEREQUEST']._serialized_start=1247
-  _globals['_GETSTATEREQUEST']._serialized_end=1281
-  _globals['_GETSTATERESPONSE']._serialized_start=1283
-  _globals['_GETSTATERESPONSE']._serialized_end=1337
-  _globals['_STOPREQUEST']._serialized_start=1339
-  _globals['_STOPREQUEST']._serialized_end=1385
-  _globals['_STOPRESPONSE']._serialized_start=1387
-  _globals['_STOPRESPONSE']._serialized_end=1437
-  _globals['_WATCHPROGRESSREQUEST']._serialized_start=1439
-  _globals['_WATCHPROGRESSREQUEST']._serialized_end=1502
-  _globals['_WATCHPROGRESSRESPONSE']._serialized_start=1505
-  _globals['_WATCHPROGRESSRESPONSE']._serialized_end=1727
-  _globals['_LISTTASKSREQUEST']._serialized_start=1730
-  _globals['_LISTTASKSREQUEST']._serialized_end=1958
+  _globals['_SUBMITBATCHREQUEST']._serialized_start=1247
+  _globals['_SUBMITBATCHREQUEST']._serialized_end=1316
+  _globals['_SUBMITBATCHRESPONSE']._serialized_start=1318
+  _globals['_SUBMITBATCHRESPONSE']._serialized_end=1391
+  _globals['_SUBMITBATCHRESULT']._serialized_start=1394
+  _globals['_SUBMITBATCHRESULT']._serialized_end=1567
+  _globals['_FIELDVIOLATION']._serialized_start=1569
+  _globals['_FIELDVIOLATION']._serialized_end=1621
+  _globals['_GETSTATEREQUEST']._serialized_start=1623
+  _globals['_GETSTATEREQUEST']._serialized_end=1657
+  _globals['_GETSTATERESPONSE']._serialized_start=1659
+  _globals['_GETSTATERESPONSE']._serialized_end=1713
+  _globals['_STOPREQUEST']._serialized_start=1715
+  _globals['_STOPREQUEST']._serialized_end=1761
+  _globals['_STOPRESPONSE']._serialized_start=1763
+  _globals['_STOPRESPONSE']._serialized_end=1813
+  _globals['_WATCHPROGRESSREQUEST']._serialized_start=1815
+  _globals['_WATCHPROGRESSREQUEST']._serialized_end=1878
+  _globals['_WATCHPROGRESSRESPONSE']._serialized_start=1881
+  _globals['_WATCHPROGRESSRESPONSE']._serialized_end=2103
+  _globals['_LISTTASKSREQUEST']._serialized_start=2106
+  _globals['_LISTTASKSREQUEST']._serialized_end=2334
   _globals['_LISTTASKSREQUEST_LABELSENTRY']._serialized_start=865
   _globals['_LISTTASKSREQUEST_LABELSENTRY']._serialized_end=910
-  _globals['_LISTTASKSRESPONSE']._serialized_start=1960
-  _globals['_LISTTASKSRESPONSE']._serialized_end=2041
-  _globals['_WATCHLOGSREQUEST']._serialized_start=2043
-  _globals['_WATCHLOGSREQUEST']._serialized_end=2110
-  _globals['_WATCHLOGSRESPONSE']._serialized_start=2112
-  _globals['_WATCHLOGSRESPONSE']._serialized_end=2178
-  _globals['_TASKSERVICE']._serialized_start=2415
-  _globals['_TASKSERVICE']._serialized_end=2909
+  _globals['_LISTTASKSRESPONSE']._serialized_start=2336
+  _globals['_LISTTASKSRESPONSE']._serialized_end=2417
+  _globals['_WATCHLOGSREQUEST']._serialized_start=2419
+  _globals['_WATCHLOGSREQUEST']._serialized_end=2486
+  _globals['_WATCHLOGSRESPONSE']._serialized_start=2488
+  _globals['_WATCHLOGSRESPONSE']._serialized_end=2554
+  _globals['_TASKSERVICE']._serialized_start=2791
+  _globals['_TASKSERVICE']._serialized_end=3373
 # @@protoc_insertion_point(module_scope)

@@ -40,6 +40,11 @@ class TaskServiceStub:
                 request_serializer=taskservice_dot_v1_dot_task__service__pb2.SubmitRequest.SerializeToString,
                 response_deserializer=taskservice_dot_v1_dot_task__service__pb2.SubmitResponse.FromString,
                 _registered_method=True)
+        self.SubmitBatch = channel.unary_unary(
+                '/taskservice.v1.TaskService/SubmitBatch',
+                request_serializer=taskservice_dot_v1_dot_task__service__pb2.SubmitBatchRequest.SerializeToString,
+                response_deserializer=taskservice_dot_v1_dot_task__service__pb2.SubmitBatchResponse.FromString,
+                _registered_method=True)
         self.GetState = channel.unary_unary(
                 '/taskservice.v1.TaskService/GetState',
                 request_serializer=taskservice_dot_v1_dot_task__service__pb2.GetStateRequest.SerializeToString,
@@ -75,6 +80,14 @@ class TaskServiceServicer:
         """Submit queues a task. Durable before it answers. With a client-chosen task_id it is idempotent:
         the same request again returns the existing task with created=false; a different request under
         the same id fails with ALREADY_EXISTS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitBatch(self, request, context):
+        """SubmitBatch queues many tasks in one call and one durable commit. Each request is checked, and is
+        idempotent, exactly as Submit; each gets its own result, so one bad request does not fail the others.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -126,6 +139,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.Submit,
                     request_deserializer=taskservice_dot_v1_dot_task__service__pb2.SubmitRequest.FromString,
                     response_serializer=taskservice_dot_v1_dot_task__service__pb2.SubmitResponse.SerializeToString,
+            ),
+            'SubmitBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitBatch,
+                    request_deserializer=taskservice_dot_v1_dot_task__service__pb2.SubmitBatchRequest.FromString,
+                    response_serializer=taskservice_dot_v1_dot_task__service__pb2.SubmitBatchResponse.SerializeToString,
             ),
             'GetState': grpc.unary_unary_rpc_method_handler(
                     servicer.GetState,
@@ -181,6 +199,33 @@ class TaskService:
             '/taskservice.v1.TaskService/Submit',
             taskservice_dot_v1_dot_task__service__pb2.SubmitRequest.SerializeToString,
             taskservice_dot_v1_dot_task__service__pb2.SubmitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.v1.TaskService/SubmitBatch',
+            taskservice_dot_v1_dot_task__service__pb2.SubmitBatchRequest.SerializeToString,
+            taskservice_dot_v1_dot_task__service__pb2.SubmitBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,10 @@ class TaskServiceStub:
     the same request again returns the existing task with created=false; a different request under
     the same id fails with ALREADY_EXISTS.
     """
+    SubmitBatch: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.SubmitBatchRequest, _task_service_pb2.SubmitBatchResponse]
+    """SubmitBatch queues many tasks in one call and one durable commit. Each request is checked, and is
+    idempotent, exactly as Submit; each gets its own result, so one bad request does not fail the others.
+    """
     GetState: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.GetStateRequest, _task_service_pb2.GetStateResponse]
     """GetState returns a task as it is now; NOT_FOUND for an unknown id."""
     Stop: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.StopRequest, _task_service_pb2.StopResponse]
@@ -69,6 +73,10 @@ class TaskServiceAsyncStub(TaskServiceStub):
     """Submit queues a task. Durable before it answers. With a client-chosen task_id it is idempotent:
     the same request again returns the existing task with created=false; a different request under
     the same id fails with ALREADY_EXISTS.
+    """
+    SubmitBatch: _aio.UnaryUnaryMultiCallable[_task_service_pb2.SubmitBatchRequest, _task_service_pb2.SubmitBatchResponse]  # type: ignore[assignment]
+    """SubmitBatch queues many tasks in one call and one durable commit. Each request is checked, and is
+    idempotent, exactly as Submit; each gets its own result, so one bad request does not fail the others.
     """
     GetState: _aio.UnaryUnaryMultiCallable[_task_service_pb2.GetStateRequest, _task_service_pb2.GetStateResponse]  # type: ignore[assignment]
     """GetState returns a task as it is now; NOT_FOUND for an unknown id."""
@@ -100,6 +108,16 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         """Submit queues a task. Durable before it answers. With a client-chosen task_id it is idempotent:
         the same request again returns the existing task with created=false; a different request under
         the same id fails with ALREADY_EXISTS.
+        """
+
+    @_abc_1.abstractmethod
+    def SubmitBatch(
+        self,
+        request: _task_service_pb2.SubmitBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.SubmitBatchResponse, _abc.Awaitable[_task_service_pb2.SubmitBatchResponse]]:
+        """SubmitBatch queues many tasks in one call and one durable commit. Each request is checked, and is
+        idempotent, exactly as Submit; each gets its own result, so one bad request does not fail the others.
         """
 
     @_abc_1.abstractmethod

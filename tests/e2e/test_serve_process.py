@@ -119,3 +119,33 @@ def test_metrics_endpoint_and_json_logs_of_a_real_server(tmp_path: Path) -> None
         transitions = [r for r in records if r.get("task_id") == task_id]
         assert [r["state"] for r in transitions] == ["PENDING", "RUNNING", "SUCCESS"]
         assert all(r["task_type"] == "demo" and r["level"] == "INFO" for r in transitions)
+
+
+def test_taskctl_submits_a_jsonl_file_in_batches(tmp_path: Path) -> None:
+    import json
+
+    lines = [json.dumps({"task_type": "demo", "args": {"steps": 0}, "task_id": f"bulk-{i}"}) for i in range(25)]
+    lines.insert(3, json.dumps({"task_type": "demo", "args": {"steps": "many"}}))
+    lines.append(json.dumps({"task_type": "sleep", "args": {"seconds": 0.01}, "time_limit": "30s", "priority": 5}))
+    (tmp_path / "tasks.jsonl").write_text("\n".join(lines) + "\n")
+    with ServerProcess(tmp_path / "t.db") as server:
+        server.start()
+        result = subprocess.run(
+            [sys.executable, "-m", "taskctl", "--server", server.address, "submit", "--from-file",
+             str(tmp_path / "tasks.jsonl")],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 8, result.stderr
+        out = result.stdout.splitlines()
+        assert len(out) == 27 and out[3].startswith("line 4: INVALID_ARGUMENT") and "args.steps" in out[3]
+        assert out[0] == "bulk-0 PENDING"
+        with TaskClient(server.address) as client:
+            assert client.wait("bulk-24", timeout=30).state is TaskState.SUCCESS
+            assert len(list(client.iter_tasks())) == 26
+        again = subprocess.run(
+            [sys.executable, "-m", "taskctl", "--server", server.address, "--json", "submit", "--from-file", "-"],
+            input=lines[0] + "\n", capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert again.returncode == 0
+        record = json.loads(again.stdout)
+        assert record["line"] == 1 and record["task_id"] == "bulk-0" and record["created"] is False

@@ -106,7 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = command("submit", commands.submit, "queue a task; prints its id and state")
-    p.add_argument("task_type", metavar="TYPE", help="registered task type, e.g. demo or sleep")
+    p.add_argument("task_type", metavar="TYPE", nargs="?", help="registered task type, e.g. demo or sleep")
+    p.add_argument(
+        "--from-file",
+        metavar="FILE",
+        help="submit every task of a JSON Lines file ('-': stdin) in batches; one object per line with "
+        "task_type, args, task_id, time_limit, priority, labels",
+    )
     p.add_argument(
         "--arg",
         action="append",
@@ -157,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Options of taskctl that take a value, and those that do not; _dash_id_last must know both.
 _VALUE_OPTIONS = frozenset(
-    {"--server", "--timeout", "--reason", "--token", "--tls-ca", "--tls-cert", "--tls-key", "--offset"}
+    {"--server", "--timeout", "--reason", "--token", "--tls-ca", "--tls-cert", "--tls-key", "--offset", "--from-file"}
 )
 _FLAG_OPTIONS = frozenset({"--json", "-h", "--help", "--follow", "-f"})
 _ID_COMMANDS = frozenset({"get", "stop", "watch", "logs"})

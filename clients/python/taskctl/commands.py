@@ -7,8 +7,8 @@ import sys
 
 from taskctl.exitcodes import ExitCode, for_state
 from taskctl.output import Output, format_submit, format_table, format_task, submit_to_json, task_to_json, watch_view
-from taskctl.parsing import build_args, build_labels
-from taskservice.client import Task, TaskClient
+from taskctl.parsing import batch_line, build_args, build_labels
+from taskservice.client import Task, TaskClient, TaskServiceError, submit_request
 
 
 class UsageError(Exception):
@@ -16,6 +16,10 @@ class UsageError(Exception):
 
 
 def submit(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
+    if ns.from_file is not None:
+        return submit_file(client, ns, output)
+    if ns.task_type is None:
+        raise UsageError("submit needs a TYPE, or --from-file")
     try:
         args = build_args(ns.args_json, ns.arg)
         labels = build_labels(ns.label)
@@ -31,6 +35,32 @@ def submit(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCo
     if ns.watch:
         return follow(client, result.task.task_id, output)
     return ExitCode.OK
+
+
+def submit_file(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
+    """Every task of a JSON Lines file through SubmitBatch; a line per task; exit 8 if any was refused."""
+    if ns.task_type is not None or ns.arg or ns.args_json or ns.id or ns.watch:
+        raise UsageError("--from-file takes its tasks from the file: no TYPE, --arg, --args-json, --id or --watch")
+    try:
+        with sys.stdin if ns.from_file == "-" else open(ns.from_file) as source:
+            lines = [(n, line) for n, line in enumerate(source, start=1) if line.strip()]
+        requests = [submit_request(**batch_line(line, n)) for n, line in lines]
+    except (OSError, ValueError, TypeError) as err:
+        raise UsageError(str(err)) from None
+    refused = 0
+    for (number, _), result in zip(lines, client.submit_batch(requests), strict=True):
+        if isinstance(result, TaskServiceError):
+            refused += 1
+            if output.json:
+                output.json_line({"line": number, "error": result.code.name if result.code else None,
+                                  "message": result.message})  # fmt: skip
+            else:
+                output.text(f"line {number}: {result}")
+        elif output.json:
+            output.json_line({"line": number, **submit_to_json(result)})
+        else:
+            output.text(format_submit(result))
+    return ExitCode.REJECTED if refused else ExitCode.OK
 
 
 def get(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:

@@ -73,3 +73,28 @@ def build_args(args_json: str | None, pairs: Iterable[str]) -> dict[str, Any]:
 def build_labels(pairs: Iterable[str]) -> dict[str, str]:
     """Labels from --label KEY=VALUE options; values stay strings."""
     return dict(split_key_value(pair) for pair in pairs)
+
+
+_BATCH_KEYS = frozenset({"task_type", "args", "task_id", "time_limit", "priority", "labels"})
+
+
+def batch_line(line: str, number: int) -> dict[str, Any]:
+    """One task of a `submit --from-file` JSON Lines file, as keyword args of submit_request().
+
+    Keys: task_type (required), args, task_id, time_limit (seconds, or "30s"/"5m"), priority, labels.
+    """
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"line {number}: not JSON ({err.msg})") from None
+    if not isinstance(item, dict) or not isinstance(item.get("task_type"), str):
+        raise ValueError(f'line {number}: expected an object with "task_type", e.g. {{"task_type": "demo"}}')
+    unknown = sorted(set(item) - _BATCH_KEYS)
+    if unknown:
+        raise ValueError(
+            f"line {number}: unknown keys {', '.join(unknown)} (allowed: {', '.join(sorted(_BATCH_KEYS))})"
+        )
+    limit = item.get("time_limit")
+    if isinstance(limit, str):
+        item["time_limit"] = parse_duration(limit)
+    return item
