@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import struct
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,13 +26,14 @@ async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
 
 async def ticks(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
     spec = json.loads(request)
-    payload = b"x" * spec["size"]
+    padding = b"x" * max(0, spec["size"] - 8)
     interval = 1.0 / spec["hz"]
     loop = asyncio.get_running_loop()
     start = loop.time()
     for i in range(spec["count"]):
         await asyncio.sleep(max(0.0, start + i * interval - loop.time()))
-        yield payload
+        # The send time leads each message, so the client can measure delivery latency as it does for events.
+        yield struct.pack("<d", time.time()) + padding
 
 
 async def main(port_file: str) -> None:

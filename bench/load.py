@@ -9,6 +9,7 @@ import asyncio
 import base64
 import json
 import statistics
+import struct
 import sys
 import time
 from typing import Any
@@ -94,18 +95,20 @@ async def stop_latency(address: str, samples: int) -> dict[str, Any]:
     return {"p50_ms": statistics.median(timings), "p99_ms": _percentile(timings, 0.99), "samples": len(timings)}
 
 
-async def _count_stream(call: Any, is_end: Any) -> tuple[int, int, float]:
-    """(messages, state changes, time of the last message) of one stream."""
+async def _count_stream(call: Any, is_end: Any, sent_at: Any) -> tuple[int, int, float, list[float]]:
+    """(messages, state changes, time of the last message, latencies in ms) of one stream."""
     messages = changes = 0
     last = time.perf_counter()
+    latencies: list[float] = []
     async for message in call:
         messages += 1
         last = time.perf_counter()
+        latencies.append((time.time() - sent_at(message)) * 1000)
         if is_end(message) is not None:
             changes += 1
             if is_end(message):
                 break
-    return messages, changes, last
+    return messages, changes, last, latencies
 
 
 async def task_watchers(address: str, task_ids: list[str], per_task: int) -> dict[str, Any]:
@@ -116,10 +119,13 @@ async def task_watchers(address: str, task_ids: list[str], per_task: int) -> dic
         def is_end(event: pb.WatchProgressResponse) -> bool | None:
             return event.state in TERMINAL if event.HasField("task") else None
 
+        def sent_at(event: pb.WatchProgressResponse) -> float:
+            return event.time.ToNanoseconds() / 1e9
+
         start = time.perf_counter()
         results = await asyncio.gather(
             *(
-                _count_stream(stub.WatchProgress(pb.WatchProgressRequest(task_id=t), timeout=120), is_end)
+                _count_stream(stub.WatchProgress(pb.WatchProgressRequest(task_id=t), timeout=300), is_end, sent_at)
                 for t in task_ids
                 for _ in range(per_task)
             )
@@ -128,30 +134,118 @@ async def task_watchers(address: str, task_ids: list[str], per_task: int) -> dic
 
 
 async def tick_watchers(address: str, streams: int, count: int, hz: float, size: int) -> dict[str, Any]:
-    """The baseline: `streams` bare streams of `count` messages at `hz`."""
+    """The baseline: `streams` bare streams of `count` messages at `hz`; each message starts with its send time."""
     request = json.dumps({"count": count, "hz": hz, "size": size}).encode()
     async with _channel(address) as channel:
         call = channel.unary_stream("/bench.Echo/Ticks")
         start = time.perf_counter()
         results = await asyncio.gather(
-            *(_count_stream(call(request, timeout=120), lambda m: None) for _ in range(streams))
+            *(
+                _count_stream(call(request, timeout=300), lambda m: None, lambda m: struct.unpack("<d", m[:8])[0])
+                for _ in range(streams)
+            )
         )
     return _stream_summary(results, start)
 
 
-def _stream_summary(results: list[tuple[int, int, float]], start: float) -> dict[str, Any]:
+def _stream_summary(results: list[tuple[int, int, float, list[float]]], start: float) -> dict[str, Any]:
     messages = sum(r[0] for r in results)
     elapsed = max(r[2] for r in results) - start
+    latencies = [lat for r in results for lat in r[3]]
     return {
         "messages": messages,
         "messages_per_s": messages / elapsed,
         "streams": len(results),
         "streams_with_end": sum(1 for r in results if r[1] > 0),
         "seconds": elapsed,
+        "p99_latency_ms": _percentile(latencies, 0.99) if latencies else 0.0,
     }
 
 
+async def _until_all_done(stub: pb_grpc.TaskServiceStub, deadline: float) -> None:
+    """Poll ListTasks until no task is PENDING, RUNNING or STOPPING: completion seen through the public API."""
+    unfinished = [pb.TASK_STATE_PENDING, pb.TASK_STATE_RUNNING, pb.TASK_STATE_STOPPING]
+    while (await stub.ListTasks(pb.ListTasksRequest(page_size=1, states=unfinished))).tasks:
+        if time.perf_counter() > deadline:
+            raise TimeoutError("tasks did not finish in time")
+        await asyncio.sleep(0.02)
+
+
+async def noop_tasks(address: str, count: int, concurrency: int, timeout: float) -> dict[str, Any]:
+    """`count` single Submits of a no-op task, `concurrency` in flight; tasks/s until all are finished."""
+    request = pb.SubmitRequest(task_type="demo")
+    request.args.update({"steps": 0})
+    async with _channel(address) as channel:
+        stub = pb_grpc.TaskServiceStub(channel)
+        left = [count]
+        start = time.perf_counter()
+
+        async def submitter() -> None:
+            while left[0] > 0:
+                left[0] -= 1
+                await stub.Submit(request, timeout=60)
+
+        await asyncio.gather(*(submitter() for _ in range(concurrency)))
+        submitted = time.perf_counter()
+        await _until_all_done(stub, start + timeout)
+        elapsed = time.perf_counter() - start
+    return {"tasks_per_s": count / elapsed, "submit_seconds": submitted - start, "seconds": elapsed}
+
+
+async def bulk_tasks(address: str, count: int, batch: int, in_flight: int, timeout: float) -> dict[str, Any]:
+    """`count` no-op tasks through SubmitBatch (`batch` each, `in_flight` calls at once); tasks/s until all done."""
+    request = pb.SubmitRequest(task_type="demo")
+    request.args.update({"steps": 0})
+    message = pb.SubmitBatchRequest(requests=[request] * batch)
+    async with _channel(address) as channel:
+        stub = pb_grpc.TaskServiceStub(channel)
+        calls = [count // batch]
+        refused = [0]
+        start = time.perf_counter()
+
+        async def sender() -> None:
+            while calls[0] > 0:
+                calls[0] -= 1
+                response = await stub.SubmitBatch(message, timeout=120)
+                refused[0] += sum(1 for r in response.results if r.error_code)
+
+        await asyncio.gather(*(sender() for _ in range(in_flight)))
+        submitted = time.perf_counter()
+        await _until_all_done(stub, start + timeout)
+        elapsed = time.perf_counter() - start
+    return {"tasks_per_s": count / elapsed, "submit_seconds": submitted - start, "seconds": elapsed,
+            "refused": refused[0]}  # fmt: skip
+
+
+async def idle_watchers(address: str, task_ids: list[str], per_task: int, ready_file: str) -> dict[str, Any]:
+    """Hold per_task streams on each task (which sit idle), say when all are open, count terminal events."""
+    async with _channel(address) as channel:
+        stub = pb_grpc.TaskServiceStub(channel)
+        opened = [0]
+        total = len(task_ids) * per_task
+
+        async def hold(task_id: str) -> bool:
+            call = stub.WatchProgress(pb.WatchProgressRequest(task_id=task_id), timeout=600)
+            first = True
+            async for event in call:
+                if first:
+                    first = False
+                    opened[0] += 1
+                    if opened[0] == total:
+                        with open(ready_file, "w") as ready:
+                            ready.write("ready\n")
+                if event.HasField("task") and event.state in TERMINAL:
+                    return True
+            return False
+
+        ends = await asyncio.gather(*(hold(t) for t in task_ids for _ in range(per_task)))
+    return {"streams": total, "streams_with_end": sum(ends)}
+
+
 SCENARIOS = {
+    "noop_tasks": noop_tasks,
+    "bulk_tasks": bulk_tasks,
+    "idle_watchers": idle_watchers,
     "unary_rate": unary_rate,
     "unary_latency": unary_latency,
     "stop_latency": stop_latency,

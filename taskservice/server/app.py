@@ -56,6 +56,10 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
+        # Calls not yet taken by the server wait here; the default (1,000) cancels a burst of new watch
+        # streams beyond it, e.g. thousands of watchers reconnecting after a restart.
+        ("grpc.server.max_pending_requests", 20_000),
+        ("grpc.server.max_pending_requests_hard_limit", 40_000),
     ]
 
 
