@@ -99,18 +99,13 @@ class EventHub:
         self._finished: OrderedDict[str, _Channel] = OrderedDict()
         self._finished_kept = finished_channels_kept
 
-    def open(self, task_id: str, first_sequence: int) -> None:
-        """Start a channel for a task that becomes live (submitted, or re-queued after a restart)."""
-        with self._lock:
-            if task_id not in self._live:
-                self._live[task_id] = _Channel(first_sequence)
-
     def publish(self, event: TaskEvent) -> None:
         """Deliver an event to the task's watchers. Callers publish a task's events in sequence order."""
         with self._lock:
             channel = self._live.get(event.task_id)
             if channel is None:
-                return
+                # Channels start with a task's first published event: a queued task costs nothing here.
+                channel = self._live[event.task_id] = _Channel(event.sequence)
             if event.is_state_change:
                 channel.state_events.append(event)
             else:
@@ -125,17 +120,23 @@ class EventHub:
         for watcher in watchers:
             watcher.push(event)
 
-    def subscribe(self, task_id: str, watcher: Watcher, after_sequence: int) -> list[TaskEvent] | None:
+    def subscribe(
+        self, task_id: str, watcher: Watcher, after_sequence: int, live_sequence: int | None = None
+    ) -> list[TaskEvent] | None:
         """Attach a watcher; return the events after `after_sequence` it missed.
 
-        Returns None when the hub has no channel for the task (finished long ago, or unknown): the caller
-        falls back to the stored task. Raises SequenceOutOfRange when the events are no longer kept.
-        With after_sequence=0 nothing is replayed: the caller sends a snapshot first.
+        `live_sequence` is the latest sequence of a task that has not ended (None for an ended one): its
+        channel starts there if it has published nothing yet. Returns None when the hub has no channel for
+        an ended task (ended long ago, or unknown): the caller falls back to the stored task. Raises
+        SequenceOutOfRange when the events are no longer kept. With after_sequence=0 nothing is replayed:
+        the caller sends a snapshot first.
         """
         with self._lock:
             channel = self._live.get(task_id)
-            finished = channel is None
-            if finished:
+            if channel is None and live_sequence is not None:
+                channel = self._live[task_id] = _Channel(live_sequence + 1)
+            finished = channel is None or live_sequence is None
+            if channel is None:
                 channel = self._finished.get(task_id)
                 if channel is None:
                     return None

@@ -54,7 +54,7 @@ from taskservice.core.models import (
 from taskservice.core.observe import TaskListener, TransitionLog
 from taskservice.core.paths import CLEAR_NODES_ARG, DataRoot, PathRole, StagedOutput
 from taskservice.core.registry import TaskRegistry, TaskType, check_json_args
-from taskservice.core.store.base import InsertTask, SaveProgress, SaveTask, TaskStore, Write
+from taskservice.core.store.base import InsertTask, SaveProgress, SaveTask, ShiftSequences, TaskStore, Write
 from taskservice.core.store.writer import StoreWriter
 from taskservice.core.validation import (
     MAX_STOP_REASON,
@@ -227,13 +227,14 @@ class WorkerManager:
         now = self._clock.time()
         unfinished = self._store.load_unfinished()
         self._next_seq = self._store.max_seq() + 1
-        writes: list[Write] = []
+        writes: list[Write] = [ShiftSequences(RESTART_SEQUENCE_GAP)]
         requeued: list[Task] = []
         changed: list[tuple[Task, TaskState]] = []
         for task in unfinished:
             task.sequence += RESTART_SEQUENCE_GAP
             if task.state is not TaskState.PENDING:
                 changed.append((task, task.state))
+                writes.append(SaveTask(task))  # not a copy: nothing changes it before the writes below are done
                 task_type = self._registry.get(task.task_type)
                 if task_type is not None and task_type.rerun_on_restart:
                     task.state = TaskState.PENDING
@@ -245,7 +246,6 @@ class WorkerManager:
                         f"the server stopped while attempt {task.attempt} of this task was running, "
                         f"and task type {task.task_type!r} is not re-run after a crash",
                     )
-            writes.append(SaveTask(task.copy()))
             if task.state is TaskState.PENDING:
                 requeued.append(task)
         self._store.apply(writes)
@@ -484,7 +484,6 @@ class WorkerManager:
     def _make_live(self, task: Task) -> None:
         """Queue a PENDING task. Holds _lock (or runs before the workers start)."""
         self._live[task.task_id] = task
-        self.events.open(task.task_id, first_sequence=task.sequence + 1)
         heapq.heappush(self._queue, (-task.priority, task.seq, task.task_id))
         self._queued += 1
         self._work_available.notify()
@@ -532,7 +531,7 @@ class WorkerManager:
                     )
                 if after_sequence == 0:
                     watcher.push(self._snapshot(live))
-                self.events.subscribe(task_id, watcher, after_sequence)
+                self.events.subscribe(task_id, watcher, after_sequence, live_sequence=live.sequence)
                 return
         stored = self._store.get(task_id)
         if stored is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,8 +102,31 @@ class Task:
     request_digest: str = ""
 
     def copy(self) -> Task:
-        """A snapshot that later changes to this task do not reach."""
-        return dataclasses.replace(self, progress=dataclasses.replace(self.progress), labels=dict(self.labels))
+        """A snapshot that later changes to this task do not reach.
+
+        Spelled out rather than dataclasses.replace(): it runs for every event and store write, and this is
+        several times faster. Args and result are never mutated in place, so they are shared.
+        """
+        p = self.progress
+        return Task(
+            self.task_id,
+            self.task_type,
+            self.args,
+            self.state,
+            self.submitted_at,
+            self.priority,
+            dict(self.labels),
+            self.time_limit,
+            Progress(p.percent, p.message, p.current, p.total, p.updated_at),
+            self.result,
+            self.error,
+            self.started_at,
+            self.ended_at,
+            self.attempt,
+            self.seq,
+            self.sequence,
+            self.request_digest,
+        )
 
 
 @dataclass(slots=True, frozen=True)

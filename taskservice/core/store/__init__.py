@@ -1,6 +1,14 @@
 """Task storage: one interface (base.TaskStore), an embedded SQLite default and an in-memory twin."""
 
-from taskservice.core.store.base import InsertTask, SaveProgress, SaveTask, StoreOpenError, TaskStore, Write
+from taskservice.core.store.base import (
+    InsertTask,
+    SaveProgress,
+    SaveTask,
+    ShiftSequences,
+    StoreOpenError,
+    TaskStore,
+    Write,
+)
 from taskservice.core.store.memory import MemoryStore
 from taskservice.core.store.sqlite import SQLiteStore
 
@@ -10,6 +18,7 @@ __all__ = [
     "SQLiteStore",
     "SaveProgress",
     "SaveTask",
+    "ShiftSequences",
     "StoreOpenError",
     "TaskStore",
     "Write",

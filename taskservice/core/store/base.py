@@ -32,7 +32,14 @@ class SaveProgress:
     sequence: int
 
 
-Write = InsertTask | SaveTask | SaveProgress
+@dataclass(frozen=True, slots=True)
+class ShiftSequences:
+    """Add `by` to the event sequence of every unfinished task (after a restart), in one statement."""
+
+    by: int
+
+
+Write = InsertTask | SaveTask | SaveProgress | ShiftSequences
 
 UNFINISHED_STATES = (TaskState.PENDING, TaskState.RUNNING, TaskState.STOPPING)
 

@@ -12,6 +12,7 @@ from taskservice.core.store.base import (
     InsertTask,
     SaveProgress,
     SaveTask,
+    ShiftSequences,
     TaskStore,
     Write,
     matches,
@@ -34,6 +35,10 @@ class MemoryStore(TaskStore):
                     self._tasks[write.task.task_id] = write.task.copy()
                 elif isinstance(write, SaveTask):
                     self._tasks[write.task.task_id] = write.task.copy()
+                elif isinstance(write, ShiftSequences):
+                    for task in self._tasks.values():
+                        if task.state in UNFINISHED_STATES:
+                            task.sequence += write.by
                 elif isinstance(write, SaveProgress):
                     stored = self._tasks.get(write.task_id)
                     if stored is not None:

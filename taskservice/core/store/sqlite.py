@@ -20,6 +20,7 @@ from taskservice.core.store.base import (
     InsertTask,
     SaveProgress,
     SaveTask,
+    ShiftSequences,
     StoreOpenError,
     TaskStore,
     Write,
@@ -129,7 +130,7 @@ def _task_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Task:
         state=TaskState(state),
         submitted_at=submitted_at,
         priority=priority,
-        labels=json.loads(labels),
+        labels={} if labels == "{}" else json.loads(labels),
         time_limit=time_limit,
         progress=Progress(percent, message, current, total, updated_at),
         result=None if result is None else json.loads(result),
@@ -213,6 +214,12 @@ class SQLiteStore(TaskStore):
                         self._insert(conn, write.task)
                     elif isinstance(write, SaveTask):
                         conn.execute(_UPDATE_TASK, _update_row(write.task))
+                    elif isinstance(write, ShiftSequences):
+                        states = [state.value for state in UNFINISHED_STATES]
+                        conn.execute(
+                            f"UPDATE tasks SET sequence = sequence + ? WHERE state IN ({', '.join('?' * len(states))})",
+                            [write.by, *states],
+                        )
                     elif isinstance(write, SaveProgress):
                         p = write.progress
                         conn.execute(
