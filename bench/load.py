@@ -173,8 +173,7 @@ async def _until_all_done(stub: pb_grpc.TaskServiceStub, deadline: float) -> Non
 
 async def noop_tasks(address: str, count: int, concurrency: int, timeout: float) -> dict[str, Any]:
     """`count` single Submits of a no-op task, `concurrency` in flight; tasks/s until all are finished."""
-    request = pb.SubmitRequest(task_type="demo")
-    request.args.update({"steps": 0})
+    request = pb.SubmitRequest(task_type="noop")
     async with _channel(address) as channel:
         stub = pb_grpc.TaskServiceStub(channel)
         left = [count]
@@ -194,8 +193,7 @@ async def noop_tasks(address: str, count: int, concurrency: int, timeout: float)
 
 async def bulk_tasks(address: str, count: int, batch: int, in_flight: int, timeout: float) -> dict[str, Any]:
     """`count` no-op tasks through SubmitBatch (`batch` each, `in_flight` calls at once); tasks/s until all done."""
-    request = pb.SubmitRequest(task_type="demo")
-    request.args.update({"steps": 0})
+    request = pb.SubmitRequest(task_type="noop")
     message = pb.SubmitBatchRequest(requests=[request] * batch)
     async with _channel(address) as channel:
         stub = pb_grpc.TaskServiceStub(channel)

@@ -635,8 +635,12 @@ class WorkerManager:
                 if run is None:
                     return
                 commit = self._write(SaveTask(run.task.copy()))
+                kind = self._registry.get(run.task.task_type)
             try:
-                commit.result()
+                # RUNNING must be durable before the handler starts, or a crash could re-run a task whose type
+                # forbids it. A type that is safe to re-run needs no such wait: its worst case is one more run.
+                if kind is None or not kind.rerun_on_restart:
+                    commit.result()
             except StoreUnavailable as exc:
                 # Run anyway: refusing work because the disk is full helps nobody. A crash now would
                 # re-queue the task instead of marking it LOST.
@@ -830,18 +834,29 @@ class WorkerManager:
         self._persist_final(final)
 
     def _persist_final(self, final: Task) -> None:
-        """Commit a terminal state, then show it. Retries while the disk refuses it."""
-        while True:
-            try:
-                self._write(SaveTask(final)).result()
-                break
-            except StoreUnavailable as exc:
-                if self._discard_outcomes:
-                    return
-                log.error("task %s: cannot record %s yet: %s", final.task_id, final.state.value, exc)
-                threading.Event().wait(FINAL_WRITE_RETRY_SECONDS)
-        with self._lock:
-            self._publish_final(final)
+        """Commit a terminal state, then show it; retried while the disk refuses it.
+
+        Nobody waits for it: the worker goes on with its next task while the state shares the next group
+        commit, so a task costs its worker one commit round trip (RUNNING), not two.
+        """
+        try:
+            commit = self._write(SaveTask(final))
+        except RuntimeError:
+            return  # the manager is closed: the next start treats the task as after a crash
+        commit.add_done_callback(lambda done: self._final_committed(final, done))
+
+    def _final_committed(self, final: Task, commit: Future[None]) -> None:
+        error = commit.exception()
+        if error is None:
+            with self._lock:
+                self._publish_final(final)
+            return
+        if self._discard_outcomes:
+            return
+        log.error("task %s: cannot record %s yet, retrying: %s", final.task_id, final.state.value, error)
+        retry = threading.Timer(FINAL_WRITE_RETRY_SECONDS, self._persist_final, args=(final,))
+        retry.daemon = True
+        retry.start()
 
     def _publish_final(self, final: Task) -> None:
         """Replace the live task with its committed terminal copy and tell watchers. Holds _lock."""

@@ -37,3 +37,8 @@ def demo(
             raise DemoStepFailed(f"step {step} of {steps} failed (fail_rate={fail_rate}, seed={seed})")
         ctx.progress(message=f"{step}/{steps} steps", current=step, total=steps)
     return {"steps": steps}
+
+
+@task("noop", rerun_on_restart=True)
+def noop(ctx: TaskContext) -> None:
+    """Do nothing: for measuring the service itself, and for checking a deployment end to end."""
