@@ -45,6 +45,20 @@ async def get(stub: pb_grpc.TaskServiceStub, task_id: str) -> pb.Task:
         raise AssertionError(f"GetState({task_id}) failed: {err.code().name}: {err.details()}") from err
 
 
+async def wait_exists(stub: pb_grpc.TaskServiceStub, task_id: str, timeout: float = SETTLE_SECONDS) -> pb.Task:
+    """Poll GetState while it answers NOT_FOUND; the task once it exists. AssertionError at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return (await stub.GetState(pb.GetStateRequest(task_id=task_id), timeout=10)).task
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.NOT_FOUND:
+                raise AssertionError(f"GetState({task_id}) failed: {err.code().name}: {err.details()}") from err
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"task {task_id} did not appear within {timeout:g} s")
+        await asyncio.sleep(0.01)
+
+
 async def wait_state(
     stub: pb_grpc.TaskServiceStub, task_id: str, states: set[int], timeout: float = SETTLE_SECONDS
 ) -> pb.Task:

@@ -28,7 +28,7 @@ from tests.support.fault_task_types import MIB, Probe
 from tests.support.task_types import Gates
 
 # How long a task that should end at once may take before the test calls it stuck.
-STUCK_SECONDS = 5.0
+STUCK_SECONDS = 3.0
 
 
 async def submit_bystanders(stub: pb_grpc.TaskServiceStub, count: int = 3) -> list[str]:

@@ -139,8 +139,9 @@ def make_fault_registry(gates: Gates, probe: Probe) -> TaskRegistry:
         ctx.progress(100, "handler done")
         return "returned while its thread runs on"
 
-    def flood(ctx: TaskContext, *, name: str, message_bytes: int = 1000) -> int:
-        """Reports progress as fast as it can (big messages) until gate `name` opens; stoppable."""
+    def flood(ctx: TaskContext, *, name: str, message_bytes: int = 1000, burst: int = 50) -> int:
+        """Reports progress fast (big messages) until gate `name` opens: `burst` reports, then a 1 ms pause
+        that lets other threads (the server's event loop) have the GIL. Stoppable."""
         filler = "m" * message_bytes
         event = gates.gate(name)
         count = 0
@@ -148,8 +149,8 @@ def make_fault_registry(gates: Gates, probe: Probe) -> TaskRegistry:
             count += 1
             probe.bump(f"{name}:reports")
             ctx.progress(current=count, total=0, message=f"{count} {filler}")
-            if count % 50 == 0:
-                time.sleep(0.001)  # let other threads (the server's event loop) have the GIL now and then
+            if count % burst == 0:
+                time.sleep(0.001)
         return count
 
     for handler in (bad_progress, returns, raises, whoami, leaks_thread, flood):
