@@ -126,6 +126,7 @@ class WatchClient:
 # A watcher that reads one event and never reads again
 
 
+@pytest.mark.slow
 async def test_a_watcher_that_stops_reading_is_coalesced_not_buffered_and_others_see_every_state_change(
     server: RunningServer, stub: pb_grpc.TaskServiceStub, probe: Probe, monkeypatch: pytest.MonkeyPatch
 ) -> None:

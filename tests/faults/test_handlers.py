@@ -136,8 +136,9 @@ async def test_a_non_number_progress_fails_the_task_clearly(
             "huge_current",
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="progress current/total beyond int64 is accepted; every later GetState/ListTasks/watch of "
-                "the task fails (ValueError in convert.progress_to_proto -> INTERNAL)",
+                reason="progress current/total beyond int64 is accepted: GetState/ListTasks/watch of the task answer "
+                "INTERNAL (ValueError in convert.progress_to_proto) and its final write overflows SQLite INTEGER, "
+                "retried forever: the task stays RUNNING, its worker is lost",
             ),
         ),
         pytest.param(
