@@ -216,18 +216,18 @@ def _unreadable_result(kind: str, why: str) -> pytest.ParameterSet:
         ),
         _unreadable_result(
             "big_int",
-            "10**400 passes json.dumps but not a protobuf double (OverflowError in task_to_proto): GetState and "
-            "ListTasks answer INTERNAL",
+            "10**400 passes json.dumps but not a protobuf double (OverflowError in task_to_proto): watchers end "
+            "UNKNOWN instead of seeing the end; GetState and ListTasks answer INTERNAL",
         ),
         _unreadable_result(
             "too_deep",
             "a result nested 150 deep passes json.dumps but protobuf refuses depth > 100 (ParseError in "
-            "task_to_proto): GetState and ListTasks answer INTERNAL",
+            "task_to_proto): watchers end UNKNOWN; GetState and ListTasks answer INTERNAL",
         ),
         _unreadable_result(
             "surrogate",
             "a result string with a lone surrogate (non-UTF-8 file name) is stored, then cannot be encoded as "
-            "UTF-8 by protobuf: GetState and ListTasks answer INTERNAL",
+            "UTF-8 by protobuf: watchers end UNKNOWN; GetState and ListTasks answer INTERNAL",
         ),
     ],
 )
@@ -330,5 +330,4 @@ async def test_a_handler_whose_thread_keeps_reporting_after_it_returned_still_su
         assert len(events) == 1 and events[0].state == pb.TASK_STATE_SUCCESS and events[0].progress == done.progress
         assert [t.state for t in await list_all(stub) if t.task_id == leaky] == [pb.TASK_STATE_SUCCESS]
         await assert_service_fine(running, stub)
-        gates.open("leak")
-        await asyncio.sleep(0)  # the leaked thread ends on its own; the gates fixture opens it anyway
+        gates.open("leak")  # lets the leaked thread end
