@@ -30,6 +30,12 @@ class Outcome:
     exception: BaseException | None = None
 
 
+# A JSON level becomes two protobuf levels (Value, then Struct or ListValue) and protobuf stops at 100.
+MAX_RESULT_DEPTH = 32
+# A JSON number travels as a double: integers beyond this would arrive changed.
+MAX_EXACT_INTEGER = 2**53
+
+
 def _cap(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
@@ -37,12 +43,27 @@ def _cap(text: str, limit: int) -> str:
     return "...(truncated)...\n" + text[-limit:]
 
 
+def printable(text: str) -> str:
+    """Text that UTF-8 (SQLite, protobuf) can carry: lone surrogates, e.g. from a non-UTF-8 file name, escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _describe_exception(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # a handler's exception may fail even at saying what it is
+        return f"<{type(exc).__name__} whose str() failed>"
+
+
 def error_from_exception(exc: BaseException) -> TaskError:
-    formatted = "".join(traceback.format_exception(exc))
+    try:
+        formatted = "".join(traceback.format_exception(exc))
+    except Exception:
+        formatted = f"{type(exc).__name__}: {_describe_exception(exc)} (the traceback could not be formatted)"
     return TaskError(
         type=type(exc).__name__,
-        message=_cap(str(exc), MAX_ERROR_MESSAGE_CHARS),
-        traceback=_cap(formatted, MAX_TRACEBACK_CHARS),
+        message=printable(_cap(_describe_exception(exc), MAX_ERROR_MESSAGE_CHARS)),
+        traceback=printable(_cap(formatted, MAX_TRACEBACK_CHARS)),
     )
 
 
@@ -59,19 +80,53 @@ def run_handler(task_type: TaskType, ctx: TaskContext, args: dict[str, Any]) -> 
     if ctx.stop_requested:
         return Outcome(state=None)
     try:
-        encoded = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        return Outcome(
-            TaskState.FAILURE,
-            error=TaskError(ErrorType.RESULT_NOT_JSON, f"the handler returned a value JSON cannot carry: {exc}"),
+        return Outcome(TaskState.SUCCESS, result=portable_result(value))
+    except ValueError as exc:
+        return Outcome(TaskState.FAILURE, error=TaskError(ErrorType.RESULT_NOT_JSON, str(exc)))
+
+
+def portable_result(value: Any) -> Any:
+    """The handler's return value as every reader will see it, or ValueError saying why it cannot travel.
+
+    Round-tripped through JSON, so the live copy equals the stored one (int keys become strings, tuples
+    lists); then checked against what protobuf and UTF-8 can carry.
+    """
+    try:
+        encoded = json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"the handler returned a value JSON cannot carry: {exc}") from None
+    try:
+        size = len(encoded.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError(
+            "the handler returned text that is not valid Unicode (a lone surrogate, e.g. from a file name that is "
+            "not UTF-8); decode such names with errors='replace' first"
+        ) from None
+    if size > MAX_RESULT_BYTES:
+        raise ValueError(
+            f"the handler returned {size} bytes of JSON, more than the {MAX_RESULT_BYTES} allowed; "
+            "write large outputs to a file and return its path"
         )
-    if len(encoded) > MAX_RESULT_BYTES:
-        return Outcome(
-            TaskState.FAILURE,
-            error=TaskError(
-                ErrorType.RESULT_NOT_JSON,
-                f"the handler returned {len(encoded)} bytes of JSON, more than the {MAX_RESULT_BYTES} allowed; "
-                "write large outputs to a file and return its path",
-            ),
+    result = json.loads(encoded)
+    _check_portable(result, 0)
+    return result
+
+
+def _check_portable(value: Any, depth: int) -> None:
+    if depth > MAX_RESULT_DEPTH:
+        raise ValueError(
+            f"the handler returned JSON nested deeper than {MAX_RESULT_DEPTH} levels, which protobuf refuses"
         )
-    return Outcome(TaskState.SUCCESS, result=value)
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and abs(value) > MAX_EXACT_INTEGER:
+        raise ValueError(
+            f"the handler returned the integer {str(value)[:40]}, beyond ±2**53, which a JSON number cannot carry "
+            "exactly; return it as a string"
+        )
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_portable(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_portable(item, depth + 1)

@@ -14,16 +14,17 @@ Durability rules:
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import math
 import random
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from taskservice.core.clock import Clock, SystemClock
 from taskservice.core.context import TaskContext
@@ -38,7 +39,7 @@ from taskservice.core.errors import (
     TaskServiceError,
 )
 from taskservice.core.events import EventHub, Watcher
-from taskservice.core.execution import Outcome, run_handler
+from taskservice.core.execution import Outcome, printable, run_handler
 from taskservice.core.logs import TaskLogs
 from taskservice.core.models import (
     ErrorType,
@@ -67,11 +68,15 @@ from taskservice.core.validation import (
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # Event sequences of tasks recovered after a restart jump by this much, so they stay above any
 # sequence a watcher saw before the crash (progress is persisted at a throttled rate).
 RESTART_SEQUENCE_GAP = 1 << 20
 # Progress messages longer than this are cut; they go to every watcher.
 MAX_PROGRESS_MESSAGE = 1024
+# Progress counts travel as int64 (protobuf) and are stored as SQLite INTEGER.
+INT64_MAX = 2**63 - 1
 # How long to wait between tries when the disk refuses a terminal state.
 FINAL_WRITE_RETRY_SECONDS = 1.0
 
@@ -86,6 +91,23 @@ class SubmitSpec:
     time_limit: float | None = None
     priority: int = 0
     labels: dict[str, str] = field(default_factory=dict)
+
+
+def _detached(source: Future[T]) -> Future[T]:
+    """A Future with the outcome of `source` that its caller may cancel (an RPC whose client gave up) without
+    cancelling `source`, which other callers (a retried Submit joining the first) still wait on."""
+    mine: Future[T] = Future()
+
+    def copy(done: Future[T]) -> None:
+        error = done.exception()
+        with contextlib.suppress(InvalidStateError):  # the caller cancelled: nobody is waiting
+            if error is not None:
+                mine.set_exception(error)
+            else:
+                mine.set_result(done.result())
+
+    source.add_done_callback(copy)
+    return mine
 
 
 def _gather(
@@ -105,7 +127,8 @@ def _gather(
             remaining[0] -= 1
             last = remaining[0] == 0
         if last:
-            batch.set_result(results)  # type: ignore[arg-type]
+            with contextlib.suppress(InvalidStateError):  # the caller cancelled
+                batch.set_result(results)  # type: ignore[arg-type]
 
     if not waiting:
         batch.set_result(results)  # type: ignore[arg-type]
@@ -348,7 +371,7 @@ class WorkerManager:
             commit = self._write(InsertTask(reserved.copy()))
         future = self._submitting[reserved.task_id][1]
         commit.add_done_callback(lambda done: self._on_inserted([reserved], done))
-        return future
+        return _detached(future)
 
     def submit_many(self, requests: Sequence[SubmitSpec]) -> Future[list[SubmitOutcome | TaskServiceError]]:
         """Submit each request as submit_async() would, all new tasks in one durable commit.
@@ -438,10 +461,12 @@ class WorkerManager:
             joined: Future[SubmitOutcome] = Future()
 
             def join(done: Future[SubmitOutcome]) -> None:
-                if done.exception() is not None:
-                    joined.set_exception(done.exception())  # type: ignore[arg-type]
-                else:
-                    joined.set_result(SubmitOutcome(done.result().task, created=False))
+                error = done.exception()
+                with contextlib.suppress(InvalidStateError):  # this caller gave up
+                    if error is not None:
+                        joined.set_exception(error)
+                    else:
+                        joined.set_result(SubmitOutcome(done.result().task, created=False))
 
             first.add_done_callback(join)
             return joined
@@ -599,10 +624,11 @@ class WorkerManager:
                     self._queued += 1
                     heapq.heappush(self._queue, (-final.priority, final.seq, task_id))
                     self._work_available.notify()
-            if error is None:
-                result.set_result(final.copy())
-            else:
-                result.set_exception(error)
+            with contextlib.suppress(InvalidStateError):  # the caller gave up waiting
+                if error is None:
+                    result.set_result(final.copy())
+                else:
+                    result.set_exception(error)
 
         commit.add_done_callback(revoked)
         return result
@@ -892,15 +918,18 @@ class WorkerManager:
     def _report_progress(
         self, run: _Run, percent: float | None, message: str, current: int | None, total: int | None
     ) -> None:
+        for name, count in (("current", current), ("total", total)):
+            if count is not None and (not isinstance(count, int) or isinstance(count, bool) or abs(count) > INT64_MAX):
+                raise ValueError(f"ctx.progress({name}=...) must be a whole number within 64 bits, got {count!r}")
         if percent is None:
             percent = 100.0 * current / total if current is not None and total else run.task.progress.percent
-        if not isinstance(percent, int | float) or not math.isfinite(percent):
-            raise ValueError(f"progress percent must be a finite number, got {percent!r}")
+        if isinstance(percent, bool) or not isinstance(percent, int | float) or not math.isfinite(percent):
+            raise ValueError(f"ctx.progress(percent=...) must be a finite number, got {percent!r}")
         progress = Progress(
             percent=min(100.0, max(0.0, float(percent))),
-            message=str(message)[:MAX_PROGRESS_MESSAGE],
-            current=int(current or 0),
-            total=int(total or 0),
+            message=printable(str(message)[:MAX_PROGRESS_MESSAGE]),
+            current=current or 0,
+            total=total or 0,
             updated_at=self._clock.time(),
         )
         with self._lock:
