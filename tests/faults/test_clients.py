@@ -364,11 +364,6 @@ async def test_submit_and_stop_whose_deadline_passes_while_the_disk_is_slow_take
         await assert_service_fine(running, stub)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the RPC's cancellation (deadline) cancels the engine's shared Submit future; a retry joining it gets a "
-    "callback that raises CancelledError (manager._existing_submission.join) and is never answered",
-)
 async def test_a_retry_that_joins_a_submit_whose_caller_gave_up_is_answered_once_the_commit_lands(
     start_server: StartServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -105,14 +105,7 @@ async def test_a_handler_that_ignores_stop_is_abandoned_after_the_grace_and_capa
         "nan",
         "infinity",
         "string_percent",
-        pytest.param(
-            "string_current",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="non-number current/total reach arithmetic in _report_progress: the task fails with a bare "
-                "TypeError that does not mention progress",
-            ),
-        ),
+        pytest.param("string_current"),
     ],
 )
 async def test_a_non_number_progress_fails_the_task_clearly(
@@ -132,23 +125,8 @@ async def test_a_non_number_progress_fails_the_task_clearly(
 @pytest.mark.parametrize(
     "kind",
     [
-        pytest.param(
-            "huge_current",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="progress current/total beyond int64 is accepted: GetState/ListTasks/watch of the task answer "
-                "INTERNAL (ValueError in convert.progress_to_proto) and its final write overflows SQLite INTEGER, "
-                "retried forever: the task stays RUNNING, its worker is lost",
-            ),
-        ),
-        pytest.param(
-            "surrogate_message",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="a progress message with a lone surrogate (non-UTF-8 file name) cannot be written to SQLite "
-                "or encoded: the final write is retried forever, the task stays RUNNING, its worker is lost",
-            ),
-        ),
+        pytest.param("huge_current"),
+        pytest.param("surrogate_message"),
     ],
 )
 async def test_progress_the_wire_cannot_carry_ends_the_task_and_leaves_it_readable(
@@ -202,33 +180,13 @@ async def test_a_result_over_1_mib_is_a_failure_that_says_so_and_one_under_it_is
     await assert_service_fine(server, stub)
 
 
-def _unreadable_result(kind: str, why: str) -> pytest.ParameterSet:
-    return pytest.param(kind, marks=pytest.mark.xfail(strict=True, reason=why))
-
-
 @pytest.mark.parametrize(
     "kind",
     [
-        _unreadable_result(
-            "int_keys",
-            "a dict with int keys passes json.dumps but the live terminal event keeps int keys: event_to_proto "
-            "raises TypeError, so watchers get UNKNOWN instead of the end (readers see the stored, string-keyed copy)",
-        ),
-        _unreadable_result(
-            "big_int",
-            "10**400 passes json.dumps but not a protobuf double (OverflowError in task_to_proto): watchers end "
-            "UNKNOWN instead of seeing the end; GetState and ListTasks answer INTERNAL",
-        ),
-        _unreadable_result(
-            "too_deep",
-            "a result nested 150 deep passes json.dumps but protobuf refuses depth > 100 (ParseError in "
-            "task_to_proto): watchers end UNKNOWN; GetState and ListTasks answer INTERNAL",
-        ),
-        _unreadable_result(
-            "surrogate",
-            "a result string with a lone surrogate (non-UTF-8 file name) is stored, then cannot be encoded as "
-            "UTF-8 by protobuf: watchers end UNKNOWN; GetState and ListTasks answer INTERNAL",
-        ),
+        "int_keys",
+        "big_int",
+        "too_deep",
+        "surrogate",
     ],
 )
 async def test_a_result_protobuf_cannot_carry_is_refused_not_stored_unreadable(
@@ -263,24 +221,8 @@ async def test_a_result_protobuf_cannot_carry_is_refused_not_stored_unreadable(
     [
         ("sys_exit", "SystemExit"),
         ("keyboard_interrupt", "KeyboardInterrupt"),
-        pytest.param(
-            "unprintable",
-            "UnprintableError",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="str(exc) raising inside execution.error_from_exception escapes run_handler: the worker "
-                "thread dies, the task stays RUNNING forever and the capacity is lost",
-            ),
-        ),
-        pytest.param(
-            "surrogate_message",
-            "ValueError",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="an exception message with a lone surrogate cannot be written to SQLite: _persist_final "
-                "retries forever, the task stays RUNNING and its worker never comes back",
-            ),
-        ),
+        pytest.param("unprintable", "UnprintableError"),
+        pytest.param("surrogate_message", "ValueError"),
     ],
 )
 async def test_a_handler_raising_the_unusual_fails_its_task_and_its_worker_survives(
