@@ -94,6 +94,7 @@ class BackgroundServer:
             settings = Settings(listen="127.0.0.1:0", max_message_bytes=max_message_bytes)
         self._settings = settings
         self.running: RunningServer | None = None
+        self._stopped = False
         self.channel: grpc.Channel | None = None
 
     def start(self) -> BackgroundServer:
@@ -131,6 +132,10 @@ class BackgroundServer:
         self.stub.ListTasks(pb.ListTasksRequest(page_size=1), timeout=5)
 
     def stop(self) -> None:
+        """Shut down and close the store; safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
         self.gates.open_all()
         if self.channel is not None:
             self.channel.close()
