@@ -30,7 +30,7 @@ from tests.support.task_types import Gates, make_registry
 T = TypeVar("T")
 
 SERVICE = "/taskservice.v1.TaskService/"
-UNARY_METHODS = ("Submit", "GetState", "Stop", "ListTasks")
+UNARY_METHODS = ("Submit", "SubmitBatch", "GetState", "Stop", "ListTasks")
 STREAM_METHODS = ("WatchProgress", "WatchLogs")
 # A client that takes any answer the server may send: messages over the server's 16 MiB limit (so that the
 # server, not the client, refuses them) and error trailers of any size. Error details that echo a huge request

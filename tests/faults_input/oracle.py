@@ -27,12 +27,14 @@ from google.protobuf.message import DecodeError
 from taskservice.core.registry import MAX_ARGS_BYTES
 from taskservice.core.validation import MAX_LABEL_KEY, MAX_LABEL_VALUE, MAX_LABELS, MAX_STOP_REASON
 from taskservice.server.convert import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from taskservice.server.servicer import MAX_BATCH
 from taskservice.server.settings import Settings
 from taskservice.v1 import task_service_pb2 as pb
 from tests.faults_input.harness import SERVICE, TERMINAL, UNARY_METHODS, BackgroundServer, wait_for_state
 from tests.faults_input.wire import from_struct, from_value
 
 Code = grpc.StatusCode
+CODE_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 
 MAX_MESSAGE_BYTES = Settings().max_message_bytes
 MAX_TIME_LIMIT = Fraction(366 * 24 * 3600)
@@ -41,6 +43,7 @@ STATES = frozenset(range(1, 9))  # TASK_STATE_PENDING .. TASK_STATE_LOST; UNSPEC
 MAX_SAFE_INTEGER = 2**53
 REQUEST_TYPES = {
     "Submit": pb.SubmitRequest,
+    "SubmitBatch": pb.SubmitBatchRequest,
     "GetState": pb.GetStateRequest,
     "Stop": pb.StopRequest,
     "WatchProgress": pb.WatchProgressRequest,
@@ -92,6 +95,7 @@ def send(
     channel: grpc.Channel, method: str, data: bytes, *, timeout: float = 30.0, max_responses: int | None = None
 ) -> Outcome:
     """Send raw request bytes (no serializer) and collect raw response bytes and the final status."""
+    data = bytes(data)  # grpc takes exactly bytes, not a subclass
     if method in UNARY_METHODS:
         try:
             return Outcome(Code.OK, "", [channel.unary_unary(SERVICE + method)(data, timeout=timeout)])
@@ -469,6 +473,33 @@ class World:
             request, args, limit, outcome, created=True, asked=asked, payload=data
         )
         plan.after = lambda outcome: None if outcome.code == Code.OK else self._nothing_stored(request.task_id)
+        return plan
+
+    def _plan_SubmitBatch(self, request: pb.SubmitBatchRequest) -> Plan:
+        count = len(request.requests)
+        if count > MAX_BATCH:
+            return Plan({Code.INVALID_ARGUMENT}, f"{count} requests, more than {MAX_BATCH}")
+        plan = Plan({Code.OK}, f"a batch of {count}")
+
+        def each_as_submit(outcome: Outcome) -> None:
+            """Every result is what Submit would have answered, taking the requests in order."""
+            response = pb.SubmitBatchResponse.FromString(outcome.responses[0])
+            assert len(response.results) == count, f"{len(response.results)} results for {count} requests"
+            plan.stored = 0
+            for index, (item, result) in enumerate(zip(request.requests, response.results, strict=True)):
+                expected = self._plan_Submit(item, item.SerializeToString())
+                code = CODE_BY_NUMBER.get(result.error_code)
+                where = f"requests[{index}] -> {code} {result.error_message[:200]!r} ({expected.why})"
+                assert code in expected.codes, f"expected {sorted(c.name for c in expected.codes)}: {where}"
+                if code != Code.OK:
+                    assert result.error_message and not result.HasField("task"), where
+                    continue
+                if expected.verify is not None:
+                    single = pb.SubmitResponse(task=result.task, created=result.created).SerializeToString()
+                    expected.verify(Outcome(Code.OK, "", [single]))
+                plan.stored += int(result.created)
+
+        plan.verify = each_as_submit
         return plan
 
     def _nothing_stored(self, task_id: str) -> None:

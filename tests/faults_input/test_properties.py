@@ -272,11 +272,19 @@ def submit_bytes(
 SUBMIT_FIELDS = ("task_type", "args", "task_id", "time_limit", "priority", "labels")
 
 
+class Wire(bytes):
+    """Request bytes whose repr stays short (hypothesis prints what it drew; these can be 16 MiB)."""
+
+    def __repr__(self) -> str:
+        return f"Wire({bytes(self[:120])!r}{'...' if len(self) > 120 else ''}, {len(self)} bytes)"
+
+
 @st.composite
-def submit_requests(draw: st.DrawFn, world: World, primary: str) -> bytes:
+def submit_requests(draw: st.DrawFn, world: World, primary: str, *, huge_task_types: bool = True) -> Wire:
     """A Submit whose `primary` field is hostile, often alone (so each rule is met on its own), the others valid."""
     hostile = {primary} | draw(st.sets(st.sampled_from(SUBMIT_FIELDS), max_size=1), label="another hostile field")
-    task_type = draw(hostile_text if "task_type" in hostile else st.sampled_from(["echo", "echo", "typed"]))
+    bad_types = hostile_text if huge_task_types else small_text
+    task_type = draw(bad_types if "task_type" in hostile else st.sampled_from(["echo", "echo", "typed"]))
     if task_type == "typed":
         args = draw(typed_args if "args" in hostile else valid_typed_args)
     else:
@@ -288,7 +296,7 @@ def submit_requests(draw: st.DrawFn, world: World, primary: str) -> bytes:
     duration = draw(durations if "time_limit" in hostile else valid_durations)
     priority = draw(st.integers(-(2**31), 2**31 - 1) if "priority" in hostile else st.just(0))
     labels = draw(label_maps if "labels" in hostile else valid_labels)
-    return submit_bytes(task_type, args, task_id, duration, priority, labels)
+    return Wire(submit_bytes(task_type, args, task_id, duration, priority, labels))
 
 
 def ids_for(world: World, *, for_stop: bool = False) -> st.SearchStrategy[str]:
@@ -388,6 +396,38 @@ def test_submit_anything(world: World, primary: str, data: st.DataObject) -> Non
     world.check("Submit", payload)
 
 
+@st.composite
+def batches(draw: st.DrawFn, world: World) -> Wire:
+    """0-4 hostile Submits in one SubmitBatch; some repeat an earlier item, as is or with another priority.
+
+    Task types of 100 KB+ are left out: each refusal echoes its task type about three times into the answer, and
+    a few of them overflow the 16 MiB answer (test_submit_batch_answer_fits_or_stores_nothing pins that bug).
+    """
+    items: list[bytes] = []
+    for _ in range(draw(st.integers(0, 4), label="batch size")):
+        if items and draw(st.integers(0, 3)) == 0:
+            earlier = items[draw(st.integers(0, len(items) - 1))]
+            items.append(earlier + (varint_field(5, 7) if draw(st.booleans()) else b""))
+        else:
+            primary = draw(st.sampled_from(SUBMIT_FIELDS))
+            items.append(draw(submit_requests(world, primary, huge_task_types=False)))
+    return Wire(b"".join(length_delimited(1, item) for item in items))
+
+
+@settings(PROPERTY, max_examples=80)
+@given(data=st.data())
+def test_submit_batch_of_anything(world: World, data: st.DataObject) -> None:
+    world.check("SubmitBatch", data.draw(batches(world), label="batch"))
+
+
+@pytest.mark.parametrize("count", [10_000, 10_001])
+def test_submit_batch_at_its_size_limit(world: World, count: int) -> None:
+    """10,000 requests: one result each (here all refused, nothing stored); 10,001: INVALID_ARGUMENT."""
+    item = length_delimited(1, pb.SubmitRequest(task_type="no such type").SerializeToString())
+    outcome = world.check("SubmitBatch", item * count)
+    assert outcome.code == (Code.OK if count == 10_000 else Code.INVALID_ARGUMENT)
+
+
 @pytest.mark.parametrize("extra", [-64, 1, 4_000_000], ids=["just-under", "one-byte-over", "4MB-over"])
 def test_submit_at_the_message_size_limit(world: World, extra: int) -> None:
     """Just under 16 MiB: an answer about the args (too large); over it: RESOURCE_EXHAUSTED. Nothing stored."""
@@ -403,9 +443,12 @@ def test_submit_at_the_message_size_limit(world: World, extra: int) -> None:
 
 # ---------------------------------------------------------------------------------------------- raw bytes
 
+_SEED_SUBMIT = pb.SubmitRequest(task_type="echo", task_id="seed", labels={"a": "b"}).SerializeToString() + (
+    length_delimited(2, struct_bytes({"value": [1.0, "x", None, {"k": True}]}))
+)
 SEED_MESSAGES = {
-    "Submit": pb.SubmitRequest(task_type="echo", task_id="seed", labels={"a": "b"}).SerializeToString()
-    + length_delimited(2, struct_bytes({"value": [1.0, "x", None, {"k": True}]})),
+    "Submit": _SEED_SUBMIT,
+    "SubmitBatch": length_delimited(1, _SEED_SUBMIT) + length_delimited(1, b"\x0a\x04echo"),
     "GetState": pb.GetStateRequest(task_id="seed").SerializeToString(),
     "Stop": pb.StopRequest(task_id="seed", reason="because").SerializeToString(),
     "WatchProgress": pb.WatchProgressRequest(task_id="seed", after_sequence=3).SerializeToString(),
@@ -458,7 +501,7 @@ def nested_struct(depth: int) -> bytes:
 @settings(PROPERTY, max_examples=120)
 @given(data=st.data())
 def test_raw_garbage_bytes_as_the_request(world: World, method: str, data: st.DataObject) -> None:
-    world.check(method, data.draw(raw_payloads(method), label="payload"))
+    world.check(method, data.draw(raw_payloads(method).map(Wire), label="payload"))
 
 
 # ---------------------------------------------------------------------------------------------- junk on the port
@@ -630,6 +673,21 @@ def test_list_tasks_default_page_with_large_tasks(plain_server: BackgroundServer
     assert outcome.code == Code.OK, f"{outcome.code.name}: {outcome.details}"
     page = pb.ListTasksResponse.FromString(outcome.responses[0])
     assert page.tasks and (len(page.tasks) == 10 or page.next_page_token), "a short page must say there is more"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: SubmitBatch stores the valid requests, then builds an answer whose refusals echo each bad request "
+    "(a 6 MB task_type comes back as ~18 MB); past 16 MiB the server cannot send it and the client gets "
+    "RESOURCE_EXHAUSTED for a batch whose valid tasks were stored (acknowledgement lost; a retry duplicates them)",
+)
+def test_submit_batch_answer_fits_or_stores_nothing(plain_server: BackgroundServer) -> None:
+    good = pb.SubmitRequest(task_type="echo").SerializeToString()
+    bad = pb.SubmitRequest(task_type="x" * 6_000_000).SerializeToString()
+    outcome = send(plain_server.channel, "SubmitBatch", length_delimited(1, good) + length_delimited(1, bad))
+    stored = plain_server.store.count()
+    assert outcome.code == Code.OK or stored == 0, f"{outcome.code.name} ({outcome.details[:100]}), {stored} stored"
+    assert outcome.code == Code.OK, f"{outcome.code.name}: {outcome.details[:100]}"
 
 
 def test_client_stubs_agree_with_raw_calls(plain_server: BackgroundServer) -> None:
