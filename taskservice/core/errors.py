@@ -11,9 +11,17 @@ class TaskServiceError(Exception):
         self.message = message
 
 
+MAX_FIELD_CHARS = 200
+MAX_VIOLATIONS = 20
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class TaskNotFound(TaskServiceError):
     def __init__(self, task_id: str) -> None:
-        super().__init__(f"no task with id {task_id!r}")
+        super().__init__(f"no task with id {_shorten(task_id, MAX_FIELD_CHARS)!r}")
         self.task_id = task_id
 
 
@@ -21,7 +29,11 @@ class InvalidRequest(TaskServiceError):
     """The request cannot be accepted as it is; field_violations point at the fields to blame."""
 
     def __init__(self, message: str, field_violations: list[tuple[str, str]] | None = None) -> None:
-        violations = field_violations or []
+        # Messages quote what the client sent; capped so that a huge request cannot make a huge answer
+        # (past ~8 KiB of status trailers a client drops the answer altogether).
+        violations = [(_shorten(f, MAX_FIELD_CHARS), _shorten(d, MAX_FIELD_CHARS)) for f, d in (field_violations or [])]
+        violations = violations[:MAX_VIOLATIONS]
+        message = _shorten(message, MAX_FIELD_CHARS)
         if violations:
             message = f"{message} ({'; '.join(f'{f}: {d}' for f, d in violations)})"
         super().__init__(message)

@@ -86,10 +86,12 @@ class TaskLogs:
             dropped = self._dropped(dropped_path)
             try:
                 with open(log_path, "rb") as log:
+                    end = dropped + os.fstat(log.fileno()).st_size
                     start = max(offset, dropped)
+                    if start >= end:
+                        return LogChunk(offset, b"", end)  # nothing there (yet); never seek past the end
                     log.seek(start - dropped)
                     data = log.read(max_bytes)
-                    end = dropped + os.fstat(log.fileno()).st_size
             except FileNotFoundError:
                 return LogChunk(offset, b"", dropped)
         return LogChunk(start, data, end)

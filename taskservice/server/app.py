@@ -8,6 +8,7 @@ import importlib.metadata
 import logging
 import os
 import signal
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,7 +186,14 @@ async def serve(settings: Settings) -> int:
         interceptors.append(metrics.interceptor())
     if tokens is not None:
         interceptors.append(BearerTokenInterceptor(tokens))
-    manager.start()
+    try:
+        manager.start()
+    except sqlite3.DatabaseError as exc:
+        # Damage beyond the first pages shows when recovery reads the unfinished tasks.
+        log.error("%s cannot be read (%s); restore it from a backup or point --db at another file", settings.db, exc)
+        manager.close()
+        store.close()
+        return EXIT_BAD_DATABASE
     try:
         running = await build_server(manager, settings, interceptors=interceptors)
     except (OSError, RuntimeError) as exc:

@@ -12,6 +12,7 @@ from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 from taskservice.core.errors import InvalidRequest, TaskServiceError
 from taskservice.core.manager import SubmitSpec
 from taskservice.core.models import Progress, SubmitOutcome, Task, TaskError, TaskEvent, TaskFilter, TaskState
+from taskservice.core.validation import MAX_LABELS
 from taskservice.server.status import status_code_for
 from taskservice.v1 import task_service_pb2 as pb
 
@@ -19,6 +20,8 @@ _STATE_TO_PROTO = {state: pb.TaskState.Value(f"TASK_STATE_{state.value}") for st
 _STATE_FROM_PROTO = {number: state for state, number in _STATE_TO_PROTO.items()}
 
 DEFAULT_PAGE_SIZE = 100
+# A task carries at most this many labels, so more filters could never match.
+MAX_LABEL_FILTERS = MAX_LABELS
 MAX_PAGE_SIZE = 1000
 _PAGE_TOKEN_PREFIX = "before:"
 
@@ -179,7 +182,9 @@ def decode_page_token(token: str) -> int | None:
     try:
         text = base64.urlsafe_b64decode(token.encode()).decode()
         if text.startswith(_PAGE_TOKEN_PREFIX):
-            return int(text.removeprefix(_PAGE_TOKEN_PREFIX))
+            before = int(text.removeprefix(_PAGE_TOKEN_PREFIX))
+            if -(2**63) <= before < 2**63:  # what SQLite can compare with
+                return before
     except (binascii.Error, UnicodeError, ValueError):
         pass
     raise InvalidRequest(

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 LOG_POLL_SECONDS = 0.1
 # Most requests one SubmitBatch may carry; with 16 MiB messages, more would mostly hit the size limit anyway.
 MAX_BATCH = 10_000
+# A ListTasks page stops short of this many bytes of tasks (messages are capped at 16 MiB; tasks can be 2 MiB).
+MAX_PAGE_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,15 +169,23 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
 
     @_unary
     async def ListTasks(self, request: pb.ListTasksRequest, context: Any) -> pb.ListTasksResponse:
-        page = self._manager.list(
-            convert.filter_from_proto(request),
-            page_size=convert.page_size_from_proto(request.page_size),
-            before_seq=convert.decode_page_token(request.page_token),
-        )
-        return pb.ListTasksResponse(
-            tasks=[convert.task_to_proto(task) for task in page.tasks],
-            next_page_token=convert.encode_page_token(page.next_before_seq),
-        )
+        task_filter = convert.filter_from_proto(request)
+        page_size = convert.page_size_from_proto(request.page_size)
+        before_seq = convert.decode_page_token(request.page_token)
+        if len(request.labels) > convert.MAX_LABEL_FILTERS:
+            return pb.ListTasksResponse()  # no task has that many labels (and SQLite limits the filters)
+        page = self._manager.list(task_filter, page_size=page_size, before_seq=before_seq)
+        tasks: list[pb.Task] = []
+        size = 0
+        next_before = page.next_before_seq
+        for task in page.tasks:
+            message = convert.task_to_proto(task)
+            size += message.ByteSize()
+            if tasks and size > MAX_PAGE_BYTES:
+                next_before = task.seq + 1  # the rest, from this task on, on the next page
+                break
+            tasks.append(message)
+        return pb.ListTasksResponse(tasks=tasks, next_page_token=convert.encode_page_token(next_before))
 
     async def WatchProgress(
         self, request: pb.WatchProgressRequest, context: grpc.aio.ServicerContext[Any, Any]

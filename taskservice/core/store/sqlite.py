@@ -152,7 +152,10 @@ class SQLiteStore(TaskStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
-        self._writer = self._connect()
+        try:
+            self._writer = self._connect()
+        except sqlite3.Error as exc:
+            raise StoreOpenError(f"cannot open {self.path}: {exc}") from exc
         try:
             self._migrate()
         except sqlite3.DatabaseError as exc:
@@ -161,7 +164,11 @@ class SQLiteStore(TaskStore):
         except StoreOpenError:
             self._writer.close()
             raise
-        self._reader = self._connect()
+        try:
+            self._reader = self._connect()
+        except sqlite3.Error as exc:
+            self._writer.close()
+            raise StoreOpenError(f"cannot open {self.path}: {exc}") from exc
         self._closed = False
 
     def _connect(self) -> sqlite3.Connection:
