@@ -396,8 +396,8 @@ class World:
         if bad_states:
             return Plan({Code.INVALID_ARGUMENT}, f"no such states {bad_states[:5]}")
         before = page_token_seq(request.page_token) if request.page_token else None
-        if before is False:
-            return Plan({Code.INVALID_ARGUMENT}, "a page token this server never gave out")
+        if before is False or (before is not None and not -(2**63) <= before < 2**63):
+            return Plan({Code.INVALID_ARGUMENT}, "a page token this server never gave out (or a seq beyond int64)")
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         states = set(request.states)
         labels = dict(request.labels)
@@ -562,7 +562,7 @@ def _assert_in(needle: str, haystack: str) -> None:
     assert needle in haystack, f"{needle!r} not in {haystack[:300]!r}"
 
 
-def page_token_seq(token: str) -> int | bool | None:
+def page_token_seq(token: str) -> int | bool:
     """The seq a page token stands for; False when it is not in the server's token format."""
     try:
         text = base64.urlsafe_b64decode(token.encode()).decode()

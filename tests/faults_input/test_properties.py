@@ -6,7 +6,7 @@ huge label maps, sequence numbers and offsets near 2**64); every method also get
 port gets junk from other sockets while a normal client works. oracle.World decides what each answer must be
 and checks that the server stays SERVING and stores nothing a rejected call asked for.
 
-Known bugs are carved out of the strategies (see KNOWN_BUG_*) and pinned by the xfail tests at the end.
+The tests at the end pin bugs this suite found (fixed in c13734e) as plain regression tests.
 """
 
 from __future__ import annotations
@@ -45,11 +45,6 @@ PROPERTY = settings(
     print_blob=False,
     suppress_health_check=list(HealthCheck),
 )
-
-# Carve-outs for bugs pinned by the xfail tests below; widen the strategies when they are fixed.
-KNOWN_BUG_LOG_OFFSET = 2**40  # WatchLogs offsets past the file system's file size limit: UNKNOWN
-KNOWN_BUG_LABEL_FILTERS = 500  # ListTasks with ~1000 label filters: INTERNAL
-# (page tokens are forged only with int64 seqs; a bigger one is INTERNAL)
 
 
 @pytest.fixture
@@ -247,6 +242,7 @@ page_tokens = st.one_of(
     small_text,
     huge_text,
     st.builds(lambda n: b64(f"before:{n}"), st.integers(-(2**63), 2**63 - 1)),
+    st.builds(lambda n: b64(f"before:{n}"), st.sampled_from([2**63 - 1, 2**63, -(2**63) - 1, 10**30])),
     st.builds(lambda n: b64(f"before:{n}"), st.integers(0, 10)),
     st.builds(lambda s: b64("before:" + s), st.text(max_size=8)),
     st.builds(b64, st.binary(max_size=30)),
@@ -280,11 +276,10 @@ class Wire(bytes):
 
 
 @st.composite
-def submit_requests(draw: st.DrawFn, world: World, primary: str, *, huge_task_types: bool = True) -> Wire:
+def submit_requests(draw: st.DrawFn, world: World, primary: str) -> Wire:
     """A Submit whose `primary` field is hostile, often alone (so each rule is met on its own), the others valid."""
     hostile = {primary} | draw(st.sets(st.sampled_from(SUBMIT_FIELDS), max_size=1), label="another hostile field")
-    bad_types = hostile_text if huge_task_types else small_text
-    task_type = draw(bad_types if "task_type" in hostile else st.sampled_from(["echo", "echo", "typed"]))
+    task_type = draw(hostile_text if "task_type" in hostile else st.sampled_from(["echo", "echo", "typed"]))
     if task_type == "typed":
         args = draw(typed_args if "args" in hostile else valid_typed_args)
     else:
@@ -338,9 +333,10 @@ def test_watch_logs_of_any_id_from_any_offset(world: World, data: st.DataObject)
     known = world.known.get(task_id)
     if known is not None and known.log is not None:
         size = len(known.log)
-        offsets = st.one_of(st.sampled_from([0, 1, size - 1, size, size + 1]), st.integers(0, KNOWN_BUG_LOG_OFFSET))
+        offsets = st.one_of(st.sampled_from([0, 1, size - 1, size, size + 1]), st.integers(0, 2**40))
     else:
-        offsets = st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([2**63 - 1, 2**63, 2**64 - 1]))
+        offsets = st.just(0)
+    offsets = st.one_of(offsets, st.integers(0, 2**64 - 1), st.sampled_from([2**44, 2**63 - 1, 2**63, 2**64 - 1]))
     offset = data.draw(offsets, label="offset")
     follow = data.draw(st.booleans(), label="follow")
     request = pb.WatchLogsRequest(task_id=task_id, offset=offset, follow=follow)
@@ -368,7 +364,7 @@ def test_list_tasks_with_any_filter_and_page(world: World, data: st.DataObject) 
             st.just({}),
             st.sampled_from([{"team": "a"}, {"team": "b"}, {"k\x00ey": "v\x00al"}, {"team": "a", "live": "yes"}]),
             st.dictionaries(label_text, label_text, max_size=4),
-            st.builds(lambda n: {f"k{i}": "v" for i in range(n)}, st.sampled_from([65, KNOWN_BUG_LABEL_FILTERS])),
+            st.builds(lambda n: {f"k{i}": "v" for i in range(n)}, st.sampled_from([64, 65, 1000, 5000])),
         ),
         label="labels",
     )
@@ -398,11 +394,7 @@ def test_submit_anything(world: World, primary: str, data: st.DataObject) -> Non
 
 @st.composite
 def batches(draw: st.DrawFn, world: World) -> Wire:
-    """0-4 hostile Submits in one SubmitBatch; some repeat an earlier item, as is or with another priority.
-
-    Task types of 100 KB+ are left out: each refusal echoes its task type about three times into the answer, and
-    a few of them overflow the 16 MiB answer (test_submit_batch_answer_fits_or_stores_nothing pins that bug).
-    """
+    """0-4 hostile Submits in one SubmitBatch; some repeat an earlier item, as is or with another priority."""
     items: list[bytes] = []
     for _ in range(draw(st.integers(0, 4), label="batch size")):
         if items and draw(st.integers(0, 3)) == 0:
@@ -410,7 +402,7 @@ def batches(draw: st.DrawFn, world: World) -> Wire:
             items.append(earlier + (varint_field(5, 7) if draw(st.booleans()) else b""))
         else:
             primary = draw(st.sampled_from(SUBMIT_FIELDS))
-            items.append(draw(submit_requests(world, primary, huge_task_types=False)))
+            items.append(draw(submit_requests(world, primary)))
     return Wire(b"".join(length_delimited(1, item) for item in items))
 
 
@@ -591,12 +583,9 @@ def plain_server(tmp_path: Path) -> Iterator[BackgroundServer]:
         yield server
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: error messages echo request fields unbounded (unknown task_type, arg names, arg paths); past "
-    "~8 KiB of grpc-message + BadRequest trailer a default client drops the answer and sees RESOURCE_EXHAUSTED "
-    "'received metadata size exceeds ... limit' instead of INVALID_ARGUMENT",
-)
+# Regression (fixed in c13734e): error messages echo request fields unbounded (unknown task_type, arg names, arg
+# paths); past ~8 KiB of grpc-message + BadRequest trailer a default client drops the answer and sees
+# RESOURCE_EXHAUSTED 'received metadata size exceeds ... limit' instead of INVALID_ARGUMENT
 @pytest.mark.parametrize(
     "payload",
     [
@@ -615,11 +604,8 @@ def test_errors_fit_a_default_client(plain_server: BackgroundServer, payload: by
     assert len(outcome.details.encode()) <= 4096, f"{len(outcome.details)} characters of error message"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a page token 'before:<n>' with n beyond int64 reaches SQLite, which raises OverflowError: "
-    "ListTasks answers INTERNAL instead of INVALID_ARGUMENT",
-)
+# Regression (fixed in c13734e): a page token 'before:<n>' with n beyond int64 reaches SQLite, which raises
+# OverflowError: ListTasks answers INTERNAL instead of INVALID_ARGUMENT
 @pytest.mark.parametrize("seq", [2**63, 10**30, -(2**63) - 1])
 def test_page_token_beyond_int64_is_invalid_argument(plain_server: BackgroundServer, seq: int) -> None:
     outcome = send(
@@ -628,12 +614,9 @@ def test_page_token_beyond_int64_is_invalid_argument(plain_server: BackgroundSer
     assert outcome.code == Code.INVALID_ARGUMENT, f"{outcome.code.name}: {outcome.details}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: WatchLogs seeks the log file to the requested offset; past the file system's largest file "
-    "(2**44 on ext4) or int64 the seek raises OSError/ValueError outside the servicer's error mapping: UNKNOWN "
-    "with the Python exception text, instead of OK with no data (an offset past the end)",
-)
+# Regression (fixed in c13734e): WatchLogs seeks the log file to the requested offset; past the file system's largest
+# file (2**44 on ext4) or int64 the seek raises OSError/ValueError outside the servicer's error mapping: UNKNOWN with
+# the Python exception text, instead of OK with no data (an offset past the end)
 @pytest.mark.parametrize("offset", [2**44, 2**63 - 1, 2**63, 2**64 - 1])
 def test_watch_logs_from_an_offset_far_past_the_end(plain_server: BackgroundServer, offset: int) -> None:
     plain_server.gates.open("c")
@@ -647,11 +630,8 @@ def test_watch_logs_from_an_offset_far_past_the_end(plain_server: BackgroundServ
     assert (outcome.code, outcome.responses) == (Code.OK, []), f"{outcome.code.name}: {outcome.details}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: each ListTasks label filter adds an EXISTS term to one SQL WHERE; ~1000 of them pass SQLite's "
-    "expression depth limit (1000): INTERNAL instead of an answer (or INVALID_ARGUMENT)",
-)
+# Regression (fixed in c13734e): each ListTasks label filter adds an EXISTS term to one SQL WHERE; ~1000 of them pass
+# SQLite's expression depth limit (1000): INTERNAL instead of an answer (or INVALID_ARGUMENT)
 def test_list_tasks_with_a_thousand_label_filters(plain_server: BackgroundServer) -> None:
     request = pb.ListTasksRequest(labels={f"k{i}": "v" for i in range(1000)})
     outcome = send(plain_server.channel, "ListTasks", request.SerializeToString())
@@ -659,11 +639,8 @@ def test_list_tasks_with_a_thousand_label_filters(plain_server: BackgroundServer
     plain_server.assert_healthy()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ListTasks fills a page by count only; ten tasks with (allowed) 1 MB args and results make the "
-    "default page of 100 larger than the 16 MiB message limit: RESOURCE_EXHAUSTED for every lister",
-)
+# Regression (fixed in c13734e): ListTasks fills a page by count only; ten tasks with (allowed) 1 MB args and results
+# make the default page of 100 larger than the 16 MiB message limit: RESOURCE_EXHAUSTED for every lister
 def test_list_tasks_default_page_with_large_tasks(plain_server: BackgroundServer) -> None:
     stub = plain_server.stub
     for _ in range(10):
@@ -675,12 +652,9 @@ def test_list_tasks_default_page_with_large_tasks(plain_server: BackgroundServer
     assert page.tasks and (len(page.tasks) == 10 or page.next_page_token), "a short page must say there is more"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: SubmitBatch stores the valid requests, then builds an answer whose refusals echo each bad request "
-    "(a 6 MB task_type comes back as ~18 MB); past 16 MiB the server cannot send it and the client gets "
-    "RESOURCE_EXHAUSTED for a batch whose valid tasks were stored (acknowledgement lost; a retry duplicates them)",
-)
+# Regression (fixed in c13734e): SubmitBatch stores the valid requests, then builds an answer whose refusals echo each
+# bad request (a 6 MB task_type comes back as ~18 MB); past 16 MiB the server cannot send it and the client gets
+# RESOURCE_EXHAUSTED for a batch whose valid tasks were stored (acknowledgement lost; a retry duplicates them)
 def test_submit_batch_answer_fits_or_stores_nothing(plain_server: BackgroundServer) -> None:
     good = pb.SubmitRequest(task_type="echo").SerializeToString()
     bad = pb.SubmitRequest(task_type="x" * 6_000_000).SerializeToString()

@@ -6,7 +6,7 @@
 - Start-up: a real db file with tasks, overwritten in places with random bytes; a db on a read-only mount, in a
   read-only folder, or read-only itself (the last two as user nobody, since root ignores file modes).
 
-Known bugs are pinned by xfail tests; the plain tests hold the safe part of today's behaviour.
+Bugs found here and fixed (c13734e) stay as regression tests; the one still open is an xfail test.
 """
 
 from __future__ import annotations
@@ -407,11 +407,8 @@ def test_destroyed_table_pages_stop_the_server_and_keep_the_file(db_with_tasks: 
     assert db.read_bytes() == damaged, "the file was changed or replaced"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: corruption past page 1 is found by the recovery query in manager.start(), whose "
-    "sqlite3.DatabaseError serve() does not catch: exit code 1 and a traceback instead of exit code 3 and one line",
-)
+# Regression (fixed in c13734e): corruption past page 1 is found by the recovery query in manager.start(), whose
+# sqlite3.DatabaseError serve() does not catch: exit code 1 and a traceback instead of exit code 3 and one line
 def test_destroyed_table_pages_exit_with_the_documented_code(db_with_tasks: bytes, tmp_path: Path) -> None:
     db = _write_db(tmp_path, corrupt(db_with_tasks, range(2, len(db_with_tasks) // PAGE + 1), seed=2))
     with ServerProcess(db) as server:
@@ -510,11 +507,9 @@ def test_a_new_db_on_a_read_only_mount_stops_the_server(read_only_mount: Path) -
     assert not db.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: SQLiteStore._connect() runs outside the try that maps sqlite3 errors to StoreOpenError: a db "
-    "that cannot be created (read-only folder) ends the server with exit code 1 and a traceback, not exit code 3",
-)
+# Regression (fixed in c13734e): SQLiteStore._connect() runs outside the try that maps sqlite3 errors to
+# StoreOpenError: a db that cannot be created (read-only folder) ends the server with exit code 1 and a traceback, not
+# exit code 3
 def test_a_new_db_on_a_read_only_mount_exits_with_the_documented_code(read_only_mount: Path) -> None:
     with ServerProcess(read_only_mount / "new.db") as server:
         assert start_or_exit(server) == EXIT_BAD_DATABASE
@@ -566,12 +561,6 @@ READ_ONLY = [
     pytest.param(_read_only_file, id="read-only-file"),
     pytest.param(_read_only_folder, id="read-only-folder"),
 ]
-READ_ONLY_FILE_BUG = (
-    "BUG: SQLite opens a read-only db file read-only without an error (journal_mode=WAL is already set, so "
-    "_migrate writes nothing); the first write, during recovery in manager.start(), raises "
-    "sqlite3.OperationalError('attempt to write a readonly database') that serve() does not catch: exit code 1 "
-    "and a traceback instead of exit code 3 and one line naming the file"
-)
 
 
 @pytest.mark.parametrize("make_read_only", READ_ONLY)
@@ -594,15 +583,7 @@ def test_a_read_only_db_is_refused_and_left_alone(
     assert (nobody_folder / "db" / "tasks.db").read_bytes() == db_with_tasks
 
 
-@pytest.mark.parametrize(
-    "make_read_only",
-    [
-        pytest.param(
-            _read_only_file, id="read-only-file", marks=pytest.mark.xfail(strict=True, reason=READ_ONLY_FILE_BUG)
-        ),
-        pytest.param(_read_only_folder, id="read-only-folder"),
-    ],
-)
+@pytest.mark.parametrize("make_read_only", READ_ONLY)
 def test_a_read_only_db_exits_with_the_documented_code(
     nobody_folder: Path, make_read_only: Callable[[Path], None]
 ) -> None:
