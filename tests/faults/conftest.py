@@ -4,24 +4,18 @@ but with the misbehaving task types of tests/support/fault_task_types.py, and a 
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
-import grpc
 import pytest
 
-from taskservice.core.logs import TaskLogs
-from taskservice.core.manager import ManagerConfig, WorkerManager
-from taskservice.core.paths import DataRoot
 from taskservice.core.store import SQLiteStore
 from taskservice.core.store.base import Write
-from taskservice.server.app import RunningServer, build_server
-from taskservice.server.settings import Settings
-from taskservice.v1 import task_service_pb2_grpc as pb_grpc
 from tests.support.fault_task_types import Probe, make_fault_registry
+from tests.support.inprocess import InProcessServers, StartServer, channel, server, stub
 from tests.support.task_types import Gates
 
-StartServer = Callable[..., Awaitable[RunningServer]]
+__all__ = ["PausableStore", "StartServer", "channel", "server", "stub"]
 
 
 class PausableStore(SQLiteStore):
@@ -66,43 +60,7 @@ def probe() -> Probe:
 @pytest.fixture
 async def start_server(tmp_path: Path, gates: Gates, probe: Probe) -> AsyncIterator[StartServer]:
     """start_server(store=None, **ManagerConfig fields) -> a started RunningServer; all shut down after the test."""
-    started: list[tuple[RunningServer, SQLiteStore]] = []
-
-    async def start(store: SQLiteStore | None = None, **config: object) -> RunningServer:
-        index = len(started)
-        store = store if store is not None else SQLiteStore(tmp_path / f"tasks-{index}.db")
-        manager = WorkerManager(
-            store,
-            make_fault_registry(gates, probe),
-            config=ManagerConfig(**{"workers": 4, "stop_grace": 0.5, **config}),  # type: ignore[arg-type]
-            data_root=DataRoot(tmp_path / "data"),
-            logs=TaskLogs(tmp_path / f"logs-{index}"),
-        )
-        manager.start()
-        running = await build_server(manager, Settings(listen="127.0.0.1:0"))
-        started.append((running, store))
-        return running
-
-    yield start
+    servers = InProcessServers(tmp_path, lambda: make_fault_registry(gates, probe))
+    yield servers.start
     gates.open_all()
-    for running, store in started:
-        if isinstance(store, PausableStore):
-            store.resume()
-        await running.shutdown(0)
-        store.close()
-
-
-@pytest.fixture
-async def server(start_server: StartServer) -> RunningServer:
-    return await start_server()
-
-
-@pytest.fixture
-async def channel(server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as chan:
-        yield chan
-
-
-@pytest.fixture
-def stub(channel: grpc.aio.Channel) -> pb_grpc.TaskServiceStub:
-    return pb_grpc.TaskServiceStub(channel)
+    await servers.close()

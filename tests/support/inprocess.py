@@ -1,0 +1,71 @@
+"""A real grpc.aio server in the test's own process: 127.0.0.1 port 0, a real SQLite file in a temp dir.
+
+Shared by tests/grpc and tests/faults, which differ only in the task types they register.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import grpc
+import pytest
+
+from taskservice.core.logs import TaskLogs
+from taskservice.core.manager import ManagerConfig, WorkerManager
+from taskservice.core.paths import DataRoot
+from taskservice.core.registry import TaskRegistry
+from taskservice.core.store import SQLiteStore
+from taskservice.server.app import RunningServer, build_server
+from taskservice.server.settings import Settings
+from taskservice.v1 import task_service_pb2_grpc as pb_grpc
+
+StartServer = Callable[..., Awaitable[RunningServer]]
+
+
+class InProcessServers:
+    """start(store=None, **ManagerConfig fields) -> a started server; close() shuts every one down."""
+
+    def __init__(self, tmp_path: Path, make_registry: Callable[[], TaskRegistry]) -> None:
+        self._tmp = tmp_path
+        self._make_registry = make_registry
+        self.started: list[tuple[RunningServer, SQLiteStore]] = []
+
+    async def start(self, store: SQLiteStore | None = None, **config: object) -> RunningServer:
+        index = len(self.started)
+        store = store if store is not None else SQLiteStore(self._tmp / f"tasks-{index}.db")
+        manager = WorkerManager(
+            store,
+            self._make_registry(),
+            config=ManagerConfig(**{"workers": 4, "stop_grace": 0.5, **config}),  # type: ignore[arg-type]
+            data_root=DataRoot(self._tmp / "data"),
+            logs=TaskLogs(self._tmp / f"logs-{index}"),
+        )
+        manager.start()
+        running = await build_server(manager, Settings(listen="127.0.0.1:0"))
+        self.started.append((running, store))
+        return running
+
+    async def close(self) -> None:
+        for running, store in self.started:
+            resume = getattr(store, "resume", None)  # a store a test paused must let the shutdown write
+            if resume is not None:
+                resume()
+            await running.shutdown(0)
+            store.close()
+
+
+@pytest.fixture
+async def server(start_server: StartServer) -> RunningServer:
+    return await start_server()
+
+
+@pytest.fixture
+async def channel(server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as chan:
+        yield chan
+
+
+@pytest.fixture
+def stub(channel: grpc.aio.Channel) -> pb_grpc.TaskServiceStub:
+    return pb_grpc.TaskServiceStub(channel)
