@@ -56,7 +56,7 @@ from taskservice.core.observe import TaskListener, TransitionLog
 from taskservice.core.paths import CLEAR_NODES_ARG, DataRoot, PathRole, StagedOutput
 from taskservice.core.registry import TaskRegistry, TaskType, check_json_args
 from taskservice.core.store.base import InsertTask, SaveProgress, SaveTask, ShiftSequences, TaskStore, Write
-from taskservice.core.store.writer import StoreWriter
+from taskservice.core.store.writer import Done, StoreWriter
 from taskservice.core.validation import (
     MAX_STOP_REASON,
     check_labels,
@@ -368,9 +368,8 @@ class WorkerManager:
             reserved = self._reserve(request, *checked)
             if isinstance(reserved, Future):
                 return reserved
-            commit = self._write(InsertTask(reserved.copy()))
-        future = self._submitting[reserved.task_id][1]
-        commit.add_done_callback(lambda done: self._on_inserted([reserved], done))
+            future = self._submitting[reserved.task_id][1]
+            self._write(InsertTask(reserved.copy()), then=lambda error: self._on_inserted([reserved], error))
         return _detached(future)
 
     def submit_many(self, requests: Sequence[SubmitSpec]) -> Future[list[SubmitOutcome | TaskServiceError]]:
@@ -400,9 +399,9 @@ class WorkerManager:
                 else:
                     new.append(reserved)
                     waiting.append((index, self._submitting[reserved.task_id][1]))
-            commit = self._write(*(InsertTask(task.copy()) for task in new)) if new else None
-        if commit is not None:
-            commit.add_done_callback(lambda done: self._on_inserted(new, done))
+            if new:
+                inserts = [InsertTask(task.copy()) for task in new]
+                self._write(*inserts, then=lambda error: self._on_inserted(new, error))
         return _gather(results, waiting)
 
     def _check(self, request: SubmitSpec) -> tuple[dict[str, Any], str]:
@@ -487,9 +486,8 @@ class WorkerManager:
                 "different request; choose another id, or send exactly the same request to get that task"
             )
 
-    def _on_inserted(self, tasks: list[Task], commit: Future[None]) -> None:
-        """The commit of new tasks ended: queue them and answer their Submits, or fail them all."""
-        error = commit.exception()
+    def _on_inserted(self, tasks: list[Task], error: BaseException | None) -> None:
+        """The commit of new tasks ended: queue them and answer their Submits, or fail them all (`error`)."""
         answered: list[tuple[Future[SubmitOutcome], SubmitOutcome | BaseException]] = []
         with self._lock:
             for task in tasks:
@@ -590,31 +588,8 @@ class WorkerManager:
         reason = reason[:MAX_STOP_REASON]
         why = f"stopped by a client: {reason}" if reason else "stopped by a client"
         result: Future[Task] = Future()
-        with self._lock:
-            task = self._live.get(task_id)
-            if task is None:
-                pass
-            elif task.state is TaskState.PENDING and task_id not in self._revoking:
-                self._revoking.add(task_id)
-                self._queued -= 1
-                final = self._final_copy(task, TaskState.REVOKED, error=TaskError(ErrorType.REVOKED, why))
-                commit = self._write(SaveTask(final))
-            elif task.state is TaskState.RUNNING:
-                self._request_stop(self._runs[task_id], TaskState.REVOKED, TaskError(ErrorType.REVOKED, why))
-                result.set_result(task.copy())
-                return result
-            else:
-                result.set_result(task.copy())
-                return result
-        if task is None:
-            stored = self._store.get(task_id)
-            if stored is None:
-                raise TaskNotFound(task_id)
-            result.set_result(stored)
-            return result
 
-        def revoked(done: Future[None]) -> None:
-            error = done.exception()
+        def revoked(error: BaseException | None) -> None:
             with self._lock:
                 self._revoking.discard(task_id)
                 if error is None:
@@ -630,7 +605,27 @@ class WorkerManager:
                 else:
                     result.set_exception(error)
 
-        commit.add_done_callback(revoked)
+        with self._lock:
+            task = self._live.get(task_id)
+            if task is None:
+                pass
+            elif task.state is TaskState.PENDING and task_id not in self._revoking:
+                self._revoking.add(task_id)
+                self._queued -= 1
+                final = self._final_copy(task, TaskState.REVOKED, error=TaskError(ErrorType.REVOKED, why))
+                self._write(SaveTask(final), then=revoked)
+                return result
+            elif task.state is TaskState.RUNNING:
+                self._request_stop(self._runs[task_id], TaskState.REVOKED, TaskError(ErrorType.REVOKED, why))
+                result.set_result(task.copy())
+                return result
+            else:
+                result.set_result(task.copy())
+                return result
+        stored = self._store.get(task_id)
+        if stored is None:
+            raise TaskNotFound(task_id)
+        result.set_result(stored)
         return result
 
     def _request_stop(self, run: _Run, state: TaskState, error: TaskError) -> None:
@@ -660,12 +655,16 @@ class WorkerManager:
                 run = self._next_run(worker)
                 if run is None:
                     return
-                commit = self._write(SaveTask(run.task.copy()))
-                kind = self._registry.get(run.task.task_type)
-            try:
                 # RUNNING must be durable before the handler starts, or a crash could re-run a task whose type
                 # forbids it. A type that is safe to re-run needs no such wait: its worst case is one more run.
+                kind = self._registry.get(run.task.task_type)
                 if kind is None or not kind.rerun_on_restart:
+                    commit = self._commit(SaveTask(run.task.copy()))
+                else:
+                    self._write(SaveTask(run.task.copy()))
+                    commit = None
+            try:
+                if commit is not None:
                     commit.result()
             except StoreUnavailable as exc:
                 # Run anyway: refusing work because the disk is full helps nobody. A crash now would
@@ -866,13 +865,11 @@ class WorkerManager:
         commit, so a task costs its worker one commit round trip (RUNNING), not two.
         """
         try:
-            commit = self._write(SaveTask(final))
+            self._write(SaveTask(final), then=lambda error: self._final_committed(final, error))
         except RuntimeError:
             return  # the manager is closed: the next start treats the task as after a crash
-        commit.add_done_callback(lambda done: self._final_committed(final, done))
 
-    def _final_committed(self, final: Task, commit: Future[None]) -> None:
-        error = commit.exception()
+    def _final_committed(self, final: Task, error: BaseException | None) -> None:
         if error is None:
             with self._lock:
                 self._publish_final(final)
@@ -957,10 +954,20 @@ class WorkerManager:
             dirty, self._dirty_progress = self._dirty_progress, {}
             return [SaveProgress(t.task_id, t.progress, t.sequence) for t in dirty.values()]
 
-    def _write(self, *writes: Write) -> Future[None]:
+    def _write(self, *writes: Write, then: Done | None = None) -> None:
+        """Queue writes; `then` (on the writer thread) hears once they are durable or failed."""
         if self._writer is None:
             raise RuntimeError("the manager is not started")
-        return self._writer.write(*writes)
+        if then is None:
+            self._writer.write(*writes)
+        else:
+            self._writer.write(*writes, then=then)
+
+    def _commit(self, *writes: Write) -> Future[None]:
+        """Queue writes; the Future resolves once they are durable."""
+        if self._writer is None:
+            raise RuntimeError("the manager is not started")
+        return self._writer.commit(*writes)
 
     # ----------------------------------------------------------------- time limits
 

@@ -22,14 +22,19 @@ class TransitionLog:
     """One log line per transition, with the task's id and type as structured fields (see --log-format json)."""
 
     def task_changed(self, task: Task, previous: TaskState | None) -> None:
+        if not transitions_log.isEnabledFor(logging.INFO):
+            return
         error = f" ({task.error.type}: {task.error.message})" if task.error and task.state.is_terminal else ""
-        transitions_log.info(
+        # The record is made and handled directly, as Logger.info would but without looking up the caller's
+        # frame: a busy server logs several lines per task, and no format shows the caller.
+        record = transitions_log.makeRecord(
+            transitions_log.name,
+            logging.INFO,
+            __file__,
+            0,
             "task %s (%s) %s -> %s%s",
-            task.task_id,
-            task.task_type,
-            previous.value if previous else "submitted",
-            task.state.value,
-            error,
+            (task.task_id, task.task_type, previous.value if previous else "submitted", task.state.value, error),
+            None,
             extra={
                 "task_id": task.task_id,
                 "task_type": task.task_type,
@@ -39,3 +44,4 @@ class TransitionLog:
                 "error_type": task.error.type if task.error else None,
             },
         )
+        transitions_log.handle(record)

@@ -7,7 +7,9 @@ throttled rate (the manager batches it), so the last fraction of a second of pro
 
 from __future__ import annotations
 
+import itertools
 import json
+import operator
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -20,7 +22,6 @@ from taskservice.core.store.base import (
     InsertTask,
     SaveProgress,
     SaveTask,
-    ShiftSequences,
     StoreOpenError,
     TaskStore,
     Write,
@@ -81,6 +82,12 @@ UPDATE tasks SET state = ?, started_at = ?, ended_at = ?, attempt = ?, progress_
 WHERE task_id = ?
 """
 
+_INSERT_TASK = f"INSERT INTO tasks ({_COLUMNS}) VALUES ({', '.join('?' * 23)})"
+
+_SHIFT_SEQUENCES = (
+    f"UPDATE tasks SET sequence = sequence + ? WHERE state IN ({', '.join('?' * len(UNFINISHED_STATES))})"
+)
+
 _UPDATE_PROGRESS = """
 UPDATE tasks SET progress_percent = ?, progress_message = ?, progress_current = ?, progress_total = ?,
     progress_updated_at = ?, sequence = max(sequence, ?)
@@ -115,6 +122,18 @@ def _update_row(task: Task) -> tuple[Any, ...]:
         e.type if e else None, e.message if e else None, e.traceback if e else None,
         task.sequence, task.task_id,
     )  # fmt: skip
+
+
+def _statement(write: Write) -> tuple[str, tuple[Any, ...]]:
+    """The SQL of a write and its parameters."""
+    if isinstance(write, InsertTask):
+        return _INSERT_TASK, _insert_row(write.task)
+    if isinstance(write, SaveTask):
+        return _UPDATE_TASK, _update_row(write.task)
+    if isinstance(write, SaveProgress):
+        p = write.progress
+        return _UPDATE_PROGRESS, (p.percent, p.message, p.current, p.total, p.updated_at, write.sequence, write.task_id)
+    return _SHIFT_SEQUENCES, (write.by, *(state.value for state in UNFINISHED_STATES))
 
 
 def _task_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Task:
@@ -216,38 +235,23 @@ class SQLiteStore(TaskStore):
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for write in writes:
-                    if isinstance(write, InsertTask):
-                        self._insert(conn, write.task)
-                    elif isinstance(write, SaveTask):
-                        conn.execute(_UPDATE_TASK, _update_row(write.task))
-                    elif isinstance(write, ShiftSequences):
-                        states = [state.value for state in UNFINISHED_STATES]
-                        conn.execute(
-                            f"UPDATE tasks SET sequence = sequence + ? WHERE state IN ({', '.join('?' * len(states))})",
-                            [write.by, *states],
-                        )
-                    elif isinstance(write, SaveProgress):
-                        p = write.progress
-                        conn.execute(
-                            _UPDATE_PROGRESS,
-                            (p.percent, p.message, p.current, p.total, p.updated_at, write.sequence,
-                             write.task_id),
-                        )  # fmt: skip
+                # A run of writes of one kind is one executemany: a batch of a thousand Submits is one call.
+                for sql, run in itertools.groupby(map(_statement, writes), key=operator.itemgetter(0)):
+                    conn.executemany(sql, [row for _, row in run])
+                # Labels last: their tasks' rows (which they reference) are all in by now.
+                labels = [
+                    (write.task.seq, key, value)
+                    for write in writes
+                    if isinstance(write, InsertTask)
+                    for key, value in write.task.labels.items()
+                ]
+                if labels:
+                    conn.executemany("INSERT INTO task_labels (seq, key, value) VALUES (?, ?, ?)", labels)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-
-    @staticmethod
-    def _insert(conn: sqlite3.Connection, task: Task) -> None:
-        conn.execute(f"INSERT INTO tasks ({_COLUMNS}) VALUES ({', '.join('?' * 23)})", _insert_row(task))
-        if task.labels:
-            conn.executemany(
-                "INSERT INTO task_labels (seq, key, value) VALUES (?, ?, ?)",
-                [(task.seq, key, value) for key, value in task.labels.items()],
-            )
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._read_lock:

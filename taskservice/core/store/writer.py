@@ -1,8 +1,9 @@
 """Group commit: one thread applies every write queued meanwhile in one transaction (one fsync).
 
-Concurrent Submits and state changes each get a Future that resolves when their batch is durable, so
-many acknowledgements share one commit. Progress is not queued per report: the writer asks the
-manager for the latest progress of every task that changed, once per flush interval.
+Concurrent Submits and state changes each get told (a callback, or a Future) when their batch is durable,
+so many acknowledgements share one commit. A task saved twice in one batch (RUNNING, then its end) is
+written once, in its latest state. Progress is not queued per report: the writer asks the manager for
+the latest progress of every task that changed, once per flush interval.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
 from taskservice.core.errors import StoreUnavailable
-from taskservice.core.store.base import TaskStore, Write
+from taskservice.core.store.base import SaveTask, TaskStore, Write
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,23 @@ MAX_BATCH = 2048
 PROGRESS_FLUSH_INTERVAL = 0.5
 
 ProgressSource = Callable[[], Sequence[Write]]
+# Told how a write ended, on the writer thread: None once it is durable, or the error. Must be quick.
+Done = Callable[[BaseException | None], None]
+
+
+def _ignore(error: BaseException | None) -> None:
+    """For writes nobody waits on: a failure is logged by the writer."""
+
+
+def coalesced(writes: Sequence[Write]) -> list[Write]:
+    """The writes with every SaveTask but the last of each task left out: a SaveTask writes the whole row."""
+    last: dict[str, int] = {}
+    for index, write in enumerate(writes):
+        if type(write) is SaveTask:
+            last[write.task.task_id] = index
+    if len(last) == sum(1 for write in writes if type(write) is SaveTask):
+        return list(writes)
+    return [w for i, w in enumerate(writes) if type(w) is not SaveTask or last[w.task.task_id] == i]
 
 
 class StoreWriter:
@@ -41,25 +59,37 @@ class StoreWriter:
         self._progress_source = progress_source
         self._progress_interval = progress_interval
         self._cond = threading.Condition()
-        self._queue: deque[tuple[Sequence[Write], Future[None]]] = deque()
+        self._queue: deque[tuple[Sequence[Write], Done]] = deque()
         self._closing = False
         self.commits = 0
         self._thread = threading.Thread(target=self._run, name="taskservice-store-writer", daemon=True)
         self._thread.start()
 
-    def write(self, *writes: Write) -> Future[None]:
-        """Queue writes that must land together; the Future resolves once they are durable."""
-        future: Future[None] = Future()
+    def write(self, *writes: Write, then: Done = _ignore) -> None:
+        """Queue writes that must land together; `then` is called on the writer thread once they are durable
+        (with None) or failed (with the error)."""
         with self._cond:
-            if self._closing:
-                future.set_exception(StoreUnavailable("the store is closed"))
-                return future
-            self._queue.append((writes, future))
-            self._cond.notify()
+            if not self._closing:
+                self._queue.append((writes, then))
+                self._cond.notify()
+                return
+        then(StoreUnavailable("the store is closed"))
+
+    def commit(self, *writes: Write) -> Future[None]:
+        """write(), with a Future that resolves once the writes are durable."""
+        future: Future[None] = Future()
+
+        def settle(error: BaseException | None) -> None:
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
+
+        self.write(*writes, then=settle)
         return future
 
-    def _take_batch(self) -> list[tuple[Sequence[Write], Future[None]]]:
-        batch: list[tuple[Sequence[Write], Future[None]]] = []
+    def _take_batch(self) -> list[tuple[Sequence[Write], Done]]:
+        batch: list[tuple[Sequence[Write], Done]] = []
         size = 0
         while self._queue and (not batch or size + len(self._queue[0][0]) <= MAX_BATCH):
             item = self._queue.popleft()
@@ -88,10 +118,10 @@ class StoreWriter:
             if closing:
                 return
 
-    def _commit(self, progress: list[Write], batch: list[tuple[Sequence[Write], Future[None]]]) -> None:
+    def _commit(self, progress: list[Write], batch: list[tuple[Sequence[Write], Done]]) -> None:
         writes = [*progress, *(write for item_writes, _ in batch for write in item_writes)]
         try:
-            self._store.apply(writes)
+            self._store.apply(coalesced(writes))
         except Exception as exc:
             log.error("store write of %d changes failed: %s", len(writes), exc)
             if len(batch) > 1 or (progress and batch):
@@ -101,12 +131,19 @@ class StoreWriter:
                     self._commit([], [item])
                 return
             error = StoreUnavailable(f"the task database could not be written: {exc}")
-            for _, future in batch:
-                future.set_exception(error)
+            for _, then in batch:
+                self._tell(then, error)
             return
         self.commits += 1
-        for _, future in batch:
-            future.set_result(None)
+        for _, then in batch:
+            self._tell(then, None)
+
+    @staticmethod
+    def _tell(then: Done, error: BaseException | None) -> None:
+        try:
+            then(error)
+        except Exception:
+            log.exception("a store write callback failed")
 
     def close(self) -> None:
         with self._cond:
