@@ -2,7 +2,8 @@
 
 Watchers never slow a worker: publishing appends to each watcher's small buffer and never blocks on
 the consumer. A watcher that falls behind has its pending progress coalesced (latest wins) while every
-state change stays queued, so its buffer holds at most two events per state change.
+state change stays queued, so its buffer holds at most two events per state change. A task gets a
+channel when its first watcher attaches; the events of tasks nobody follows are never made.
 """
 
 from __future__ import annotations
@@ -99,12 +100,18 @@ class EventHub:
         self._finished: OrderedDict[str, _Channel] = OrderedDict()
         self._finished_kept = finished_channels_kept
 
+    def followed(self, task_id: str) -> bool:
+        """Whether a task has a channel (a watcher attached while it ran). Events of other tasks reach nobody
+        and no reconnecting watcher can ask for them, so publishers need not even make them."""
+        with self._lock:
+            return task_id in self._live
+
     def publish(self, event: TaskEvent) -> None:
         """Deliver an event to the task's watchers. Callers publish a task's events in sequence order."""
         with self._lock:
             channel = self._live.get(event.task_id)
             if channel is None:
-                # Channels start with a task's first published event: a queued task costs nothing here.
+                # The engine publishes only to followed tasks; a channel opened here serves direct callers.
                 channel = self._live[event.task_id] = _Channel(event.sequence)
             if event.is_state_change:
                 channel.state_events.append(event)

@@ -93,48 +93,59 @@ class SubmitSpec:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-def _detached(source: Future[T]) -> Future[T]:
-    """A Future with the outcome of `source` that its caller may cancel (an RPC whose client gave up) without
-    cancelling `source`, which other callers (a retried Submit joining the first) still wait on."""
-    mine: Future[T] = Future()
-
-    def copy(done: Future[T]) -> None:
-        error = done.exception()
-        with contextlib.suppress(InvalidStateError):  # the caller cancelled: nobody is waiting
-            if error is not None:
-                mine.set_exception(error)
-            else:
-                mine.set_result(done.result())
-
-    source.add_done_callback(copy)
-    return mine
+Answer = SubmitOutcome | TaskServiceError
 
 
-def _gather(
-    results: list[SubmitOutcome | TaskServiceError | None], waiting: list[tuple[int, Future[SubmitOutcome]]]
-) -> Future[list[SubmitOutcome | TaskServiceError]]:
-    """One Future for a batch: resolves when every waiting Future has, each result in its slot."""
-    batch: Future[list[SubmitOutcome | TaskServiceError]] = Future()
-    remaining = [len(waiting)]
-    lock = threading.Lock()
+def _settle(future: Future[T], outcome: T | BaseException) -> None:
+    """Resolve a caller's Future, unless the caller cancelled it (an RPC whose client gave up)."""
+    with contextlib.suppress(InvalidStateError):
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
-    def settle(index: int, done: Future[SubmitOutcome]) -> None:
-        error = done.exception()
-        if error is not None and not isinstance(error, TaskServiceError):
-            error = StoreUnavailable(str(error))
-        results[index] = error if error is not None else done.result()  # type: ignore[assignment]
-        with lock:
-            remaining[0] -= 1
-            last = remaining[0] == 0
-        if last:
-            with contextlib.suppress(InvalidStateError):  # the caller cancelled
-                batch.set_result(results)  # type: ignore[arg-type]
 
-    if not waiting:
-        batch.set_result(results)  # type: ignore[arg-type]
-    for index, future in waiting:
-        future.add_done_callback(lambda done, i=index: settle(i, done))
-    return batch
+def _as_answer(error: BaseException) -> TaskServiceError:
+    return error if isinstance(error, TaskServiceError) else StoreUnavailable(str(error))
+
+
+@dataclass(eq=False, slots=True)
+class _Submission:
+    """A new task whose row is not committed yet."""
+
+    task: Task
+    # Made only when a retried Submit with the same id arrives meanwhile: it waits on this.
+    joined: Future[SubmitOutcome] | None = None
+
+
+class _Batch:
+    """The answers of one submit_many(), in request order; `future` resolves once the last one is in."""
+
+    def __init__(self, answers: list[Answer | None], missing: int) -> None:
+        self._answers = answers
+        self._missing = missing
+        self._lock = threading.Lock()
+        self.future: Future[list[Answer]] = Future()
+        if missing == 0:
+            self.future.set_result(answers)  # type: ignore[arg-type]
+
+    def fill(self, answers: Sequence[tuple[int, Answer]]) -> None:
+        for index, answer in answers:
+            self._answers[index] = answer
+        with self._lock:
+            self._missing -= len(answers)
+            complete = self._missing == 0
+        if complete:
+            _settle(self.future, self._answers)  # type: ignore[arg-type]
+
+    def follow(self, index: int, future: Future[SubmitOutcome]) -> None:
+        """Fill `index` with the outcome of another Submit of the same task once it is known."""
+
+        def done(source: Future[SubmitOutcome]) -> None:
+            error = source.exception()
+            self.fill([(index, source.result() if error is None else _as_answer(error))])
+
+        future.add_done_callback(done)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +228,7 @@ class WorkerManager:
         self._idle = threading.Condition(self._lock)
         self._live: dict[str, Task] = {}
         # Accepted but not committed yet: a retried Submit with the same id joins the first.
-        self._submitting: dict[str, tuple[Task, Future[SubmitOutcome]]] = {}
+        self._submitting: dict[str, _Submission] = {}
         self._revoking: set[str] = set()
         self._queue: list[tuple[int, int, str]] = []
         self._queued = 0
@@ -364,45 +375,58 @@ class WorkerManager:
         """
         request = SubmitSpec(task_type, args or {}, task_id or "", time_limit, priority, labels or {})
         checked = self._check(request)
+        answer: Future[SubmitOutcome] = Future()
         with self._lock:
             reserved = self._reserve(request, *checked)
             if isinstance(reserved, Future):
                 return reserved
-            future = self._submitting[reserved.task_id][1]
-            self._write(InsertTask(reserved.copy()), then=lambda error: self._on_inserted([reserved], error))
-        return _detached(future)
+            self._write(
+                InsertTask(reserved.copy()),
+                then=lambda error: _settle(answer, self._on_inserted([reserved], error)[0]),
+            )
+        return answer
 
-    def submit_many(self, requests: Sequence[SubmitSpec]) -> Future[list[SubmitOutcome | TaskServiceError]]:
+    def submit_many(self, requests: Sequence[SubmitSpec]) -> Future[list[Answer]]:
         """Submit each request as submit_async() would, all new tasks in one durable commit.
 
-        The Future resolves to one outcome per request, in order: a SubmitOutcome, or the error that
+        The Future resolves to one answer per request, in order: a SubmitOutcome, or the error that
         request alone was refused with (one bad request does not fail the others).
         """
-        results: list[SubmitOutcome | TaskServiceError | None] = [None] * len(requests)
+        answers: list[Answer | None] = [None] * len(requests)
         checked: list[tuple[int, SubmitSpec, dict[str, Any], str]] = []
         for index, request in enumerate(requests):
             try:
                 checked.append((index, request, *self._check(request)))
             except TaskServiceError as exc:
-                results[index] = exc
-        waiting: list[tuple[int, Future[SubmitOutcome]]] = []
-        new: list[Task] = []
+                answers[index] = exc
+        following: list[tuple[int, Future[SubmitOutcome]]] = []
+        new: list[tuple[int, Task]] = []
         with self._lock:
             for index, request, normalised, digest in checked:
                 try:
                     reserved = self._reserve(request, normalised, digest)
                 except TaskServiceError as exc:
-                    results[index] = exc
+                    answers[index] = exc
                     continue
                 if isinstance(reserved, Future):
-                    waiting.append((index, reserved))
+                    following.append((index, reserved))
                 else:
-                    new.append(reserved)
-                    waiting.append((index, self._submitting[reserved.task_id][1]))
+                    new.append((index, reserved))
+            batch = _Batch(answers, len(following) + len(new))
             if new:
-                inserts = [InsertTask(task.copy()) for task in new]
-                self._write(*inserts, then=lambda error: self._on_inserted(new, error))
-        return _gather(results, waiting)
+                tasks = [task for _, task in new]
+                self._write(
+                    *(InsertTask(task.copy()) for task in tasks),
+                    then=lambda error: batch.fill(
+                        [
+                            (index, answer)
+                            for (index, _), answer in zip(new, self._on_inserted(tasks, error), strict=True)
+                        ]
+                    ),
+                )
+        for index, future in following:
+            batch.follow(index, future)
+        return batch.future
 
     def _check(self, request: SubmitSpec) -> tuple[dict[str, Any], str]:
         """Everything about a request that needs no lock: its normalised args and its fingerprint."""
@@ -448,15 +472,17 @@ class WorkerManager:
             request_digest=digest,
         )
         self._next_seq += 1
-        self._submitting[task_id] = (task, Future())
+        self._submitting[task_id] = _Submission(task)
         return task
 
     def _existing_submission(self, task_id: str, digest: str) -> Future[SubmitOutcome] | None:
         """For a client-chosen id already in use: the earlier task if the request matches. Holds _lock."""
         in_flight = self._submitting.get(task_id)
         if in_flight is not None:
-            existing_task, first = in_flight
-            self._check_same_request(existing_task, digest)
+            self._check_same_request(in_flight.task, digest)
+            if in_flight.joined is None:
+                in_flight.joined = Future()
+            first = in_flight.joined
             joined: Future[SubmitOutcome] = Future()
 
             def join(done: Future[SubmitOutcome]) -> None:
@@ -486,23 +512,26 @@ class WorkerManager:
                 "different request; choose another id, or send exactly the same request to get that task"
             )
 
-    def _on_inserted(self, tasks: list[Task], error: BaseException | None) -> None:
-        """The commit of new tasks ended: queue them and answer their Submits, or fail them all (`error`)."""
-        answered: list[tuple[Future[SubmitOutcome], SubmitOutcome | BaseException]] = []
+    def _on_inserted(self, tasks: list[Task], error: BaseException | None) -> list[Answer]:
+        """The commit of new tasks ended: queue them, or fail them all (`error`). Returns each one's answer and
+        gives it to the retried Submits that joined meanwhile."""
+        answers: list[Answer] = []
+        joined: list[tuple[Future[SubmitOutcome], Answer]] = []
+        failure = None if error is None else _as_answer(error)
         with self._lock:
             for task in tasks:
-                _, future = self._submitting.pop(task.task_id)
-                if error is None:
+                submission = self._submitting.pop(task.task_id)
+                if failure is None:
                     self._make_live(task)
                     self._notify(task, None)
-                    answered.append((future, SubmitOutcome(task.copy(), created=True)))
+                    answers.append(SubmitOutcome(task.copy(), created=True))
                 else:
-                    answered.append((future, error))
-        for future, outcome in answered:
-            if isinstance(outcome, BaseException):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
+                    answers.append(failure)
+                if submission.joined is not None:
+                    joined.append((submission.joined, answers[-1]))
+        for future, answer in joined:
+            _settle(future, answer)
+        return answers
 
     def _make_live(self, task: Task) -> None:
         """Queue a PENDING task. Holds _lock (or runs before the workers start)."""
@@ -886,7 +915,8 @@ class WorkerManager:
         live = self._live.pop(final.task_id, None)
         self._runs.pop(final.task_id, None)
         self._dirty_progress.pop(final.task_id, None)
-        self.events.publish(self._snapshot(final))
+        if self.events.followed(final.task_id):
+            self.events.publish(self._snapshot(final))
         self._idle.notify_all()
         self._notify(final, live.state if live else None)
 
@@ -936,16 +966,18 @@ class WorkerManager:
             task.progress = progress
             task.sequence += 1
             self._dirty_progress[task.task_id] = task
-            self.events.publish(
-                TaskEvent(task.task_id, task.sequence, task.state, progress, progress.updated_at or 0.0)
-            )
+            if self.events.followed(task.task_id):
+                self.events.publish(
+                    TaskEvent(task.task_id, task.sequence, task.state, progress, progress.updated_at or 0.0)
+                )
 
     def _change_state(self, task: Task, state: TaskState) -> None:
         """A non-terminal state change: applied and published at once. Holds _lock."""
         previous = task.state
         task.state = state
         task.sequence += 1
-        self.events.publish(self._snapshot(task))
+        if self.events.followed(task.task_id):
+            self.events.publish(self._snapshot(task))
         self._notify(task, previous)
 
     def _collect_progress(self) -> list[Write]:

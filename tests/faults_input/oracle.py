@@ -124,6 +124,9 @@ class Known:
     state: int = pb.TASK_STATE_UNSPECIFIED
     labels: dict[str, str] = field(default_factory=dict)
     sequence: int = 0  # latest event sequence
+    # The sequence when a watcher first attached while the task was unfinished: the server keeps its events from
+    # there on for replay. None when nobody watched it before it ended (then nothing can be replayed).
+    followed_from: int | None = None
     log: bytes | None = None
     error_message: str = ""
     # Kept RUNNING on purpose (its gate stays shut): streams on it stay open.
@@ -179,11 +182,15 @@ class World:
         known.error_message = task.error.message
         return known
 
-    def _latest_sequence(self, task_id: str) -> int:
-        first = send(self.server.channel, "WatchProgress", pb.WatchProgressRequest(task_id=task_id).SerializeToString(),
-                     timeout=10, max_responses=1)  # fmt: skip
-        assert first.code == Code.OK and first.responses, f"no snapshot of {task_id}: {first.details}"
-        return pb.WatchProgressResponse.FromString(first.responses[0]).sequence
+    def _learn_sequence(self, known: Known) -> None:
+        """Watch from 0 for the latest sequence; a watch of an unfinished task starts its replay record."""
+        request = pb.WatchProgressRequest(task_id=known.task_id).SerializeToString()
+        first = send(self.server.channel, "WatchProgress", request, timeout=10, max_responses=1)
+        assert first.code == Code.OK and first.responses, f"no snapshot of {known.task_id}: {first.details}"
+        snapshot = pb.WatchProgressResponse.FromString(first.responses[0])
+        known.sequence = snapshot.sequence
+        if snapshot.state not in TERMINAL and known.followed_from is None:
+            known.followed_from = snapshot.sequence
 
     def _populate(self) -> None:
         args = pb.SubmitRequest
@@ -207,7 +214,7 @@ class World:
         self._add(args(task_type="echo", task_id="client.chosen:id-1", priority=-5), {pb.TASK_STATE_SUCCESS})
         logged.log = b"".join(f"line {i}\n".encode() for i in range(6))  # what chatty writes with ctx.log()
         for known in self.known.values():
-            known.sequence = self._latest_sequence(known.task_id)
+            self._learn_sequence(known)
         listed = self.stub.ListTasks(pb.ListTasksRequest(), timeout=10)
         self.set_up_tasks = len(self.known)
         newest_first = sorted(self.known.values(), key=lambda k: -k.seq)
@@ -219,7 +226,7 @@ class World:
         request.args.update({"name": name})
         known = self._add(request, {pb.TASK_STATE_RUNNING})
         known.stoppable = True
-        known.sequence = self._latest_sequence(known.task_id)
+        self._learn_sequence(known)
         return known
 
     @property
@@ -342,6 +349,8 @@ class World:
 
         if after > latest:
             return Plan({Code.OUT_OF_RANGE}, f"after_sequence {after} is past the latest event {latest}")
+        if after and (target.followed_from is None or after < target.followed_from):
+            return Plan({Code.OUT_OF_RANGE}, "events from before anyone watched the task are not kept")
         if target.state in TERMINAL:
             if after == latest:
                 return Plan({Code.OUT_OF_RANGE}, "nothing after the terminal event")
@@ -553,7 +562,7 @@ class World:
         final = wait_for_state(self.stub, task.task_id, TERMINAL)
         assert final.state in ends, f"{pb.TaskState.Name(final.state)}: {final.error.message[:300]}"
         known.state, known.error_message = final.state, final.error.message
-        known.sequence = self._latest_sequence(task.task_id)
+        self._learn_sequence(known)
         if final.state == pb.TASK_STATE_SUCCESS:
             assert from_value(final.result) == expected_result(request.task_type, args)
 
