@@ -133,7 +133,7 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
             priority=spec.priority,
             labels=spec.labels,
         )
-        outcome = await asyncio.wrap_future(pending)
+        outcome = await self._waker.wrap(pending)
         return pb.SubmitResponse(task=convert.task_to_proto(outcome.task), created=outcome.created)
 
     @_unary
@@ -151,7 +151,7 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
                 exc.message = f"requests[{index}]: {exc.message}"
                 specs.append(exc)
         valid = [spec for spec in specs if isinstance(spec, SubmitSpec)]
-        outcomes = iter(await asyncio.wrap_future(self._manager.submit_many(valid)))
+        outcomes = iter(await self._waker.wrap(self._manager.submit_many(valid)))
         results = [convert.batch_result_to_proto(spec if isinstance(spec, TaskServiceError) else next(outcomes))
                    for spec in specs]  # fmt: skip
         return pb.SubmitBatchResponse(results=results)
@@ -164,7 +164,7 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
     @_unary
     async def Stop(self, request: pb.StopRequest, context: Any) -> pb.StopResponse:
         check_task_id(request.task_id)
-        task = await asyncio.wrap_future(self._manager.stop_async(request.task_id, request.reason[:MAX_STOP_REASON]))
+        task = await self._waker.wrap(self._manager.stop_async(request.task_id, request.reason[:MAX_STOP_REASON]))
         return pb.StopResponse(task=convert.task_to_proto(task))
 
     @_unary
