@@ -1,7 +1,9 @@
 """A bare grpc.aio server: the most a Python gRPC server can do with the same messages, no task service.
 
 Unary `/bench.Echo/Echo` returns the request bytes; `/bench.Echo/Ticks` streams `count` copies of a payload
-at `hz` per second (request: JSON {"count", "hz", "size"}), like a task reporting progress.
+at `hz` per second (request: JSON {"count", "hz", "size", "group"}), like a task reporting progress. Streams of
+one `group` tick together, from the time the first of them arrived, as the watchers of one task get each of
+its events at the same moment.
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
     return request
 
 
+_group_starts: dict[str, float] = {}
+
+
 async def ticks(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
     spec = json.loads(request)
     padding = b"x" * max(0, spec["size"] - 8)
     interval = 1.0 / spec["hz"]
     loop = asyncio.get_running_loop()
-    start = loop.time()
+    start = _group_starts.setdefault(str(spec.get("group", id(context))), loop.time())
     for i in range(spec["count"]):
         await asyncio.sleep(max(0.0, start + i * interval - loop.time()))
         # The send time leads each message, so the client can measure delivery latency as it does for events.

@@ -28,7 +28,7 @@ def _channel(address: str) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(address, options=server_options(Settings()))
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
@@ -69,7 +69,8 @@ async def unary_latency(address: str, method: str, request_b64: str, count: int)
             start = time.perf_counter()
             await call(request, timeout=30)
             samples.append((time.perf_counter() - start) * 1000)
-    return {"p50_ms": statistics.median(samples), "p99_ms": _percentile(samples, 0.99), "calls": count}
+    return {"p50_ms": statistics.median(samples), "p99_ms": percentile(samples, 0.99), "calls": count,
+            "samples_ms": samples}  # fmt: skip
 
 
 async def stop_latency(address: str, samples: int) -> dict[str, Any]:
@@ -92,7 +93,7 @@ async def stop_latency(address: str, samples: int) -> dict[str, Any]:
                     timings.append((time.perf_counter() - start) * 1000)
                     break
             watch.cancel()
-    return {"p50_ms": statistics.median(timings), "p99_ms": _percentile(timings, 0.99), "samples": len(timings)}
+    return {"p50_ms": statistics.median(timings), "p99_ms": percentile(timings, 0.99), "samples": len(timings)}
 
 
 async def _count_stream(call: Any, is_end: Any, sent_at: Any) -> tuple[int, int, float, list[float]]:
@@ -133,16 +134,18 @@ async def task_watchers(address: str, task_ids: list[str], per_task: int) -> dic
     return _stream_summary(results, start)
 
 
-async def tick_watchers(address: str, streams: int, count: int, hz: float, size: int) -> dict[str, Any]:
-    """The baseline: `streams` bare streams of `count` messages at `hz`; each message starts with its send time."""
-    request = json.dumps({"count": count, "hz": hz, "size": size}).encode()
+async def tick_watchers(address: str, groups: int, per_group: int, count: int, hz: float, size: int) -> dict[str, Any]:
+    """The baseline: `groups` x `per_group` bare streams of `count` messages at `hz`, the streams of a group
+    ticking together (like the watchers of one task); each message starts with its send time."""
+    requests = [json.dumps({"count": count, "hz": hz, "size": size, "group": g}).encode() for g in range(groups)]
     async with _channel(address) as channel:
         call = channel.unary_stream("/bench.Echo/Ticks")
         start = time.perf_counter()
         results = await asyncio.gather(
             *(
                 _count_stream(call(request, timeout=300), lambda m: None, lambda m: struct.unpack("<d", m[:8])[0])
-                for _ in range(streams)
+                for request in requests
+                for _ in range(per_group)
             )
         )
     return _stream_summary(results, start)
@@ -158,7 +161,10 @@ def _stream_summary(results: list[tuple[int, int, float, list[float]]], start: f
         "streams": len(results),
         "streams_with_end": sum(1 for r in results if r[1] > 0),
         "seconds": elapsed,
-        "p99_latency_ms": _percentile(latencies, 0.99) if latencies else 0.0,
+        "p50_latency_ms": percentile(latencies, 0.5) if latencies else 0.0,
+        "p90_latency_ms": percentile(latencies, 0.9) if latencies else 0.0,
+        "p99_latency_ms": percentile(latencies, 0.99) if latencies else 0.0,
+        "max_latency_ms": max(latencies) if latencies else 0.0,
     }
 
 

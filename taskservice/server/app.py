@@ -23,6 +23,7 @@ from taskservice.core.manager import ManagerConfig, WorkerManager
 from taskservice.core.paths import DataRoot
 from taskservice.core.registry import TaskRegistry, default_registry
 from taskservice.core.store import SQLiteStore, StoreOpenError
+from taskservice.server import runtime
 from taskservice.server.auth import BearerTokenInterceptor, TokenFile, TokenFileError
 from taskservice.server.metrics import Metrics
 from taskservice.server.servicer import TaskServiceServicer, task_service_handler
@@ -241,6 +242,7 @@ async def serve(settings: Settings) -> int:
         settings.workers,
         ", ".join(registry.names()),
     )
+    runtime.settle_after_start()
     if settings.port_file:
         _write_port_file(settings.port_file, running.port)
     await stop.wait()

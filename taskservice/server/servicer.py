@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ from google.protobuf.message import DecodeError
 from taskservice.core.errors import InvalidRequest, TaskServiceError
 from taskservice.core.events import Watcher
 from taskservice.core.manager import SubmitSpec, WorkerManager
+from taskservice.core.models import TaskEvent
 from taskservice.core.validation import MAX_STOP_REASON, check_task_id
 from taskservice.server import convert
 from taskservice.server.status import status_for
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 LOG_POLL_SECONDS = 0.1
 # Most requests one SubmitBatch may carry; with 16 MiB messages, more would mostly hit the size limit anyway.
 MAX_BATCH = 10_000
+# Tasks whose last encoded event is kept for their other watchers (see TaskServiceServicer._encode).
+MAX_ENCODED_EVENTS = 10_000
 # A ListTasks page stops short of this many bytes of tasks (messages are capped at 16 MiB; tasks can be 2 MiB).
 MAX_PAGE_BYTES = 8 * 1024 * 1024
 
@@ -55,6 +59,16 @@ def _tolerant_parser(message_class: Any) -> Callable[[bytes], Any]:
     return parse
 
 
+def _serializer(message_class: Any) -> Callable[[Any], bytes]:
+    """Serialize a response; bytes pass as they are (an event encoded once for all of its watchers)."""
+    serialize = message_class.SerializeToString
+
+    def encode(message: Any) -> bytes:
+        return message if isinstance(message, bytes) else serialize(message)
+
+    return encode
+
+
 def task_service_handler(servicer: TaskServiceServicer) -> grpc.GenericRpcHandler:
     """TaskService's method handlers, built from the proto's descriptor with tolerant request parsing."""
     service = pb.DESCRIPTOR.services_by_name["TaskService"]
@@ -66,7 +80,7 @@ def task_service_handler(servicer: TaskServiceServicer) -> grpc.GenericRpcHandle
         handlers[method.name] = make(
             getattr(servicer, method.name),
             request_deserializer=_tolerant_parser(request_class),
-            response_serializer=response_class.SerializeToString,
+            response_serializer=_serializer(response_class),
         )
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
@@ -115,6 +129,22 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
         # Wake-up events of the open WatchProgress streams, so shutdown can end them.
         self._streams: set[asyncio.Event] = set()
         self._closing = False
+        # The last event encoded per task: its watchers all get the same event object, so one encoding serves
+        # them all (20 watchers of a task cost one conversion per event, not 20).
+        self._encoded: OrderedDict[str, tuple[TaskEvent, bytes]] = OrderedDict()
+
+    def _encode(self, event: TaskEvent) -> bytes:
+        cached = self._encoded.get(event.task_id)
+        if cached is not None and cached[0] is event:
+            return cached[1]
+        data = convert.event_to_proto(event).SerializeToString()
+        if event.is_terminal:
+            self._encoded.pop(event.task_id, None)
+        else:
+            self._encoded[event.task_id] = (event, data)
+            if len(self._encoded) > MAX_ENCODED_EVENTS:
+                self._encoded.popitem(last=False)
+        return data
 
     def close_streams(self) -> None:
         """End every open WatchProgress with UNAVAILABLE, so clients reconnect to the next server."""
@@ -189,7 +219,7 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
 
     async def WatchProgress(
         self, request: pb.WatchProgressRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[pb.WatchProgressResponse]:
+    ) -> AsyncIterator[bytes]:  # encoded WatchProgressResponse messages
         wake = asyncio.Event()
         watcher = Watcher(notify=lambda: self._waker.wake(wake))
         try:
@@ -213,7 +243,7 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
                     continue
                 for event in events:
                     # A slow client blocks here; meanwhile the watcher coalesces its progress.
-                    yield convert.event_to_proto(event)
+                    yield self._encode(event)
                     if event.is_terminal:
                         return
         finally:
