@@ -56,6 +56,10 @@ class StoreUnavailable(TaskServiceError):
     """The database could not write; nothing was acknowledged."""
 
 
+class StoreDamaged(TaskServiceError):
+    """The database file is damaged where this read looked; restore it from a backup."""
+
+
 class SequenceOutOfRange(TaskServiceError):
     """The events after the requested sequence are no longer kept; take a fresh snapshot."""
 

@@ -17,7 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from taskservice.core.errors import RegistryError
+from taskservice.core.errors import RegistryError, StoreDamaged
 from taskservice.core.logs import TaskLogs
 from taskservice.core.manager import ManagerConfig, WorkerManager
 from taskservice.core.paths import DataRoot
@@ -189,7 +189,7 @@ async def serve(settings: Settings) -> int:
         interceptors.append(BearerTokenInterceptor(tokens))
     try:
         manager.start()
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, StoreDamaged) as exc:
         # Damage beyond the first pages shows when recovery reads the unfinished tasks.
         log.error("%s cannot be read (%s); restore it from a backup or point --db at another file", settings.db, exc)
         manager.close()

@@ -16,6 +16,7 @@ STATUS_BY_ERROR: dict[type[errors.TaskServiceError], grpc.StatusCode] = {
     errors.QueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.ShuttingDown: grpc.StatusCode.UNAVAILABLE,
     errors.StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.StoreDamaged: grpc.StatusCode.DATA_LOSS,
     errors.SequenceOutOfRange: grpc.StatusCode.OUT_OF_RANGE,
 }
 

@@ -33,8 +33,8 @@ SERVICE = "/taskservice.v1.TaskService/"
 UNARY_METHODS = ("Submit", "SubmitBatch", "GetState", "Stop", "ListTasks")
 STREAM_METHODS = ("WatchProgress", "WatchLogs")
 # A client that takes any answer the server may send: messages over the server's 16 MiB limit (so that the
-# server, not the client, refuses them) and error trailers of any size. Error details that echo a huge request
-# field overflow the 8 KiB trailer limit of a default client: test_properties.py has an xfail test for that.
+# server, not the client, refuses them) and error trailers of any size. (Error details that echo a huge request
+# field once overflowed the 8 KiB trailer limit of a default client; test_properties.py checks they no longer do.)
 ROOMY_CLIENT = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),

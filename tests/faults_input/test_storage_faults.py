@@ -6,7 +6,7 @@
 - Start-up: a real db file with tasks, overwritten in places with random bytes; a db on a read-only mount, in a
   read-only folder, or read-only itself (the last two as user nobody, since root ignores file modes).
 
-Bugs found here and fixed (c13734e) stay as regression tests; the one still open is an xfail test.
+Bugs found here and fixed stay as regression tests (damaged rows read after start-up now answer DATA_LOSS).
 """
 
 from __future__ import annotations
@@ -449,12 +449,6 @@ def test_corrupt_rows_are_never_a_silent_reset(db_with_tasks: bytes, tmp_path: P
         assert after[(page - 1) * PAGE : page * PAGE] == damaged[(page - 1) * PAGE : page * PAGE], "damage rewritten"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a db whose damaged pages start-up does not read opens and serves (SERVING); ListTasks then answers "
-    "INTERNAL 'internal error (DatabaseError)'. Nothing checks the file's integrity at start (PRAGMA quick_check) "
-    "and corruption is not reported as DATA_LOSS",
-)
 def test_corrupt_rows_are_refused_at_start_or_reported(db_with_tasks: bytes, tmp_path: Path) -> None:
     db = _write_db(tmp_path, corrupt(db_with_tasks, _middle_leaves(db_with_tasks), seed=3))
     with ServerProcess(db) as server:

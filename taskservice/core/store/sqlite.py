@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from taskservice.core.errors import StoreDamaged
 from taskservice.core.models import Progress, Task, TaskError, TaskFilter, TaskState
 from taskservice.core.store.base import (
     UNFINISHED_STATES,
@@ -26,6 +27,9 @@ from taskservice.core.store.base import (
     TaskStore,
     Write,
 )
+
+# SQLITE_CORRUPT and SQLITE_NOTADB: the file's pages are not what SQLite wrote.
+_DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 # Bump with a migration in MIGRATIONS when the schema changes; old files are migrated on open.
 SCHEMA_VERSION = 1
@@ -255,7 +259,15 @@ class SQLiteStore(TaskStore):
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._read_lock:
-            return self._reader.execute(sql, params).fetchall()
+            try:
+                return self._reader.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as exc:
+                if getattr(exc, "sqlite_errorcode", None) in _DAMAGED:
+                    raise StoreDamaged(
+                        f"the task database {self.path} is damaged ({exc}); stop the server and restore the file "
+                        "from a backup, or recover what is readable with `sqlite3 FILE .recover`"
+                    ) from exc
+                raise
 
     def get(self, task_id: str) -> Task | None:
         rows = self._query(f"SELECT {_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,))
