@@ -264,9 +264,12 @@ class WorkerManager:
         writes: list[Write] = [ShiftSequences(RESTART_SEQUENCE_GAP)]
         requeued: list[Task] = []
         changed: list[tuple[Task, TaskState]] = []
+        still_queued: list[Task] = []
         for task in unfinished:
             task.sequence += RESTART_SEQUENCE_GAP
-            if task.state is not TaskState.PENDING:
+            if task.state is TaskState.PENDING:
+                still_queued.append(task)
+            else:
                 changed.append((task, task.state))
                 writes.append(SaveTask(task))  # not a copy: nothing changes it before the writes below are done
                 task_type = self._registry.get(task.task_type)
@@ -284,6 +287,13 @@ class WorkerManager:
                 requeued.append(task)
         self._store.apply(writes)
         with self._lock:
+            for listener in self._listeners:
+                recovered = getattr(listener, "tasks_recovered", None)  # optional: older listeners lack it
+                try:
+                    if recovered is not None:
+                        recovered(still_queued)
+                except Exception:
+                    log.exception("task listener %r failed", listener)
             for task, previous in changed:
                 self._notify(task, previous)
             for task in requeued:

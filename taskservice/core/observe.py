@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Protocol
 
 from taskservice.core.models import Task, TaskState
@@ -17,9 +18,19 @@ class TaskListener(Protocol):
         Called under the manager's lock, in order: must be quick, must not block and must not raise.
         """
 
+    def tasks_recovered(self, tasks: Sequence[Task]) -> None:
+        """At start, before any task_changed: the tasks the last run left queued, PENDING again now.
+
+        They made no transition in this process, so task_changed never tells of them. Optional: a listener
+        without this method is not called.
+        """
+
 
 class TransitionLog:
     """One log line per transition, with the task's id and type as structured fields (see --log-format json)."""
+
+    def tasks_recovered(self, tasks: Sequence[Task]) -> None:
+        """Not a transition: the manager logs one line with the count."""
 
     def task_changed(self, task: Task, previous: TaskState | None) -> None:
         if not transitions_log.isEnabledFor(logging.INFO):

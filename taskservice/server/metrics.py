@@ -35,7 +35,7 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import grpc
@@ -192,6 +192,15 @@ class Metrics:
                 self._current[task.task_id] = (task.task_type, state)
         except Exception:
             log.exception("metrics: cannot count the transition of task %s", getattr(task, "task_id", "?"))
+
+    def tasks_recovered(self, tasks: Sequence[Task]) -> None:
+        """Count the tasks a restart found queued in the unfinished gauge (not as transitions: they made none)."""
+        try:
+            for task in tasks:
+                self._tasks.labels(task.task_type, task.state.value).inc()
+                self._current[task.task_id] = (task.task_type, task.state.value)
+        except Exception:
+            log.exception("metrics: cannot count the %d tasks recovered at start", len(tasks))
 
     # ----------------------------------------------------------------- engine gauges
 

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import taskservice
 from taskservice.core.manager import ManagerConfig, WorkerManager
 from taskservice.core.models import Task, TaskState
-from taskservice.core.store import SQLiteStore
+from taskservice.core.store import InsertTask, SQLiteStore
 from taskservice.server.app import RunningServer, build_server
 from taskservice.server.auth import BearerTokenInterceptor, TokenFile
 from taskservice.server.metrics import Metrics
@@ -30,6 +30,7 @@ from taskservice.v1 import task_service_pb2 as pb
 from taskservice.v1 import task_service_pb2_grpc as pb_grpc
 from tests.grpc.helpers import struct, wait_for_state, watch_all
 from tests.support.task_types import Gates, make_registry
+from tests.support.waiting import wait_until
 
 SUBMIT = "/taskservice.v1.TaskService/Submit"
 GET_STATE = "/taskservice.v1.TaskService/GetState"
@@ -379,3 +380,28 @@ def _exposition(metrics: Metrics) -> str:
     from prometheus_client import generate_latest
 
     return generate_latest(metrics.registry).decode()
+
+
+def test_tasks_queued_before_a_restart_count_as_unfinished(tmp_path: Path, gates: Gates) -> None:
+    """The tasks a restart finds PENDING made no transition in this process, yet they are unfinished work."""
+    store = SQLiteStore(tmp_path / "tasks.db")
+    queued = [
+        Task(f"q{i}", "gate", {"name": f"q{i}"}, TaskState.PENDING, submitted_at=1.0, seq=i + 1, sequence=1)
+        for i in range(3)
+    ]
+    store.apply([InsertTask(task) for task in queued])
+    metrics = Metrics()
+    # One worker: the first task holds it at its gate, the other two stay queued.
+    manager = WorkerManager(store, make_registry(gates), listeners=[metrics], config=ManagerConfig(workers=1))
+    manager.start()
+    try:
+        wait_until(lambda: gates.ran == ["q0"], what="the first task to start")
+        samples = parse(_exposition(metrics))
+        assert value(samples, "taskservice_unfinished_tasks", task_type="gate", state="PENDING") == 2
+        assert value(samples, "taskservice_unfinished_tasks", task_type="gate", state="RUNNING") == 1
+        # Recovered, not submitted: no PENDING transition is counted.
+        assert value(samples, "taskservice_tasks_total", task_type="gate", state="PENDING") == 0
+    finally:
+        gates.open_all()
+        manager.close()
+        store.close()
