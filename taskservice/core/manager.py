@@ -56,7 +56,7 @@ from taskservice.core.observe import TaskListener, TransitionLog
 from taskservice.core.paths import CLEAR_NODES_ARG, DataRoot, PathRole, StagedOutput
 from taskservice.core.registry import TaskRegistry, TaskType, check_json_args
 from taskservice.core.store.base import InsertTask, SaveProgress, SaveTask, ShiftSequences, TaskStore, Write
-from taskservice.core.store.writer import Done, StoreWriter
+from taskservice.core.store.writer import Done, StoreWriter, ignore
 from taskservice.core.validation import (
     MAX_STOP_REASON,
     check_labels,
@@ -996,14 +996,11 @@ class WorkerManager:
             dirty, self._dirty_progress = self._dirty_progress, {}
             return [SaveProgress(t.task_id, t.progress, t.sequence) for t in dirty.values()]
 
-    def _write(self, *writes: Write, then: Done | None = None) -> None:
+    def _write(self, *writes: Write, then: Done = ignore) -> None:
         """Queue writes; `then` (on the writer thread) hears once they are durable or failed."""
         if self._writer is None:
             raise RuntimeError("the manager is not started")
-        if then is None:
-            self._writer.write(*writes)
-        else:
-            self._writer.write(*writes, then=then)
+        self._writer.write(*writes, then=then)
 
     def _commit(self, *writes: Write) -> Future[None]:
         """Queue writes; the Future resolves once they are durable."""

@@ -188,8 +188,7 @@ class Metrics:
                     began = task.started_at if task.started_at is not None else task.submitted_at
                     self._task_duration.labels(task.task_type, state).observe(max(0.0, task.ended_at - began))
             else:
-                self._tasks.labels(task.task_type, state).inc()
-                self._current[task.task_id] = (task.task_type, state)
+                self._count_unfinished(task)
         except Exception:
             log.exception("metrics: cannot count the transition of task %s", getattr(task, "task_id", "?"))
 
@@ -197,10 +196,13 @@ class Metrics:
         """Count the tasks a restart found queued in the unfinished gauge (not as transitions: they made none)."""
         try:
             for task in tasks:
-                self._tasks.labels(task.task_type, task.state.value).inc()
-                self._current[task.task_id] = (task.task_type, task.state.value)
+                self._count_unfinished(task)
         except Exception:
             log.exception("metrics: cannot count the %d tasks recovered at start", len(tasks))
+
+    def _count_unfinished(self, task: Task) -> None:
+        self._tasks.labels(task.task_type, task.state.value).inc()
+        self._current[task.task_id] = (task.task_type, task.state.value)
 
     # ----------------------------------------------------------------- engine gauges
 

@@ -30,17 +30,19 @@ ProgressSource = Callable[[], Sequence[Write]]
 Done = Callable[[BaseException | None], None]
 
 
-def _ignore(error: BaseException | None) -> None:
+def ignore(error: BaseException | None) -> None:
     """For writes nobody waits on: a failure is logged by the writer."""
 
 
 def coalesced(writes: Sequence[Write]) -> list[Write]:
     """The writes with every SaveTask but the last of each task left out: a SaveTask writes the whole row."""
     last: dict[str, int] = {}
+    saves = 0
     for index, write in enumerate(writes):
         if type(write) is SaveTask:
             last[write.task.task_id] = index
-    if len(last) == sum(1 for write in writes if type(write) is SaveTask):
+            saves += 1
+    if len(last) == saves:
         return list(writes)
     return [w for i, w in enumerate(writes) if type(w) is not SaveTask or last[w.task.task_id] == i]
 
@@ -65,7 +67,7 @@ class StoreWriter:
         self._thread = threading.Thread(target=self._run, name="taskservice-store-writer", daemon=True)
         self._thread.start()
 
-    def write(self, *writes: Write, then: Done = _ignore) -> None:
+    def write(self, *writes: Write, then: Done = ignore) -> None:
         """Queue writes that must land together; `then` is called on the writer thread once they are durable
         (with None) or failed (with the error)."""
         with self._cond:
