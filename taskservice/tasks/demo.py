@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 from taskservice.core.context import TaskContext
 from taskservice.core.registry import task
@@ -23,6 +24,9 @@ def demo(
 ) -> dict[str, int]:
     """Work through `steps` steps of `step_seconds` each, reporting progress after each one.
 
+    Steps end on a fixed schedule (step N at N * step_seconds from the start), so the whole takes
+    steps * step_seconds however long reporting takes, and progress arrives at an even rate.
+
     Each step fails with probability `fail_rate`; give a `seed` to make a failure reproducible.
     """
     if steps < 0:
@@ -31,8 +35,9 @@ def demo(
         raise ValueError(f"fail_rate must be between 0 and 1, got {fail_rate}")
     rng = random.Random(seed)
     ctx.progress(0, f"0/{steps} steps", current=0, total=steps)
+    started = time.monotonic()
     for step in range(1, steps + 1):
-        ctx.sleep(step_seconds)
+        ctx.sleep(started + step * step_seconds - time.monotonic())
         if rng.random() < fail_rate:
             raise DemoStepFailed(f"step {step} of {steps} failed (fail_rate={fail_rate}, seed={seed})")
         ctx.progress(message=f"{step}/{steps} steps", current=step, total=steps)
