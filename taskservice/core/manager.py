@@ -20,6 +20,7 @@ import logging
 import math
 import random
 import threading
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
@@ -235,6 +236,8 @@ class WorkerManager:
         self._runs: dict[str, _Run] = {}
         self._workers: list[_Worker] = []
         self._dirty_progress: dict[str, Task] = {}
+        # Terminal states whose commit is done, waiting for the writer's after-commit call to show them.
+        self._committed_finals: deque[Task] = deque()
         self._next_seq = 1
         self._accepting = False
         self._dispatching = False
@@ -248,7 +251,9 @@ class WorkerManager:
     def start(self) -> None:
         """Recover what the last run left, then start the writer, the workers and the watchdog."""
         self._recover()
-        self._writer = StoreWriter(self._store, progress_source=self._collect_progress)
+        self._writer = StoreWriter(
+            self._store, progress_source=self._collect_progress, after_commit=self._show_committed
+        )
         with self._lock:
             self._accepting = True
             self._dispatching = True
@@ -689,8 +694,16 @@ class WorkerManager:
         worker.thread.start()
 
     def _worker_loop(self, worker: _Worker) -> None:
+        ended: tuple[_Run, Outcome] | None = None
         while True:
             with self._lock:
+                # The end of the last task and the start of the next share one hold of the lock: with several
+                # workers busy on short tasks, every extra hold is a hand-off between threads.
+                if ended is not None:
+                    final = self._conclude(*ended)
+                    if final is not None:
+                        self._persist_final(final)
+                    ended = None
                 run = self._next_run(worker)
                 if run is None:
                     return
@@ -709,9 +722,7 @@ class WorkerManager:
                 # Run anyway: refusing work because the disk is full helps nobody. A crash now would
                 # re-queue the task instead of marking it LOST.
                 log.warning("task %s starts without a durable RUNNING state: %s", run.task.task_id, exc)
-            self._finish(run, self._execute(run))
-            if worker.retired:
-                return
+            ended = (run, self._execute(run))
 
     def _next_run(self, worker: _Worker) -> _Run | None:
         """Wait for the next queued task and mark it RUNNING; None when the worker should end. Holds _lock."""
@@ -822,21 +833,21 @@ class WorkerManager:
         else:
             log.debug("task %s: %s", task_id, data.decode("utf-8", "replace").rstrip())
 
-    def _finish(self, run: _Run, outcome: Outcome) -> None:
-        """Record how a handler ended, unless the watchdog already gave up on it."""
-        with self._lock:
-            if run.finalized or self._discard_outcomes:
-                return
-            if self._retry_later(run, outcome):
-                return
-            if outcome.state is None or run.stop_event.is_set():
-                state = run.stop_state or TaskState.REVOKED
-                error = run.stop_error or TaskError(ErrorType.REVOKED, "stopped")
-                final = self._final_copy(run.task, state, error=error)
-            else:
-                final = self._final_copy(run.task, outcome.state, result=outcome.result, error=outcome.error)
-            run.finalized = True
-        self._persist_final(final)
+    def _conclude(self, run: _Run, outcome: Outcome) -> Task | None:
+        """The terminal copy of how a handler ended; None when the watchdog already gave up on it or a retry
+        is due. Holds _lock."""
+        if run.finalized or self._discard_outcomes:
+            return None
+        if self._retry_later(run, outcome):
+            return None
+        if outcome.state is None or run.stop_event.is_set():
+            state = run.stop_state or TaskState.REVOKED
+            error = run.stop_error or TaskError(ErrorType.REVOKED, "stopped")
+            final = self._final_copy(run.task, state, error=error)
+        else:
+            final = self._final_copy(run.task, outcome.state, result=outcome.result, error=outcome.error)
+        run.finalized = True
+        return final
 
     def _retry_later(self, run: _Run, outcome: Outcome) -> bool:
         """Put a failed task back to PENDING when its type's retry policy says so. Holds _lock."""
@@ -910,8 +921,7 @@ class WorkerManager:
 
     def _final_committed(self, final: Task, error: BaseException | None) -> None:
         if error is None:
-            with self._lock:
-                self._publish_final(final)
+            self._committed_finals.append(final)  # shown by _show_committed once its whole commit is told
             return
         if self._discard_outcomes:
             return
@@ -919,6 +929,14 @@ class WorkerManager:
         retry = threading.Timer(FINAL_WRITE_RETRY_SECONDS, self._persist_final, args=(final,))
         retry.daemon = True
         retry.start()
+
+    def _show_committed(self) -> None:
+        """After each commit: show the terminal states it made durable, under one hold of the lock."""
+        if not self._committed_finals:
+            return
+        with self._lock:
+            while self._committed_finals:
+                self._publish_final(self._committed_finals.popleft())
 
     def _publish_final(self, final: Task) -> None:
         """Replace the live task with its committed terminal copy and tell watchers. Holds _lock."""

@@ -56,10 +56,14 @@ class StoreWriter:
         *,
         progress_source: ProgressSource | None = None,
         progress_interval: float = PROGRESS_FLUSH_INTERVAL,
+        after_commit: Callable[[], None] | None = None,
     ) -> None:
+        """`after_commit` runs on the writer thread after each commit's callbacks were all told, so that work
+        they leave (showing many ends at once) is done once per commit rather than once per write."""
         self._store = store
         self._progress_source = progress_source
         self._progress_interval = progress_interval
+        self._after_commit = after_commit
         self._cond = threading.Condition()
         self._queue: deque[tuple[Sequence[Write], Done]] = deque()
         self._closing = False
@@ -117,6 +121,11 @@ class StoreWriter:
                     progress.extend(self._progress_source())
             if batch or progress:
                 self._commit(progress, batch)
+                if self._after_commit is not None:
+                    try:
+                        self._after_commit()
+                    except Exception:
+                        log.exception("the store writer's after-commit call failed")
             if closing:
                 return
 
