@@ -10,9 +10,12 @@ exc_info / stack_info text when present:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import queue
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -56,6 +59,70 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class BackgroundStreamHandler(logging.Handler):
+    """Hands records to a thread of its own, which formats them and writes all that are waiting in one write.
+
+    A busy server logs a line per task transition, from its workers and under the engine's lock; writing each
+    line there (a system call, and a wait for the GIL after it) cost more than the transition itself: with a
+    line per write, 100,000 no-op tasks ran 40% slower (`make bench`). Here logging costs a queue put. flush()
+    waits until what was logged before it is written; logging.shutdown() at exit calls it.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+        self._queue: queue.SimpleQueue[logging.LogRecord | threading.Event | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._write_loop, name="taskservice-log-writer", daemon=True)
+        self._thread.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # The message is made now: its arguments may change once this call returns.
+        record.msg = record.getMessage()
+        record.args = None
+        self._queue.put(record)
+
+    def flush(self) -> None:
+        if self._thread.is_alive():
+            written = threading.Event()
+            self._queue.put(written)
+            written.wait(timeout=10)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+        super().close()
+
+    def _write_loop(self) -> None:
+        while True:
+            waiting = [self._queue.get()]
+            with contextlib.suppress(queue.Empty):
+                while len(waiting) < _MOST_LINES_PER_WRITE:
+                    waiting.append(self._queue.get_nowait())
+            lines = []
+            for item in waiting:
+                if isinstance(item, logging.LogRecord):
+                    try:
+                        lines.append(self.format(item) + "\n")
+                    except Exception:
+                        self.handleError(item)
+            if lines:
+                try:
+                    self.stream.write("".join(lines))
+                    self.stream.flush()
+                except Exception:
+                    self.handleError(logging.makeLogRecord({"msg": "cannot write the log"}))
+            for item in waiting:
+                if isinstance(item, threading.Event):
+                    item.set()
+            if None in waiting:
+                return
+
+
+# Bounds the text one write carries.
+_MOST_LINES_PER_WRITE = 1000
+
+
 def configure_logging(level: str, fmt: str, *, stream: TextIO | None = None) -> None:
     """Log to stderr (or `stream`) at `level` (DEBUG, INFO, WARNING, ERROR) as "text" or "json".
 
@@ -68,7 +135,7 @@ def configure_logging(level: str, fmt: str, *, stream: TextIO | None = None) -> 
     for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
         root.removeHandler(old)
         old.close()
-    handler = logging.StreamHandler(sys.stderr if stream is None else stream)
+    handler = BackgroundStreamHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     setattr(handler, _HANDLER_MARK, True)
     root.addHandler(handler)

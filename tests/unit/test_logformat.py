@@ -114,6 +114,7 @@ def test_configure_again_replaces_its_own_handler_only_and_sets_the_level() -> N
     assert len([h for h in root.handlers if h not in others]) == 1
     logging.getLogger("taskservice.test").warning("hello %s", "there")
     logging.getLogger("taskservice.test").info("not shown")
+    flush_root_handlers()
     assert first.getvalue() == ""
     assert [e["message"] for e in json_lines(second)] == ["hello there"]
     configure_logging("NOT_A_LEVEL", "text", stream=second)
@@ -146,3 +147,33 @@ def test_json_formatter_exceptions_odd_extras_and_clashing_names() -> None:
     assert failed["exc_info"].startswith("Traceback") and "RuntimeError: kaput" in failed["exc_info"]
     assert "exc_info" not in plain and "Stack (most recent call last)" in plain["stack_info"]
     assert len(stream.getvalue().splitlines()) == 2, "a multi-line exception stays on one line"
+
+
+def flush_root_handlers() -> None:
+    """Wait until the lines logged so far are written (the server's handler writes from a thread of its own)."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_lines_are_written_in_order_by_the_background_writer_and_flush_waits_for_them() -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "text", stream=stream)
+    logger = logging.getLogger("taskservice.order-test")
+    values = list(range(3000))
+    for value in values:
+        logger.info("line %d", value)
+    flush_root_handlers()
+    written = [int(line.rsplit(" ", 1)[1]) for line in stream.getvalue().splitlines() if "order-test" in line]
+    assert written == values
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_the_message_is_made_when_logged_not_when_written() -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "text", stream=stream)
+    changing = ["before"]
+    logging.getLogger("taskservice.args-test").info("value %s", changing)
+    changing[0] = "after"
+    flush_root_handlers()
+    assert "value ['before']" in stream.getvalue()
