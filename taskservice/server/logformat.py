@@ -62,10 +62,11 @@ class JsonFormatter(logging.Formatter):
 class BackgroundStreamHandler(logging.Handler):
     """Hands records to a thread of its own, which formats them and writes all that are waiting in one write.
 
-    A busy server logs a line per task transition, from its workers and under the engine's lock; writing each
-    line there (a system call, and a wait for the GIL after it) cost more than the transition itself: with a
-    line per write, 100,000 no-op tasks ran 40% slower (`make bench`). Here logging costs a queue put. flush()
-    waits until what was logged before it is written; logging.shutdown() at exit calls it.
+    A busy server logs a line per task transition, from its workers and under the engine's lock. Writing each
+    line there means a system call and a wait for the GIL after it, with the lock held. Here the caller pays a
+    queue put; formatting and writing happen on this thread, many lines per write. (Bulk no-op tasks: 10.8k/s
+    with transition lines off, 6.0k/s with them written in place, 6.5k/s with this handler.) flush() waits
+    until what was logged before it is written; logging.shutdown() at exit calls it.
     """
 
     def __init__(self, stream: TextIO) -> None:
