@@ -19,6 +19,8 @@ import threading
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from taskservice.core.observe import IMMUTABLE_ARGS
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 FORMATS = ("text", "json")
 
@@ -35,11 +37,13 @@ _HANDLER_MARK = "_taskservice_handler"
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, the record's extra fields, exc_info text."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._second: tuple[int, str] = (-1, "")  # one attribute, so threads sharing the formatter see a pair
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, tz=UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            "time": self._time(record),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -55,8 +59,21 @@ class JsonFormatter(logging.Formatter):
             entry["exc_info"] = record.exc_text
         if record.stack_info:
             entry["stack_info"] = self.formatStack(record.stack_info)
-        # default=str: an extra that is not JSON (a Path, an exception) is written as its str(), never dropped.
-        return json.dumps(entry, default=str)
+        return _ENCODER.encode(entry)
+
+    def _time(self, record: logging.LogRecord) -> str:
+        """ISO 8601 in UTC with milliseconds; the part up to the second is made once per second."""
+        second, text = self._second
+        if int(record.created) != second:
+            second = int(record.created)
+            text = datetime.fromtimestamp(second, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = (second, text)
+        return f"{text}.{int(record.msecs):03d}Z"
+
+
+# default=str: an extra that is not JSON (a Path, an exception) is written as its str(), never dropped. One
+# encoder for all lines: json.dumps(default=...) would build a new one per line.
+_ENCODER = json.JSONEncoder(default=str)
 
 
 class BackgroundStreamHandler(logging.Handler):
@@ -77,9 +94,10 @@ class BackgroundStreamHandler(logging.Handler):
         self._thread.start()
 
     def emit(self, record: logging.LogRecord) -> None:
-        # The message is made now: its arguments may change once this call returns.
-        record.msg = record.getMessage()
-        record.args = None
+        # The message is made now: its arguments may change once this call returns (unless they cannot).
+        if not getattr(record, IMMUTABLE_ARGS, False):
+            record.msg = record.getMessage()
+            record.args = None
         self._queue.put(record)
 
     def flush(self) -> None:

@@ -7,6 +7,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,11 @@ def test_json_one_line_per_transition_with_the_task_fields(make_manager: MakeMan
     stream = io.StringIO()
     configure_logging("INFO", "json", stream=stream)
     manager = make_manager()
+    before = datetime.now(UTC).replace(microsecond=0)
     task_id = manager.submit("echo", {"value": 1}).task.task_id
     assert wait_final(manager, task_id).state is TaskState.SUCCESS
     lines = wait_transitions(stream, task_id, 3)
+    after = datetime.now(UTC)
 
     assert [(e["previous_state"], e["state"]) for e in lines] == [
         (None, "PENDING"),
@@ -67,6 +70,7 @@ def test_json_one_line_per_transition_with_the_task_fields(make_manager: MakeMan
         assert entry["level"] == "INFO"
         assert task_id in entry["message"] and "echo" in entry["message"]
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["time"]), entry["time"]
+        assert before <= datetime.fromisoformat(entry["time"]) <= after, entry["time"]
         assert {"attempt", "error_type"} <= entry.keys()
     assert lines[-1]["attempt"] == 1 and lines[-1]["error_type"] is None
     # Every line of the stream is one JSON object (json_lines would have raised otherwise).
@@ -82,6 +86,7 @@ def test_json_failure_carries_the_error_type(make_manager: MakeManager) -> None:
     wait_final(manager, task_id)
     lines = wait_transitions(stream, task_id, 3)
     assert (lines[-1]["state"], lines[-1]["error_type"]) == ("FAILURE", "ValueError")
+    assert lines[-1]["message"] == f"task {task_id} (fail) RUNNING -> FAILURE (ValueError: nope)"
 
 
 @pytest.mark.usefixtures("root_logging")
