@@ -1,9 +1,9 @@
 """A bare grpc.aio server: the most a Python gRPC server can do with the same messages, no task service.
 
 Unary `/bench.Echo/Echo` returns the request bytes; `/bench.Echo/Ticks` streams `count` copies of a payload
-at `hz` per second (request: JSON {"count", "hz", "size", "group"}), like a task reporting progress. Streams of
-one `group` tick together, from the time the first of them arrived, as the watchers of one task get each of
-its events at the same moment.
+at `hz` per second, each led by the time it was due (request: JSON {"count", "hz", "size", "group"}), like a
+task reporting progress. Streams of one `group` tick together, from the time the first of them arrived, as the
+watchers of one task get each of its events at the same moment.
 """
 
 from __future__ import annotations
@@ -35,10 +35,13 @@ async def ticks(request: bytes, context: grpc.aio.ServicerContext) -> AsyncItera
     interval = 1.0 / spec["hz"]
     loop = asyncio.get_running_loop()
     start = _group_starts.setdefault(str(spec.get("group", id(context))), loop.time())
+    wall_start = time.time() - (loop.time() - start)
     for i in range(spec["count"]):
         await asyncio.sleep(max(0.0, start + i * interval - loop.time()))
-        # The send time leads each message, so the client can measure delivery latency as it does for events.
-        yield struct.pack("<d", time.time()) + padding
+        # The time the message was due leads it, so the client measures delivery latency as it does for events:
+        # an event carries the time its task reported progress, and the server's delay in sending it counts.
+        # (Stamping the moment of sending would leave out this server's own delay in a burst of 1,000.)
+        yield struct.pack("<d", wall_start + i * interval) + padding
 
 
 async def main(port_file: str) -> None:
