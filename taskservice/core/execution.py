@@ -91,6 +91,8 @@ def portable_result(value: Any) -> Any:
     Round-tripped through JSON, so the live copy equals the stored one (int keys become strings, tuples
     lists); then checked against what protobuf and UTF-8 can carry.
     """
+    if value is None:  # most handlers return nothing: no need to round-trip it
+        return None
     try:
         encoded = json.dumps(value, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError, RecursionError) as exc:
