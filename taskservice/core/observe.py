@@ -82,5 +82,5 @@ def _transition_record(task: Task, previous: TaskState | None) -> logging.LogRec
 # Set on a record whose args nothing will change, so a handler need not format its message at once.
 IMMUTABLE_ARGS = "_immutable_args"
 # What relativeCreated counts from, as in Logger.makeRecord: a float of seconds before Python 3.13, ns since.
-_started = logging._startTime
+_started = logging._startTime  # type: ignore[attr-defined]
 _LOGGING_STARTED_NS = _started if isinstance(_started, int) else int(_started * 1e9)

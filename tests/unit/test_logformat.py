@@ -94,16 +94,22 @@ def test_text_format_is_unchanged(make_manager: MakeManager) -> None:
     stream = io.StringIO()
     configure_logging("INFO", "text", stream=stream)
     manager = make_manager()
+    before = datetime.now().replace(microsecond=0)  # local time, as the text format writes it
     task_id = manager.submit("echo", {"value": 1}).task.task_id
     wait_final(manager, task_id)
     line = wait_until(
         lambda: next((ln for ln in stream.getvalue().splitlines() if "-> SUCCESS" in ln and task_id in ln), None),
         what="the SUCCESS line",
     )
-    pattern = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO taskservice\.tasks: task (\S+) \(echo\) RUNNING -> SUCCESS"
+    after = datetime.now()
+    pattern = (
+        r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) INFO taskservice\.tasks: task (\S+) \(echo\) RUNNING -> SUCCESS"
+    )
     assert line is not None
     match = re.fullmatch(pattern, line)
-    assert match and match.group(1) == task_id, line
+    assert match and match.group(3) == task_id, line
+    logged = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S").replace(microsecond=int(match.group(2)) * 1000)
+    assert before <= logged <= after, line
     assert TEXT_FORMAT == "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
