@@ -34,6 +34,7 @@ class TaskContext:
         log_sink: LogSink | None = None,
         stop_grace: float = 5.0,
         data_root: Path | None = None,
+        min_free_bytes: int = 0,
     ) -> None:
         self.task_id = task_id
         self.task_type = task_type
@@ -46,6 +47,8 @@ class TaskContext:
         self.stop_grace = stop_grace
         # The folder path args are resolved in (absolute), when the server has one.
         self.data_root = data_root
+        # Bytes a handler writing files must leave free on their file system (--min-free-space).
+        self.min_free_bytes = min_free_bytes
         self._stop_event = stop_event
         self._report = report
         self._log_sink = log_sink

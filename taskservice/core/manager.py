@@ -788,6 +788,7 @@ class WorkerManager:
             log_sink=lambda data: self._write_log(task.task_id, data),
             stop_grace=self.config.stop_grace,
             data_root=self._data_root.root if self._data_root else None,
+            min_free_bytes=self._data_root.min_free_bytes if self._data_root else 0,
         )
         outcome = run_handler(kind, ctx, call_args)
         return self._settle_outputs(run, outcome, outputs, keep_partial=keep_partial)

@@ -48,11 +48,14 @@ def path_role(annotation: Any) -> PathRole | None:
 
 
 class DataRoot:
-    """The folder every path argument must stay inside."""
+    """The folder every path argument must stay inside, and the free space tasks must leave on it."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, min_free_bytes: int = 0) -> None:
         Path(root).mkdir(parents=True, exist_ok=True)
         self.root = Path(root).resolve()
+        # File tasks stop writing before their output would leave less than this free on its file system, so
+        # that one task (a decompression bomb) cannot fill the disk the task database and the others share.
+        self.min_free_bytes = min_free_bytes
 
     def resolve(self, field: str, value: Any, role: PathRole) -> Path:
         """The absolute path `value` names, or InvalidRequest naming `field`."""

@@ -171,7 +171,7 @@ async def serve(settings: Settings) -> int:
         store,
         registry,
         listeners=[metrics] if metrics else [],
-        data_root=DataRoot(settings.data_root),
+        data_root=DataRoot(settings.data_root, min_free_bytes=settings.min_free_space),
         logs=TaskLogs(Path(settings.state_dir) / "logs"),
         config=ManagerConfig(
             workers=settings.workers,

@@ -13,6 +13,18 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|TiB)?\s*$")
+_UNIT_BYTES = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, None: 1}
+
+
+def parse_size(text: str) -> int:
+    """'256MiB', '1GiB', '512KiB' or plain bytes ('1048576') -> bytes."""
+    match = _SIZE.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: use e.g. 256MiB, 1GiB, 0 or a number of bytes")
+    return int(match.group(1)) * _UNIT_BYTES[match.group(2)]
+
+
 def parse_duration(text: str) -> float:
     """'250ms', '30s', '5m', '1h' or plain seconds ('90', '1.5') -> seconds."""
     match = _DURATION.match(text)
@@ -35,6 +47,8 @@ class Settings:
     tasks: tuple[str, ...] = ()
     # Every path argument must stay inside this folder.
     data_root: str = "data"
+    # File tasks stop writing before their output would leave less than this free on its file system.
+    min_free_space: int = 256 * 2**20
     # Where the server keeps per-task logs; empty: "<db file name>-state" next to the db.
     state_dir: str = ""
     # TOML file of the commands the `command` task type may run; empty: none.
@@ -105,6 +119,12 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--data-root", default=_env(env, "data_root", d.data_root), help="folder path args must stay in")
     p.add_argument(
+        "--min-free-space",
+        type=parse_size,
+        default=parse_size(_env(env, "min_free_space", str(d.min_free_space))),
+        help="file tasks fail rather than leave less than this free where they write (e.g. 256MiB, 1GiB; 0: no check)",
+    )
+    p.add_argument(
         "--state-dir",
         default=_env(env, "state_dir", ""),
         help="folder for task logs (default: <db>-state beside the db)",
@@ -153,6 +173,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
         drain=ns.drain,
         tasks=tuple(ns.tasks if ns.tasks is not None else ns.env_tasks),
         data_root=ns.data_root,
+        min_free_space=ns.min_free_space,
         state_dir=ns.state_dir or str(Path(ns.db).with_name(Path(ns.db).stem + "-state")),
         commands=ns.commands,
         port_file=ns.port_file,

@@ -13,7 +13,7 @@ import os
 import time
 import zlib
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from taskservice.core.context import TaskContext
 from taskservice.core.errors import InvalidRequest
@@ -34,6 +34,14 @@ ALGORITHMS: dict[str, Callable[[], Any]] = {
 
 class NotGzipError(ValueError):
     """The input of file.decompress is not a complete gzip file."""
+
+
+class NotEnoughSpace(RuntimeError):
+    """Writing on would leave less free space than the server keeps (--min-free-space)."""
+
+
+class OutputTooLarge(ValueError):
+    """file.decompress would write more than its max_bytes_out."""
 
 
 class _Readable(Protocol):
@@ -78,6 +86,45 @@ class _ByteProgress:
         return f"{done} bytes in {seconds:.2f} s{speed}"
 
 
+class _Output:
+    """An output file written in chunks: never past `max_bytes`, never leaving less than the reserve free.
+
+    A gzip bomb of a few MiB unpacks to terabytes; without these checks one task could fill the disk that the
+    task database and every other task share.
+    """
+
+    def __init__(self, ctx: TaskContext, target: BinaryIO, max_bytes: int | None = None) -> None:
+        self._target = target  # the staged file: its name is not the one the client gave
+        self._reserve = ctx.min_free_bytes
+        self._max_bytes = max_bytes
+        self.written = 0
+
+    def write(self, chunk: memoryview) -> None:
+        size = len(chunk)
+        if self._max_bytes is not None and self.written + size > self._max_bytes:
+            raise OutputTooLarge(
+                f"the output would grow past max_bytes_out ({self._max_bytes} bytes); the partial output was "
+                "removed. Raise max_bytes_out if the input is trusted"
+            )
+        self.check_space(size)
+        while chunk:  # an unbuffered write may take only part of the chunk
+            chunk = chunk[self._target.write(chunk) :]
+        self.written += size
+
+    def check_space(self, more: int) -> None:
+        """NotEnoughSpace if `more` bytes would leave less than the reserve free where the output goes."""
+        if not self._reserve:
+            return
+        stats = os.fstatvfs(self._target.fileno())
+        free = stats.f_bavail * stats.f_frsize
+        if free - more < self._reserve:
+            raise NotEnoughSpace(
+                f"stopped writing the output: {free / MIB:.0f} MiB are free on its file system and the server "
+                f"keeps {self._reserve / MIB:.0f} MiB free (--min-free-space); the partial output was removed. "
+                "Free some space, or start the server with a lower --min-free-space"
+            )
+
+
 def _size(stream: _Readable) -> int:
     return os.fstat(stream.fileno()).st_size
 
@@ -118,12 +165,7 @@ def checksum(ctx: TaskContext, *, input_fpath: InputFile, algorithm: str = "sha2
 def copy(ctx: TaskContext, *, input_fpath: InputFile, output_fpath: OutputFile) -> dict[str, int]:
     """Copy a file byte for byte; the copy appears only when the task succeeds."""
     with open(input_fpath, "rb", buffering=0) as source, open(output_fpath, "wb", buffering=0) as target:
-
-        def write(chunk: memoryview) -> None:
-            while chunk:  # an unbuffered write may take only part of the chunk
-                chunk = chunk[target.write(chunk) :]
-
-        done = _copy_chunks(ctx, source, write)
+        done = _copy_chunks(ctx, source, _Output(ctx, target).write)
     return {"bytes": done}
 
 
@@ -138,13 +180,22 @@ def compress(ctx: TaskContext, *, input_fpath: InputFile, output_fpath: OutputFi
             fileobj=target,
             mtime=int(os.fstat(source.fileno()).st_mtime),
         ) as packed:
-            done = _copy_chunks(ctx, source, packed.write)
+            output = _Output(ctx, target)
+
+            def write(chunk: memoryview) -> None:
+                output.check_space(len(chunk))  # gzip output is at most a little larger than its input
+                packed.write(chunk)
+
+            done = _copy_chunks(ctx, source, write)
         written = target.tell()
     return {"bytes_in": done, "bytes_out": written}
 
 
-def decompress(ctx: TaskContext, *, input_fpath: InputFile, output_fpath: OutputFile) -> dict[str, int]:
-    """Gunzip a file; a file that is not gzip, or is cut short, fails the task and leaves no output."""
+def decompress(
+    ctx: TaskContext, *, input_fpath: InputFile, output_fpath: OutputFile, max_bytes_out: int | None = None
+) -> dict[str, int]:
+    """Gunzip a file; a file that is not gzip, or is cut short, or would unpack to more than `max_bytes_out`
+    bytes (when given) fails the task and leaves no output."""
     with open(input_fpath, "rb") as source, open(output_fpath, "wb", buffering=0) as target:
         progress = _ByteProgress(ctx, _size(source))
         if not progress.total:
@@ -153,14 +204,11 @@ def decompress(ctx: TaskContext, *, input_fpath: InputFile, output_fpath: Output
         buffer = bytearray(CHUNK_BYTES)
         view = memoryview(buffer)
         progress.start()
-        written = 0
+        output = _Output(ctx, target, max_bytes=max_bytes_out)
         try:
             with gzip.GzipFile(fileobj=source, mode="rb") as packed:
                 while n := packed.readinto(buffer):
-                    chunk = view[:n]
-                    while chunk:
-                        chunk = chunk[target.write(chunk) :]
-                    written += n
+                    output.write(view[:n])
                     # Progress counts compressed input bytes, so it ends at the input's size.
                     progress.advance(source.tell())
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
@@ -170,8 +218,8 @@ def decompress(ctx: TaskContext, *, input_fpath: InputFile, output_fpath: Output
             ) from exc
         done = source.tell()
         progress.finish(done)
-        ctx.log(f"{ctx.task_type}: {progress.rate(done)}, {written} bytes out")
-    return {"bytes_in": done, "bytes_out": written}
+        ctx.log(f"{ctx.task_type}: {progress.rate(done)}, {output.written} bytes out")
+    return {"bytes_in": done, "bytes_out": output.written}
 
 
 def _check_algorithm(args: dict[str, Any]) -> None:
@@ -189,12 +237,20 @@ def _check_level(args: dict[str, Any]) -> None:
         raise InvalidRequest(f"gzip level {level} is out of range", [("args.level", "must be 1 (fastest) to 9")])
 
 
+def _check_max_bytes_out(args: dict[str, Any]) -> None:
+    limit = args.get("max_bytes_out")
+    if limit is not None and limit < 1:
+        raise InvalidRequest(
+            f"max_bytes_out of {limit} is out of range", [("args.max_bytes_out", "must be at least 1 byte")]
+        )
+
+
 def register_file_tasks(registry: TaskRegistry) -> None:
     """Register file.checksum, file.copy, file.compress and file.decompress in `registry`."""
     registry.register("file.checksum", checksum, validator=_check_algorithm)
     registry.register("file.copy", copy)
     registry.register("file.compress", compress, validator=_check_level)
-    registry.register("file.decompress", decompress)
+    registry.register("file.decompress", decompress, validator=_check_max_bytes_out)
 
 
 register_file_tasks(default_registry)

@@ -70,3 +70,18 @@ def test_taskctl_submit_watch_prints_the_digest(server: ServerProcess) -> None:
     assert result.returncode == 0, result.stderr
     assert DIGEST in result.stdout, result.stdout
     assert "SUCCESS" in result.stdout
+
+
+def test_min_free_space_keeps_a_copy_from_filling_the_disk(tmp_path: Path, data_dir: Path) -> None:
+    """--min-free-space above what the disk has free: a copy fails with a message naming the flag, and no file
+    is left; the server keeps serving."""
+    stats = os.statvfs(data_dir)
+    reserve_mib = (stats.f_bavail * stats.f_frsize) // 2**20 + 1024 * 1024
+    args = ["--data-root", str(data_dir), "--min-free-space", f"{reserve_mib}MiB"]
+    with ServerProcess(tmp_path / "t.db", extra_args=args) as server, TaskClient(server.start().address) as client:
+        task_id = client.submit("file.copy", {"input_fpath": "in/x.bin", "output_fpath": "out/copy.bin"}).task.task_id
+        final = client.wait(task_id, timeout=30)
+        assert final.state is TaskState.FAILURE and final.error is not None
+        assert final.error.type == "NotEnoughSpace" and "--min-free-space" in final.error.message
+        assert not (data_dir / "out").exists() or list((data_dir / "out").iterdir()) == []
+        assert client.wait(client.submit("file.checksum", {"input_fpath": "in/x.bin"}).task.task_id, timeout=30).result

@@ -34,8 +34,8 @@ HUGE_SPARSE_BYTES = 8 * 1024 * MIB
 class Harness:
     """A started manager whose registry holds the file types and a `hold` type that keeps the one worker busy."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        self.root = DataRoot(tmp_path / "data")
+    def __init__(self, tmp_path: Path, min_free_bytes: int = 0) -> None:
+        self.root = DataRoot(tmp_path / "data", min_free_bytes=min_free_bytes)
         (self.root.root / "in").mkdir()
         self.store = MemoryStore()
         self.release = threading.Event()
@@ -205,6 +205,65 @@ def test_progress_counts_input_bytes_and_ends_at_the_total(
     assert final is not None
     assert (final.progress.current, final.progress.total, final.progress.percent) == (len(data), len(data), 100.0)
     assert final.progress.message == f"{len(data) / MIB:.1f} of {len(data) / MIB:.1f} MiB"
+
+
+def test_decompress_stops_at_max_bytes_out_and_leaves_no_output(harness: Harness) -> None:
+    """A gzip bomb: 16 KiB that unpack to 16 MiB of zeros."""
+    bomb = gzip.compress(bytes(16 * MIB), compresslevel=9)
+    assert len(bomb) < 32 * 1024
+    harness.write("bomb.gz", bomb)
+    args = {"input_fpath": "in/bomb.gz", "output_fpath": "out/bomb"}
+    refused = wait_final(
+        harness.manager, harness.manager.submit("file.decompress", {**args, "max_bytes_out": MIB}).task.task_id
+    )
+    assert refused.state is TaskState.FAILURE and refused.error is not None
+    assert refused.error.type == "OutputTooLarge"
+    assert "the output would grow past max_bytes_out (1048576 bytes)" in refused.error.message
+    assert harness.outputs() == [], "neither the output nor its temporary file is left"
+    # Exactly as many bytes as allowed is fine.
+    assert harness.run("file.decompress", {**args, "max_bytes_out": 16 * MIB}) == {
+        "bytes_in": len(bomb),
+        "bytes_out": 16 * MIB,
+    }
+    assert harness.outputs() == ["bomb"]
+
+
+@pytest.mark.parametrize("limit", [0, -5])
+def test_max_bytes_out_below_one_is_refused_at_submit(harness: Harness, limit: int) -> None:
+    harness.write("x.gz", gzip.compress(b"x"))
+    with pytest.raises(InvalidRequest) as refused:
+        harness.manager.submit(
+            "file.decompress", {"input_fpath": "in/x.gz", "output_fpath": "out/x", "max_bytes_out": limit}
+        )
+    assert refused.value.field_violations == [("args.max_bytes_out", "must be at least 1 byte")]
+
+
+@pytest.mark.parametrize(
+    ("task_type", "input_name", "content"),
+    [
+        ("file.copy", "x.bin", b"y" * (2 * MIB)),
+        ("file.compress", "x.bin", b"y" * (2 * MIB)),
+        ("file.decompress", "x.gz", gzip.compress(b"y" * (2 * MIB))),
+    ],
+)
+def test_file_outputs_stop_before_the_free_space_reserve_and_leave_nothing(
+    tmp_path: Path, task_type: str, input_name: str, content: bytes
+) -> None:
+    """A reserve above what the disk has free: no output may be written at all (the server's --min-free-space)."""
+    stats = os.statvfs(tmp_path)
+    reserve = stats.f_bavail * stats.f_frsize + 2**40
+    harness = Harness(tmp_path, min_free_bytes=reserve)
+    try:
+        harness.write(input_name, content)
+        task_id = harness.manager.submit(task_type, {"input_fpath": f"in/{input_name}", "output_fpath": "out/o"}).task
+        final = wait_final(harness.manager, task_id.task_id)
+        assert final.state is TaskState.FAILURE and final.error is not None
+        assert final.error.type == "NotEnoughSpace"
+        assert "stopped writing the output: " in final.error.message and "--min-free-space" in final.error.message
+        assert harness.outputs() == []
+    finally:
+        harness.manager.close()
+        harness.store.close()
 
 
 def test_decompress_progress_counts_compressed_input_bytes(harness: Harness) -> None:

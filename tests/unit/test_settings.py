@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from taskservice.server.settings import Settings, parse, parse_duration
+from taskservice.server.settings import Settings, parse, parse_duration, parse_size
 
 
 @pytest.mark.parametrize(
@@ -19,6 +19,27 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_durations_are_refused(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("0", 0), ("1048576", 2**20), ("512KiB", 2**19), ("256MiB", 2**28), ("2 GiB", 2**31)]
+)
+def test_sizes(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "-1", "lots", "1.5GiB", "10MB", "1e9"])
+def test_bad_sizes_are_refused(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_size(text)
+
+
+def test_min_free_space_from_the_flag_or_the_environment() -> None:
+    assert parse([], environ={}).min_free_space == 256 * 2**20
+    assert parse([], environ={"TASKSERVICE_MIN_FREE_SPACE": "1GiB"}).min_free_space == 2**30
+    assert parse(["--min-free-space", "0"], environ={"TASKSERVICE_MIN_FREE_SPACE": "1GiB"}).min_free_space == 0
+    with pytest.raises(SystemExit):
+        parse(["--min-free-space", "a lot"], environ={})
 
 
 def test_defaults_match_the_documented_ones() -> None:
