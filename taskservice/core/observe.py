@@ -45,6 +45,11 @@ class TransitionLog:
 # under the engine's lock. (Like Logger.handle, this bypasses logging.setLogRecordFactory.)
 _RECORD_TEMPLATE = logging.LogRecord(transitions_log.name, logging.INFO, __file__, 0, "", None, None).__dict__.copy()
 _TRANSITION_MESSAGE = "task %s (%s) %s -> %s%s"
+# Set on a record whose args nothing will change, so a handler need not format its message at once.
+IMMUTABLE_ARGS = "_immutable_args"
+# What relativeCreated counts from, as in Logger.makeRecord: a float of seconds before Python 3.13, ns since.
+_started = logging._startTime  # type: ignore[attr-defined]
+_LOGGING_STARTED_NS = _started if isinstance(_started, int) else int(_started * 1e9)
 
 
 def _transition_record(task: Task, previous: TaskState | None) -> logging.LogRecord:
@@ -78,9 +83,3 @@ def _transition_record(task: Task, previous: TaskState | None) -> logging.LogRec
     fields["error_type"] = task.error.type if task.error else None
     return record
 
-
-# Set on a record whose args nothing will change, so a handler need not format its message at once.
-IMMUTABLE_ARGS = "_immutable_args"
-# What relativeCreated counts from, as in Logger.makeRecord: a float of seconds before Python 3.13, ns since.
-_started = logging._startTime  # type: ignore[attr-defined]
-_LOGGING_STARTED_NS = _started if isinstance(_started, int) else int(_started * 1e9)
