@@ -82,4 +82,3 @@ def _transition_record(task: Task, previous: TaskState | None) -> logging.LogRec
     fields["attempt"] = task.attempt
     fields["error_type"] = task.error.type if task.error else None
     return record
-
