@@ -112,6 +112,7 @@ def test_time_limit_exits_5(taskctl: Taskctl) -> None:
 def test_lost_task_exits_6(server_process: ServerProcess, taskctl: Taskctl) -> None:
     task_id = taskctl.submit_id("sleep", "--arg", "seconds=60")
     wait_until(lambda: taskctl.state(task_id) == "RUNNING", what="the sleep to run")
+    wait_until(lambda: server_process.committed(task_id) == ("RUNNING", 1), what="RUNNING on disk")
     server_process.kill()
     server_process.restart()
     run = taskctl("watch", task_id)

@@ -181,7 +181,8 @@ def test_watch_survives_a_server_restart(kind: str, tmp_path: Path) -> None:
         setup = c.TaskClient(server.address)
         # A long sleep holds the only worker, so the watched demo stays PENDING until after the restart.
         blocker = setup.submit("sleep", {"seconds": 120}).task.task_id
-        wait_until(lambda: setup.get(blocker).state is TaskState.RUNNING)
+        # On disk too: a blocker the crash finds PENDING would run again, ahead of the watched task.
+        wait_until(lambda: server.committed(blocker) == ("RUNNING", 1), what="the blocker RUNNING on disk")
         watched = setup.submit("demo", FAST_DEMO).task.task_id
         first_event = threading.Event()
         outcome: dict[str, object] = {}

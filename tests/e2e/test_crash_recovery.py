@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ def test_sigkill_then_restart_keeps_every_acknowledged_task(tmp_path: Path) -> N
         with TaskClient(server.address) as client:
             running = [client.submit("sleep", {"seconds": 60}, task_id=f"long-{i}").task.task_id for i in range(2)]
             for task_id in running:
-                wait_until(lambda t=task_id: client.get(t).state is TaskState.RUNNING, what=f"{task_id} RUNNING")
+                wait_until(lambda t=task_id: server.committed(t) == ("RUNNING", 1), what=f"{task_id} RUNNING on disk")
             queued = [
                 client.submit(
                     "demo", {"steps": 2, "step_seconds": 0.01}, task_id=f"queued-{i}", priority=i
@@ -97,17 +95,10 @@ def test_a_task_type_that_allows_it_runs_again_after_a_crash(tmp_path: Path) -> 
             wait_until(lambda: client.get(task_id).state is TaskState.RUNNING, what="first attempt runs")
         # A re-runnable type's handler starts before RUNNING is committed (README: at worst one more run, whose
         # attempt number repeats). Kill only once the first attempt is on disk, so the count is certain.
-        wait_until(lambda: stored_state(tmp_path / "t.db", task_id) == ("RUNNING", 1), what="RUNNING committed")
+        wait_until(lambda: server.committed(task_id) == ("RUNNING", 1), what="RUNNING committed")
         server.kill()
         server.restart()
         flag.touch()
         with TaskClient(server.address) as client:
             final = client.wait(task_id, timeout=30)
             assert final.state is TaskState.SUCCESS and final.attempt == 2 and final.result == 2
-
-
-def stored_state(db: Path, task_id: str) -> tuple[str, int] | None:
-    """A task's committed state and attempt, read beside the running server."""
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        row = conn.execute("SELECT state, attempt FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
-    return (row[0], row[1]) if row else None

@@ -82,7 +82,7 @@ def test_a_second_signal_exits_at_once_during_the_drain(tmp_path: Path) -> None:
         server.start()
         with TaskClient(server.address) as client:
             task_id = client.submit("sleep", {"seconds": 300}).task.task_id
-            wait_until(lambda: client.get(task_id).state is TaskState.RUNNING, what="the task runs")
+            wait_until(lambda: server.committed(task_id) == ("RUNNING", 1), what="the task runs, on disk too")
         assert server.proc is not None
         server.proc.send_signal(signal.SIGTERM)
         wait_until(lambda: "draining" in server.log(), what="the drain started")

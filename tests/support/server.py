@@ -14,8 +14,10 @@ environment are not passed on (settings come from extra_args and env only).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -140,6 +142,16 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
+
+    def committed(self, task_id: str) -> tuple[str, int] | None:
+        """A task's state and attempt as committed to the db (read beside the running server), or None.
+
+        GetState shows RUNNING as soon as a worker takes a task, a moment before it is on disk. A test that
+        kills the server and expects what a crash does to a RUNNING task waits for this to say RUNNING first.
+        """
+        with contextlib.closing(sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True)) as conn:
+            row = conn.execute("SELECT state, attempt FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+        return (row[0], row[1]) if row else None
 
     def log(self) -> str:
         """Everything the server printed so far."""
