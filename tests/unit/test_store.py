@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from taskservice.core.store import (
     StoreOpenError,
     TaskStore,
 )
-from taskservice.core.store.sqlite import SCHEMA_VERSION
+from taskservice.core.store.sqlite import SCHEMA_VERSION, _rows_per_statement
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -94,6 +95,61 @@ def test_load_unfinished_returns_pending_running_and_stopping_in_order(store: Ta
     states = [TaskState.RUNNING, TaskState.SUCCESS, TaskState.PENDING, TaskState.STOPPING, TaskState.LOST]
     store.apply([InsertTask(task(i, state=s)) for i, s in enumerate(states, start=1)])
     assert [t.seq for t in store.load_unfinished()] == [1, 3, 4]
+
+
+@pytest.mark.parametrize("count", [1, 3, 4, 5, 17, 63, 64, 65, 300, 1000])
+@pytest.mark.parametrize("row_by_row", [False, True], ids=["many-rows", "row-by-row"])
+def test_batches_of_every_size_store_what_the_reference_store_does(
+    store: TaskStore, count: int, row_by_row: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SQLite store writes a batch with statements of many rows each (256, 64, 16, 4, then single rows), or
+    row by row where SQLite is older than 3.33: every count, remainders too, ends as the in-memory reference."""
+    if row_by_row:
+        if not isinstance(store, SQLiteStore):
+            pytest.skip("only the SQLite store writes rows in statements")
+        monkeypatch.setattr(store, "_rows_per_statement", (1,))
+    reference = MemoryStore()
+    inserts = [
+        InsertTask(
+            task(i, labels={"k": str(i % 3), "n": str(i)} if i % 2 else {}, priority=i % 5, time_limit=i or None)
+        )
+        for i in range(1, count + 1)
+    ]
+    saves = []
+    for write in inserts:
+        saved = write.task.copy()
+        i = saved.seq
+        saved.state = (TaskState.SUCCESS, TaskState.FAILURE, TaskState.RUNNING)[i % 3]
+        saved.result = {"i": i} if saved.state is TaskState.SUCCESS else None
+        saved.error = TaskError("E", f"error {i}", "tb") if saved.state is TaskState.FAILURE else None
+        saved.progress = Progress(i % 100, f"p{i}", i, count, 2000.0 + i)
+        saved.started_at, saved.attempt, saved.sequence = 1500.0 + i, 1, 3 + i % 4
+        saves.append(SaveTask(saved))
+    # Progress of every other task: some newer than the save's sequence, some older (which must not lower it).
+    progress = [
+        SaveProgress(f"t{i}", Progress(99.0, f"late {i}"), 2 + (i // 2 % 2) * 12) for i in range(1, count + 1, 2)
+    ]
+    for target in (store, reference):
+        target.apply(inserts)
+        target.apply(saves)
+        target.apply(progress)
+    for i in range(1, count + 1):
+        assert store.get(f"t{i}") == reference.get(f"t{i}"), f"task t{i} of {count}"
+    labelled = TaskFilter(labels=(("k", "1"),))
+    assert store.list(labelled, before_seq=None, limit=count) == reference.list(labelled, before_seq=None, limit=count)
+    assert store.count() == count
+    reference.close()
+
+
+def test_statements_stay_within_the_variable_limit_of_the_sqlite_in_use() -> None:
+    if sqlite3.sqlite_version_info < (3, 33, 0):
+        pytest.skip("SQLite before 3.33 writes row by row")
+    with contextlib.closing(sqlite3.connect(":memory:")) as conn:
+        assert _rows_per_statement(conn) == (256, 64, 16, 4, 1)  # 32,766 variables since SQLite 3.32
+        conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # the default before 3.32
+        assert _rows_per_statement(conn) == (16, 4, 1)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 20)
+        assert _rows_per_statement(conn) == (1,)
 
 
 def test_a_failing_batch_leaves_nothing_behind(store: TaskStore) -> None:
