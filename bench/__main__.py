@@ -136,6 +136,11 @@ def unary_scenarios(table: Table, tmp: Path) -> None:
     with BaselineServer() as baseline:
         base = load("unary_rate", address=baseline.address, method="/bench.Echo/Echo",
                     request_b64=b64(submit), concurrency=SUBMIT_CONCURRENCY, seconds=RATE_SECONDS)  # fmt: skip
+        handed = load("unary_rate", address=baseline.address, method="/bench.Echo/EchoAfterThread",
+                      request_b64=b64(submit), concurrency=SUBMIT_CONCURRENCY, seconds=RATE_SECONDS)  # fmt: skip
+    # What no design that answers after work on another thread can beat, before it does the work (no target).
+    table.row("bare echo answered after another thread saw it (a floor)", "calls/s", handed["calls_per_s"],
+              base["calls_per_s"], "higher", "", "the least a durable Submit pays")  # fmt: skip
     with ServerProcess(tmp / "bench.db", workers=4) as server:
         server.start()
         # Submit throughput: durable Submits, 64 in flight, beside a bare echo of the same bytes.

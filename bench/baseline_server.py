@@ -1,6 +1,9 @@
 """A bare grpc.aio server: the most a Python gRPC server can do with the same messages, no task service.
 
-Unary `/bench.Echo/Echo` returns the request bytes; `/bench.Echo/Ticks` streams `count` copies of a payload
+Unary `/bench.Echo/Echo` returns the request bytes. `/bench.Echo/EchoAfterThread` does too, but only once a
+thread of its own has seen the request, in batches, as a durable Submit waits for the store's writer thread:
+the least any server pays whose answers wait for work off the event loop, before doing that work.
+`/bench.Echo/Ticks` streams `count` copies of a payload
 at `hz` per second, each led by the time it was due (request: JSON {"count", "hz", "size", "group"}), like a
 task reporting progress. Streams of one `group` tick together, from the time the first of them arrived, as the
 watchers of one task get each of its events at the same moment.
@@ -9,20 +12,57 @@ watchers of one task get each of its events at the same moment.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import queue
 import struct
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import grpc
 
 from taskservice.server.app import server_options
 from taskservice.server.settings import Settings
+from taskservice.server.waker import LoopWaker
 
 
 async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    return request
+
+
+class _BatchThread:
+    """A thread that takes whatever requests are waiting and lets them all go, woken per batch."""
+
+    def __init__(self, waker: LoopWaker) -> None:
+        self._waker = waker
+        self._waiting: queue.SimpleQueue[Future[None]] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="bench-batch", daemon=True).start()
+
+    def submit(self) -> asyncio.Future[None]:
+        done: Future[None] = Future()
+        self._waiting.put(done)
+        return self._waker.wrap(done)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._waiting.get()]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    batch.append(self._waiting.get_nowait())
+            for done in batch:
+                done.set_result(None)
+
+
+_batches: _BatchThread | None = None
+
+
+async def echo_after_thread(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    assert _batches is not None
+    await _batches.submit()
     return request
 
 
@@ -45,11 +85,14 @@ async def ticks(request: bytes, context: grpc.aio.ServicerContext) -> AsyncItera
 
 
 async def main(port_file: str) -> None:
+    global _batches
+    _batches = _BatchThread(LoopWaker(asyncio.get_running_loop()))
     server = grpc.aio.server(options=server_options(Settings()))
     handler = grpc.method_handlers_generic_handler(
         "bench.Echo",
         {
             "Echo": grpc.unary_unary_rpc_method_handler(echo),
+            "EchoAfterThread": grpc.unary_unary_rpc_method_handler(echo_after_thread),
             "Ticks": grpc.unary_stream_rpc_method_handler(ticks),
         },
     )
