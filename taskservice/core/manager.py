@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from taskservice.core.clock import Clock, SystemClock
 from taskservice.core.context import TaskContext
@@ -108,6 +108,14 @@ def _settle(future: Future[T], outcome: T | BaseException) -> None:
 
 def _as_answer(error: BaseException) -> TaskServiceError:
     return error if isinstance(error, TaskServiceError) else StoreUnavailable(str(error))
+
+
+class _Checked(NamedTuple):
+    """A request as _check() found it: args normalised, the time limit the task gets, the fingerprint."""
+
+    args: dict[str, Any]
+    time_limit: float | None
+    digest: str
 
 
 @dataclass(eq=False, slots=True)
@@ -392,7 +400,7 @@ class WorkerManager:
         checked = self._check(request)
         answer: Future[SubmitOutcome] = Future()
         with self._lock:
-            reserved = self._reserve(request, *checked)
+            reserved = self._reserve(request, checked)
             if isinstance(reserved, Future):
                 return reserved
             self._write(
@@ -408,18 +416,18 @@ class WorkerManager:
         request alone was refused with (one bad request does not fail the others).
         """
         answers: list[Answer | None] = [None] * len(requests)
-        checked: list[tuple[int, SubmitSpec, dict[str, Any], str]] = []
+        checked: list[tuple[int, SubmitSpec, _Checked]] = []
         for index, request in enumerate(requests):
             try:
-                checked.append((index, request, *self._check(request)))
+                checked.append((index, request, self._check(request)))
             except TaskServiceError as exc:
                 answers[index] = exc
         following: list[tuple[int, Future[SubmitOutcome]]] = []
         new: list[tuple[int, Task]] = []
         with self._lock:
-            for index, request, normalised, digest in checked:
+            for index, request, request_checked in checked:
                 try:
-                    reserved = self._reserve(request, normalised, digest)
+                    reserved = self._reserve(request, request_checked)
                 except TaskServiceError as exc:
                     answers[index] = exc
                     continue
@@ -443,8 +451,8 @@ class WorkerManager:
             batch.follow(index, future)
         return batch.future
 
-    def _check(self, request: SubmitSpec) -> tuple[dict[str, Any], str]:
-        """Everything about a request that needs no lock: its normalised args and its fingerprint."""
+    def _check(self, request: SubmitSpec) -> _Checked:
+        """Everything about a request that needs no lock: its normalised args, its time limit, its fingerprint."""
         kind = self._registry.require(request.task_type)
         check_json_args(request.args)
         normalised = kind.validate_args(request.args)
@@ -455,16 +463,22 @@ class WorkerManager:
         check_labels(request.labels)
         if not -(2**31) <= request.priority < 2**31:
             raise InvalidRequest("priority out of range", [("priority", "must fit a 32-bit signed integer")])
+        time_limit = request.time_limit
+        if kind.time_limit_for is not None:
+            time_limit = kind.time_limit_for(normalised, time_limit)
+        if time_limit is None:
+            time_limit = self.config.default_time_limit
+        # The fingerprint is of the request as sent, so that sending it again matches whatever limit it got.
         digest = request_digest(request.task_type, normalised, request.time_limit, request.priority, request.labels)
-        return normalised, digest
+        return _Checked(normalised, time_limit, digest)
 
-    def _reserve(self, request: SubmitSpec, normalised: dict[str, Any], digest: str) -> Task | Future[SubmitOutcome]:
+    def _reserve(self, request: SubmitSpec, checked: _Checked) -> Task | Future[SubmitOutcome]:
         """A new task, not yet durable, under its id; or the Future of the earlier same request. Holds _lock."""
         if not self._accepting:
             raise ShuttingDown("the server is shutting down and takes no new tasks; retry on another instance")
         task_id = request.task_id
         if task_id:
-            existing = self._existing_submission(task_id, digest)
+            existing = self._existing_submission(task_id, checked.digest)
             if existing is not None:
                 return existing
         else:
@@ -476,15 +490,15 @@ class WorkerManager:
         task = Task(
             task_id=task_id,
             task_type=request.task_type,
-            args=normalised,
+            args=checked.args,
             state=TaskState.PENDING,
             submitted_at=self._clock.time(),
             priority=request.priority,
             labels=dict(request.labels),
-            time_limit=request.time_limit if request.time_limit is not None else self.config.default_time_limit,
+            time_limit=checked.time_limit,
             seq=self._next_seq,
             sequence=1,
-            request_digest=digest,
+            request_digest=checked.digest,
         )
         self._next_seq += 1
         self._submitting[task_id] = _Submission(task)

@@ -42,6 +42,9 @@ class Param:
     path_role: PathRole | None = None
 
 
+TimeLimitRule = Callable[[dict[str, Any], float | None], float | None]
+
+
 @dataclass(frozen=True, slots=True)
 class TaskType:
     """A registered task type."""
@@ -57,6 +60,9 @@ class TaskType:
     # Checks the signature cannot express (e.g. a command name against the operator's list); raises
     # InvalidRequest. Runs at Submit after the signature checks, on the normalised args.
     validator: Callable[[dict[str, Any]], None] | None = None
+    # The time limit a task gets from its normalised args and the limit its Submit asked for (None: none asked);
+    # raises InvalidRequest for a limit the type does not allow. Unset: the asked limit, else the server default.
+    time_limit_for: TimeLimitRule | None = None
 
     @property
     def path_params(self) -> tuple[Param, ...]:
@@ -260,6 +266,7 @@ class TaskRegistry:
         description: str = "",
         retry: RetryPolicy | None = None,
         validator: Callable[[dict[str, Any]], None] | None = None,
+        time_limit_for: TimeLimitRule | None = None,
     ) -> TaskType:
         if not name or len(name) > 128:
             raise RegistryError(f"task type name {name!r} must be 1-128 characters")
@@ -279,6 +286,7 @@ class TaskRegistry:
             description=description or (inspect.getdoc(handler) or "").split("\n")[0],
             retry=retry,
             validator=validator,
+            time_limit_for=time_limit_for,
         )
         self._types[name] = task_type
         return task_type

@@ -20,6 +20,18 @@ MAX_LABEL_VALUE = 1024
 MAX_STOP_REASON = 1024
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """'250ms', '30s', '5m', '1h' or plain seconds ('90', '1.5') -> seconds; ValueError otherwise."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration: use e.g. 250ms, 30s, 5m, 1h or 90")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
 def check_task_id(task_id: str, field: str = "task_id") -> None:
     if not TASK_ID_PATTERN.fullmatch(task_id):
         shown = task_id if len(task_id) <= 40 else task_id[:37] + "..."

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from taskservice.core.context import TaskContext
+from taskservice.core.errors import InvalidRequest
 from taskservice.core.paths import InputFile, OutputFile
 from taskservice.core.registry import TaskRegistry, TaskType
 from taskservice.tasks.command_config import load_commands
@@ -73,6 +74,19 @@ def register_command_task(registry: TaskRegistry, catalog: CommandCatalog) -> Ta
         params = {key: value for key, value in args.items() if key not in RESERVED_ARGS}
         spec.build_argv(params, input_fpath=args.get("input_fpath"), output_fpath=args.get("output_fpath"))
 
+    def time_limit(args: dict[str, Any], asked: float | None) -> float | None:
+        """A command's time_limit is its tasks' default limit, and the most a Submit may ask for."""
+        spec = catalog.require(args["name"])
+        most = spec.time_limit
+        if most is None or asked is None:
+            return asked if most is None else most
+        if asked > most:
+            raise InvalidRequest(
+                f"a time limit of {asked:g} s is more than command {spec.name!r} allows",
+                [("time_limit", f"at most {most:g} s for this command (its time_limit in the commands file)")],
+            )
+        return asked
+
     allowed = ", ".join(sorted(catalog)) or "none configured"
     return registry.register(
         COMMAND_TASK_TYPE,
@@ -80,6 +94,7 @@ def register_command_task(registry: TaskRegistry, catalog: CommandCatalog) -> Ta
         rerun_on_restart=False,
         description=f"run one of the operator's commands ({allowed})",
         validator=validate,
+        time_limit_for=time_limit,
     )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from taskservice.core.validation import MAX_TIME_LIMIT_SECONDS, parse_duration
 from taskservice.tasks.command_spec import (
     ARG_TYPES,
     PATH_ARGS,
@@ -25,7 +26,7 @@ from taskservice.tasks.command_spec import (
     render,
 )
 
-COMMAND_KEYS = ("argv", "description", "cwd", "env", "progress", "args")
+COMMAND_KEYS = ("argv", "description", "cwd", "env", "progress", "time_limit", "args")
 ARG_KEYS = ("type", "description", "choices", "min", "max", "pattern", "default", "allow_dash")
 PROGRESS_GROUPS = frozenset({"percent", "current", "total", "message"})
 
@@ -110,9 +111,22 @@ class _Parser:
             cwd=self.cwd(table["cwd"], f"{where}.cwd") if "cwd" in table else None,
             env=self.env(table.get("env", {}), f"{where}.env"),
             progress=self.progress(table["progress"], f"{where}.progress") if "progress" in table else None,
+            time_limit=self.time_limit(table["time_limit"], f"{where}.time_limit") if "time_limit" in table else None,
         )
         self.check_placeholders(spec, where)
         return spec
+
+    def time_limit(self, value: Any, where: str) -> float:
+        """A duration: seconds as a number, or text such as "90s", "10m", "2h"."""
+        try:
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise ValueError('must be a number of seconds or a duration such as "10m"')
+            seconds = parse_duration(value) if isinstance(value, str) else float(value)
+        except ValueError as exc:
+            raise self.fail(where, str(exc)) from None
+        if not 0 < seconds <= MAX_TIME_LIMIT_SECONDS:
+            raise self.fail(where, f"must be more than 0 and at most {MAX_TIME_LIMIT_SECONDS:.0f} seconds (366 days)")
+        return seconds
 
     def element(self, text: str, where: str) -> Element:
         try:

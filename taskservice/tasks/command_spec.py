@@ -90,6 +90,8 @@ class CommandSpec:
     cwd: str | None = None  # relative to the data root
     env: Mapping[str, str] | None = None
     progress: re.Pattern[str] | None = None
+    # Seconds: the time limit of its tasks submitted without one, and the most a Submit may ask for.
+    time_limit: float | None = None
 
     @property
     def placeholders(self) -> frozenset[str]:

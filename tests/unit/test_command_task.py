@@ -375,6 +375,42 @@ def test_a_time_limit_ends_the_command_timed_out(harness: Harness) -> None:
     assert "started" in harness.log(task_id)
 
 
+CAPPED = f"""
+[commands.capped]
+argv = {argv("act.py", "{program}")}
+time_limit = "500ms"
+[commands.capped.args]
+program = {{ type = "string" }}
+
+[commands.open]
+argv = {argv("act.py", "{program}")}
+[commands.open.args]
+program = {{ type = "string" }}
+"""
+
+
+def test_a_commands_time_limit_is_the_default_and_the_most_a_submit_may_ask(harness: Harness) -> None:
+    manager = harness.manager(CAPPED)
+    quick = {"name": "capped", "program": "out=hi"}
+    assert manager.submit("command", quick).task.time_limit == 0.5
+    assert manager.submit("command", quick, time_limit=0.25).task.time_limit == 0.25
+    with pytest.raises(InvalidRequest) as refused:
+        manager.submit("command", quick, time_limit=60)
+    assert refused.value.message.startswith("a time limit of 60 s is more than command 'capped' allows")
+    assert refused.value.field_violations == [
+        ("time_limit", "at most 0.5 s for this command (its time_limit in the commands file)")
+    ]
+    assert manager.submit("command", {"name": "open", "program": "out=hi"}).task.time_limit is None
+
+
+def test_a_command_with_a_time_limit_times_out_without_one_from_the_client(harness: Harness) -> None:
+    manager = harness.manager(CAPPED)
+    task_id = submit(manager, {"name": "capped", "program": f"out=started;wait={harness.tmp / 'never'}"})
+    final = wait_final(manager, task_id)
+    assert final.state is TaskState.TIMED_OUT and final.time_limit == 0.5
+    assert final.error is not None and final.error.message == "time limit of 0.5 s passed"
+
+
 # ----------------------------------------------------------------------------- Submit checks
 
 
@@ -479,7 +515,14 @@ ARGV = '["prog", "{x}"]'
         ('[commands.a]\nargv = ["ls"]\ncwd = "/tmp"', "commands.a.cwd: must be a relative folder"),
         ('[commands.a]\nargv = ["ls"]\ncwd = "a/../.."', "commands.a.cwd: must be a relative folder"),
         ('[commands.a]\nargv = ["ls"]\nenv = { X = 1 }', "commands.a.env.X: must be a string"),
-        ('[commands.a]\nargv = ["ls"]\ntime_limit = "2h"', "commands.a.time_limit: unknown key"),
+        ('[commands.a]\nargv = ["ls"]\ntime_limit = "soon"', "commands.a.time_limit: 'soon' is not a duration"),
+        ('[commands.a]\nargv = ["ls"]\ntime_limit = 0', "commands.a.time_limit: must be more than 0"),
+        (
+            '[commands.a]\nargv = ["ls"]\ntime_limit = 40000000',
+            "commands.a.time_limit: must be more than 0 and at most",
+        ),
+        ('[commands.a]\nargv = ["ls"]\ntime_limit = true', "commands.a.time_limit: must be a number of seconds"),
+        ('[commands.a]\nargv = ["ls"]\nlimit = "2h"', "commands.a.limit: unknown key"),
     ],
 )
 def test_a_bad_commands_file_is_rejected_with_a_clear_message(tmp_path: Path, toml: str, message: str) -> None:
