@@ -99,19 +99,23 @@ def test_load_unfinished_returns_pending_running_and_stopping_in_order(store: Ta
 
 @pytest.mark.parametrize("count", [1, 3, 4, 5, 17, 63, 64, 65, 300, 1000])
 @pytest.mark.parametrize("row_by_row", [False, True], ids=["many-rows", "row-by-row"])
-def test_batches_of_every_size_store_what_the_reference_store_does(
-    store: TaskStore, count: int, row_by_row: bool, monkeypatch: pytest.MonkeyPatch
+def test_sqlite_batches_of_every_size_store_what_the_memory_store_does(
+    tmp_path: Path, count: int, row_by_row: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The SQLite store writes a batch with statements of many rows each (256, 64, 16, 4, then single rows), or
     row by row where SQLite is older than 3.33: every count, remainders too, ends as the in-memory reference."""
+    store = SQLiteStore(tmp_path / "t.db")
     if row_by_row:
-        if not isinstance(store, SQLiteStore):
-            pytest.skip("only the SQLite store writes rows in statements")
         monkeypatch.setattr(store, "_rows_per_statement", (1,))
     reference = MemoryStore()
     inserts = [
         InsertTask(
-            task(i, labels={"k": str(i % 3), "n": str(i)} if i % 2 else {}, priority=i % 5, time_limit=i or None)
+            task(
+                i,
+                labels={"k": str(i % 3), "n": str(i)} if i % 2 else {},
+                priority=i % 5,
+                time_limit=float(i) if i % 4 else None,
+            )
         )
         for i in range(1, count + 1)
     ]
@@ -139,6 +143,7 @@ def test_batches_of_every_size_store_what_the_reference_store_does(
     assert store.list(labelled, before_seq=None, limit=count) == reference.list(labelled, before_seq=None, limit=count)
     assert store.count() == count
     reference.close()
+    store.close()
 
 
 def test_statements_stay_within_the_variable_limit_of_the_sqlite_in_use() -> None:
