@@ -22,7 +22,13 @@ from taskservice.server.settings import Settings
 from taskservice.v1 import task_service_pb2 as pb
 from taskservice.v1 import task_service_pb2_grpc as pb_grpc
 
-TERMINAL = {pb.TASK_STATE_SUCCESS, pb.TASK_STATE_FAILURE, pb.TASK_STATE_REVOKED, pb.TASK_STATE_TIMED_OUT}
+TERMINAL = {
+    pb.TASK_STATE_SUCCESS,
+    pb.TASK_STATE_FAILURE,
+    pb.TASK_STATE_REVOKED,
+    pb.TASK_STATE_TIMED_OUT,
+    pb.TASK_STATE_LOST,
+}
 
 
 def _channel(address: str) -> grpc.aio.Channel:

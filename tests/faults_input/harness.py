@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +25,7 @@ from taskservice.server.settings import Settings
 from taskservice.v1 import task_service_pb2 as pb
 from taskservice.v1 import task_service_pb2_grpc as pb_grpc
 from tests.support.task_types import Gates, make_registry
+from tests.support.waiting import wait_until
 
 T = TypeVar("T")
 
@@ -41,25 +41,6 @@ ROOMY_CLIENT = [
     ("grpc.max_metadata_size", 16 * 1024 * 1024),
     ("grpc.absolute_max_metadata_size", 16 * 1024 * 1024),
 ]
-TERMINAL = {
-    pb.TASK_STATE_SUCCESS,
-    pb.TASK_STATE_FAILURE,
-    pb.TASK_STATE_REVOKED,
-    pb.TASK_STATE_TIMED_OUT,
-    pb.TASK_STATE_LOST,
-}
-
-
-def wait_until(predicate: Callable[[], T], *, timeout: float = 10.0, what: str = "condition") -> T:
-    """Poll `predicate` until it returns something truthy, and return that; AssertionError at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} did not hold within {timeout:g} s")
-        time.sleep(0.01)
 
 
 class BackgroundServer:

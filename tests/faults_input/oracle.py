@@ -30,8 +30,9 @@ from taskservice.server.convert import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from taskservice.server.servicer import MAX_BATCH
 from taskservice.server.settings import Settings
 from taskservice.v1 import task_service_pb2 as pb
-from tests.faults_input.harness import SERVICE, TERMINAL, UNARY_METHODS, BackgroundServer, wait_for_state
+from tests.faults_input.harness import SERVICE, UNARY_METHODS, BackgroundServer, wait_for_state
 from tests.faults_input.wire import from_struct, from_value
+from tests.grpc.helpers import TERMINAL
 
 Code = grpc.StatusCode
 CODE_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}

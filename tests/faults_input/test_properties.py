@@ -30,9 +30,10 @@ from hypothesis import strategies as st
 
 from taskservice.v1 import task_service_pb2 as pb
 from taskservice.v1 import task_service_pb2_grpc as pb_grpc
-from tests.faults_input.harness import TERMINAL, BackgroundServer, wait_for_state
+from tests.faults_input.harness import BackgroundServer, wait_for_state
 from tests.faults_input.oracle import ID_CHARS, MAX_MESSAGE_BYTES, TALLY, World, send
 from tests.faults_input.wire import length_delimited, struct_bytes, value_bytes, varint, varint_field
+from tests.grpc.helpers import TERMINAL
 
 Code = grpc.StatusCode
 

@@ -32,8 +32,10 @@ from taskservice.core.store import SQLiteStore
 from taskservice.core.store.base import InsertTask, SaveProgress, SaveTask, Write
 from taskservice.v1 import task_service_pb2 as pb
 from taskservice.v1 import task_service_pb2_grpc as pb_grpc
-from tests.faults_input.harness import TERMINAL, BackgroundServer, wait_for_state, wait_until
+from tests.faults_input.harness import BackgroundServer, wait_for_state
+from tests.grpc.helpers import TERMINAL
 from tests.support.server import ServerProcess, ServerStartError
+from tests.support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 DISK_FULL = "database or disk is full"
