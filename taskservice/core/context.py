@@ -5,9 +5,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskservice.core.errors import StopTask
+
+if TYPE_CHECKING:
+    from taskservice.core.paths import DataRoot, OpenedFolder, OpenedPaths
 
 ProgressSink = Callable[[float | None, str, int | None, int | None], None]
 LogSink = Callable[[bytes], None]
@@ -33,8 +36,8 @@ class TaskContext:
         deadline: float | None,
         log_sink: LogSink | None = None,
         stop_grace: float = 5.0,
-        data_root: Path | None = None,
-        min_free_bytes: int = 0,
+        data_root: DataRoot | None = None,
+        paths: OpenedPaths | None = None,
     ) -> None:
         self.task_id = task_id
         self.task_type = task_type
@@ -46,9 +49,11 @@ class TaskContext:
         # clean up (kill a child process) must finish within it.
         self.stop_grace = stop_grace
         # The folder path args are resolved in (absolute), when the server has one.
-        self.data_root = data_root
+        self.data_root: Path | None = data_root.root if data_root is not None else None
         # Bytes a handler writing files must leave free on their file system (--min-free-space).
-        self.min_free_bytes = min_free_bytes
+        self.min_free_bytes = data_root.min_free_bytes if data_root is not None else 0
+        self._root = data_root
+        self._paths = paths
         self._stop_event = stop_event
         self._report = report
         self._log_sink = log_sink
@@ -92,6 +97,22 @@ class TaskContext:
         """Add raw bytes to this task's log, e.g. a child process's output."""
         if self._log_sink is not None:
             self._log_sink(data)
+
+    def given_path(self, name: str) -> str:
+        """The path arg `name` as the client sent it (the handler's own value is a descriptor path), for
+        messages and for names such as the one a gzip header records."""
+        return self._paths.given.get(name, "") if self._paths is not None else ""
+
+    @property
+    def path_fds(self) -> tuple[int, ...]:
+        """The descriptors behind this task's path args: a child process that opens them needs them passed."""
+        return self._paths.fds if self._paths is not None else ()
+
+    def open_folder(self, relative: str) -> OpenedFolder:
+        """A folder under the data root, made when missing, held open by descriptor (close it when done)."""
+        if self._root is None:
+            raise RuntimeError("this server has no data root")
+        return self._root.open_folder(relative)
 
     def wait_for_stop(self, timeout: float | None = None) -> bool:
         """Block until a stop is pending (True) or `timeout` seconds pass (False); never raises."""

@@ -1,16 +1,27 @@
-"""Running one handler call and turning how it ended into a task outcome."""
+"""Running one task: its paths opened, its handler called, its outputs settled, how it ended as an outcome.
+
+Nothing here may raise into a worker: whatever goes wrong around a handler (a path swapped for a link loop,
+an output folder gone, a log that cannot be written) ends that task with an error type saying what happened,
+and the worker goes on with the next one.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from taskservice.core.context import TaskContext
-from taskservice.core.errors import StopTask
-from taskservice.core.models import ErrorType, TaskError, TaskState
+from taskservice.core.context import LogSink, ProgressSink, TaskContext
+from taskservice.core.errors import InvalidRequest, StopTask
+from taskservice.core.models import ErrorType, Task, TaskError, TaskState
+from taskservice.core.paths import CLEAR_NODES_ARG, DataRoot, OpenedPaths
 from taskservice.core.registry import TaskType
+
+log = logging.getLogger(__name__)
 
 # Tracebacks are for people; a recursion error's 3,000 frames are not.
 MAX_TRACEBACK_CHARS = 16 * 1024
@@ -132,3 +143,106 @@ def _check_portable(value: Any, depth: int) -> None:
     elif isinstance(value, list):
         for item in value:
             _check_portable(item, depth + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerContext:
+    """What the engine lends one run of a handler."""
+
+    report: ProgressSink
+    log_sink: LogSink
+    stop_event: threading.Event
+    deadline: float | None
+    stop_grace: float
+    # False once the task was stopped or given up on: its outputs are then not moved into place.
+    still_wanted: Callable[[], bool]
+
+
+def check_paths(kind: TaskType, args: dict[str, Any], data_root: DataRoot | None) -> None:
+    """At Submit: InvalidRequest naming the field of any path arg that cannot serve its role."""
+    for param in kind.path_params:
+        value = args.get(param.name)
+        if value is None or param.path_role is None:
+            continue
+        if data_root is None:
+            raise _no_data_root(kind, param.name)
+        data_root.check(f"args.{param.name}", value, param.path_role)
+
+
+def _no_data_root(kind: TaskType, name: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"task type {kind.name!r} takes paths but this server has no data root",
+        [(f"args.{name}", "start the server with --data-root")],
+    )
+
+
+def execute_task(kind: TaskType, task: Task, data_root: DataRoot | None, lent: HandlerContext) -> Outcome:
+    """Open the task's paths, run its handler, settle its outputs; never raises."""
+    try:
+        return _execute(kind, task, data_root, lent)
+    except BaseException as exc:  # a bug around the handler must cost this task, not the worker
+        log.exception("task %s: the server failed around its handler", task.task_id)
+        return Outcome(
+            TaskState.FAILURE,
+            error=TaskError(
+                ErrorType.SERVER_ERROR,
+                printable(
+                    f"the server failed while running this task ({type(exc).__name__}: {_describe_exception(exc)})"
+                ),
+            ),
+        )
+
+
+def _execute(kind: TaskType, task: Task, data_root: DataRoot | None, lent: HandlerContext) -> Outcome:
+    call_args = dict(task.args)
+    keep_partial = not call_args.pop(CLEAR_NODES_ARG, True)
+    params = [(p.name, p.path_role) for p in kind.path_params if p.path_role is not None]
+    opened: OpenedPaths | None = None
+    if params:
+        try:
+            if data_root is None:
+                raise _no_data_root(kind, params[0][0])
+            # Opened again at run time: the files may have changed since Submit, and what is opened now is
+            # exactly what the handler reads and writes.
+            opened = data_root.open_args(params, call_args, f"{task.task_id}:{task.attempt}")
+        except InvalidRequest as exc:
+            return Outcome(TaskState.FAILURE, error=TaskError(ErrorType.INVALID_PATH, exc.message))
+        call_args.update(opened.paths)
+    try:
+        ctx = TaskContext(
+            task_id=task.task_id,
+            task_type=task.task_type,
+            attempt=task.attempt,
+            args=call_args,
+            stop_event=lent.stop_event,
+            report=lent.report,
+            deadline=lent.deadline,
+            log_sink=lent.log_sink,
+            stop_grace=lent.stop_grace,
+            data_root=data_root,
+            paths=opened,
+        )
+        outcome = run_handler(kind, ctx, call_args)
+        return outcome if opened is None else _settle_outputs(opened, outcome, lent, keep_partial=keep_partial)
+    finally:
+        if opened is not None:
+            opened.close()
+
+
+def _settle_outputs(opened: OpenedPaths, outcome: Outcome, lent: HandlerContext, *, keep_partial: bool) -> Outcome:
+    """Move outputs into place on success; otherwise remove them (or keep them, with clear_nodes=false)."""
+    if outcome.state is TaskState.SUCCESS and lent.still_wanted():
+        try:
+            opened.commit_outputs()
+        except OSError as exc:
+            opened.discard_outputs(keep=keep_partial)
+            return Outcome(
+                TaskState.FAILURE,
+                error=TaskError(ErrorType.OUTPUT_ERROR, printable(f"could not move the output into place: {exc}")),
+            )
+        return outcome
+    try:
+        opened.discard_outputs(keep=keep_partial)
+    except OSError as exc:  # the task ended as it ended; a leftover hidden file is only untidy
+        log.warning("could not remove a partial output: %s", exc)
+    return outcome

@@ -24,11 +24,9 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from taskservice.core.clock import Clock, SystemClock
-from taskservice.core.context import TaskContext
 from taskservice.core.errors import (
     InvalidRequest,
     QueueFull,
@@ -40,7 +38,7 @@ from taskservice.core.errors import (
     TaskServiceError,
 )
 from taskservice.core.events import EventHub, Watcher
-from taskservice.core.execution import Outcome, printable, run_handler
+from taskservice.core.execution import HandlerContext, Outcome, check_paths, execute_task, printable
 from taskservice.core.logs import TaskLogs
 from taskservice.core.models import (
     ErrorType,
@@ -54,8 +52,8 @@ from taskservice.core.models import (
     TaskState,
 )
 from taskservice.core.observe import TaskListener, TransitionLog
-from taskservice.core.paths import CLEAR_NODES_ARG, DataRoot, PathRole, StagedOutput
-from taskservice.core.registry import TaskRegistry, TaskType, check_json_args
+from taskservice.core.paths import DataRoot
+from taskservice.core.registry import TaskRegistry, check_json_args
 from taskservice.core.store.base import InsertTask, SaveProgress, SaveTask, ShiftSequences, TaskStore, Write
 from taskservice.core.store.writer import Done, StoreWriter, ignore
 from taskservice.core.validation import (
@@ -456,7 +454,7 @@ class WorkerManager:
         kind = self._registry.require(request.task_type)
         check_json_args(request.args)
         normalised = kind.validate_args(request.args)
-        self._resolve_paths(kind, normalised)
+        check_paths(kind, normalised, self._data_root)
         if request.task_id:
             check_task_id(request.task_id)
         check_time_limit(request.time_limit)
@@ -708,6 +706,29 @@ class WorkerManager:
         worker.thread.start()
 
     def _worker_loop(self, worker: _Worker) -> None:
+        try:
+            self._work(worker)
+        except BaseException:
+            # Never expected (a handler's own errors end its task, see execution.py); but if the loop itself
+            # breaks, the task it held ends FAILURE and a fresh thread takes the place: capacity never shrinks.
+            log.exception("worker %s failed; a new worker takes its place", worker.name)
+            self._replace_failed_worker(worker)
+
+    def _replace_failed_worker(self, worker: _Worker) -> None:
+        with self._lock:
+            worker.retired = True
+            if not self._closed:
+                self._spawn_worker()
+            held = [run for run in self._runs.values() if run.worker is worker and not run.finalized]
+            finals = []
+            for run in held:
+                run.finalized = True
+                error = TaskError(ErrorType.SERVER_ERROR, "the worker running this task failed; see the server log")
+                finals.append(self._final_copy(run.task, TaskState.FAILURE, error=error))
+        for final in finals:
+            self._persist_final(final)
+
+    def _work(self, worker: _Worker) -> None:
         ended: tuple[_Run, Outcome] | None = None
         while True:
             with self._lock:
@@ -762,6 +783,7 @@ class WorkerManager:
             return run
 
     def _execute(self, run: _Run) -> Outcome:
+        """Run a task's handler and everything around it; never raises, whatever goes wrong."""
         task = run.task
         if run.stop_event.is_set():
             return Outcome(state=None)  # stopped while RUNNING was being committed: do not start it
@@ -774,73 +796,18 @@ class WorkerManager:
                     f"task type {task.task_type!r} is not registered on this server (load it with --tasks)",
                 ),
             )
-        call_args = dict(task.args)
-        keep_partial = not call_args.pop(CLEAR_NODES_ARG, True)
-        try:
-            # Checked again at run time: the files may have changed since Submit.
-            resolved = self._resolve_paths(kind, call_args)
-        except InvalidRequest as exc:
-            return Outcome(TaskState.FAILURE, error=TaskError(ErrorType.INVALID_PATH, exc.message))
-        outputs = []
-        for name, (path, role) in resolved.items():
-            if role is PathRole.OUTPUT:
-                staged = StagedOutput.for_task(path, task.task_id, task.attempt)
-                outputs.append(staged)
-                call_args[name] = str(staged.temporary)
-            else:
-                call_args[name] = str(path)
-        ctx = TaskContext(
-            task_id=task.task_id,
-            task_type=task.task_type,
-            attempt=task.attempt,
-            args=call_args,
-            stop_event=run.stop_event,
+        context = HandlerContext(
             report=lambda percent, message, current, total: self._report_progress(
                 run, percent, message, current, total
             ),
-            deadline=run.deadline,
             log_sink=lambda data: self._write_log(task.task_id, data),
+            stop_event=run.stop_event,
+            deadline=run.deadline,
             stop_grace=self.config.stop_grace,
-            data_root=self._data_root.root if self._data_root else None,
-            min_free_bytes=self._data_root.min_free_bytes if self._data_root else 0,
+            # An output is moved into place only if nobody stopped the task or gave up on it meanwhile.
+            still_wanted=lambda: not run.stop_event.is_set() and not run.finalized,
         )
-        outcome = run_handler(kind, ctx, call_args)
-        return self._settle_outputs(run, outcome, outputs, keep_partial=keep_partial)
-
-    def _resolve_paths(self, kind: TaskType, args: dict[str, Any]) -> dict[str, tuple[Path, PathRole]]:
-        """The absolute paths of a task's path args; InvalidRequest for any outside the data root."""
-        resolved: dict[str, tuple[Path, PathRole]] = {}
-        for param in kind.path_params:
-            value = args.get(param.name)
-            if value is None or param.path_role is None:
-                continue
-            if self._data_root is None:
-                raise InvalidRequest(
-                    f"task type {kind.name!r} takes paths but this server has no data root",
-                    [(f"args.{param.name}", "start the server with --data-root")],
-                )
-            resolved[param.name] = (
-                self._data_root.resolve(f"args.{param.name}", value, param.path_role),
-                param.path_role,
-            )
-        return resolved
-
-    @staticmethod
-    def _settle_outputs(run: _Run, outcome: Outcome, outputs: list[StagedOutput], *, keep_partial: bool) -> Outcome:
-        """Move outputs into place on success; otherwise remove them (or keep them, with clear_nodes=false)."""
-        if outcome.state is TaskState.SUCCESS and not run.stop_event.is_set() and not run.finalized:
-            try:
-                for staged in outputs:
-                    staged.commit()
-            except OSError as exc:
-                return Outcome(
-                    TaskState.FAILURE,
-                    error=TaskError(ErrorType.OUTPUT_ERROR, f"could not move the output into place: {exc}"),
-                )
-            return outcome
-        for staged in outputs:
-            staged.discard(keep=keep_partial)
-        return outcome
+        return execute_task(kind, task, self._data_root, context)
 
     def _write_log(self, task_id: str, data: bytes) -> None:
         if self.logs is not None:
@@ -1083,7 +1050,7 @@ class WorkerManager:
         with self._lock:
             busy = self._active_runs()
             return ManagerStats(
-                workers=sum(1 for w in self._workers if not w.retired),
+                workers=sum(1 for w in self._workers if not w.retired and w.thread is not None and w.thread.is_alive()),
                 busy_workers=busy,
                 abandoned_handlers=sum(1 for w in self._workers if w.retired and w.thread and w.thread.is_alive()),
                 queued=self._queued,

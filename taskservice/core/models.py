@@ -56,6 +56,8 @@ class ErrorType:
     RESULT_NOT_JSON = "ResultNotJSON"
     INVALID_PATH = "InvalidPath"
     OUTPUT_ERROR = "OutputError"
+    # Something around the handler failed (a bug of the server's, or the system under it); the worker lives on.
+    SERVER_ERROR = "ServerError"
 
 
 @dataclass(slots=True)

@@ -25,15 +25,16 @@ group, then SIGKILL shortly before the server's --stop-grace ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from taskservice.core.context import TaskContext
 from taskservice.core.errors import InvalidRequest
-from taskservice.core.paths import InputFile, OutputFile
+from taskservice.core.paths import InputFile, OpenedFolder, OutputFile
 from taskservice.core.registry import TaskRegistry, TaskType
 from taskservice.tasks.command_config import load_commands
 from taskservice.tasks.command_run import MAX_STDERR_TAIL_CHARS, CommandFailed, run_process
@@ -100,14 +101,21 @@ def register_command_task(registry: TaskRegistry, catalog: CommandCatalog) -> Ta
 
 def run_command(ctx: TaskContext, spec: CommandSpec, argv: list[str]) -> dict[str, Any]:
     """Run a built argv for a task; the result on exit 0, CommandFailed otherwise, StopTask after a stop."""
-    cwd = _working_directory(ctx, spec)
     env = {key: os.environ.get(key, default) for key, default in BASE_ENVIRONMENT.items()}
     env.update(spec.env or {})
     ctx.log(f"[taskservice] running command {spec.name!r}: {shlex.join(argv)}")
-    try:
-        finished = run_process(ctx, argv, cwd=cwd, env=env, pattern=spec.progress)
-    except OSError as exc:
-        raise CommandFailed(f"command {spec.name!r} could not start {argv[0]!r}: {exc.strerror or exc}") from None
+    for name in ("input_fpath", "output_fpath"):
+        if ctx.given_path(name):
+            ctx.log(f"[taskservice] {name} {ctx.given_path(name)!r} is {ctx.args[name]}")
+    with _working_directory(ctx, spec) as cwd:
+        # The child opens the task's files by their descriptor paths: it must hold those descriptors too.
+        pass_fds = (*ctx.path_fds, *((cwd.fd,) if cwd is not None else ()))
+        try:
+            finished = run_process(
+                ctx, argv, cwd=cwd.path if cwd is not None else None, env=env, pattern=spec.progress, pass_fds=pass_fds
+            )
+        except OSError as exc:
+            raise CommandFailed(f"command {spec.name!r} could not start {argv[0]!r}: {exc.strerror or exc}") from None
     code = finished.returncode
     ctx.log(f"[taskservice] command {spec.name!r} ended with code {code} after {finished.duration_seconds:.3f} s")
     if code == 0:
@@ -131,15 +139,19 @@ def _signal_name(number: int) -> str:
         return str(number)
 
 
-def _working_directory(ctx: TaskContext, spec: CommandSpec) -> str | None:
-    """The data root, or the command's `cwd` under it (created when missing)."""
-    root = ctx.data_root
-    if spec.cwd is None:
-        return str(root) if root is not None else None
-    if root is None:
-        raise CommandFailed(f"command {spec.name!r} runs in {spec.cwd!r} under the data root; this server has none")
-    folder = (Path(root) / spec.cwd).resolve()
-    if not folder.is_relative_to(Path(root).resolve()):
-        raise CommandFailed(f"command {spec.name!r}: cwd {spec.cwd!r} leads outside the data root")
-    folder.mkdir(parents=True, exist_ok=True)
-    return str(folder)
+@contextlib.contextmanager
+def _working_directory(ctx: TaskContext, spec: CommandSpec) -> Iterator[OpenedFolder | None]:
+    """The data root, or the command's `cwd` under it (made when missing), opened without following links out."""
+    if ctx.data_root is None:
+        if spec.cwd is not None:
+            raise CommandFailed(f"command {spec.name!r} runs in {spec.cwd!r} under the data root; this server has none")
+        yield None
+        return
+    try:
+        held = ctx.open_folder(spec.cwd or ".")
+    except InvalidRequest as exc:
+        raise CommandFailed(f"command {spec.name!r}: cwd {spec.cwd!r} {exc.message}") from None
+    try:
+        yield held
+    finally:
+        held.close()

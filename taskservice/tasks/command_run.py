@@ -222,6 +222,7 @@ def run_process(
     cwd: str | None,
     env: dict[str, str],
     pattern: re.Pattern[str] | None,
+    pass_fds: Sequence[int] = (),
 ) -> Finished:
     """Run argv to its end; raise StopTask after a stop, once no process of its group is left."""
     started = time.monotonic()
@@ -234,6 +235,7 @@ def run_process(
         env=env,
         start_new_session=True,
         close_fds=True,
+        pass_fds=tuple(pass_fds),
     )
     assert proc.stdout is not None and proc.stderr is not None
     latest = _LatestProgress()

@@ -174,7 +174,7 @@ def compress(ctx: TaskContext, *, input_fpath: InputFile, output_fpath: OutputFi
     with open(input_fpath, "rb", buffering=0) as source, open(output_fpath, "wb") as target:
         # The header names the input and its mtime, as gzip(1) does (not the temporary output's name).
         with gzip.GzipFile(
-            filename=os.path.basename(input_fpath),
+            filename=os.path.basename(ctx.given_path("input_fpath") or input_fpath),
             mode="wb",
             compresslevel=level,
             fileobj=target,
@@ -196,10 +196,11 @@ def decompress(
 ) -> dict[str, int]:
     """Gunzip a file; a file that is not gzip, or is cut short, or would unpack to more than `max_bytes_out`
     bytes (when given) fails the task and leaves no output."""
+    name = os.path.basename(ctx.given_path("input_fpath") or input_fpath)
     with open(input_fpath, "rb") as source, open(output_fpath, "wb", buffering=0) as target:
         progress = _ByteProgress(ctx, _size(source))
         if not progress.total:
-            raise NotGzipError(f"{os.path.basename(input_fpath)} is empty, not a gzip file")
+            raise NotGzipError(f"{name} is empty, not a gzip file")
         _read_sequentially(source)
         buffer = bytearray(CHUNK_BYTES)
         view = memoryview(buffer)
@@ -213,8 +214,7 @@ def decompress(
                     progress.advance(source.tell())
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
             raise NotGzipError(
-                f"{os.path.basename(input_fpath)} is not a valid gzip file "
-                f"(after {source.tell()} bytes of input): {exc}"
+                f"{name} is not a valid gzip file (after {source.tell()} bytes of input): {exc}"
             ) from exc
         done = source.tell()
         progress.finish(done)

@@ -114,7 +114,7 @@ def make_registry(gates: Gates) -> TaskRegistry:
         return output_fpath
 
     def read_input(ctx: TaskContext, *, input_fpath: InputFile) -> str:
-        ctx.log(f"reading {input_fpath}")
+        ctx.log(f"reading {ctx.given_path('input_fpath')}")
         with open(input_fpath) as source:
             return source.read()
 

@@ -261,7 +261,9 @@ def test_the_output_file_appears_only_when_the_command_succeeds(harness: Harness
     bad = submit(manager, {"name": "upper", "input_fpath": "in/a.txt", "output_fpath": "out/bad.txt", "code": 2})
     assert wait_final(manager, bad).state is TaskState.FAILURE
     assert sorted(p.name for p in (harness.root / "out").iterdir()) == ["ok.txt"]  # no bad.txt, no .part left
-    assert "--out=" + str(harness.root / "out") in harness.log(bad)  # it did write, to the temporary file
+    # It did write, to the staged file, which the command reaches by descriptor; the log says which file that is.
+    assert "wrote --out=/proc/self/fd/" in harness.log(bad)
+    assert "output_fpath 'out/bad.txt' is /proc/self/fd/" in harness.log(bad)
 
     kept = submit(
         manager,

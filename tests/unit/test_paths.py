@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -42,22 +43,101 @@ def root(tmp_path: Path) -> DataRoot:
 )
 def test_escapes_of_every_kind_are_refused_naming_the_field(root: DataRoot, value: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
-        root.resolve("args.input_fpath", value, PathRole.INPUT)
+        root.check("args.input_fpath", value, PathRole.INPUT)
     assert [field for field, _ in caught.value.field_violations] == ["args.input_fpath"]
 
 
-def test_paths_inside_the_root_resolve_to_absolute_paths(root: DataRoot) -> None:
-    assert root.resolve("f", "in/a.txt", PathRole.INPUT) == root.root / "in" / "a.txt"
-    assert root.resolve("f", str(root.root / "in" / "a.txt"), PathRole.INPUT) == root.root / "in" / "a.txt"
-    assert root.resolve("f", "in/link-in.txt", PathRole.INPUT) == root.root / "in" / "a.txt"
-    assert root.resolve("f", "out/new.bin", PathRole.OUTPUT) == root.root / "out" / "new.bin"
+def _read(root: DataRoot, value: str) -> str:
+    opened = root.open_args([("f", PathRole.INPUT)], {"f": value}, "tag")
+    try:
+        with open(opened.paths["f"]) as source:
+            return source.read()
+    finally:
+        opened.close()
+
+
+def test_paths_inside_the_root_open_the_file_they_name(root: DataRoot) -> None:
+    for value in ("in/a.txt", str(root.root / "in" / "a.txt"), "in/link-in.txt", "in/./../in/a.txt"):
+        root.check("f", value, PathRole.INPUT)
+        assert _read(root, value) == "hello", value
+    root.check("f", "out/new.bin", PathRole.OUTPUT)
+    root.check("f", "in", PathRole.DIRECTORY)
 
 
 def test_a_missing_input_or_an_output_that_is_a_folder_is_refused(root: DataRoot) -> None:
-    with pytest.raises(InvalidRequest, match="not found"):
-        root.resolve("args.input_fpath", "in/missing.txt", PathRole.INPUT)
+    with pytest.raises(InvalidRequest, match="does not exist"):
+        root.check("args.input_fpath", "in/missing.txt", PathRole.INPUT)
     with pytest.raises(InvalidRequest, match="folder"):
-        root.resolve("args.output_fpath", "in", PathRole.OUTPUT)
+        root.check("args.output_fpath", "in", PathRole.OUTPUT)
+    with pytest.raises(InvalidRequest, match="not a regular file"):
+        root.check("args.input_fpath", "in", PathRole.INPUT)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("in/" + "n" * 300, "at most 255 bytes"),
+        ("in/" + "d/" * 2500 + "x", "at most 4096 bytes"),
+        ("in/loop", "links (a loop?)"),
+        ("in/loop/x", "links (a loop?)"),
+        ("in/fifo", "not a regular file"),
+        ("in/a.txt/x", "is not a folder"),
+    ],
+)
+def test_paths_no_file_system_takes_are_refused_naming_the_field(root: DataRoot, value: str, reason: str) -> None:
+    os.symlink("loop", root.root / "in" / "loop")
+    os.mkfifo(root.root / "in" / "fifo")
+    for role in (PathRole.INPUT, PathRole.OUTPUT) if not value.endswith("fifo") else (PathRole.INPUT,):
+        if role is PathRole.OUTPUT and value == "in/loop":
+            continue  # an output's own name is never followed: it is replaced
+        with pytest.raises(InvalidRequest, match=re.escape(reason)) as caught:
+            root.check("args.p", value, role)
+        assert [field for field, _ in caught.value.field_violations] == ["args.p"]
+
+
+def test_an_input_swapped_for_a_link_after_it_was_opened_is_still_the_checked_file(
+    root: DataRoot, tmp_path: Path
+) -> None:
+    opened = root.open_args([("f", PathRole.INPUT)], {"f": "in/a.txt"}, "tag")
+    try:
+        os.rename(root.root / "in" / "a.txt", root.root / "in" / "moved.txt")
+        os.symlink(tmp_path / "secret.txt", root.root / "in" / "a.txt")
+        with open(opened.paths["f"]) as source:
+            assert source.read() == "hello"
+    finally:
+        opened.close()
+
+
+def test_an_output_folder_swapped_for_a_link_out_after_it_was_opened_gets_nothing_written_outside(
+    root: DataRoot, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root.root / "out").mkdir()
+    opened = root.open_args([("o", PathRole.OUTPUT)], {"o": "out/result.txt"}, "tag")
+    try:
+        os.rename(root.root / "out", root.root / "out-moved")
+        os.symlink(outside, root.root / "out")
+        with open(opened.paths["o"], "w") as target:
+            target.write("result")
+        opened.commit_outputs()
+    finally:
+        opened.close()
+    assert list(outside.iterdir()) == []
+    assert (root.root / "out-moved" / "result.txt").read_text() == "result"
+
+
+def test_a_legal_255_byte_output_name_is_staged_and_moved_into_place(root: DataRoot) -> None:
+    name = "é" * 127 + "x"  # 255 bytes of UTF-8
+    opened = root.open_args([("o", PathRole.OUTPUT)], {"o": f"out/{name}"}, "tag" * 50)
+    try:
+        with open(opened.paths["o"], "w") as target:
+            target.write("long")
+        opened.commit_outputs()
+    finally:
+        opened.close()
+    assert (root.root / "out" / name).read_text() == "long"
+    assert os.listdir(root.root / "out") == [name]
 
 
 def test_submit_refuses_escaping_paths_and_stores_nothing(make_manager: MakeManager, root: DataRoot) -> None:
