@@ -60,6 +60,11 @@ argv = {argv("act.py", "pwd;env=GREETING;env=LEAKED;env=PATH")}
 cwd = "work/sub"
 env = {{ GREETING = "hi" }}
 
+[commands.reader]
+argv = {argv("act.py", "wait={gate};cat={input_fpath}")}
+[commands.reader.args]
+gate = {{ type = "string" }}
+
 [commands.upper]
 argv = {argv("upper.py", "{input_fpath}", "--out={output_fpath}", "{code}")}
 [commands.upper.args]
@@ -250,6 +255,24 @@ def test_a_program_that_cannot_start_is_a_failure(harness: Harness) -> None:
     assert final.error.type == "CommandFailed" and "could not start" in final.error.message
 
 
+def test_a_command_reads_the_checked_input_even_when_it_is_swapped_for_a_link_out_while_it_runs(
+    harness: Harness,
+) -> None:
+    manager = harness.manager()
+    (harness.root / "in").mkdir(parents=True)
+    (harness.root / "in" / "a.txt").write_text("inside")
+    (harness.tmp / "secret.txt").write_text("outside the data root")
+    gate = harness.tmp / "gate"
+    task_id = submit(manager, {"name": "reader", "input_fpath": "in/a.txt", "gate": str(gate)})
+    wait_until(lambda: "running command" in harness.log(task_id), what="the command started")
+    os.rename(harness.root / "in" / "a.txt", harness.root / "in" / "moved.txt")
+    os.symlink(harness.tmp / "secret.txt", harness.root / "in" / "a.txt")
+    gate.touch()
+    assert wait_final(manager, task_id).state is TaskState.SUCCESS
+    assert "inside" in harness.log(task_id)
+    assert "outside the data root" not in harness.log(task_id)
+
+
 def test_the_output_file_appears_only_when_the_command_succeeds(harness: Harness) -> None:
     manager = harness.manager()
     (harness.root / "in").mkdir(parents=True)
@@ -425,7 +448,7 @@ def violations_of(manager: WorkerManager, args: dict[str, Any]) -> InvalidReques
 def test_an_unknown_command_name_is_rejected_naming_the_allowed_ones(harness: Harness) -> None:
     error = violations_of(harness.manager(), {"name": "rm"})
     assert [field for field, _ in error.field_violations] == ["args.name"]
-    assert "unknown command 'rm'" in error.message and "act, forker, frames, missing, show" in error.message
+    assert "unknown command 'rm'" in error.message and "act, forker, frames, missing, reader, show" in error.message
 
 
 def test_a_server_without_a_commands_file_allows_none(harness: Harness) -> None:

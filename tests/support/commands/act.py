@@ -4,6 +4,7 @@ out=TEXT      print TEXT and a newline on stdout        err=TEXT   the same on s
 cr=TEXT       write '\\r' + TEXT on stderr, no newline (how tqdm redraws its bar)
 wait=PATH     wait until PATH exists (exit 98 after 30 s)
 pwd           print cwd=<the working directory>        env=NAME   print NAME=<value>, or NAME unset
+cat=PATH      print the contents of the file PATH
 signal=N      kill itself with signal N                 exit=N     exit with code N
 """
 
@@ -33,6 +34,8 @@ def main(program: str) -> int:
                 if time.monotonic() > deadline:
                     return 98
                 time.sleep(0.01)
+        elif verb == "cat":
+            print(Path(value).read_text(), flush=True)
         elif verb == "pwd":
             print(f"cwd={os.getcwd()}", flush=True)
         elif verb == "env":
