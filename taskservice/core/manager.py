@@ -78,6 +78,8 @@ MAX_PROGRESS_MESSAGE = 1024
 INT64_MAX = 2**63 - 1
 # How long to wait between tries when the disk refuses a terminal state.
 FINAL_WRITE_RETRY_SECONDS = 1.0
+# At shutdown, how long past the stop grace to wait for the watchdog to abandon handlers that ignore the stop.
+SHUTDOWN_ABANDON_MARGIN = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,15 +333,34 @@ class WorkerManager:
                 self._idle.wait(min(remaining, 0.5))
             return True
 
-    def close(self, drain_timeout: float = 0.0) -> None:
-        """Ordered, bounded shutdown: stop accepting, drain, stop what is left, flush the store.
+    def stop_running(self, why: str = "the server shut down while this task ran") -> bool:
+        """End a drain: stop every running task as Stop would, and wait out the stop grace (after which the
+        watchdog abandons handlers that ignore it). True when every task ended.
 
-        Tasks still running after the drain keep RUNNING in the store, so the next start treats them
-        as after a crash. Safe to call twice. Does not close the store: its owner does.
+        A planned shutdown is not a crash: a task ends REVOKED with error type ServerShutdown, or goes back to
+        PENDING when its type is safe to re-run (the next start runs it). Only a real crash leaves LOST.
+        """
+        self.begin_shutdown()
+        with self._lock:
+            for run in list(self._runs.values()):
+                kind = self._registry.get(run.task.task_type)
+                if kind is not None and kind.rerun_on_restart:
+                    state, then = TaskState.PENDING, "it runs again from the start when the server starts"
+                else:
+                    state, then = TaskState.REVOKED, "submit it again to run it"
+                self._request_stop(run, state, TaskError(ErrorType.SERVER_SHUTDOWN, f"{why}; {then}"))
+        return self.drain(self.config.stop_grace + SHUTDOWN_ABANDON_MARGIN)
+
+    def close(self, drain_timeout: float = 0.0) -> None:
+        """Ordered, bounded shutdown: stop accepting, drain, stop what is left (stop_running), flush the store.
+
+        Safe to call twice. Does not close the store: its owner does.
         """
         self.begin_shutdown()
         if drain_timeout > 0:
             self.drain(drain_timeout)
+        if not self._closed:
+            self.stop_running()
         with self._lock:
             if self._closed:
                 return
@@ -878,7 +899,8 @@ class WorkerManager:
                 return
             run.finalized = True
             run.worker.retired = True
-            self._spawn_worker()
+            if self._dispatching:
+                self._spawn_worker()
             state = run.stop_state or TaskState.REVOKED
             base = run.stop_error.message if run.stop_error else "stopped"
             error = TaskError(
@@ -939,11 +961,12 @@ class WorkerManager:
                 log.exception("task listener %r failed", listener)
 
     def _final_copy(self, task: Task, state: TaskState, *, result: Any = None, error: TaskError | None = None) -> Task:
+        """The task as it ends; `state` is terminal, or PENDING for a task a shutdown sends back to the queue."""
         final = task.copy()
         final.state = state
         final.result = result
         final.error = error
-        final.ended_at = self._clock.time()
+        final.ended_at = self._clock.time() if state.is_terminal else None
         final.sequence = task.sequence + 1
         return final
 

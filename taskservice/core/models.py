@@ -52,6 +52,8 @@ class ErrorType:
     TIME_LIMIT_EXCEEDED = "TimeLimitExceeded"
     REVOKED = "Revoked"
     SERVER_RESTARTED = "ServerRestarted"
+    # A planned shutdown (SIGTERM) stopped the task when the drain ended; not a crash.
+    SERVER_SHUTDOWN = "ServerShutdown"
     UNKNOWN_TASK_TYPE = "UnknownTaskType"
     RESULT_NOT_JSON = "ResultNotJSON"
     INVALID_PATH = "InvalidPath"

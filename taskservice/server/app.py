@@ -81,14 +81,19 @@ class RunningServer:
             await self.health.set(name, status)
 
     async def shutdown(self, drain_seconds: float) -> None:
-        """NOT_SERVING, refuse Submits, let running tasks finish for drain_seconds, then stop.
+        """NOT_SERVING, refuse Submits, let running tasks finish for drain_seconds, stop what is left, then stop.
 
-        What did not finish stays RUNNING in the store: the next start marks it as after a crash.
+        A task still running when the drain ends is stopped as Stop would stop it (REVOKED, error type
+        ServerShutdown; PENDING again for types safe to re-run), so its watchers see it end before their
+        streams close. Only a crash leaves a task LOST.
         """
         await self.set_serving(False)
         self.manager.begin_shutdown()
+        loop = asyncio.get_running_loop()
         if drain_seconds > 0:
-            await asyncio.get_running_loop().run_in_executor(None, self.manager.drain, drain_seconds)
+            await loop.run_in_executor(None, self.manager.drain, drain_seconds)
+        why = f"the server shut down while this task ran (its drain of {drain_seconds:g} s ended first)"
+        await loop.run_in_executor(None, self.manager.stop_running, why)
         self.servicer.close_streams()
         await self.server.stop(grace=1.0)
         await asyncio.get_running_loop().run_in_executor(None, self.manager.close)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -42,21 +43,37 @@ def test_sigkill_then_restart_keeps_every_acknowledged_task(tmp_path: Path) -> N
             assert listed == {*running, *queued}, "every acknowledged task, none twice, nothing else"
 
 
-def test_sigterm_drains_running_tasks_and_leaves_the_rest_for_the_next_start(tmp_path: Path) -> None:
-    with ServerProcess(tmp_path / "tasks.db", workers=2, extra_args=["--drain", "3"]) as server:
+def test_sigterm_drains_then_stops_what_still_runs_as_a_shutdown_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "rerun_tasks.py").write_text(RERUNNABLE_MODULE)
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    flag = tmp_path / "go"
+    args = ["--drain", "2", "--stop-grace", "1", "--tasks", "rerun_tasks"]
+    with ServerProcess(tmp_path / "tasks.db", workers=3, extra_args=args, env=env) as server:
         server.start()
         with TaskClient(server.address) as client:
             short = client.submit("sleep", {"seconds": 0.5}, task_id="short").task.task_id
             long = client.submit("sleep", {"seconds": 120}, task_id="long").task.task_id
-            for task_id in (short, long):
-                wait_until(lambda t=task_id: client.get(t).state is TaskState.RUNNING, what=f"{task_id} RUNNING")
-        assert server.terminate(timeout=30) == 0
+            again = client.submit("test.idempotent_wait", {"flag": str(flag)}, task_id="again").task.task_id
+            for task_id in (short, long, again):
+                wait_until(lambda t=task_id: server.committed(t) == ("RUNNING", 1), what=f"{task_id} RUNNING on disk")
+            watched = client.watch(long)
+            assert next(watched).state is TaskState.RUNNING
+            assert server.terminate(timeout=30) == 0
+            seen = [event.state for event in watched]
         assert "draining" in server.log()
+        assert seen[-1] is TaskState.REVOKED, "a watcher sees the task end before its stream closes"
+        assert server.committed(long) == ("REVOKED", 1)
 
         server.start()
+        flag.touch()
         with TaskClient(server.address) as client:
             assert client.get(short).state is TaskState.SUCCESS, "finished within the drain"
-            assert client.get(long).state is TaskState.LOST, "still running after the drain: treated as a crash"
+            stopped = client.get(long)
+            assert stopped.state is TaskState.REVOKED, "still running after the drain: stopped, not LOST"
+            assert stopped.error is not None and stopped.error.type == "ServerShutdown"
+            assert "drain of 2 s" in stopped.error.message
+            rerun = client.wait(again, timeout=30)
+            assert rerun.state is TaskState.SUCCESS and rerun.attempt == 2, "safe to re-run: queued again, ran again"
 
 
 def test_a_database_that_is_not_ours_stops_the_server_with_a_clear_error(tmp_path: Path) -> None:
@@ -83,8 +100,6 @@ def idempotent_wait(ctx: TaskContext, *, flag: str) -> int:
 
 
 def test_a_task_type_that_allows_it_runs_again_after_a_crash(tmp_path: Path) -> None:
-    import os
-
     (tmp_path / "rerun_tasks.py").write_text(RERUNNABLE_MODULE)
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     flag = tmp_path / "go"

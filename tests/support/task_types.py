@@ -145,6 +145,7 @@ def make_registry(gates: Gates) -> TaskRegistry:
     for handler in (write_output, read_input, chatty):
         registry.register(handler.__name__, handler)
     registry.register("rerunnable", rerunnable, rerun_on_restart=True)
+    registry.register("rerunnable_gate", gate, rerun_on_restart=True)
     retry = RetryPolicy(max_attempts=3, backoff=10.0, multiplier=3.0, jitter=0.0, retry_on=(ConnectionError,))
     registry.register("flaky", flaky, retry=retry)
     registry.register("picky", picky, retry=retry)

@@ -335,14 +335,23 @@ def test_shutdown_refuses_submits(make_manager: MakeManager) -> None:
         manager.submit("echo")
 
 
-def test_close_after_drain_leaves_unfinished_tasks_running_in_the_store(make_manager: MakeManager) -> None:
+def test_close_after_drain_stops_what_still_runs_as_a_shutdown_not_a_crash(make_manager: MakeManager) -> None:
     store = MemoryStore()
-    manager = make_manager(store, workers=1)
+    manager = make_manager(store, workers=3)
     running = manager.submit("gate", {"name": "g"}).task.task_id
-    wait_state(manager, running, TaskState.RUNNING)
+    rerunnable = manager.submit("rerunnable_gate", {"name": "r"}).task.task_id
+    stubborn = manager.submit("stubborn", {"name": "s", "seconds": 30}).task.task_id
+    for task_id in (running, rerunnable, stubborn):
+        wait_state(manager, task_id, TaskState.RUNNING)
     queued = manager.submit("echo").task.task_id
     manager.close(drain_timeout=0.1)
-    assert store.get(running).state is TaskState.RUNNING  # type: ignore[union-attr]
+    for task_id in (running, stubborn):
+        ended = store.get(task_id)
+        assert ended is not None and ended.state is TaskState.REVOKED
+        assert ended.error is not None and ended.error.type == "ServerShutdown"
+    back = store.get(rerunnable)
+    assert back is not None and back.state is TaskState.PENDING and back.ended_at is None
+    assert back.error is not None and "runs again" in back.error.message
     assert store.get(queued).state is TaskState.PENDING  # type: ignore[union-attr]
     manager.close()  # twice is fine
 
