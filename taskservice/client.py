@@ -628,10 +628,13 @@ class _WatchCursor:
         # After OUT_OF_RANGE the fresh snapshot may carry any sequence (e.g. a restarted server).
         self._resync = False
         self._error: TaskServiceError | None = None
+        # Messages of the current stream, and whether the server said the task ended at last_sequence.
+        self._received = 0
+        self._ended_at_resume = False
 
     @property
     def done(self) -> bool:
-        return self.final is not None
+        return self.final is not None or self._ended_at_resume
 
     def request(self) -> pb.WatchProgressRequest:
         return pb.WatchProgressRequest(task_id=self.task_id, after_sequence=self.last_sequence)
@@ -648,6 +651,7 @@ class _WatchCursor:
     def accept(self, message: pb.WatchProgressResponse) -> tuple[TaskEvent, ...]:
         """The events to yield for `message`: none when it was seen before a reconnect, else one."""
         event = event_from_pb(message)
+        self._received += 1
         self._failing_since, self._failures, self._connected = None, 0, True
         if not self._resync and event.sequence <= self.last_sequence:
             return ()
@@ -662,6 +666,7 @@ class _WatchCursor:
         """Wraps the reading of one stream: notes why it ended (for next_delay) and always cancels it,
         which frees the call when the caller stops iterating early."""
         self._error = None
+        self._received = 0
         try:
             yield
         except grpc.RpcError as err:
@@ -672,7 +677,12 @@ class _WatchCursor:
             self._ended_cleanly()
 
     def _ended_cleanly(self) -> None:
-        """A stream ended with OK. A watch must have reached the terminal event; else it is retried."""
+        """A stream ended with OK. A watch must have reached the terminal event; else it is retried.
+
+        A resumed stream that ends OK at once means the task ended at exactly the sequence resumed after.
+        """
+        if not self.done and self._received == 0 and self.last_sequence > 0 and not self._resync:
+            self._ended_at_resume = True
         if not self.done:
             self._error = self.ended_early()
 

@@ -106,6 +106,12 @@ def _settle(future: Future[T], outcome: T | BaseException) -> None:
             future.set_result(outcome)
 
 
+def _ahead(task_id: str, after_sequence: int, latest: int) -> SequenceOutOfRange:
+    return SequenceOutOfRange(
+        f"after_sequence {after_sequence} is ahead of task {task_id!r}'s latest event ({latest}); watch again from 0"
+    )
+
+
 def _as_answer(error: BaseException) -> TaskServiceError:
     return error if isinstance(error, TaskServiceError) else StoreUnavailable(str(error))
 
@@ -616,35 +622,40 @@ class WorkerManager:
 
     # ----------------------------------------------------------------- watch
 
-    def watch(self, task_id: str, watcher: Watcher, after_sequence: int = 0) -> None:
+    def watch(self, task_id: str, watcher: Watcher, after_sequence: int = 0) -> bool:
         """Attach a watcher. With after_sequence=0 it first gets a snapshot event of the task as it is now,
         then every later event; otherwise the events after that sequence. A watcher of a finished task
         gets its terminal snapshot. Raises TaskNotFound or SequenceOutOfRange.
+
+        False when nothing will come: the task ended at exactly `after_sequence` (a watcher that saw the
+        terminal event but not the end of its stream, resuming).
         """
         with self._lock:
             live = self._live.get(task_id)
             if live is not None:
                 if after_sequence > live.sequence:
-                    raise SequenceOutOfRange(
-                        f"after_sequence {after_sequence} is ahead of task {task_id!r}'s latest event "
-                        f"({live.sequence}); watch again from 0"
-                    )
+                    raise _ahead(task_id, after_sequence, live.sequence)
                 if after_sequence == 0:
                     watcher.push(self._snapshot(live))
                 self.events.subscribe(task_id, watcher, after_sequence, live_sequence=live.sequence)
-                return
+                return True
         stored = self._store.get(task_id)
         if stored is None:
             raise TaskNotFound(task_id)
         if after_sequence == 0:
             watcher.push(self._snapshot(stored))
-            return
+            return True
+        if after_sequence == stored.sequence and stored.state.is_terminal:
+            return False
+        if after_sequence > stored.sequence:
+            raise _ahead(task_id, after_sequence, stored.sequence)
         replay = self.events.subscribe(task_id, watcher, after_sequence)
         if not replay:
             raise SequenceOutOfRange(
                 f"task {task_id!r} ended at sequence {stored.sequence} and no events after {after_sequence} "
                 "are kept; watch again from 0 for its final state"
             )
+        return True
 
     def unwatch(self, task_id: str, watcher: Watcher) -> None:
         self.events.unsubscribe(task_id, watcher)

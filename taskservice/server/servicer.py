@@ -225,9 +225,11 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
         try:
             _check_decoded(request)
             check_task_id(request.task_id)
-            self._manager.watch(request.task_id, watcher, request.after_sequence)
+            more = self._manager.watch(request.task_id, watcher, request.after_sequence)
         except Exception as exc:
             await _abort(context, exc)
+        if not more:
+            return  # resumed after the terminal event: nothing follows it, the stream ends OK
         self._streams.add(wake)
         try:
             while True:

@@ -51,6 +51,13 @@ def test_submit_and_get(client: ClientFacade) -> None:
     assert (got.task_id, got.task_type, got.args, got.labels) == (task.task_id, "demo", FAST_DEMO, {"suite": "client"})
 
 
+def test_a_watch_resumed_after_the_terminal_event_ends_at_once(client: ClientFacade) -> None:
+    task_id = client.submit("demo", FAST_DEMO).task.task_id
+    terminal = client.watch(task_id)[-1]
+    assert terminal.state is TaskState.SUCCESS
+    assert client.watch(task_id, after_sequence=terminal.sequence) == []
+
+
 def test_submit_with_an_id_is_idempotent(client: ClientFacade) -> None:
     first = client.submit("sleep", {"seconds": 0.01}, task_id=f"fixed-{client.kind}")
     again = client.submit("sleep", {"seconds": 0.01}, task_id=f"fixed-{client.kind}")

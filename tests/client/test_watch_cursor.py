@@ -203,3 +203,14 @@ def test_attempt_lets_other_exceptions_through_but_still_cancels() -> None:
     with pytest.raises(GeneratorExit), cur.attempt(stream):  # type: ignore[arg-type]
         raise GeneratorExit  # what a consumer closing the watch early throws in
     assert stream.cancelled
+
+
+def test_a_resumed_stream_that_ends_ok_at_once_means_the_task_ended_there() -> None:
+    cur = _cursor(FakeClock(), after=7)
+    with cur.attempt(FakeStream()):  # type: ignore[arg-type]
+        pass  # the server: nothing after sequence 7, and OK
+    assert cur.done and cur.final is None
+    fresh = _cursor(FakeClock())
+    with fresh.attempt(FakeStream()):  # type: ignore[arg-type]
+        pass  # a watch from 0 must get at least the snapshot: ending without it is a lost connection
+    assert not fresh.done

@@ -105,3 +105,20 @@ async def test_a_watcher_whose_connection_dies_does_not_disturb_others(
     gates.open("c")
     events = await survivor
     assert events[-1].state == pb.TASK_STATE_SUCCESS
+
+
+async def test_resuming_after_the_terminal_event_ends_ok_with_no_events(
+    stub: pb_grpc.TaskServiceStub, gates: Gates
+) -> None:
+    """A watcher that got the terminal event but lost the final OK resumes from it: nothing more, and OK."""
+    for task_type, args in (("gate", {"name": "resume-end"}), ("echo", {"value": 1})):
+        task_id = (await stub.Submit(pb.SubmitRequest(task_type=task_type, args=struct(**args)))).task.task_id
+        watched = asyncio.create_task(watch_all(stub, task_id))
+        gates.open("resume-end")
+        terminal = (await watched)[-1]
+        assert terminal.state in TERMINAL
+        assert await watch_all(stub, task_id, after_sequence=terminal.sequence) == []
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await watch_all(stub, task_id, after_sequence=terminal.sequence + 1)
+        assert caught.value.code() == grpc.StatusCode.OUT_OF_RANGE
+        assert "ahead" in (caught.value.details() or "")
