@@ -11,15 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["StopTask", "TaskContext", "__version__", "task"]
+__all__ = ["Length", "OneOf", "Range", "StopTask", "TaskContext", "__version__", "task"]
 
 if TYPE_CHECKING:
+    from taskservice.core.constraints import Length, OneOf, Range
     from taskservice.core.context import TaskContext
     from taskservice.core.errors import StopTask
     from taskservice.core.registry import task
 
 # Loaded on first use, so that `import taskservice.client` does not pull in the engine.
 _LAZY = {
+    "Length": "taskservice.core.constraints",
+    "OneOf": "taskservice.core.constraints",
+    "Range": "taskservice.core.constraints",
     "TaskContext": "taskservice.core.context",
     "StopTask": "taskservice.core.errors",
     "task": "taskservice.core.registry",

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Union
 
+from taskservice.core.constraints import Constraint, Length, OneOf, Range, check_constraints
 from taskservice.core.errors import InvalidRequest, RegistryError
 from taskservice.core.paths import CLEAR_NODES_ARG, PathRole, path_role
 from taskservice.core.retry import RetryPolicy
@@ -125,7 +126,9 @@ def coerce(value: Any, annotation: Any) -> Any:
         return value
     origin = typing.get_origin(annotation)
     if origin is Annotated:
-        return coerce(value, typing.get_args(annotation)[0])
+        coerced = coerce(value, typing.get_args(annotation)[0])
+        check_constraints(coerced, annotation.__metadata__)
+        return coerced
     if origin in (Union, types.UnionType):
         options = typing.get_args(annotation)
         if value is None and type(None) in options:
@@ -205,12 +208,28 @@ def check_json_args(args: Any) -> None:
 _SUPPORTED_SCALARS = {int, float, str, bool, list, dict, Any}
 
 
+# Which base types each constraint fits.
+_CONSTRAINED_TYPES: dict[type[Constraint], tuple[Any, ...]] = {
+    Range: (int, float),
+    Length: (str, list, dict),
+    OneOf: (int, float, str, bool),
+}
+
+
 def _check_annotation(task_name: str, param: str, annotation: Any) -> None:
     if annotation is inspect.Parameter.empty or annotation in _SUPPORTED_SCALARS or annotation is type(None):
         return
     origin = typing.get_origin(annotation)
     if origin is Annotated:
-        _check_annotation(task_name, param, typing.get_args(annotation)[0])
+        base = typing.get_args(annotation)[0]
+        _check_annotation(task_name, param, base)
+        for constraint in annotation.__metadata__:
+            fits = _CONSTRAINED_TYPES.get(type(constraint))
+            if fits is not None and (typing.get_origin(base) or base) not in fits:
+                raise RegistryError(
+                    f"task type {task_name!r}: parameter {param!r} has {constraint!r} on {base!r}, "
+                    "which it does not fit"
+                )
         return
     if origin in (Union, types.UnionType, list, dict):
         for arg in typing.get_args(annotation):
@@ -245,6 +264,13 @@ def describe_handler(name: str, handler: Handler) -> tuple[tuple[Param, ...], bo
             raise RegistryError(f"task type {name!r}: parameter {parameter.name!r} cannot be passed by name")
         annotation = hints.get(parameter.name, inspect.Parameter.empty)
         _check_annotation(name, parameter.name, annotation)
+        if parameter.default is not inspect.Parameter.empty and parameter.default is not None:
+            try:
+                coerce(parameter.default, annotation)
+            except TypeError as exc:
+                raise RegistryError(
+                    f"task type {name!r}: the default of {parameter.name!r} does not fit its own type: {exc}"
+                ) from None
         params.append(
             Param(parameter.name, annotation, parameter.default is inspect.Parameter.empty, path_role(annotation))
         )

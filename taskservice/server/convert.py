@@ -165,9 +165,12 @@ def filter_from_proto(request: pb.ListTasksRequest) -> TaskFilter:
 
 
 def page_size_from_proto(page_size: int) -> int:
-    if page_size < 0:
-        raise InvalidRequest("page_size must not be negative", [("page_size", "must be 0 (default) to 1000")])
-    return min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    if not 0 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidRequest(
+            f"page_size {page_size} is out of range",
+            [("page_size", f"must be 0 (the default, {DEFAULT_PAGE_SIZE}) to {MAX_PAGE_SIZE}")],
+        )
+    return page_size or DEFAULT_PAGE_SIZE
 
 
 def encode_page_token(before_seq: int | None) -> str:

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import random
 import time
+from typing import Annotated
 
+from taskservice.core.constraints import Range
 from taskservice.core.context import TaskContext
 from taskservice.core.registry import task
+
+# A demo is for trying the service: a day of steps at most.
+MAX_STEPS = 1_000_000
+MAX_STEP_SECONDS = 3600.0
 
 
 class DemoStepFailed(RuntimeError):
@@ -17,9 +23,9 @@ class DemoStepFailed(RuntimeError):
 def demo(
     ctx: TaskContext,
     *,
-    steps: int = 10,
-    step_seconds: float = 0.1,
-    fail_rate: float = 0.0,
+    steps: Annotated[int, Range(0, MAX_STEPS)] = 10,
+    step_seconds: Annotated[float, Range(0, MAX_STEP_SECONDS)] = 0.1,
+    fail_rate: Annotated[float, Range(0, 1)] = 0.0,
     seed: int | None = None,
 ) -> dict[str, int]:
     """Work through `steps` steps of `step_seconds` each, reporting progress after each one.
@@ -29,10 +35,6 @@ def demo(
 
     Each step fails with probability `fail_rate`; give a `seed` to make a failure reproducible.
     """
-    if steps < 0:
-        raise ValueError(f"steps must be 0 or more, got {steps}")
-    if not 0.0 <= fail_rate <= 1.0:
-        raise ValueError(f"fail_rate must be between 0 and 1, got {fail_rate}")
     rng = random.Random(seed)
     ctx.progress(0, f"0/{steps} steps", current=0, total=steps)
     started = time.monotonic()

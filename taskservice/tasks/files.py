@@ -13,10 +13,10 @@ import os
 import time
 import zlib
 from collections.abc import Callable
-from typing import Any, BinaryIO, Protocol
+from typing import Annotated, Any, BinaryIO, Protocol
 
+from taskservice.core.constraints import OneOf, Range
 from taskservice.core.context import TaskContext
-from taskservice.core.errors import InvalidRequest
 from taskservice.core.paths import InputFile, OutputFile
 from taskservice.core.registry import TaskRegistry, default_registry
 
@@ -154,7 +154,9 @@ def _copy_chunks(ctx: TaskContext, source: _Readable, write: Callable[[memoryvie
     return done
 
 
-def checksum(ctx: TaskContext, *, input_fpath: InputFile, algorithm: str = "sha256") -> dict[str, Any]:
+def checksum(
+    ctx: TaskContext, *, input_fpath: InputFile, algorithm: Annotated[str, OneOf(*ALGORITHMS)] = "sha256"
+) -> dict[str, Any]:
     """Hash a file with sha256 (default), md5 or blake2b; returns the hex digest and the size in bytes."""
     digest = ALGORITHMS[algorithm]()
     with open(input_fpath, "rb", buffering=0) as source:
@@ -169,7 +171,9 @@ def copy(ctx: TaskContext, *, input_fpath: InputFile, output_fpath: OutputFile) 
     return {"bytes": done}
 
 
-def compress(ctx: TaskContext, *, input_fpath: InputFile, output_fpath: OutputFile, level: int = 6) -> dict[str, int]:
+def compress(
+    ctx: TaskContext, *, input_fpath: InputFile, output_fpath: OutputFile, level: Annotated[int, Range(1, 9)] = 6
+) -> dict[str, int]:
     """Gzip a file at `level` 1 (fastest) to 9 (smallest), like `gzip -c -LEVEL`."""
     with open(input_fpath, "rb", buffering=0) as source, open(output_fpath, "wb") as target:
         # The header names the input and its mtime, as gzip(1) does (not the temporary output's name).
@@ -192,7 +196,11 @@ def compress(ctx: TaskContext, *, input_fpath: InputFile, output_fpath: OutputFi
 
 
 def decompress(
-    ctx: TaskContext, *, input_fpath: InputFile, output_fpath: OutputFile, max_bytes_out: int | None = None
+    ctx: TaskContext,
+    *,
+    input_fpath: InputFile,
+    output_fpath: OutputFile,
+    max_bytes_out: Annotated[int, Range(1)] | None = None,
 ) -> dict[str, int]:
     """Gunzip a file; a file that is not gzip, or is cut short, or would unpack to more than `max_bytes_out`
     bytes (when given) fails the task and leaves no output."""
@@ -222,35 +230,12 @@ def decompress(
     return {"bytes_in": done, "bytes_out": output.written}
 
 
-def _check_algorithm(args: dict[str, Any]) -> None:
-    algorithm = args.get("algorithm", "sha256")
-    if algorithm not in ALGORITHMS:
-        raise InvalidRequest(
-            f"unknown checksum algorithm {algorithm!r}",
-            [("args.algorithm", f"must be one of {', '.join(ALGORITHMS)}")],
-        )
-
-
-def _check_level(args: dict[str, Any]) -> None:
-    level = args.get("level", 6)
-    if not 1 <= level <= 9:
-        raise InvalidRequest(f"gzip level {level} is out of range", [("args.level", "must be 1 (fastest) to 9")])
-
-
-def _check_max_bytes_out(args: dict[str, Any]) -> None:
-    limit = args.get("max_bytes_out")
-    if limit is not None and limit < 1:
-        raise InvalidRequest(
-            f"max_bytes_out of {limit} is out of range", [("args.max_bytes_out", "must be at least 1 byte")]
-        )
-
-
 def register_file_tasks(registry: TaskRegistry) -> None:
     """Register file.checksum, file.copy, file.compress and file.decompress in `registry`."""
-    registry.register("file.checksum", checksum, validator=_check_algorithm)
+    registry.register("file.checksum", checksum)
     registry.register("file.copy", copy)
-    registry.register("file.compress", compress, validator=_check_level)
-    registry.register("file.decompress", decompress, validator=_check_max_bytes_out)
+    registry.register("file.compress", compress)
+    registry.register("file.decompress", decompress)
 
 
 register_file_tasks(default_registry)

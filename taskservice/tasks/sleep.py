@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
+from taskservice.core.constraints import Range
 from taskservice.core.context import TaskContext
 from taskservice.core.registry import task
+from taskservice.core.validation import MAX_TIME_LIMIT_SECONDS
 
 TICKS = 10
 
 
 @task("sleep")
-def sleep(ctx: TaskContext, *, seconds: float) -> dict[str, float]:
-    """Wait `seconds`, reporting progress every tenth; wakes at once on a stop or the time limit."""
-    if seconds < 0:
-        raise ValueError(f"seconds must be 0 or more, got {seconds}")
+def sleep(ctx: TaskContext, *, seconds: Annotated[float, Range(0, MAX_TIME_LIMIT_SECONDS)]) -> dict[str, float]:
+    """Wait `seconds` (at most 366 days), reporting progress every tenth; wakes at once on a stop or the time limit."""
     started = time.monotonic()
     for tick in range(1, TICKS + 1):
         # Aim at absolute marks so the ticks do not drift with the time spent reporting.

@@ -400,15 +400,15 @@ class World:
         return Plan({Code.OK}, f"a log of {len(log)} bytes from {offset}", verify=the_log_from_offset)
 
     def _plan_ListTasks(self, request: pb.ListTasksRequest) -> Plan:
-        if request.page_size < 0:
-            return Plan({Code.INVALID_ARGUMENT}, "negative page_size")
+        if not 0 <= request.page_size <= MAX_PAGE_SIZE:
+            return Plan({Code.INVALID_ARGUMENT}, "page_size out of range")
         bad_states = [s for s in request.states if s not in STATES]
         if bad_states:
             return Plan({Code.INVALID_ARGUMENT}, f"no such states {bad_states[:5]}")
         before = page_token_seq(request.page_token) if request.page_token else None
         if before is False or (before is not None and not -(2**63) <= before < 2**63):
             return Plan({Code.INVALID_ARGUMENT}, "a page token this server never gave out (or a seq beyond int64)")
-        size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        size = request.page_size or DEFAULT_PAGE_SIZE
         states = set(request.states)
         labels = dict(request.labels)
 

@@ -70,3 +70,32 @@ async def test_raw_garbage_on_the_port_does_not_disturb_other_clients(
         writer.close()
     response = await stub.Submit(pb.SubmitRequest(task_type="echo"))
     assert response.created
+
+
+@pytest.mark.parametrize(
+    ("task_type", "args", "field", "reason"),
+    [
+        ("sleep", {"seconds": -1}, "args.seconds", "must be from 0 to 31622400, got -1"),
+        ("sleep", {"seconds": 1e300}, "args.seconds", "must be from 0 to 31622400"),
+        ("demo", {"fail_rate": 5}, "args.fail_rate", "must be from 0 to 1, got 5"),
+        ("demo", {"step_seconds": -1}, "args.step_seconds", "must be from 0 to 3600, got -1"),
+        ("demo", {"steps": 10**7}, "args.steps", "must be from 0 to 1000000"),
+    ],
+)
+async def test_args_outside_what_the_handler_declares_are_refused_at_submit(
+    stub: pb_grpc.TaskServiceStub, task_type: str, args: dict[str, object], field: str, reason: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Submit(pb.SubmitRequest(task_type=task_type, args=struct(**args)))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(caught.value) == [field]
+    assert reason in (caught.value.details() or "")
+    assert list((await stub.ListTasks(pb.ListTasksRequest())).tasks) == []
+
+
+@pytest.mark.parametrize("page_size", [-1, 1001, 1_000_000])
+async def test_a_page_size_out_of_range_is_refused(stub: pb_grpc.TaskServiceStub, page_size: int) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.ListTasks(pb.ListTasksRequest(page_size=page_size))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(caught.value) == ["page_size"]
