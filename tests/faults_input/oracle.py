@@ -350,11 +350,12 @@ class World:
 
         if after > latest:
             return Plan({Code.OUT_OF_RANGE}, f"after_sequence {after} is past the latest event {latest}")
+        if target.state in TERMINAL and after == latest:
+            # A watcher that got the terminal event but lost the stream's end resumes here: nothing more, OK.
+            return Plan({Code.OK}, "nothing after the terminal event", verify=_no_events)
         if after and (target.followed_from is None or after < target.followed_from):
             return Plan({Code.OUT_OF_RANGE}, "events from before anyone watched the task are not kept")
         if target.state in TERMINAL:
-            if after == latest:
-                return Plan({Code.OUT_OF_RANGE}, "nothing after the terminal event")
 
             def ends_terminal(outcome: Outcome) -> None:
                 parsed = events(outcome)
@@ -581,6 +582,10 @@ def page_token_seq(token: str) -> int | bool:
     except (binascii.Error, UnicodeError, ValueError):
         pass
     return False
+
+
+def _no_events(outcome: Outcome) -> None:
+    assert outcome.responses == [], f"{len(outcome.responses)} events after the terminal one"
 
 
 def time_limit_verdict(seconds: int, nanos: int) -> tuple[str, float]:
