@@ -21,7 +21,7 @@ import math
 import random
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
@@ -56,6 +56,7 @@ from taskservice.core.paths import DataRoot
 from taskservice.core.registry import TaskRegistry, check_json_args
 from taskservice.core.store.base import InsertTask, SaveProgress, SaveTask, ShiftSequences, TaskStore, Write
 from taskservice.core.store.writer import Done, StoreWriter, ignore
+from taskservice.core.throttle import ThrottledLog
 from taskservice.core.validation import (
     MAX_STOP_REASON,
     check_labels,
@@ -259,6 +260,8 @@ class WorkerManager:
         self._closed = False
         self._writer: StoreWriter | None = None
         self._watchdog: threading.Thread | None = None
+        self._health_listeners: list[Callable[[bool], None]] = []
+        self._refused_finals = ThrottledLog(log)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -266,7 +269,10 @@ class WorkerManager:
         """Recover what the last run left, then start the writer, the workers and the watchdog."""
         self._recover()
         self._writer = StoreWriter(
-            self._store, progress_source=self._collect_progress, after_commit=self._show_committed
+            self._store,
+            progress_source=self._collect_progress,
+            after_commit=self._show_committed,
+            on_health=self._store_health_changed,
         )
         with self._lock:
             self._accepting = True
@@ -388,6 +394,20 @@ class WorkerManager:
     @property
     def accepting(self) -> bool:
         return self._accepting
+
+    def on_store_health(self, listener: Callable[[bool], None]) -> None:
+        """Call `listener(False)` when the store stops taking writes and `listener(True)` once it takes them
+        again; on the store writer's thread, so it must be quick."""
+        self._health_listeners.append(listener)
+
+    @property
+    def store_writable(self) -> bool:
+        """False from a refused write until a write succeeds again."""
+        return self._writer.healthy if self._writer is not None else True
+
+    def _store_health_changed(self, healthy: bool) -> None:
+        for listener in self._health_listeners:
+            listener(healthy)
 
     # ----------------------------------------------------------------- submit
 
@@ -940,7 +960,7 @@ class WorkerManager:
             return
         if self._discard_outcomes:
             return
-        log.error("task %s: cannot record %s yet, retrying: %s", final.task_id, final.state.value, error)
+        self._refused_finals.log("task %s: cannot record %s yet, retrying: %s", final.task_id, final.state.value, error)
         retry = threading.Timer(FINAL_WRITE_RETRY_SECONDS, self._persist_final, args=(final,))
         retry.daemon = True
         retry.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import importlib.metadata
 import logging
@@ -74,9 +75,21 @@ class RunningServer:
     health: health.aio.HealthServicer
     servicer: TaskServiceServicer
     manager: WorkerManager
+    # SERVING needs both: not draining, and a task database that takes writes.
+    serving: bool = True
+    store_writable: bool = True
 
     async def set_serving(self, serving: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        self.serving = serving
+        await self._publish_health()
+
+    async def set_store_writable(self, writable: bool) -> None:
+        self.store_writable = writable
+        await self._publish_health()
+
+    async def _publish_health(self) -> None:
+        up = self.serving and self.store_writable
+        status = health_pb2.HealthCheckResponse.SERVING if up else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", SERVICE_NAME):
             await self.health.set(name, status)
 
@@ -122,6 +135,21 @@ async def build_server(
     await server.start()
     running = RunningServer(server, port, health_servicer, servicer, manager)
     await running.set_serving(True)
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()
+
+    def publish(writable: bool) -> None:
+        task = loop.create_task(running.set_store_writable(writable))
+        pending.add(task)  # held until done: the loop keeps only weak references to tasks
+        task.add_done_callback(pending.discard)
+
+    def store_health(writable: bool) -> None:  # on the store writer's thread
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the server is gone
+            loop.call_soon_threadsafe(publish, writable)
+
+    manager.on_store_health(store_health)
+    if not manager.store_writable:
+        await running.set_store_writable(False)
     return running
 
 

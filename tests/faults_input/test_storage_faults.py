@@ -69,6 +69,11 @@ class FaultyStore(SQLiteStore):
             raise sqlite3.OperationalError(DISK_FULL)
         super().apply(writes)
 
+    def probe_write(self) -> None:
+        if self.full.is_set():
+            raise sqlite3.OperationalError(DISK_FULL)
+        super().probe_write()
+
     def was_refused(self, kind: str, task_id: str, state: str = "") -> bool:
         with self._lock:
             return any(k == kind and t == task_id and (not state or s == state) for k, t, s in self.refused)
@@ -139,7 +144,8 @@ def test_disk_full_refuses_submits_keeps_serving_and_recovers_by_itself(faulty: 
     with pytest.raises(grpc.RpcError) as caught:
         stub.GetState(pb.GetStateRequest(task_id="during-1"), timeout=5)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
-    faulty.assert_healthy()
+    # Health says the server cannot take work while its database refuses writes; reads still answer.
+    wait_until(lambda: faulty.health() == health_pb2.HealthCheckResponse.NOT_SERVING, what="NOT_SERVING")
     assert {t.task_id for t in stub.ListTasks(pb.ListTasksRequest(), timeout=5).tasks} == acknowledged
 
     # Stopping a queued task needs a write: refused, so the task is still PENDING and will run.
@@ -162,7 +168,7 @@ def test_disk_full_refuses_submits_keeps_serving_and_recovers_by_itself(faulty: 
     assert stub.Stop(pb.StopRequest(task_id="run-a"), timeout=5).task.state == pb.TASK_STATE_STOPPING
     wait_until(lambda: store.was_refused("SaveTask", "run-a", "REVOKED"), what="run-a's REVOKED write refused")
     assert store.state_of("run-a") == "RUNNING"
-    faulty.assert_healthy()
+    assert faulty.health() == health_pb2.HealthCheckResponse.NOT_SERVING
 
     store.full.clear()
     expected = {"done-d": "SUCCESS", "run-a": "REVOKED", "run-b": "SUCCESS", "queued-e": "SUCCESS"}
@@ -215,8 +221,9 @@ def test_progress_during_the_fault_is_shown_and_written_once_space_returns(fault
     seen = live_tick()
     wait_until(lambda: live_tick() > seen + 5, what="live progress going on during the fault")
     assert stored_tick() == frozen
-    faulty.assert_healthy()
+    assert faulty.health() == health_pb2.HealthCheckResponse.NOT_SERVING
     store.full.clear()
+    wait_until(lambda: faulty.health() == health_pb2.HealthCheckResponse.SERVING, what="SERVING once writes work")
     wait_until(lambda: stored_tick() > seen + 5, what="progress persisted again after the fault")
     faulty.gates.open("p")
     wait_until(lambda: store.state_of(task_id) == "SUCCESS", what="the task's end committed")
@@ -303,8 +310,11 @@ def test_a_real_full_disk_under_a_server_process(small_disk: Path, tmp_path: Pat
         assert refused.code() == grpc.StatusCode.UNAVAILABLE, refused.details()
         assert DISK_FULL in refused.details(), refused.details()
         assert server.running
-        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
-        assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+        def health() -> int:
+            return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+
+        wait_until(lambda: health() == health_pb2.HealthCheckResponse.NOT_SERVING, what="NOT_SERVING on a full disk")
         listed = {t.task_id for t in stub.ListTasks(pb.ListTasksRequest(page_size=1000), timeout=5).tasks}
         assert listed == set(acknowledged)
 
@@ -315,6 +325,7 @@ def test_a_real_full_disk_under_a_server_process(small_disk: Path, tmp_path: Pat
 
         filler.unlink()
         wait_for_state(stub, "running-1", {pb.TASK_STATE_SUCCESS}, timeout=15)
+        wait_until(lambda: health() == health_pb2.HealthCheckResponse.SERVING, what="SERVING once writes work")
         assert submit("after-1", "open").created
         acknowledged["after-1"] = "SUCCESS"
         for task_id in acknowledged:

@@ -188,3 +188,21 @@ def test_the_message_is_made_when_logged_not_when_written() -> None:
     changing[0] = "after"
     flush_root_handlers()
     assert "value ['before']" in stream.getvalue()
+
+
+def test_a_repeating_fault_line_is_written_at_most_once_per_interval_with_a_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from taskservice.core.throttle import ThrottledLog
+
+    now = [100.0]
+    throttled = ThrottledLog(logging.getLogger("test.throttle"), interval=5.0, clock=lambda: now[0])
+    with caplog.at_level(logging.ERROR, logger="test.throttle"):
+        for second in range(12):
+            now[0] = 100.0 + second
+            throttled.log("cannot write: %s", "disk full")
+    assert [r.getMessage() for r in caplog.records] == [
+        "cannot write: disk full",
+        "cannot write: disk full (and 4 more like it in the last 5 s)",
+        "cannot write: disk full (and 4 more like it in the last 5 s)",
+    ]

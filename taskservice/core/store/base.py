@@ -72,6 +72,9 @@ class TaskStore(abc.ABC):
     @abc.abstractmethod
     def count(self) -> int: ...
 
+    def probe_write(self) -> None:  # noqa: B027 - a store with nothing to probe can always be written
+        """A write that changes nothing but needs the disk; raises when the store cannot be written now."""
+
     def close(self) -> None:  # noqa: B027 - optional for stores that hold nothing open
         """Release files; safe to call twice."""
 

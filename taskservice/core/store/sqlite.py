@@ -328,6 +328,20 @@ class SQLiteStore(TaskStore):
                     conn.execute("ROLLBACK")
                 raise
 
+    def probe_write(self) -> None:
+        """Rewrite the schema version with its own value: a real commit (a WAL frame, an fsync), no change."""
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                conn.execute(f"PRAGMA user_version = {int(version)}")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._read_lock:
             try:

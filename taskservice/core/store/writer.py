@@ -17,6 +17,7 @@ from concurrent.futures import Future
 
 from taskservice.core.errors import StoreUnavailable
 from taskservice.core.store.base import SaveTask, TaskStore, Write
+from taskservice.core.throttle import ThrottledLog
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +58,17 @@ class StoreWriter:
         progress_source: ProgressSource | None = None,
         progress_interval: float = PROGRESS_FLUSH_INTERVAL,
         after_commit: Callable[[], None] | None = None,
+        on_health: Callable[[bool], None] | None = None,
     ) -> None:
         """`after_commit` runs on the writer thread after each commit's callbacks were all told, so that work
-        they leave (showing many ends at once) is done once per commit rather than once per write."""
+        they leave (showing many ends at once) is done once per commit rather than once per write.
+
+        `on_health` hears, on the writer thread, when the store stops taking writes (False) and when a write
+        succeeds again (True)."""
         self._store = store
+        self._on_health = on_health
+        self.healthy = True
+        self._failures = ThrottledLog(log)
         self._progress_source = progress_source
         self._progress_interval = progress_interval
         self._after_commit = after_commit
@@ -119,6 +127,8 @@ class StoreWriter:
                 next_progress = time.monotonic() + self._progress_interval
                 if self._progress_source is not None:
                     progress.extend(self._progress_source())
+            if not batch and not progress and not self.healthy and not closing:
+                self._probe()  # idle while failing: once per progress interval
             if batch or progress:
                 self._commit(progress, batch)
                 if self._after_commit is not None:
@@ -134,7 +144,8 @@ class StoreWriter:
         try:
             self._store.apply(coalesced(writes))
         except Exception as exc:
-            log.error("store write of %d changes failed: %s", len(writes), exc)
+            self._failures.log("store write of %d changes failed: %s", len(writes), exc)
+            self._set_healthy(False)
             if len(batch) > 1 or (progress and batch):
                 # One bad write must not fail the others that shared its transaction: retry them alone.
                 # Progress is dropped here; the next report of each task brings it back.
@@ -146,8 +157,29 @@ class StoreWriter:
                 self._tell(then, error)
             return
         self.commits += 1
+        self._set_healthy(True)
         for _, then in batch:
             self._tell(then, None)
+
+    def _probe(self) -> None:
+        try:
+            self._store.probe_write()
+        except Exception as exc:
+            self._failures.log("the task database still cannot be written: %s", exc)
+            return
+        self._set_healthy(True)
+
+    def _set_healthy(self, healthy: bool) -> None:
+        if healthy == self.healthy:
+            return
+        self.healthy = healthy
+        if healthy:
+            log.warning("the task database can be written again")
+        if self._on_health is not None:
+            try:
+                self._on_health(healthy)
+            except Exception:
+                log.exception("the store health listener failed")
 
     @staticmethod
     def _tell(then: Done, error: BaseException | None) -> None:
