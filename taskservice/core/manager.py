@@ -234,6 +234,8 @@ class WorkerManager:
         self._listeners = (TransitionLog(), *listeners)
         self._data_root = data_root
         self.logs = logs
+        if logs is not None:
+            logs.protect(lambda task_id: task_id in self._live)
         # Failed tasks waiting out their retry backoff: (monotonic due time, seq, task_id).
         self._delayed: list[tuple[float, int, str]] = []
         self._rng = random.Random()
@@ -978,6 +980,8 @@ class WorkerManager:
         live = self._live.pop(final.task_id, None)
         self._runs.pop(final.task_id, None)
         self._dirty_progress.pop(final.task_id, None)
+        if self.logs is not None and final.state.is_terminal:
+            self.logs.finish(final.task_id)
         if self.events.followed(final.task_id):
             self.events.publish(self._snapshot(final))
         self._idle.notify_all()

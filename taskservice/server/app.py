@@ -205,7 +205,11 @@ async def serve(settings: Settings) -> int:
         registry,
         listeners=[metrics] if metrics else [],
         data_root=DataRoot(settings.data_root, min_free_bytes=settings.min_free_space),
-        logs=TaskLogs(Path(settings.state_dir) / "logs"),
+        logs=TaskLogs(
+            Path(settings.state_dir) / "logs",
+            min_free_bytes=settings.min_free_space,
+            max_total_bytes=settings.max_logs_size,
+        ),
         config=ManagerConfig(
             workers=settings.workers,
             max_queue=settings.max_queue,

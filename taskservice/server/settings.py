@@ -47,8 +47,10 @@ class Settings:
     data_root: str = "data"
     # File tasks stop writing before their output would leave less than this free on its file system.
     min_free_space: int = 256 * 2**20
-    # Where the server keeps per-task logs; empty: "<db file name>-state" next to the db.
+    # Where the server keeps per-task logs; empty: "<db file name without its suffix>-state" beside the db.
     state_dir: str = ""
+    # The most the task logs may take in all; past it the logs of the oldest finished tasks go (0: no cap).
+    max_logs_size: int = 2**30
     # TOML file of the commands the `command` task type may run; empty: none.
     commands: str = ""
     port_file: str = ""
@@ -125,7 +127,13 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     p.add_argument(
         "--state-dir",
         default=_env(env, "state_dir", ""),
-        help="folder for task logs (default: <db>-state beside the db)",
+        help="folder for task logs (default: beside the db, named after it: tasks.db -> tasks-state)",
+    )
+    p.add_argument(
+        "--max-logs-size",
+        type=parse_size,
+        default=parse_size(_env(env, "max_logs_size", str(d.max_logs_size))),
+        help="cap of all task logs together; past it the oldest finished tasks' logs are removed (0: no cap)",
     )
     p.add_argument("--commands", default=_env(env, "commands", ""), help="TOML file of commands tasks may run")
     p.add_argument("--port-file", default=_env(env, "port_file", ""), help="write the bound port here once serving")
@@ -173,6 +181,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
         data_root=ns.data_root,
         min_free_space=ns.min_free_space,
         state_dir=ns.state_dir or str(Path(ns.db).with_name(Path(ns.db).stem + "-state")),
+        max_logs_size=ns.max_logs_size,
         commands=ns.commands,
         port_file=ns.port_file,
         log_level=ns.log_level.upper(),
