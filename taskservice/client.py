@@ -300,13 +300,36 @@ def error_from_rpc(err: grpc.RpcError) -> TaskServiceError:
     return error_from_status(code, _call_attr(err, "details") or "", _call_attr(err, "trailing_metadata"))
 
 
+# How gRPC describes a connection the server closed before any call: a TLS handshake it refused.
+_CLOSED_AT_CONNECT = ("Socket closed", "handshake", "Connection reset")
+
+
+def connection_hint(error: TaskServiceError, security: Security) -> TaskServiceError:
+    """The error, with a likely cause added when the server shut the connection at once: a TLS setting."""
+    if error.code is not grpc.StatusCode.UNAVAILABLE or not any(m in error.message for m in _CLOSED_AT_CONNECT):
+        return error
+    if not security.uses_tls:
+        hint = "the server may speak TLS only: pass its CA (tls_ca, taskctl --tls-ca, TASKSERVICE_TLS_CA)"
+    elif not security.tls_cert:
+        hint = (
+            "the server probably requires a client certificate (mutual TLS): pass tls_cert and tls_key "
+            "(taskctl --tls-cert/--tls-key, TASKSERVICE_CLIENT_CERT/_KEY)"
+        )
+    else:
+        hint = "the server probably does not trust this client certificate: it must be signed by its --tls-client-ca"
+    error.message = f"{error.message} ({hint})"
+    error.args = (error.message,)
+    return error
+
+
 @contextlib.contextmanager
-def _rpc_errors() -> Iterator[None]:
+def _rpc_errors(security: Security | None = None) -> Iterator[None]:
     """Raise the typed exception for a grpc error inside the block."""
     try:
         yield
     except grpc.RpcError as err:
-        raise error_from_rpc(err) from err
+        error = error_from_rpc(err)
+        raise (connection_hint(error, security) if security is not None else error) from err
 
 
 def _call_attr(err: grpc.RpcError, name: str) -> Any:
@@ -612,8 +635,10 @@ class _WatchCursor:
         reconnect_timeout: float,
         timeout: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        security: Security | None = None,
     ) -> None:
         self.task_id = task_id
+        self._security = security
         self.last_sequence = after_sequence
         self.final: TaskEvent | None = None
         self._reconnect_timeout = reconnect_timeout
@@ -671,6 +696,8 @@ class _WatchCursor:
             yield
         except grpc.RpcError as err:
             self._error = error_from_rpc(err)
+            if self._security is not None:
+                self._error = connection_hint(self._error, self._security)
         finally:
             stream.cancel()
         if self._error is None:
@@ -731,8 +758,10 @@ class _WatchCursor:
 class _LogCursor(_WatchCursor):
     """The state of one WatchLogs across reconnects: the next offset; done when a stream ends with OK."""
 
-    def __init__(self, task_id: str, offset: int, follow: bool, *, reconnect_timeout: float) -> None:
-        super().__init__(task_id, 0, reconnect_timeout=reconnect_timeout)
+    def __init__(
+        self, task_id: str, offset: int, follow: bool, *, reconnect_timeout: float, security: Security | None = None
+    ) -> None:
+        super().__init__(task_id, 0, reconnect_timeout=reconnect_timeout, security=security)
         self.offset = offset
         self.follow = follow
         self._finished = False
@@ -793,7 +822,9 @@ class _ClientBase(abc.ABC):
         """A plaintext channel without credentials, a TLS one with them."""
 
     def _cursor(self, task_id: str, after_sequence: int, timeout: float | None) -> _WatchCursor:
-        return _WatchCursor(task_id, after_sequence, reconnect_timeout=self.reconnect_timeout, timeout=timeout)
+        return _WatchCursor(
+            task_id, after_sequence, reconnect_timeout=self.reconnect_timeout, timeout=timeout, security=self.security
+        )
 
 
 class TaskClient(_ClientBase):
@@ -822,7 +853,7 @@ class TaskClient(_ClientBase):
         self._channel.close()
 
     def _invoke(self, call: _Unary[R]) -> R:
-        with _rpc_errors():
+        with _rpc_errors(self.security):
             response = getattr(self._stub, call.method)(call.request, timeout=self.timeout, metadata=self._metadata)
         return call.convert(response)
 
@@ -903,7 +934,7 @@ class TaskClient(_ClientBase):
 
     def logs(self, task_id: str, *, offset: int = 0, follow: bool = False) -> Iterator[LogChunk]:
         """A task's log from `offset` on; with follow, until the task ends. Reconnects like watch()."""
-        cursor = _LogCursor(task_id, offset, follow, reconnect_timeout=self.reconnect_timeout)
+        cursor = _LogCursor(task_id, offset, follow, reconnect_timeout=self.reconnect_timeout, security=self.security)
         return self._follow(cursor, self._stub.WatchLogs)
 
     def _follow(self, cursor: _WatchCursor, method: Any) -> Iterator[Any]:
@@ -948,7 +979,7 @@ class AsyncTaskClient(_ClientBase):
         await self._channel.close()
 
     async def _invoke(self, call: _Unary[R]) -> R:
-        with _rpc_errors():
+        with _rpc_errors(self.security):
             response = await getattr(self._stub, call.method)(
                 call.request, timeout=self.timeout, metadata=self._metadata
             )
@@ -1026,7 +1057,7 @@ class AsyncTaskClient(_ClientBase):
 
     def logs(self, task_id: str, *, offset: int = 0, follow: bool = False) -> AsyncIterator[LogChunk]:
         """A task's log from `offset` on; with follow, until the task ends. Reconnects like watch()."""
-        cursor = _LogCursor(task_id, offset, follow, reconnect_timeout=self.reconnect_timeout)
+        cursor = _LogCursor(task_id, offset, follow, reconnect_timeout=self.reconnect_timeout, security=self.security)
         return self._follow(cursor, self._stub.WatchLogs)
 
     async def _follow(self, cursor: _WatchCursor, method: Any) -> AsyncIterator[Any]:

@@ -96,6 +96,17 @@ def test_build_args_merges_arg_over_args_json() -> None:
         build_args("{", [])
 
 
+def test_arg_str_keeps_its_value_a_string_and_args_apply_in_order() -> None:
+    from taskctl.cli import build_parser
+
+    ns = build_parser().parse_args(
+        ["submit", "command", "--arg", "name=tag", "--arg-str", "tag=2024", "--arg", "level=9", "--arg-str", "n=1"]
+    )
+    assert build_args(None, ns.arg) == {"name": "tag", "tag": "2024", "level": 9, "n": "1"}
+    ns = build_parser().parse_args(["submit", "demo", "--arg-str", "x=1", "--arg", "x=2"])
+    assert build_args(None, ns.arg) == {"x": 2}, "the last one wins"
+
+
 def test_build_labels_keeps_strings() -> None:
     assert build_labels(["team=a", "n=1"]) == {"team": "a", "n": "1"}
 

@@ -58,11 +58,17 @@ def test_mutual_tls_requires_a_client_certificate_from_the_client_ca(tmp_path: P
         start_tls(server)
         with TaskClient(server.address, tls_ca=str(pki.ca), **trusted) as client:
             assert client.submit("demo", {"steps": 0}).created
-        for options in ({}, {"tls_cert": str(pki.stranger.cert), "tls_key": str(pki.stranger.key)}):
+        stranger = {"tls_cert": str(pki.stranger.cert), "tls_key": str(pki.stranger.key)}
+        for options, hint in (({}, "requires a client certificate"), (stranger, "does not trust this client")):
             with TaskClient(server.address, tls_ca=str(pki.ca), timeout=3, **options) as client:
                 with pytest.raises(TaskServiceError) as caught:
                     client.list()
                 assert caught.value.code is not None and caught.value.code.name == "UNAVAILABLE"
+                assert hint in str(caught.value)
+                with pytest.raises(TaskServiceError, match=hint):
+                    list(client.watch("any-task", timeout=3))
+        refused = taskctl(server.address, "--tls-ca", str(pki.ca), "list")
+        assert refused.returncode == 9 and "requires a client certificate" in refused.stderr
 
 
 def taskctl(address: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from taskctl import commands
 from taskctl.exitcodes import ExitCode, describe_all, for_error
 from taskctl.output import Output
-from taskctl.parsing import parse_duration, split_key_value
+from taskctl.parsing import STRING_ARG_PREFIX, parse_duration, split_key_value
 from taskservice.client import ADDRESS_ENV, DEFAULT_ADDRESS, TaskClient, TaskServiceError, TaskState, Unavailable
 
 Command = Callable[[TaskClient, argparse.Namespace, Output], ExitCode]
@@ -34,6 +34,10 @@ def _key_value(text: str) -> str:
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return text
+
+
+def _string_arg(text: str) -> str:
+    return STRING_ARG_PREFIX + _key_value(text)
 
 
 def _states(text: str) -> list[TaskState]:
@@ -120,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_key_value,
         metavar="KEY=VALUE",
         help="a task argument; the value is JSON when it parses (steps=20 -> 20), else a string",
+    )
+    p.add_argument(
+        "--arg-str",
+        action="append",
+        dest="arg",
+        type=_string_arg,
+        metavar="KEY=VALUE",
+        help='a task argument whose value stays a string (tag=2024 -> "2024"), e.g. for a command arg of type string',
     )
     p.add_argument("--args-json", metavar="JSON", help="task arguments as a JSON object; --arg values win")
     p.add_argument("--id", metavar="ID", help="choose the task id (1-128 of [A-Za-z0-9._:-]); makes submit idempotent")

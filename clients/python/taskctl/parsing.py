@@ -53,8 +53,12 @@ def parse_arg_value(text: str) -> Any:
     return value
 
 
+# `--arg-str KEY=VALUE` lands among the --arg pairs with this prefix: its value stays a string as typed.
+STRING_ARG_PREFIX = "\x00str:"
+
+
 def build_args(args_json: str | None, pairs: Iterable[str]) -> dict[str, Any]:
-    """Task args: the --args-json object, with each --arg KEY=VALUE merged over it."""
+    """Task args: the --args-json object, with each --arg KEY=VALUE (and --arg-str) merged over it, in order."""
     args: dict[str, Any] = {}
     if args_json:
         try:
@@ -65,8 +69,9 @@ def build_args(args_json: str | None, pairs: Iterable[str]) -> dict[str, Any]:
             raise ValueError(f"--args-json must be a JSON object, got {type(loaded).__name__}")
         args.update(loaded)
     for pair in pairs:
-        key, value = split_key_value(pair)
-        args[key] = parse_arg_value(value)
+        as_text = pair.startswith(STRING_ARG_PREFIX)
+        key, value = split_key_value(pair.removeprefix(STRING_ARG_PREFIX))
+        args[key] = value if as_text else parse_arg_value(value)
     return args
 
 
