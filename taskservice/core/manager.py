@@ -336,11 +336,14 @@ class WorkerManager:
             self._dispatching = False
             self._work_available.notify_all()
 
-    def drain(self, timeout: float) -> bool:
-        """Wait up to `timeout` seconds for running tasks to end; True when none is left."""
+    def drain(self, timeout: float, *, until_shown: bool = False) -> bool:
+        """Wait up to `timeout` seconds for running tasks to end; True when none is left.
+
+        until_shown=True waits until their ends are also committed and shown to watchers, not only reached.
+        """
         deadline = self._clock.monotonic() + timeout
         with self._lock:
-            while self._active_runs():
+            while self._runs if until_shown else self._active_runs():
                 remaining = deadline - self._clock.monotonic()
                 if remaining <= 0:
                     return False
@@ -363,7 +366,8 @@ class WorkerManager:
                 else:
                     state, then = TaskState.REVOKED, "submit it again to run it"
                 self._request_stop(run, state, TaskError(ErrorType.SERVER_SHUTDOWN, f"{why}; {then}"))
-        return self.drain(self.config.stop_grace + SHUTDOWN_ABANDON_MARGIN)
+        # Until shown: watchers must get each end before the server closes their streams.
+        return self.drain(self.config.stop_grace + SHUTDOWN_ABANDON_MARGIN, until_shown=True)
 
     def close(self, drain_timeout: float = 0.0) -> None:
         """Ordered, bounded shutdown: stop accepting, drain, stop what is left (stop_running), flush the store.

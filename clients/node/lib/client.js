@@ -237,8 +237,10 @@ class TaskClient {
       const call = this._stub.WatchProgress({ taskId, afterSequence: last.toString() }, this._metadata(), callOptions);
       call.on('error', () => {}); // errors are read through the iterator below; never an unhandled 'error'
       let error = null;
+      let received = 0;
       try {
         for await (const message of call) {
+          received += 1;
           const event = convert.eventFromProto(message);
           connected = true;
           failures = 0;
@@ -252,6 +254,9 @@ class TaskClient {
         error = TaskServiceError.fromGrpc(err);
       } finally {
         call.cancel();
+      }
+      if (error === null && received === 0 && last !== 0n && !resync) {
+        return; // resumed after the terminal event: the server has nothing more, and said OK
       }
       if (error === null) {
         error = new TaskServiceError({

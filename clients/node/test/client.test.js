@@ -155,6 +155,9 @@ describe('TaskService', () => {
     assert.equal(again.length, 1);
     assert.equal(again[0].state, 'SUCCESS');
     assert.equal(again[0].sequence, last.sequence);
+
+    // Resuming right after the terminal event: nothing more, and the watch ends.
+    assert.deepEqual(await collect(task.taskId, { afterSequence: last.sequence }), []);
   });
 
   test('watch with an afterSequence that is no longer kept goes on from a fresh snapshot (OUT_OF_RANGE)', LIMIT, async () => {

@@ -5,8 +5,9 @@ from __future__ import annotations
 import collections
 import json
 import re
+from typing import Annotated
 
-from taskservice import TaskContext, task
+from taskservice import Range, TaskContext, task
 from taskservice.core.paths import InputFile, OutputFile
 from taskservice.core.retry import RetryPolicy
 
@@ -22,14 +23,12 @@ WORD = re.compile(r"[\w']+")
 def word_count(
     ctx: TaskContext,
     *,
-    input_fpath: InputFile,  # resolved under the server's --data-root; must exist at Submit
-    output_fpath: OutputFile,  # written to a temporary file, renamed into place only on success
-    top: int = 10,
+    input_fpath: InputFile,  # under the server's --data-root; must exist at Submit
+    output_fpath: OutputFile,  # written to a hidden file, renamed into place only on success
+    top: Annotated[int, Range(1, 1000)] = 10,  # checked at Submit: top=0 is INVALID_ARGUMENT
     lowercase: bool = True,
 ) -> dict:
     """Count the words of a text file; write the counts as JSON and return the most common ones."""
-    if top < 1:
-        raise ValueError(f"top must be at least 1, got {top}")
     counts: collections.Counter[str] = collections.Counter()
     with open(input_fpath, "rb") as source:
         total = source.seek(0, 2)
@@ -46,7 +45,7 @@ def word_count(
         counts.update(_words(carry, lowercase))
     with open(output_fpath, "w") as out:
         json.dump(dict(counts.most_common()), out)
-    ctx.log(f"counted {sum(counts.values())} words in {input_fpath}")
+    ctx.log(f"counted {sum(counts.values())} words in {ctx.given_path('input_fpath')}")
     return {"words": sum(counts.values()), "distinct": len(counts), "top": counts.most_common(top)}
 
 
