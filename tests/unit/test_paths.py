@@ -193,3 +193,17 @@ def test_clear_nodes_is_only_for_task_types_with_outputs(make_manager: MakeManag
         manager.submit("echo", {"clear_nodes": False})
     with pytest.raises(InvalidRequest):
         manager.submit("write_output", {"output_fpath": "out/x", "clear_nodes": "no"})
+
+
+def test_a_folder_swapped_for_a_link_out_after_it_was_opened_is_still_the_checked_folder(
+    root: DataRoot, tmp_path: Path
+) -> None:
+    (root.root / "work").mkdir()
+    (root.root / "work" / "mine.txt").write_text("inside")
+    opened = root.open_args([("d", PathRole.DIRECTORY)], {"d": "work"}, "tag")
+    try:
+        os.rename(root.root / "work", root.root / "work-moved")
+        os.symlink(tmp_path, root.root / "work")
+        assert sorted(os.listdir(opened.paths["d"])) == ["mine.txt"]
+    finally:
+        opened.close()
