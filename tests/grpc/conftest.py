@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from taskservice.core.registry import TaskRegistry
 from tests.support.inprocess import InProcessServers, StartServer, channel, server, stub
 from tests.support.task_types import Gates, make_registry
 
@@ -21,8 +22,16 @@ def gates() -> Iterator[Gates]:
 
 
 @pytest.fixture
-async def start_server(tmp_path: Path, gates: Gates) -> AsyncIterator[StartServer]:
-    servers = InProcessServers(tmp_path, lambda: make_registry(gates))
+def task_types(gates: Gates) -> Callable[[], TaskRegistry]:
+    """What the servers of a test run; a test module overrides this fixture to add its own types."""
+    return lambda: make_registry(gates)
+
+
+@pytest.fixture
+async def start_server(
+    tmp_path: Path, gates: Gates, task_types: Callable[[], TaskRegistry]
+) -> AsyncIterator[StartServer]:
+    servers = InProcessServers(tmp_path, task_types)
     yield servers.start
     gates.open_all()
     await servers.close()

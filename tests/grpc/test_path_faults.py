@@ -13,7 +13,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -27,7 +27,6 @@ from taskservice.tasks.files import register_file_tasks
 from taskservice.v1 import task_service_pb2 as pb
 from taskservice.v1 import task_service_pb2_grpc as pb_grpc
 from tests.grpc.helpers import TERMINAL, eventually, field_violations, struct
-from tests.support.inprocess import InProcessServers, StartServer
 from tests.support.task_types import Gates, make_registry
 
 WORKERS = 4
@@ -62,16 +61,8 @@ def _registry(gates: Gates) -> TaskRegistry:
 
 
 @pytest.fixture
-def gates() -> Gates:
-    return Gates()
-
-
-@pytest.fixture
-async def start_server(tmp_path: Path, gates: Gates) -> AsyncIterator[StartServer]:
-    servers = InProcessServers(tmp_path, lambda: _registry(gates))
-    yield servers.start
-    gates.open_all()
-    await servers.close()
+def task_types(gates: Gates) -> Callable[[], TaskRegistry]:
+    return lambda: _registry(gates)
 
 
 @pytest.fixture
