@@ -35,13 +35,13 @@ def fill(path: Path, count: int, state: TaskState) -> list[str]:
                 ended_at=now if finished else None,
                 result={"steps": 0} if state is TaskState.SUCCESS else None,
                 attempt=1 if finished else 0,
-                seq=i + 1,
-                sequence=3 if finished else 1,
+                submit_order=i + 1,
+                event_sequence=3 if finished else 1,
                 request_digest="bench",
             )
             rows.append(_insert_row(task))
         conn.execute("BEGIN")
-        conn.executemany(f"INSERT INTO tasks ({_COLUMNS}) VALUES ({', '.join('?' * 23)})", rows)
+        conn.executemany(f"INSERT INTO tasks ({_COLUMNS}) VALUES ({', '.join('?' * 24)})", rows)
         conn.execute("COMMIT")
     conn.close()
     return ids

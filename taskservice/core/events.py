@@ -37,11 +37,34 @@ class Watcher:
         self.closed = False
         # How many progress events were replaced by a newer one before this watcher read them.
         self.coalesced = 0
+        # The sequence of the newest event taken: an older or equal one is dropped (a snapshot read while the
+        # same change was being published delivers it once).
+        self.last_sequence = 0
+        # While not None, events are set aside here: the watcher waits for its snapshot (see hold()).
+        self._held: list[TaskEvent] | None = None
+
+    def hold(self) -> None:
+        """Set events aside until release(): for a watcher attached before its snapshot is read."""
+        with self._lock:
+            self._held = []
+
+    def release(self, first: TaskEvent | None) -> None:
+        """Deliver `first` (the snapshot, if any), then what was set aside that is newer."""
+        with self._lock:
+            held, self._held = self._held or [], None
+        for event in [first, *held] if first is not None else held:
+            self.push(event)
 
     def push(self, event: TaskEvent) -> None:
         with self._lock:
             if self.closed:
                 return
+            if self._held is not None:
+                self._held.append(event)
+                return
+            if event.sequence <= self.last_sequence:
+                return
+            self.last_sequence = event.sequence
             was_empty = not self._events
             if not event.is_state_change and self._events and not self._events[-1].is_state_change:
                 self._events[-1] = event

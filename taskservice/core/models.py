@@ -98,12 +98,14 @@ class Task:
     started_at: float | None = None
     ended_at: float | None = None
     attempt: int = 0
-    # Submission order: FIFO within a priority, newest-first listing, re-queue order after a restart.
-    seq: int = 0
-    # Sequence number of the task's latest event (WatchProgress).
-    sequence: int = 0
+    # Submission order, assigned by the board: FIFO within a priority, newest-first listing, paging.
+    submit_order: int = 0
+    # The sequence number of the task's latest WatchProgress event (events of one task only grow).
+    event_sequence: int = 0
     # Fingerprint of the Submit request, so a retried Submit with the same task_id can be recognised.
     request_digest: str = ""
+    # A PENDING task is not claimed before this Unix time (a retry's backoff); None: at once.
+    run_after: float | None = None
 
     def copy(self) -> Task:
         """A snapshot that later changes to this task do not reach.
@@ -127,9 +129,10 @@ class Task:
             self.started_at,
             self.ended_at,
             self.attempt,
-            self.seq,
-            self.sequence,
+            self.submit_order,
+            self.event_sequence,
             self.request_digest,
+            self.run_after,
         )
 
 
@@ -171,5 +174,5 @@ class TaskFilter:
 @dataclass(slots=True, frozen=True)
 class TaskPage:
     tasks: list[Task]
-    # seq to continue below, or None on the last page.
-    next_before_seq: int | None
+    # The submission order to continue below, or None on the last page.
+    next_before: int | None

@@ -9,8 +9,8 @@ import importlib.metadata
 import logging
 import os
 import signal
-import sqlite3
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,12 +18,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from taskservice.core.errors import RegistryError, StoreDamaged
+from taskservice.core.board import Board, StoreInUse, open_board
+from taskservice.core.errors import RegistryError, StoreDamaged, StoreUnavailable
 from taskservice.core.logs import TaskLogs
 from taskservice.core.manager import ManagerConfig, WorkerManager
 from taskservice.core.paths import DataRoot
 from taskservice.core.registry import TaskRegistry, default_registry
-from taskservice.core.store import SQLiteStore, StoreOpenError
+from taskservice.core.store import StoreOpenError
 from taskservice.server import runtime
 from taskservice.server.auth import BearerTokenInterceptor, TokenFile, TokenFileError
 from taskservice.server.metrics import Metrics
@@ -38,6 +39,9 @@ log = logging.getLogger("taskservice")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TaskService"].full_name
 
+# Threads that read the board for RPCs (GetState, ListTasks, the snapshot of a watch), off the event loop.
+READ_THREADS = 8
+
 # Exit codes of `taskservice serve`.
 EXIT_OK = 0
 EXIT_SECOND_SIGNAL = 1
@@ -45,6 +49,7 @@ EXIT_BAD_TASKS = 2
 EXIT_BAD_DATABASE = 3
 EXIT_CANNOT_LISTEN = 4
 EXIT_BAD_SECURITY_FILES = 5
+EXIT_DATABASE_IN_USE = 6
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
@@ -75,6 +80,7 @@ class RunningServer:
     health: health.aio.HealthServicer
     servicer: TaskServiceServicer
     manager: WorkerManager
+    reads: ThreadPoolExecutor
     # SERVING needs both: not draining, and a task database that takes writes.
     serving: bool = True
     store_writable: bool = True
@@ -110,6 +116,7 @@ class RunningServer:
         self.servicer.close_streams()
         await self.server.stop(grace=1.0)
         await asyncio.get_running_loop().run_in_executor(None, self.manager.close)
+        self.reads.shutdown(wait=False)
 
 
 async def build_server(
@@ -120,7 +127,8 @@ async def build_server(
     Interceptors run in order, the first outermost.
     """
     server = grpc.aio.server(options=server_options(settings), interceptors=list(interceptors))
-    servicer = TaskServiceServicer(manager, LoopWaker(asyncio.get_running_loop()))
+    reads = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="taskservice-read")
+    servicer = TaskServiceServicer(manager, LoopWaker(asyncio.get_running_loop()), manager.logs, reads)
     server.add_generic_rpc_handlers((task_service_handler(servicer),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -133,7 +141,7 @@ async def build_server(
     if port == 0:
         raise OSError(f"cannot listen on {settings.listen}")
     await server.start()
-    running = RunningServer(server, port, health_servicer, servicer, manager)
+    running = RunningServer(server, port, health_servicer, servicer, manager, reads)
     await running.set_serving(True)
     loop = asyncio.get_running_loop()
     pending: set[asyncio.Task[None]] = set()
@@ -194,22 +202,36 @@ async def serve(settings: Settings) -> int:
     except (TokenFileError, TLSConfigError) as exc:
         log.error("%s", exc)
         return EXIT_BAD_SECURITY_FILES
-    try:
-        store = SQLiteStore(settings.db)
-    except StoreOpenError as exc:
-        log.error("%s", exc)
-        return EXIT_BAD_DATABASE
+    with contextlib.ExitStack() as resources:
+        try:
+            board = resources.enter_context(contextlib.closing(open_board(settings.db, max_queue=settings.max_queue)))
+        except StoreInUse as exc:
+            log.error("%s", exc)
+            return EXIT_DATABASE_IN_USE
+        except (StoreOpenError, StoreDamaged) as exc:
+            log.error("%s", exc)
+            return EXIT_BAD_DATABASE
+        data_root = DataRoot(settings.data_root, min_free_bytes=settings.min_free_space)
+        resources.callback(data_root.close)
+        return await _serve_on(board, registry, data_root, tokens, settings)
+    raise AssertionError("unreachable")  # pragma: no cover - mypy cannot see that the with block returns
+
+
+async def _serve_on(
+    board: Board, registry: TaskRegistry, data_root: DataRoot, tokens: TokenFile | None, settings: Settings
+) -> int:
     metrics = Metrics() if settings.metrics_listen else None
+    logs = TaskLogs(
+        Path(settings.state_dir) / "logs",
+        min_free_bytes=settings.min_free_space,
+        max_total_bytes=settings.max_logs_size,
+    )
     manager = WorkerManager(
-        store,
+        board,
         registry,
         listeners=[metrics] if metrics else [],
-        data_root=DataRoot(settings.data_root, min_free_bytes=settings.min_free_space),
-        logs=TaskLogs(
-            Path(settings.state_dir) / "logs",
-            min_free_bytes=settings.min_free_space,
-            max_total_bytes=settings.max_logs_size,
-        ),
+        data_root=data_root,
+        logs=logs,
         config=ManagerConfig(
             workers=settings.workers,
             max_queue=settings.max_queue,
@@ -226,18 +248,16 @@ async def serve(settings: Settings) -> int:
         interceptors.append(BearerTokenInterceptor(tokens))
     try:
         manager.start()
-    except (sqlite3.DatabaseError, StoreDamaged) as exc:
+    except (StoreDamaged, StoreUnavailable) as exc:
         # Damage beyond the first pages shows when recovery reads the unfinished tasks.
-        log.error("%s cannot be read (%s); restore it from a backup or point --db at another file", settings.db, exc)
+        log.error("%s cannot be used (%s); restore it from a backup or point --db at another file", settings.db, exc)
         manager.close()
-        store.close()
         return EXIT_BAD_DATABASE
     try:
         running = await build_server(manager, settings, interceptors=interceptors)
     except (OSError, RuntimeError) as exc:
         log.error("cannot listen on %s: %s", settings.listen, exc)
         manager.close()
-        store.close()
         return EXIT_CANNOT_LISTEN
     if metrics is not None:
         try:
@@ -245,7 +265,6 @@ async def serve(settings: Settings) -> int:
         except OSError as exc:
             log.error("cannot serve metrics on %s: %s", settings.metrics_listen, exc)
             await running.shutdown(0)
-            store.close()
             return EXIT_CANNOT_LISTEN
         log.info("metrics on http://%s:%d/metrics", settings.metrics_listen.rsplit(":", 1)[0], metrics_port)
     stop = asyncio.Event()
@@ -286,6 +305,5 @@ async def serve(settings: Settings) -> int:
     await running.shutdown(settings.drain)
     if metrics is not None:
         metrics.stop()
-    store.close()
     log.info("stopped")
     return EXIT_OK

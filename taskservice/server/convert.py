@@ -173,10 +173,11 @@ def page_size_from_proto(page_size: int) -> int:
     return page_size or DEFAULT_PAGE_SIZE
 
 
-def encode_page_token(before_seq: int | None) -> str:
-    if before_seq is None:
+def encode_page_token(before: int | None) -> str:
+    """A page token for the tasks submitted before submission order `before`; empty for none."""
+    if before is None:
         return ""
-    return base64.urlsafe_b64encode(f"{_PAGE_TOKEN_PREFIX}{before_seq}".encode()).decode()
+    return base64.urlsafe_b64encode(f"{_PAGE_TOKEN_PREFIX}{before}".encode()).decode()
 
 
 def decode_page_token(token: str) -> int | None:

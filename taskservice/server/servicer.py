@@ -7,6 +7,7 @@ import functools
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -15,6 +16,7 @@ from google.protobuf.message import DecodeError
 
 from taskservice.core.errors import InvalidRequest, TaskServiceError
 from taskservice.core.events import Watcher
+from taskservice.core.logs import TaskLogs
 from taskservice.core.manager import SubmitSpec, WorkerManager
 from taskservice.core.models import TaskEvent
 from taskservice.core.validation import MAX_STOP_REASON, check_task_id
@@ -93,6 +95,7 @@ def _check_decoded(request: Any) -> None:
         )
 
 
+T = TypeVar("T")
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 
@@ -123,9 +126,14 @@ def _unary(
 
 
 class TaskServiceServicer(pb_grpc.TaskServiceServicer):
-    def __init__(self, manager: WorkerManager, waker: LoopWaker) -> None:
+    def __init__(
+        self, manager: WorkerManager, waker: LoopWaker, logs: TaskLogs | None = None, reads: Executor | None = None
+    ) -> None:
         self._manager = manager
         self._waker = waker
+        self._logs = logs
+        # Reads of the board may wait for the disk or the network: never on the event loop.
+        self._reads = reads
         # Wake-up events of the open WatchProgress streams, so shutdown can end them.
         self._streams: set[asyncio.Event] = set()
         self._closing = False
@@ -186,10 +194,14 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
                    for spec in specs]  # fmt: skip
         return pb.SubmitBatchResponse(results=results)
 
+    async def _read(self, function: Callable[..., T], *args: Any) -> T:
+        """`function(*args)` on the read threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._reads, functools.partial(function, *args))
+
     @_unary
     async def GetState(self, request: pb.GetStateRequest, context: Any) -> pb.GetStateResponse:
         check_task_id(request.task_id)
-        return pb.GetStateResponse(task=convert.task_to_proto(self._manager.get(request.task_id)))
+        return pb.GetStateResponse(task=convert.task_to_proto(await self._read(self._manager.get, request.task_id)))
 
     @_unary
     async def Stop(self, request: pb.StopRequest, context: Any) -> pb.StopResponse:
@@ -201,18 +213,18 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
     async def ListTasks(self, request: pb.ListTasksRequest, context: Any) -> pb.ListTasksResponse:
         task_filter = convert.filter_from_proto(request)
         page_size = convert.page_size_from_proto(request.page_size)
-        before_seq = convert.decode_page_token(request.page_token)
+        before = convert.decode_page_token(request.page_token)
         if len(request.labels) > convert.MAX_LABEL_FILTERS:
             return pb.ListTasksResponse()  # no task has that many labels (and SQLite limits the filters)
-        page = self._manager.list(task_filter, page_size=page_size, before_seq=before_seq)
+        page = await self._read(self._manager.list, task_filter, page_size, before)
         tasks: list[pb.Task] = []
         size = 0
-        next_before = page.next_before_seq
+        next_before = page.next_before
         for task in page.tasks:
             message = convert.task_to_proto(task)
             size += message.ByteSize()
             if tasks and size > MAX_PAGE_BYTES:
-                next_before = task.seq + 1  # the rest, from this task on, on the next page
+                next_before = task.submit_order + 1  # the rest, from this task on, on the next page
                 break
             tasks.append(message)
         return pb.ListTasksResponse(tasks=tasks, next_page_token=convert.encode_page_token(next_before))
@@ -225,7 +237,7 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
         try:
             _check_decoded(request)
             check_task_id(request.task_id)
-            more = self._manager.watch(request.task_id, watcher, request.after_sequence)
+            more = await self._read(self._manager.watch, request.task_id, watcher, request.after_sequence)
         except Exception as exc:
             await _abort(context, exc)
         if not more:
@@ -255,11 +267,11 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
     async def WatchLogs(
         self, request: pb.WatchLogsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.WatchLogsResponse]:
-        logs = self._manager.logs
+        logs = self._logs
         try:
             _check_decoded(request)
             check_task_id(request.task_id)
-            self._manager.get(request.task_id)  # NOT_FOUND for an unknown task
+            await self._read(self._manager.get, request.task_id)  # NOT_FOUND for an unknown task
             if logs is None:
                 raise InvalidRequest("this server keeps no task logs", [])
         except Exception as exc:
@@ -280,6 +292,6 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
                     grpc.StatusCode.UNAVAILABLE, "the server is shutting down; watch the logs again from your offset"
                 )
             # Read once more after the task ended: its last output may have landed after the read above.
-            ended = self._manager.get(request.task_id).state.is_terminal
+            ended = (await self._read(self._manager.get, request.task_id)).state.is_terminal
             if not ended:
                 await asyncio.sleep(LOG_POLL_SECONDS)

@@ -159,7 +159,7 @@ class World:
     def __init__(self, server: BackgroundServer) -> None:
         self.server = server
         self.known: dict[str, Known] = {}
-        self.next_seq = server.store.max_seq() + 1
+        self.next_seq = server.store.max_order() + 1
         assert self.next_seq == 1, "a World needs a fresh database"
         # True while the world holds only tasks whose seq, labels and state it knows exactly.
         self.exact_listing = True

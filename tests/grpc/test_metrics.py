@@ -386,7 +386,15 @@ def test_tasks_queued_before_a_restart_count_as_unfinished(tmp_path: Path, gates
     """The tasks a restart finds PENDING made no transition in this process, yet they are unfinished work."""
     store = SQLiteStore(tmp_path / "tasks.db")
     queued = [
-        Task(f"q{i}", "gate", {"name": f"q{i}"}, TaskState.PENDING, submitted_at=1.0, seq=i + 1, sequence=1)
+        Task(
+            f"q{i}",
+            "gate",
+            {"name": f"q{i}"},
+            TaskState.PENDING,
+            submitted_at=1.0,
+            submit_order=i + 1,
+            event_sequence=1,
+        )
         for i in range(3)
     ]
     store.apply([InsertTask(task) for task in queued])

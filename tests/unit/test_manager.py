@@ -148,7 +148,7 @@ def test_stop_of_a_finished_task_returns_it_unchanged(make_manager: MakeManager)
     task_id = manager.submit("echo", {"value": 1}).task.task_id
     final = wait_final(manager, task_id)
     again = manager.stop(task_id)
-    assert (again.state, again.result, again.sequence) == (final.state, final.result, final.sequence)
+    assert (again.state, again.result, again.event_sequence) == (final.state, final.result, final.event_sequence)
 
 
 def test_stop_and_get_of_unknown_ids_raise_not_found(make_manager: MakeManager) -> None:
@@ -176,7 +176,7 @@ def test_handler_ignoring_stop_is_abandoned_and_its_worker_replaced(make_manager
     assert stats.workers == 1 and stats.abandoned_handlers == 1
     # Its late result is discarded: the task stays REVOKED.
     gates.open("s")
-    for worker in list(manager._workers):
+    for worker in list(manager._workers.workers):
         if worker.retired and worker.thread is not None:
             worker.thread.join(timeout=5)
     assert manager.get(stubborn).state is TaskState.REVOKED
@@ -225,10 +225,10 @@ def test_replay_after_sequence_resumes_without_gaps_in_state_changes(make_manage
     manager.stop(task_id)
     wait_final(manager, task_id)
     resumed = Watcher()
-    manager.watch(task_id, resumed, after_sequence=running.sequence)
+    manager.watch(task_id, resumed, after_sequence=running.event_sequence)
     events = resumed.drain()
     assert [e.state for e in events] == [TaskState.STOPPING, TaskState.REVOKED]
-    assert all(e.sequence > running.sequence for e in events)
+    assert all(e.sequence > running.event_sequence for e in events)
 
 
 def test_replay_after_a_sequence_ahead_of_the_task_is_out_of_range(make_manager: MakeManager) -> None:
@@ -236,7 +236,7 @@ def test_replay_after_a_sequence_ahead_of_the_task_is_out_of_range(make_manager:
     task_id = manager.submit("gate", {"name": "g"}).task.task_id
     running = wait_state(manager, task_id, TaskState.RUNNING)
     with pytest.raises(SequenceOutOfRange):
-        manager.watch(task_id, Watcher(), after_sequence=running.sequence + 100)
+        manager.watch(task_id, Watcher(), after_sequence=running.event_sequence + 100)
     manager.stop(task_id)
 
 

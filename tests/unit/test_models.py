@@ -21,9 +21,10 @@ def test_copy_carries_every_field_and_shares_no_mutable_part() -> None:
         started_at=2.0,
         ended_at=3.0,
         attempt=2,
-        seq=7,
-        sequence=11,
+        submit_order=7,
+        event_sequence=11,
         request_digest="d",
+        run_after=4.0,
     )
     assert all(
         getattr(task, f.name) != f.default for f in dataclasses.fields(Task) if f.default is not dataclasses.MISSING

@@ -16,8 +16,8 @@ def leftover(seq: int, task_type: str, state: TaskState, **args: object) -> Task
         args=dict(args),
         state=state,
         submitted_at=1.0,
-        seq=seq,
-        sequence=3,
+        submit_order=seq,
+        event_sequence=3,
         attempt=1 if state is not TaskState.PENDING else 0,
         request_digest="d",
     )
@@ -39,7 +39,7 @@ def test_running_tasks_become_lost_and_pending_ones_run_in_order(
         lost = manager.get(task_id)
         assert lost.state is TaskState.LOST
         assert lost.error is not None and lost.error.type == ErrorType.SERVER_RESTARTED
-        assert lost.sequence > RESTART_SEQUENCE_GAP
+        assert lost.event_sequence > RESTART_SEQUENCE_GAP
     assert wait_final(manager, "left-3").state is TaskState.SUCCESS
     assert wait_final(manager, "left-4").state is TaskState.SUCCESS
     assert gates.ran == ["first", "second"]

@@ -36,8 +36,8 @@ def task(seq: int, **fields: object) -> Task:
         "args": {"n": seq},
         "state": TaskState.PENDING,
         "submitted_at": 1000.0 + seq,
-        "seq": seq,
-        "sequence": 1,
+        "submit_order": seq,
+        "event_sequence": 1,
         "request_digest": "d",
     }
     values.update(fields)
@@ -53,7 +53,7 @@ def test_insert_get_and_save_round_trip_every_field(store: TaskStore) -> None:
     finished.error = TaskError("ValueError", "bad", "Traceback ...")
     finished.result = None
     finished.progress = Progress(50.0, "half", 5, 10, 1001.5)
-    finished.started_at, finished.ended_at, finished.attempt, finished.sequence = 1001.0, 1002.0, 1, 7
+    finished.started_at, finished.ended_at, finished.attempt, finished.event_sequence = 1001.0, 1002.0, 1, 7
     store.apply([SaveTask(finished)])
     assert store.get("t1") == finished
     assert store.get("missing") is None
@@ -70,7 +70,7 @@ def test_progress_writes_keep_the_highest_sequence(store: TaskStore) -> None:
     store.apply([InsertTask(task(1))])
     store.apply([SaveProgress("t1", Progress(10.0, "a"), 9), SaveProgress("t1", Progress(20.0, "b"), 5)])
     stored = store.get("t1")
-    assert stored is not None and stored.progress.percent == 20.0 and stored.sequence == 9
+    assert stored is not None and stored.progress.percent == 20.0 and stored.event_sequence == 9
 
 
 def test_list_is_newest_first_pages_and_filters(store: TaskStore) -> None:
@@ -80,21 +80,21 @@ def test_list_is_newest_first_pages_and_filters(store: TaskStore) -> None:
             for i in range(1, 11)
         ]
     )
-    page = store.list(TaskFilter(), before_seq=None, limit=4)
-    assert [t.seq for t in page] == [10, 9, 8, 7]
-    assert [t.seq for t in store.list(TaskFilter(), before_seq=7, limit=4)] == [6, 5, 4, 3]
-    done = store.list(TaskFilter(states=frozenset({TaskState.SUCCESS})), before_seq=None, limit=100)
-    assert [t.seq for t in done] == [9, 7, 5, 3, 1]
-    labelled = store.list(TaskFilter(labels=(("k", "0"),)), before_seq=None, limit=100)
-    assert [t.seq for t in labelled] == [9, 6, 3]
-    assert store.list(TaskFilter(task_type="other"), before_seq=None, limit=100) == []
-    assert store.max_seq() == 10 and store.count() == 10
+    page = store.list(TaskFilter(), before_order=None, limit=4)
+    assert [t.submit_order for t in page] == [10, 9, 8, 7]
+    assert [t.submit_order for t in store.list(TaskFilter(), before_order=7, limit=4)] == [6, 5, 4, 3]
+    done = store.list(TaskFilter(states=frozenset({TaskState.SUCCESS})), before_order=None, limit=100)
+    assert [t.submit_order for t in done] == [9, 7, 5, 3, 1]
+    labelled = store.list(TaskFilter(labels=(("k", "0"),)), before_order=None, limit=100)
+    assert [t.submit_order for t in labelled] == [9, 6, 3]
+    assert store.list(TaskFilter(task_type="other"), before_order=None, limit=100) == []
+    assert store.max_order() == 10 and store.count() == 10
 
 
 def test_load_unfinished_returns_pending_running_and_stopping_in_order(store: TaskStore) -> None:
     states = [TaskState.RUNNING, TaskState.SUCCESS, TaskState.PENDING, TaskState.STOPPING, TaskState.LOST]
     store.apply([InsertTask(task(i, state=s)) for i, s in enumerate(states, start=1)])
-    assert [t.seq for t in store.load_unfinished()] == [1, 3, 4]
+    assert [t.submit_order for t in store.load_unfinished()] == [1, 3, 4]
 
 
 @pytest.mark.parametrize("count", [1, 3, 4, 5, 17, 63, 64, 65, 300, 1000])
@@ -122,12 +122,12 @@ def test_sqlite_batches_of_every_size_store_what_the_memory_store_does(
     saves = []
     for write in inserts:
         saved = write.task.copy()
-        i = saved.seq
+        i = saved.submit_order
         saved.state = (TaskState.SUCCESS, TaskState.FAILURE, TaskState.RUNNING)[i % 3]
         saved.result = {"i": i} if saved.state is TaskState.SUCCESS else None
         saved.error = TaskError("E", f"error {i}", "tb") if saved.state is TaskState.FAILURE else None
         saved.progress = Progress(i % 100, f"p{i}", i, count, 2000.0 + i)
-        saved.started_at, saved.attempt, saved.sequence = 1500.0 + i, 1, 3 + i % 4
+        saved.started_at, saved.attempt, saved.event_sequence = 1500.0 + i, 1, 3 + i % 4
         saves.append(SaveTask(saved))
     # Progress of every other task: some newer than the save's sequence, some older (which must not lower it).
     progress = [
@@ -140,7 +140,9 @@ def test_sqlite_batches_of_every_size_store_what_the_memory_store_does(
     for i in range(1, count + 1):
         assert store.get(f"t{i}") == reference.get(f"t{i}"), f"task t{i} of {count}"
     labelled = TaskFilter(labels=(("k", "1"),))
-    assert store.list(labelled, before_seq=None, limit=count) == reference.list(labelled, before_seq=None, limit=count)
+    assert store.list(labelled, before_order=None, limit=count) == reference.list(
+        labelled, before_order=None, limit=count
+    )
     assert store.count() == count
     reference.close()
     store.close()
@@ -160,7 +162,7 @@ def test_statements_stay_within_the_variable_limit_of_the_sqlite_in_use() -> Non
 def test_a_failing_batch_leaves_nothing_behind(store: TaskStore) -> None:
     store.apply([InsertTask(task(1))])
     with pytest.raises(Exception):  # noqa: B017 - each store raises its own duplicate-key error
-        store.apply([InsertTask(task(2)), InsertTask(task(1, seq=3))])
+        store.apply([InsertTask(task(2)), InsertTask(task(1, submit_order=3))])
     assert store.get("t2") is None and store.count() == 1
 
 

@@ -44,7 +44,7 @@ def test_writes_queued_together_share_commits_and_the_row_holds_the_latest_state
     writer.write(InsertTask(task(1)), then=lambda error: blocker.wait(5))
     versions = []
     for state in (TaskState.RUNNING, TaskState.SUCCESS):
-        version = task(1, state=state, attempt=1, sequence=len(versions) + 2)
+        version = task(1, state=state, attempt=1, event_sequence=len(versions) + 2)
         versions.append(version)
     heard: list[BaseException | None] = []
     for version in versions:
@@ -70,7 +70,7 @@ def test_a_failing_write_fails_alone_and_the_rest_of_its_batch_lands(store: SQLi
     with pytest.raises(StoreUnavailable, match="could not be written"):
         duplicate.result(timeout=5)
     writer.close()
-    assert [t.task_id for t in store.list(TaskFilter(), before_seq=None, limit=10)] == ["t3", "t2", "t1"]
+    assert [t.task_id for t in store.list(TaskFilter(), before_order=None, limit=10)] == ["t3", "t2", "t1"]
 
 
 def test_a_closed_writer_refuses_at_once(store: SQLiteStore) -> None:

@@ -29,17 +29,10 @@ class SaveTask:
 class SaveProgress:
     task_id: str
     progress: Progress
-    sequence: int
+    event_sequence: int
 
 
-@dataclass(frozen=True, slots=True)
-class ShiftSequences:
-    """Add `by` to the event sequence of every unfinished task (after a restart), in one statement."""
-
-    by: int
-
-
-Write = InsertTask | SaveTask | SaveProgress | ShiftSequences
+Write = InsertTask | SaveTask | SaveProgress
 
 UNFINISHED_STATES = (TaskState.PENDING, TaskState.RUNNING, TaskState.STOPPING)
 
@@ -58,16 +51,16 @@ class TaskStore(abc.ABC):
     def get(self, task_id: str) -> Task | None: ...
 
     @abc.abstractmethod
-    def list(self, task_filter: TaskFilter, *, before_seq: int | None, limit: int) -> list[Task]:
-        """Tasks matching the filter with seq < before_seq (all when None), newest first."""
+    def list(self, task_filter: TaskFilter, *, before_order: int | None, limit: int) -> list[Task]:
+        """Tasks matching the filter with submission order below before_order (all when None), newest first."""
 
     @abc.abstractmethod
     def load_unfinished(self) -> list[Task]:
         """Tasks in PENDING, RUNNING or STOPPING, in submission order."""
 
     @abc.abstractmethod
-    def max_seq(self) -> int:
-        """The highest submission seq stored, 0 when empty."""
+    def max_order(self) -> int:
+        """The highest submission order stored, 0 when empty."""
 
     @abc.abstractmethod
     def count(self) -> int: ...

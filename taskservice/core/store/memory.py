@@ -12,7 +12,6 @@ from taskservice.core.store.base import (
     InsertTask,
     SaveProgress,
     SaveTask,
-    ShiftSequences,
     TaskStore,
     Write,
     matches,
@@ -28,22 +27,24 @@ class MemoryStore(TaskStore):
 
     def apply(self, writes: Sequence[Write]) -> None:
         with self._lock:
+            # All or nothing, as a transaction: a duplicate anywhere in the batch refuses all of it.
+            inserted: set[str] = set()
             for write in writes:
                 if isinstance(write, InsertTask):
-                    if write.task.task_id in self._tasks:
-                        raise ValueError(f"task {write.task.task_id!r} exists")
+                    task_id = write.task.task_id
+                    if task_id in self._tasks or task_id in inserted:
+                        raise ValueError(f"task {task_id!r} exists")
+                    inserted.add(task_id)
+            for write in writes:
+                if isinstance(write, InsertTask):
                     self._tasks[write.task.task_id] = write.task.copy()
                 elif isinstance(write, SaveTask):
                     self._tasks[write.task.task_id] = write.task.copy()
-                elif isinstance(write, ShiftSequences):
-                    for task in self._tasks.values():
-                        if task.state in UNFINISHED_STATES:
-                            task.sequence += write.by
                 elif isinstance(write, SaveProgress):
                     stored = self._tasks.get(write.task_id)
                     if stored is not None:
                         stored.progress = dataclasses.replace(write.progress)
-                        stored.sequence = max(stored.sequence, write.sequence)
+                        stored.event_sequence = max(stored.event_sequence, write.event_sequence)
             self.batches_applied += 1
 
     def get(self, task_id: str) -> Task | None:
@@ -51,12 +52,12 @@ class MemoryStore(TaskStore):
             task = self._tasks.get(task_id)
             return task.copy() if task else None
 
-    def list(self, task_filter: TaskFilter, *, before_seq: int | None, limit: int) -> list[Task]:
+    def list(self, task_filter: TaskFilter, *, before_order: int | None, limit: int) -> list[Task]:
         with self._lock:
-            ordered = sorted(self._tasks.values(), key=lambda t: t.seq, reverse=True)
+            ordered = sorted(self._tasks.values(), key=lambda t: t.submit_order, reverse=True)
             found = []
             for task in ordered:
-                if before_seq is not None and task.seq >= before_seq:
+                if before_order is not None and task.submit_order >= before_order:
                     continue
                 if matches(task, task_filter):
                     found.append(task.copy())
@@ -67,11 +68,11 @@ class MemoryStore(TaskStore):
     def load_unfinished(self) -> list[Task]:
         with self._lock:
             tasks = [t.copy() for t in self._tasks.values() if t.state in UNFINISHED_STATES]
-        return sorted(tasks, key=lambda t: t.seq)
+        return sorted(tasks, key=lambda t: t.submit_order)
 
-    def max_seq(self) -> int:
+    def max_order(self) -> int:
         with self._lock:
-            return max((t.seq for t in self._tasks.values()), default=0)
+            return max((t.submit_order for t in self._tasks.values()), default=0)
 
     def count(self) -> int:
         with self._lock:

@@ -33,7 +33,7 @@ from taskservice.core.store.base import (
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 # Bump with a migration in MIGRATIONS when the schema changes; old files are migrated on open.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -72,32 +72,33 @@ MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX task_labels_by_pair ON task_labels (key, value, seq);
     """,
+    # A retry's backoff is durable: the task is not claimed again before run_after (Unix seconds).
+    2: """
+    ALTER TABLE tasks ADD COLUMN run_after REAL;
+    """,
 }
 
 _COLUMNS = (
     "seq, task_id, task_type, args, state, priority, labels, time_limit, submitted_at, started_at, ended_at, "
     "attempt, progress_percent, progress_message, progress_current, progress_total, progress_updated_at, "
-    "result, error_type, error_message, error_traceback, sequence, request_digest"
+    "result, error_type, error_message, error_traceback, sequence, request_digest, run_after"
 )
 
 _UPDATE_TASK_COLUMNS = (
     "state", "started_at", "ended_at", "attempt", "progress_percent", "progress_message", "progress_current",
     "progress_total", "progress_updated_at", "result", "error_type", "error_message", "error_traceback", "sequence",
+    "run_after",
 )  # fmt: skip
 _UPDATE_PROGRESS_COLUMNS = (
     "progress_percent", "progress_message", "progress_current", "progress_total", "progress_updated_at",
 )  # fmt: skip
-
-_SHIFT_SEQUENCES = (
-    f"UPDATE tasks SET sequence = sequence + ? WHERE state IN ({', '.join('?' * len(UNFINISHED_STATES))})"
-)
 
 # A statement is one sqlite3_step, and the sqlite3 module lets go of the GIL around each; while the event loop
 # and the workers keep the GIL busy, every step can wait to get it back. So a run of writes of one kind goes in
 # statements of many rows each, in a few sizes that the statement cache keeps (bulk no-op tasks: 8.5k -> 9.4k/s).
 # Multi-row UPDATE ... FROM needs SQLite 3.33; older ones write row by row.
 _ROWS_PER_STATEMENT = (256, 64, 16, 4, 1) if sqlite3.sqlite_version_info >= (3, 33, 0) else (1,)
-_MOST_COLUMNS = 23  # of any multi-row statement: a task row
+_MOST_COLUMNS = 24  # of any multi-row statement: a task row
 
 
 def _rows_per_statement(conn: sqlite3.Connection) -> tuple[int, ...]:
@@ -152,12 +153,12 @@ def _insert_row(task: Task) -> tuple[Any, ...]:
     p = task.progress
     e = task.error
     return (
-        task.seq, task.task_id, task.task_type, _dumps(task.args), task.state.value, task.priority,
+        task.submit_order, task.task_id, task.task_type, _dumps(task.args), task.state.value, task.priority,
         _dumps(task.labels), task.time_limit, task.submitted_at, task.started_at, task.ended_at,
         task.attempt, p.percent, p.message, p.current, p.total, p.updated_at,
         None if task.result is None else _dumps(task.result),
         e.type if e else None, e.message if e else None, e.traceback if e else None,
-        task.sequence, task.request_digest,
+        task.event_sequence, task.request_digest, task.run_after,
     )  # fmt: skip
 
 
@@ -169,7 +170,7 @@ def _update_row(task: Task) -> tuple[Any, ...]:
         p.percent, p.message, p.current, p.total, p.updated_at,
         None if task.result is None else _dumps(task.result),
         e.type if e else None, e.message if e else None, e.traceback if e else None,
-        task.sequence, task.task_id,
+        task.event_sequence, task.run_after, task.task_id,
     )  # fmt: skip
 
 
@@ -181,15 +182,9 @@ def _statement(write: Write) -> tuple[Callable[[int], str], tuple[Any, ...]]:
         return _update_task_sql, _update_row(write.task)
     if isinstance(write, SaveProgress):
         p = write.progress
-        row = (p.percent, p.message, p.current, p.total, p.updated_at, write.sequence, write.task_id)
+        row = (p.percent, p.message, p.current, p.total, p.updated_at, write.event_sequence, write.task_id)
         return _update_progress_sql, row
-    return _shift_sql, (write.by, *(state.value for state in UNFINISHED_STATES))
-
-
-def _shift_sql(rows: int) -> str:
-    if rows != 1:
-        raise ValueError("a sequence shift is one statement")
-    return _SHIFT_SEQUENCES
+    raise TypeError(f"not a write: {write!r}")
 
 
 def _write_rows(
@@ -197,7 +192,7 @@ def _write_rows(
 ) -> None:
     """All of `rows`, with statements of as many rows each as `sizes` (largest first) allows."""
     done = 0
-    for size in sizes if sql is not _shift_sql else (1,):
+    for size in sizes:
         statements = (len(rows) - done) // size
         if not statements:
             continue
@@ -216,7 +211,7 @@ def _task_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Task:
     (
         seq, task_id, task_type, args, state, priority, labels, time_limit, submitted_at, started_at,
         ended_at, attempt, percent, message, current, total, updated_at, result, error_type, error_message,
-        error_traceback, sequence, request_digest,
+        error_traceback, sequence, request_digest, run_after,
     ) = row  # fmt: skip
     return Task(
         task_id=task_id,
@@ -233,9 +228,10 @@ def _task_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Task:
         started_at=started_at,
         ended_at=ended_at,
         attempt=attempt,
-        seq=seq,
-        sequence=sequence,
+        submit_order=seq,
+        event_sequence=sequence,
         request_digest=request_digest,
+        run_after=run_after,
     )
 
 
@@ -316,7 +312,7 @@ class SQLiteStore(TaskStore):
                     _write_rows(conn, sql, [row for _, row in run], self._rows_per_statement)
                 # Labels last: their tasks' rows (which they reference) are all in by now.
                 labels = [
-                    (write.task.seq, key, value)
+                    (write.task.submit_order, key, value)
                     for write in writes
                     if isinstance(write, InsertTask)
                     for key, value in write.task.labels.items()
@@ -358,12 +354,12 @@ class SQLiteStore(TaskStore):
         rows = self._query(f"SELECT {_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,))
         return _task_from_row(rows[0]) if rows else None
 
-    def list(self, task_filter: TaskFilter, *, before_seq: int | None, limit: int) -> list[Task]:
+    def list(self, task_filter: TaskFilter, *, before_order: int | None, limit: int) -> list[Task]:
         where: list[str] = []
         params: list[Any] = []
-        if before_seq is not None:
+        if before_order is not None:
             where.append("seq < ?")
-            params.append(before_seq)
+            params.append(before_order)
         if task_filter.states:
             where.append(f"state IN ({', '.join('?' * len(task_filter.states))})")
             params.extend(sorted(s.value for s in task_filter.states))
@@ -385,7 +381,7 @@ class SQLiteStore(TaskStore):
         )
         return [_task_from_row(row) for row in rows]
 
-    def max_seq(self) -> int:
+    def max_order(self) -> int:
         return self._query("SELECT coalesce(max(seq), 0) FROM tasks")[0][0]
 
     def count(self) -> int:

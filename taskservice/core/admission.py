@@ -1,0 +1,79 @@
+"""Admission: everything about a Submit that is decided before the board sees it.
+
+The task type must exist, the args must fit its handler's signature and constraints, paths must be usable, the
+id, labels, priority and time limit must be in range. What passes becomes a NewTask with its request digest (so a
+repeated Submit under the same id can be told from a different one). Nothing here needs a lock or the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskservice.core.board.base import NewTask
+from taskservice.core.errors import InvalidRequest, TaskServiceError
+from taskservice.core.execution import check_paths
+from taskservice.core.paths import DataRoot
+from taskservice.core.registry import TaskRegistry, check_json_args
+from taskservice.core.validation import check_labels, check_task_id, check_time_limit, new_task_id, request_digest
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitSpec:
+    """One Submit request, as the engine takes it."""
+
+    task_type: str
+    args: dict[str, Any] = field(default_factory=dict)
+    task_id: str = ""  # empty: the server makes one
+    time_limit: float | None = None
+    priority: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class Admission:
+    def __init__(
+        self, registry: TaskRegistry, data_root: DataRoot | None, default_time_limit: float | None = None
+    ) -> None:
+        self._registry = registry
+        self._data_root = data_root
+        self._default_time_limit = default_time_limit
+
+    def check(self, request: SubmitSpec) -> NewTask:
+        """The request as a NewTask, or InvalidRequest naming the field to blame."""
+        kind = self._registry.require(request.task_type)
+        check_json_args(request.args)
+        normalised = kind.validate_args(request.args)
+        check_paths(kind, normalised, self._data_root)
+        if request.task_id:
+            check_task_id(request.task_id)
+        check_time_limit(request.time_limit)
+        check_labels(request.labels)
+        if not -(2**31) <= request.priority < 2**31:
+            raise InvalidRequest("priority out of range", [("priority", "must fit a 32-bit signed integer")])
+        time_limit = request.time_limit
+        if kind.time_limit_for is not None:
+            time_limit = kind.time_limit_for(normalised, time_limit)
+        if time_limit is None:
+            time_limit = self._default_time_limit
+        # The fingerprint is of the request as sent, so that sending it again matches whatever limit it got.
+        digest = request_digest(request.task_type, normalised, request.time_limit, request.priority, request.labels)
+        return NewTask(
+            task_id=request.task_id or new_task_id(),
+            task_type=request.task_type,
+            args=normalised,
+            request_digest=digest,
+            priority=request.priority,
+            labels=dict(request.labels),
+            time_limit=time_limit,
+        )
+
+    def check_each(self, requests: Sequence[SubmitSpec]) -> list[NewTask | TaskServiceError]:
+        """check() of every request; a refused one gets its error in its place."""
+        checked: list[NewTask | TaskServiceError] = []
+        for request in requests:
+            try:
+                checked.append(self.check(request))
+            except TaskServiceError as exc:
+                checked.append(exc)
+        return checked

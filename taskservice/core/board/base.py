@@ -1,0 +1,196 @@
+"""The board: where tasks live, and the only place their state changes.
+
+Every operation says what must be true for it to act (its precondition) and acts atomically; where two actors
+could race (two nodes claiming, a late finish after a lease was lost, a Stop against a finish), it is a
+conditional write that changes nothing when its precondition no longer holds, and says so. See
+docs/architecture.md for how the engine uses it.
+
+Writes that must be durable before anyone is told take a `then` callback: it is called exactly once, when the
+write is durable (or failed), on a thread of the board's; never while the board holds a lock and never inline in
+the caller's thread, so a caller may hold its own lock when it asks. Reads return at once.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskservice.core.errors import TaskServiceError
+from taskservice.core.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState
+
+# Event sequences of tasks a reap takes from a lost owner jump by this much, so that they stay above any sequence
+# a watcher saw before (the owner published progress that was never written).
+REAP_SEQUENCE_GAP = 1 << 20
+
+Answer = SubmitOutcome | TaskServiceError
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """A checked submission: everything but what the board assigns (submission order, times, sequence)."""
+
+    task_id: str
+    task_type: str
+    args: dict[str, Any]
+    request_digest: str
+    priority: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+    time_limit: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A task a node runs: RUNNING, owned by `node` for attempt `task.attempt`, leased until `lease_until`.
+
+    The owner's later writes (finish, retry, stopping, progress) name the claim; they apply only while the task
+    is still owned by this node for this attempt (a fenced write).
+    """
+
+    task: Task
+    node: str
+    lease_until: float
+
+    @property
+    def task_id(self) -> str:
+        return self.task.task_id
+
+    @property
+    def attempt(self) -> int:
+        return self.task.attempt
+
+
+class ClaimBatch:
+    """Claims taken together. Their RUNNING state may still be on its way to disk: wait_durable() says when."""
+
+    def __init__(self, claims: list[Claim], durable: Callable[[], BaseException | None] | None = None) -> None:
+        self.claims = claims
+        self._durable = durable
+
+    def wait_durable(self) -> BaseException | None:
+        """Block until the claims' RUNNING state is durable; the error if it could not be written."""
+        return self._durable() if self._durable is not None else None
+
+
+class StopEffect(enum.Enum):
+    REVOKED = "revoked"  # it was PENDING: it never runs
+    STOPPING = "stopping"  # it runs: its owner is told and stops it
+    UNCHANGED = "unchanged"  # it ended already, or a stop is under way
+
+
+@dataclass(frozen=True, slots=True)
+class StopResult:
+    effect: StopEffect
+    task: Task
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """What renew() found: the claims whose lease was lost (their handlers must stop, their ends are discarded)."""
+
+    lost: list[Claim]
+
+
+Then = Callable[[BaseException | None], None]
+SubmitThen = Callable[[list[Answer]], None]
+FencedThen = Callable[[bool, BaseException | None], None]  # applied?, error
+StopThen = Callable[[StopResult | None, BaseException | None], None]
+
+
+class Board(abc.ABC):
+    """Where tasks live. Thread-safe. See the module docstring for how writes report back."""
+
+    # One process owns this board's storage (the embedded SQLite file): it may run tasks of any type, and what a
+    # previous process left running is reaped when it opens.
+    exclusive: bool = False
+
+    # ------------------------------------------------------------------ submission
+
+    @abc.abstractmethod
+    def submit(self, tasks: Sequence[NewTask], now: float, then: SubmitThen) -> None:
+        """Insert each new task as PENDING, assigning its submission order; or, for an id already taken, answer
+        the existing task (created=False) when its request digest is the same, TaskConflict when not. QueueFull
+        past the queue limit. One answer per task, in order, once the new ones are durable."""
+
+    # ------------------------------------------------------------------ running
+
+    @abc.abstractmethod
+    def claim(
+        self, node: str, task_types: Collection[str] | None, n: int, *, lease_until: float, now: float
+    ) -> ClaimBatch:
+        """Up to n PENDING tasks whose run_after has come, of `task_types` (None: any), by priority then submission
+        order: each becomes RUNNING, owned by `node`, attempt + 1, leased until `lease_until`."""
+
+    @abc.abstractmethod
+    def renew(self, node: str, claims: Sequence[Claim], lease_until: float) -> Renewal:
+        """Extend the leases of `claims` that this node still owns; report the ones it lost."""
+
+    @abc.abstractmethod
+    def mark_stopping(self, claim: Claim, task: Task, then: FencedThen) -> None:
+        """RUNNING -> STOPPING, by the owner (who assigns the event sequence): fenced on owner and attempt."""
+
+    @abc.abstractmethod
+    def finish(self, claim: Claim, final: Task, then: FencedThen) -> None:
+        """The owner's end of a run (`final` is terminal): applied only while `claim` still owns the task."""
+
+    @abc.abstractmethod
+    def retry_at(self, claim: Claim, task: Task, due: float, then: FencedThen) -> None:
+        """The owner sends its task back to PENDING (`task`, with the error of the run that failed), to be claimed
+        no earlier than `due`: a retry after backoff, or a shutdown of a type safe to re-run. Fenced."""
+
+    @abc.abstractmethod
+    def save_progress(self, updates: Sequence[tuple[Claim, Progress, int]]) -> None:
+        """Latest progress and event sequence of running tasks, written soon, never taking a sequence backwards.
+        Best effort: a crash may lose the last of it."""
+
+    @abc.abstractmethod
+    def request_stop(self, task_id: str, reason: str, now: float, then: StopThen) -> None:
+        """PENDING -> REVOKED at once; RUNNING -> a stop its owner sees (StopEffect.STOPPING); anything else:
+        unchanged. TaskNotFound (through `then`) for an unknown id."""
+
+    @abc.abstractmethod
+    def reap(self, now: float, rerunnable: Collection[str]) -> list[tuple[Task, TaskState]]:
+        """Tasks whose lease expired by `now`: LOST, or PENDING again for the `rerunnable` types. Durable when it
+        returns; each changed task with the state it had."""
+
+    # ------------------------------------------------------------------ reads
+
+    @abc.abstractmethod
+    def get(self, task_id: str) -> Task | None: ...
+
+    @abc.abstractmethod
+    def list(self, task_filter: TaskFilter, *, before_order: int | None, limit: int) -> list[Task]:
+        """Tasks matching the filter with submission order below before_order (all when None), newest first."""
+
+    @abc.abstractmethod
+    def queued(self) -> int:
+        """How many tasks are PENDING (waiting to run, or for their retry)."""
+
+    def queued_tasks(self) -> list[Task]:
+        """The PENDING tasks, where the board can list them cheaply (for gauges counted at start); else none."""
+        return []
+
+    def next_due(self) -> float | None:
+        """When the earliest delayed task becomes claimable, if the board knows; None: poll."""
+        return None
+
+    # ------------------------------------------------------------------ life
+
+    def on_work(self, listener: Callable[[], None]) -> None:  # noqa: B027 - optional
+        """Call `listener()` (quick, any thread) when tasks may have become claimable."""
+
+    def on_health(self, listener: Callable[[bool], None]) -> None:  # noqa: B027 - optional
+        """Call `listener(False)` when the storage refuses writes, `listener(True)` once it takes them again."""
+
+    @property
+    def writable(self) -> bool:
+        return True
+
+    def commits(self) -> int:
+        """Transactions committed so far (a metric)."""
+        return 0
+
+    def close(self) -> None:  # noqa: B027 - optional
+        """Flush what is pending and release the storage; safe to call twice."""

@@ -1,0 +1,493 @@
+"""A board whose storage belongs to this process: the embedded SQLite file, or memory for tests.
+
+Because no other process writes the storage, the board keeps what it needs to decide in memory (the unfinished
+tasks, the queue in claim order, the delayed retries, who owns each running task) and writes every change
+through the store writer, which commits many changes in one transaction (group commit). A change is reported
+(its `then` called) only once it is durable; the queue only ever holds tasks whose PENDING state is durable.
+
+Lock: `_lock` guards the memory state; it is never held while a `then` is called, nor while waiting for the disk.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field, replace
+
+from taskservice.core.board.base import (
+    REAP_SEQUENCE_GAP,
+    Answer,
+    Board,
+    Claim,
+    ClaimBatch,
+    FencedThen,
+    NewTask,
+    Renewal,
+    StopEffect,
+    StopResult,
+    StopThen,
+    SubmitThen,
+)
+from taskservice.core.errors import (
+    QueueFull,
+    StoreUnavailable,
+    TaskConflict,
+    TaskNotFound,
+    TaskServiceError,
+)
+from taskservice.core.models import ErrorType, Progress, SubmitOutcome, Task, TaskError, TaskFilter, TaskState
+from taskservice.core.store.base import InsertTask, SaveProgress, SaveTask, TaskStore, Write
+from taskservice.core.store.writer import StoreWriter
+
+# The owner recorded for what a previous process left running: its lease has expired, the first reap takes it.
+PREVIOUS_PROCESS = "(a previous process)"
+
+
+def conflict(existing: Task) -> TaskConflict:
+    return TaskConflict(
+        f"task id {existing.task_id!r} is taken by a {existing.task_type!r} task submitted with a different "
+        "request; choose another id, or send exactly the same request to get that task"
+    )
+
+
+def as_answer(error: BaseException) -> TaskServiceError:
+    return error if isinstance(error, TaskServiceError) else StoreUnavailable(str(error))
+
+
+class _Answers:
+    """The answers of one submit(), in order; `then` is called once the last one is in."""
+
+    def __init__(self, count: int, then: SubmitThen) -> None:
+        self._answers: list[Answer | None] = [None] * count
+        self._missing = count
+        self._lock = threading.Lock()
+        self._then = then
+
+    def fill(self, index: int, answer: Answer) -> None:
+        self._answers[index] = answer
+        with self._lock:
+            self._missing -= 1
+            complete = self._missing == 0
+        if complete:
+            self._then(self._answers)  # type: ignore[arg-type]
+
+
+@dataclass(eq=False, slots=True)
+class _Inflight:
+    """A new task whose row is being committed; a Submit of the same id meanwhile waits for its outcome."""
+
+    task: Task
+    followers: list[Callable[[Answer], None]] = field(default_factory=list)
+
+
+class LocalBoard(Board):
+    """The board over a TaskStore that only this process writes."""
+
+    def __init__(
+        self, store: TaskStore, *, max_queue: int = 100_000, exclusive: bool = True, owns_store: bool = True
+    ) -> None:
+        """`owns_store`: close() closes the store too (a board made over a store someone else holds leaves it)."""
+        self.exclusive = exclusive
+        self._store = store
+        self._owns_store = owns_store
+        self._max_queue = max_queue
+        self._lock = threading.Lock()
+        self._unfinished: dict[str, Task] = {}
+        self._owners: dict[str, Claim] = {}
+        self._ready: list[tuple[int, int, str]] = []  # (-priority, submission order, task id)
+        self._delayed: list[tuple[float, int, str]] = []  # (run_after, submission order, task id)
+        self._queued = 0
+        self._inflight: dict[str, _Inflight] = {}
+        self._revoking: set[str] = set()
+        self._progress: dict[str, SaveProgress] = {}
+        self._work_listeners: list[Callable[[], None]] = []
+        self._health_listeners: list[Callable[[bool], None]] = []
+        self._next_order = store.max_order() + 1
+        self._load()
+        self._writer = StoreWriter(store, progress_source=self._take_progress, on_health=self._health_changed)
+
+    def _load(self) -> None:
+        """What the storage holds unfinished: PENDING tasks are queued again; running ones belong to a process
+        that is gone (the storage is this process's alone), so their leases are over and the first reap takes
+        them."""
+        for task in self._store.load_unfinished():
+            self._unfinished[task.task_id] = task
+            if task.state is TaskState.PENDING:
+                self._enqueue(task)
+            else:
+                self._owners[task.task_id] = Claim(task.copy(), PREVIOUS_PROCESS, lease_until=0.0)
+
+    # ------------------------------------------------------------------ submission
+
+    def submit(self, tasks: Sequence[NewTask], now: float, then: SubmitThen) -> None:
+        answers = _Answers(len(tasks), then)
+        immediate: list[tuple[int, Answer]] = []
+        created: list[tuple[int, Task]] = []
+        with self._lock:
+            for index, new in enumerate(tasks):
+                try:
+                    found = self._find_same(new)
+                except TaskServiceError as exc:
+                    immediate.append((index, exc))
+                    continue
+                if isinstance(found, _Inflight):
+                    found.followers.append(lambda answer, i=index: answers.fill(i, _not_created(answer)))
+                elif found is not None:
+                    immediate.append((index, SubmitOutcome(found, created=False)))
+                elif self._queued + len(self._inflight) >= self._max_queue:
+                    immediate.append((index, _queue_full(self._queued, self._max_queue)))
+                else:
+                    task = self._new_task(new, now)
+                    self._inflight[task.task_id] = _Inflight(task)
+                    created.append((index, task))
+        if immediate:
+            self._writer.write(then=lambda _error: [answers.fill(i, a) for i, a in immediate])
+        if created:
+            self._writer.write(
+                *(InsertTask(task) for _, task in created),
+                then=lambda error: self._inserted(created, answers, error),
+            )
+
+    def _find_same(self, new: NewTask) -> Task | _Inflight | None:
+        """The task already under this id (or its commit on the way), when the request is the same; TaskConflict
+        when it is not; None for a free id. Holds _lock."""
+        inflight = self._inflight.get(new.task_id)
+        if inflight is not None:
+            if inflight.task.request_digest != new.request_digest:
+                raise conflict(inflight.task)
+            return inflight
+        existing = self._unfinished.get(new.task_id)
+        if existing is None:
+            existing = self._store.get(new.task_id)
+        if existing is None:
+            return None
+        if existing.request_digest != new.request_digest:
+            raise conflict(existing)
+        return existing.copy()
+
+    def _new_task(self, new: NewTask, now: float) -> Task:
+        order, self._next_order = self._next_order, self._next_order + 1
+        return Task(
+            task_id=new.task_id,
+            task_type=new.task_type,
+            args=new.args,
+            state=TaskState.PENDING,
+            submitted_at=now,
+            priority=new.priority,
+            labels=dict(new.labels),
+            time_limit=new.time_limit,
+            submit_order=order,
+            event_sequence=1,
+            request_digest=new.request_digest,
+        )
+
+    def _inserted(self, created: list[tuple[int, Task]], answers: _Answers, error: BaseException | None) -> None:
+        """On the writer thread: the new rows are committed (or not): queue them, answer everyone."""
+        failure = None if error is None else as_answer(error)
+        told: list[tuple[Callable[[Answer], None], Answer]] = []
+        with self._lock:
+            for index, task in created:
+                inflight = self._inflight.pop(task.task_id)
+                answer: Answer = failure if failure is not None else SubmitOutcome(task.copy(), created=True)
+                if failure is None:
+                    self._unfinished[task.task_id] = task
+                told.append((lambda a, i=index: answers.fill(i, a), answer))
+                told.extend((follower, answer) for follower in inflight.followers)
+        # Answered before they can be claimed, so that whoever hears of a task's creation hears it first.
+        for tell, answer in told:
+            tell(answer)
+        if failure is not None:
+            return
+        with self._lock:
+            for _, task in created:
+                if task.state is TaskState.PENDING and task.task_id not in self._revoking:
+                    self._enqueue(task)
+        self._work_arrived()
+
+    def _enqueue(self, task: Task) -> None:
+        """Put a PENDING task where claim() finds it. Holds _lock."""
+        self._queued += 1
+        if task.run_after is not None:
+            heapq.heappush(self._delayed, (task.run_after, task.submit_order, task.task_id))
+        else:
+            heapq.heappush(self._ready, (-task.priority, task.submit_order, task.task_id))
+
+    # ------------------------------------------------------------------ running
+
+    def claim(
+        self, node: str, task_types: Collection[str] | None, n: int, *, lease_until: float, now: float
+    ) -> ClaimBatch:
+        claims: list[Claim] = []
+        passed_over: list[tuple[int, int, str]] = []
+        with self._lock:
+            self._release_due(now)
+            while self._ready and len(claims) < n:
+                entry = heapq.heappop(self._ready)
+                task = self._unfinished.get(entry[2])
+                if task is None or task.state is not TaskState.PENDING or task.task_id in self._revoking:
+                    continue  # revoked, or claimed through an older entry
+                if task_types is not None and task.task_type not in task_types:
+                    passed_over.append(entry)
+                    continue
+                self._queued -= 1
+                task.state = TaskState.RUNNING
+                task.attempt += 1
+                task.started_at = now
+                task.run_after = None
+                task.progress = Progress()
+                task.event_sequence += 1
+                claim = Claim(task.copy(), node, lease_until)
+                self._owners[task.task_id] = claim
+                claims.append(claim)
+            for entry in passed_over:
+                heapq.heappush(self._ready, entry)
+        if not claims:
+            return ClaimBatch([])
+        written = threading.Event()
+        outcome: list[BaseException | None] = [None]
+
+        def durable(error: BaseException | None) -> None:
+            outcome[0] = error
+            written.set()
+
+        self._writer.write(*(SaveTask(claim.task) for claim in claims), then=durable)
+
+        def wait() -> BaseException | None:
+            written.wait()
+            return outcome[0]
+
+        return ClaimBatch(claims, wait)
+
+    def _release_due(self, now: float) -> None:
+        """Move delayed tasks whose run_after has come to the ready queue. Holds _lock."""
+        while self._delayed and self._delayed[0][0] <= now:
+            _, order, task_id = heapq.heappop(self._delayed)
+            task = self._unfinished.get(task_id)
+            if task is not None and task.state is TaskState.PENDING:
+                heapq.heappush(self._ready, (-task.priority, order, task_id))
+
+    def next_due(self) -> float | None:
+        with self._lock:
+            return self._delayed[0][0] if self._delayed else None
+
+    def renew(self, node: str, claims: Sequence[Claim], lease_until: float) -> Renewal:
+        lost = []
+        with self._lock:
+            for claim in claims:
+                owner = self._owners.get(claim.task_id)
+                if owner is not None and _same_run(owner, claim):
+                    self._owners[claim.task_id] = replace(owner, lease_until=lease_until)
+                else:
+                    lost.append(claim)
+        return Renewal(lost)
+
+    def mark_stopping(self, claim: Claim, task: Task, then: FencedThen) -> None:
+        with self._lock:
+            owned = self._owns(claim)
+            if owned:
+                self._unfinished[task.task_id] = task.copy()
+        self._fenced_write(owned, [SaveTask(task.copy())] if owned else [], then)
+
+    def finish(self, claim: Claim, final: Task, then: FencedThen) -> None:
+        with self._lock:
+            owned = self._owns(claim)
+
+        def done(error: BaseException | None) -> None:
+            applied = False
+            if error is None:
+                with self._lock:
+                    applied = self._owns(claim)  # not reaped meanwhile
+                    if applied:
+                        del self._owners[final.task_id]
+                        self._unfinished.pop(final.task_id, None)
+                        self._progress.pop(final.task_id, None)
+            then(applied, error)
+
+        if not owned:
+            self._writer.write(then=lambda _error: then(False, None))
+            return
+        self._writer.write(SaveTask(final.copy()), then=done)
+
+    def retry_at(self, claim: Claim, task: Task, due: float, then: FencedThen) -> None:
+        pending = task.copy()
+        pending.state = TaskState.PENDING
+        pending.run_after = due
+        with self._lock:
+            owned = self._owns(claim)
+
+        def done(error: BaseException | None) -> None:
+            applied = False
+            if error is None:
+                with self._lock:
+                    applied = self._owns(claim)
+                    if applied:
+                        del self._owners[pending.task_id]
+                        self._progress.pop(pending.task_id, None)
+                        self._unfinished[pending.task_id] = pending
+                        self._enqueue(pending)
+            then(applied, error)
+            if applied:
+                self._work_arrived()
+
+        if not owned:
+            self._writer.write(then=lambda _error: then(False, None))
+            return
+        self._writer.write(SaveTask(pending.copy()), then=done)
+
+    def _fenced_write(self, owned: bool, writes: list[Write], then: FencedThen) -> None:
+        self._writer.write(*writes, then=lambda error: then(owned and error is None, error))
+
+    def _owns(self, claim: Claim) -> bool:
+        """Holds _lock."""
+        owner = self._owners.get(claim.task_id)
+        return owner is not None and _same_run(owner, claim)
+
+    def save_progress(self, updates: Sequence[tuple[Claim, Progress, int]]) -> None:
+        with self._lock:
+            for claim, progress, sequence in updates:
+                if self._owns(claim):
+                    self._progress[claim.task_id] = SaveProgress(claim.task_id, progress, sequence)
+                    task = self._unfinished[claim.task_id]
+                    task.progress = progress
+                    task.event_sequence = max(task.event_sequence, sequence)
+
+    def _take_progress(self) -> list[Write]:
+        """The writer's call, once per flush interval: the latest progress of every task that moved."""
+        with self._lock:
+            taken, self._progress = self._progress, {}
+        return list(taken.values())
+
+    def request_stop(self, task_id: str, reason: str, now: float, then: StopThen) -> None:
+        with self._lock:
+            task = self._unfinished.get(task_id)
+            if task is not None and task.state is TaskState.PENDING and task_id not in self._revoking:
+                self._revoking.add(task_id)
+                self._queued -= 1
+                final = task.copy()
+                final.state = TaskState.REVOKED
+                final.error = TaskError(ErrorType.REVOKED, reason)
+                final.ended_at = now
+                final.run_after = None
+                final.event_sequence += 1
+            elif task is not None:
+                # Running: its owner stops it (this process's engine asks for its own runs; see the engine).
+                effect = StopEffect.STOPPING if task.state is TaskState.RUNNING else StopEffect.UNCHANGED
+                snapshot = task.copy()
+                self._writer.write(then=lambda _error: then(StopResult(effect, snapshot), None))
+                return
+            else:
+                final = None
+        if final is None:
+            stored = self._store.get(task_id)
+            result = None if stored is None else StopResult(StopEffect.UNCHANGED, stored)
+            error = TaskNotFound(task_id) if stored is None else None
+            self._writer.write(then=lambda _error: then(result, error))
+            return
+
+        def revoked(error: BaseException | None) -> None:
+            with self._lock:
+                self._revoking.discard(task_id)
+                if error is None:
+                    self._unfinished.pop(task_id, None)
+                else:  # still PENDING: it will run after all
+                    self._enqueue(task)
+            if error is None:
+                then(StopResult(StopEffect.REVOKED, final), None)
+            else:
+                then(None, error)
+                self._work_arrived()
+
+        self._writer.write(SaveTask(final), then=revoked)
+
+    def reap(self, now: float, rerunnable: Collection[str]) -> list[tuple[Task, TaskState]]:
+        changed: list[tuple[Task, TaskState]] = []
+        with self._lock:
+            for task_id, owner in list(self._owners.items()):
+                if owner.lease_until >= now:
+                    continue
+                del self._owners[task_id]
+                self._progress.pop(task_id, None)
+                task = self._unfinished[task_id]
+                previous = task.state
+                task.event_sequence += REAP_SEQUENCE_GAP
+                if task.task_type in rerunnable:
+                    task.state = TaskState.PENDING
+                    self._enqueue(task)
+                else:
+                    task.state = TaskState.LOST
+                    task.ended_at = now
+                    task.error = TaskError(
+                        ErrorType.SERVER_RESTARTED,
+                        f"the server running attempt {task.attempt} of this task stopped (a crash, or it lost "
+                        f"contact), and task type {task.task_type!r} is not re-run after a crash",
+                    )
+                    del self._unfinished[task_id]
+                changed.append((task.copy(), previous))
+        if changed:
+            self._writer.commit(*(SaveTask(task) for task, _ in changed)).result()
+            self._work_arrived()
+        return changed
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, task_id: str) -> Task | None:
+        with self._lock:
+            task = self._unfinished.get(task_id)
+            if task is not None:
+                return task.copy()
+        return self._store.get(task_id)
+
+    def list(self, task_filter: TaskFilter, *, before_order: int | None, limit: int) -> list[Task]:
+        found = self._store.list(task_filter, before_order=before_order, limit=limit)
+        with self._lock:  # unfinished tasks as they are now, not as last written
+            return [self._unfinished.get(t.task_id, t).copy() for t in found]
+
+    def queued(self) -> int:
+        with self._lock:
+            return self._queued
+
+    def queued_tasks(self) -> list[Task]:
+        """The PENDING tasks, for gauges that count them at start."""
+        with self._lock:
+            return [t.copy() for t in self._unfinished.values() if t.state is TaskState.PENDING]
+
+    # ------------------------------------------------------------------ life
+
+    def on_work(self, listener: Callable[[], None]) -> None:
+        self._work_listeners.append(listener)
+
+    def _work_arrived(self) -> None:
+        for listener in self._work_listeners:
+            listener()
+
+    def on_health(self, listener: Callable[[bool], None]) -> None:
+        self._health_listeners.append(listener)
+
+    def _health_changed(self, healthy: bool) -> None:
+        for listener in self._health_listeners:
+            listener(healthy)
+
+    @property
+    def writable(self) -> bool:
+        return self._writer.healthy
+
+    def commits(self) -> int:
+        return self._writer.commits
+
+    def close(self) -> None:
+        self._writer.close()
+        if self._owns_store:
+            self._store.close()
+
+
+def _same_run(owner: Claim, claim: Claim) -> bool:
+    return owner.node == claim.node and owner.attempt == claim.attempt
+
+
+def _not_created(answer: Answer) -> Answer:
+    return SubmitOutcome(answer.task, created=False) if isinstance(answer, SubmitOutcome) else answer
+
+
+def _queue_full(queued: int, limit: int) -> QueueFull:
+    return QueueFull(f"the queue holds {queued} tasks, its limit (--max-queue {limit}); retry later")

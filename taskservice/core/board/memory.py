@@ -1,0 +1,12 @@
+"""The board in memory, for fast unit tests of the engine: the local board over a store that keeps nothing."""
+
+from __future__ import annotations
+
+from taskservice.core.board.local import LocalBoard
+from taskservice.core.store.memory import MemoryStore
+
+
+class MemoryBoard(LocalBoard):
+    def __init__(self, store: MemoryStore | None = None, *, max_queue: int = 100_000) -> None:
+        self.memory = store if store is not None else MemoryStore()
+        super().__init__(self.memory, max_queue=max_queue)

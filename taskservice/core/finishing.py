@@ -1,0 +1,210 @@
+"""How a run ends: decided once (by its handler, a stop, the watchdog, a shutdown or a lost lease), written on the
+board, and shown to watchers and listeners only once the board made it durable.
+
+Nobody waits for an end's write: the worker goes on with its next task while the end shares the next group
+commit. A write the storage refuses is tried again every second (a full disk) and shown when it succeeds.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from taskservice.core.board.base import Board
+from taskservice.core.clock import Clock
+from taskservice.core.execution import Outcome
+from taskservice.core.logs import TaskLogs
+from taskservice.core.models import ErrorType, Task, TaskError, TaskState
+from taskservice.core.registry import TaskRegistry
+from taskservice.core.runs import Phase, Run, RunTable
+from taskservice.core.throttle import ThrottledLog
+
+log = logging.getLogger("taskservice.core.manager")
+
+# How long to wait between tries when the storage refuses an end.
+END_WRITE_RETRY_SECONDS = 1.0
+
+
+def ended_copy(task: Task, state: TaskState, now: float, *, result: Any = None, error: TaskError | None = None) -> Task:
+    """The task as it ends (`state` terminal), or as a shutdown or retry sends it back (PENDING)."""
+    final = task.copy()
+    final.state = state
+    final.result = result
+    final.error = error
+    final.ended_at = now if state.is_terminal else None
+    final.event_sequence = task.event_sequence + 1
+    return final
+
+
+class Finisher:
+    def __init__(
+        self,
+        table: RunTable,
+        board: Board,
+        registry: TaskRegistry,
+        clock: Clock,
+        *,
+        phase: Callable[[], Phase],
+        stop_grace: float,
+        logs: TaskLogs | None,
+        replace_worker: Callable[[], None],
+        wake_watchdog: Callable[[], None],
+    ) -> None:
+        self._table = table
+        self._board = board
+        self._registry = registry
+        self._clock = clock
+        self._phase = phase
+        self._stop_grace = stop_grace
+        self._logs = logs
+        self._replace_worker = replace_worker
+        self._wake_watchdog = wake_watchdog
+        self._rng = random.Random()
+        self._refused = ThrottledLog(log)
+        # Tells drain() that a run left the table.
+        self.gone = threading.Condition(table.lock)
+
+    # ------------------------------------------------------------------ deciding
+
+    def conclude(self, run: Run, outcome: Outcome) -> None:
+        """The handler returned: decide the end (or a retry) and write it."""
+        with self._table.lock:
+            if run.finalized or self._phase() is Phase.CLOSED:
+                return
+            run.finalized = True
+            due = self._retry_due(run, outcome)
+            if due is not None:
+                pending = ended_copy(run.task, TaskState.PENDING, self._clock.time(), error=outcome.error)
+                log.info("task %s failed on attempt %d; retrying in %.2f s", run.task_id, run.task.attempt,
+                         due - self._clock.time())  # fmt: skip
+            elif outcome.state is None or run.stop_event.is_set():
+                state = run.stop_state or TaskState.REVOKED
+                error = run.stop_error or TaskError(ErrorType.REVOKED, "stopped")
+                pending = ended_copy(run.task, state, self._clock.time(), error=error)
+            else:
+                pending = ended_copy(
+                    run.task, outcome.state, self._clock.time(), result=outcome.result, error=outcome.error
+                )
+        if pending.state is TaskState.PENDING:
+            self.requeue(run, pending, due if due is not None else self._clock.time())
+        else:
+            self.write_end(run, pending)
+
+    def _retry_due(self, run: Run, outcome: Outcome) -> float | None:
+        """When a failed run is tried again, by its type's retry policy; None: it is not. Holds lock."""
+        kind = self._registry.get(run.task.task_type)
+        if (
+            outcome.state is not TaskState.FAILURE
+            or run.stop_event.is_set()
+            or kind is None
+            or kind.retry is None
+            or not kind.retry.should_retry(outcome.exception, run.task.attempt)
+        ):
+            return None
+        return self._clock.time() + kind.retry.delay(run.task.attempt, self._rng)
+
+    def stop(self, run: Run, state: TaskState, error: TaskError) -> None:
+        """Ask a running handler to stop (STOPPING now, `state` once it returns); the watchdog abandons it after
+        the grace. Holds lock."""
+        if run.finalized or run.stop_event.is_set():
+            return
+        run.stop_state = state
+        run.stop_error = error
+        run.stop_event.set()
+        run.grace_deadline = self._clock.monotonic() + self._stop_grace
+        self._table.change_state(run, TaskState.STOPPING)
+        self._board.mark_stopping(run.claim, run.task.copy(), then=_ignore_fenced)
+        self._wake_watchdog()
+
+    def abandon(self, run: Run) -> None:
+        """The handler ignored a stop past the grace: end the task without it and replace its worker."""
+        with self._table.lock:
+            if run.finalized or self._phase() is Phase.CLOSED:
+                return
+            run.finalized = True
+            if run.worker is not None:
+                run.worker.retired = True
+            if self._phase() is Phase.SERVING:
+                self._replace_worker()
+            state = run.stop_state or TaskState.REVOKED
+            base = run.stop_error.message if run.stop_error else "stopped"
+            error = TaskError(
+                run.stop_error.type if run.stop_error else ErrorType.REVOKED,
+                f"{base}; the handler did not return within the {self._stop_grace:g} s stop grace "
+                "and was abandoned (its late result is discarded)",
+            )
+            final = ended_copy(run.task, state, self._clock.time(), error=error)
+        log.warning("task %s: handler ignored the stop and was abandoned", run.task_id)
+        if state is TaskState.PENDING:
+            self.requeue(run, final, self._clock.time())
+        else:
+            self.write_end(run, final)
+
+    def fail(self, run: Run, error: TaskError) -> None:
+        """End a run whose worker broke around it (never expected: see execution.py)."""
+        with self._table.lock:
+            if run.finalized:
+                return
+            run.finalized = True
+            final = ended_copy(run.task, TaskState.FAILURE, self._clock.time(), error=error)
+        self.write_end(run, final)
+
+    def lose(self, run: Run) -> None:
+        """Its lease is gone (another node may own the task now): stop the handler, write and show nothing."""
+        with self._table.lock:
+            run.lost = True
+            run.finalized = True
+            run.stop_event.set()
+            self._table.runs.pop(run.task_id, None)
+            self.gone.notify_all()
+        log.warning("task %s: this server lost its lease on attempt %d; its outcome is discarded",
+                    run.task_id, run.task.attempt)  # fmt: skip
+
+    # ------------------------------------------------------------------ writing and showing
+
+    def write_end(self, run: Run, final: Task) -> None:
+        def written(applied: bool, error: BaseException | None) -> None:
+            if error is not None:
+                self._retry_write(run, final, error, lambda: self.write_end(run, final))
+            else:
+                self._shown(run, final if applied else None)
+
+        self._board.finish(run.claim, final, then=written)
+
+    def requeue(self, run: Run, pending: Task, due: float) -> None:
+        def written(applied: bool, error: BaseException | None) -> None:
+            if error is not None:
+                self._retry_write(run, pending, error, lambda: self.requeue(run, pending, due))
+            else:
+                self._shown(run, pending if applied else None)
+
+        self._board.retry_at(run.claim, pending, due, then=written)
+
+    def _retry_write(self, run: Run, task: Task, error: BaseException, again: Callable[[], None]) -> None:
+        if self._phase() is Phase.CLOSED:
+            return  # the next start reaps the task
+        self._refused.log("task %s: cannot record %s yet, retrying: %s", task.task_id, task.state.value, error)
+        timer = threading.Timer(END_WRITE_RETRY_SECONDS, again)
+        timer.daemon = True
+        timer.start()
+
+    def _shown(self, run: Run, written: Task | None) -> None:
+        """On the board's thread: the write is durable (written), or was refused by the fence (None)."""
+        with self._table.lock:
+            if self._table.runs.get(run.task_id) is run:
+                del self._table.runs[run.task_id]
+            if written is not None:
+                self._table.show(written, run.task.state)
+                if self._logs is not None and written.state.is_terminal:
+                    self._logs.finish(written.task_id)
+            self.gone.notify_all()
+        if written is None:
+            log.warning("task %s: its end was not written: this server no longer owns attempt %d", run.task_id,
+                        run.task.attempt)  # fmt: skip
+
+
+def _ignore_fenced(applied: bool, error: BaseException | None) -> None:
+    """For writes whose loss changes no outcome (STOPPING: the end that follows is written anyway)."""

@@ -1,0 +1,154 @@
+"""The watchdog: one thread for everything that happens because time passed.
+
+- a run's time limit passes: it is stopped (TIMED_OUT once its handler returns);
+- a stopped handler ignores the stop past the grace: it is abandoned (the finisher ends it without it);
+- the leases of this node's runs are renewed; a run whose lease was lost is stopped and its outcome discarded;
+- expired leases on the board are reaped (LOST, or PENDING again for types safe to re-run);
+- the latest progress of the runs that moved is handed to the board.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Collection
+
+from taskservice.core.board.base import Board
+from taskservice.core.clock import Clock
+from taskservice.core.errors import TaskServiceError
+from taskservice.core.finishing import Finisher
+from taskservice.core.models import ErrorType, TaskError, TaskState
+from taskservice.core.runs import Phase, Run, RunTable
+
+log = logging.getLogger("taskservice.core.manager")
+
+
+class Watchdog:
+    def __init__(
+        self,
+        table: RunTable,
+        board: Board,
+        finisher: Finisher,
+        clock: Clock,
+        *,
+        node: str,
+        phase: Callable[[], Phase],
+        lease_seconds: float,
+        renew_seconds: float,
+        reap_seconds: float,
+        progress_seconds: float,
+        rerunnable: Callable[[], Collection[str]],
+        dirty: Callable[[], list[Run]],
+    ) -> None:
+        self._table = table
+        self._board = board
+        self._finisher = finisher
+        self._clock = clock
+        self._node = node
+        self._phase = phase
+        self._lease_seconds = lease_seconds
+        self._renew_seconds = renew_seconds
+        self._reap_seconds = reap_seconds
+        self._progress_seconds = progress_seconds
+        self._rerunnable = rerunnable
+        self._dirty = dirty
+        self._wake = threading.Condition(table.lock)
+        self._thread: threading.Thread | None = None
+        now = clock.monotonic()
+        self._next_renew = now + renew_seconds
+        self._next_reap = now + reap_seconds
+        self._next_progress = now + progress_seconds
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="taskservice-watchdog", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Look at the clock now (a new deadline, a stop, a test's clock moved). Holds lock."""
+        self._wake.notify()
+
+    def join(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            with self._table.lock:
+                if self._phase() is Phase.CLOSED:
+                    return
+                abandoned = self._limits_and_graces()
+            for run in abandoned:
+                self._finisher.abandon(run)
+            try:
+                self._periodic()
+            except TaskServiceError as exc:  # the storage is away: the next round tries again
+                log.warning("watchdog: %s", exc)
+            except Exception:
+                log.exception("watchdog round failed")
+            with self._table.lock:
+                if self._phase() is not Phase.CLOSED and not abandoned:
+                    self._wake.wait(self._until_next())
+
+    def _limits_and_graces(self) -> list[Run]:
+        """Stop the runs past their time limit; return those past their stop grace. Holds lock."""
+        now = self._clock.monotonic()
+        abandoned = []
+        for run in self._table.active():
+            if run.grace_deadline is not None:
+                if now >= run.grace_deadline:
+                    abandoned.append(run)
+            elif run.deadline is not None and now >= run.deadline:
+                limit = run.task.time_limit or 0.0
+                self._finisher.stop(
+                    run,
+                    TaskState.TIMED_OUT,
+                    TaskError(ErrorType.TIME_LIMIT_EXCEEDED, f"time limit of {limit:g} s passed"),
+                )
+        return abandoned
+
+    def _until_next(self) -> float:
+        """Seconds to the next thing due. Holds lock."""
+        due = [self._next_renew, self._next_reap, self._next_progress]
+        for run in self._table.active():
+            deadline = run.grace_deadline if run.grace_deadline is not None else run.deadline
+            if deadline is not None:
+                due.append(deadline)
+        return max(0.0, min(due) - self._clock.monotonic())
+
+    def _periodic(self) -> None:
+        now = self._clock.monotonic()
+        if now >= self._next_progress:
+            self._next_progress = now + self._progress_seconds
+            runs = self._dirty()
+            if runs:
+                with self._table.lock:
+                    updates = [(run.claim, run.task.progress, run.task.event_sequence) for run in runs]
+                self._board.save_progress(updates)
+        if now >= self._next_renew:
+            self._next_renew = now + self._renew_seconds
+            self.renew()
+        if now >= self._next_reap:
+            self._next_reap = now + self._reap_seconds
+            self.reap()
+
+    def renew(self) -> None:
+        """Extend this node's leases; stop the runs whose lease was lost."""
+        with self._table.lock:
+            runs = {run.task_id: run for run in self._table.runs.values() if not run.lost}
+        if not runs:
+            return
+        renewal = self._board.renew(
+            self._node, [run.claim for run in runs.values()], self._clock.time() + self._lease_seconds
+        )
+        for claim in renewal.lost:
+            run = runs.get(claim.task_id)
+            if run is not None:
+                self._finisher.lose(run)
+
+    def reap(self) -> None:
+        """Take the tasks whose lease expired (here: of servers that died) and show what became of them."""
+        changed = self._board.reap(self._clock.time(), self._rerunnable())
+        if changed:
+            with self._table.lock:
+                for task, previous in changed:
+                    self._table.show(task, previous)

@@ -1,0 +1,274 @@
+"""Worker threads: claim tasks from the board, run them, hand their outcome to the finisher.
+
+One idle worker at a time claims, for as many tasks as there are idle workers, and the claims wait in a small
+local queue for the next free worker: with a deep queue, workers claim and finish in batches. A claimed task's
+RUNNING state is durable before its handler starts, unless its type is safe to run again (its worst case after a
+crash is one more run). Whatever goes wrong, a worker lives on; if its loop itself breaks, a fresh thread takes
+its place and the task it held ends FAILURE.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import deque
+from collections.abc import Callable, Collection
+
+from taskservice.core.board.base import Board, ClaimBatch
+from taskservice.core.clock import Clock
+from taskservice.core.errors import TaskServiceError
+from taskservice.core.execution import HandlerContext, Outcome, execute_task, printable
+from taskservice.core.finishing import Finisher
+from taskservice.core.logs import TaskLogs
+from taskservice.core.models import ErrorType, Progress, TaskError, TaskState
+from taskservice.core.paths import DataRoot
+from taskservice.core.registry import TaskRegistry
+from taskservice.core.runs import Phase, Run, RunTable, Worker
+
+log = logging.getLogger("taskservice.core.manager")
+
+# Progress messages longer than this are cut; they go to every watcher.
+MAX_PROGRESS_MESSAGE = 1024
+# Progress counts travel as int64 (protobuf) and are stored as SQLite INTEGER.
+INT64_MAX = 2**63 - 1
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        table: RunTable,
+        board: Board,
+        registry: TaskRegistry,
+        finisher: Finisher,
+        clock: Clock,
+        *,
+        node: str,
+        size: int,
+        phase: Callable[[], Phase],
+        lease_seconds: float,
+        poll_seconds: float,
+        stop_grace: float,
+        data_root: DataRoot | None,
+        logs: TaskLogs | None,
+        early_stop: Callable[[Run], None],
+    ) -> None:
+        self._table = table
+        self._board = board
+        self._registry = registry
+        self._finisher = finisher
+        self._clock = clock
+        self._node = node
+        self._size = size
+        self._phase = phase
+        self._lease_seconds = lease_seconds
+        self._poll_seconds = poll_seconds
+        self._stop_grace = stop_grace
+        self._data_root = data_root
+        self._logs = logs
+        self._early_stop = early_stop
+        self.workers: list[Worker] = []
+        self._work = threading.Condition(table.lock)
+        self._claimed: deque[Run] = deque()
+        self._claiming = False
+        self._idle = 0
+        # Set when work may have arrived since the last claim began: the claimer claims again before it waits.
+        self._hint = False
+        # Runs whose progress moved since it was last handed to the board.
+        self.dirty: dict[str, Run] = {}
+        # Exclusive boards hold tasks of any type: a leftover of a type no longer loaded is claimed and fails with
+        # a clear error. Shared boards leave such tasks to the servers that run their type.
+        self._types: Collection[str] | None = None if board.exclusive else frozenset(registry.names())
+
+    # ------------------------------------------------------------------ threads
+
+    def start(self) -> None:
+        with self._table.lock:
+            for _ in range(self._size):
+                self.spawn()
+
+    def spawn(self) -> None:
+        """Start one worker thread. Holds lock."""
+        worker = Worker(name=f"taskservice-worker-{len(self.workers) + 1}")
+        worker.thread = threading.Thread(target=self._loop, args=(worker,), name=worker.name, daemon=True)
+        self.workers.append(worker)
+        worker.thread.start()
+
+    def wake(self) -> None:
+        """Work may have arrived (the board says so, or a phase changed)."""
+        with self._table.lock:
+            self._hint = True
+            self._work.notify_all()
+
+    def join(self, timeout: float) -> None:
+        for worker in list(self.workers):
+            if worker.thread is not None and worker.thread is not threading.current_thread():
+                worker.thread.join(timeout)
+
+    def alive(self) -> int:
+        with self._table.lock:
+            return sum(1 for worker in self.workers if worker.alive)
+
+    def abandoned(self) -> int:
+        with self._table.lock:
+            return sum(1 for w in self.workers if w.retired and w.thread is not None and w.thread.is_alive())
+
+    # ------------------------------------------------------------------ the loop
+
+    def _loop(self, worker: Worker) -> None:
+        try:
+            self._work_on(worker)
+        except BaseException:
+            log.exception("worker %s failed; a new worker takes its place", worker.name)
+            with self._table.lock:
+                worker.retired = True
+                if self._phase() is not Phase.CLOSED:
+                    self.spawn()
+                held = [run for run in self._table.runs.values() if run.worker is worker and not run.finalized]
+            for run in held:
+                self._finisher.fail(
+                    run, TaskError(ErrorType.SERVER_ERROR, "the worker running this task failed; see the server log")
+                )
+
+    def _work_on(self, worker: Worker) -> None:
+        ended: tuple[Run, Outcome] | None = None
+        while True:
+            if ended is not None:
+                self._finisher.conclude(*ended)
+                ended = None
+            run = self._next(worker)
+            if run is None:
+                return
+            kind = self._registry.get(run.task.task_type)
+            if kind is None or not kind.rerun_on_restart:
+                error = run.batch.wait_durable()
+                if error is not None:
+                    # Run anyway: refusing work because the disk is full helps nobody. A crash now would
+                    # re-queue the task instead of marking it LOST.
+                    log.warning("task %s starts without a durable RUNNING state: %s", run.task_id, error)
+            ended = (run, self._execute(run))
+
+    def _next(self, worker: Worker) -> Run | None:
+        """The next claimed run for this worker, claiming when none is waiting; None when the worker should end."""
+        with self._table.lock:
+            while True:
+                if worker.retired or self._phase() is Phase.CLOSED:
+                    return None
+                if self._claimed:
+                    run = self._claimed.popleft()
+                    run.worker = worker
+                    return run
+                if self._phase() is not Phase.SERVING:
+                    return None
+                if self._claiming:
+                    self._idle += 1
+                    self._work.wait()
+                    self._idle -= 1
+                    continue
+                batch = self._claim_unlocked(self._idle + 1)
+                if batch is None:
+                    continue
+                if not batch.claims:
+                    self._idle += 1
+                    self._work.wait(self._idle_wait())
+                    self._idle -= 1
+
+    def _claim_unlocked(self, n: int) -> ClaimBatch | None:
+        """Claim up to n tasks with the lock let go meanwhile; register what came. Holds lock on entry and exit.
+        None when work arrived during the claim (the caller looks again at once)."""
+        self._claiming = True
+        self._hint = False
+        self._table.lock.release()
+        try:
+            now = self._clock.time()
+            batch = self._board.claim(self._node, self._types, n, lease_until=now + self._lease_seconds, now=now)
+        except TaskServiceError as exc:
+            log.warning("cannot claim tasks: %s", exc)
+            batch = ClaimBatch([])
+        finally:
+            self._table.lock.acquire()
+            self._claiming = False
+        for claim in batch.claims:
+            self._register(Run(claim, claim.task.copy(), batch))
+        if batch.claims or self._hint:
+            self._work.notify_all()
+            return None
+        return batch
+
+    def _idle_wait(self) -> float:
+        """How long an idle worker waits for a hint before it claims again: the poll, or the next retry's due."""
+        due = self._board.next_due()
+        if due is None:
+            return self._poll_seconds
+        return max(0.0, min(self._poll_seconds, due - self._clock.time()))
+
+    def _register(self, run: Run) -> None:
+        """A claimed task joins the table, RUNNING, and waits for a worker. Holds lock."""
+        task = run.task
+        self._table.runs[task.task_id] = run
+        if task.time_limit is not None:
+            run.deadline = self._clock.monotonic() + task.time_limit
+        self._table.show(task, TaskState.PENDING)
+        self._claimed.append(run)
+        self._early_stop(run)
+
+    # ------------------------------------------------------------------ running
+
+    def _execute(self, run: Run) -> Outcome:
+        task = run.task
+        if run.stop_event.is_set():
+            return Outcome(state=None)  # stopped before it started: do not start it
+        kind = self._registry.get(task.task_type)
+        if kind is None:
+            return Outcome(
+                TaskState.FAILURE,
+                error=TaskError(
+                    ErrorType.UNKNOWN_TASK_TYPE,
+                    f"task type {task.task_type!r} is not registered on this server (load it with --tasks)",
+                ),
+            )
+        lent = HandlerContext(
+            report=lambda percent, message, current, total: self._report(run, percent, message, current, total),
+            log_sink=lambda data: self._write_log(task.task_id, data),
+            stop_event=run.stop_event,
+            deadline=run.deadline,
+            stop_grace=self._stop_grace,
+            # An output is moved into place only if nobody stopped the task or gave up on it meanwhile.
+            still_wanted=lambda: not run.stop_event.is_set() and not run.finalized,
+        )
+        return execute_task(kind, task, self._data_root, lent)
+
+    def _report(self, run: Run, percent: float | None, message: str, current: int | None, total: int | None) -> None:
+        for name, count in (("current", current), ("total", total)):
+            if count is not None and (not isinstance(count, int) or isinstance(count, bool) or abs(count) > INT64_MAX):
+                raise ValueError(f"ctx.progress({name}=...) must be a whole number within 64 bits, got {count!r}")
+        if percent is None:
+            percent = 100.0 * current / total if current is not None and total else run.task.progress.percent
+        if isinstance(percent, bool) or not isinstance(percent, int | float) or not math.isfinite(percent):
+            raise ValueError(f"ctx.progress(percent=...) must be a finite number, got {percent!r}")
+        progress = Progress(
+            percent=min(100.0, max(0.0, float(percent))),
+            message=printable(str(message)[:MAX_PROGRESS_MESSAGE]),
+            current=current or 0,
+            total=total or 0,
+            updated_at=self._clock.time(),
+        )
+        with self._table.lock:
+            if run.finalized:
+                return
+            run.task.progress = progress
+            run.task.event_sequence += 1
+            self.dirty[run.task_id] = run
+            self._table.publish_progress(run.task, progress)
+
+    def _write_log(self, task_id: str, data: bytes) -> None:
+        if self._logs is not None:
+            self._logs.append(task_id, data)
+        else:
+            log.debug("task %s: %s", task_id, data.decode("utf-8", "replace").rstrip())
+
+    def take_dirty(self) -> list[Run]:
+        """The runs whose progress moved since the last call."""
+        with self._table.lock:
+            dirty, self.dirty = self.dirty, {}
+            return [run for run in dirty.values() if not run.finalized]
