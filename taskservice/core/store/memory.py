@@ -36,9 +36,7 @@ class MemoryStore(TaskStore):
                         raise ValueError(f"task {task_id!r} exists")
                     inserted.add(task_id)
             for write in writes:
-                if isinstance(write, InsertTask):
-                    self._tasks[write.task.task_id] = write.task.copy()
-                elif isinstance(write, SaveTask):
+                if isinstance(write, InsertTask | SaveTask):
                     self._tasks[write.task.task_id] = write.task.copy()
                 elif isinstance(write, SaveProgress):
                     stored = self._tasks.get(write.task_id)
