@@ -189,6 +189,7 @@ class WorkerManager:
             renew_seconds=self.config.renew_seconds,
             reap_seconds=self.config.reap_seconds,
             progress_seconds=self.config.progress_seconds,
+            poll_seconds=self.config.poll_seconds,
             rerunnable=self._rerunnable,
             dirty=self._workers.take_dirty,
         )

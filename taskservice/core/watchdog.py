@@ -4,6 +4,8 @@
 - a stopped handler ignores the stop past the grace: it is abandoned (the finisher ends it without it);
 - the leases of this node's runs are renewed; a run whose lease was lost is stopped and its outcome discarded;
 - expired leases on the board are reaped (LOST, or PENDING again for types safe to re-run);
+- stops asked of this node's runs through the board (a Stop sent to another server) are acted on, at once on a
+  hint and at every poll;
 - the latest progress of the runs that moved is handed to the board.
 """
 
@@ -37,6 +39,7 @@ class Watchdog:
         renew_seconds: float,
         reap_seconds: float,
         progress_seconds: float,
+        poll_seconds: float,
         rerunnable: Callable[[], Collection[str]],
         dirty: Callable[[], list[Run]],
     ) -> None:
@@ -50,6 +53,7 @@ class Watchdog:
         self._renew_seconds = renew_seconds
         self._reap_seconds = reap_seconds
         self._progress_seconds = progress_seconds
+        self._poll_seconds = poll_seconds
         self._rerunnable = rerunnable
         self._dirty = dirty
         self._wake = threading.Condition(table.lock)
@@ -58,6 +62,8 @@ class Watchdog:
         self._next_renew = now + renew_seconds
         self._next_reap = now + reap_seconds
         self._next_progress = now + progress_seconds
+        self._next_stops = now + poll_seconds
+        board.on_stop(self.stop_hint)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="taskservice-watchdog", daemon=True)
@@ -66,6 +72,12 @@ class Watchdog:
     def wake(self) -> None:
         """Look at the clock now (a new deadline, a stop, a test's clock moved). Holds lock."""
         self._wake.notify()
+
+    def stop_hint(self) -> None:
+        """A stop may have been asked of a run here through the board: look now (any thread, no lock held)."""
+        with self._table.lock:
+            self._next_stops = 0.0
+            self._wake.notify()
 
     def join(self, timeout: float) -> None:
         if self._thread is not None:
@@ -108,7 +120,7 @@ class Watchdog:
 
     def _until_next(self) -> float:
         """Seconds to the next thing due. Holds lock."""
-        due = [self._next_renew, self._next_reap, self._next_progress]
+        due = [self._next_renew, self._next_reap, self._next_progress, self._next_stops]
         for run in self._table.active():
             deadline = run.grace_deadline if run.grace_deadline is not None else run.deadline
             if deadline is not None:
@@ -124,6 +136,9 @@ class Watchdog:
                 with self._table.lock:
                     updates = [(run.claim, run.task.progress, run.task.event_sequence) for run in runs]
                 self._board.save_progress(updates)
+        if now >= self._next_stops:
+            self._next_stops = now + self._poll_seconds
+            self.act_on_stops()
         if now >= self._next_renew:
             self._next_renew = now + self._renew_seconds
             self.renew()
@@ -144,6 +159,17 @@ class Watchdog:
             run = runs.get(claim.task_id)
             if run is not None:
                 self._finisher.lose(run)
+
+    def act_on_stops(self) -> None:
+        """Stop the runs here that a Stop sent through the board asked for."""
+        asked = self._board.stops_for(self._node)
+        if not asked:
+            return
+        with self._table.lock:
+            for task_id, attempt, reason in asked:
+                run = self._table.runs.get(task_id)
+                if run is not None and run.task.attempt == attempt:
+                    self._finisher.stop(run, TaskState.REVOKED, TaskError(ErrorType.REVOKED, reason))
 
     def reap(self) -> None:
         """Take the tasks whose lease expired (here: of servers that died) and show what became of them."""

@@ -77,6 +77,18 @@ def test_a_missing_task_module_fails_at_start_up(tmp_path: Path) -> None:
     assert "no_such_module_here" in result.stderr
 
 
+def test_a_second_server_on_the_same_database_file_is_refused_and_the_first_serves_on(tmp_path: Path) -> None:
+    with ServerProcess(tmp_path / "t.db") as first, ServerProcess(tmp_path / "t.db") as second:
+        first.start()
+        with pytest.raises(Exception, match="in use by another taskservice server"):
+            second.start(timeout=15)
+        assert second.proc is not None and second.proc.wait(timeout=10) == 6
+        assert f"pid {first.proc.pid}" in second.log()  # type: ignore[union-attr]
+        with TaskClient(first.address) as client:
+            task_id = client.submit("demo", {"steps": 0}).task.task_id
+            assert client.wait(task_id, timeout=30).state is TaskState.SUCCESS
+
+
 def test_a_second_signal_exits_at_once_during_the_drain(tmp_path: Path) -> None:
     with ServerProcess(tmp_path / "t.db", extra_args=["--drain", "120"]) as server:
         server.start()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 from google.protobuf import duration_pb2
@@ -90,6 +92,13 @@ async def test_submit_with_the_same_id_is_idempotent_and_a_different_request_alr
         await submit(stub, "sleep", args={"seconds": 5}, task_id="nightly-1")
     assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
     assert "nightly-1" in caught.value.details()
+
+
+async def test_racing_submits_of_one_new_id_create_one_task_and_answer_all(stub: pb_grpc.TaskServiceStub) -> None:
+    request = pb.SubmitRequest(task_type="echo", task_id="raced", args=struct(value=1))
+    answers = await asyncio.gather(*(stub.Submit(request) for _ in range(32)))
+    assert sorted(a.created for a in answers) == [False] * 31 + [True]
+    assert {a.task.task_id for a in answers} == {"raced"}
 
 
 async def test_get_state_of_unknown_and_malformed_ids(stub: pb_grpc.TaskServiceStub) -> None:

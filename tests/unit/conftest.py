@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from taskservice.core.board import Board
 from taskservice.core.clock import Clock
 from taskservice.core.logs import TaskLogs
 from taskservice.core.manager import ManagerConfig, WorkerManager
@@ -30,7 +31,7 @@ def make_manager(gates: Gates) -> Iterator[MakeManager]:
     made: list[WorkerManager] = []
 
     def make(
-        store: TaskStore | None = None,
+        store: TaskStore | Board | None = None,
         listeners: Sequence[TaskListener] = (),
         *,
         data_root: DataRoot | None = None,

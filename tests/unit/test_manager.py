@@ -367,3 +367,17 @@ def test_listeners_hear_every_transition_in_order(make_manager: MakeManager) -> 
     task_id = manager.submit("echo", {"value": 1}).task.task_id
     wait_final(manager, task_id)
     assert heard == [(task_id, None, "PENDING"), (task_id, "PENDING", "RUNNING"), (task_id, "RUNNING", "SUCCESS")]
+
+
+def test_a_stop_after_close_answers_instead_of_hanging(make_manager: MakeManager, gates) -> None:
+    """The store writer used to call a closed write's callback inline, on the thread that held the manager's lock,
+    and the callback took that lock again: stop_async of a PENDING task after close() never returned."""
+    from taskservice.core.errors import StoreUnavailable
+
+    manager = make_manager(workers=1, stop_grace=0.2)
+    blocker = manager.submit("gate", {"name": "blocker"}).task.task_id
+    wait_state(manager, blocker, TaskState.RUNNING)
+    pending = manager.submit("echo", {"value": 1}).task.task_id
+    manager.close()
+    with pytest.raises(StoreUnavailable, match="closed"):
+        manager.stop_async(pending).result(timeout=5)

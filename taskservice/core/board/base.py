@@ -172,6 +172,11 @@ class Board(abc.ABC):
         """The PENDING tasks, where the board can list them cheaply (for gauges counted at start); else none."""
         return []
 
+    def stops_for(self, node: str) -> list[tuple[str, int, str]]:
+        """Stops asked (request_stop) of tasks `node` runs, as (task id, attempt, reason); each is told once. The
+        owner looks on a hint from on_stop() and at every poll, so a lost hint only delays a stop."""
+        return []
+
     def next_due(self) -> float | None:
         """When the earliest delayed task becomes claimable, if the board knows; None: poll."""
         return None
@@ -180,6 +185,9 @@ class Board(abc.ABC):
 
     def on_work(self, listener: Callable[[], None]) -> None:  # noqa: B027 - optional
         """Call `listener()` (quick, any thread) when tasks may have become claimable."""
+
+    def on_stop(self, listener: Callable[[], None]) -> None:  # noqa: B027 - optional
+        """Call `listener()` (quick, any thread) when a stop was asked of a running task: its owner looks now."""
 
     def on_health(self, listener: Callable[[bool], None]) -> None:  # noqa: B027 - optional
         """Call `listener(False)` when the storage refuses writes, `listener(True)` once it takes them again."""

@@ -101,6 +101,9 @@ class LocalBoard(Board):
         self._inflight: dict[str, _Inflight] = {}
         self._revoking: set[str] = set()
         self._progress: dict[str, SaveProgress] = {}
+        # Stops asked of running tasks, for their owners: task id -> (attempt, reason).
+        self._stops: dict[str, tuple[int, str]] = {}
+        self._stop_listeners: list[Callable[[], None]] = []
         self._work_listeners: list[Callable[[], None]] = []
         self._health_listeners: list[Callable[[bool], None]] = []
         self._next_order = store.max_order() + 1
@@ -267,6 +270,18 @@ class LocalBoard(Board):
             if task is not None and task.state is TaskState.PENDING:
                 heapq.heappush(self._ready, (-task.priority, order, task_id))
 
+    def stops_for(self, node: str) -> list[tuple[str, int, str]]:
+        told = []
+        with self._lock:
+            for task_id, (attempt, reason) in list(self._stops.items()):
+                owner = self._owners.get(task_id)
+                if owner is None or owner.attempt != attempt:
+                    del self._stops[task_id]  # that run ended meanwhile
+                elif owner.node == node:
+                    del self._stops[task_id]
+                    told.append((task_id, attempt, reason))
+        return told
+
     def next_due(self) -> float | None:
         with self._lock:
             return self._delayed[0][0] if self._delayed else None
@@ -371,10 +386,16 @@ class LocalBoard(Board):
                 final.run_after = None
                 final.event_sequence += 1
             elif task is not None:
-                # Running: its owner stops it (this process's engine asks for its own runs; see the engine).
+                # Running: its owner stops it, told through stops_for().
                 effect = StopEffect.STOPPING if task.state is TaskState.RUNNING else StopEffect.UNCHANGED
+                owner = self._owners.get(task_id)
+                if effect is StopEffect.STOPPING and owner is not None:
+                    self._stops[task_id] = (owner.attempt, reason)
                 snapshot = task.copy()
                 self._writer.write(then=lambda _error: then(StopResult(effect, snapshot), None))
+                if effect is StopEffect.STOPPING:
+                    for listener in self._stop_listeners:
+                        listener()
                 return
             else:
                 final = None
@@ -460,6 +481,9 @@ class LocalBoard(Board):
     def _work_arrived(self) -> None:
         for listener in self._work_listeners:
             listener()
+
+    def on_stop(self, listener: Callable[[], None]) -> None:
+        self._stop_listeners.append(listener)
 
     def on_health(self, listener: Callable[[bool], None]) -> None:
         self._health_listeners.append(listener)

@@ -7,6 +7,8 @@ from taskservice.core.store.memory import MemoryStore
 
 
 class MemoryBoard(LocalBoard):
-    def __init__(self, store: MemoryStore | None = None, *, max_queue: int = 100_000) -> None:
+    """exclusive=False stands for a board several nodes share (tests of claims and stops across servers)."""
+
+    def __init__(self, store: MemoryStore | None = None, *, max_queue: int = 100_000, exclusive: bool = True) -> None:
         self.memory = store if store is not None else MemoryStore()
-        super().__init__(self.memory, max_queue=max_queue)
+        super().__init__(self.memory, max_queue=max_queue, exclusive=exclusive)

@@ -87,7 +87,9 @@ class StoreWriter:
                 self._queue.append((writes, then))
                 self._cond.notify()
                 return
-        then(StoreUnavailable("the store is closed"))
+        # Never inline: the caller may hold a lock that `then` takes (a Stop after close() hung on exactly that).
+        closed = threading.Thread(target=self._tell, args=(then, StoreUnavailable("the store is closed")), daemon=True)
+        closed.start()
 
     def commit(self, *writes: Write) -> Future[None]:
         """write(), with a Future that resolves once the writes are durable."""

@@ -1,0 +1,315 @@
+"""The board's contract (taskservice/core/board/base.py), as tests every implementation must pass.
+
+A test module binds it to one kind of board by providing the `board` and `reopen` fixtures; see test_boards.py.
+Times are given explicitly (`now`), so nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from taskservice.core.board.base import Board, Claim, NewTask, StopEffect, StopResult
+from taskservice.core.errors import QueueFull, TaskConflict, TaskNotFound
+from taskservice.core.models import Progress, SubmitOutcome, Task, TaskError, TaskFilter, TaskState
+
+NOW = 1_000_000.0
+LEASE = 30.0
+WAIT = 10.0
+
+
+class Waited:
+    """A `then` callback that a test can wait on."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self.args: tuple[Any, ...] = ()
+        self.thread: threading.Thread | None = None
+
+    def __call__(self, *args: Any) -> None:
+        self.args = args
+        self.thread = threading.current_thread()
+        self._done.set()
+
+    def result(self) -> tuple[Any, ...]:
+        assert self._done.wait(WAIT), "the board never called back"
+        return self.args
+
+
+def new(task_id: str, task_type: str = "echo", digest: str = "", **fields: Any) -> NewTask:
+    return NewTask(task_id=task_id, task_type=task_type, args=fields.pop("args", {}), request_digest=digest or task_id,
+                   **fields)  # fmt: skip
+
+
+def submit(board: Board, tasks: Sequence[NewTask], now: float = NOW) -> list[Any]:
+    waited = Waited()
+    board.submit(tasks, now, waited)
+    (answers,) = waited.result()
+    return list(answers)
+
+
+def claim(board: Board, n: int = 1, *, node: str = "node-a", types: Any = None, now: float = NOW) -> list[Claim]:
+    batch = board.claim(node, types, n, lease_until=now + LEASE, now=now)
+    assert batch.wait_durable() is None
+    return batch.claims
+
+
+def ended(claim: Claim, state: TaskState, now: float = NOW, **fields: Any) -> Task:
+    final = claim.task.copy()
+    final.state = state
+    final.ended_at = now
+    final.event_sequence += 1
+    for name, value in fields.items():
+        setattr(final, name, value)
+    return final
+
+
+def finish(board: Board, claim: Claim, final: Task) -> bool:
+    waited = Waited()
+    board.finish(claim, final, waited)
+    applied, error = waited.result()
+    assert error is None
+    return bool(applied)
+
+
+def stop(board: Board, task_id: str, reason: str = "asked", now: float = NOW) -> tuple[StopResult | None, Any]:
+    waited = Waited()
+    board.request_stop(task_id, reason, now, waited)
+    result, error = waited.result()
+    return result, error
+
+
+# ---------------------------------------------------------------------------------------------- submission
+
+
+def test_submit_inserts_pending_tasks_in_submission_order(board: Board) -> None:
+    answers = submit(board, [new("a"), new("b", priority=3, labels={"team": "x"}, time_limit=5.0)])
+    assert all(isinstance(a, SubmitOutcome) and a.created for a in answers)
+    a, b = (answer.task for answer in answers)
+    assert a.state is TaskState.PENDING and a.submitted_at == NOW and a.event_sequence == 1
+    assert b.submit_order > a.submit_order
+    stored = board.get("b")
+    assert stored is not None and (stored.priority, stored.labels, stored.time_limit) == (3, {"team": "x"}, 5.0)
+    assert board.queued() == 2
+
+
+def test_the_same_id_and_request_is_the_same_task_and_a_different_request_conflicts(board: Board) -> None:
+    (first,) = submit(board, [new("job", digest="d1")])
+    (again,) = submit(board, [new("job", digest="d1")])
+    assert again.created is False and again.task.submit_order == first.task.submit_order
+    (other,) = submit(board, [new("job", digest="d2")])
+    assert isinstance(other, TaskConflict)
+    # Also for a task that ended.
+    (job,) = claim(board)
+    assert finish(board, job, ended(job, TaskState.SUCCESS))
+    (after,) = submit(board, [new("job", digest="d1")])
+    assert after.created is False and after.task.state is TaskState.SUCCESS
+    assert isinstance(submit(board, [new("job", digest="d3")])[0], TaskConflict)
+
+
+def test_duplicates_inside_one_batch_make_one_task(board: Board) -> None:
+    answers = submit(board, [new("dup"), new("dup"), new("other"), new("dup", digest="changed")])
+    assert [getattr(a, "created", None) for a in answers[:3]] == [True, False, True]
+    assert answers[1].task.submit_order == answers[0].task.submit_order
+    assert isinstance(answers[3], TaskConflict)
+    assert board.queued() == 2
+
+
+def test_racing_submits_of_one_new_id_create_it_once(board: Board) -> None:
+    results: list[Any] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        (answer,) = submit(board, [new("race")])
+        with lock:
+            results.append(answer)
+
+    threads = [threading.Thread(target=one) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert sorted(a.created for a in results) == [False] * 15 + [True]
+    assert len({a.task.submit_order for a in results}) == 1
+
+
+def test_past_the_queue_limit_submits_are_refused(limited_board: Board) -> None:
+    answers = submit(limited_board, [new(f"t{i}") for i in range(4)])
+    assert [type(a).__name__ for a in answers] == ["SubmitOutcome"] * 3 + ["QueueFull"]
+    assert isinstance(answers[3], QueueFull) and limited_board.queued() == 3
+
+
+# ---------------------------------------------------------------------------------------------- claiming
+
+
+def test_claims_go_by_priority_then_submission_order_and_mark_running(board: Board) -> None:
+    submit(board, [new("low"), new("high-1", priority=5), new("high-2", priority=5), new("mid", priority=1)])
+    claims = claim(board, 3, now=NOW + 1)
+    assert [c.task_id for c in claims] == ["high-1", "high-2", "mid"]
+    first = claims[0]
+    assert first.node == "node-a" and first.lease_until == NOW + 1 + LEASE
+    assert (first.task.state, first.task.attempt, first.task.started_at) == (TaskState.RUNNING, 1, NOW + 1)
+    assert first.task.event_sequence == 2
+    assert board.get("high-1").state is TaskState.RUNNING  # type: ignore[union-attr]
+    assert board.queued() == 1
+    assert [c.task_id for c in claim(board, 5)] == ["low"]
+    assert claim(board, 5) == [], "a claimed task is not claimed again"
+
+
+def test_claims_take_only_the_types_the_node_runs(board: Board) -> None:
+    submit(board, [new("e1", "echo"), new("s1", "sleep"), new("e2", "echo")])
+    assert [c.task_id for c in claim(board, 5, types={"sleep"})] == ["s1"]
+    assert [c.task_id for c in claim(board, 5, types={"echo"})] == ["e1", "e2"]
+
+
+# ---------------------------------------------------------------------------------------------- ending
+
+
+def test_finish_by_the_owner_ends_the_task(board: Board) -> None:
+    submit(board, [new("t")])
+    (owned,) = claim(board)
+    final = ended(owned, TaskState.SUCCESS, result={"ok": True})
+    assert finish(board, owned, final)
+    stored = board.get("t")
+    assert stored is not None and (stored.state, stored.result, stored.ended_at) == (TaskState.SUCCESS, {"ok": True},
+                                                                                     NOW)  # fmt: skip
+    assert stored.event_sequence == final.event_sequence
+
+
+def test_a_write_from_a_run_that_lost_its_lease_changes_nothing(board: Board) -> None:
+    submit(board, [new("t")])
+    (stale,) = claim(board, now=NOW)
+    changed = board.reap(NOW + LEASE + 1, rerunnable=set())
+    assert [(t.task_id, t.state, previous) for t, previous in changed] == [("t", TaskState.LOST, TaskState.RUNNING)]
+    lost = board.get("t")
+    assert lost is not None and lost.error is not None and lost.event_sequence > stale.task.event_sequence
+    assert not finish(board, stale, ended(stale, TaskState.SUCCESS)), "a fenced write says it did nothing"
+    assert board.get("t").state is TaskState.LOST  # type: ignore[union-attr]
+    assert board.renew("node-a", [stale], NOW + 100).lost == [stale]
+
+
+def test_reap_takes_only_expired_leases_and_requeues_types_safe_to_rerun(board: Board) -> None:
+    submit(board, [new("keep", "echo"), new("again", "noop"), new("renewed", "echo")])
+    claims = {c.task_id: c for c in claim(board, 3, now=NOW)}
+    assert board.renew("node-a", [claims["renewed"]], NOW + 100).lost == []
+    changed = {t.task_id: t.state for t, _ in board.reap(NOW + LEASE + 1, rerunnable={"noop"})}
+    assert changed == {"keep": TaskState.LOST, "again": TaskState.PENDING}
+    assert board.get("renewed").state is TaskState.RUNNING  # type: ignore[union-attr]
+    (rerun,) = claim(board, now=NOW + LEASE + 2)
+    assert rerun.task_id == "again" and rerun.task.attempt == 2
+
+
+def test_retry_at_sends_a_run_back_to_pending_until_its_due_time(board: Board) -> None:
+    submit(board, [new("flaky")])
+    (first,) = claim(board)
+    pending = ended(first, TaskState.PENDING, ended_at=None, error=TaskError("ConnectionError", "refused"))
+    waited = Waited()
+    board.retry_at(first, pending, NOW + 10, waited)
+    assert waited.result() == (True, None)
+    stored = board.get("flaky")
+    assert stored is not None and stored.state is TaskState.PENDING and stored.run_after == NOW + 10
+    assert stored.error is not None and stored.error.type == "ConnectionError"
+    assert claim(board, now=NOW + 5) == [], "not before it is due"
+    (second,) = claim(board, now=NOW + 10)
+    assert second.task.attempt == 2 and second.task.run_after is None
+
+
+def test_mark_stopping_by_the_owner_is_fenced(board: Board) -> None:
+    submit(board, [new("t")])
+    (owned,) = claim(board)
+    stopping = owned.task.copy()
+    stopping.state = TaskState.STOPPING
+    stopping.event_sequence += 1
+    waited = Waited()
+    board.mark_stopping(owned, stopping, waited)
+    assert waited.result() == (True, None)
+    assert board.get("t").state is TaskState.STOPPING  # type: ignore[union-attr]
+    impostor = Claim(owned.task, "node-b", owned.lease_until)
+    waited = Waited()
+    board.mark_stopping(impostor, stopping, waited)
+    assert waited.result() == (False, None)
+
+
+def test_progress_is_saved_for_the_owner_and_never_takes_a_sequence_back(board: Board) -> None:
+    submit(board, [new("t")])
+    (owned,) = claim(board)
+    board.save_progress([(owned, Progress(40.0, "forty", 4, 10, NOW), 9)])
+    board.save_progress([(owned, Progress(50.0, "fifty", 5, 10, NOW), 7)])
+    board.save_progress([(Claim(owned.task, "node-b", 0.0), Progress(99.0, "not the owner"), 99)])
+    stored = board.get("t")
+    assert stored is not None and stored.progress.message == "fifty" and stored.event_sequence == 9
+
+
+# ---------------------------------------------------------------------------------------------- stopping
+
+
+def test_stop_revokes_a_pending_task_at_once(board: Board) -> None:
+    submit(board, [new("t")])
+    result, error = stop(board, "t", "no longer needed", now=NOW + 1)
+    assert error is None and result is not None and result.effect is StopEffect.REVOKED
+    assert result.task.state is TaskState.REVOKED and result.task.ended_at == NOW + 1
+    assert result.task.error is not None and result.task.error.message == "no longer needed"
+    assert board.get("t").state is TaskState.REVOKED  # type: ignore[union-attr]
+    assert claim(board) == [] and board.queued() == 0
+
+
+def test_stop_of_a_running_task_is_for_its_owner_and_of_an_ended_one_changes_nothing(board: Board) -> None:
+    submit(board, [new("run"), new("done")])
+    owned = {c.task_id: c for c in claim(board, 2)}
+    assert finish(board, owned["done"], ended(owned["done"], TaskState.SUCCESS))
+    result, _ = stop(board, "run")
+    assert result is not None and result.effect is StopEffect.STOPPING
+    result, _ = stop(board, "done")
+    assert result is not None and result.effect is StopEffect.UNCHANGED and result.task.state is TaskState.SUCCESS
+    result, error = stop(board, "nobody")
+    assert result is None and isinstance(error, TaskNotFound)
+
+
+# ---------------------------------------------------------------------------------------------- reads and callbacks
+
+
+def test_list_is_newest_first_with_filters_and_paging(board: Board) -> None:
+    submit(board, [new(f"t{i}", labels={"even": str(i % 2 == 0)}) for i in range(6)])
+    everything = board.list(TaskFilter(), before_order=None, limit=10)
+    assert [t.task_id for t in everything] == [f"t{i}" for i in reversed(range(6))]
+    page = board.list(TaskFilter(), before_order=everything[2].submit_order, limit=2)
+    assert [t.task_id for t in page] == ["t2", "t1"]
+    even = board.list(TaskFilter(labels=(("even", "True"),)), before_order=None, limit=10)
+    assert [t.task_id for t in even] == ["t4", "t2", "t0"]
+    (owned,) = claim(board)
+    running = board.list(TaskFilter(states=frozenset({TaskState.RUNNING})), before_order=None, limit=10)
+    assert [t.task_id for t in running] == [owned.task_id]
+
+
+def test_callbacks_never_run_on_the_callers_thread(board: Board) -> None:
+    """A caller may hold its own lock when it asks: a callback run inline would take it again and hang."""
+    submit(board, [new("t")])
+    caller = threading.current_thread()
+    calls: list[Waited] = []
+    for ask in (
+        lambda w: board.submit([new("t")], NOW, w),  # an answer known at once
+        lambda w: board.request_stop("nobody", "x", NOW, w),  # an error known at once
+        lambda w: board.finish(Claim(board.get("t"), "nobody", 0.0), board.get("t"), w),  # type: ignore[arg-type]
+    ):
+        waited = Waited()
+        ask(waited)
+        calls.append(waited)
+    for waited in calls:
+        waited.result()
+        assert waited.thread is not caller
+
+
+def test_what_is_written_survives_a_reopen_and_running_tasks_are_reaped(
+    board: Board, reopen: Callable[[Board], Board]
+) -> None:
+    submit(board, [new("done"), new("running"), new("queued", priority=-1)])
+    owned = {c.task_id: c for c in claim(board, 2)}
+    assert finish(board, owned["done"], ended(owned["done"], TaskState.SUCCESS, result=[1, 2]))
+    again = reopen(board)
+    assert again.get("done").result == [1, 2]  # type: ignore[union-attr]
+    assert again.get("queued").state is TaskState.PENDING  # type: ignore[union-attr]
+    if again.exclusive:  # its storage was this process's alone: whoever ran the task is gone
+        reaped = {t.task_id: t.state for t, _ in again.reap(NOW, rerunnable=set())}
+        assert reaped == {"running": TaskState.LOST}
+    assert [c.task_id for c in claim(again)] == ["queued"]
