@@ -2,6 +2,9 @@
 
 Prints one table (each figure, its baseline from the same run, the ratio) and writes
 bench/results/latest.json. Every scenario is bounded in count and time.
+
+`python -m bench --compare REV [GROUP ...]` also runs the servers of commit REV (a git worktree of it, in a
+temporary folder) on the same scenarios, alternating with this tree's, and prints both figures side by side.
 """
 
 from __future__ import annotations
@@ -47,6 +50,16 @@ IDLE_WATCHERS_PER_TASK = 100
 STORED_BIG = 1_000_000
 STORED_SMALL = 1_000
 QUEUED_AT_RESTART = 100_000
+
+
+# The environment of the servers under test: None for this tree; PYTHONPATH of another commit's worktree in
+# --compare runs.
+SERVER_ENV: dict[str, str] | None = None
+
+
+def serve(db: Path, **options: Any) -> ServerProcess:
+    """The server under test (this tree's, or the compared commit's)."""
+    return ServerProcess(db, env=SERVER_ENV, **options)
 
 
 def load(scenario: str, **params: Any) -> dict[str, Any]:
@@ -141,7 +154,7 @@ def unary_scenarios(table: Table, tmp: Path) -> None:
     # What no design that answers after work on another thread can beat, before it does the work (no target).
     table.row("bare echo answered after another thread saw it (a floor)", "calls/s", handed["calls_per_s"],
               base["calls_per_s"], "higher", "", "the least a durable Submit pays")  # fmt: skip
-    with ServerProcess(tmp / "bench.db", workers=4) as server:
+    with serve(tmp / "bench.db", workers=4) as server:
         server.start()
         # Submit throughput: durable Submits, 64 in flight, beside a bare echo of the same bytes.
         ours = load("unary_rate", address=server.address, method="/taskservice.v1.TaskService/Submit",
@@ -155,21 +168,39 @@ def unary_scenarios(table: Table, tmp: Path) -> None:
         table.row("Stop -> REVOKED p50 (progress every 10 ms)", "ms", ours["p50_ms"], None, "lower")
         table.row("Stop -> REVOKED p99 (progress every 10 ms)", "ms", ours["p99_ms"], None, "lower", "<= 50 ms")
 
-    with ServerProcess(tmp / "noop.db", workers=4) as server:
-        server.start()
-        # End to end: 5,000 single Submits of a no-op task, completion seen through ListTasks.
-        ours = load("noop_tasks", address=server.address, count=NOOP_TASKS, concurrency=SUBMIT_CONCURRENCY,
-                    timeout=300)  # fmt: skip
-        table.row(f"{NOOP_TASKS} no-op tasks end to end, single Submits", "tasks/s", ours["tasks_per_s"], echo_rate,
-                  "higher", ">= 0.60")  # fmt: skip
+    single_task_scenarios(table, tmp, echo_rate)
 
-    with ServerProcess(tmp / "bulk.db", workers=4, extra_args=["--max-queue", str(BULK_TASKS * 2)]) as server:
+    with serve(tmp / "bulk.db", workers=4, extra_args=["--max-queue", str(BULK_TASKS * 2)]) as server:
         server.start()
         ours = load("bulk_tasks", address=server.address, count=BULK_TASKS, batch=BULK_BATCH, in_flight=2,
                     timeout=600)  # fmt: skip
         table.row(f"{BULK_TASKS} no-op tasks end to end, SubmitBatch of {BULK_BATCH}", "tasks/s",
-                  ours["tasks_per_s"], None, "higher", ">= 20000",
+                  ours["tasks_per_s"], echo_rate, "higher", ">= 3.0",
                   f"submitted in {ours['submit_seconds']:.1f} s; {ours['refused']} refused")  # fmt: skip
+
+
+def single_task_scenarios(table: Table, tmp: Path, echo_rate: float) -> None:
+    """End to end, 5,000 single Submits each: the no-op type (safe to re-run: its handler starts without waiting
+    for RUNNING to be durable), and `sleep` with seconds=0, a type registered with the defaults (it waits), whose
+    completion is seen by ListTasks poll and by one WatchProgress per task."""
+    runs = [
+        ("noop", {}, "poll", f"{NOOP_TASKS} no-op tasks end to end, single Submits", ">= 0.60"),
+        ("sleep", {"seconds": 0}, "poll", f"{NOOP_TASKS} sleep(0) tasks (default type) end to end, waited by poll",
+         ">= 0.50"),
+        ("sleep", {"seconds": 0}, "watch",
+         f"{NOOP_TASKS} sleep(0) tasks (default type) end to end, waited by WatchProgress", ">= 0.9 poll"),
+    ]  # fmt: skip
+    polled = 0.0
+    for index, (task_type, args, wait, name, target) in enumerate(runs):
+        with serve(tmp / f"single-{index}.db", workers=4) as server:
+            server.start()
+            ours = load("single_tasks", address=server.address, count=NOOP_TASKS, concurrency=SUBMIT_CONCURRENCY,
+                        timeout=300, task_type=task_type, args=args, wait=wait)  # fmt: skip
+        baseline = polled if wait == "watch" else echo_rate
+        table.row(name, "tasks/s", ours["tasks_per_s"], baseline, "higher", target,
+                  "baseline: the same tasks waited by poll" if wait == "watch" else "")  # fmt: skip
+        if task_type == "sleep" and wait == "poll":
+            polled = ours["tasks_per_s"]
 
 
 def getstate_scenarios(table: Table, tmp: Path) -> None:
@@ -184,7 +215,7 @@ def getstate_scenarios(table: Table, tmp: Path) -> None:
         for count in samples:
             db = tmp / f"stored-{count}.db"
             ids = fill(db, count, TaskState.SUCCESS)
-            server = stack.enter_context(ServerProcess(db, workers=2))
+            server = stack.enter_context(serve(db, workers=2))
             server.start(timeout=60)
             requests[count] = (server.address, b64(pb.GetStateRequest(task_id=ids[len(ids) // 2])))
         for _ in range(LATENCY_ROUNDS):
@@ -205,7 +236,7 @@ def restart_scenario(table: Table, tmp: Path) -> None:
     db = tmp / "queued.db"
     fill(db, QUEUED_AT_RESTART, TaskState.PENDING)
     # One worker that cannot keep up: the queue stays long while the Submit is tried.
-    with ServerProcess(db, workers=1, extra_args=["--max-queue", str(QUEUED_AT_RESTART * 2)]) as server:
+    with serve(db, workers=1, extra_args=["--max-queue", str(QUEUED_AT_RESTART * 2)]) as server:
         started = time.perf_counter()
         server.start(timeout=120, health_check=False)
         submit = pb.SubmitRequest(task_type="demo")
@@ -234,7 +265,7 @@ def watcher_scenarios(table: Table, tmp: Path) -> None:
     """
     ours_rounds: list[dict[str, Any]] = []
     base_rounds: list[dict[str, Any]] = []
-    with BaselineServer() as baseline, ServerProcess(tmp / "watch.db", workers=WATCHED_TASKS) as server:
+    with BaselineServer() as baseline, serve(tmp / "watch.db", workers=WATCHED_TASKS) as server:
         server.start()
         watched = pb.SubmitRequest(task_type="demo")
         watched.args.update({"steps": TICKS, "step_seconds": 1 / TICK_HZ})
@@ -269,7 +300,7 @@ def _median(rounds: list[dict[str, Any]], key: str) -> float:
 
 def idle_watcher_scenario(table: Table, tmp: Path) -> None:
     idle_streams = IDLE_TASKS * IDLE_WATCHERS_PER_TASK
-    with ServerProcess(tmp / "idle.db", workers=IDLE_TASKS) as server:
+    with serve(tmp / "idle.db", workers=IDLE_TASKS) as server:
         server.start()
         sleeper = pb.SubmitRequest(task_type="sleep")
         sleeper.args.update({"seconds": 600})
@@ -316,25 +347,91 @@ GROUPS = {
 
 
 def main(argv: list[str]) -> int:
-    """`python -m bench [GROUP ...]`: all groups, or the named ones."""
+    """`python -m bench [--compare REV] [GROUP ...]`: all groups, or the named ones."""
+    compare = None
+    if argv[:1] == ["--compare"]:
+        if len(argv) < 2:
+            print("--compare needs a commit", file=sys.stderr)
+            return 2
+        compare, argv = argv[1], argv[2:]
     unknown = [name for name in argv if name not in GROUPS]
     if unknown:
         print(f"unknown groups {unknown}; choose from {', '.join(GROUPS)}", file=sys.stderr)
         return 2
-    table = Table()
     tmp = Path(tempfile.mkdtemp(prefix="taskservice-bench-"))
-    for name in argv or GROUPS:
-        GROUPS[name](table, tmp)
+    groups = argv or list(GROUPS)
+    if compare is None:
+        table = run_groups(groups, tmp, None)
+        report = _report(table)
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(report, indent=2))
+        print_table(report)
+        return 0
+    with worktree(compare, tmp / "old") as old_tree:
+        tables: dict[str, Table] = {"this tree": Table(), compare: Table()}
+        envs = {"this tree": None, compare: {"PYTHONPATH": str(old_tree)}}
+        for name in groups:
+            if name in NOT_COMPARED:
+                continue
+            # Alternate which runs first, so that neither always gets the fresher machine.
+            order = ["this tree", compare] if groups.index(name) % 2 == 0 else [compare, "this tree"]
+            for variant in order:
+                run_groups([name], tmp / variant.replace(" ", "-"), envs[variant], tables[variant])
+    print_comparison(tables["this tree"], tables[compare], compare)
+    return 0
 
-    report = {
+
+# Groups that run no server process (the engine in this process): they measure this tree only.
+NOT_COMPARED = {"checksum"}
+
+
+def run_groups(groups: list[str], tmp: Path, env: dict[str, str] | None, table: Table | None = None) -> Table:
+    global SERVER_ENV
+    SERVER_ENV = env
+    table = table if table is not None else Table()
+    tmp.mkdir(parents=True, exist_ok=True)
+    for name in groups:
+        GROUPS[name](table, tmp)
+    return table
+
+
+@contextlib.contextmanager
+def worktree(rev: str, path: Path) -> Any:
+    """A checkout of `rev` at `path`, removed afterwards."""
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(path), rev], check=True,
+                   capture_output=True)  # fmt: skip
+    try:
+        yield path
+    finally:
+        subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(path)], check=False,
+                       capture_output=True)  # fmt: skip
+
+
+def _report(table: Table) -> dict[str, Any]:
+    return {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "versions": {"grpcio": grpc.__version__},
         "rows": table.rows,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2))
-    print_table(report)
-    return 0
+
+
+def print_comparison(new: Table, old: Table, rev: str) -> None:
+    """Each figure of this tree beside the same figure of commit `rev`, measured in the same invocation."""
+    report = _report(new)
+    machine = report["machine"]
+    print(f"\nmachine: {machine['cpus']} CPUs, {machine['platform']}, Python {machine['python']}, "
+          f"grpcio {report['versions']['grpcio']}\n")  # fmt: skip
+    before = {row["scenario"]: row for row in old.rows}
+    header = f"{'scenario':<72} {'this tree':>10} {rev[:10]:>10} {'new/old':>8}  unit"
+    print(header)
+    print("-" * len(header))
+    for row in new.rows:
+        was = before.get(row["scenario"])
+        old_value = "—" if was is None else f"{was['taskservice']:.2f}"
+        ratio = "—" if was is None or not was["taskservice"] else f"{row['taskservice'] / was['taskservice']:.2f}"
+        print(f"{row['scenario']:<72} {row['taskservice']:>10.2f} {old_value:>10} {ratio:>8}  "
+              f"{row['unit']} ({row['better']} is better)")  # fmt: skip
 
 
 def print_table(report: dict[str, Any]) -> None:

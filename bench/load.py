@@ -186,9 +186,22 @@ async def _until_all_done(stub: pb_grpc.TaskServiceStub, deadline: float) -> Non
         await asyncio.sleep(0.02)
 
 
-async def noop_tasks(address: str, count: int, concurrency: int, timeout: float) -> dict[str, Any]:
-    """`count` single Submits of a no-op task, `concurrency` in flight; tasks/s until all are finished."""
-    request = pb.SubmitRequest(task_type="noop")
+async def single_tasks(
+    address: str,
+    count: int,
+    concurrency: int,
+    timeout: float,
+    task_type: str = "noop",
+    args: dict[str, Any] | None = None,
+    wait: str = "poll",
+) -> dict[str, Any]:
+    """`count` single Submits, `concurrency` in flight; tasks/s until all are finished.
+
+    wait="poll": completion seen through ListTasks once all are submitted; wait="watch": each Submit is followed
+    by one WatchProgress of its task to the end (what a client that wants each result does).
+    """
+    request = pb.SubmitRequest(task_type=task_type)
+    request.args.update(args or {})
     async with _channel(address) as channel:
         stub = pb_grpc.TaskServiceStub(channel)
         left = [count]
@@ -197,7 +210,11 @@ async def noop_tasks(address: str, count: int, concurrency: int, timeout: float)
         async def submitter() -> None:
             while left[0] > 0:
                 left[0] -= 1
-                await stub.Submit(request, timeout=60)
+                task_id = (await stub.Submit(request, timeout=60)).task.task_id
+                if wait == "watch":
+                    async for event in stub.WatchProgress(pb.WatchProgressRequest(task_id=task_id), timeout=60):
+                        if event.HasField("task") and event.state in TERMINAL:
+                            break
 
         await asyncio.gather(*(submitter() for _ in range(concurrency)))
         submitted = time.perf_counter()
@@ -256,7 +273,7 @@ async def idle_watchers(address: str, task_ids: list[str], per_task: int, ready_
 
 
 SCENARIOS = {
-    "noop_tasks": noop_tasks,
+    "single_tasks": single_tasks,
     "bulk_tasks": bulk_tasks,
     "idle_watchers": idle_watchers,
     "unary_rate": unary_rate,

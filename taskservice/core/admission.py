@@ -60,6 +60,7 @@ class Admission:
         digest = request_digest(request.task_type, normalised, request.time_limit, request.priority, request.labels)
         return NewTask(
             task_id=request.task_id or new_task_id(),
+            fresh_id=not request.task_id,
             task_type=request.task_type,
             args=normalised,
             request_digest=digest,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,44 @@ if TYPE_CHECKING:
 
 ProgressSink = Callable[[float | None, str, int | None, int | None], None]
 LogSink = Callable[[bytes], None]
+
+
+class StopSignal:
+    """Set once, when a stop or the time limit is pending; like threading.Event, but a task's signal costs
+    nothing to make until something waits on it (most handlers only look at it, between units of work)."""
+
+    __slots__ = ("_condition", "_set")
+    _making = threading.Lock()
+
+    def __init__(self) -> None:
+        self._set = False
+        self._condition: threading.Condition | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        condition = self._condition
+        if condition is not None:
+            with condition:
+                condition.notify_all()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until set (True) or `timeout` seconds pass (False)."""
+        if self._set:
+            return True
+        with StopSignal._making:
+            if self._condition is None:
+                self._condition = threading.Condition(threading.Lock())
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._condition:
+            while not self._set:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self._condition.wait(left)
+        return self._set
 
 
 class TaskContext:
@@ -31,7 +70,7 @@ class TaskContext:
         task_type: str,
         attempt: int,
         args: dict[str, Any],
-        stop_event: threading.Event,
+        stop_event: StopSignal | threading.Event,
         report: ProgressSink,
         deadline: float | None,
         log_sink: LogSink | None = None,

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from taskservice.core.context import LogSink, ProgressSink, TaskContext
+from taskservice.core.context import LogSink, ProgressSink, StopSignal, TaskContext
 from taskservice.core.errors import InvalidRequest, StopTask
 from taskservice.core.models import ErrorType, Task, TaskError, TaskState
 from taskservice.core.paths import CLEAR_NODES_ARG, DataRoot, OpenedPaths
@@ -151,7 +150,7 @@ class HandlerContext:
 
     report: ProgressSink
     log_sink: LogSink
-    stop_event: threading.Event
+    stop_event: StopSignal
     deadline: float | None
     stop_grace: float
     # False once the task was stopped or given up on: its outputs are then not moved into place.

@@ -1,8 +1,10 @@
 """How a run ends: decided once (by its handler, a stop, the watchdog, a shutdown or a lost lease), written on the
 board, and shown to watchers and listeners only once the board made it durable.
 
-Nobody waits for an end's write: the worker goes on with its next task while the end shares the next group
-commit. A write the storage refuses is tried again every second (a full disk) and shown when it succeeds.
+Nobody waits for an end's write: the worker goes on with its next task. Ends of handlers that return at once are
+held a moment and written together (up to MAX_HELD_ENDS, or HOLD_ENDS_SECONDS, or when a worker has nothing
+else to do), so that a deep queue of short tasks costs one board write per batch rather than one per task. A
+write the storage refuses is tried again every second (a full disk) and shown when it succeeds.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ log = logging.getLogger("taskservice.core.manager")
 
 # How long to wait between tries when the storage refuses an end.
 END_WRITE_RETRY_SECONDS = 1.0
+# Ends held to be written together: at most this many, for at most this long (the watchdog writes them then).
+MAX_HELD_ENDS = 256
+HOLD_ENDS_SECONDS = 0.005
 
 
 def ended_copy(task: Task, state: TaskState, now: float, *, result: Any = None, error: TaskError | None = None) -> Task:
@@ -66,14 +71,18 @@ class Finisher:
         self._refused = ThrottledLog(log)
         # Tells drain() that a run left the table.
         self.gone = threading.Condition(table.lock)
+        # Ends decided and not yet handed to the board, with the monotonic time the first was held.
+        self._held: list[tuple[Run, Task]] = []
+        self.held_since: float | None = None
 
     # ------------------------------------------------------------------ deciding
 
-    def conclude(self, run: Run, outcome: Outcome) -> None:
-        """The handler returned: decide the end (or a retry) and write it."""
+    def conclude(self, run: Run, outcome: Outcome) -> bool:
+        """The handler returned: decide the end (or a retry) and write it, or hold it to be written with others.
+        True when held ends should be written now (enough of them)."""
         with self._table.lock:
             if run.finalized or self._phase() is Phase.CLOSED:
-                return
+                return False
             run.finalized = True
             due = self._retry_due(run, outcome)
             if due is not None:
@@ -88,10 +97,21 @@ class Finisher:
                 pending = ended_copy(
                     run.task, outcome.state, self._clock.time(), result=outcome.result, error=outcome.error
                 )
-        if pending.state is TaskState.PENDING:
-            self.requeue(run, pending, due if due is not None else self._clock.time())
-        else:
-            self.write_end(run, pending)
+            if pending.state is not TaskState.PENDING:
+                if not self._held:
+                    self.held_since = self._clock.monotonic()
+                    self._wake_watchdog()  # it writes them if nobody else does soon
+                self._held.append((run, pending))
+                return len(self._held) >= MAX_HELD_ENDS
+        self.requeue(run, pending, due if due is not None else self._clock.time())
+        return False
+
+    def write_held(self) -> None:
+        """Hand the held ends to the board, together."""
+        with self._table.lock:
+            held, self._held, self.held_since = self._held, [], None
+        if held:
+            self.write_ends(held)
 
     def _retry_due(self, run: Run, outcome: Outcome) -> float | None:
         """When a failed run is tried again, by its type's retry policy; None: it is not. Holds lock."""
@@ -166,13 +186,19 @@ class Finisher:
     # ------------------------------------------------------------------ writing and showing
 
     def write_end(self, run: Run, final: Task) -> None:
-        def written(applied: bool, error: BaseException | None) -> None:
-            if error is not None:
-                self._retry_write(run, final, error, lambda: self.write_end(run, final))
-            else:
-                self._shown(run, final if applied else None)
+        self.write_ends([(run, final)])
 
-        self._board.finish(run.claim, final, then=written)
+    def write_ends(self, ends: list[tuple[Run, Task]]) -> None:
+        def written(applied: list[bool], error: BaseException | None) -> None:
+            if error is not None:
+                for run, final in ends:
+                    self._retry_write(run, final, error, lambda r=run, f=final: self.write_end(r, f))
+            else:
+                self._shown_many(
+                    [(run, final if mine else None) for (run, final), mine in zip(ends, applied, strict=True)]
+                )
+
+        self._board.finish_many([(run.claim, final) for run, final in ends], then=written)
 
     def requeue(self, run: Run, pending: Task, due: float) -> None:
         def written(applied: bool, error: BaseException | None) -> None:
@@ -192,16 +218,23 @@ class Finisher:
         timer.start()
 
     def _shown(self, run: Run, written: Task | None) -> None:
-        """On the board's thread: the write is durable (written), or was refused by the fence (None)."""
+        self._shown_many([(run, written)])
+
+    def _shown_many(self, ends: list[tuple[Run, Task | None]]) -> None:
+        """On the board's thread: the writes are durable (written), or were refused by the fence (None)."""
+        refused = []
         with self._table.lock:
-            if self._table.runs.get(run.task_id) is run:
-                del self._table.runs[run.task_id]
-            if written is not None:
-                self._table.show(written, run.task.state)
-                if self._logs is not None and written.state.is_terminal:
-                    self._logs.finish(written.task_id)
+            for run, written in ends:
+                if self._table.runs.get(run.task_id) is run:
+                    del self._table.runs[run.task_id]
+                if written is not None:
+                    self._table.show(written, run.task.state)
+                    if self._logs is not None and written.state.is_terminal:
+                        self._logs.finish(written.task_id)
+                else:
+                    refused.append(run)
             self.gone.notify_all()
-        if written is None:
+        for run in refused:
             log.warning("task %s: its end was not written: this server no longer owns attempt %d", run.task_id,
                         run.task.attempt)  # fmt: skip
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taskservice.core.board.base import Claim, ClaimBatch
+from taskservice.core.context import StopSignal
 from taskservice.core.events import EventHub
 from taskservice.core.models import Progress, Task, TaskError, TaskEvent, TaskState
 from taskservice.core.observe import TaskListener
@@ -58,7 +59,7 @@ class Run:
     task: Task
     batch: ClaimBatch
     worker: Worker | None = None
-    stop_event: threading.Event = field(default_factory=threading.Event)
+    stop_event: StopSignal = field(default_factory=StopSignal)
     deadline: float | None = None  # monotonic time at which the time limit passes
     grace_deadline: float | None = None  # monotonic time after which a handler that has not returned is abandoned
     stop_state: TaskState | None = None

@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection
 from taskservice.core.board.base import Board
 from taskservice.core.clock import Clock
 from taskservice.core.errors import TaskServiceError
-from taskservice.core.finishing import Finisher
+from taskservice.core.finishing import HOLD_ENDS_SECONDS, Finisher
 from taskservice.core.models import ErrorType, TaskError, TaskState
 from taskservice.core.runs import Phase, Run, RunTable
 
@@ -91,6 +91,9 @@ class Watchdog:
                 abandoned = self._limits_and_graces()
             for run in abandoned:
                 self._finisher.abandon(run)
+            held_since = self._finisher.held_since
+            if held_since is not None and self._clock.monotonic() >= held_since + HOLD_ENDS_SECONDS:
+                self._finisher.write_held()
             try:
                 self._periodic()
             except TaskServiceError as exc:  # the storage is away: the next round tries again
@@ -121,6 +124,8 @@ class Watchdog:
     def _until_next(self) -> float:
         """Seconds to the next thing due. Holds lock."""
         due = [self._next_renew, self._next_reap, self._next_progress, self._next_stops]
+        if self._finisher.held_since is not None:
+            due.append(self._finisher.held_since + HOLD_ENDS_SECONDS)
         for run in self._table.active():
             deadline = run.grace_deadline if run.grace_deadline is not None else run.deadline
             if deadline is not None:

@@ -133,11 +133,12 @@ class WorkerPool:
     def _work_on(self, worker: Worker) -> None:
         ended: tuple[Run, Outcome] | None = None
         while True:
-            if ended is not None:
-                self._finisher.conclude(*ended)
-                ended = None
+            if ended is not None and self._finisher.conclude(*ended):
+                self._finisher.write_held()
+            ended = None
             run = self._next(worker)
             if run is None:
+                self._finisher.write_held()
                 return
             kind = self._registry.get(run.task.task_type)
             if kind is None or not kind.rerun_on_restart:
@@ -161,17 +162,27 @@ class WorkerPool:
                 if self._phase() is not Phase.SERVING:
                     return None
                 if self._claiming:
-                    self._idle += 1
-                    self._work.wait()
-                    self._idle -= 1
+                    self._wait_idle(None)
                     continue
                 batch = self._claim_unlocked(self._idle + 1)
                 if batch is None:
                     continue
                 if not batch.claims:
-                    self._idle += 1
-                    self._work.wait(self._idle_wait())
-                    self._idle -= 1
+                    self._wait_idle(self._idle_wait())
+
+    def _wait_idle(self, timeout: float | None) -> None:
+        """Wait for work, after writing the ends held for this moment (nothing else is coming to join them).
+        Holds lock."""
+        if self._finisher.held_since is not None:
+            self._table.lock.release()
+            try:
+                self._finisher.write_held()
+            finally:
+                self._table.lock.acquire()
+            return  # look again before waiting: things may have changed meanwhile
+        self._idle += 1
+        self._work.wait(timeout)
+        self._idle -= 1
 
     def _claim_unlocked(self, n: int) -> ClaimBatch | None:
         """Claim up to n tasks with the lock let go meanwhile; register what came. Holds lock on entry and exit.

@@ -39,6 +39,8 @@ class NewTask:
     priority: int = 0
     labels: dict[str, str] = field(default_factory=dict)
     time_limit: float | None = None
+    # The server made the id (128 random bits): no task can have it already, so nothing needs looking up.
+    fresh_id: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,7 @@ class Renewal:
 Then = Callable[[BaseException | None], None]
 SubmitThen = Callable[[list[Answer]], None]
 FencedThen = Callable[[bool, BaseException | None], None]  # applied?, error
+FencedManyThen = Callable[[list[bool], BaseException | None], None]
 StopThen = Callable[[StopResult | None, BaseException | None], None]
 
 
@@ -132,8 +135,13 @@ class Board(abc.ABC):
         """RUNNING -> STOPPING, by the owner (who assigns the event sequence): fenced on owner and attempt."""
 
     @abc.abstractmethod
+    def finish_many(self, ends: Sequence[tuple[Claim, Task]], then: FencedManyThen) -> None:
+        """The owner's ends of runs (each `final` terminal), written together: each applied only while its claim
+        still owns the task. `then` hears one applied flag per end, in order."""
+
     def finish(self, claim: Claim, final: Task, then: FencedThen) -> None:
-        """The owner's end of a run (`final` is terminal): applied only while `claim` still owns the task."""
+        """finish_many() of one end."""
+        self.finish_many([(claim, final)], lambda applied, error: then(bool(applied and applied[0]), error))
 
     @abc.abstractmethod
     def retry_at(self, claim: Claim, task: Task, due: float, then: FencedThen) -> None:

@@ -21,6 +21,7 @@ from taskservice.core.board.base import (
     Board,
     Claim,
     ClaimBatch,
+    FencedManyThen,
     FencedThen,
     NewTask,
     Renewal,
@@ -65,9 +66,13 @@ class _Answers:
         self._then = then
 
     def fill(self, index: int, answer: Answer) -> None:
-        self._answers[index] = answer
+        self.fill_many([(index, answer)])
+
+    def fill_many(self, answers: Sequence[tuple[int, Answer]]) -> None:
+        for index, answer in answers:
+            self._answers[index] = answer
         with self._lock:
-            self._missing -= 1
+            self._missing -= len(answers)
             complete = self._missing == 0
         if complete:
             self._then(self._answers)  # type: ignore[arg-type]
@@ -101,6 +106,8 @@ class LocalBoard(Board):
         self._inflight: dict[str, _Inflight] = {}
         self._revoking: set[str] = set()
         self._progress: dict[str, SaveProgress] = {}
+        # RUNNING states of claims not written yet (see claim()).
+        self._lazy: dict[str, SaveTask] = {}
         # Stops asked of running tasks, for their owners: task id -> (attempt, reason).
         self._stops: dict[str, tuple[int, str]] = {}
         self._stop_listeners: list[Callable[[], None]] = []
@@ -145,7 +152,7 @@ class LocalBoard(Board):
                     self._inflight[task.task_id] = _Inflight(task)
                     created.append((index, task))
         if immediate:
-            self._writer.write(then=lambda _error: [answers.fill(i, a) for i, a in immediate])
+            self._writer.write(then=lambda _error: answers.fill_many(immediate))
         if created:
             self._writer.write(
                 *(InsertTask(task) for _, task in created),
@@ -155,6 +162,8 @@ class LocalBoard(Board):
     def _find_same(self, new: NewTask) -> Task | _Inflight | None:
         """The task already under this id (or its commit on the way), when the request is the same; TaskConflict
         when it is not; None for a free id. Holds _lock."""
+        if new.fresh_id:
+            return None
         inflight = self._inflight.get(new.task_id)
         if inflight is not None:
             if inflight.task.request_digest != new.request_digest:
@@ -188,17 +197,19 @@ class LocalBoard(Board):
     def _inserted(self, created: list[tuple[int, Task]], answers: _Answers, error: BaseException | None) -> None:
         """On the writer thread: the new rows are committed (or not): queue them, answer everyone."""
         failure = None if error is None else as_answer(error)
-        told: list[tuple[Callable[[Answer], None], Answer]] = []
+        own: list[tuple[int, Answer]] = []
+        followers: list[tuple[Callable[[Answer], None], Answer]] = []
         with self._lock:
             for index, task in created:
                 inflight = self._inflight.pop(task.task_id)
                 answer: Answer = failure if failure is not None else SubmitOutcome(task.copy(), created=True)
                 if failure is None:
                     self._unfinished[task.task_id] = task
-                told.append((lambda a, i=index: answers.fill(i, a), answer))
-                told.extend((follower, answer) for follower in inflight.followers)
+                own.append((index, answer))
+                followers.extend((follower, answer) for follower in inflight.followers)
         # Answered before they can be claimed, so that whoever hears of a task's creation hears it first.
-        for tell, answer in told:
+        answers.fill_many(own)
+        for tell, answer in followers:
             tell(answer)
         if failure is not None:
             return
@@ -245,22 +256,26 @@ class LocalBoard(Board):
                 claims.append(claim)
             for entry in passed_over:
                 heapq.heappush(self._ready, entry)
+            # RUNNING is written lazily: at once for a claim whose owner waits for it (wait_durable), else with the
+            # next progress flush, or never when its end comes first and supersedes it. Nobody reads this storage
+            # but this board, and after a crash a RUNNING that never reached the disk is a PENDING task run again:
+            # what a type that does not wait accepts.
+            for claim in claims:
+                self._lazy[claim.task_id] = SaveTask(claim.task)
         if not claims:
             return ClaimBatch([])
-        written = threading.Event()
-        outcome: list[BaseException | None] = [None]
+        return ClaimBatch(claims, lambda: self._make_durable([claim.task_id for claim in claims]))
 
-        def durable(error: BaseException | None) -> None:
-            outcome[0] = error
-            written.set()
-
-        self._writer.write(*(SaveTask(claim.task) for claim in claims), then=durable)
-
-        def wait() -> BaseException | None:
-            written.wait()
-            return outcome[0]
-
-        return ClaimBatch(claims, wait)
+    def _make_durable(self, task_ids: list[str]) -> BaseException | None:
+        """Write the lazy RUNNING states of these claims now, and wait; the error if they could not be."""
+        with self._lock:
+            writes = [write for write in map(self._lazy.pop, task_ids, [None] * len(task_ids)) if write is not None]
+        # Even with nothing left to write (a progress flush took them), the commit waits for the one in flight.
+        try:
+            self._writer.commit(*writes).result()
+        except Exception as exc:
+            return exc
+        return None
 
     def _release_due(self, now: float) -> None:
         """Move delayed tasks whose run_after has come to the ready queue. Holds _lock."""
@@ -301,28 +316,34 @@ class LocalBoard(Board):
         with self._lock:
             owned = self._owns(claim)
             if owned:
+                self._lazy.pop(claim.task_id, None)
                 self._unfinished[task.task_id] = task.copy()
         self._fenced_write(owned, [SaveTask(task.copy())] if owned else [], then)
 
-    def finish(self, claim: Claim, final: Task, then: FencedThen) -> None:
+    def finish_many(self, ends: Sequence[tuple[Claim, Task]], then: FencedManyThen) -> None:
         with self._lock:
-            owned = self._owns(claim)
+            owned = [self._owns(claim) for claim, _ in ends]
+            for (claim, _), mine in zip(ends, owned, strict=True):
+                if mine:
+                    self._lazy.pop(claim.task_id, None)
+        writes = [SaveTask(final.copy()) for (_, final), mine in zip(ends, owned, strict=True) if mine]
 
         def done(error: BaseException | None) -> None:
-            applied = False
-            if error is None:
-                with self._lock:
-                    applied = self._owns(claim)  # not reaped meanwhile
-                    if applied:
+            if error is not None:
+                then([False] * len(ends), error)
+                return
+            applied = []
+            with self._lock:
+                for (claim, final), mine in zip(ends, owned, strict=True):
+                    mine = mine and self._owns(claim)  # not reaped meanwhile
+                    if mine:
                         del self._owners[final.task_id]
                         self._unfinished.pop(final.task_id, None)
                         self._progress.pop(final.task_id, None)
-            then(applied, error)
+                    applied.append(mine)
+            then(applied, None)
 
-        if not owned:
-            self._writer.write(then=lambda _error: then(False, None))
-            return
-        self._writer.write(SaveTask(final.copy()), then=done)
+        self._writer.write(*writes, then=done)
 
     def retry_at(self, claim: Claim, task: Task, due: float, then: FencedThen) -> None:
         pending = task.copy()
@@ -330,6 +351,8 @@ class LocalBoard(Board):
         pending.run_after = due
         with self._lock:
             owned = self._owns(claim)
+            if owned:
+                self._lazy.pop(claim.task_id, None)
 
         def done(error: BaseException | None) -> None:
             applied = False
@@ -368,10 +391,12 @@ class LocalBoard(Board):
                     task.event_sequence = max(task.event_sequence, sequence)
 
     def _take_progress(self) -> list[Write]:
-        """The writer's call, once per flush interval: the latest progress of every task that moved."""
+        """The writer's call, once per flush interval: lazy RUNNING states, then the latest progress of every task
+        that moved (a progress write after the RUNNING of its task, in one transaction)."""
         with self._lock:
+            lazy, self._lazy = self._lazy, {}
             taken, self._progress = self._progress, {}
-        return list(taken.values())
+        return [*lazy.values(), *taken.values()]
 
     def request_stop(self, task_id: str, reason: str, now: float, then: StopThen) -> None:
         with self._lock:
@@ -429,6 +454,7 @@ class LocalBoard(Board):
                     continue
                 del self._owners[task_id]
                 self._progress.pop(task_id, None)
+                self._lazy.pop(task_id, None)
                 task = self._unfinished[task_id]
                 previous = task.state
                 task.event_sequence += REAP_SEQUENCE_GAP
