@@ -42,6 +42,8 @@ class StopSignal:
         """Block until set (True) or `timeout` seconds pass (False)."""
         if self._set:
             return True
+        if timeout is not None and timeout <= 0:
+            return False
         with StopSignal._making:
             if self._condition is None:
                 self._condition = threading.Condition(threading.Lock())

@@ -177,6 +177,7 @@ class WorkerManager:
             data_root=data_root,
             logs=logs,
             early_stop=self._stop_if_asked,
+            wake_watchdog=lambda: self._watchdog.wake(),
         )
         self._watchdog = Watchdog(
             self._table,
@@ -394,6 +395,11 @@ class WorkerManager:
             raise TaskNotFound(task_id)
         return task
 
+    def get_now(self, task_id: str) -> Task | None:
+        """get() when it needs no read of storage (a task running here, or held in the board's memory); else None.
+        For callers on an event loop, which must not wait on a disk or a network."""
+        return self._table.copy_of(task_id) or self.board.peek(task_id)
+
     def list(self, task_filter: TaskFilter, page_size: int, before: int | None = None) -> TaskPage:
         """A page of tasks, newest first; tasks this node runs show their live state and progress."""
         found = self.board.list(task_filter, before_order=before, limit=page_size + 1)
@@ -434,6 +440,18 @@ class WorkerManager:
                 self._attach(stored, watcher, after_sequence)
                 return True
         return self._watch_ended(stored, watcher, after_sequence)
+
+    def watch_now(self, task_id: str, watcher: Watcher, after_sequence: int = 0) -> bool | None:
+        """watch() when it needs no read of storage (an unfinished task held in memory); else None, and the caller
+        calls watch() where waiting is allowed."""
+        watcher.last_sequence = after_sequence
+        with self._table.lock:
+            run = self._table.runs.get(task_id)
+            task = run.task if run is not None else self.board.peek(task_id)
+            if task is None or task.state.is_terminal:
+                return None
+            self._attach(task, watcher, after_sequence)
+            return True
 
     def _attach(self, task: Task, watcher: Watcher, after_sequence: int) -> None:
         """A watcher of an unfinished task, from a snapshot or after a sequence. Holds lock."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Collection
 
@@ -32,6 +33,11 @@ log = logging.getLogger("taskservice.core.manager")
 MAX_PROGRESS_MESSAGE = 1024
 # Progress counts travel as int64 (protobuf) and are stored as SQLite INTEGER.
 INT64_MAX = 2**63 - 1
+# Prefetching claims (see WorkerPool._prefetch): per worker, and only while handlers typically take less than this
+# (an average over the last few dozen runs, each weighing RUN_TIME_WEIGHT).
+PREFETCH_PER_WORKER = 4
+PREFETCH_BELOW_SECONDS = 0.005
+RUN_TIME_WEIGHT = 0.05
 
 
 class WorkerPool:
@@ -52,6 +58,7 @@ class WorkerPool:
         data_root: DataRoot | None,
         logs: TaskLogs | None,
         early_stop: Callable[[Run], None],
+        wake_watchdog: Callable[[], None],
     ) -> None:
         self._table = table
         self._board = board
@@ -67,7 +74,10 @@ class WorkerPool:
         self._data_root = data_root
         self._logs = logs
         self._early_stop = early_stop
+        self._wake_watchdog = wake_watchdog
         self.workers: list[Worker] = []
+        # How long handlers take, on average over recent runs (starts high: no prefetching until known).
+        self._typical_run = 1.0
         self._work = threading.Condition(table.lock)
         self._claimed: deque[Run] = deque()
         self._claiming = False
@@ -142,12 +152,19 @@ class WorkerPool:
                 return
             kind = self._registry.get(run.task.task_type)
             if kind is None or not kind.rerun_on_restart:
-                error = run.batch.wait_durable()
+                # The ends held so far share the commit this worker waits for: a crash meanwhile must not find
+                # them RUNNING (LOST), only the task about to start.
+                self._finisher.write_held()
+                error = run.batch.wait_durable(run.task_id)
                 if error is not None:
                     # Run anyway: refusing work because the disk is full helps nobody. A crash now would
                     # re-queue the task instead of marking it LOST.
                     log.warning("task %s starts without a durable RUNNING state: %s", run.task_id, error)
+            else:
+                run.batch.started(run.task_id)
+            started = time.monotonic()
             ended = (run, self._execute(run))
+            self._typical_run += (time.monotonic() - started - self._typical_run) * RUN_TIME_WEIGHT
 
     def _next(self, worker: Worker) -> Run | None:
         """The next claimed run for this worker, claiming when none is waiting; None when the worker should end."""
@@ -158,17 +175,28 @@ class WorkerPool:
                 if self._claimed:
                     run = self._claimed.popleft()
                     run.worker = worker
+                    if run.task.time_limit is not None:  # from when its handler starts, not from its claim
+                        run.deadline = self._clock.monotonic() + run.task.time_limit
+                        self._wake_watchdog()
                     return run
                 if self._phase() is not Phase.SERVING:
                     return None
                 if self._claiming:
                     self._wait_idle(None)
                     continue
-                batch = self._claim_unlocked(self._idle + 1)
+                batch = self._claim_unlocked(self._idle + 1 + self._prefetch())
                 if batch is None:
                     continue
                 if not batch.claims:
                     self._wait_idle(self._idle_wait())
+
+    def _prefetch(self) -> int:
+        """Claims beyond the idle workers: while handlers return within moments, a few more per claim, so that a
+        deep queue of short tasks costs one claim (and one RUNNING commit) per batch. Never for long handlers,
+        whose claimed tasks would wait, RUNNING, for a worker. Holds lock."""
+        if not self._board.exclusive:  # a claim on a shared board is a lease other servers cannot take
+            return 0
+        return self._size * PREFETCH_PER_WORKER if self._typical_run < PREFETCH_BELOW_SECONDS else 0
 
     def _wait_idle(self, timeout: float | None) -> None:
         """Wait for work, after writing the ends held for this moment (nothing else is coming to join them).
@@ -217,8 +245,6 @@ class WorkerPool:
         """A claimed task joins the table, RUNNING, and waits for a worker. Holds lock."""
         task = run.task
         self._table.runs[task.task_id] = run
-        if task.time_limit is not None:
-            run.deadline = self._clock.monotonic() + task.time_limit
         self._table.show(task, TaskState.PENDING)
         self._claimed.append(run)
         self._early_stop(run)

@@ -201,7 +201,8 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
     @_unary
     async def GetState(self, request: pb.GetStateRequest, context: Any) -> pb.GetStateResponse:
         check_task_id(request.task_id)
-        return pb.GetStateResponse(task=convert.task_to_proto(await self._read(self._manager.get, request.task_id)))
+        task = self._manager.get_now(request.task_id) or await self._read(self._manager.get, request.task_id)
+        return pb.GetStateResponse(task=convert.task_to_proto(task))
 
     @_unary
     async def Stop(self, request: pb.StopRequest, context: Any) -> pb.StopResponse:
@@ -237,7 +238,9 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
         try:
             _check_decoded(request)
             check_task_id(request.task_id)
-            more = await self._read(self._manager.watch, request.task_id, watcher, request.after_sequence)
+            more = self._manager.watch_now(request.task_id, watcher, request.after_sequence)
+            if more is None:
+                more = await self._read(self._manager.watch, request.task_id, watcher, request.after_sequence)
         except Exception as exc:
             await _abort(context, exc)
         if not more:

@@ -51,7 +51,7 @@ def submit(board: Board, tasks: Sequence[NewTask], now: float = NOW) -> list[Any
 
 def claim(board: Board, n: int = 1, *, node: str = "node-a", types: Any = None, now: float = NOW) -> list[Claim]:
     batch = board.claim(node, types, n, lease_until=now + LEASE, now=now)
-    assert batch.wait_durable() is None
+    assert all(batch.wait_durable(claim.task_id) is None for claim in batch.claims)
     return batch.claims
 
 

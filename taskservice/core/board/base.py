@@ -65,15 +65,28 @@ class Claim:
 
 
 class ClaimBatch:
-    """Claims taken together. Their RUNNING state may still be on its way to disk: wait_durable() says when."""
+    """Claims taken together. A claim's RUNNING state may not be on disk yet: wait_durable() writes it."""
 
-    def __init__(self, claims: list[Claim], durable: Callable[[], BaseException | None] | None = None) -> None:
+    def __init__(
+        self,
+        claims: list[Claim],
+        durable: Callable[[str], BaseException | None] | None = None,
+        started: Callable[[str], None] | None = None,
+    ) -> None:
         self.claims = claims
         self._durable = durable
+        self._started = started
 
-    def wait_durable(self) -> BaseException | None:
-        """Block until the claims' RUNNING state is durable; the error if it could not be written."""
-        return self._durable() if self._durable is not None else None
+    def started(self, task_id: str) -> None:
+        """The handler of this batch's claim of `task_id` starts without waiting for durability: write its RUNNING
+        state soon (a claim whose handler never started is never written RUNNING)."""
+        if self._started is not None:
+            self._started(task_id)
+
+    def wait_durable(self, task_id: str) -> BaseException | None:
+        """Block until the RUNNING state of this batch's claim of `task_id` is durable; the error if it could not
+        be written."""
+        return self._durable(task_id) if self._durable is not None else None
 
 
 class StopEffect(enum.Enum):
@@ -167,6 +180,10 @@ class Board(abc.ABC):
 
     @abc.abstractmethod
     def get(self, task_id: str) -> Task | None: ...
+
+    def peek(self, task_id: str) -> Task | None:
+        """The task when the board holds it in memory (no waiting on storage); None when a get() is needed."""
+        return None
 
     @abc.abstractmethod
     def list(self, task_filter: TaskFilter, *, before_order: int | None, limit: int) -> list[Task]:

@@ -106,8 +106,9 @@ class LocalBoard(Board):
         self._inflight: dict[str, _Inflight] = {}
         self._revoking: set[str] = set()
         self._progress: dict[str, SaveProgress] = {}
-        # RUNNING states of claims not written yet (see claim()).
+        # RUNNING states of claims not written yet (see claim()), and those of them whose handler started.
         self._lazy: dict[str, SaveTask] = {}
+        self._started: set[str] = set()
         # Stops asked of running tasks, for their owners: task id -> (attempt, reason).
         self._stops: dict[str, tuple[int, str]] = {}
         self._stop_listeners: list[Callable[[], None]] = []
@@ -205,6 +206,7 @@ class LocalBoard(Board):
                 answer: Answer = failure if failure is not None else SubmitOutcome(task.copy(), created=True)
                 if failure is None:
                     self._unfinished[task.task_id] = task
+                    self._queued += 1  # queued from now on (below, once its creator was told, it is claimable)
                 own.append((index, answer))
                 followers.extend((follower, answer) for follower in inflight.followers)
         # Answered before they can be claimed, so that whoever hears of a task's creation hears it first.
@@ -216,12 +218,13 @@ class LocalBoard(Board):
         with self._lock:
             for _, task in created:
                 if task.state is TaskState.PENDING and task.task_id not in self._revoking:
-                    self._enqueue(task)
+                    self._enqueue(task, counted=True)
         self._work_arrived()
 
-    def _enqueue(self, task: Task) -> None:
-        """Put a PENDING task where claim() finds it. Holds _lock."""
-        self._queued += 1
+    def _enqueue(self, task: Task, *, counted: bool = False) -> None:
+        """Put a PENDING task where claim() finds it (counted: it is in `_queued` already). Holds _lock."""
+        if not counted:
+            self._queued += 1
         if task.run_after is not None:
             heapq.heappush(self._delayed, (task.run_after, task.submit_order, task.task_id))
         else:
@@ -256,23 +259,30 @@ class LocalBoard(Board):
                 claims.append(claim)
             for entry in passed_over:
                 heapq.heappush(self._ready, entry)
-            # RUNNING is written lazily: at once for a claim whose owner waits for it (wait_durable), else with the
-            # next progress flush, or never when its end comes first and supersedes it. Nobody reads this storage
-            # but this board, and after a crash a RUNNING that never reached the disk is a PENDING task run again:
-            # what a type that does not wait accepts.
+            # RUNNING is written lazily: when the owner waits for it (wait_durable, before it starts a handler of a
+            # type that must not run twice), else with the next progress flush once its handler started, or never
+            # when its end comes first and supersedes it. Nobody reads this storage but this board, and after a
+            # crash a task whose RUNNING never reached the disk is PENDING and runs again: what a type safe to re-run
+            # accepts, and right for a claimed task whose handler never started.
             for claim in claims:
                 self._lazy[claim.task_id] = SaveTask(claim.task)
         if not claims:
             return ClaimBatch([])
-        return ClaimBatch(claims, lambda: self._make_durable([claim.task_id for claim in claims]))
+        return ClaimBatch(claims, self._make_durable, self._mark_started)
 
-    def _make_durable(self, task_ids: list[str]) -> BaseException | None:
-        """Write the lazy RUNNING states of these claims now, and wait; the error if they could not be."""
+    def _mark_started(self, task_id: str) -> None:
         with self._lock:
-            writes = [write for write in map(self._lazy.pop, task_ids, [None] * len(task_ids)) if write is not None]
-        # Even with nothing left to write (a progress flush took them), the commit waits for the one in flight.
+            if task_id in self._lazy:
+                self._started.add(task_id)
+
+    def _make_durable(self, task_id: str) -> BaseException | None:
+        """Write the lazy RUNNING state of this claim now, and wait; the error if it could not be."""
+        with self._lock:
+            write = self._lazy.pop(task_id, None)
+        if write is None:
+            return None  # its end or a stop was written already
         try:
-            self._writer.commit(*writes).result()
+            self._writer.commit(write).result()
         except Exception as exc:
             return exc
         return None
@@ -391,12 +401,13 @@ class LocalBoard(Board):
                     task.event_sequence = max(task.event_sequence, sequence)
 
     def _take_progress(self) -> list[Write]:
-        """The writer's call, once per flush interval: lazy RUNNING states, then the latest progress of every task
-        that moved (a progress write after the RUNNING of its task, in one transaction)."""
+        """The writer's call, once per flush interval: the RUNNING states of started runs not written yet, then the
+        latest progress of every task that moved (not of a task still PENDING on disk)."""
         with self._lock:
-            lazy, self._lazy = self._lazy, {}
+            running = [self._lazy.pop(task_id) for task_id in self._started if task_id in self._lazy]
+            self._started.clear()
             taken, self._progress = self._progress, {}
-        return [*lazy.values(), *taken.values()]
+            return [*running, *(write for task_id, write in taken.items() if task_id not in self._lazy)]
 
     def request_stop(self, task_id: str, reason: str, now: float, then: StopThen) -> None:
         with self._lock:
@@ -479,11 +490,12 @@ class LocalBoard(Board):
     # ------------------------------------------------------------------ reads
 
     def get(self, task_id: str) -> Task | None:
+        return self.peek(task_id) or self._store.get(task_id)
+
+    def peek(self, task_id: str) -> Task | None:
         with self._lock:
             task = self._unfinished.get(task_id)
-            if task is not None:
-                return task.copy()
-        return self._store.get(task_id)
+            return task.copy() if task is not None else None
 
     def list(self, task_filter: TaskFilter, *, before_order: int | None, limit: int) -> list[Task]:
         found = self._store.list(task_filter, before_order=before_order, limit=limit)
