@@ -5,7 +5,9 @@
 - the workers (workers.py): claim, run, hand outcomes on;
 - the finisher (finishing.py): ends written on the board, shown only once durable;
 - the watchdog (watchdog.py): time limits, stop grace, leases, reaping, progress writes;
-- the run table (runs.py): this node's runs and what watchers and listeners are shown.
+- the run table (runs.py): this node's runs and what watchers and listeners are shown;
+- watching (watching.py): a watcher attached at the right sequence, whatever is being shown meanwhile;
+- stopping (stopping.py): a Stop of a task run here, or asked of the board for one run elsewhere.
 
 Its life is one Phase: NEW -> SERVING -> DRAINING -> CLOSED. Shutdown is ordered and bounded: stop taking
 Submits and claims, let running tasks finish for the drain, stop what is left as Stop would, flush.
@@ -18,15 +20,15 @@ import os
 import secrets
 import socket
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, InvalidStateError
-from dataclasses import dataclass
+from concurrent.futures import Future
 from typing import Any
 
 from taskservice.core.admission import Admission, SubmitSpec
-from taskservice.core.board.base import REAP_SEQUENCE_GAP, Answer, Board, NewTask, StopEffect, StopResult
+from taskservice.core.board.base import REAP_SEQUENCE_GAP, Answer, Board, NewTask
 from taskservice.core.board.local import LocalBoard
 from taskservice.core.clock import Clock, SystemClock
-from taskservice.core.errors import SequenceOutOfRange, ShuttingDown, TaskNotFound, TaskServiceError
+from taskservice.core.config import ManagerConfig, ManagerStats
+from taskservice.core.errors import ShuttingDown, TaskNotFound, TaskServiceError
 from taskservice.core.events import EventHub, Watcher
 from taskservice.core.finishing import Finisher
 from taskservice.core.logs import TaskLogs
@@ -43,10 +45,11 @@ from taskservice.core.models import (
 from taskservice.core.observe import TaskListener, TransitionLog
 from taskservice.core.paths import DataRoot
 from taskservice.core.registry import TaskRegistry
-from taskservice.core.runs import Phase, Run, RunTable
+from taskservice.core.runs import Phase, RunTable
+from taskservice.core.stopping import Stopping, settle
 from taskservice.core.store.base import TaskStore
-from taskservice.core.validation import MAX_STOP_REASON
 from taskservice.core.watchdog import Watchdog
+from taskservice.core.watching import Watching
 from taskservice.core.workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -57,54 +60,6 @@ __all__ = ["RESTART_SEQUENCE_GAP", "ManagerConfig", "ManagerStats", "SubmitSpec"
 RESTART_SEQUENCE_GAP = REAP_SEQUENCE_GAP
 # At shutdown, how long past the stop grace to wait for the watchdog to abandon handlers that ignore the stop.
 SHUTDOWN_ABANDON_MARGIN = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class ManagerConfig:
-    """Tunables; each is a server flag and a TASKSERVICE_* environment variable."""
-
-    workers: int = 4
-    max_queue: int = 100_000
-    # Seconds; None means tasks without their own limit run unbounded.
-    default_time_limit: float | None = None
-    # Seconds a handler gets to return after a stop or its time limit before it is abandoned.
-    stop_grace: float = 5.0
-    # A claim's lease, how often this node renews its leases, and how often it reaps expired ones.
-    lease_seconds: float = 30.0
-    renew_seconds: float = 10.0
-    reap_seconds: float = 10.0
-    # How long an idle worker waits before it looks for work without being told of any.
-    poll_seconds: float = 1.0
-    # How often the latest progress of running tasks is handed to the board.
-    progress_seconds: float = 0.25
-
-
-@dataclass(frozen=True, slots=True)
-class ManagerStats:
-    workers: int
-    busy_workers: int
-    abandoned_handlers: int
-    queued: int
-    live: int
-    watchers: int
-    store_commits: int
-
-
-def _settle(future: Future[Any], outcome: Any) -> None:
-    """Resolve a caller's Future, unless the caller cancelled it (an RPC whose client gave up)."""
-    try:
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
-    except InvalidStateError:
-        pass
-
-
-def _ahead(task_id: str, after_sequence: int, latest: int) -> SequenceOutOfRange:
-    return SequenceOutOfRange(
-        f"after_sequence {after_sequence} is ahead of task {task_id!r}'s latest event ({latest}); watch again from 0"
-    )
 
 
 def _shutting_down() -> ShuttingDown:
@@ -148,8 +103,7 @@ class WorkerManager:
         self._phase = Phase.NEW
         self._table = RunTable(self._listeners, self.events, self._clock.time)
         self._admission = Admission(registry, data_root, self.config.default_time_limit)
-        # Stops asked of tasks the board says run here but that no worker registered yet (claimed that moment).
-        self._early_stops: dict[str, str] = {}
+        self._watching = Watching(self._table, self.board, self.events)
         self._health_listeners: list[Callable[[bool], None]] = []
         self._finisher = Finisher(
             self._table,
@@ -176,9 +130,10 @@ class WorkerManager:
             stop_grace=self.config.stop_grace,
             data_root=data_root,
             logs=logs,
-            early_stop=self._stop_if_asked,
+            early_stop=lambda run: self._stopping.registered(run),
             wake_watchdog=lambda: self._watchdog.wake(),
         )
+        self._stopping = Stopping(self._table, self.board, self._finisher, self._clock)
         self._watchdog = Watchdog(
             self._table,
             self.board,
@@ -193,6 +148,7 @@ class WorkerManager:
             poll_seconds=self.config.poll_seconds,
             rerunnable=self._rerunnable,
             dirty=self._workers.take_dirty,
+            act_on_stops=self._stopping.act_on,
         )
         if logs is not None:
             logs.protect(lambda task_id: task_id in self._table.runs or self._unfinished_here(task_id))
@@ -366,7 +322,7 @@ class WorkerManager:
         def answered(answers: list[Answer]) -> None:
             self._submitted(new, answers, [])
             told = iter(answers)
-            _settle(result, [item if isinstance(item, TaskServiceError) else next(told) for item in checked])
+            settle(result, [item if isinstance(item, TaskServiceError) else next(told) for item in checked])
 
         if new:
             self.board.submit(new, self._clock.time(), then=answered)
@@ -385,7 +341,7 @@ class WorkerManager:
                 if isinstance(answer, SubmitOutcome) and answer.created:
                     self._table.notify(answer.task, None)
         for future, answer in zip(futures, answers, strict=False):
-            _settle(future, answer)
+            settle(future, answer)
 
     # ----------------------------------------------------------------- read
 
@@ -412,70 +368,12 @@ class WorkerManager:
     # ----------------------------------------------------------------- watch
 
     def watch(self, task_id: str, watcher: Watcher, after_sequence: int = 0) -> bool:
-        """Attach a watcher. With after_sequence=0 it first gets a snapshot event of the task as it is now,
-        then every later event; otherwise the events after that sequence. A watcher of a finished task
-        gets its terminal snapshot. Raises TaskNotFound or SequenceOutOfRange.
-
-        False when nothing will come: the task ended at exactly `after_sequence` (a watcher that saw the
-        terminal event but not the end of its stream, resuming).
-        """
-        watcher.last_sequence = after_sequence
-        with self._table.lock:
-            run = self._table.runs.get(task_id)
-            if run is not None:  # this node runs it: everything shown of it passes under this lock
-                self._attach(run.task, watcher, after_sequence)
-                return True
-        stored = self.board.get(task_id)  # read without the lock: it may take a round trip
-        with self._table.lock:
-            run = self._table.runs.get(task_id)
-            if run is not None:  # claimed meanwhile
-                self._attach(run.task, watcher, after_sequence)
-                return True
-            shown = self._table.recent.get(task_id)  # changed meanwhile, by something this node showed
-            if shown is not None and (stored is None or shown.event_sequence > stored.event_sequence):
-                stored = shown.copy()
-            if stored is None:
-                raise TaskNotFound(task_id)
-            if not stored.state.is_terminal:
-                self._attach(stored, watcher, after_sequence)
-                return True
-        return self._watch_ended(stored, watcher, after_sequence)
+        """Attach a watcher (see watching.py); False when nothing will come (resumed after the task's end)."""
+        return self._watching.watch(task_id, watcher, after_sequence)
 
     def watch_now(self, task_id: str, watcher: Watcher, after_sequence: int = 0) -> bool | None:
-        """watch() when it needs no read of storage (an unfinished task held in memory); else None, and the caller
-        calls watch() where waiting is allowed."""
-        watcher.last_sequence = after_sequence
-        with self._table.lock:
-            run = self._table.runs.get(task_id)
-            task = run.task if run is not None else self.board.peek(task_id)
-            if task is None or task.state.is_terminal:
-                return None
-            self._attach(task, watcher, after_sequence)
-            return True
-
-    def _attach(self, task: Task, watcher: Watcher, after_sequence: int) -> None:
-        """A watcher of an unfinished task, from a snapshot or after a sequence. Holds lock."""
-        if after_sequence > task.event_sequence:
-            raise _ahead(task.task_id, after_sequence, task.event_sequence)
-        if after_sequence == 0:
-            watcher.push(self._table.snapshot(task))
-        self.events.subscribe(task.task_id, watcher, after_sequence, live_sequence=task.event_sequence)
-
-    def _watch_ended(self, stored: Task, watcher: Watcher, after_sequence: int) -> bool:
-        if after_sequence == 0:
-            watcher.push(self._table.snapshot(stored))
-            return True
-        if after_sequence == stored.event_sequence:
-            return False
-        if after_sequence > stored.event_sequence:
-            raise _ahead(stored.task_id, after_sequence, stored.event_sequence)
-        replay = self.events.subscribe(stored.task_id, watcher, after_sequence)
-        if not replay:
-            raise SequenceOutOfRange(
-                f"task {stored.task_id!r} ended at sequence {stored.event_sequence} and no events after "
-                f"{after_sequence} are kept; watch again from 0 for its final state"
-            )
-        return True
+        """watch() when it needs no read of storage; else None (the caller calls watch() where it may wait)."""
+        return self._watching.watch_now(task_id, watcher, after_sequence)
 
     def unwatch(self, task_id: str, watcher: Watcher) -> None:
         self.events.unsubscribe(task_id, watcher)
@@ -491,53 +389,9 @@ class WorkerManager:
 
     def stop_async(self, task_id: str, reason: str = "") -> Future[Task]:
         """PENDING -> REVOKED (never runs); RUNNING -> STOPPING, REVOKED when the handler ends;
-        finished: unchanged. The Future resolves to the task as it is after the request.
+        finished: unchanged. The Future resolves to the task as it is after the request (see stopping.py).
         """
-        reason = reason[:MAX_STOP_REASON]
-        why = f"stopped by a client: {reason}" if reason else "stopped by a client"
-        result: Future[Task] = Future()
-        with self._table.lock:
-            run = self._table.runs.get(task_id)
-            if run is not None:
-                self._finisher.stop(run, TaskState.REVOKED, TaskError(ErrorType.REVOKED, why))
-                snapshot = run.task.copy()
-        if run is not None:
-            result.set_result(snapshot)
-            return result
-        self.board.request_stop(
-            task_id, why, self._clock.time(), then=lambda done, error: self._stopped(task_id, why, done, error, result)
-        )
-        return result
-
-    def _stopped(
-        self, task_id: str, why: str, done: StopResult | None, error: BaseException | None, result: Future[Task]
-    ) -> None:
-        """On the board's thread: what the board did with a Stop of a task this node did not hold."""
-        if error is not None or done is None:
-            _settle(result, error if error is not None else TaskNotFound(task_id))
-            return
-        with self._table.lock:
-            if done.effect is StopEffect.REVOKED:
-                self._table.show(done.task, TaskState.PENDING)
-                answer = done.task
-            elif done.effect is StopEffect.STOPPING and self.board.exclusive:
-                # Claimed by this node a moment ago: stop it here, now or as soon as a worker registers it.
-                run = self._table.runs.get(task_id)
-                if run is not None:
-                    self._finisher.stop(run, TaskState.REVOKED, TaskError(ErrorType.REVOKED, why))
-                    answer = run.task.copy()
-                else:
-                    self._early_stops[task_id] = why
-                    answer = done.task
-            else:
-                answer = done.task
-        _settle(result, answer)
-
-    def _stop_if_asked(self, run: Run) -> None:
-        """A run just registered: stop it if a Stop came while it was being claimed. Holds lock."""
-        why = self._early_stops.pop(run.task_id, None)
-        if why is not None:
-            self._finisher.stop(run, TaskState.REVOKED, TaskError(ErrorType.REVOKED, why))
+        return self._stopping.stop_async(task_id, reason)
 
     # ----------------------------------------------------------------- introspection
 

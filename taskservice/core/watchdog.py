@@ -42,6 +42,7 @@ class Watchdog:
         poll_seconds: float,
         rerunnable: Callable[[], Collection[str]],
         dirty: Callable[[], list[Run]],
+        act_on_stops: Callable[[list[tuple[str, int, str]]], None],
     ) -> None:
         self._table = table
         self._board = board
@@ -56,6 +57,7 @@ class Watchdog:
         self._poll_seconds = poll_seconds
         self._rerunnable = rerunnable
         self._dirty = dirty
+        self._act_on_stops = act_on_stops
         self._wake = threading.Condition(table.lock)
         self._thread: threading.Thread | None = None
         now = clock.monotonic()
@@ -168,13 +170,8 @@ class Watchdog:
     def act_on_stops(self) -> None:
         """Stop the runs here that a Stop sent through the board asked for."""
         asked = self._board.stops_for(self._node)
-        if not asked:
-            return
-        with self._table.lock:
-            for task_id, attempt, reason in asked:
-                run = self._table.runs.get(task_id)
-                if run is not None and run.task.attempt == attempt:
-                    self._finisher.stop(run, TaskState.REVOKED, TaskError(ErrorType.REVOKED, reason))
+        if asked:
+            self._act_on_stops(asked)
 
     def reap(self) -> None:
         """Take the tasks whose lease expired (here: of servers that died) and show what became of them."""

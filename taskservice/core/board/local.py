@@ -6,6 +6,10 @@ through the store writer, which commits many changes in one transaction (group c
 (its `then` called) only once it is durable; the queue only ever holds tasks whose PENDING state is durable.
 
 Lock: `_lock` guards the memory state; it is never held while a `then` is called, nor while waiting for the disk.
+
+This module is longer than most (about 500 lines) for one reason: it is one class whose state (the queue, the
+owners, the lazy RUNNING writes, the submissions in flight) keeps its invariants under one lock, and those are
+read best in one place.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from __future__ import annotations
 import heapq
 import threading
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
+from taskservice.core.board.answers import Answers, Inflight, as_answer, conflict, not_created, queue_full
 from taskservice.core.board.base import (
     REAP_SEQUENCE_GAP,
     Answer,
@@ -31,9 +36,6 @@ from taskservice.core.board.base import (
     SubmitThen,
 )
 from taskservice.core.errors import (
-    QueueFull,
-    StoreUnavailable,
-    TaskConflict,
     TaskNotFound,
     TaskServiceError,
 )
@@ -43,47 +45,6 @@ from taskservice.core.store.writer import StoreWriter
 
 # The owner recorded for what a previous process left running: its lease has expired, the first reap takes it.
 PREVIOUS_PROCESS = "(a previous process)"
-
-
-def conflict(existing: Task) -> TaskConflict:
-    return TaskConflict(
-        f"task id {existing.task_id!r} is taken by a {existing.task_type!r} task submitted with a different "
-        "request; choose another id, or send exactly the same request to get that task"
-    )
-
-
-def as_answer(error: BaseException) -> TaskServiceError:
-    return error if isinstance(error, TaskServiceError) else StoreUnavailable(str(error))
-
-
-class _Answers:
-    """The answers of one submit(), in order; `then` is called once the last one is in."""
-
-    def __init__(self, count: int, then: SubmitThen) -> None:
-        self._answers: list[Answer | None] = [None] * count
-        self._missing = count
-        self._lock = threading.Lock()
-        self._then = then
-
-    def fill(self, index: int, answer: Answer) -> None:
-        self.fill_many([(index, answer)])
-
-    def fill_many(self, answers: Sequence[tuple[int, Answer]]) -> None:
-        for index, answer in answers:
-            self._answers[index] = answer
-        with self._lock:
-            self._missing -= len(answers)
-            complete = self._missing == 0
-        if complete:
-            self._then(self._answers)  # type: ignore[arg-type]
-
-
-@dataclass(eq=False, slots=True)
-class _Inflight:
-    """A new task whose row is being committed; a Submit of the same id meanwhile waits for its outcome."""
-
-    task: Task
-    followers: list[Callable[[Answer], None]] = field(default_factory=list)
 
 
 class LocalBoard(Board):
@@ -103,7 +64,7 @@ class LocalBoard(Board):
         self._ready: list[tuple[int, int, str]] = []  # (-priority, submission order, task id)
         self._delayed: list[tuple[float, int, str]] = []  # (run_after, submission order, task id)
         self._queued = 0
-        self._inflight: dict[str, _Inflight] = {}
+        self._inflight: dict[str, Inflight] = {}
         self._revoking: set[str] = set()
         self._progress: dict[str, SaveProgress] = {}
         # RUNNING states of claims not written yet (see claim()), and those of them whose handler started.
@@ -132,7 +93,7 @@ class LocalBoard(Board):
     # ------------------------------------------------------------------ submission
 
     def submit(self, tasks: Sequence[NewTask], now: float, then: SubmitThen) -> None:
-        answers = _Answers(len(tasks), then)
+        answers = Answers(len(tasks), then)
         immediate: list[tuple[int, Answer]] = []
         created: list[tuple[int, Task]] = []
         with self._lock:
@@ -142,15 +103,15 @@ class LocalBoard(Board):
                 except TaskServiceError as exc:
                     immediate.append((index, exc))
                     continue
-                if isinstance(found, _Inflight):
-                    found.followers.append(lambda answer, i=index: answers.fill(i, _not_created(answer)))
+                if isinstance(found, Inflight):
+                    found.followers.append(lambda answer, i=index: answers.fill(i, not_created(answer)))
                 elif found is not None:
                     immediate.append((index, SubmitOutcome(found, created=False)))
                 elif self._queued + len(self._inflight) >= self._max_queue:
-                    immediate.append((index, _queue_full(self._queued, self._max_queue)))
+                    immediate.append((index, queue_full(self._queued, self._max_queue)))
                 else:
                     task = self._new_task(new, now)
-                    self._inflight[task.task_id] = _Inflight(task)
+                    self._inflight[task.task_id] = Inflight(task)
                     created.append((index, task))
         if immediate:
             self._writer.write(then=lambda _error: answers.fill_many(immediate))
@@ -160,7 +121,7 @@ class LocalBoard(Board):
                 then=lambda error: self._inserted(created, answers, error),
             )
 
-    def _find_same(self, new: NewTask) -> Task | _Inflight | None:
+    def _find_same(self, new: NewTask) -> Task | Inflight | None:
         """The task already under this id (or its commit on the way), when the request is the same; TaskConflict
         when it is not; None for a free id. Holds _lock."""
         if new.fresh_id:
@@ -195,7 +156,7 @@ class LocalBoard(Board):
             request_digest=new.request_digest,
         )
 
-    def _inserted(self, created: list[tuple[int, Task]], answers: _Answers, error: BaseException | None) -> None:
+    def _inserted(self, created: list[tuple[int, Task]], answers: Answers, error: BaseException | None) -> None:
         """On the writer thread: the new rows are committed (or not): queue them, answer everyone."""
         failure = None if error is None else as_answer(error)
         own: list[tuple[int, Answer]] = []
@@ -545,11 +506,3 @@ class LocalBoard(Board):
 
 def _same_run(owner: Claim, claim: Claim) -> bool:
     return owner.node == claim.node and owner.attempt == claim.attempt
-
-
-def _not_created(answer: Answer) -> Answer:
-    return SubmitOutcome(answer.task, created=False) if isinstance(answer, SubmitOutcome) else answer
-
-
-def _queue_full(queued: int, limit: int) -> QueueFull:
-    return QueueFull(f"the queue holds {queued} tasks, its limit (--max-queue {limit}); retry later")

@@ -1,0 +1,36 @@
+"""The engine's tunables (each a server flag and a TASKSERVICE_* variable) and the numbers it reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerConfig:
+    """Tunables; each is a server flag and a TASKSERVICE_* environment variable."""
+
+    workers: int = 4
+    max_queue: int = 100_000
+    # Seconds; None means tasks without their own limit run unbounded.
+    default_time_limit: float | None = None
+    # Seconds a handler gets to return after a stop or its time limit before it is abandoned.
+    stop_grace: float = 5.0
+    # A claim's lease, how often this node renews its leases, and how often it reaps expired ones.
+    lease_seconds: float = 30.0
+    renew_seconds: float = 10.0
+    reap_seconds: float = 10.0
+    # How long an idle worker waits before it looks for work without being told of any.
+    poll_seconds: float = 1.0
+    # How often the latest progress of running tasks is handed to the board.
+    progress_seconds: float = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerStats:
+    workers: int
+    busy_workers: int
+    abandoned_handlers: int
+    queued: int
+    live: int
+    watchers: int
+    store_commits: int

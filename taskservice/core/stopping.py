@@ -1,0 +1,84 @@
+"""Stop requests. A task this node runs is stopped here at once (STOPPING, then REVOKED when its handler returns);
+any other is asked of the board: a PENDING one is revoked there, a running one is flagged for its owner, who
+finds the flag through Board.stops_for() (the watchdog looks on a hint and at every poll).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, InvalidStateError
+from typing import Any
+
+from taskservice.core.board.base import Board, StopEffect, StopResult
+from taskservice.core.clock import Clock
+from taskservice.core.errors import TaskNotFound
+from taskservice.core.finishing import Finisher
+from taskservice.core.models import ErrorType, Task, TaskError, TaskState
+from taskservice.core.runs import Run, RunTable
+from taskservice.core.validation import MAX_STOP_REASON
+
+
+def settle(future: Future[Any], outcome: Any) -> None:
+    """Resolve a caller's Future, unless the caller cancelled it (an RPC whose client gave up)."""
+    try:
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+    except InvalidStateError:
+        pass
+
+
+class Stopping:
+    def __init__(self, table: RunTable, board: Board, finisher: Finisher, clock: Clock) -> None:
+        self._table = table
+        self._board = board
+        self._finisher = finisher
+        self._clock = clock
+        # Stops the board asked of tasks this node claimed but had not registered yet (claimed that moment).
+        self._early: dict[str, str] = {}
+
+    def stop_async(self, task_id: str, reason: str = "") -> Future[Task]:
+        """PENDING -> REVOKED (never runs); RUNNING -> STOPPING, REVOKED when the handler ends;
+        finished: unchanged. The Future resolves to the task as it is after the request.
+        """
+        reason = reason[:MAX_STOP_REASON]
+        why = f"stopped by a client: {reason}" if reason else "stopped by a client"
+        result: Future[Task] = Future()
+        with self._table.lock:
+            run = self._table.runs.get(task_id)
+            if run is not None:
+                self._finisher.stop(run, TaskState.REVOKED, TaskError(ErrorType.REVOKED, why))
+                snapshot = run.task.copy()
+        if run is not None:
+            result.set_result(snapshot)
+            return result
+        self._board.request_stop(
+            task_id, why, self._clock.time(), then=lambda done, error: self._asked(task_id, done, error, result)
+        )
+        return result
+
+    def _asked(self, task_id: str, done: StopResult | None, error: BaseException | None, result: Future[Task]) -> None:
+        """On the board's thread: what the board did with a Stop of a task this node did not hold."""
+        if error is not None or done is None:
+            settle(result, error if error is not None else TaskNotFound(task_id))
+            return
+        if done.effect is StopEffect.REVOKED:
+            with self._table.lock:
+                self._table.show(done.task, TaskState.PENDING)
+        settle(result, done.task)
+
+    def act_on(self, asked: list[tuple[str, int, str]]) -> None:
+        """Stops the board passed on for this node's runs (Board.stops_for)."""
+        with self._table.lock:
+            for task_id, attempt, reason in asked:
+                run = self._table.runs.get(task_id)
+                if run is None:
+                    self._early[task_id] = reason  # registered in a moment: see registered()
+                elif run.task.attempt == attempt:
+                    self._finisher.stop(run, TaskState.REVOKED, TaskError(ErrorType.REVOKED, reason))
+
+    def registered(self, run: Run) -> None:
+        """A run just joined the table: stop it if a Stop came while it was being claimed. Holds lock."""
+        why = self._early.pop(run.task_id, None)
+        if why is not None:
+            self._finisher.stop(run, TaskState.REVOKED, TaskError(ErrorType.REVOKED, why))
