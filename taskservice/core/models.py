@@ -8,7 +8,7 @@ from typing import Any
 
 
 class TaskState(enum.Enum):
-    """Where a task is in its lifecycle (CONTRACT.md, TaskState)."""
+    """Where a task is in its lifecycle (docs/contract.md)."""
 
     PENDING = "PENDING"
     RUNNING = "RUNNING"
@@ -28,7 +28,7 @@ TERMINAL_STATES = frozenset(
     {TaskState.SUCCESS, TaskState.FAILURE, TaskState.REVOKED, TaskState.TIMED_OUT, TaskState.LOST}
 )
 
-# The transitions CONTRACT.md allows; anything else is a bug in the engine.
+# The transitions docs/contract.md allows; anything else is a bug in the engine.
 ALLOWED_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     TaskState.PENDING: frozenset({TaskState.RUNNING, TaskState.REVOKED}),
     TaskState.RUNNING: frozenset(

@@ -3,7 +3,7 @@
 A World is a fresh server with a known set of tasks. plan() turns the bytes of one request into the status
 codes the contract allows and the checks an OK answer must pass; check() sends the bytes, asserts, and then
 asserts the server is still healthy and stored nothing it should not have. The rules are written from the
-contract (CONTRACT.md, README, the proto), not from the server's code; limits come from the server's modules
+contract (docs/contract.md, README, the proto), not from the server's code; limits come from the server's modules
 so the oracle follows them when they change.
 """
 

@@ -1,4 +1,4 @@
-"""The engine imports nothing from grpc or the generated code (ARCHITECTURE.md)."""
+"""The engine imports nothing from grpc or the generated code (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from tests.unit.conftest import MakeManager
 
 
 def assert_legal(states: list[TaskState]) -> None:
-    """Consecutive distinct states follow CONTRACT.md's transitions."""
+    """Consecutive distinct states follow the allowed transitions (docs/contract.md)."""
     distinct = [s for i, s in enumerate(states) if i == 0 or s != states[i - 1]]
     for before, after in itertools.pairwise(distinct):
         assert after in ALLOWED_TRANSITIONS.get(before, frozenset()), f"{before} -> {after} is not allowed"
