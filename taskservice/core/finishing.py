@@ -97,13 +97,16 @@ class Finisher:
                 pending = ended_copy(
                     run.task, outcome.state, self._clock.time(), result=outcome.result, error=outcome.error
                 )
-            if pending.state is not TaskState.PENDING:
+            if pending.state is not TaskState.PENDING and not run.stop_event.is_set():
                 if not self._held:
                     self.held_since = self._clock.monotonic()
                     self._wake_watchdog()  # it writes them if nobody else does soon
                 self._held.append((run, pending))
                 return len(self._held) >= MAX_HELD_ENDS
-        self.requeue(run, pending, due if due is not None else self._clock.time())
+        if pending.state is TaskState.PENDING:
+            self.requeue(run, pending, due if due is not None else self._clock.time())
+        else:  # a stopped run: someone waits for its end (a Stop's caller, a shutdown), so it is written at once
+            self.write_end(run, pending)
         return False
 
     def write_held(self) -> None:
