@@ -13,6 +13,7 @@ from typing import Any
 from taskservice.core.board.base import Board, Claim, NewTask, StopEffect, StopResult
 from taskservice.core.errors import QueueFull, TaskConflict, TaskNotFound
 from taskservice.core.models import Progress, SubmitOutcome, Task, TaskError, TaskFilter, TaskState
+from tests.support.waiting import wait_until
 
 NOW = 1_000_000.0
 LEASE = 30.0
@@ -237,6 +238,8 @@ def test_progress_is_saved_for_the_owner_and_never_takes_a_sequence_back(board: 
     board.save_progress([(owned, Progress(40.0, "forty", 4, 10, NOW), 9)])
     board.save_progress([(owned, Progress(50.0, "fifty", 5, 10, NOW), 7)])
     board.save_progress([(Claim(owned.task, "node-b", 0.0), Progress(99.0, "not the owner"), 99)])
+    # Written soon, not at once: wait for the last save to show, then look at what it left.
+    wait_until(lambda: board.get("t").progress.message in ("fifty", "not the owner"), what="the progress saved")  # type: ignore[union-attr]
     stored = board.get("t")
     assert stored is not None and stored.progress.message == "fifty" and stored.event_sequence == 9
 

@@ -1,4 +1,4 @@
-"""The board contract (contract.py) run against every board this project ships: in memory and on SQLite."""
+"""The board contract (contract.py) run against every board this project ships: in memory, SQLite, PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,19 +10,29 @@ import pytest
 from taskservice.core.board import Board, MemoryBoard, SQLiteBoard
 from tests.board.contract import *  # noqa: F403 - the contract's tests run here
 from tests.board.contract import new, submit
+from tests.support.postgres import pg_database, pg_dsn
+
+__all__ = ["pg_database", "pg_dsn"]
 
 Factory = Callable[..., Board]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def make_board(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
     opened: list[Board] = []
     memory = MemoryBoard().memory
+    dsn = request.getfixturevalue("pg_dsn") if request.param == "postgres" else ""
 
     def make(**options: object) -> Board:
-        board: Board = (
-            MemoryBoard(memory, **options) if request.param == "memory" else SQLiteBoard(tmp_path / "t.db", **options)
-        )
+        board: Board
+        if request.param == "memory":
+            board = MemoryBoard(memory, **options)  # type: ignore[arg-type]
+        elif request.param == "sqlite":
+            board = SQLiteBoard(tmp_path / "t.db", **options)  # type: ignore[arg-type]
+        else:
+            from taskservice.core.board.postgres import PostgresBoard
+
+            board = PostgresBoard(dsn, **options)  # type: ignore[arg-type]
         opened.append(board)
         return board
 

@@ -1,0 +1,60 @@
+"""Task rows of the PostgreSQL board, both ways; JSON values travel as text, so each side decides its own parsing."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from taskservice.core.models import Progress, Task, TaskError, TaskState
+
+COLUMNS = (
+    "submit_order, task_id, task_type, args::text, state, priority, labels::text, time_limit, submitted_at, "
+    "started_at, ended_at, attempt, progress_percent, progress_message, progress_current, progress_total, "
+    "progress_updated_at, result::text, error_type, error_message, error_traceback, event_sequence, request_digest, "
+    "run_after"
+)
+# The same, of a table aliased `t` (in UPDATE ... FROM ... RETURNING).
+T_COLUMNS = ", ".join(f"t.{column.strip()}" for column in COLUMNS.split(","))
+# How many state changes a row remembers for the watchers of other servers (see transitions in pg_schema.py).
+TRANSITIONS_KEPT = 8
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def task_from_row(row: tuple[Any, ...]) -> Task:
+    (
+        order, task_id, task_type, args, state, priority, labels, time_limit, submitted_at, started_at, ended_at,
+        attempt, percent, message, current, total, updated_at, result, error_type, error_message, error_traceback,
+        sequence, digest, run_after,
+    ) = row[:24]  # fmt: skip
+    return Task(
+        task_id=task_id,
+        task_type=task_type,
+        args=json.loads(args),
+        state=TaskState(state),
+        submitted_at=submitted_at,
+        priority=priority,
+        labels=json.loads(labels),
+        time_limit=time_limit,
+        progress=Progress(percent, message, current, total, updated_at),
+        result=None if result is None else json.loads(result),
+        error=None if error_type is None else TaskError(error_type, error_message or "", error_traceback or ""),
+        started_at=started_at,
+        ended_at=ended_at,
+        attempt=attempt,
+        submit_order=order,
+        event_sequence=sequence,
+        request_digest=digest,
+        run_after=run_after,
+    )
+
+
+def transition_sql(sequence: str, state: str) -> str:
+    """The new value of `transitions` after a state change (SQL expressions for its sequence and state)."""
+    return (
+        f"(SELECT coalesce(jsonb_agg(x), '[]') FROM (SELECT x FROM jsonb_array_elements(t.transitions "
+        f"|| jsonb_build_array(jsonb_build_array({sequence}, {state}))) WITH ORDINALITY AS e(x, n) "
+        f"ORDER BY n DESC LIMIT {TRANSITIONS_KEPT}) kept)"
+    )

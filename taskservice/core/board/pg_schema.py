@@ -1,0 +1,98 @@
+"""The PostgreSQL board's schema: created and migrated at start, under an advisory lock so that nodes starting
+together migrate once; a newer schema than this server knows, or tables of ours without our version, refuse to
+start (exit code 3, as with SQLite).
+
+Tables are prefixed `taskservice_`, so the database may hold other things. Finished tasks do not slow the hot
+path: claims and reaps read partial indexes over the unfinished tasks only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from taskservice.core.store.base import StoreOpenError
+
+SCHEMA_VERSION = 1
+TASKS = "taskservice_tasks"
+LOGS = "taskservice_logs"
+VERSION_TABLE = "taskservice_schema"
+# Any number: the key of the advisory lock migrations hold.
+MIGRATION_LOCK = 0x7461736B  # "task"
+CHANNEL = "taskservice"
+
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        f"""CREATE TABLE {TASKS} (
+            submit_order        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            task_id             text NOT NULL UNIQUE,
+            task_type           text NOT NULL,
+            args                jsonb NOT NULL,
+            state               text NOT NULL,
+            priority            integer NOT NULL,
+            labels              jsonb NOT NULL,
+            time_limit          double precision,
+            submitted_at        double precision NOT NULL,
+            started_at          double precision,
+            ended_at            double precision,
+            attempt             integer NOT NULL DEFAULT 0,
+            progress_percent    double precision NOT NULL DEFAULT 0,
+            progress_message    text NOT NULL DEFAULT '',
+            progress_current    bigint NOT NULL DEFAULT 0,
+            progress_total      bigint NOT NULL DEFAULT 0,
+            progress_updated_at double precision,
+            result              jsonb,
+            error_type          text,
+            error_message       text,
+            error_traceback     text,
+            event_sequence      bigint NOT NULL,
+            request_digest      text NOT NULL,
+            run_after           double precision,  -- a PENDING task is claimed no earlier (Unix seconds)
+            owner               text,              -- the node running it
+            lease_until         double precision,  -- its owner's lease (Unix seconds)
+            stop_reason         text,              -- a Stop asked of it while it runs elsewhere
+            transitions         jsonb NOT NULL DEFAULT '[]'  -- its last state changes, [[sequence, state], ...]
+        )""",
+        # Claims: PENDING only, in claim order.
+        f"CREATE INDEX taskservice_ready ON {TASKS} (priority DESC, submit_order) WHERE state = 'PENDING'",
+        # Reaps and each node's own runs: unfinished only.
+        f"CREATE INDEX taskservice_leased ON {TASKS} (lease_until) WHERE state IN ('RUNNING', 'STOPPING')",
+        f"CREATE INDEX taskservice_owned ON {TASKS} (owner) WHERE state IN ('RUNNING', 'STOPPING')",
+        # ListTasks filters.
+        f"CREATE INDEX taskservice_by_state ON {TASKS} (state, submit_order DESC)",
+        f"CREATE INDEX taskservice_by_type ON {TASKS} (task_type, submit_order DESC)",
+        f"CREATE INDEX taskservice_by_labels ON {TASKS} USING gin (labels jsonb_path_ops)",
+        # Task logs: chunks at absolute offsets; the oldest give way past the cap.
+        f"""CREATE TABLE {LOGS} (
+            task_id text NOT NULL,
+            byte_offset bigint NOT NULL,
+            data bytea NOT NULL,
+            PRIMARY KEY (task_id, byte_offset)
+        )""",
+    ],
+}
+
+
+def migrate(conn: Any, where: str) -> None:
+    """Bring the schema to SCHEMA_VERSION; StoreOpenError for a schema this server must not touch."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        tables = {row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
+        if VERSION_TABLE in tables:
+            version = conn.execute(f"SELECT max(version) FROM {VERSION_TABLE}").fetchone()[0] or 0
+        elif tables & {TASKS, LOGS}:
+            raise StoreOpenError(
+                f"{where} holds taskservice tables without a schema version (a foreign or damaged schema); point --db "
+                "at another database"
+            )
+        else:
+            conn.execute(f"CREATE TABLE {VERSION_TABLE} (version integer NOT NULL)")
+            version = 0
+        if version > SCHEMA_VERSION:
+            raise StoreOpenError(
+                f"{where} has taskservice schema version {version}, newer than this server knows ({SCHEMA_VERSION}); "
+                "run a newer taskservice, or point --db at another database"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[target]:
+                conn.execute(statement)
+            conn.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES (%s)", (target,))

@@ -1,0 +1,467 @@
+"""The PostgreSQL board: several servers (nodes) share one database, and the database is the only truth.
+
+- Writes that must be durable before anyone is told (Submit, ends, retries, stops) go through PgWriter's group
+  commit; claims, renewals and reaps are single statements on a pooled connection, durable when they return.
+- A claim is one `UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n)`: nodes never take the same task and
+  never wait for each other. Every write by an owner is fenced on (owner, attempt): a node that lost its lease
+  changes nothing.
+- Wake-ups: one NOTIFY per commit at most, as a hint without task data; each node listens on one connection and
+  polls about every second besides, so a lost notification only delays work or a stop to the next poll.
+- Times are the nodes' clocks (keep them in sync, e.g. with NTP): leases are tens of seconds, far above clock skew.
+
+Nothing here runs on the event loop; a slow or lost database blocks only the thread that asked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
+
+import psycopg
+import psycopg_pool
+
+from taskservice.core.board.answers import Answers, conflict, queue_full
+from taskservice.core.board.base import (
+    REAP_SEQUENCE_GAP,
+    Answer,
+    Board,
+    Claim,
+    ClaimBatch,
+    FencedManyThen,
+    FencedThen,
+    NewTask,
+    Renewal,
+    StopEffect,
+    StopResult,
+    StopThen,
+    SubmitThen,
+)
+from taskservice.core.board.pg_listen import Listener
+from taskservice.core.board.pg_rows import COLUMNS, T_COLUMNS, dumps, task_from_row, transition_sql
+from taskservice.core.board.pg_schema import TASKS, migrate
+from taskservice.core.board.pg_writer import PgWriter
+from taskservice.core.errors import StoreUnavailable, TaskNotFound
+from taskservice.core.models import ErrorType, Progress, SubmitOutcome, Task, TaskFilter, TaskState
+from taskservice.core.store.base import StoreOpenError
+
+log = logging.getLogger(__name__)
+
+UNFINISHED = ("RUNNING", "STOPPING")
+# The queue's length is counted again at most this often (for --max-queue, which is approximate across nodes).
+QUEUE_COUNT_SECONDS = 1.0
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+def redacted(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "the --db database"
+    info.pop("password", None)
+    host, db = info.get("host", "localhost"), info.get("dbname", "")
+    return f"postgresql://{info.get('user', '') + '@' if info.get('user') else ''}{host}/{db}"
+
+
+class PostgresBoard(Board):
+    exclusive = False
+
+    def __init__(self, dsn: str, *, max_queue: int = 100_000, pool_size: int = 16) -> None:
+        self.where = redacted(dsn)
+        self._dsn = dsn
+        self._max_queue = max_queue
+        try:
+            with self._connect() as conn:
+                migrate(conn, self.where)
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnreachable(f"cannot reach {self.where}: {str(exc).strip()}") from exc
+        except psycopg.Error as exc:
+            raise StoreOpenError(f"{self.where} cannot be used: {exc}") from exc
+        self._pool = psycopg_pool.ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
+            timeout=30,
+            open=True,
+            name="taskservice",
+        )
+        self._health_listeners: list[Callable[[bool], None]] = []
+        self._writer = PgWriter(self._connect, on_health=self._health_changed)
+        self._listener = Listener(self._connect)
+        self._count_lock = threading.Lock()
+        self._queued = (0, 0.0)  # (count, monotonic time counted)
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self._dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+
+    def _read(self, query: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        """A statement on a pooled connection; StoreUnavailable when the database cannot answer."""
+        try:
+            with self._pool.connection() as conn:
+                return conn.execute(query, params).fetchall()
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            raise StoreUnavailable(f"the task database cannot be reached: {str(exc).strip()}") from exc
+
+    # ------------------------------------------------------------------ submission
+
+    def submit(self, tasks: Sequence[NewTask], now: float, then: SubmitThen) -> None:
+        answers = Answers(len(tasks), then)
+        queued = self.queued()
+        room = max(0, self._max_queue - queued)
+        admitted = list(enumerate(tasks))[:room]
+        refused = [(i, queue_full(queued, self._max_queue)) for i, _ in list(enumerate(tasks))[room:]]
+
+        def insert(cur: psycopg.Cursor[Any]) -> list[tuple[int, Answer]]:
+            new = [task for _, task in admitted]
+            cur.execute(
+                f"""INSERT INTO {TASKS} (task_id, task_type, args, state, priority, labels, time_limit, submitted_at,
+                        event_sequence, request_digest, transitions)
+                    SELECT i, ty, a::jsonb, 'PENDING', p, l::jsonb, tl, %s, 1, d, '[[1, "PENDING"]]'
+                    FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::text[], %s::float8[], %s::text[])
+                        AS v(i, ty, a, p, l, tl, d)
+                    ON CONFLICT (task_id) DO NOTHING
+                    RETURNING {COLUMNS}""",
+                (
+                    now,
+                    [t.task_id for t in new],
+                    [t.task_type for t in new],
+                    [dumps(t.args) for t in new],
+                    [t.priority for t in new],
+                    [dumps(t.labels) for t in new],
+                    [t.time_limit for t in new],
+                    [t.request_digest for t in new],
+                ),
+            )
+            created = {row[1]: task_from_row(row) for row in cur.fetchall()}
+            taken = [t.task_id for t in new if t.task_id not in created]
+            existing: dict[str, Task] = {}
+            if taken:
+                cur.execute(f"SELECT {COLUMNS} FROM {TASKS} WHERE task_id = ANY(%s)", (taken,))
+                existing = {row[1]: task_from_row(row) for row in cur.fetchall()}
+            told: list[tuple[int, Answer]] = []
+            seen: set[str] = set()
+            for index, task in admitted:
+                fresh = created.get(task.task_id)
+                if fresh is not None and task.task_id not in seen:
+                    seen.add(task.task_id)
+                    told.append((index, SubmitOutcome(fresh, created=True)))
+                    continue
+                other = fresh or existing.get(task.task_id)
+                if other is None:  # deleted meanwhile: rare; the client may retry
+                    told.append((index, StoreUnavailable(f"task {task.task_id!r} changed meanwhile; retry")))
+                elif other.request_digest != task.request_digest:
+                    told.append((index, conflict(other)))
+                else:
+                    told.append((index, SubmitOutcome(other, created=False)))
+            return told
+
+        def done(told: list[tuple[int, Answer]] | None, error: BaseException | None) -> None:
+            if error is not None:
+                told = [(i, _unavailable(error)) for i, _ in admitted]
+            answers.fill_many([*refused, *(told or [])])
+            if error is None:
+                self._count_added(sum(1 for _, a in told or [] if isinstance(a, SubmitOutcome) and a.created))
+
+        if admitted:
+            self._writer.submit(insert, done, notify="work")
+        else:
+            self._writer.submit(lambda cur: [], done)
+
+    # ------------------------------------------------------------------ running
+
+    def claim(
+        self, node: str, task_types: Collection[str] | None, n: int, *, lease_until: float, now: float
+    ) -> ClaimBatch:
+        types_clause = "AND task_type = ANY(%(types)s)" if task_types is not None else ""
+        rows = self._read(
+            f"""WITH picked AS (
+                    SELECT submit_order FROM {TASKS}
+                    WHERE state = 'PENDING' AND (run_after IS NULL OR run_after <= %(now)s) {types_clause}
+                    ORDER BY priority DESC, submit_order LIMIT %(n)s
+                    FOR UPDATE SKIP LOCKED)
+                UPDATE {TASKS} t SET state = 'RUNNING', attempt = t.attempt + 1, started_at = %(now)s,
+                    run_after = NULL, owner = %(node)s, lease_until = %(lease)s, stop_reason = NULL,
+                    progress_percent = 0, progress_message = '', progress_current = 0, progress_total = 0,
+                    progress_updated_at = NULL, event_sequence = t.event_sequence + 1,
+                    transitions = {transition_sql("t.event_sequence + 1", "'RUNNING'")}
+                FROM picked WHERE t.submit_order = picked.submit_order
+                RETURNING {T_COLUMNS}""",
+            {"now": now, "n": n, "node": node, "lease": lease_until, "types": list(task_types or [])},
+        )
+        tasks = sorted((task_from_row(row) for row in rows), key=lambda t: (-t.priority, t.submit_order))
+        if tasks:
+            self._count_added(-len(tasks))
+        return ClaimBatch([Claim(task, node, lease_until) for task in tasks])
+
+    def renew(self, node: str, claims: Sequence[Claim], lease_until: float) -> Renewal:
+        rows = self._read(
+            f"""UPDATE {TASKS} SET lease_until = %s
+                WHERE owner = %s AND state IN ('RUNNING', 'STOPPING') AND task_id = ANY(%s)
+                RETURNING task_id, attempt""",
+            (lease_until, node, [claim.task_id for claim in claims]),
+        )
+        held = {(task_id, attempt) for task_id, attempt in rows}
+        return Renewal([claim for claim in claims if (claim.task_id, claim.attempt) not in held])
+
+    def mark_stopping(self, claim: Claim, task: Task, then: FencedThen) -> None:
+        def stopping(cur: psycopg.Cursor[Any]) -> bool:
+            cur.execute(
+                f"""UPDATE {TASKS} t SET state = 'STOPPING', event_sequence = %(seq)s, stop_reason = NULL,
+                        transitions = {transition_sql("%(seq)s", "'STOPPING'")}
+                    WHERE task_id = %(id)s AND owner = %(node)s AND attempt = %(attempt)s AND state = 'RUNNING'""",
+                {"seq": task.event_sequence, "id": claim.task_id, "node": claim.node, "attempt": claim.attempt},
+            )
+            return cur.rowcount == 1
+
+        self._writer.submit(stopping, lambda applied, error: then(bool(applied), error))
+
+    def finish_many(self, ends: Sequence[tuple[Claim, Task]], then: FencedManyThen) -> None:
+        def finish(cur: psycopg.Cursor[Any]) -> list[bool]:
+            columns = [list(column) for column in zip(*(_end_row(claim, final) for claim, final in ends), strict=True)]
+            cur.execute(
+                f"""UPDATE {TASKS} t SET state = v.state, result = v.result::jsonb, error_type = v.etype,
+                        error_message = v.emsg, error_traceback = v.etb, ended_at = v.ended,
+                        progress_percent = v.pp, progress_message = v.pm, progress_current = v.pc,
+                        progress_total = v.pt, progress_updated_at = v.pu, event_sequence = v.seq,
+                        owner = NULL, lease_until = NULL, stop_reason = NULL,
+                        transitions = {transition_sql("v.seq", "v.state")}
+                    FROM unnest(%s::text[], %s::int[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+                                %s::text[], %s::float8[], %s::float8[], %s::text[], %s::int8[], %s::int8[],
+                                %s::float8[], %s::int8[])
+                        AS v(id, attempt, node, state, result, etype, emsg, etb, ended, pp, pm, pc, pt, pu, seq)
+                    WHERE t.task_id = v.id AND t.owner = v.node AND t.attempt = v.attempt
+                        AND t.state IN ('RUNNING', 'STOPPING')
+                    RETURNING t.task_id""",
+                columns,
+            )
+            written = {row[0] for row in cur.fetchall()}
+            return [claim.task_id in written for claim, _ in ends]
+
+        self._writer.submit(finish, lambda applied, error: then(applied or [False] * len(ends), error))
+
+    def retry_at(self, claim: Claim, task: Task, due: float, then: FencedThen) -> None:
+        error = task.error
+
+        def retry(cur: psycopg.Cursor[Any]) -> bool:
+            cur.execute(
+                f"""UPDATE {TASKS} t SET state = 'PENDING', run_after = %(due)s, owner = NULL, lease_until = NULL,
+                        stop_reason = NULL, ended_at = NULL, event_sequence = %(seq)s, error_type = %(etype)s,
+                        error_message = %(emsg)s, error_traceback = %(etb)s,
+                        transitions = {transition_sql("%(seq)s", "'PENDING'")}
+                    WHERE task_id = %(id)s AND owner = %(node)s AND attempt = %(attempt)s
+                        AND state IN ('RUNNING', 'STOPPING')""",
+                {"due": due, "seq": task.event_sequence, "etype": error.type if error else None,
+                 "emsg": error.message if error else None, "etb": error.traceback if error else None,
+                 "id": claim.task_id, "node": claim.node, "attempt": claim.attempt},
+            )  # fmt: skip
+            return cur.rowcount == 1
+
+        def done(applied: bool | None, failure: BaseException | None) -> None:
+            if applied:
+                self._count_added(1)
+            then(bool(applied), failure)
+
+        self._writer.submit(retry, done, notify="work")
+
+    def save_progress(self, updates: Sequence[tuple[Claim, Progress, int]]) -> None:
+        if not updates:
+            return
+
+        def save(cur: psycopg.Cursor[Any]) -> None:
+            cur.execute(
+                f"""UPDATE {TASKS} t SET progress_percent = v.pp, progress_message = v.pm, progress_current = v.pc,
+                        progress_total = v.pt, progress_updated_at = v.pu,
+                        event_sequence = greatest(t.event_sequence, v.seq)
+                    FROM unnest(%s::text[], %s::text[], %s::int[], %s::float8[], %s::text[], %s::int8[], %s::int8[],
+                                %s::float8[], %s::int8[]) AS v(id, node, attempt, pp, pm, pc, pt, pu, seq)
+                    WHERE t.task_id = v.id AND t.owner = v.node AND t.attempt = v.attempt
+                        AND t.state IN ('RUNNING', 'STOPPING')""",
+                [list(column) for column in zip(*(_progress_row(c, p, seq) for c, p, seq in updates), strict=True)],
+            )
+
+        self._writer.submit(save, _best_effort)
+
+    def request_stop(self, task_id: str, reason: str, now: float, then: StopThen) -> None:
+        def stop(cur: psycopg.Cursor[Any]) -> StopResult | None:
+            cur.execute(
+                f"""UPDATE {TASKS} t SET state = 'REVOKED', error_type = %(etype)s, error_message = %(reason)s,
+                        error_traceback = NULL, ended_at = %(now)s, run_after = NULL,
+                        event_sequence = t.event_sequence + 1,
+                        transitions = {transition_sql("t.event_sequence + 1", "'REVOKED'")}
+                    WHERE task_id = %(id)s AND state = 'PENDING' RETURNING {T_COLUMNS}""",
+                {"etype": ErrorType.REVOKED, "reason": reason, "now": now, "id": task_id},
+            )
+            row = cur.fetchone()
+            if row is not None:
+                return StopResult(StopEffect.REVOKED, task_from_row(row))
+            cur.execute(
+                f"""UPDATE {TASKS} SET stop_reason = %s WHERE task_id = %s AND state = 'RUNNING'
+                    RETURNING {COLUMNS}""",
+                (reason, task_id),
+            )
+            row = cur.fetchone()
+            if row is not None:
+                return StopResult(StopEffect.STOPPING, task_from_row(row))
+            cur.execute(f"SELECT {COLUMNS} FROM {TASKS} WHERE task_id = %s", (task_id,))
+            row = cur.fetchone()
+            return None if row is None else StopResult(StopEffect.UNCHANGED, task_from_row(row))
+
+        def done(result: StopResult | None, error: BaseException | None) -> None:
+            if error is None and result is None:
+                error = TaskNotFound(task_id)
+            elif result is not None and result.effect is StopEffect.REVOKED:
+                self._count_added(-1)
+            then(result, error)
+
+        self._writer.submit(stop, done, notify="stop")
+
+    def stops_for(self, node: str) -> list[tuple[str, int, str]]:
+        rows = self._read(
+            f"""SELECT task_id, attempt, stop_reason FROM {TASKS}
+                WHERE owner = %s AND state IN ('RUNNING', 'STOPPING') AND stop_reason IS NOT NULL""",
+            (node,),
+        )
+        return [(task_id, attempt, reason) for task_id, attempt, reason in rows]
+
+    def reap(self, now: float, rerunnable: Collection[str]) -> list[tuple[Task, TaskState]]:
+        rows = self._read(
+            f"""WITH old AS (
+                    SELECT submit_order, state FROM {TASKS}
+                    WHERE state IN ('RUNNING', 'STOPPING') AND lease_until < %(now)s
+                    FOR UPDATE SKIP LOCKED),
+                changed AS (
+                    SELECT old.submit_order, old.state AS before,
+                        CASE WHEN t.task_type = ANY(%(rerun)s) THEN 'PENDING' ELSE 'LOST' END AS after
+                    FROM old JOIN {TASKS} t USING (submit_order))
+                UPDATE {TASKS} t SET state = c.after, owner = NULL, lease_until = NULL, stop_reason = NULL,
+                    ended_at = CASE WHEN c.after = 'LOST' THEN %(now)s END,
+                    error_type = CASE WHEN c.after = 'LOST' THEN %(etype)s ELSE t.error_type END,
+                    error_message = CASE WHEN c.after = 'LOST' THEN
+                        'the server running attempt ' || t.attempt || ' of this task stopped (a crash, or it lost '
+                        || 'contact with the database), and task type ''' || t.task_type
+                        || ''' is not re-run after a crash' ELSE t.error_message END,
+                    error_traceback = CASE WHEN c.after = 'LOST' THEN NULL ELSE t.error_traceback END,
+                    event_sequence = t.event_sequence + %(gap)s,
+                    transitions = {transition_sql("t.event_sequence + %(gap)s", "c.after")}
+                FROM changed c WHERE t.submit_order = c.submit_order
+                RETURNING {T_COLUMNS}, c.before""",
+            {"now": now, "rerun": list(rerunnable), "etype": ErrorType.SERVER_RESTARTED, "gap": REAP_SEQUENCE_GAP},
+        )
+        changed = [(task_from_row(row), TaskState(row[-1])) for row in rows]
+        if any(task.state is TaskState.PENDING for task, _ in changed):
+            self._writer.submit(lambda cur: None, _best_effort, notify="work")
+        return changed
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, task_id: str) -> Task | None:
+        rows = self._read(f"SELECT {COLUMNS} FROM {TASKS} WHERE task_id = %s", (task_id,))
+        return task_from_row(rows[0]) if rows else None
+
+    def list(self, task_filter: TaskFilter, *, before_order: int | None, limit: int) -> list[Task]:
+        where, params = ["TRUE"], []
+        if before_order is not None:
+            where.append("submit_order < %s")
+            params.append(before_order)
+        if task_filter.states:
+            where.append("state = ANY(%s)")
+            params.append(sorted(s.value for s in task_filter.states))
+        if task_filter.task_type:
+            where.append("task_type = %s")
+            params.append(task_filter.task_type)
+        if task_filter.labels:
+            where.append("labels @> %s::jsonb")
+            params.append(dumps(dict(task_filter.labels)))
+        rows = self._read(
+            f"SELECT {COLUMNS} FROM {TASKS} WHERE {' AND '.join(where)} ORDER BY submit_order DESC LIMIT %s",
+            [*params, limit],
+        )
+        return [task_from_row(row) for row in rows]
+
+    def changed_since(self, known: dict[str, int]) -> list[tuple[Task, list[tuple[int, str]]]]:
+        """Of the tasks in `known` (id -> the event sequence a node has shown), those that moved on, each with its
+        recent state changes (sequence, state): for the watchers on a node of tasks that other nodes run."""
+        rows = self._read(
+            f"""SELECT {COLUMNS}, transitions::text FROM {TASKS} t
+                JOIN unnest(%s::text[], %s::int8[]) AS k(id, seq) ON t.task_id = k.id
+                WHERE t.event_sequence > k.seq""",
+            (list(known), list(known.values())),
+        )
+        return [(task_from_row(row), [(int(s), str(st)) for s, st in json.loads(row[-1])]) for row in rows]
+
+    def queued(self) -> int:
+        with self._count_lock:
+            count, counted_at = self._queued
+        if time.monotonic() - counted_at < QUEUE_COUNT_SECONDS:
+            return count
+        try:
+            count = self._read(f"SELECT count(*) FROM {TASKS} WHERE state = 'PENDING'")[0][0]
+        except StoreUnavailable:
+            return count
+        with self._count_lock:
+            self._queued = (count, time.monotonic())
+        return count
+
+    def _count_added(self, delta: int) -> None:
+        with self._count_lock:
+            count, counted_at = self._queued
+            self._queued = (max(0, count + delta), counted_at)
+
+    # ------------------------------------------------------------------ life
+
+    def on_work(self, listener: Callable[[], None]) -> None:
+        self._listener.on("work", listener)
+
+    def on_stop(self, listener: Callable[[], None]) -> None:
+        self._listener.on("stop", listener)
+
+    def on_health(self, listener: Callable[[bool], None]) -> None:
+        self._health_listeners.append(listener)
+
+    def _health_changed(self, healthy: bool) -> None:
+        for listener in self._health_listeners:
+            listener(healthy)
+
+    @property
+    def writable(self) -> bool:
+        return self._writer.healthy
+
+    def commits(self) -> int:
+        return self._writer.commits
+
+    def close(self) -> None:
+        self._listener.close()
+        self._writer.close()
+        self._pool.close()
+
+
+class DatabaseUnreachable(StoreOpenError):
+    """The database cannot be reached at start."""
+
+
+def _unavailable(error: BaseException) -> StoreUnavailable:
+    return error if isinstance(error, StoreUnavailable) else StoreUnavailable(str(error))
+
+
+def _best_effort(result: Any, error: BaseException | None) -> None:
+    """For writes whose loss only costs a moment of progress, or a hint: a later one makes up for it."""
+
+
+def _end_row(claim: Claim, final: Task) -> tuple[Any, ...]:
+    p, e = final.progress, final.error
+    return (
+        claim.task_id, claim.attempt, claim.node, final.state.value,
+        None if final.result is None else dumps(final.result),
+        e.type if e else None, e.message if e else None, e.traceback if e else None,
+        final.ended_at, p.percent, p.message, p.current, p.total, p.updated_at, final.event_sequence,
+    )  # fmt: skip
+
+
+def _progress_row(claim: Claim, progress: Progress, sequence: int) -> tuple[Any, ...]:
+    p = progress
+    return (claim.task_id, claim.node, claim.attempt, p.percent, p.message, p.current, p.total, p.updated_at, sequence)
