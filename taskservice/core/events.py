@@ -97,11 +97,13 @@ class Watcher:
 class _Channel:
     """The events of one task: watchers and what a reconnecting watcher may replay."""
 
-    __slots__ = ("first_sequence", "latest_progress", "state_events", "watchers")
+    __slots__ = ("first_sequence", "last_sequence", "latest_progress", "state_events", "watchers")
 
     def __init__(self, first_sequence: int) -> None:
         # The lowest sequence this channel can vouch for: replay after N works for N >= first_sequence - 1.
         self.first_sequence = first_sequence
+        # The newest sequence published (or known when the channel opened).
+        self.last_sequence = first_sequence - 1
         self.state_events: deque[TaskEvent] = deque(maxlen=MAX_STATE_EVENTS_KEPT)
         self.latest_progress: TaskEvent | None = None
         self.watchers: set[Watcher] = set()
@@ -140,6 +142,7 @@ class EventHub:
                 channel.state_events.append(event)
             else:
                 channel.latest_progress = event
+            channel.last_sequence = max(channel.last_sequence, event.sequence)
             watchers = list(channel.watchers)
             if event.is_terminal:
                 channel.watchers.clear()
@@ -197,6 +200,11 @@ class EventHub:
             for channel in self._live.values():
                 channel.watchers.clear()
         return watchers
+
+    def followed_at(self) -> dict[str, int]:
+        """The tasks someone follows, each with the newest sequence its watchers were given."""
+        with self._lock:
+            return {task_id: channel.last_sequence for task_id, channel in self._live.items() if channel.watchers}
 
     def watcher_count(self) -> int:
         with self._lock:

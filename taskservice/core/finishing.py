@@ -18,7 +18,7 @@ from typing import Any
 from taskservice.core.board.base import Board
 from taskservice.core.clock import Clock
 from taskservice.core.execution import Outcome
-from taskservice.core.logs import TaskLogs
+from taskservice.core.logs import Logs
 from taskservice.core.models import ErrorType, Task, TaskError, TaskState
 from taskservice.core.registry import TaskRegistry
 from taskservice.core.runs import Phase, Run, RunTable
@@ -54,7 +54,7 @@ class Finisher:
         *,
         phase: Callable[[], Phase],
         stop_grace: float,
-        logs: TaskLogs | None,
+        logs: Logs | None,
         replace_worker: Callable[[], None],
         wake_watchdog: Callable[[], None],
     ) -> None:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from taskservice.core.throttle import ThrottledLog
 
@@ -33,6 +34,16 @@ FREE_SPACE_REFRESH_SECONDS = 0.25
 # When the folder passes its cap, logs are removed until it is back under this share of the cap, so that
 # removal (a scan of the folder) runs now and then rather than on every line.
 PRUNE_TO_SHARE = 0.8
+
+
+class Logs(Protocol):
+    """Where task logs live: local files (TaskLogs), or a database every server reads (board/pg_logs.py)."""
+
+    def append(self, task_id: str, data: bytes) -> None: ...
+    def read(self, task_id: str, offset: int, max_bytes: int = ...) -> LogChunk: ...
+    def end(self, task_id: str) -> int: ...
+    def finish(self, task_id: str) -> None: ...
+    def protect(self, is_live: Callable[[str], bool]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@
 - the watchdog (watchdog.py): time limits, stop grace, leases, reaping, progress writes;
 - the run table (runs.py): this node's runs and what watchers and listeners are shown;
 - watching (watching.py): a watcher attached at the right sequence, whatever is being shown meanwhile;
-- stopping (stopping.py): a Stop of a task run here, or asked of the board for one run elsewhere.
+- stopping (stopping.py): a Stop of a task run here, or asked of the board for one run elsewhere;
+- the relay (relay.py): on a shared board, the changes of tasks other servers run, for the watchers here.
 
 Its life is one Phase: NEW -> SERVING -> DRAINING -> CLOSED. Shutdown is ordered and bounded: stop taking
 Submits and claims, let running tasks finish for the drain, stop what is left as Stop would, flush.
@@ -31,7 +32,7 @@ from taskservice.core.config import ManagerConfig, ManagerStats
 from taskservice.core.errors import ShuttingDown, TaskNotFound, TaskServiceError
 from taskservice.core.events import EventHub, Watcher
 from taskservice.core.finishing import Finisher
-from taskservice.core.logs import TaskLogs
+from taskservice.core.logs import Logs
 from taskservice.core.models import (
     ErrorType,
     SubmitOutcome,
@@ -45,6 +46,7 @@ from taskservice.core.models import (
 from taskservice.core.observe import TaskListener, TransitionLog
 from taskservice.core.paths import DataRoot
 from taskservice.core.registry import TaskRegistry
+from taskservice.core.relay import Relay
 from taskservice.core.runs import Phase, RunTable
 from taskservice.core.stopping import Stopping, settle
 from taskservice.core.store.base import TaskStore
@@ -83,7 +85,7 @@ class WorkerManager:
         clock: Clock | None = None,
         listeners: Sequence[TaskListener] = (),
         data_root: DataRoot | None = None,
-        logs: TaskLogs | None = None,
+        logs: Logs | None = None,
         node: str | None = None,
     ) -> None:
         self.config = config or ManagerConfig()
@@ -104,6 +106,9 @@ class WorkerManager:
         self._table = RunTable(self._listeners, self.events, self._clock.time)
         self._admission = Admission(registry, data_root, self.config.default_time_limit)
         self._watching = Watching(self._table, self.board, self.events)
+        # Watchers here of tasks other servers run (a shared board) see their changes through the relay.
+        self._relay = None if self.board.exclusive else Relay(self._table, self.board, lambda: self._phase,
+                                                              self._clock.time)  # fmt: skip
         self._health_listeners: list[Callable[[bool], None]] = []
         self._finisher = Finisher(
             self._table,
@@ -179,6 +184,8 @@ class WorkerManager:
             self._phase = Phase.SERVING
         self._workers.start()
         self._watchdog.start()
+        if self._relay is not None:
+            self._relay.start()
 
     def begin_shutdown(self) -> None:
         """Refuse new Submits and claim nothing more; running tasks go on. Safe to call twice."""
@@ -240,6 +247,8 @@ class WorkerManager:
         self._workers.wake()
         self._workers.join(1.0)
         self._watchdog.join(1.0)
+        if self._relay is not None:
+            self._relay.close()
         if self._owns_board:
             self.board.close()
 

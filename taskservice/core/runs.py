@@ -123,12 +123,16 @@ class RunTable:
 
     def show(self, task: Task, previous: TaskState | None) -> None:
         """A change made on the board (a claim, an end, a revoke, a reap, a retry), shown now. Holds lock."""
+        self.show_elsewhere(task)
+        self.notify(task, previous)
+
+    def show_elsewhere(self, task: Task) -> None:
+        """A change another server made (its listeners heard of it there), shown to the watchers here. Holds lock."""
         self.recent[task.task_id] = task
         self.recent.move_to_end(task.task_id)
         if len(self.recent) > RECENT_CHANGES_KEPT:
             self.recent.popitem(last=False)
         self.publish_state(task)
-        self.notify(task, previous)
 
     # ------------------------------------------------------------------ reading
 

@@ -21,7 +21,7 @@ from taskservice.core.clock import Clock
 from taskservice.core.errors import TaskServiceError
 from taskservice.core.execution import HandlerContext, Outcome, execute_task, printable
 from taskservice.core.finishing import Finisher
-from taskservice.core.logs import TaskLogs
+from taskservice.core.logs import Logs
 from taskservice.core.models import ErrorType, Progress, TaskError, TaskState
 from taskservice.core.paths import DataRoot
 from taskservice.core.registry import TaskRegistry
@@ -56,7 +56,7 @@ class WorkerPool:
         poll_seconds: float,
         stop_grace: float,
         data_root: DataRoot | None,
-        logs: TaskLogs | None,
+        logs: Logs | None,
         early_stop: Callable[[Run], None],
         wake_watchdog: Callable[[], None],
     ) -> None:

@@ -18,7 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from taskservice.core.board import Board, StoreInUse, open_board
+from taskservice.core.board import Board, DatabaseUnreachable, StoreInUse, open_board
 from taskservice.core.errors import RegistryError, StoreDamaged, StoreUnavailable
 from taskservice.core.logs import TaskLogs
 from taskservice.core.manager import ManagerConfig, WorkerManager
@@ -50,6 +50,7 @@ EXIT_BAD_DATABASE = 3
 EXIT_CANNOT_LISTEN = 4
 EXIT_BAD_SECURITY_FILES = 5
 EXIT_DATABASE_IN_USE = 6
+EXIT_DATABASE_UNREACHABLE = 7
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
@@ -204,10 +205,17 @@ async def serve(settings: Settings) -> int:
         return EXIT_BAD_SECURITY_FILES
     with contextlib.ExitStack() as resources:
         try:
-            board = resources.enter_context(contextlib.closing(open_board(settings.db, max_queue=settings.max_queue)))
+            board = resources.enter_context(
+                contextlib.closing(
+                    open_board(settings.db, max_queue=settings.max_queue, pool_size=settings.workers + READ_THREADS + 4)
+                )
+            )
         except StoreInUse as exc:
             log.error("%s", exc)
             return EXIT_DATABASE_IN_USE
+        except DatabaseUnreachable as exc:
+            log.error("%s; is the database running, and does --db name it?", exc)
+            return EXIT_DATABASE_UNREACHABLE
         except (StoreOpenError, StoreDamaged) as exc:
             log.error("%s", exc)
             return EXIT_BAD_DATABASE
@@ -237,6 +245,12 @@ async def _serve_on(
             max_queue=settings.max_queue,
             default_time_limit=settings.default_time_limit or None,
             stop_grace=settings.stop_grace,
+            lease_seconds=settings.lease,
+            renew_seconds=settings.renew,
+            reap_seconds=settings.renew,
+            poll_seconds=settings.poll,
+            # Watchers on other servers read progress from the database: often enough for 10 updates a second.
+            progress_seconds=0.25 if board.exclusive else 0.1,
         ),
     )
     # Metrics outermost, so that calls the token check refuses are counted too.

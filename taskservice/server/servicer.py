@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError
 
 from taskservice.core.errors import InvalidRequest, TaskServiceError
 from taskservice.core.events import Watcher
-from taskservice.core.logs import TaskLogs
+from taskservice.core.logs import Logs
 from taskservice.core.manager import SubmitSpec, WorkerManager
 from taskservice.core.models import TaskEvent
 from taskservice.core.validation import MAX_STOP_REASON, check_task_id
@@ -127,7 +127,7 @@ def _unary(
 
 class TaskServiceServicer(pb_grpc.TaskServiceServicer):
     def __init__(
-        self, manager: WorkerManager, waker: LoopWaker, logs: TaskLogs | None = None, reads: Executor | None = None
+        self, manager: WorkerManager, waker: LoopWaker, logs: Logs | None = None, reads: Executor | None = None
     ) -> None:
         self._manager = manager
         self._waker = waker
@@ -283,7 +283,7 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
         offset = request.offset
         ended = False
         while True:
-            chunk = logs.read(request.task_id, offset)
+            chunk = await self._read(logs.read, request.task_id, offset)
             if chunk.data:
                 yield pb.WatchLogsResponse(task_id=request.task_id, offset=chunk.offset, data=chunk.data)
                 offset = chunk.offset + len(chunk.data)

@@ -34,6 +34,7 @@ def parse_duration(text: str) -> float:
 @dataclass(frozen=True, slots=True)
 class Settings:
     listen: str = "127.0.0.1:50051"
+    # An SQLite file (the embedded default, one server), or a postgresql:// URL that several servers share.
     db: str = "taskservice.db"
     workers: int = 4
     max_queue: int = 100_000
@@ -65,6 +66,12 @@ class Settings:
     auth_token_file: str = ""
     # host:port for Prometheus metrics over HTTP; empty: no metrics endpoint.
     metrics_listen: str = ""
+    # With a shared database: how long a claim's lease lasts, how often a server renews its leases (and reaps the
+    # expired ones of servers that died).
+    lease: float = 30.0
+    renew: float = 10.0
+    # How often an idle server looks for work and stops without a hint (the hints come at once; this is the fallback).
+    poll: float = 1.0
     # How often the server pings an idle connection, so proxies and NATs keep WatchProgress streams open.
     keepalive_seconds: float = 30.0
     max_message_bytes: int = 16 * 1024 * 1024
@@ -83,7 +90,11 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--listen", default=_env(env, "listen", d.listen), help="host:port to serve on (port 0: any)")
-    p.add_argument("--db", default=_env(env, "db", d.db), help="SQLite file holding the tasks")
+    p.add_argument(
+        "--db",
+        default=_env(env, "db", d.db),
+        help="where tasks live: an SQLite file (one server), or postgresql://user@host/db (servers sharing it)",
+    )
     p.add_argument("--workers", type=int, default=int(_env(env, "workers", str(d.workers))), help="worker threads")
     p.add_argument(
         "--max-queue",
@@ -130,6 +141,24 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
         help="folder for task logs (default: beside the db, named after it: tasks.db -> tasks-state)",
     )
     p.add_argument(
+        "--lease",
+        type=parse_duration,
+        default=parse_duration(_env(env, "lease", f"{d.lease}")),
+        help="shared database: a running task's lease; another server reaps it this long after its server died",
+    )
+    p.add_argument(
+        "--renew",
+        type=parse_duration,
+        default=parse_duration(_env(env, "renew", f"{d.renew}")),
+        help="shared database: how often a server renews its leases and reaps expired ones",
+    )
+    p.add_argument(
+        "--poll",
+        type=parse_duration,
+        default=parse_duration(_env(env, "poll", f"{d.poll}")),
+        help="how often an idle server looks for work and stops without a hint",
+    )
+    p.add_argument(
         "--max-logs-size",
         type=parse_size,
         default=parse_size(_env(env, "max_logs_size", str(d.max_logs_size))),
@@ -158,6 +187,13 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     return p
 
 
+def _default_state_dir(db: str) -> str:
+    """Beside the SQLite file, named after it; with a database URL (logs live in the database), in ./."""
+    if db.startswith(("postgresql://", "postgres://")):
+        return "taskservice-state"
+    return str(Path(db).with_name(Path(db).stem + "-state"))
+
+
 def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Settings:
     p = parser(environ)
     ns = p.parse_args(argv)
@@ -169,6 +205,10 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
         p.error("--tls-cert and --tls-key go together")
     if ns.tls_client_ca and not ns.tls_cert:
         p.error("--tls-client-ca needs --tls-cert and --tls-key")
+    if not 0 < ns.renew < ns.lease:
+        p.error("--renew must be more than 0 and less than --lease (a lease must be renewed before it expires)")
+    if ns.poll <= 0:
+        p.error("--poll must be more than 0")
     return Settings(
         listen=ns.listen,
         db=ns.db,
@@ -180,8 +220,11 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
         tasks=tuple(ns.tasks if ns.tasks is not None else ns.env_tasks),
         data_root=ns.data_root,
         min_free_space=ns.min_free_space,
-        state_dir=ns.state_dir or str(Path(ns.db).with_name(Path(ns.db).stem + "-state")),
+        state_dir=ns.state_dir or _default_state_dir(ns.db),
         max_logs_size=ns.max_logs_size,
+        lease=ns.lease,
+        renew=ns.renew,
+        poll=ns.poll,
         commands=ns.commands,
         port_file=ns.port_file,
         log_level=ns.log_level.upper(),

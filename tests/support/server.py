@@ -50,6 +50,8 @@ class ServerProcess:
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
     ) -> None:
+        # A postgresql:// URL stays as it is; a file is a path.
+        self.db = str(db_path) if str(db_path).startswith(("postgresql://", "postgres://")) else None
         self.db_path = Path(db_path)
         self.workers = workers
         self.extra_args = tuple(extra_args)
@@ -85,7 +87,7 @@ class ServerProcess:
             "--port-file",
             str(self.port_file),
             "--db",
-            str(self.db_path),
+            self.db or str(self.db_path),
             "--workers",
             str(self.workers),
             *self.extra_args,

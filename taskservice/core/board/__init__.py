@@ -4,6 +4,7 @@ from taskservice.core.board.base import (
     Board,
     Claim,
     ClaimBatch,
+    DatabaseUnreachable,
     NewTask,
     Renewal,
     StopEffect,
@@ -12,10 +13,24 @@ from taskservice.core.board.base import (
 from taskservice.core.board.local import LocalBoard
 from taskservice.core.board.memory import MemoryBoard
 from taskservice.core.board.sqlite import SQLiteBoard, StoreInUse
+from taskservice.core.store.base import StoreOpenError
 
 
-def open_board(db: str, *, max_queue: int = 100_000) -> Board:
-    """The board `--db` names: a file path (or nothing) is the embedded SQLite file."""
+def is_database_url(db: str) -> bool:
+    return db.startswith(("postgresql://", "postgres://"))
+
+
+def open_board(db: str, *, max_queue: int = 100_000, pool_size: int = 16) -> Board:
+    """The board `--db` names: a postgresql:// URL is a database that several servers share; a file path (or
+    nothing) is the embedded SQLite file of one server."""
+    if is_database_url(db):
+        try:
+            from taskservice.core.board.postgres import PostgresBoard
+        except ImportError as exc:
+            raise StoreOpenError(
+                f"--db {db.split('://')[0]}://... needs PostgreSQL support: pip install 'taskservice[postgres]' ({exc})"
+            ) from None
+        return PostgresBoard(db, max_queue=max_queue, pool_size=pool_size)
     return SQLiteBoard(db, max_queue=max_queue)
 
 
@@ -23,6 +38,7 @@ __all__ = [
     "Board",
     "Claim",
     "ClaimBatch",
+    "DatabaseUnreachable",
     "LocalBoard",
     "MemoryBoard",
     "NewTask",
@@ -31,5 +47,6 @@ __all__ = [
     "StopEffect",
     "StopResult",
     "StoreInUse",
+    "is_database_url",
     "open_board",
 ]

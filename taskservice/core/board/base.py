@@ -20,12 +20,17 @@ from typing import Any
 
 from taskservice.core.errors import TaskServiceError
 from taskservice.core.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState
+from taskservice.core.store.base import StoreOpenError
 
 # Event sequences of tasks a reap takes from a lost owner jump by this much, so that they stay above any sequence
 # a watcher saw before (the owner published progress that was never written).
 REAP_SEQUENCE_GAP = 1 << 20
 
 Answer = SubmitOutcome | TaskServiceError
+
+
+class DatabaseUnreachable(StoreOpenError):
+    """A shared database cannot be reached at start."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +186,12 @@ class Board(abc.ABC):
     @abc.abstractmethod
     def get(self, task_id: str) -> Task | None: ...
 
+    def changed_since(self, known: dict[str, int]) -> list[tuple[Task, list[tuple[int, str]]]]:
+        """Of the tasks in `known` (task id -> the newest event sequence a node showed of it), those that moved on,
+        each with its recent state changes as (sequence, state): for the watchers on one server of tasks that
+        another server runs. A board only one server uses has none to report."""
+        return []
+
     def peek(self, task_id: str) -> Task | None:
         """The task when the board holds it in memory (no waiting on storage); None when a get() is needed."""
         return None
@@ -207,6 +218,10 @@ class Board(abc.ABC):
         return None
 
     # ------------------------------------------------------------------ life
+
+    def task_logs(self) -> Any:
+        """Where task logs live when every server must read them (a shared database); None: in local files."""
+        return None
 
     def on_work(self, listener: Callable[[], None]) -> None:  # noqa: B027 - optional
         """Call `listener()` (quick, any thread) when tasks may have become claimable."""

@@ -31,6 +31,7 @@ from taskservice.core.board.base import (
     Board,
     Claim,
     ClaimBatch,
+    DatabaseUnreachable,
     FencedManyThen,
     FencedThen,
     NewTask,
@@ -41,6 +42,7 @@ from taskservice.core.board.base import (
     SubmitThen,
 )
 from taskservice.core.board.pg_listen import Listener
+from taskservice.core.board.pg_logs import DatabaseLogs
 from taskservice.core.board.pg_rows import COLUMNS, T_COLUMNS, dumps, task_from_row, transition_sql
 from taskservice.core.board.pg_schema import TASKS, migrate
 from taskservice.core.board.pg_writer import PgWriter
@@ -93,6 +95,7 @@ class PostgresBoard(Board):
         self._health_listeners: list[Callable[[bool], None]] = []
         self._writer = PgWriter(self._connect, on_health=self._health_changed)
         self._listener = Listener(self._connect)
+        self._logs: DatabaseLogs | None = None
         self._count_lock = threading.Lock()
         self._queued = (0, 0.0)  # (count, monotonic time counted)
 
@@ -414,6 +417,11 @@ class PostgresBoard(Board):
 
     # ------------------------------------------------------------------ life
 
+    def task_logs(self) -> DatabaseLogs:
+        if self._logs is None:
+            self._logs = DatabaseLogs(self._pool)
+        return self._logs
+
     def on_work(self, listener: Callable[[], None]) -> None:
         self._listener.on("work", listener)
 
@@ -435,13 +443,11 @@ class PostgresBoard(Board):
         return self._writer.commits
 
     def close(self) -> None:
+        if self._logs is not None:
+            self._logs.close()
         self._listener.close()
         self._writer.close()
         self._pool.close()
-
-
-class DatabaseUnreachable(StoreOpenError):
-    """The database cannot be reached at start."""
 
 
 def _unavailable(error: BaseException) -> StoreUnavailable:
