@@ -16,11 +16,14 @@ ADMIN_DSN = os.environ.get("TASKSERVICE_TEST_POSTGRES", "postgresql://postgres@1
 
 
 def _dsn_for(database: str) -> str:
+    """The admin DSN's server, another database, as a URL (what `taskservice serve --db` takes)."""
     import psycopg
 
     info = psycopg.conninfo.conninfo_to_dict(ADMIN_DSN)
-    info["dbname"] = database
-    return psycopg.conninfo.make_conninfo(**info)
+    user = info.get("user", "")
+    password = f":{info['password']}" if info.get("password") else ""
+    port = f":{info['port']}" if info.get("port") else ""
+    return f"postgresql://{user}{password}{'@' if user else ''}{info.get('host', 'localhost')}{port}/{database}"
 
 
 def _unavailable(reason: str) -> None:
