@@ -21,6 +21,7 @@ from taskservice.core.errors import TaskServiceError
 from taskservice.core.finishing import HOLD_ENDS_SECONDS, Finisher
 from taskservice.core.models import ErrorType, TaskError, TaskState
 from taskservice.core.runs import Phase, Run, RunTable
+from taskservice.core.throttle import ThrottledLog
 
 log = logging.getLogger("taskservice.core.manager")
 
@@ -65,6 +66,7 @@ class Watchdog:
         self._next_reap = now + reap_seconds
         self._next_progress = now + progress_seconds
         self._next_stops = now + poll_seconds
+        self._failures = ThrottledLog(log, logging.WARNING)
         board.on_stop(self.stop_hint)
 
     def start(self) -> None:
@@ -99,7 +101,10 @@ class Watchdog:
             try:
                 self._periodic()
             except TaskServiceError as exc:  # the storage is away: the next round tries again
-                log.warning("watchdog: %s", exc)
+                self._failures.log("watchdog: %s", exc)
+                # No server could renew while the storage was away: reaping at once when it is back would take
+                # the tasks of servers that are alive and about to renew. Give them a lease's time first.
+                self._next_reap = max(self._next_reap, self._clock.monotonic() + self._lease_seconds)
             except Exception:
                 log.exception("watchdog round failed")
             with self._table.lock:

@@ -89,15 +89,33 @@ class PgWriter:
         while True:
             with self._cond:
                 while not self._queue and not self._closing:
-                    self._cond.wait()
-                if not self._queue:
+                    # While the database is away, an idle writer tries again every so often: health says
+                    # NOT_SERVING until a transaction succeeds, and must not wait for the next Submit to find out.
+                    if not self._cond.wait(None if self.healthy else RECONNECT_SECONDS):
+                        break
+                if not self._queue and self._closing:
                     return
                 batch = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH))]
-            self._commit(batch)
+            if batch:
+                self._commit(batch)
+            else:
+                self._probe()
+
+    def _probe(self) -> None:
+        try:
+            self._transaction([])
+        except psycopg.Error as exc:
+            if not isinstance(exc, _NotYet):
+                self._lost(exc)
+            return
+        self._set_healthy(True)
 
     def _commit(self, batch: list[_Queued]) -> None:
         try:
             results = self._transaction(batch)
+        except _NotYet as exc:  # failed a moment ago: callers are told at once, without another try
+            self._fail(batch, exc)
+            return
         except psycopg.OperationalError as exc:  # the connection: the operations never ran
             self._lost(exc)
             self._fail(batch, exc)
@@ -128,7 +146,7 @@ class PgWriter:
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             if time.monotonic() < self._retry_at:
-                raise psycopg.OperationalError("the task database could not be reached a moment ago")
+                raise _NotYet("the task database could not be reached a moment ago")
             self._conn = self._connect()
         return self._conn
 
@@ -158,10 +176,6 @@ class PgWriter:
             except Exception:
                 log.exception("the database health listener failed")
 
-    def probe(self) -> None:
-        """A harmless round trip, to find the database back after a failure (the board's poll calls it)."""
-        self.call(lambda cur: cur.execute("SELECT 1"))
-
     def close(self) -> None:
         with self._cond:
             if self._closing:
@@ -171,6 +185,10 @@ class PgWriter:
         self._thread.join(timeout=10)
         if self._conn is not None and not self._conn.closed:
             self._conn.close()
+
+
+class _NotYet(psycopg.OperationalError):
+    """The connection failed less than RECONNECT_SECONDS ago: not tried again yet."""
 
 
 def _tell(then: Told, result: Any, error: BaseException | None) -> None:
