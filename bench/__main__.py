@@ -25,6 +25,7 @@ from typing import Any
 import grpc
 
 from bench.checksum import checksum_scenario
+from bench.cluster import cluster_scenarios
 from bench.fill import fill
 from bench.load import percentile
 from taskservice.core.models import TaskState
@@ -336,6 +337,11 @@ def checksum(table: Table, tmp: Path) -> None:
               ours["sha256sum_mib_s"], "higher", ">= 0.80")  # fmt: skip
 
 
+def postgres(table: Table, tmp: Path) -> None:
+    """Servers sharing one PostgreSQL (bench/cluster.py); skipped, saying so, without one."""
+    cluster_scenarios(table, tmp, serve, load)
+
+
 GROUPS = {
     "unary": unary_scenarios,
     "watchers": watcher_scenarios,
@@ -343,6 +349,7 @@ GROUPS = {
     "getstate": getstate_scenarios,
     "restart": restart_scenario,
     "checksum": checksum,
+    "postgres": postgres,
 }
 
 

@@ -187,7 +187,7 @@ async def _until_all_done(stub: pb_grpc.TaskServiceStub, deadline: float) -> Non
 
 
 async def single_tasks(
-    address: str,
+    address: str | list[str],
     count: int,
     concurrency: int,
     timeout: float,
@@ -202,47 +202,63 @@ async def single_tasks(
     """
     request = pb.SubmitRequest(task_type=task_type)
     request.args.update(args or {})
-    async with _channel(address) as channel:
-        stub = pb_grpc.TaskServiceStub(channel)
+    addresses = address if isinstance(address, list) else [address]
+    channels = [_channel(a) for a in addresses]
+    try:
+        stubs = [pb_grpc.TaskServiceStub(c) for c in channels]
+        stub = stubs[0]
         left = [count]
         start = time.perf_counter()
 
-        async def submitter() -> None:
+        async def submitter(index: int) -> None:
+            own = stubs[index % len(stubs)]  # Submits spread over the servers
             while left[0] > 0:
                 left[0] -= 1
-                task_id = (await stub.Submit(request, timeout=60)).task.task_id
+                task_id = (await own.Submit(request, timeout=60)).task.task_id
                 if wait == "watch":
-                    async for event in stub.WatchProgress(pb.WatchProgressRequest(task_id=task_id), timeout=60):
+                    async for event in own.WatchProgress(pb.WatchProgressRequest(task_id=task_id), timeout=60):
                         if event.HasField("task") and event.state in TERMINAL:
                             break
 
-        await asyncio.gather(*(submitter() for _ in range(concurrency)))
+        await asyncio.gather(*(submitter(i) for i in range(concurrency)))
         submitted = time.perf_counter()
         await _until_all_done(stub, start + timeout)
         elapsed = time.perf_counter() - start
+    finally:
+        for channel in channels:
+            await channel.close()
     return {"tasks_per_s": count / elapsed, "submit_seconds": submitted - start, "seconds": elapsed}
 
 
-async def bulk_tasks(address: str, count: int, batch: int, in_flight: int, timeout: float) -> dict[str, Any]:
-    """`count` no-op tasks through SubmitBatch (`batch` each, `in_flight` calls at once); tasks/s until all done."""
+async def bulk_tasks(
+    address: str | list[str], count: int, batch: int, in_flight: int, timeout: float
+) -> dict[str, Any]:
+    """`count` no-op tasks through SubmitBatch (`batch` each, `in_flight` calls at once, spread over the servers
+    given); tasks/s until all done."""
     request = pb.SubmitRequest(task_type="noop")
     message = pb.SubmitBatchRequest(requests=[request] * batch)
-    async with _channel(address) as channel:
-        stub = pb_grpc.TaskServiceStub(channel)
+    addresses = address if isinstance(address, list) else [address]
+    channels = [_channel(a) for a in addresses]
+    try:
+        stubs = [pb_grpc.TaskServiceStub(c) for c in channels]
         calls = [count // batch]
         refused = [0]
         start = time.perf_counter()
 
-        async def sender() -> None:
+        async def sender(index: int) -> None:
+            own = stubs[index % len(stubs)]
             while calls[0] > 0:
                 calls[0] -= 1
-                response = await stub.SubmitBatch(message, timeout=120)
+                response = await own.SubmitBatch(message, timeout=120)
                 refused[0] += sum(1 for r in response.results if r.error_code)
 
-        await asyncio.gather(*(sender() for _ in range(in_flight)))
+        await asyncio.gather(*(sender(i) for i in range(in_flight)))
         submitted = time.perf_counter()
-        await _until_all_done(stub, start + timeout)
+        await _until_all_done(stubs[0], start + timeout)
         elapsed = time.perf_counter() - start
+    finally:
+        for channel in channels:
+            await channel.close()
     return {"tasks_per_s": count / elapsed, "submit_seconds": submitted - start, "seconds": elapsed,
             "refused": refused[0]}  # fmt: skip
 
@@ -272,7 +288,39 @@ async def idle_watchers(address: str, task_ids: list[str], per_task: int, ready_
     return {"streams": total, "streams_with_end": sum(ends)}
 
 
+async def stop_across(submit_at: str, watch_at: str, stop_at: str, samples: int) -> dict[str, Any]:
+    """Milliseconds from a Stop sent to one server to the REVOKED event on a watch held on another, of a task that
+    a third may run (progress every 10 ms); and from each progress report to its arrival on the watch."""
+    stops: list[float] = []
+    progress: list[float] = []
+    async with _channel(submit_at) as a, _channel(watch_at) as b, _channel(stop_at) as c:
+        submitter, watcher, stopper = (pb_grpc.TaskServiceStub(x) for x in (a, b, c))
+        for _ in range(samples):
+            request = pb.SubmitRequest(task_type="demo")
+            request.args.update({"steps": 100_000, "step_seconds": 0.01})
+            task_id = (await submitter.Submit(request)).task.task_id
+            watch = watcher.WatchProgress(pb.WatchProgressRequest(task_id=task_id), timeout=60)
+            seen = 0
+            async for event in watch:
+                if event.state == pb.TASK_STATE_RUNNING and not event.HasField("task"):
+                    progress.append((time.time() - event.progress.updated_at.ToNanoseconds() / 1e9) * 1000)
+                    seen += 1
+                    if seen >= 10:
+                        break
+            start = time.perf_counter()
+            await stopper.Stop(pb.StopRequest(task_id=task_id))
+            async for event in watch:
+                if event.state == pb.TASK_STATE_REVOKED:
+                    stops.append((time.perf_counter() - start) * 1000)
+                    break
+            watch.cancel()
+    return {"stop_p50_ms": statistics.median(stops), "stop_p99_ms": percentile(stops, 0.99),
+            "progress_p50_ms": statistics.median(progress), "progress_p99_ms": percentile(progress, 0.99),
+            "samples": len(stops)}  # fmt: skip
+
+
 SCENARIOS = {
+    "stop_across": stop_across,
     "single_tasks": single_tasks,
     "bulk_tasks": bulk_tasks,
     "idle_watchers": idle_watchers,

@@ -1,5 +1,5 @@
 """The watchers on this server of tasks that other servers run (a shared database): their changes are read from
-the board about ten times a second and shown here as if this server had made them.
+the board twenty times a second and shown here as if this server had made them.
 
 Every state change reaches them (the board keeps each task's last few, with their sequences), in sequence order;
 progress arrives as the owner writes it (every 0.1 s), latest wins. The stream of a watcher ends right after the
@@ -20,7 +20,7 @@ from taskservice.core.runs import Phase, RunTable
 log = logging.getLogger(__name__)
 
 # How often the board is asked: the progress a watcher sees lags the owner's by about this much more.
-RELAY_SECONDS = 0.1
+RELAY_SECONDS = 0.05
 
 
 class Relay:

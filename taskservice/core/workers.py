@@ -80,7 +80,7 @@ class WorkerPool:
         self._typical_run = 1.0
         self._work = threading.Condition(table.lock)
         self._claimed: deque[Run] = deque()
-        self._claiming = False
+        self._claiming = 0  # claims in flight
         self._idle = 0
         # Set when work may have arrived since the last claim began: the claimer claims again before it waits.
         self._hint = False
@@ -181,7 +181,9 @@ class WorkerPool:
                     return run
                 if self._phase() is not Phase.SERVING:
                     return None
-                if self._claiming:
+                if self._claiming > 0 and self._board.exclusive:
+                    # The local board claims in memory: one claimer for all. A shared board's claims are round
+                    # trips that SKIP LOCKED keeps apart: each idle worker claims for itself, in parallel.
                     self._wait_idle(None)
                     continue
                 batch = self._claim_unlocked(self._idle + 1 + self._prefetch())
@@ -215,7 +217,7 @@ class WorkerPool:
     def _claim_unlocked(self, n: int) -> ClaimBatch | None:
         """Claim up to n tasks with the lock let go meanwhile; register what came. Holds lock on entry and exit.
         None when work arrived during the claim (the caller looks again at once)."""
-        self._claiming = True
+        self._claiming += 1
         self._hint = False
         self._table.lock.release()
         try:
@@ -226,7 +228,7 @@ class WorkerPool:
             batch = ClaimBatch([])
         finally:
             self._table.lock.acquire()
-            self._claiming = False
+            self._claiming = 0  # claims in flight
         for claim in batch.claims:
             self._register(Run(claim, claim.task.copy(), batch))
         if batch.claims or self._hint:

@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from taskservice.core.board import Board, DatabaseUnreachable, StoreInUse, open_board
 from taskservice.core.errors import RegistryError, StoreDamaged, StoreUnavailable
-from taskservice.core.logs import TaskLogs
+from taskservice.core.logs import Logs, TaskLogs
 from taskservice.core.manager import ManagerConfig, WorkerManager
 from taskservice.core.paths import DataRoot
 from taskservice.core.registry import TaskRegistry, default_registry
@@ -229,7 +229,9 @@ async def _serve_on(
     board: Board, registry: TaskRegistry, data_root: DataRoot, tokens: TokenFile | None, settings: Settings
 ) -> int:
     metrics = Metrics() if settings.metrics_listen else None
-    logs = TaskLogs(
+    # Logs live where every server that answers WatchLogs can read them: local files for the embedded file, the
+    # database when servers share one.
+    logs: Logs = board.task_logs() or TaskLogs(
         Path(settings.state_dir) / "logs",
         min_free_bytes=settings.min_free_space,
         max_total_bytes=settings.max_logs_size,
@@ -249,8 +251,8 @@ async def _serve_on(
             renew_seconds=settings.renew,
             reap_seconds=settings.renew,
             poll_seconds=settings.poll,
-            # Watchers on other servers read progress from the database: often enough for 10 updates a second.
-            progress_seconds=0.25 if board.exclusive else 0.1,
+            # Watchers on other servers read progress from the database: often enough for 20 updates a second.
+            progress_seconds=0.25 if board.exclusive else 0.05,
         ),
     )
     # Metrics outermost, so that calls the token check refuses are counted too.

@@ -75,8 +75,7 @@ def test_submit_on_one_server_watch_on_another_stop_from_a_third(nodes: list[Ser
         events = []
         watching = threading.Thread(target=lambda: events.extend(b.watch(task_id, timeout=30)), daemon=True)
         watching.start()
-        wait_until(lambda: any(e.state is TaskState.RUNNING and e.progress.current > 5 for e in events),
-                   what="progress seen on the second server")  # fmt: skip
+        wait_until(lambda: sum(1 for e in events if e.task is None) >= 5, what="progress seen on the second server")
         assert c.stop(task_id, reason="from the third").task_id == task_id
         watching.join(timeout=20)
         assert not watching.is_alive(), "the watch on the second server ended"
@@ -86,23 +85,25 @@ def test_submit_on_one_server_watch_on_another_stop_from_a_third(nodes: list[Ser
         assert states[-1] is TaskState.REVOKED and TaskState.STOPPING in states
         assert [e.state.is_terminal for e in events].count(True) == 1 and events[-1].state is TaskState.REVOKED
         assert events[-1].task is not None and "from the third" in (events[-1].task.error.message or "")
-        progress = [e for e in events if e.task is None]
-        assert len(progress) >= 5, "progress came across servers"
+        progress = [e.progress.current for e in events if e.task is None]
+        assert len(progress) >= 5 and progress == sorted(progress), "progress came across servers, in order"
         # GetState and ListTasks answer the same on every server.
         assert {client.get(task_id).state for client in (a, b, c)} == {TaskState.REVOKED}
         assert task_id in {t.task_id for t in c.list().tasks}
 
 
 def test_logs_and_resumed_watches_work_on_any_server(nodes: list[ServerProcess]) -> None:
-    first, second, _ = nodes
-    with TaskClient(first.address) as a, TaskClient(second.address) as b:
-        task_id = a.submit("test.chatty", {"lines": 200}).task.task_id
-        terminal = list(b.watch(task_id, timeout=30))[-1]
-        assert terminal.state is TaskState.SUCCESS
-        wait_until(lambda: b"line 199" in b"".join(c.data for c in b.logs(task_id)), what="the log on the other server")
-        text = b"".join(chunk.data for chunk in b.logs(task_id)).decode()
+    with TaskClient(nodes[0].address) as submitter:
+        task_id = submitter.submit("test.chatty", {"lines": 200}).task.task_id
+        terminal = list(submitter.watch(task_id, timeout=30))[-1]
+    assert terminal.state is TaskState.SUCCESS
+    ran_on = next(n for n in nodes if f"{task_id} (test.chatty) PENDING -> RUNNING" in n.log())
+    elsewhere = next(n for n in nodes if n is not ran_on)  # its logs are not in a file of this server
+    with TaskClient(elsewhere.address) as reader:
+        wait_until(lambda: b"line 199" in b"".join(c.data for c in reader.logs(task_id)), what="the log elsewhere")
+        text = b"".join(chunk.data for chunk in reader.logs(task_id)).decode()
         assert text.splitlines()[:2] == ["line 0", "line 1"] and "line 199" in text
-        resumed = list(a.watch(task_id, after_sequence=terminal.sequence, timeout=10))
+        resumed = list(reader.watch(task_id, after_sequence=terminal.sequence, timeout=10))
         assert resumed == [], "resumed after the end, on another server"
 
 
@@ -134,7 +135,7 @@ def test_a_server_cut_off_loses_its_leases_and_its_late_end_changes_nothing(node
     with TaskClient(second.address) as b:
         task_id = b.submit("test.wait_forever", {}).task.task_id
         wait_until(lambda: b.get(task_id).state is TaskState.RUNNING, what="the task runs somewhere")
-        owner = next(n for n in nodes if task_id in n.log())  # its transition log line names it
+        owner = next(n for n in nodes if f"{task_id} (test.wait_forever) PENDING -> RUNNING" in n.log())
         others = [n for n in nodes if n is not owner]
         assert owner.proc is not None
         owner.proc.send_signal(signal.SIGSTOP)  # cut off: it renews nothing

@@ -50,11 +50,11 @@ class Listener:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._tell(set(self._listeners))  # reconnected: look for what came meanwhile
                     while not self._closing.is_set():
-                        hints: set[str] = set()
-                        for notice in conn.notifies(timeout=WAIT_SECONDS, stop_after=64):
-                            hints.update(notice.payload.split(","))
-                        if hints:
-                            self._tell(hints)
+                        # Each hint is passed on as it arrives (the wait ends after WAIT_SECONDS to see close()).
+                        for notice in conn.notifies(timeout=WAIT_SECONDS):
+                            self._tell(set(notice.payload.split(",")))
+                            if self._closing.is_set():
+                                break
             except psycopg.Error as exc:
                 self._failures.log("listening for task hints failed (the poll goes on): %s", exc)
                 self._closing.wait(RECONNECT_SECONDS)

@@ -35,6 +35,8 @@ class DatabaseLogs:
         self._lock = threading.Lock()
         self._pending: dict[str, list[bytes]] = {}
         self._ends: dict[str, int] = {}  # where this server's next chunk of a task goes
+        # One flush at a time (the flusher's, or a task's end), so that a task's chunks are written in order.
+        self._flushing = threading.Lock()
         self._refusals = ThrottledLog(log, logging.WARNING)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="taskservice-pg-logs", daemon=True)
@@ -56,6 +58,10 @@ class DatabaseLogs:
             self._flush(None)
 
     def _flush(self, only: list[str] | None) -> None:
+        with self._flushing:
+            self._flush_now(only)
+
+    def _flush_now(self, only: list[str] | None) -> None:
         with self._lock:
             ids = list(self._pending) if only is None else [t for t in only if t in self._pending]
             taken = {task_id: b"".join(self._pending.pop(task_id)) for task_id in ids}

@@ -52,9 +52,9 @@ def task_from_row(row: tuple[Any, ...]) -> Task:
 
 
 def transition_sql(sequence: str, state: str) -> str:
-    """The new value of `transitions` after a state change (SQL expressions for its sequence and state)."""
+    """The new value of `transitions` after a state change (SQL expressions for its sequence and state): the
+    oldest one out once TRANSITIONS_KEPT are kept, the new one in."""
     return (
-        f"(SELECT coalesce(jsonb_agg(x), '[]') FROM (SELECT x FROM jsonb_array_elements(t.transitions "
-        f"|| jsonb_build_array(jsonb_build_array({sequence}, {state}))) WITH ORDINALITY AS e(x, n) "
-        f"ORDER BY n DESC LIMIT {TRANSITIONS_KEPT}) kept)"
+        f"(CASE WHEN jsonb_array_length(t.transitions) >= {TRANSITIONS_KEPT} THEN t.transitions - 0 "
+        f"ELSE t.transitions END || jsonb_build_array(jsonb_build_array({sequence}, {state})))"
     )

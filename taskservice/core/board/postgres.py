@@ -90,7 +90,7 @@ class PostgresBoard(Board):
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
             timeout=30,
             open=True,
-            name="taskservice",
+            name="taskservice-pg",
         )
         self._health_listeners: list[Callable[[bool], None]] = []
         self._writer = PgWriter(self._connect, on_health=self._health_changed)
