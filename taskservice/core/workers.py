@@ -181,9 +181,7 @@ class WorkerPool:
                     return run
                 if self._phase() is not Phase.SERVING:
                     return None
-                if self._claiming > 0 and self._board.exclusive:
-                    # The local board claims in memory: one claimer for all. A shared board's claims are round
-                    # trips that SKIP LOCKED keeps apart: each idle worker claims for itself, in parallel.
+                if self._claiming > 0:  # one claim at a time, for all idle workers (and a few more: _prefetch)
                     self._wait_idle(None)
                     continue
                 batch = self._claim_unlocked(self._idle + 1 + self._prefetch())
@@ -195,9 +193,8 @@ class WorkerPool:
     def _prefetch(self) -> int:
         """Claims beyond the idle workers: while handlers return within moments, a few more per claim, so that a
         deep queue of short tasks costs one claim (and one RUNNING commit) per batch. Never for long handlers,
-        whose claimed tasks would wait, RUNNING, for a worker. Holds lock."""
-        if not self._board.exclusive:  # a claim on a shared board is a lease other servers cannot take
-            return 0
+        whose claimed tasks would wait, RUNNING, for a worker. A claimed task whose handler never started is
+        PENDING again after a crash, on any board. Holds lock."""
         return self._size * PREFETCH_PER_WORKER if self._typical_run < PREFETCH_BELOW_SECONDS else 0
 
     def _wait_idle(self, timeout: float | None) -> None:

@@ -201,6 +201,19 @@ def test_reap_takes_only_expired_leases_and_requeues_types_safe_to_rerun(board: 
     assert rerun.task_id == "again" and rerun.task.attempt == 2
 
 
+def test_a_claimed_task_whose_handler_never_started_is_reaped_back_to_pending_whatever_its_type(
+    board: Board,
+) -> None:
+    submit(board, [new("waited", "echo"), new("started", "echo")])
+    batch = board.claim("node-a", None, 2, lease_until=NOW + LEASE, now=NOW)
+    started = next(c for c in batch.claims if c.task_id == "started")
+    assert batch.wait_durable(started.task_id) is None  # its handler is about to start
+    changed = {t.task_id: (t.state, t.attempt) for t, _ in board.reap(NOW + LEASE + 1, rerunnable=set())}
+    assert changed == {"waited": (TaskState.PENDING, 0), "started": (TaskState.LOST, 1)}
+    (again,) = claim(board, now=NOW + LEASE + 2)
+    assert again.task_id == "waited" and again.task.attempt == 1
+
+
 def test_retry_at_sends_a_run_back_to_pending_until_its_due_time(board: Board) -> None:
     submit(board, [new("flaky")])
     (first,) = claim(board)

@@ -426,11 +426,15 @@ class LocalBoard(Board):
                     continue
                 del self._owners[task_id]
                 self._progress.pop(task_id, None)
-                self._lazy.pop(task_id, None)
+                never_started = self._lazy.pop(task_id, None) is not None and task_id not in self._started
+                self._started.discard(task_id)
                 task = self._unfinished[task_id]
                 previous = task.state
                 task.event_sequence += REAP_SEQUENCE_GAP
-                if task.task_type in rerunnable:
+                if never_started:  # claimed, but its handler never ran: as if never claimed
+                    task.attempt -= 1
+                    task.started_at = None
+                if never_started or task.task_type in rerunnable:
                     task.state = TaskState.PENDING
                     self._enqueue(task)
                 else:

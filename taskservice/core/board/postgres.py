@@ -187,7 +187,7 @@ class PostgresBoard(Board):
                     WHERE state = 'PENDING' AND (run_after IS NULL OR run_after <= %(now)s) {types_clause}
                     ORDER BY priority DESC, submit_order LIMIT %(n)s
                     FOR UPDATE SKIP LOCKED)
-                UPDATE {TASKS} t SET state = 'RUNNING', attempt = t.attempt + 1, started_at = %(now)s,
+                UPDATE {TASKS} t SET state = 'RUNNING', attempt = t.attempt + 1, started_at = NULL,
                     run_after = NULL, owner = %(node)s, lease_until = %(lease)s, stop_reason = NULL,
                     progress_percent = 0, progress_message = '', progress_current = 0, progress_total = 0,
                     progress_updated_at = NULL, event_sequence = t.event_sequence + 1,
@@ -197,9 +197,36 @@ class PostgresBoard(Board):
             {"now": now, "n": n, "node": node, "lease": lease_until, "types": list(task_types or [])},
         )
         tasks = sorted((task_from_row(row) for row in rows), key=lambda t: (-t.priority, t.submit_order))
+        for task in tasks:
+            task.started_at = now  # on disk once its handler starts (see _start)
         if tasks:
             self._count_added(-len(tasks))
-        return ClaimBatch([Claim(task, node, lease_until) for task in tasks])
+        claims = {task.task_id: Claim(task, node, lease_until) for task in tasks}
+        return ClaimBatch(
+            list(claims.values()),
+            durable=lambda task_id: self._start(claims[task_id], wait=True),
+            started=lambda task_id: self._start(claims[task_id], wait=False),
+        )
+
+    def _start(self, claim: Claim, *, wait: bool) -> BaseException | None:
+        """Record that a claim's handler starts (started_at): until then a reap sends the task back to PENDING,
+        whatever its type, since it never ran. Waited for before a handler that must not run twice starts."""
+
+        def started(cur: psycopg.Cursor[Any]) -> None:
+            cur.execute(
+                f"""UPDATE {TASKS} SET started_at = %s
+                    WHERE task_id = %s AND owner = %s AND attempt = %s AND started_at IS NULL""",
+                (claim.task.started_at, claim.task_id, claim.node, claim.attempt),
+            )
+
+        if not wait:
+            self._writer.submit(started, _best_effort)
+            return None
+        try:
+            self._writer.call(started)
+        except Exception as exc:
+            return exc
+        return None
 
     def renew(self, node: str, claims: Sequence[Claim], lease_until: float) -> Renewal:
         rows = self._read(
@@ -228,15 +255,16 @@ class PostgresBoard(Board):
             columns = [list(column) for column in zip(*(_end_row(claim, final) for claim, final in ends), strict=True)]
             cur.execute(
                 f"""UPDATE {TASKS} t SET state = v.state, result = v.result::jsonb, error_type = v.etype,
-                        error_message = v.emsg, error_traceback = v.etb, ended_at = v.ended,
+                        error_message = v.emsg, error_traceback = v.etb, ended_at = v.ended, started_at = v.started,
                         progress_percent = v.pp, progress_message = v.pm, progress_current = v.pc,
                         progress_total = v.pt, progress_updated_at = v.pu, event_sequence = v.seq,
                         owner = NULL, lease_until = NULL, stop_reason = NULL,
                         transitions = {transition_sql("v.seq", "v.state")}
                     FROM unnest(%s::text[], %s::int[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
                                 %s::text[], %s::float8[], %s::float8[], %s::text[], %s::int8[], %s::int8[],
-                                %s::float8[], %s::int8[])
-                        AS v(id, attempt, node, state, result, etype, emsg, etb, ended, pp, pm, pc, pt, pu, seq)
+                                %s::float8[], %s::int8[], %s::float8[])
+                        AS v(id, attempt, node, state, result, etype, emsg, etb, ended, pp, pm, pc, pt, pu, seq,
+                             started)
                     WHERE t.task_id = v.id AND t.owner = v.node AND t.attempt = v.attempt
                         AND t.state IN ('RUNNING', 'STOPPING')
                     RETURNING t.task_id""",
@@ -338,10 +366,12 @@ class PostgresBoard(Board):
                     WHERE state IN ('RUNNING', 'STOPPING') AND lease_until < %(now)s
                     FOR UPDATE SKIP LOCKED),
                 changed AS (
-                    SELECT old.submit_order, old.state AS before,
-                        CASE WHEN t.task_type = ANY(%(rerun)s) THEN 'PENDING' ELSE 'LOST' END AS after
+                    SELECT old.submit_order, old.state AS before, t.started_at IS NULL AS unstarted,
+                        CASE WHEN t.task_type = ANY(%(rerun)s) OR t.started_at IS NULL THEN 'PENDING' ELSE 'LOST'
+                        END AS after
                     FROM old JOIN {TASKS} t USING (submit_order))
                 UPDATE {TASKS} t SET state = c.after, owner = NULL, lease_until = NULL, stop_reason = NULL,
+                    attempt = CASE WHEN c.unstarted THEN t.attempt - 1 ELSE t.attempt END,
                     ended_at = CASE WHEN c.after = 'LOST' THEN %(now)s END,
                     error_type = CASE WHEN c.after = 'LOST' THEN %(etype)s ELSE t.error_type END,
                     error_message = CASE WHEN c.after = 'LOST' THEN
@@ -465,6 +495,7 @@ def _end_row(claim: Claim, final: Task) -> tuple[Any, ...]:
         None if final.result is None else dumps(final.result),
         e.type if e else None, e.message if e else None, e.traceback if e else None,
         final.ended_at, p.percent, p.message, p.current, p.total, p.updated_at, final.event_sequence,
+        final.started_at,
     )  # fmt: skip
 
 
