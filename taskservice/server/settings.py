@@ -89,6 +89,11 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
         description="Run the task service. Every flag can also be set as TASKSERVICE_<FLAG> (e.g. TASKSERVICE_DB).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+
+    def add_duration(flag: str, default: float | str, help: str) -> None:
+        value = _env(env, flag.removeprefix("--").replace("-", "_"), str(default))
+        p.add_argument(flag, type=parse_duration, default=parse_duration(value), help=help)
+
     p.add_argument("--listen", default=_env(env, "listen", d.listen), help="host:port to serve on (port 0: any)")
     p.add_argument(
         "--db",
@@ -102,24 +107,11 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
         default=int(_env(env, "max_queue", str(d.max_queue))),
         help="queued tasks before Submit answers RESOURCE_EXHAUSTED",
     )
-    p.add_argument(
-        "--default-time-limit",
-        type=parse_duration,
-        default=parse_duration(_env(env, "default_time_limit", "0")),
-        help="time limit of tasks submitted without one (0: none)",
+    add_duration("--default-time-limit", "0", "time limit of tasks submitted without one (0: none)")
+    add_duration(
+        "--stop-grace", d.stop_grace, "how long a handler may take to return after a stop before it is abandoned"
     )
-    p.add_argument(
-        "--stop-grace",
-        type=parse_duration,
-        default=parse_duration(_env(env, "stop_grace", f"{d.stop_grace}")),
-        help="how long a handler may take to return after a stop before it is abandoned",
-    )
-    p.add_argument(
-        "--drain",
-        type=parse_duration,
-        default=parse_duration(_env(env, "drain", f"{d.drain}")),
-        help="on SIGTERM/SIGINT: how long running tasks get to finish",
-    )
+    add_duration("--drain", d.drain, "on SIGTERM/SIGINT: how long running tasks get to finish")
     env_tasks = [m for m in _env(env, "tasks", "").split(",") if m]
     p.add_argument(
         "--tasks",
@@ -140,24 +132,13 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
         default=_env(env, "state_dir", ""),
         help="folder for task logs (default: beside the db, named after it: tasks.db -> tasks-state)",
     )
-    p.add_argument(
+    add_duration(
         "--lease",
-        type=parse_duration,
-        default=parse_duration(_env(env, "lease", f"{d.lease}")),
-        help="shared database: a running task's lease; another server reaps it this long after its server died",
+        d.lease,
+        "shared database: a running task's lease; another server reaps it this long after its server died",
     )
-    p.add_argument(
-        "--renew",
-        type=parse_duration,
-        default=parse_duration(_env(env, "renew", f"{d.renew}")),
-        help="shared database: how often a server renews its leases and reaps expired ones",
-    )
-    p.add_argument(
-        "--poll",
-        type=parse_duration,
-        default=parse_duration(_env(env, "poll", f"{d.poll}")),
-        help="how often an idle server looks for work and stops without a hint",
-    )
+    add_duration("--renew", d.renew, "shared database: how often a server renews its leases and reaps expired ones")
+    add_duration("--poll", d.poll, "how often an idle server looks for work and stops without a hint")
     p.add_argument(
         "--max-logs-size",
         type=parse_size,

@@ -19,7 +19,6 @@ import pytest
 
 from taskservice.client import TaskClient
 from tests.faults.test_crash_loop import (
-    FINAL_WAIT_SECONDS,
     MIN_KILLS,
     SEED,
     Ledger,
@@ -27,6 +26,7 @@ from tests.faults.test_crash_loop import (
     check_final,
     check_history,
     sweep,
+    sweep_once_all_ended,
 )
 from tests.support.postgres import pg_database, pg_dsn
 from tests.support.server import ServerProcess
@@ -92,18 +92,7 @@ def test_sigkill_of_random_servers_under_load_loses_nothing_and_reaps_the_dead_s
                 sweep(ledger, client, f"after kill {len(kills)}")
 
         with TaskClient(servers[0].address, timeout=10) as client:
-            deadline = time.monotonic() + FINAL_WAIT_SECONDS
-            while True:
-                unfinished = [t for t in client.iter_tasks(page_size=200) if not t.state.is_terminal]
-                if not unfinished or time.monotonic() >= deadline:
-                    break
-                time.sleep(0.2)
-            if unfinished:
-                ledger.anomaly(
-                    f"{len(unfinished)} tasks did not end within {FINAL_WAIT_SECONDS:g} s: "
-                    + ", ".join(f"{t.task_id} {t.state.value}" for t in unfinished[:10])
-                )
-            tasks = sweep(ledger, client, "at the end")
+            tasks = sweep_once_all_ended(ledger, client)
         log_tail = "\n".join(server.log_tail() for server in servers)
 
     kill_times = [killed for _, killed in kills]

@@ -242,6 +242,22 @@ def sweep(ledger: Ledger, client: TaskClient, what: str) -> list[Task]:
     return tasks
 
 
+def sweep_once_all_ended(ledger: Ledger, client: TaskClient) -> list[Task]:
+    """The queue left by the last kill drains; then every task must have ended: the final sweep."""
+    deadline = time.monotonic() + FINAL_WAIT_SECONDS
+    while True:
+        unfinished = [t for t in client.iter_tasks(page_size=200) if not t.state.is_terminal]
+        if not unfinished or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    if unfinished:
+        ledger.anomaly(
+            f"{len(unfinished)} tasks did not end within {FINAL_WAIT_SECONDS:g} s of the last kill: "
+            + ", ".join(f"{t.task_id} {t.state.value}" for t in unfinished[:10])
+        )
+    return sweep(ledger, client, "at the end")
+
+
 def check_history(ledger: Ledger, final: dict[str, Task]) -> None:
     """No task seen terminal is later seen otherwise; states never move backwards; only expected states."""
     end_of_run = time.monotonic()
@@ -363,19 +379,7 @@ def test_sigkill_during_submits_loses_nothing_acknowledged_duplicates_nothing_an
                 sweep(ledger, client, f"after kill {len(ledger.kills)}")
 
         with TaskClient(server.address, timeout=10) as client:
-            # The queue left by the last kill drains; then every task must have ended.
-            deadline = time.monotonic() + FINAL_WAIT_SECONDS
-            while True:
-                unfinished = [t for t in client.iter_tasks(page_size=200) if not t.state.is_terminal]
-                if not unfinished or time.monotonic() >= deadline:
-                    break
-                time.sleep(0.1)
-            if unfinished:
-                ledger.anomaly(
-                    f"{len(unfinished)} tasks did not end within {FINAL_WAIT_SECONDS:g} s of the last restart: "
-                    + ", ".join(f"{t.task_id} {t.state.value}" for t in unfinished[:10])
-                )
-            tasks = sweep(ledger, client, "at the end")
+            tasks = sweep_once_all_ended(ledger, client)
             for task_id in ledger.acked:
                 task = client.get(task_id)  # NOT_FOUND would raise: every acknowledged task exists
                 ledger.observe(task, time.monotonic(), time.monotonic(), "final get")

@@ -16,11 +16,12 @@ import abc
 import enum
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from taskservice.core.errors import TaskServiceError
 from taskservice.core.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState
 from taskservice.core.store.base import StoreOpenError
+from taskservice.core.write_health import WriteHealth
 
 # Event sequences of tasks a reap takes from a lost owner jump by this much, so that they stay above any sequence
 # a watcher saw before (the owner published progress that was never written).
@@ -242,3 +243,24 @@ class Board(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional
         """Flush what is pending and release the storage; safe to call twice."""
+
+
+class _Writer(Protocol):
+    health: WriteHealth
+    commits: int
+
+
+class OneWriter:
+    """What a board whose writes all pass through one writer thread says of them."""
+
+    _writer: _Writer
+
+    def on_health(self, listener: Callable[[bool], None]) -> None:
+        self._writer.health.listen(listener)
+
+    @property
+    def writable(self) -> bool:
+        return self._writer.health.healthy
+
+    def commits(self) -> int:
+        return self._writer.commits

@@ -29,6 +29,7 @@ from taskservice.core.board.base import (
     FencedManyThen,
     FencedThen,
     NewTask,
+    OneWriter,
     Renewal,
     StopEffect,
     StopResult,
@@ -47,8 +48,10 @@ from taskservice.core.store.writer import StoreWriter
 PREVIOUS_PROCESS = "(a previous process)"
 
 
-class LocalBoard(Board):
+class LocalBoard(OneWriter, Board):
     """The board over a TaskStore that only this process writes."""
+
+    _writer: StoreWriter
 
     def __init__(
         self, store: TaskStore, *, max_queue: int = 100_000, exclusive: bool = True, owns_store: bool = True
@@ -74,10 +77,9 @@ class LocalBoard(Board):
         self._stops: dict[str, tuple[int, str]] = {}
         self._stop_listeners: list[Callable[[], None]] = []
         self._work_listeners: list[Callable[[], None]] = []
-        self._health_listeners: list[Callable[[bool], None]] = []
         self._next_order = store.max_order() + 1
         self._load()
-        self._writer = StoreWriter(store, progress_source=self._take_progress, on_health=self._health_changed)
+        self._writer = StoreWriter(store, progress_source=self._take_progress)
 
     def _load(self) -> None:
         """What the storage holds unfinished: PENDING tasks are queued again; running ones belong to a process
@@ -487,20 +489,6 @@ class LocalBoard(Board):
 
     def on_stop(self, listener: Callable[[], None]) -> None:
         self._stop_listeners.append(listener)
-
-    def on_health(self, listener: Callable[[bool], None]) -> None:
-        self._health_listeners.append(listener)
-
-    def _health_changed(self, healthy: bool) -> None:
-        for listener in self._health_listeners:
-            listener(healthy)
-
-    @property
-    def writable(self) -> bool:
-        return self._writer.healthy
-
-    def commits(self) -> int:
-        return self._writer.commits
 
     def close(self) -> None:
         self._writer.close()

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from taskservice.core.models import Progress, Task, TaskError, TaskState
+from taskservice.core.task_rows import task_from_row
 
+__all__ = ["COLUMNS", "TRANSITIONS_KEPT", "T_COLUMNS", "dumps", "task_from_row", "transition_sql"]
+
+# In the order task_from_row reads.
 COLUMNS = (
     "submit_order, task_id, task_type, args::text, state, priority, labels::text, time_limit, submitted_at, "
     "started_at, ended_at, attempt, progress_percent, progress_message, progress_current, progress_total, "
@@ -21,34 +24,6 @@ TRANSITIONS_KEPT = 8
 
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
-
-
-def task_from_row(row: tuple[Any, ...]) -> Task:
-    (
-        order, task_id, task_type, args, state, priority, labels, time_limit, submitted_at, started_at, ended_at,
-        attempt, percent, message, current, total, updated_at, result, error_type, error_message, error_traceback,
-        sequence, digest, run_after,
-    ) = row[:24]  # fmt: skip
-    return Task(
-        task_id=task_id,
-        task_type=task_type,
-        args=json.loads(args),
-        state=TaskState(state),
-        submitted_at=submitted_at,
-        priority=priority,
-        labels=json.loads(labels),
-        time_limit=time_limit,
-        progress=Progress(percent, message, current, total, updated_at),
-        result=None if result is None else json.loads(result),
-        error=None if error_type is None else TaskError(error_type, error_message or "", error_traceback or ""),
-        started_at=started_at,
-        ended_at=ended_at,
-        attempt=attempt,
-        submit_order=order,
-        event_sequence=sequence,
-        request_digest=digest,
-        run_after=run_after,
-    )
 
 
 def transition_sql(sequence: str, state: str) -> str:

@@ -5,7 +5,7 @@ committed, or the error. At most one NOTIFY per transaction, and only when an op
 work is there or a stop was asked, never task data (a NOTIFY takes a global lock at commit; one per task would
 cap the whole cluster at a few hundred tasks a second). One failing operation does not fail the others of its
 transaction: they are run again one by one. While the database refuses work, the writer reconnects every
-second and says so through `on_health`.
+second and says so through `health`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import psycopg
 from taskservice.core.board.pg_schema import CHANNEL
 from taskservice.core.errors import StoreUnavailable
 from taskservice.core.throttle import ThrottledLog
+from taskservice.core.write_health import WriteHealth
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +44,13 @@ class _Queued:
 
 
 class PgWriter:
-    def __init__(
-        self, connect: Callable[[], psycopg.Connection[Any]], *, on_health: Callable[[bool], None] | None = None
-    ) -> None:
+    def __init__(self, connect: Callable[[], psycopg.Connection[Any]]) -> None:
         self._connect = connect
-        self._on_health = on_health
+        self.health = WriteHealth()
         self._conn: psycopg.Connection[Any] | None = None
         self._cond = threading.Condition()
         self._queue: deque[_Queued] = deque()
         self._closing = False
-        self.healthy = True
         self.commits = 0
         self._failures = ThrottledLog(log)
         # After a failed connection, batches fail at once until this monotonic time (no wait per caller).
@@ -108,7 +106,7 @@ class PgWriter:
             if not isinstance(exc, _NotYet):
                 self._lost(exc)
             return
-        self._set_healthy(True)
+        self.health.set(True)
 
     def _commit(self, batch: list[_Queued]) -> None:
         try:
@@ -128,7 +126,7 @@ class PgWriter:
             self._fail(batch, exc)
             return
         self.commits += 1
-        self._set_healthy(True)
+        self.health.set(True)
         for item, result in zip(batch, results, strict=True):
             _tell(item.then, result, None)
 
@@ -152,7 +150,7 @@ class PgWriter:
 
     def _lost(self, exc: BaseException) -> None:
         self._failures.log("the task database cannot be reached: %s", exc)
-        self._set_healthy(False)
+        self.health.set(False)
         if self._conn is not None:
             with contextlib.suppress(psycopg.Error):
                 self._conn.close()
@@ -164,17 +162,9 @@ class PgWriter:
         for item in batch:
             _tell(item.then, None, error)
 
-    def _set_healthy(self, healthy: bool) -> None:
-        if healthy == self.healthy:
-            return
-        self.healthy = healthy
-        if healthy:
-            log.warning("the task database can be written again")
-        if self._on_health is not None:
-            try:
-                self._on_health(healthy)
-            except Exception:
-                log.exception("the database health listener failed")
+    @property
+    def healthy(self) -> bool:
+        return self.health.healthy
 
     def close(self) -> None:
         with self._cond:

@@ -35,6 +35,7 @@ from taskservice.core.board.base import (
     FencedManyThen,
     FencedThen,
     NewTask,
+    OneWriter,
     Renewal,
     StopEffect,
     StopResult,
@@ -69,8 +70,9 @@ def redacted(dsn: str) -> str:
     return f"postgresql://{info.get('user', '') + '@' if info.get('user') else ''}{host}/{db}"
 
 
-class PostgresBoard(Board):
+class PostgresBoard(OneWriter, Board):
     exclusive = False
+    _writer: PgWriter
 
     def __init__(self, dsn: str, *, max_queue: int = 100_000, pool_size: int = 16) -> None:
         self.where = redacted(dsn)
@@ -92,8 +94,7 @@ class PostgresBoard(Board):
             open=True,
             name="taskservice-pg",
         )
-        self._health_listeners: list[Callable[[bool], None]] = []
-        self._writer = PgWriter(self._connect, on_health=self._health_changed)
+        self._writer = PgWriter(self._connect)
         self._listener = Listener(self._connect)
         self._logs: DatabaseLogs | None = None
         self._count_lock = threading.Lock()
@@ -457,20 +458,6 @@ class PostgresBoard(Board):
 
     def on_stop(self, listener: Callable[[], None]) -> None:
         self._listener.on("stop", listener)
-
-    def on_health(self, listener: Callable[[bool], None]) -> None:
-        self._health_listeners.append(listener)
-
-    def _health_changed(self, healthy: bool) -> None:
-        for listener in self._health_listeners:
-            listener(healthy)
-
-    @property
-    def writable(self) -> bool:
-        return self._writer.healthy
-
-    def commits(self) -> int:
-        return self._writer.commits
 
     def close(self) -> None:
         if self._logs is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from taskservice.core.errors import StoreDamaged
-from taskservice.core.models import Progress, Task, TaskError, TaskFilter, TaskState
+from taskservice.core.models import Task, TaskFilter
 from taskservice.core.store.base import (
     UNFINISHED_STATES,
     InsertTask,
@@ -28,6 +28,7 @@ from taskservice.core.store.base import (
     TaskStore,
     Write,
 )
+from taskservice.core.task_rows import task_from_row
 
 # SQLITE_CORRUPT and SQLITE_NOTADB: the file's pages are not what SQLite wrote.
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
@@ -78,6 +79,7 @@ MIGRATIONS: dict[int, str] = {
     """,
 }
 
+# In the order task_from_row reads.
 _COLUMNS = (
     "seq, task_id, task_type, args, state, priority, labels, time_limit, submitted_at, started_at, ended_at, "
     "attempt, progress_percent, progress_message, progress_current, progress_total, progress_updated_at, "
@@ -207,34 +209,6 @@ def _write_rows(
         done += statements * size
 
 
-def _task_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Task:
-    (
-        seq, task_id, task_type, args, state, priority, labels, time_limit, submitted_at, started_at,
-        ended_at, attempt, percent, message, current, total, updated_at, result, error_type, error_message,
-        error_traceback, sequence, request_digest, run_after,
-    ) = row  # fmt: skip
-    return Task(
-        task_id=task_id,
-        task_type=task_type,
-        args=json.loads(args),
-        state=TaskState(state),
-        submitted_at=submitted_at,
-        priority=priority,
-        labels={} if labels == "{}" else json.loads(labels),
-        time_limit=time_limit,
-        progress=Progress(percent, message, current, total, updated_at),
-        result=None if result is None else json.loads(result),
-        error=None if error_type is None else TaskError(error_type, error_message or "", error_traceback or ""),
-        started_at=started_at,
-        ended_at=ended_at,
-        attempt=attempt,
-        submit_order=seq,
-        event_sequence=sequence,
-        request_digest=request_digest,
-        run_after=run_after,
-    )
-
-
 class SQLiteStore(TaskStore):
     """Tasks in one SQLite file. One connection writes (the manager's writer thread), one reads."""
 
@@ -352,7 +326,7 @@ class SQLiteStore(TaskStore):
 
     def get(self, task_id: str) -> Task | None:
         rows = self._query(f"SELECT {_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,))
-        return _task_from_row(rows[0]) if rows else None
+        return task_from_row(rows[0]) if rows else None
 
     def list(self, task_filter: TaskFilter, *, before_order: int | None, limit: int) -> list[Task]:
         where: list[str] = []
@@ -371,7 +345,7 @@ class SQLiteStore(TaskStore):
             params.extend((key, value))
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = self._query(f"SELECT {_COLUMNS} FROM tasks {clause} ORDER BY seq DESC LIMIT ?", [*params, limit])
-        return [_task_from_row(row) for row in rows]
+        return [task_from_row(row) for row in rows]
 
     def load_unfinished(self) -> list[Task]:
         states = [s.value for s in UNFINISHED_STATES]
@@ -379,7 +353,7 @@ class SQLiteStore(TaskStore):
             f"SELECT {_COLUMNS} FROM tasks WHERE state IN ({', '.join('?' * len(states))}) ORDER BY seq",
             states,
         )
-        return [_task_from_row(row) for row in rows]
+        return [task_from_row(row) for row in rows]
 
     def max_order(self) -> int:
         return self._query("SELECT coalesce(max(seq), 0) FROM tasks")[0][0]

@@ -18,6 +18,7 @@ from concurrent.futures import Future
 from taskservice.core.errors import StoreUnavailable
 from taskservice.core.store.base import SaveTask, TaskStore, Write
 from taskservice.core.throttle import ThrottledLog
+from taskservice.core.write_health import WriteHealth
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +59,14 @@ class StoreWriter:
         progress_source: ProgressSource | None = None,
         progress_interval: float = PROGRESS_FLUSH_INTERVAL,
         after_commit: Callable[[], None] | None = None,
-        on_health: Callable[[bool], None] | None = None,
     ) -> None:
         """`after_commit` runs on the writer thread after each commit's callbacks were all told, so that work
         they leave (showing many ends at once) is done once per commit rather than once per write.
 
-        `on_health` hears, on the writer thread, when the store stops taking writes (False) and when a write
-        succeeds again (True)."""
+        `health` tells, on the writer thread, when the store stops taking writes and when a write succeeds
+        again."""
         self._store = store
-        self._on_health = on_health
-        self.healthy = True
+        self.health = WriteHealth()
         self._failures = ThrottledLog(log)
         self._progress_source = progress_source
         self._progress_interval = progress_interval
@@ -147,7 +146,7 @@ class StoreWriter:
             self._store.apply(coalesced(writes))
         except Exception as exc:
             self._failures.log("store write of %d changes failed: %s", len(writes), exc)
-            self._set_healthy(False)
+            self.health.set(False)
             if len(batch) > 1 or (progress and batch):
                 # One bad write must not fail the others that shared its transaction: retry them alone.
                 # Progress is dropped here; the next report of each task brings it back.
@@ -159,7 +158,7 @@ class StoreWriter:
                 self._tell(then, error)
             return
         self.commits += 1
-        self._set_healthy(True)
+        self.health.set(True)
         for _, then in batch:
             self._tell(then, None)
 
@@ -169,19 +168,11 @@ class StoreWriter:
         except Exception as exc:
             self._failures.log("the task database still cannot be written: %s", exc)
             return
-        self._set_healthy(True)
+        self.health.set(True)
 
-    def _set_healthy(self, healthy: bool) -> None:
-        if healthy == self.healthy:
-            return
-        self.healthy = healthy
-        if healthy:
-            log.warning("the task database can be written again")
-        if self._on_health is not None:
-            try:
-                self._on_health(healthy)
-            except Exception:
-                log.exception("the store health listener failed")
+    @property
+    def healthy(self) -> bool:
+        return self.health.healthy
 
     @staticmethod
     def _tell(then: Done, error: BaseException | None) -> None:
