@@ -138,6 +138,10 @@ def test_a_server_cut_off_loses_its_leases_and_its_late_end_changes_nothing(node
         owner = next(n for n in nodes if f"{task_id} (test.wait_forever) PENDING -> RUNNING" in n.log())
         others = [n for n in nodes if n is not owner]
         assert owner.proc is not None
+        # Its start in the database, as another server reads it, not only its claim: the owner shows its own claim
+        # at once, and a claim whose handler never started is rightly reaped back to PENDING, to run elsewhere.
+        with TaskClient(others[0].address) as other:
+            wait_until(lambda: other.get(task_id).started_at is not None, what="the task's start is on disk")
         owner.proc.send_signal(signal.SIGSTOP)  # cut off: it renews nothing
         try:
             with TaskClient(others[0].address) as other:
