@@ -3,8 +3,9 @@
 Prints one table (each figure, its baseline from the same run, the ratio) and writes
 bench/results/latest.json. Every scenario is bounded in count and time.
 
-`python -m bench --compare REV [GROUP ...]` also runs the servers of commit REV (a git worktree of it, in a
-temporary folder) on the same scenarios, alternating with this tree's, and prints both figures side by side.
+`python -m bench --compare REV [--rounds N] [GROUP ...]` also runs the servers of commit REV (a git worktree of it,
+in a temporary folder) on the same scenarios, alternating with this tree's, and prints both figures side by side:
+with N rounds, the medians (one run of a unary group moves by 10-20% on a 2-core machine).
 """
 
 from __future__ import annotations
@@ -356,11 +357,17 @@ GROUPS = {
 def main(argv: list[str]) -> int:
     """`python -m bench [--compare REV] [GROUP ...]`: all groups, or the named ones."""
     compare = None
+    rounds = 1
     if argv[:1] == ["--compare"]:
         if len(argv) < 2:
             print("--compare needs a commit", file=sys.stderr)
             return 2
         compare, argv = argv[1], argv[2:]
+        if argv[:1] == ["--rounds"]:
+            if len(argv) < 2 or not argv[1].isdigit() or int(argv[1]) < 1:
+                print("--rounds needs a whole number of at least 1", file=sys.stderr)
+                return 2
+            rounds, argv = int(argv[1]), argv[2:]
     unknown = [name for name in argv if name not in GROUPS]
     if unknown:
         print(f"unknown groups {unknown}; choose from {', '.join(GROUPS)}", file=sys.stderr)
@@ -375,15 +382,18 @@ def main(argv: list[str]) -> int:
         print_table(report)
         return 0
     with worktree(compare, tmp / "old") as old_tree:
-        tables: dict[str, Table] = {"this tree": Table(), compare: Table()}
+        tables: dict[str, list[Table]] = {"this tree": [], compare: []}
         envs = {"this tree": None, compare: {"PYTHONPATH": str(old_tree)}}
-        for name in groups:
-            if name in NOT_COMPARED:
-                continue
-            # Alternate which runs first, so that neither always gets the fresher machine.
-            order = ["this tree", compare] if groups.index(name) % 2 == 0 else [compare, "this tree"]
-            for variant in order:
-                run_groups([name], tmp / variant.replace(" ", "-"), envs[variant], tables[variant])
+        for number in range(rounds):
+            for variant in tables:
+                tables[variant].append(Table())
+            for index, name in enumerate(groups):
+                if name in NOT_COMPARED:
+                    continue
+                # Alternate which runs first, so that neither always gets the fresher machine.
+                order = ["this tree", compare] if (index + number) % 2 == 0 else [compare, "this tree"]
+                for variant in order:
+                    run_groups([name], tmp / variant.replace(" ", "-"), envs[variant], tables[variant][-1])
     print_comparison(tables["this tree"], tables[compare], compare)
     return 0
 
@@ -423,22 +433,37 @@ def _report(table: Table) -> dict[str, Any]:
     }
 
 
-def print_comparison(new: Table, old: Table, rev: str) -> None:
-    """Each figure of this tree beside the same figure of commit `rev`, measured in the same invocation."""
-    report = _report(new)
+def print_comparison(new: list[Table], old: list[Table], rev: str) -> None:
+    """Each figure of this tree beside the same figure of commit `rev`, measured in the same invocation: with
+    several rounds, the medians, and each side's range (lowest-highest) after them."""
+    report = _report(new[0])
     machine = report["machine"]
     print(f"\nmachine: {machine['cpus']} CPUs, {machine['platform']}, Python {machine['python']}, "
-          f"grpcio {report['versions']['grpcio']}\n")  # fmt: skip
-    before = {row["scenario"]: row for row in old.rows}
+          f"grpcio {report['versions']['grpcio']}; {len(new)} alternating round(s), medians\n")  # fmt: skip
     header = f"{'scenario':<72} {'this tree':>10} {rev[:10]:>10} {'new/old':>8}  unit"
     print(header)
     print("-" * len(header))
-    for row in new.rows:
-        was = before.get(row["scenario"])
-        old_value = "—" if was is None else f"{was['taskservice']:.2f}"
-        ratio = "—" if was is None or not was["taskservice"] else f"{row['taskservice'] / was['taskservice']:.2f}"
-        print(f"{row['scenario']:<72} {row['taskservice']:>10.2f} {old_value:>10} {ratio:>8}  "
-              f"{row['unit']} ({row['better']} is better)")  # fmt: skip
+    ours, theirs = _figures(new), _figures(old)
+    for row in new[0].rows:
+        name = row["scenario"]
+        now, was = ours[name], theirs.get(name, [])
+        new_value, old_value = statistics.median(now), statistics.median(was) if was else None
+        ratio = "—" if not old_value else f"{new_value / old_value:.2f}"
+        spread = f"; {_range(now)} vs {_range(was)}" if len(now) > 1 else ""
+        print(f"{name:<72} {new_value:>10.2f} {'—' if old_value is None else f'{old_value:.2f}':>10} {ratio:>8}  "
+              f"{row['unit']} ({row['better']} is better{spread})")  # fmt: skip
+
+
+def _figures(tables: list[Table]) -> dict[str, list[float]]:
+    figures: dict[str, list[float]] = {}
+    for table in tables:
+        for row in table.rows:
+            figures.setdefault(row["scenario"], []).append(row["taskservice"])
+    return figures
+
+
+def _range(values: list[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}" if values else "—"
 
 
 def print_table(report: dict[str, Any]) -> None:
