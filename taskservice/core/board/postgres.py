@@ -10,6 +10,11 @@
 - Times are the nodes' clocks (keep them in sync, e.g. with NTP): leases are tens of seconds, far above clock skew.
 
 Nothing here runs on the event loop; a slow or lost database blocks only the thread that asked.
+
+This module is longer than most (about 500 lines) because it is the board's SQL: one statement per operation of
+Board, each with its precondition in its WHERE clause, read best beside each other. Its parts that are not SQL
+of an operation live in the pg_*.py modules (schema, rows, writer, listener, logs). The design:
+docs/architecture.md, "The PostgreSQL board".
 """
 
 from __future__ import annotations
