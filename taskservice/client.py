@@ -68,6 +68,10 @@ _BACKOFF_INITIAL = 0.1
 _BACKOFF_MAX = 1.0
 _BACKOFF_JITTER = 0.2
 _MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# wait(): one WaitTask call waits at most this long (a lost connection or a proxy's idle limit then costs one
+# call, retried), and its deadline leaves the server this much longer to answer "not yet".
+_WAIT_CALL_SECONDS = 60.0
+_WAIT_CALL_GRACE = 5.0
 CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     # Ping so that a dead server is noticed during a long, quiet watch instead of hanging forever.
     ("grpc.keepalive_time_ms", 30_000),
@@ -262,9 +266,11 @@ class OutOfRange(TaskServiceError):
 
 
 class DeadlineExceeded(TaskServiceError, TimeoutError):
-    """A call or a wait() did not finish in time (DEADLINE_EXCEEDED); also a TimeoutError."""
+    """A call or a wait() did not finish in time (DEADLINE_EXCEEDED); also a TimeoutError. From wait(), `task` is
+    the task as the server last showed it (not ended); else None."""
 
     default_code = grpc.StatusCode.DEADLINE_EXCEEDED
+    task: Task | None = None
 
 
 _ERROR_CLASSES: dict[grpc.StatusCode, type[TaskServiceError]] = {
@@ -636,7 +642,9 @@ class _WatchCursor:
         timeout: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         security: Security | None = None,
+        started: float | None = None,
     ) -> None:
+        """`started`: when the timeout began (default: now), for a watch that continues an earlier wait."""
         self.task_id = task_id
         self._security = security
         self.last_sequence = after_sequence
@@ -644,7 +652,8 @@ class _WatchCursor:
         self._reconnect_timeout = reconnect_timeout
         self._timeout = timeout
         self._clock = clock
-        self._deadline = None if timeout is None else clock() + timeout
+        self.started = clock() if started is None else started
+        self._deadline = None if timeout is None else self.started + timeout
         self._failing_since: float | None = None
         self._failures = 0
         # Reconnecting is for a connection that was lost; a watch that never got an event fails at once
@@ -755,6 +764,50 @@ class _WatchCursor:
         return DeadlineExceeded(f"task {self.task_id!r} did not finish within {self._timeout:g}s")
 
 
+class _WaitCursor(_WatchCursor):
+    """One wait() across WaitTask calls: the overall timeout, and reconnects on UNAVAILABLE as a watch's."""
+
+    def __init__(self, task_id: str, **options: Any) -> None:
+        super().__init__(task_id, 0, **options)
+        self.task: Task | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.task is not None and self.task.state.is_terminal
+
+    def wait_request(self) -> tuple[pb.WaitTaskRequest, float]:
+        """The next call: its request and its deadline (DeadlineExceeded once the overall timeout passed)."""
+        wait = _WAIT_CALL_SECONDS
+        if self._deadline is not None:
+            left = self._deadline - self._clock()
+            if left <= 0 and self.task is not None:  # the first call always asks, even with a timeout of 0
+                raise self._timed_out()
+            wait = min(max(left, 0.0), _WAIT_CALL_SECONDS)
+        request = pb.WaitTaskRequest(task_id=self.task_id, timeout=seconds_to_duration(wait))
+        return request, wait + _WAIT_CALL_GRACE
+
+    def accept_wait(self, response: pb.WaitTaskResponse) -> Task | None:
+        """The ended task, or None to call again; DeadlineExceeded when the timeout passed before the end."""
+        self._failing_since, self._failures, self._connected = None, 0, True
+        self.task = task_from_pb(response.task)
+        if response.done:
+            return self.task
+        if self._deadline is not None and self._clock() >= self._deadline:
+            raise self._timed_out()
+        return None
+
+    def _timed_out(self) -> DeadlineExceeded:
+        now = f" (still {self.task.state.value})" if self.task is not None else ""
+        error = DeadlineExceeded(f"task {self.task_id!r} did not finish within {self._timeout:g}s{now}")
+        error.task = self.task
+        return error
+
+
+def _unimplemented(err: TaskServiceError) -> bool:
+    """A server older than WaitTask: wait() falls back to watching."""
+    return err.code is grpc.StatusCode.UNIMPLEMENTED
+
+
 class _LogCursor(_WatchCursor):
     """The state of one WatchLogs across reconnects: the next offset; done when a stream ends with OK."""
 
@@ -821,10 +874,20 @@ class _ClientBase(abc.ABC):
     def _open_channel(self, address: str, credentials: grpc.ChannelCredentials | None) -> Any:
         """A plaintext channel without credentials, a TLS one with them."""
 
-    def _cursor(self, task_id: str, after_sequence: int, timeout: float | None) -> _WatchCursor:
+    def _cursor(
+        self, task_id: str, after_sequence: int, timeout: float | None, started: float | None = None
+    ) -> _WatchCursor:
         return _WatchCursor(
-            task_id, after_sequence, reconnect_timeout=self.reconnect_timeout, timeout=timeout, security=self.security
+            task_id,
+            after_sequence,
+            reconnect_timeout=self.reconnect_timeout,
+            timeout=timeout,
+            security=self.security,
+            started=started,
         )
+
+    def _wait_cursor(self, task_id: str, timeout: float | None) -> _WaitCursor:
+        return _WaitCursor(task_id, reconnect_timeout=self.reconnect_timeout, timeout=timeout, security=self.security)
 
 
 class TaskClient(_ClientBase):
@@ -950,8 +1013,26 @@ class TaskClient(_ClientBase):
             time.sleep(cursor.next_delay())
 
     def wait(self, task_id: str, timeout: float | None = None) -> Task:
-        """Watch until the task ends and return it; DeadlineExceeded after `timeout` seconds."""
-        cursor = self._cursor(task_id, 0, timeout)
+        """Wait until the task ends and return it; DeadlineExceeded after `timeout` seconds (None: no limit).
+
+        One WaitTask call at a time, each at most a minute; reconnects on UNAVAILABLE as watch() does."""
+        cursor = self._wait_cursor(task_id, timeout)
+        while True:
+            request, deadline = cursor.wait_request()
+            try:
+                with _rpc_errors(self.security):
+                    response = self._stub.WaitTask(request, timeout=deadline, metadata=self._metadata)
+            except TaskServiceError as err:
+                if _unimplemented(err):
+                    return self._wait_by_watch(task_id, timeout, cursor.started)
+                time.sleep(cursor.retry_delay(err))
+                continue
+            task = cursor.accept_wait(response)
+            if task is not None:
+                return task
+
+    def _wait_by_watch(self, task_id: str, timeout: float | None, started: float) -> Task:
+        cursor = self._cursor(task_id, 0, timeout, started)
         for _ in self._follow(cursor, self._stub.WatchProgress):
             pass
         return cursor.final_task() or self.get(task_id)
@@ -1074,8 +1155,26 @@ class AsyncTaskClient(_ClientBase):
             await asyncio.sleep(cursor.next_delay())
 
     async def wait(self, task_id: str, timeout: float | None = None) -> Task:
-        """Watch until the task ends and return it; DeadlineExceeded after `timeout` seconds."""
-        cursor = self._cursor(task_id, 0, timeout)
+        """Wait until the task ends and return it; DeadlineExceeded after `timeout` seconds (None: no limit).
+
+        One WaitTask call at a time, each at most a minute; reconnects on UNAVAILABLE as watch() does."""
+        cursor = self._wait_cursor(task_id, timeout)
+        while True:
+            request, deadline = cursor.wait_request()
+            try:
+                with _rpc_errors(self.security):
+                    response = await self._stub.WaitTask(request, timeout=deadline, metadata=self._metadata)
+            except TaskServiceError as err:
+                if _unimplemented(err):
+                    return await self._wait_by_watch(task_id, timeout, cursor.started)
+                await asyncio.sleep(cursor.retry_delay(err))
+                continue
+            task = cursor.accept_wait(response)
+            if task is not None:
+                return task
+
+    async def _wait_by_watch(self, task_id: str, timeout: float | None, started: float) -> Task:
+        cursor = self._cursor(task_id, 0, timeout, started)
         async for _ in self._follow(cursor, self._stub.WatchProgress):
             pass
         return cursor.final_task() or await self.get(task_id)

@@ -164,6 +164,18 @@ def filter_from_proto(request: pb.ListTasksRequest) -> TaskFilter:
     )
 
 
+def wait_timeout_from_proto(request: pb.WaitTaskRequest) -> float | None:
+    """WaitTask's timeout in seconds; None when unset (wait until the call's deadline)."""
+    if not request.HasField("timeout"):
+        return None
+    seconds = duration_seconds(request.timeout)
+    if seconds < 0:
+        raise InvalidRequest(
+            f"timeout {seconds:g} s is negative", [("timeout", "must be 0 or more; leave it unset to wait for the end")]
+        )
+    return seconds
+
+
 def page_size_from_proto(page_size: int) -> int:
     if not 0 <= page_size <= MAX_PAGE_SIZE:
         raise InvalidRequest(

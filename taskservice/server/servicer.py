@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections import OrderedDict
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import DecodeError
 
-from taskservice.core.errors import InvalidRequest, TaskServiceError
+from taskservice.core.errors import InvalidRequest, ShuttingDown, TaskServiceError
 from taskservice.core.events import Watcher
 from taskservice.core.logs import Logs
 from taskservice.core.manager import SubmitSpec, WorkerManager
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 # How often WatchLogs with follow looks for new output of a running task.
 LOG_POLL_SECONDS = 0.1
+# WaitTask answers this long (at most a tenth of the time left) before the call's deadline.
+WAIT_DEADLINE_MARGIN = 0.1
 # Most requests one SubmitBatch may carry; with 16 MiB messages, more would mostly hit the size limit anyway.
 MAX_BATCH = 10_000
 # Tasks whose last encoded event is kept for their other watchers (see TaskServiceServicer._encode).
@@ -267,6 +270,34 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
             self._streams.discard(wake)
             self._manager.unwatch(request.task_id, watcher)
 
+    @_unary
+    async def WaitTask(self, request: pb.WaitTaskRequest, context: Any) -> pb.WaitTaskResponse:
+        check_task_id(request.task_id)
+        loop = asyncio.get_running_loop()
+        until = _wait_until(loop.time(), convert.wait_timeout_from_proto(request), context.time_remaining())
+        wake = asyncio.Event()
+        watcher = Watcher(notify=lambda: self._waker.wake(wake))
+        self._streams.add(wake)
+        try:
+            if self._manager.watch_now(request.task_id, watcher) is None:
+                await self._read(self._manager.watch, request.task_id, watcher)
+            while True:
+                wake.clear()
+                ended = next((event.task for event in watcher.drain() if event.is_terminal), None)
+                if ended is not None:
+                    return pb.WaitTaskResponse(task=convert.task_to_proto(ended), done=True)
+                if self._closing:
+                    raise ShuttingDown("the server is shutting down; wait again (on another server)")
+                if until is not None and loop.time() >= until:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), None if until is None else until - loop.time())
+        finally:
+            self._streams.discard(wake)
+            self._manager.unwatch(request.task_id, watcher)
+        task = self._manager.get_now(request.task_id) or await self._read(self._manager.get, request.task_id)
+        return pb.WaitTaskResponse(task=convert.task_to_proto(task), done=task.state.is_terminal)
+
     async def WatchLogs(
         self, request: pb.WatchLogsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.WatchLogsResponse]:
@@ -298,3 +329,12 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
             ended = (await self._read(self._manager.get, request.task_id)).state.is_terminal
             if not ended:
                 await asyncio.sleep(LOG_POLL_SECONDS)
+
+
+def _wait_until(now: float, timeout: float | None, deadline_in: float | None) -> float | None:
+    """When a WaitTask answers with the task as it is: at its timeout, or a little before the call's deadline
+    (an answer after it would be lost: the client has given up), whichever comes first; None: no limit."""
+    limits = [] if timeout is None else [timeout]
+    if deadline_in is not None:
+        limits.append(max(0.0, deadline_in - min(WAIT_DEADLINE_MARGIN, deadline_in / 10)))
+    return now + min(limits) if limits else None

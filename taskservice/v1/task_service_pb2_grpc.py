@@ -70,6 +70,11 @@ class TaskServiceStub:
                 request_serializer=taskservice_dot_v1_dot_task__service__pb2.WatchLogsRequest.SerializeToString,
                 response_deserializer=taskservice_dot_v1_dot_task__service__pb2.WatchLogsResponse.FromString,
                 _registered_method=True)
+        self.WaitTask = channel.unary_unary(
+                '/taskservice.v1.TaskService/WaitTask',
+                request_serializer=taskservice_dot_v1_dot_task__service__pb2.WaitTaskRequest.SerializeToString,
+                response_deserializer=taskservice_dot_v1_dot_task__service__pb2.WaitTaskResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -132,6 +137,15 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WaitTask(self, request, context):
+        """WaitTask answers once the task has ended (done=true), or when the timeout or the call's deadline is
+        about to pass, whichever comes first, with the task as it is then (done=false); like
+        google.longrunning.WaitOperation. NOT_FOUND for an unknown id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -169,6 +183,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.WatchLogs,
                     request_deserializer=taskservice_dot_v1_dot_task__service__pb2.WatchLogsRequest.FromString,
                     response_serializer=taskservice_dot_v1_dot_task__service__pb2.WatchLogsResponse.SerializeToString,
+            ),
+            'WaitTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.WaitTask,
+                    request_deserializer=taskservice_dot_v1_dot_task__service__pb2.WaitTaskRequest.FromString,
+                    response_serializer=taskservice_dot_v1_dot_task__service__pb2.WaitTaskResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -361,6 +380,33 @@ class TaskService:
             '/taskservice.v1.TaskService/WatchLogs',
             taskservice_dot_v1_dot_task__service__pb2.WatchLogsRequest.SerializeToString,
             taskservice_dot_v1_dot_task__service__pb2.WatchLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WaitTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.v1.TaskService/WaitTask',
+            taskservice_dot_v1_dot_task__service__pb2.WaitTaskRequest.SerializeToString,
+            taskservice_dot_v1_dot_task__service__pb2.WaitTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

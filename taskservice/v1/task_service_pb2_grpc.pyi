@@ -63,6 +63,11 @@ class TaskServiceStub:
     ctx.log()) from a byte offset. With follow it goes on until the task has ended and its log is read
     to the end; a client that reconnects resumes at the offset after the last byte it got.
     """
+    WaitTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.WaitTaskRequest, _task_service_pb2.WaitTaskResponse]
+    """WaitTask answers once the task has ended (done=true), or when the timeout or the call's deadline is
+    about to pass, whichever comes first, with the task as it is then (done=false); like
+    google.longrunning.WaitOperation. NOT_FOUND for an unknown id.
+    """
 
 @_typing.type_check_only
 class TaskServiceAsyncStub(TaskServiceStub):
@@ -94,6 +99,11 @@ class TaskServiceAsyncStub(TaskServiceStub):
     """WatchLogs streams a task's log (a command's stdout and stderr, or what a handler wrote with
     ctx.log()) from a byte offset. With follow it goes on until the task has ended and its log is read
     to the end; a client that reconnects resumes at the offset after the last byte it got.
+    """
+    WaitTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.WaitTaskRequest, _task_service_pb2.WaitTaskResponse]  # type: ignore[assignment]
+    """WaitTask answers once the task has ended (done=true), or when the timeout or the call's deadline is
+    about to pass, whichever comes first, with the task as it is then (done=false); like
+    google.longrunning.WaitOperation. NOT_FOUND for an unknown id.
     """
 
 class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -165,6 +175,17 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         """WatchLogs streams a task's log (a command's stdout and stderr, or what a handler wrote with
         ctx.log()) from a byte offset. With follow it goes on until the task has ended and its log is read
         to the end; a client that reconnects resumes at the offset after the last byte it got.
+        """
+
+    @_abc_1.abstractmethod
+    def WaitTask(
+        self,
+        request: _task_service_pb2.WaitTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.WaitTaskResponse, _abc.Awaitable[_task_service_pb2.WaitTaskResponse]]:
+        """WaitTask answers once the task has ended (done=true), or when the timeout or the call's deadline is
+        about to pass, whichever comes first, with the task as it is then (done=false); like
+        google.longrunning.WaitOperation. NOT_FOUND for an unknown id.
         """
 
 def add_TaskServiceServicer_to_server(servicer: TaskServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

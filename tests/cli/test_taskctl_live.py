@@ -93,6 +93,21 @@ def test_stop_then_watch_exits_4(taskctl: Taskctl) -> None:
     assert "no longer needed" in taskctl("get", task_id).out
 
 
+def test_wait_exits_with_the_final_state_or_10_when_its_timeout_passes_first(taskctl: Taskctl) -> None:
+    task_id = taskctl.submit_id("sleep", "--arg", "seconds=60")
+    early = taskctl("wait", task_id, "--timeout", "300ms")
+    assert early.code == 10, early
+    assert early.out.split() in ([task_id, "PENDING"], [task_id, "RUNNING"]), early
+    taskctl("stop", task_id)
+    stopped = taskctl("wait", task_id)
+    assert stopped.code == 4, stopped
+    assert stopped.out.split() == [task_id, "REVOKED"], stopped
+    failed = taskctl.submit_id("demo", "--arg", "fail_rate=1", "--arg", "steps=2", "--arg", "step_seconds=0.01")
+    waited = taskctl("wait", failed, "--json")
+    assert waited.code == 3, waited
+    assert json.loads(waited.out)["state"] == "FAILURE"
+
+
 def test_an_id_starting_with_a_dash_needs_no_double_dash(taskctl: Taskctl) -> None:
     # Server-made ids are URL-safe base64 and may start with '-' too.
     submitted = taskctl("submit", "sleep", "--arg", "seconds=0.01", "--id=-dash-first")
@@ -120,7 +135,7 @@ def test_lost_task_exits_6(server_process: ServerProcess, taskctl: Taskctl) -> N
     assert run.out.splitlines()[-1].startswith(f"task {task_id} LOST: ServerRestarted"), run
 
 
-@pytest.mark.parametrize("command", ["get", "stop", "watch"])
+@pytest.mark.parametrize("command", ["get", "stop", "watch", "wait"])
 def test_unknown_id_exits_7(taskctl: Taskctl, command: str) -> None:
     run = taskctl(command, "no-such-task")
     assert run.code == 7, run

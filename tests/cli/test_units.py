@@ -125,6 +125,7 @@ def test_exit_code_table() -> None:
         "NOT_FOUND": 7,
         "REJECTED": 8,
         "RPC_ERROR": 9,
+        "NOT_DONE": 10,
         "INTERRUPTED": 130,
     }
     assert all(code.meaning for code in ExitCode)
@@ -328,7 +329,7 @@ def test_global_options_before_or_after_the_command() -> None:
     for ns in (before, after):
         assert (ns.json, ns.server, ns.timeout, ns.task_id) == (True, "h:1", 5.0, "x")
     plain = parser.parse_args(["get", "x"])
-    assert (plain.json, plain.server, plain.timeout) == (False, None, 30.0)
+    assert (plain.json, plain.server, plain.timeout) == (False, None, None)  # None: 30 s, and wait until the end
 
 
 def test_list_states_parse_in_any_case_and_comma_separated() -> None:

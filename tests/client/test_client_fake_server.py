@@ -12,7 +12,7 @@ import pytest
 
 from taskservice import client as c
 from taskservice.v1 import task_service_pb2 as pb
-from tests.support.fake_server import FakeServer, event, hang, send
+from tests.support.fake_server import FakeServer, answer, event, hang, refuse, send
 
 from .facades import FACADES, ClientFacade
 
@@ -104,6 +104,36 @@ def test_wait_timeout_raises_deadline_exceeded(client: ClientFacade, fake: FakeS
     with pytest.raises(c.DeadlineExceeded, match=r"did not finish within 0\.5s"):
         client.wait("t", timeout=0.5)
     assert time.monotonic() - started < 5
+
+
+def test_wait_asks_again_until_the_task_ends_and_reconnects_on_unavailable(
+    client: ClientFacade, fake: FakeServer
+) -> None:
+    fake.service.wait_steps = [
+        answer(pb.TASK_STATE_RUNNING, done=False),
+        refuse(grpc.StatusCode.UNAVAILABLE, "server restarting"),
+        answer(pb.TASK_STATE_SUCCESS, done=True),
+    ]
+    task = client.wait("t")
+    assert task.state is c.TaskState.SUCCESS
+    assert fake.service.wait_timeouts == [60.0, 60.0, 60.0]  # no limit: a minute per call
+    assert fake.service.watch_requests == []  # no watch: the server has WaitTask
+
+
+def test_wait_with_a_timeout_asks_for_what_is_left_and_raises_with_the_state_it_saw(
+    client: ClientFacade, fake: FakeServer
+) -> None:
+    fake.service.wait_steps = [answer(pb.TASK_STATE_RUNNING, done=False)]
+    with pytest.raises(c.DeadlineExceeded, match=r"did not finish within 0s \(still RUNNING\)"):
+        client.wait("t", timeout=0)
+    assert fake.service.wait_timeouts == [0.0]  # a timeout of 0 still asks once
+
+
+def test_wait_errors_other_than_unavailable_are_not_retried(client: ClientFacade, fake: FakeServer) -> None:
+    fake.service.wait_steps = [refuse(grpc.StatusCode.NOT_FOUND, "no task with id 't'")]
+    with pytest.raises(c.TaskNotFound):
+        client.wait("t", timeout=5)
+    assert len(fake.service.wait_timeouts) == 1
 
 
 def test_invalid_argument_carries_field_violations(client: ClientFacade, fake: FakeServer) -> None:

@@ -75,10 +75,24 @@ def test_submit_on_one_server_watch_on_another_stop_from_a_third(nodes: list[Ser
         events = []
         watching = threading.Thread(target=lambda: events.extend(b.watch(task_id, timeout=30)), daemon=True)
         watching.start()
+        # A WaitTask on every server: at least two of them wait for a task another server runs.
+        ended: dict[str, TaskState] = {}
+
+        def wait_on(address: str) -> None:
+            with TaskClient(address) as client:
+                ended[address] = client.wait(task_id, timeout=30).state
+
+        waits = [threading.Thread(target=wait_on, args=(node.address,), daemon=True) for node in nodes]
+        for waiting in waits:
+            waiting.start()
         wait_until(lambda: sum(1 for e in events if e.task is None) >= 5, what="progress seen on the second server")
+        assert not ended, "no wait answered before the task ended"
         assert c.stop(task_id, reason="from the third").task_id == task_id
         watching.join(timeout=20)
         assert not watching.is_alive(), "the watch on the second server ended"
+        for waiting in waits:
+            waiting.join(timeout=20)
+        assert ended == {node.address: TaskState.REVOKED for node in nodes}, "every server's WaitTask saw the end"
         sequences = [e.sequence for e in events]
         assert sequences == sorted(set(sequences)), "in sequence order, none twice"
         states = [e.state for e in events if e.task is not None]

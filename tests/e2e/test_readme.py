@@ -92,6 +92,7 @@ QUICKSTART_EXITS = {
     "taskctl stop nightly-1": 0,
     "taskctl list --state RUNNING": 0,
     "taskctl watch nightly-1": 4,
+    "taskctl wait nightly-1": 4,
     "taskctl submit file.checksum": 0,
     "taskctl logs": 0,
 }

@@ -46,10 +46,36 @@ def hang(request: pb.WatchProgressRequest, context: grpc.ServicerContext) -> Ite
     done.wait(30)
 
 
+# One scripted WaitTask call: gets the request and context, answers (or aborts).
+WaitStep = Callable[[pb.WaitTaskRequest, grpc.ServicerContext], pb.WaitTaskResponse]
+
+
+def answer(state: int, *, done: bool) -> WaitStep:
+    """A wait step that answers task "t" in `state`."""
+
+    def step(request: pb.WaitTaskRequest, context: grpc.ServicerContext) -> pb.WaitTaskResponse:
+        return pb.WaitTaskResponse(task=pb.Task(task_id="t", task_type="demo", state=state), done=done)
+
+    return step
+
+
+def refuse(code: grpc.StatusCode, message: str = "") -> WaitStep:
+    """A wait step that fails with `code`."""
+
+    def step(request: pb.WaitTaskRequest, context: grpc.ServicerContext) -> pb.WaitTaskResponse:
+        context.abort(code, message or code.name.lower())
+        raise AssertionError("unreachable")
+
+    return step
+
+
 class ScriptedTaskService(pb_grpc.TaskServiceServicer):
     def __init__(self) -> None:
         self.watch_steps: list[WatchStep] = []
         self.watch_requests: list[int] = []
+        # None: the service predates WaitTask (UNIMPLEMENTED); else the scripted answers, in order.
+        self.wait_steps: list[WaitStep] | None = None
+        self.wait_timeouts: list[float] = []
         self.tasks = [pb.Task(task_id=f"t{i}", task_type="demo", state=pb.TASK_STATE_SUCCESS) for i in range(5)]
 
     def Submit(self, request: pb.SubmitRequest, context: grpc.ServicerContext) -> pb.SubmitResponse:
@@ -85,6 +111,14 @@ class ScriptedTaskService(pb_grpc.TaskServiceServicer):
         if not self.watch_steps:
             context.abort(grpc.StatusCode.NOT_FOUND, f"task {request.task_id!r} not found")
         yield from self.watch_steps.pop(0)(request, context)
+
+    def WaitTask(self, request: pb.WaitTaskRequest, context: grpc.ServicerContext) -> pb.WaitTaskResponse:
+        if self.wait_steps is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")  # as a server without it answers
+        self.wait_timeouts.append(request.timeout.ToNanoseconds() / 1e9)
+        if not self.wait_steps:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"task {request.task_id!r} not found")
+        return self.wait_steps.pop(0)(request, context)
 
     def ListTasks(self, request: pb.ListTasksRequest, context: grpc.ServicerContext) -> pb.ListTasksResponse:
         start = int(request.page_token or 0)

@@ -11,6 +11,10 @@ const { TaskServiceError, Status, CODE_NAMES } = require('./errors');
 
 const DEFAULT_ADDRESS = '127.0.0.1:50051';
 const DEFAULT_TIMEOUT_MS = 30_000;
+// wait(): one WaitTask call waits at most this long; its deadline leaves the server this much longer to answer.
+const WAIT_CALL_MS = 60_000;
+const WAIT_CALL_GRACE_MS = 5_000;
+
 /** The proto of this repository, relative to this file (clients/node/lib -> protos/). */
 const DEFAULT_PROTO = path.resolve(__dirname, '..', '..', '..', 'protos', 'taskservice', 'v1', 'task_service.proto');
 
@@ -277,10 +281,57 @@ class TaskClient {
     }
   }
 
-  /** Watches a task until it ends and resolves to its final state (a Task). */
+  /**
+   * One WaitTask call: resolves to {task, done} once the task has ended (done: true), or when
+   * `timeoutSeconds` (none: until the call's deadline) passes first, with the task as it is (done: false).
+   * @param {string} taskId
+   * @param {{timeoutSeconds?: number, timeoutMs?: number}} [opts] timeoutMs: the call's deadline
+   */
+  async waitTask(taskId, opts = {}) {
+    const request = { taskId, timeout: convert.durationToProto(opts.timeoutSeconds) };
+    const response = await this._unary('WaitTask', request, opts.timeoutMs);
+    return { task: convert.taskFromProto(response.task), done: Boolean(response.done) };
+  }
+
+  /**
+   * Resolves to the task once it has ended. WaitTask calls of at most a minute each; reconnects on
+   * UNAVAILABLE as a watch does; against a server without WaitTask it watches instead.
+   * @param {string} taskId
+   * @param {{timeoutMs?: number}} [opts] timeoutMs bounds the whole wait (DEADLINE_EXCEEDED); none by default
+   */
   async wait(taskId, opts = {}) {
+    const deadline = opts.timeoutMs ? Date.now() + opts.timeoutMs : null;
+    let connected = false;
+    let failures = 0;
+    for (;;) {
+      const leftMs = deadline === null ? WAIT_CALL_MS : Math.max(0, Math.min(deadline - Date.now(), WAIT_CALL_MS));
+      let answer;
+      try {
+        answer = await this.waitTask(taskId, { timeoutSeconds: leftMs / 1000, timeoutMs: leftMs + WAIT_CALL_GRACE_MS });
+      } catch (err) {
+        if (err.code === Status.UNIMPLEMENTED) return this._waitByWatch(taskId, deadline);
+        if (err.code !== Status.UNAVAILABLE || !connected || failures >= this.watchRetries) throw err;
+        const wait = Math.min(this.watchBackoffMs * 2 ** failures, 2000);
+        failures += 1;
+        await delay(deadline !== null ? Math.max(0, Math.min(wait, deadline - Date.now())) : wait);
+        continue;
+      }
+      connected = true;
+      failures = 0;
+      if (answer.done) return answer.task;
+      if (deadline !== null && Date.now() >= deadline) {
+        throw new TaskServiceError({
+          code: Status.DEADLINE_EXCEEDED,
+          details: `task ${taskId} did not finish within ${opts.timeoutMs} ms (still ${answer.task.state})`,
+        });
+      }
+    }
+  }
+
+  async _waitByWatch(taskId, deadline) {
     let final = null;
-    for await (const event of this.watch(taskId, opts)) {
+    const timeoutMs = deadline === null ? undefined : Math.max(1, deadline - Date.now());
+    for await (const event of this.watch(taskId, { timeoutMs })) {
       if (convert.isTerminal(event.state)) final = event.task;
     }
     return final || this.get(taskId);

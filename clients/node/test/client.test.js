@@ -170,6 +170,21 @@ describe('TaskService', () => {
     assert.ok(events[0].sequence < 123456789n);
   });
 
+  test('waitTask answers the task as it is when its timeout passes, and done once it ended', LIMIT, async () => {
+    const { task } = await client.submit('sleep', { seconds: 60 });
+    const early = await client.waitTask(task.taskId, { timeoutSeconds: 0.2 });
+    assert.equal(early.done, false);
+    assert.ok(['PENDING', 'RUNNING'].includes(early.task.state), early.task.state);
+    const err = await rejectsWith(client.wait(task.taskId, { timeoutMs: 200 }), Status.DEADLINE_EXCEEDED);
+    assert.match(err.message, /did not finish within 200 ms \(still (PENDING|RUNNING)\)/);
+    await client.stop(task.taskId, 'waited enough');
+    const ended = await client.waitTask(task.taskId, { timeoutSeconds: 10 });
+    assert.equal(ended.done, true);
+    assert.equal(ended.task.state, 'REVOKED');
+    await rejectsWith(client.waitTask('no-such-task', { timeoutSeconds: 1 }), Status.NOT_FOUND);
+    await rejectsWith(client.waitTask(task.taskId, { timeoutSeconds: -1 }), Status.INVALID_ARGUMENT);
+  });
+
   test('INVALID_ARGUMENT for bad args names the field in fieldViolations', LIMIT, async () => {
     const err = await rejectsWith(client.submit('demo', { steps: 'ten' }), Status.INVALID_ARGUMENT);
     assert.equal(err.code, 3);

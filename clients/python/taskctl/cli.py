@@ -14,7 +14,15 @@ from taskctl import commands
 from taskctl.exitcodes import ExitCode, describe_all, for_error
 from taskctl.output import Output
 from taskctl.parsing import STRING_ARG_PREFIX, parse_duration, split_key_value
-from taskservice.client import ADDRESS_ENV, DEFAULT_ADDRESS, TaskClient, TaskServiceError, TaskState, Unavailable
+from taskservice.client import (
+    ADDRESS_ENV,
+    DEFAULT_ADDRESS,
+    DEFAULT_TIMEOUT,
+    TaskClient,
+    TaskServiceError,
+    TaskState,
+    Unavailable,
+)
 
 Command = Callable[[TaskClient, argparse.Namespace, Output], ExitCode]
 
@@ -87,8 +95,9 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         "--timeout",
         type=_duration,
         metavar="DURATION",
-        default=default(30.0),
-        help="deadline of each request, e.g. 10s (default: 30s; a watch runs until the task ends)",
+        default=default(None),
+        help="deadline of each request, e.g. 10s (default: 30s; a watch runs until the task ends; "
+        "wait waits this long at most, by default until the end)",
     )
 
 
@@ -150,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("watch", commands.watch, "follow a task's progress to its end (exit code: its final state)")
     p.add_argument("task_id", metavar="ID")
 
+    p = command("wait", commands.wait, "wait until a task ends, quietly (exit code: its final state; 10: --timeout)")
+    p.add_argument("task_id", metavar="ID")
+
     p = command("logs", commands.logs, "print a task's log (a command's stdout/stderr, or its ctx.log lines)")
     p.add_argument("task_id", metavar="ID")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new output until the task ends")
@@ -178,7 +190,7 @@ _VALUE_OPTIONS = frozenset(
     {"--server", "--timeout", "--reason", "--token", "--tls-ca", "--tls-cert", "--tls-key", "--offset", "--from-file"}
 )
 _FLAG_OPTIONS = frozenset({"--json", "-h", "--help", "--follow", "-f"})
-_ID_COMMANDS = frozenset({"get", "stop", "watch", "logs"})
+_ID_COMMANDS = frozenset({"get", "stop", "watch", "wait", "logs"})
 
 
 def _dash_id_last(args: list[str]) -> list[str]:
@@ -219,7 +231,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = Output(json=ns.json)
     try:
         client = TaskClient(
-            ns.server, timeout=ns.timeout, token=ns.token, tls_ca=ns.tls_ca, tls_cert=ns.tls_cert, tls_key=ns.tls_key
+            ns.server,
+            timeout=DEFAULT_TIMEOUT if ns.timeout is None else ns.timeout,
+            token=ns.token,
+            tls_ca=ns.tls_ca,
+            tls_cert=ns.tls_cert,
+            tls_key=ns.tls_key,
         )
     except ValueError as err:  # an unreadable TLS file
         print(f"taskctl: {err}", file=sys.stderr)

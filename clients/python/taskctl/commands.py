@@ -8,7 +8,7 @@ import sys
 from taskctl.exitcodes import ExitCode, for_state
 from taskctl.output import Output, format_submit, format_table, format_task, submit_to_json, task_to_json, watch_view
 from taskctl.parsing import batch_line, build_args, build_labels
-from taskservice.client import Task, TaskClient, TaskServiceError, submit_request
+from taskservice.client import DeadlineExceeded, Task, TaskClient, TaskServiceError, submit_request
 
 
 class UsageError(Exception):
@@ -75,6 +75,19 @@ def stop(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode
 
 def watch(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
     return follow(client, ns.task_id, output)
+
+
+def wait(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
+    """Wait, without printing progress, until the task ends (exit code: its state) or --timeout passes."""
+    try:
+        task = client.wait(ns.task_id, timeout=ns.timeout)
+    except DeadlineExceeded as err:
+        if err.task is None:  # the server did not answer in time: an RPC error like any other
+            raise
+        _print_task(err.task, output, long=False)
+        return ExitCode.NOT_DONE
+    _print_task(task, output, long=False)
+    return for_state(task.state)
 
 
 def logs(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:

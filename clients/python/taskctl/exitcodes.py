@@ -20,7 +20,7 @@ class ExitCode(enum.IntEnum):
         member.meaning = meaning
         return member
 
-    OK = 0, "success; for watch and submit --watch: the task ended in SUCCESS"
+    OK = 0, "success; for watch, wait and submit --watch: the task ended in SUCCESS"
     USAGE = 2, "usage error (bad command line)"
     FAILURE = 3, "the watched task ended in FAILURE (its handler raised)"
     REVOKED = 4, "the watched task ended in REVOKED (stopped by a client)"
@@ -29,6 +29,7 @@ class ExitCode(enum.IntEnum):
     NOT_FOUND = 7, "task not found"
     REJECTED = 8, "request rejected by the server: invalid argument, already exists, queue full, ..."
     RPC_ERROR = 9, "server unreachable, or another RPC error"
+    NOT_DONE = 10, "wait --timeout passed before the task ended"
     INTERRUPTED = 130, "interrupted (Ctrl-C)"
 
 
