@@ -159,6 +159,8 @@ class Task:
     priority: int = 0
     labels: dict[str, str] = field(default_factory=dict)
     attempt: int = 0
+    # A PENDING task is not run before this (submitted to run later, or waiting for a retry); else None.
+    scheduled_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -458,6 +460,7 @@ def task_from_pb(t: pb.Task) -> Task:
         priority=t.priority,
         labels=dict(t.labels),
         attempt=t.attempt,
+        scheduled_at=when("scheduled_at"),
     )
 
 
@@ -486,8 +489,11 @@ def submit_request(
     time_limit: float | None = None,
     priority: int = 0,
     labels: Mapping[str, str] | None = None,
+    not_before: datetime | None = None,
+    delay: float | None = None,
 ) -> pb.SubmitRequest:
-    """The SubmitRequest for these arguments; time_limit in seconds, None for the server default."""
+    """The SubmitRequest for these arguments; time_limit in seconds, None for the server default. To run later:
+    `not_before` (an aware datetime) or `delay` (seconds), not both."""
     req = pb.SubmitRequest(
         task_type=task_type,
         args=dict_to_struct(args),
@@ -497,6 +503,12 @@ def submit_request(
     )
     if time_limit is not None:
         req.time_limit.CopyFrom(seconds_to_duration(time_limit))
+    if not_before is not None:
+        if not_before.tzinfo is None:
+            raise ValueError("not_before must be an aware datetime (e.g. datetime.now(UTC) + timedelta(hours=1))")
+        req.not_before.FromDatetime(not_before.astimezone(UTC))
+    if delay is not None:
+        req.delay.CopyFrom(seconds_to_duration(delay))
     return req
 
 
@@ -507,14 +519,17 @@ def list_request(
     labels: Mapping[str, str] | None = None,
     page_size: int = 100,
     page_token: str = "",
+    scheduled: bool = False,
 ) -> pb.ListTasksRequest:
-    """The ListTasksRequest for these filters; states may be TaskState or names."""
+    """The ListTasksRequest for these filters; states may be TaskState or names. `scheduled`: only PENDING tasks
+    with a scheduled_at."""
     return pb.ListTasksRequest(
         page_size=page_size,
         page_token=page_token,
         states=[state_to_pb(s) for s in states],
         task_type=task_type,
         labels=dict(labels or {}),
+        scheduled=scheduled,
     )
 
 
@@ -929,9 +944,13 @@ class TaskClient(_ClientBase):
         time_limit: float | None = None,
         priority: int = 0,
         labels: Mapping[str, str] | None = None,
+        not_before: datetime | None = None,
+        delay: float | None = None,
     ) -> SubmitResult:
-        """Queue a task. time_limit is in seconds (None: the server default)."""
-        options = {"task_id": task_id, "time_limit": time_limit, "priority": priority, "labels": labels}
+        """Queue a task. time_limit is in seconds (None: the server default). To run it later: `not_before` (an
+        aware datetime) or `delay` (seconds); it waits PENDING, with scheduled_at set, until then."""
+        options = {"task_id": task_id, "time_limit": time_limit, "priority": priority, "labels": labels,
+                   "not_before": not_before, "delay": delay}  # fmt: skip
         return self._invoke(_submit_call(task_type, args, **options))
 
     def submit_batch(self, requests: Iterable[pb.SubmitRequest]) -> list[SubmitResult | TaskServiceError]:
@@ -962,9 +981,10 @@ class TaskClient(_ClientBase):
         labels: Mapping[str, str] | None = None,
         page_size: int = 100,
         page_token: str = "",
+        scheduled: bool = False,
     ) -> TaskPage:
         """One page of tasks, newest first, filtered by states, type and labels."""
-        filters = {"states": states, "task_type": task_type, "labels": labels}
+        filters = {"states": states, "task_type": task_type, "labels": labels, "scheduled": scheduled}
         return self._invoke(_list_call(**filters, page_size=page_size, page_token=page_token))
 
     def iter_tasks(
@@ -974,12 +994,20 @@ class TaskClient(_ClientBase):
         task_type: str = "",
         labels: Mapping[str, str] | None = None,
         page_size: int = 100,
+        scheduled: bool = False,
     ) -> Iterator[Task]:
         """Every task matching the filters, page after page."""
         wanted = tuple(states)
         token = ""
         while True:
-            page = self.list(states=wanted, task_type=task_type, labels=labels, page_size=page_size, page_token=token)
+            page = self.list(
+                states=wanted,
+                task_type=task_type,
+                labels=labels,
+                page_size=page_size,
+                page_token=token,
+                scheduled=scheduled,
+            )
             yield from page.tasks
             token = page.next_page_token
             if not token:
@@ -1075,9 +1103,13 @@ class AsyncTaskClient(_ClientBase):
         time_limit: float | None = None,
         priority: int = 0,
         labels: Mapping[str, str] | None = None,
+        not_before: datetime | None = None,
+        delay: float | None = None,
     ) -> SubmitResult:
-        """Queue a task. time_limit is in seconds (None: the server default)."""
-        options = {"task_id": task_id, "time_limit": time_limit, "priority": priority, "labels": labels}
+        """Queue a task. time_limit is in seconds (None: the server default). To run it later: `not_before` (an
+        aware datetime) or `delay` (seconds); it waits PENDING, with scheduled_at set, until then."""
+        options = {"task_id": task_id, "time_limit": time_limit, "priority": priority, "labels": labels,
+                   "not_before": not_before, "delay": delay}  # fmt: skip
         return await self._invoke(_submit_call(task_type, args, **options))
 
     async def submit_batch(self, requests: Iterable[pb.SubmitRequest]) -> list[SubmitResult | TaskServiceError]:
@@ -1106,9 +1138,10 @@ class AsyncTaskClient(_ClientBase):
         labels: Mapping[str, str] | None = None,
         page_size: int = 100,
         page_token: str = "",
+        scheduled: bool = False,
     ) -> TaskPage:
         """One page of tasks, newest first, filtered by states, type and labels."""
-        filters = {"states": states, "task_type": task_type, "labels": labels}
+        filters = {"states": states, "task_type": task_type, "labels": labels, "scheduled": scheduled}
         return await self._invoke(_list_call(**filters, page_size=page_size, page_token=page_token))
 
     async def iter_tasks(
@@ -1118,13 +1151,19 @@ class AsyncTaskClient(_ClientBase):
         task_type: str = "",
         labels: Mapping[str, str] | None = None,
         page_size: int = 100,
+        scheduled: bool = False,
     ) -> AsyncIterator[Task]:
         """Every task matching the filters, page after page."""
         wanted = tuple(states)
         token = ""
         while True:
             page = await self.list(
-                states=wanted, task_type=task_type, labels=labels, page_size=page_size, page_token=token
+                states=wanted,
+                task_type=task_type,
+                labels=labels,
+                page_size=page_size,
+                page_token=token,
+                scheduled=scheduled,
             )
             for task in page.tasks:
                 yield task

@@ -1,8 +1,9 @@
 """Admission: everything about a Submit that is decided before the board sees it.
 
 The task type must exist, the args must fit its handler's signature and constraints, paths must be usable, the
-id, labels, priority and time limit must be in range. What passes becomes a NewTask with its request digest (so a
-repeated Submit under the same id can be told from a different one). Nothing here needs a lock or the database.
+id, labels, priority, time limit and run-later time must be in range. What passes becomes a NewTask with its
+request digest (so a repeated Submit under the same id can be told from a different one). Nothing here needs a
+lock or the database.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from taskservice.core.errors import InvalidRequest, TaskServiceError
 from taskservice.core.execution import check_paths
 from taskservice.core.paths import DataRoot
 from taskservice.core.registry import TaskRegistry, check_json_args
-from taskservice.core.validation import check_labels, check_task_id, check_time_limit, new_task_id, request_digest
+from taskservice.core.validation import (
+    check_labels,
+    check_task_id,
+    check_time_limit,
+    new_task_id,
+    request_digest,
+    run_after_for,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +37,9 @@ class SubmitSpec:
     time_limit: float | None = None
     priority: int = 0
     labels: dict[str, str] = field(default_factory=dict)
+    # Run later: at this Unix time, or after this many seconds (one of them at most).
+    not_before: float | None = None
+    delay: float | None = None
 
 
 class Admission:
@@ -39,8 +50,8 @@ class Admission:
         self._data_root = data_root
         self._default_time_limit = default_time_limit
 
-    def check(self, request: SubmitSpec) -> NewTask:
-        """The request as a NewTask, or InvalidRequest naming the field to blame."""
+    def check(self, request: SubmitSpec, now: float) -> NewTask:
+        """The request as a NewTask, or InvalidRequest naming the field to blame. `now`: the server's time."""
         kind = self._registry.require(request.task_type)
         check_json_args(request.args)
         normalised = kind.validate_args(request.args)
@@ -49,6 +60,7 @@ class Admission:
             check_task_id(request.task_id)
         check_time_limit(request.time_limit)
         check_labels(request.labels)
+        run_after = run_after_for(request.not_before, request.delay, now)
         if not -(2**31) <= request.priority < 2**31:
             raise InvalidRequest("priority out of range", [("priority", "must fit a 32-bit signed integer")])
         time_limit = request.time_limit
@@ -57,7 +69,12 @@ class Admission:
         if time_limit is None:
             time_limit = self._default_time_limit
         # The fingerprint is of the request as sent, so that sending it again matches whatever limit it got.
-        digest = request_digest(request.task_type, normalised, request.time_limit, request.priority, request.labels)
+        when = ("not_before", request.not_before) if request.not_before is not None else None
+        if request.delay is not None:
+            when = ("delay", request.delay)
+        digest = request_digest(
+            request.task_type, normalised, request.time_limit, request.priority, request.labels, when
+        )
         return NewTask(
             task_id=request.task_id or new_task_id(),
             fresh_id=not request.task_id,
@@ -67,14 +84,15 @@ class Admission:
             priority=request.priority,
             labels=dict(request.labels),
             time_limit=time_limit,
+            run_after=run_after,
         )
 
-    def check_each(self, requests: Sequence[SubmitSpec]) -> list[NewTask | TaskServiceError]:
+    def check_each(self, requests: Sequence[SubmitSpec], now: float) -> list[NewTask | TaskServiceError]:
         """check() of every request; a refused one gets its error in its place."""
         checked: list[NewTask | TaskServiceError] = []
         for request in requests:
             try:
-                checked.append(self.check(request))
+                checked.append(self.check(request, now))
             except TaskServiceError as exc:
                 checked.append(exc)
         return checked

@@ -49,7 +49,7 @@ from taskservice.core.registry import TaskRegistry
 from taskservice.core.relay import Relay
 from taskservice.core.runs import Phase, RunTable
 from taskservice.core.stopping import Stopping, settle
-from taskservice.core.store.base import TaskStore
+from taskservice.core.store.base import TaskStore, matches
 from taskservice.core.watchdog import Watchdog
 from taskservice.core.watching import Watching
 from taskservice.core.workers import WorkerPool
@@ -302,18 +302,21 @@ class WorkerManager:
         time_limit: float | None = None,
         priority: int = 0,
         labels: dict[str, str] | None = None,
+        not_before: float | None = None,
+        delay: float | None = None,
     ) -> Future[SubmitOutcome]:
-        """Check and queue a task; the Future resolves once it is durable.
+        """Check and queue a task; the Future resolves once it is durable. With `not_before` (Unix seconds) or
+        `delay` (seconds) it is claimed no earlier than that.
 
         Raises at once (nothing stored) for requests that cannot be accepted: InvalidRequest, ShuttingDown;
         the Future fails with TaskConflict or QueueFull.
         """
-        new = self._admission.check(
-            SubmitSpec(task_type, args or {}, task_id or "", time_limit, priority, labels or {})
-        )
+        now = self._clock.time()
+        spec = SubmitSpec(task_type, args or {}, task_id or "", time_limit, priority, labels or {}, not_before, delay)
+        new = self._admission.check(spec, now)
         self._refuse_when_draining()
         answer: Future[SubmitOutcome] = Future()
-        self.board.submit([new], self._clock.time(), then=lambda answers: self._submitted([new], answers, [answer]))
+        self.board.submit([new], now, then=lambda answers: self._submitted([new], answers, [answer]))
         return answer
 
     def submit_many(self, requests: Sequence[SubmitSpec]) -> Future[list[Answer]]:
@@ -322,7 +325,8 @@ class WorkerManager:
         The Future resolves to one answer per request, in order: a SubmitOutcome, or the error that
         request alone was refused with (one bad request does not fail the others).
         """
-        checked = self._admission.check_each(requests)
+        now = self._clock.time()
+        checked = self._admission.check_each(requests, now)
         if self._phase is not Phase.SERVING:
             checked = [item if isinstance(item, TaskServiceError) else _shutting_down() for item in checked]
         result: Future[list[Answer]] = Future()
@@ -334,7 +338,7 @@ class WorkerManager:
             settle(result, [item if isinstance(item, TaskServiceError) else next(told) for item in checked])
 
         if new:
-            self.board.submit(new, self._clock.time(), then=answered)
+            self.board.submit(new, now, then=answered)
         else:
             result.set_result(list(checked))  # type: ignore[arg-type]
         return result
@@ -371,7 +375,7 @@ class WorkerManager:
         more = len(found) > page_size
         found = self._table.overlay(found[:page_size])
         next_before = found[-1].submit_order if more and found else None
-        tasks = [t for t in found if not task_filter.states or t.state in task_filter.states]
+        tasks = [t for t in found if matches(t, task_filter)]  # again: a task run here may have moved on
         return TaskPage(tasks, next_before)
 
     # ----------------------------------------------------------------- watch

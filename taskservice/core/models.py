@@ -169,6 +169,8 @@ class TaskFilter:
     states: frozenset[TaskState] = frozenset()
     task_type: str = ""
     labels: tuple[tuple[str, str], ...] = ()
+    # Only PENDING tasks with a run_after (submitted to run later, or waiting for a retry).
+    scheduled: bool = False
 
 
 @dataclass(slots=True, frozen=True)

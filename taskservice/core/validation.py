@@ -16,6 +16,9 @@ from taskservice.core.errors import InvalidRequest
 TASK_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # Longer than any job anyone should leave unattended; also keeps deadlines far from float trouble.
 MAX_TIME_LIMIT_SECONDS = 366 * 24 * 3600.0
+# Run later: how far ahead a task may be scheduled, and how far in the past a not_before still means "now".
+MAX_RUN_LATER_SECONDS = 366 * 24 * 3600.0
+NOT_BEFORE_PAST_TOLERANCE = 60.0
 MAX_LABELS = 64
 MAX_LABEL_KEY = 128
 MAX_LABEL_VALUE = 1024
@@ -71,6 +74,35 @@ def check_time_limit(seconds: float | None) -> None:
         )
 
 
+def run_after_for(not_before: float | None, delay: float | None, now: float) -> float | None:
+    """When a task submitted with `not_before` (Unix seconds) or `delay` (seconds) may first be claimed; None:
+    at once. InvalidRequest for both at once, a negative or huge delay, or a not_before far in the past (most
+    likely a clock or a unit gone wrong: run at once only within NOT_BEFORE_PAST_TOLERANCE)."""
+    if not_before is not None and delay is not None:
+        raise InvalidRequest(
+            "both not_before and delay are set", [("not_before", "give not_before or delay, not both")]
+        )
+    if delay is not None:
+        if not math.isfinite(delay) or not 0 <= delay <= MAX_RUN_LATER_SECONDS:
+            raise InvalidRequest(
+                f"delay of {delay} seconds is out of range",
+                [("delay", f"must be 0 to {MAX_RUN_LATER_SECONDS:.0f} seconds (366 days)")],
+            )
+        return now + delay if delay > 0 else None
+    if not_before is None:
+        return None
+    if not math.isfinite(not_before) or not_before < now - NOT_BEFORE_PAST_TOLERANCE:
+        raise InvalidRequest(
+            "not_before is in the past",
+            [("not_before", f"must be later than {NOT_BEFORE_PAST_TOLERANCE:.0f} s ago (the server's clock)")],
+        )
+    if not_before > now + MAX_RUN_LATER_SECONDS:
+        raise InvalidRequest(
+            "not_before is too far ahead", [("not_before", "must be within 366 days of now (the server's clock)")]
+        )
+    return not_before if not_before > now else None
+
+
 def check_labels(labels: dict[str, str]) -> None:
     violations = []
     if len(labels) > MAX_LABELS:
@@ -85,14 +117,24 @@ def check_labels(labels: dict[str, str]) -> None:
 
 
 def request_digest(
-    task_type: str, args: dict[str, Any], time_limit: float | None, priority: int, labels: dict[str, str]
+    task_type: str,
+    args: dict[str, Any],
+    time_limit: float | None,
+    priority: int,
+    labels: dict[str, str],
+    when: tuple[str, float] | None = None,
 ) -> str:
     """A fingerprint of what was asked, so a retried Submit can be told from a different one.
 
-    Numbers are compared as JSON numbers: 1 and 1.0 are the same request (a Struct carries both as 1.0).
+    Numbers are compared as JSON numbers: 1 and 1.0 are the same request (a Struct carries both as 1.0). `when`
+    is the run-later field as sent ("not_before" or "delay", and its value): a delay sent again is the same
+    request, though it gives another time. Left out when unset, so that digests stored before it still match.
     """
+    fields: list[Any] = [task_type, args, time_limit, priority, labels]
+    if when is not None:
+        fields.append(list(when))
     canonical = json.dumps(
-        _integral_floats_as_ints([task_type, args, time_limit, priority, labels]),
+        _integral_floats_as_ints(fields),
         sort_keys=True,
         separators=(",", ":"),
         allow_nan=False,

@@ -85,6 +85,8 @@ def _value_from_proto(value: struct_pb2.Value, field: str) -> Any:
 
 def submit_spec_from_proto(request: pb.SubmitRequest) -> SubmitSpec:
     time_limit = duration_seconds(request.time_limit) if request.HasField("time_limit") else None
+    not_before = request.not_before.ToNanoseconds() / 1e9 if request.HasField("not_before") else None
+    delay = duration_seconds(request.delay) if request.HasField("delay") else None
     return SubmitSpec(
         task_type=request.task_type,
         args=args_from_proto(request.args),
@@ -92,6 +94,8 @@ def submit_spec_from_proto(request: pb.SubmitRequest) -> SubmitSpec:
         time_limit=time_limit,
         priority=request.priority,
         labels=dict(request.labels),
+        not_before=not_before,
+        delay=delay,
     )
 
 
@@ -138,6 +142,7 @@ def task_to_proto(task: Task) -> pb.Task:
         priority=task.priority,
         labels=task.labels,
         attempt=task.attempt,
+        scheduled_at=_timestamp(task.run_after) if task.state is TaskState.PENDING else None,
     )
     message.args.update(task.args)
     if task.result is not None or task.state is TaskState.SUCCESS:
@@ -161,6 +166,7 @@ def filter_from_proto(request: pb.ListTasksRequest) -> TaskFilter:
         states=frozenset(state_from_proto(number, "states") for number in request.states),
         task_type=request.task_type,
         labels=tuple(sorted(request.labels.items())),
+        scheduled=request.scheduled,
     )
 
 

@@ -173,6 +173,8 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
             time_limit=spec.time_limit,
             priority=spec.priority,
             labels=spec.labels,
+            not_before=spec.not_before,
+            delay=spec.delay,
         )
         outcome = await self._waker.wrap(pending)
         return pb.SubmitResponse(task=convert.task_to_proto(outcome.task), created=outcome.created)

@@ -178,6 +178,7 @@ class Task(_message.Message):
     PRIORITY_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
+    SCHEDULED_AT_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     task_type: _builtins.str
     state: Global___TaskState.ValueType
@@ -208,6 +209,12 @@ class Task(_message.Message):
 
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def scheduled_at(self) -> _timestamp_pb2.Timestamp:
+        """A PENDING task is not run before this time: submitted with not_before or delay, or waiting to be
+        retried. Unset otherwise.
+        """
+
     def __init__(
         self,
         *,
@@ -225,10 +232,11 @@ class Task(_message.Message):
         priority: _builtins.int = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         attempt: _builtins.int = ...,
+        scheduled_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "ended_at", b"ended_at", "error", b"error", "progress", b"progress", "result", b"result", "started_at", b"started_at", "submitted_at", b"submitted_at", "time_limit", b"time_limit"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "ended_at", b"ended_at", "error", b"error", "progress", b"progress", "result", b"result", "scheduled_at", b"scheduled_at", "started_at", b"started_at", "submitted_at", b"submitted_at", "time_limit", b"time_limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "attempt", b"attempt", "ended_at", b"ended_at", "error", b"error", "labels", b"labels", "priority", b"priority", "progress", b"progress", "result", b"result", "started_at", b"started_at", "state", b"state", "submitted_at", b"submitted_at", "task_id", b"task_id", "task_type", b"task_type", "time_limit", b"time_limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "attempt", b"attempt", "ended_at", b"ended_at", "error", b"error", "labels", b"labels", "priority", b"priority", "progress", b"progress", "result", b"result", "scheduled_at", b"scheduled_at", "started_at", b"started_at", "state", b"state", "submitted_at", b"submitted_at", "task_id", b"task_id", "task_type", b"task_type", "time_limit", b"time_limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -264,6 +272,8 @@ class SubmitRequest(_message.Message):
     TIME_LIMIT_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
+    NOT_BEFORE_FIELD_NUMBER: _builtins.int
+    DELAY_FIELD_NUMBER: _builtins.int
     task_type: _builtins.str
     """A registered task type, e.g. "demo"."""
     task_id: _builtins.str
@@ -280,6 +290,17 @@ class SubmitRequest(_message.Message):
 
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def not_before(self) -> _timestamp_pb2.Timestamp:
+        """Run later, at this time (the server's clock): the task is PENDING with scheduled_at set until then.
+        More than a minute in the past, or more than 366 days ahead, is INVALID_ARGUMENT; a time just past runs
+        at once.
+        """
+
+    @_builtins.property
+    def delay(self) -> _duration_pb2.Duration:
+        """Run later, this long after the server accepted the task (0 to 366 days). Not with not_before."""
+
     def __init__(
         self,
         *,
@@ -289,10 +310,12 @@ class SubmitRequest(_message.Message):
         time_limit: _duration_pb2.Duration | None = ...,
         priority: _builtins.int = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        not_before: _timestamp_pb2.Timestamp | None = ...,
+        delay: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "time_limit", b"time_limit"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "delay", b"delay", "not_before", b"not_before", "time_limit", b"time_limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "labels", b"labels", "priority", b"priority", "task_id", b"task_id", "task_type", b"task_type", "time_limit", b"time_limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "delay", b"delay", "labels", b"labels", "not_before", b"not_before", "priority", b"priority", "task_id", b"task_id", "task_type", b"task_type", "time_limit", b"time_limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -608,12 +631,15 @@ class ListTasksRequest(_message.Message):
     STATES_FIELD_NUMBER: _builtins.int
     TASK_TYPE_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
+    SCHEDULED_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """At most 1000; 0 means 100."""
     page_token: _builtins.str
     """From a previous response's next_page_token."""
     task_type: _builtins.str
     """Only tasks of this type; empty means all."""
+    scheduled: _builtins.bool
+    """Only PENDING tasks with a scheduled_at (submitted to run later, or waiting to be retried)."""
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[Global___TaskState.ValueType]:
         """Only tasks in one of these states; empty means all."""
@@ -630,10 +656,11 @@ class ListTasksRequest(_message.Message):
         states: _abc.Iterable[Global___TaskState.ValueType] | None = ...,
         task_type: _builtins.str = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        scheduled: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["labels", b"labels", "page_size", b"page_size", "page_token", b"page_token", "states", b"states", "task_type", b"task_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["labels", b"labels", "page_size", b"page_size", "page_token", b"page_token", "scheduled", b"scheduled", "states", b"states", "task_type", b"task_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

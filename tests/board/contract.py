@@ -329,3 +329,27 @@ def test_what_is_written_survives_a_reopen_and_running_tasks_are_reaped(
         reaped = {t.task_id: t.state for t, _ in again.reap(NOW, rerunnable=set())}
         assert reaped == {"running": TaskState.LOST}
     assert [c.task_id for c in claim(again)] == ["queued"]
+
+
+def test_a_task_submitted_to_run_later_is_claimed_only_from_then_even_after_a_reopen(
+    board: Board, reopen: Callable[[Board], Board]
+) -> None:
+    submit(board, [new("later", run_after=NOW + 60), new("now")])
+    stored = board.get("later")
+    assert stored is not None and stored.state is TaskState.PENDING and stored.run_after == NOW + 60
+    scheduled = board.list(TaskFilter(scheduled=True), before_order=None, limit=10)
+    assert [t.task_id for t in scheduled] == ["later"]
+    assert [c.task_id for c in claim(board, 5)] == ["now"], "the one scheduled later waits"
+    again = reopen(board)
+    assert claim(again, 5, now=NOW + 59) == [], "not before its time, after a reopen too"
+    (later,) = claim(again, 5, now=NOW + 60)
+    assert later.task_id == "later" and later.task.run_after is None
+    assert again.list(TaskFilter(scheduled=True), before_order=None, limit=10) == []
+
+
+def test_stop_revokes_a_task_scheduled_later_at_once(board: Board) -> None:
+    submit(board, [new("later", run_after=NOW + 3600)])
+    result, error = stop(board, "later")
+    assert error is None and result is not None and result.effect is StopEffect.REVOKED
+    assert result.task.state is TaskState.REVOKED
+    assert claim(board, now=NOW + 3600) == [], "a revoked task never runs"

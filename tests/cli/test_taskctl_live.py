@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -106,6 +107,22 @@ def test_wait_exits_with_the_final_state_or_10_when_its_timeout_passes_first(tas
     waited = taskctl("wait", failed, "--json")
     assert waited.code == 3, waited
     assert json.loads(waited.out)["state"] == "FAILURE"
+
+
+def test_run_later_with_delay_or_not_before_lists_as_scheduled_and_shows_when(taskctl: Taskctl) -> None:
+    later = taskctl.submit_id("sleep", "--arg", "seconds=0", "--delay", "1h")
+    in_two_hours = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    at = taskctl.submit_id("sleep", "--arg", "seconds=0", "--not-before", in_two_hours)
+    listed = taskctl("list", "--scheduled", "--json")
+    assert listed.code == 0, listed
+    scheduled = {json.loads(line)["task_id"]: json.loads(line)["scheduled_at"] for line in listed.out.splitlines()}
+    assert set(scheduled) >= {later, at} and scheduled[later] < scheduled[at]
+    too_far = taskctl("submit", "sleep", "--arg", "seconds=0", "--not-before", "2099-01-01T00:00:00Z")
+    assert too_far.code == 8 and "not_before" in too_far.err, too_far
+    assert taskctl("submit", "sleep", "--not-before", "tomorrow").code == 2
+    assert "scheduled" in taskctl("get", later).out
+    assert taskctl("stop", later).out.split() == [later, "REVOKED"]
+    assert later not in taskctl("list", "--scheduled").out
 
 
 def test_an_id_starting_with_a_dash_needs_no_double_dash(taskctl: Taskctl) -> None:

@@ -117,3 +117,19 @@ def test_a_task_type_that_allows_it_runs_again_after_a_crash(tmp_path: Path) -> 
         with TaskClient(server.address) as client:
             final = client.wait(task_id, timeout=30)
             assert final.state is TaskState.SUCCESS and final.attempt == 2 and final.result == 2
+
+
+def test_a_task_scheduled_later_survives_a_crash_and_runs_at_its_time_not_before(tmp_path: Path) -> None:
+    with ServerProcess(tmp_path / "tasks.db") as server:
+        server.start()
+        with TaskClient(server.address) as client:
+            task = client.submit("sleep", {"seconds": 0}, task_id="later", delay=3.0).task
+            assert task.state is TaskState.PENDING and task.scheduled_at is not None
+        server.kill()
+        server.restart()
+        with TaskClient(server.address) as client:
+            waiting = client.get("later")
+            assert waiting.state is TaskState.PENDING and waiting.scheduled_at == task.scheduled_at
+            ended = client.wait("later", timeout=30)
+        assert ended.state is TaskState.SUCCESS
+        assert ended.started_at is not None and ended.started_at >= task.scheduled_at, "not run before its time"

@@ -165,7 +165,8 @@ class TaskClient {
    * taskId had been accepted before.
    * @param {string} taskType a registered type, e.g. 'demo'
    * @param {object} [args] plain JSON-like object (numbers travel as doubles)
-   * @param {{taskId?: string, timeLimitSeconds?: number, priority?: number, labels?: Object<string,string>, timeoutMs?: number}} [opts]
+   * @param {{taskId?: string, timeLimitSeconds?: number, priority?: number, labels?: Object<string,string>, notBefore?: Date, delaySeconds?: number, timeoutMs?: number}} [opts]
+   *   notBefore or delaySeconds: run it later (PENDING, with scheduledAt, until then)
    */
   async submit(taskType, args = {}, opts = {}) {
     const request = {
@@ -175,6 +176,8 @@ class TaskClient {
       timeLimit: convert.durationToProto(opts.timeLimitSeconds),
       priority: opts.priority || 0,
       labels: { ...(opts.labels || {}) },
+      notBefore: convert.timestampToProto(opts.notBefore),
+      delay: convert.durationToProto(opts.delaySeconds, 'delaySeconds'),
     };
     const response = await this._unary('Submit', request, opts.timeoutMs);
     return { task: convert.taskFromProto(response.task), created: Boolean(response.created) };
@@ -194,8 +197,8 @@ class TaskClient {
 
   /**
    * One page of tasks, newest first: {tasks, nextPageToken} (nextPageToken '' on the last page).
-   * @param {{states?: string[], taskType?: string, labels?: Object<string,string>, pageSize?: number, pageToken?: string, timeoutMs?: number}} [opts]
-   *   states: short ('RUNNING') or full ('TASK_STATE_RUNNING') names
+   * @param {{states?: string[], taskType?: string, labels?: Object<string,string>, scheduled?: boolean, pageSize?: number, pageToken?: string, timeoutMs?: number}} [opts]
+   *   states: short ('RUNNING') or full ('TASK_STATE_RUNNING') names; scheduled: only tasks waiting for their time
    */
   async list(opts = {}) {
     const request = {
@@ -204,6 +207,7 @@ class TaskClient {
       states: (opts.states || []).map(convert.stateToProto),
       taskType: opts.taskType || '',
       labels: { ...(opts.labels || {}) },
+      scheduled: Boolean(opts.scheduled),
     };
     const response = await this._unary('ListTasks', request, opts.timeoutMs);
     return { tasks: response.tasks.map(convert.taskFromProto), nextPageToken: response.nextPageToken || '' };
@@ -288,7 +292,7 @@ class TaskClient {
    * @param {{timeoutSeconds?: number, timeoutMs?: number}} [opts] timeoutMs: the call's deadline
    */
   async waitTask(taskId, opts = {}) {
-    const request = { taskId, timeout: convert.durationToProto(opts.timeoutSeconds) };
+    const request = { taskId, timeout: convert.durationToProto(opts.timeoutSeconds, 'timeoutSeconds') };
     const response = await this._unary('WaitTask', request, opts.timeoutMs);
     return { task: convert.taskFromProto(response.task), done: Boolean(response.done) };
   }

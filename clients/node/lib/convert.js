@@ -145,10 +145,21 @@ function durationFromProto(d) {
 }
 
 /** Seconds (Number) -> google.protobuf.Duration; null/undefined -> unset. */
-function durationToProto(seconds) {
+/** A Date as a google.protobuf.Timestamp; null stays null. */
+function timestampToProto(date) {
+  if (date === null || date === undefined) return null;
+  if (!(date instanceof Date) || Number.isNaN(date.getTime())) {
+    throw new TypeError(`notBefore must be a valid Date, not ${String(date)}`);
+  }
+  const ms = date.getTime();
+  const seconds = Math.floor(ms / 1000);
+  return { seconds: String(seconds), nanos: (ms - seconds * 1000) * 1e6 };
+}
+
+function durationToProto(seconds, name = 'timeLimitSeconds') {
   if (seconds === null || seconds === undefined) return null;
   if (typeof seconds !== 'number' || !Number.isFinite(seconds)) {
-    throw new TypeError(`timeLimitSeconds must be a finite number of seconds, not ${String(seconds)}`);
+    throw new TypeError(`${name} must be a finite number of seconds, not ${String(seconds)}`);
   }
   const whole = Math.trunc(seconds);
   const nanos = Math.round((seconds - whole) * 1e9);
@@ -186,6 +197,8 @@ function taskFromProto(t) {
     priority: Number(t.priority || 0),
     labels: { ...(t.labels || {}) },
     attempt: Number(t.attempt || 0),
+    // A PENDING task is not run before this (run later, or a retry's wait); null otherwise.
+    scheduledAt: timestampFromProto(t.scheduledAt),
   };
 }
 
@@ -228,6 +241,7 @@ module.exports = {
   timestampFromProto,
   durationFromProto,
   durationToProto,
+  timestampToProto,
   progressFromProto,
   taskFromProto,
   eventFromProto,

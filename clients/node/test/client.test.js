@@ -185,6 +185,22 @@ describe('TaskService', () => {
     await rejectsWith(client.waitTask(task.taskId, { timeoutSeconds: -1 }), Status.INVALID_ARGUMENT);
   });
 
+  test('run later: delaySeconds and notBefore give scheduledAt, list({scheduled}) finds them', LIMIT, async () => {
+    const before = Date.now();
+    const { task: soon } = await client.submit('demo', { steps: 1, step_seconds: 0.01 }, { delaySeconds: 0.5 });
+    assert.equal(soon.state, 'PENDING');
+    assert.ok(soon.scheduledAt.getTime() >= before + 500, String(soon.scheduledAt));
+    const { task: later } = await client.submit('sleep', { seconds: 0 }, { notBefore: new Date(Date.now() + 3_600_000) });
+    const scheduled = (await client.list({ scheduled: true })).tasks.map((t) => t.taskId);
+    assert.ok(scheduled.includes(later.taskId), scheduled);
+    const done = await client.wait(soon.taskId, { timeoutMs: 10_000 });
+    assert.equal(done.state, 'SUCCESS');
+    assert.ok(done.startedAt.getTime() >= soon.scheduledAt.getTime(), 'not run before its time');
+    assert.equal((await client.stop(later.taskId)).state, 'REVOKED');
+    const err = await rejectsWith(client.submit('sleep', { seconds: 0 }, { delaySeconds: -1 }), Status.INVALID_ARGUMENT);
+    assert.deepEqual(err.fieldViolations.map((v) => v.field), ['delay']);
+  });
+
   test('INVALID_ARGUMENT for bad args names the field in fieldViolations', LIMIT, async () => {
     const err = await rejectsWith(client.submit('demo', { steps: 'ten' }), Status.INVALID_ARGUMENT);
     assert.equal(err.code, 3);

@@ -9,11 +9,12 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from taskctl import commands
 from taskctl.exitcodes import ExitCode, describe_all, for_error
 from taskctl.output import Output
-from taskctl.parsing import STRING_ARG_PREFIX, parse_duration, split_key_value
+from taskctl.parsing import STRING_ARG_PREFIX, parse_duration, parse_time, split_key_value
 from taskservice.client import (
     ADDRESS_ENV,
     DEFAULT_ADDRESS,
@@ -32,6 +33,13 @@ _EPILOG = "exit codes:\n" + describe_all()
 def _duration(text: str) -> float:
     try:
         return parse_duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _time(text: str) -> datetime:
+    try:
+        return parse_time(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 
@@ -147,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=_duration, metavar="DURATION", help="e.g. 30s, 5m, 1h, 250ms or 90")
     p.add_argument("--priority", type=int, default=0, help="higher runs first (default: 0)")
     p.add_argument("--label", action="append", default=[], type=_key_value, metavar="KEY=VALUE", help="a label")
+    p.add_argument("--delay", type=_duration, metavar="DURATION", help="run it this long from now, e.g. 10m")
+    p.add_argument(
+        "--not-before", type=_time, metavar="TIME", help="run it at this time (ISO 8601, e.g. 2026-12-01T02:00:00Z)"
+    )
     p.add_argument("--watch", action="store_true", help="then watch the task to its end (exit code: its state)")
 
     p = command("get", commands.get, "show a task: state, progress, times, result or error")
@@ -177,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="only tasks in this state (repeat, or comma-separate, for several)",
     )
     p.add_argument("--type", default="", metavar="TYPE", help="only tasks of this type")
+    p.add_argument("--scheduled", action="store_true", help="only tasks waiting for their time to run")
     p.add_argument(
         "--label", action="append", default=[], type=_key_value, metavar="KEY=VALUE", help="only tasks with this label"
     )

@@ -26,7 +26,14 @@ def submit(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCo
     except ValueError as err:
         raise UsageError(str(err)) from None
     result = client.submit(
-        ns.task_type, args, task_id=ns.id, time_limit=ns.time_limit, priority=ns.priority, labels=labels
+        ns.task_type,
+        args,
+        task_id=ns.id,
+        time_limit=ns.time_limit,
+        priority=ns.priority,
+        labels=labels,
+        not_before=ns.not_before,
+        delay=ns.delay,
     )
     if output.json:
         output.json_line(submit_to_json(result))
@@ -107,7 +114,10 @@ def list_tasks(client: TaskClient, ns: argparse.Namespace, output: Output) -> Ex
     wanted = None if ns.all else ns.limit + 1
     page_size = 1000 if ns.all else min(wanted or 1000, 1000)
     tasks: list[Task] = []
-    for task in client.iter_tasks(states=ns.state, task_type=ns.type, labels=labels, page_size=page_size):
+    tasks_found = client.iter_tasks(
+        states=ns.state, task_type=ns.type, labels=labels, page_size=page_size, scheduled=ns.scheduled
+    )
+    for task in tasks_found:
         tasks.append(task)
         if wanted is not None and len(tasks) >= wanted:
             break

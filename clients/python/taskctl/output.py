@@ -52,6 +52,7 @@ def task_to_json(task: Task) -> dict[str, Any]:
         "priority": task.priority,
         "labels": task.labels,
         "attempt": task.attempt,
+        "scheduled_at": _time_json(task.scheduled_at),
     }
 
 
@@ -134,6 +135,7 @@ def format_task(task: Task) -> str:
         ("attempt", str(task.attempt)),
         ("time limit", format_duration(task.time_limit)),
         ("submitted", format_time(task.submitted_at)),
+        *([("scheduled", format_time(task.scheduled_at))] if task.scheduled_at else []),
         ("started", format_time(task.started_at)),
         ("ended", format_time(task.ended_at)),
     ]

@@ -6,12 +6,22 @@ import json
 import math
 import re
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 # One or more <number><unit> parts, e.g. 250ms, 30s, 1h30m, 1.5h; a bare number means seconds.
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)")
 _BARE = re.compile(r"\d+(?:\.\d*)?|\.\d+")
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time, e.g. 2026-12-01T02:00:00Z or 2026-12-01 03:00+01:00; without a zone, this machine's."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"not a time: {text!r} (use ISO 8601, e.g. 2026-12-01T02:00:00Z)") from None
+    return moment if moment.tzinfo is not None else moment.astimezone()
 
 
 def parse_duration(text: str) -> float:

@@ -47,6 +47,8 @@ class NewTask:
     time_limit: float | None = None
     # The server made the id (128 random bits): no task can have it already, so nothing needs looking up.
     fresh_id: bool = False
+    # Run later: PENDING, and claimed no earlier than this Unix time.
+    run_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

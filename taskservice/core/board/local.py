@@ -156,6 +156,7 @@ class LocalBoard(OneWriter, Board):
             submit_order=order,
             event_sequence=1,
             request_digest=new.request_digest,
+            run_after=new.run_after,
         )
 
     def _inserted(self, created: list[tuple[int, Task]], answers: Answers, error: BaseException | None) -> None:

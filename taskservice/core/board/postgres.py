@@ -129,10 +129,10 @@ class PostgresBoard(OneWriter, Board):
             new = [task for _, task in admitted]
             cur.execute(
                 f"""INSERT INTO {TASKS} (task_id, task_type, args, state, priority, labels, time_limit, submitted_at,
-                        event_sequence, request_digest, transitions)
-                    SELECT i, ty, a::jsonb, 'PENDING', p, l::jsonb, tl, %s, 1, d, '[[1, "PENDING"]]'
-                    FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::text[], %s::float8[], %s::text[])
-                        AS v(i, ty, a, p, l, tl, d)
+                        event_sequence, request_digest, transitions, run_after)
+                    SELECT i, ty, a::jsonb, 'PENDING', p, l::jsonb, tl, %s, 1, d, '[[1, "PENDING"]]', ra
+                    FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::text[], %s::float8[], %s::text[],
+                        %s::float8[]) AS v(i, ty, a, p, l, tl, d, ra)
                     ON CONFLICT (task_id) DO NOTHING
                     RETURNING {COLUMNS}""",
                 (
@@ -144,6 +144,7 @@ class PostgresBoard(OneWriter, Board):
                     [dumps(t.labels) for t in new],
                     [t.time_limit for t in new],
                     [t.request_digest for t in new],
+                    [t.run_after for t in new],
                 ),
             )
             created = {row[1]: task_from_row(row) for row in cur.fetchall()}
@@ -413,6 +414,8 @@ class PostgresBoard(OneWriter, Board):
         if task_filter.task_type:
             where.append("task_type = %s")
             params.append(task_filter.task_type)
+        if task_filter.scheduled:
+            where.append("state = 'PENDING' AND run_after IS NOT NULL")
         if task_filter.labels:
             where.append("labels @> %s::jsonb")
             params.append(dumps(dict(task_filter.labels)))

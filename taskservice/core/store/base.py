@@ -78,4 +78,6 @@ def matches(task: Task, task_filter: TaskFilter) -> bool:
         return False
     if task_filter.task_type and task.task_type != task_filter.task_type:
         return False
+    if task_filter.scheduled and (task.state is not TaskState.PENDING or task.run_after is None):
+        return False
     return all(task.labels.get(key) == value for key, value in task_filter.labels)

@@ -340,6 +340,8 @@ class SQLiteStore(TaskStore):
         if task_filter.task_type:
             where.append("task_type = ?")
             params.append(task_filter.task_type)
+        if task_filter.scheduled:
+            where.append("state = 'PENDING' AND run_after IS NOT NULL")
         for key, value in task_filter.labels:
             where.append("EXISTS (SELECT 1 FROM task_labels l WHERE l.seq = tasks.seq AND l.key = ? AND l.value = ?)")
             params.extend((key, value))
