@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ RequestKey = tuple[str, tuple[tuple[str, float], ...]]
 class Request:
     task_type: str
     args: dict[str, Any]
+    delay: float | None = None  # run later: this long after it is accepted
 
     @property
     def key(self) -> RequestKey:
@@ -103,9 +105,11 @@ class Ledger:
 
 
 def new_request(rng: random.Random) -> Request:
+    # Some to run later: across kills they must neither be lost nor run before their time.
+    delay = round(rng.uniform(0.2, 1.5), 3) if rng.random() < 0.15 else None
     if rng.random() < 0.7:
-        return Request("demo", {"steps": rng.randint(0, 3), "step_seconds": 0.01, "fail_rate": 0.0})
-    return Request("sleep", {"seconds": round(rng.uniform(0.05, 0.3), 3)})
+        return Request("demo", {"steps": rng.randint(0, 3), "step_seconds": 0.01, "fail_rate": 0.0}, delay)
+    return Request("sleep", {"seconds": round(rng.uniform(0.05, 0.3), 3)}, delay)
 
 
 class SubmitterThread(threading.Thread):
@@ -162,7 +166,7 @@ class SubmitterThread(threading.Thread):
                 ledger.sent[task_id] = request
         start = time.monotonic()
         try:
-            result = client.submit(request.task_type, request.args, task_id=task_id)
+            result = client.submit(request.task_type, request.args, task_id=task_id, delay=request.delay)
         except TaskServiceError as err:
             if err.code not in CRASH_CODES:
                 ledger.anomaly(f"Submit {task_id or '(server id)'} {request}: {err}")
@@ -314,6 +318,10 @@ def check_final(
             ledger.anomalies.append(f"{task.task_id} holds {task.task_type} {task.args}, not {request}")
         if task.attempt != 1:
             ledger.anomalies.append(f"{task.task_id} ran {task.attempt} times (demo and sleep never re-run)")
+        if request.delay is not None and task.started_at is not None and task.submitted_at is not None:
+            early = (task.submitted_at + timedelta(seconds=request.delay)) - task.started_at
+            if early > timedelta(0):
+                ledger.anomalies.append(f"{task.task_id} ran {early.total_seconds():.3f} s before its delay ended")
         if task.state is TaskState.SUCCESS:
             expected = {"steps": request.args["steps"]} if task.task_type == "demo" else None
             if expected is not None and task.result != expected:
@@ -393,7 +401,7 @@ def test_sigkill_during_submits_loses_nothing_acknowledged_duplicates_nothing_an
         f"seed {SEED}: {kills} kills survived in {rounds} rounds, {time.monotonic() - began:.1f} s; "
         f"{ledger.submits} Submits ({ledger.resubmits} re-submits, {ledger.crash_errors} unanswered, "
         f"{ledger.conflicts_refused} conflicting ones refused); {len(ledger.acked)} acknowledged tasks checked, "
-        f"{len(tasks)} stored; {dict(census)}; "
+        f"{len(tasks)} stored ({sum(1 for r in ledger.acked.values() if r.delay)} to run later); {dict(census)}; "
         f"{sum(len(o) for o in ledger.observations.values())} state observations"
     )
     assert not ledger.anomalies, (
