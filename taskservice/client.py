@@ -35,6 +35,7 @@ __all__ = [
     "AlreadyExists",
     "AsyncTaskClient",
     "DeadlineExceeded",
+    "FailedPrecondition",
     "InvalidArgument",
     "LogChunk",
     "OutOfRange",
@@ -267,6 +268,12 @@ class OutOfRange(TaskServiceError):
     default_code = grpc.StatusCode.OUT_OF_RANGE
 
 
+class FailedPrecondition(TaskServiceError):
+    """The task's state does not allow the request (FAILED_PRECONDITION), e.g. a retry of a task that succeeded."""
+
+    default_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class DeadlineExceeded(TaskServiceError, TimeoutError):
     """A call or a wait() did not finish in time (DEADLINE_EXCEEDED); also a TimeoutError. From wait(), `task` is
     the task as the server last showed it (not ended); else None."""
@@ -285,6 +292,7 @@ _ERROR_CLASSES: dict[grpc.StatusCode, type[TaskServiceError]] = {
         Unavailable,
         OutOfRange,
         DeadlineExceeded,
+        FailedPrecondition,
     )
 }
 
@@ -582,6 +590,10 @@ def _get_call(task_id: str) -> _Unary[Task]:
 
 def _stop_call(task_id: str, reason: str) -> _Unary[Task]:
     return _Unary("Stop", pb.StopRequest(task_id=task_id, reason=reason), lambda r: task_from_pb(r.task))
+
+
+def _retry_call(task_id: str, reason: str) -> _Unary[Task]:
+    return _Unary("RetryTask", pb.RetryTaskRequest(task_id=task_id, reason=reason), lambda r: task_from_pb(r.task))
 
 
 def _list_call(**filters: Any) -> _Unary[TaskPage]:
@@ -973,6 +985,11 @@ class TaskClient(_ClientBase):
         """Revoke a pending task or ask a running one to stop; a finished task is returned unchanged."""
         return self._invoke(_stop_call(task_id, reason))
 
+    def retry(self, task_id: str, reason: str = "") -> Task:
+        """Run a task that ended FAILURE, TIMED_OUT, REVOKED or LOST again, as its next attempt; returns it PENDING.
+        FailedPrecondition for a task in another state; `reason` goes to its log."""
+        return self._invoke(_retry_call(task_id, reason))
+
     def list(
         self,
         *,
@@ -1129,6 +1146,10 @@ class AsyncTaskClient(_ClientBase):
     async def stop(self, task_id: str, reason: str = "") -> Task:
         """Revoke a pending task or ask a running one to stop; a finished task is returned unchanged."""
         return await self._invoke(_stop_call(task_id, reason))
+
+    async def retry(self, task_id: str, reason: str = "") -> Task:
+        """Run an ended task again as its next attempt; see TaskClient.retry()."""
+        return await self._invoke(_retry_call(task_id, reason))
 
     async def list(
         self,

@@ -52,6 +52,10 @@ class ShuttingDown(TaskServiceError):
     """The server is draining and takes no new tasks."""
 
 
+class WrongState(TaskServiceError):
+    """The task exists, but its state does not allow what was asked (a retry of a task that has not failed)."""
+
+
 class StoreUnavailable(TaskServiceError):
     """The database could not write; nothing was acknowledged."""
 

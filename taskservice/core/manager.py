@@ -50,6 +50,7 @@ from taskservice.core.relay import Relay
 from taskservice.core.runs import Phase, RunTable
 from taskservice.core.stopping import Stopping, settle
 from taskservice.core.store.base import TaskStore, matches
+from taskservice.core.validation import MAX_STOP_REASON
 from taskservice.core.watchdog import Watchdog
 from taskservice.core.watching import Watching
 from taskservice.core.workers import WorkerPool
@@ -405,6 +406,29 @@ class WorkerManager:
         finished: unchanged. The Future resolves to the task as it is after the request (see stopping.py).
         """
         return self._stopping.stop_async(task_id, reason)
+
+    def retry_async(self, task_id: str, reason: str = "") -> Future[Task]:
+        """A task that ended FAILURE, TIMED_OUT, REVOKED or LOST runs again: PENDING now, its next claim is its next
+        attempt. The Future resolves to the PENDING task once durable; fails with WrongState (another state) or
+        TaskNotFound. `reason` goes to the task's log, where its next attempt's output follows."""
+        self._refuse_when_draining()
+        reason = reason[:MAX_STOP_REASON]
+        result: Future[Task] = Future()
+
+        def done(answer: tuple[Task, TaskState] | None, error: BaseException | None) -> None:
+            if error is not None or answer is None:
+                settle(result, error if error is not None else TaskNotFound(task_id))
+                return
+            task, previous = answer
+            if self.logs is not None:
+                why = f": {reason}" if reason else ""
+                self.logs.append(task_id, f"[taskservice: retried by hand after {previous.value}{why}]\n".encode())
+            with self._table.lock:
+                self._table.show(task, previous)
+            settle(result, task)
+
+        self.board.retry(task_id, self._clock.time(), then=done)
+        return result
 
     # ----------------------------------------------------------------- introspection
 

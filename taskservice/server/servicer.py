@@ -273,6 +273,13 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
             self._manager.unwatch(request.task_id, watcher)
 
     @_unary
+    async def RetryTask(self, request: pb.RetryTaskRequest, context: Any) -> pb.RetryTaskResponse:
+        check_task_id(request.task_id)
+        # On a read thread: the board reads the ended task from storage before it writes.
+        task = await self._read(lambda: self._manager.retry_async(request.task_id, request.reason).result())
+        return pb.RetryTaskResponse(task=convert.task_to_proto(task))
+
+    @_unary
     async def WaitTask(self, request: pb.WaitTaskRequest, context: Any) -> pb.WaitTaskResponse:
         check_task_id(request.task_id)
         loop = asyncio.get_running_loop()

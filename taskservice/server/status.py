@@ -18,6 +18,7 @@ STATUS_BY_ERROR: dict[type[errors.TaskServiceError], grpc.StatusCode] = {
     errors.StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
     errors.StoreDamaged: grpc.StatusCode.DATA_LOSS,
     errors.SequenceOutOfRange: grpc.StatusCode.OUT_OF_RANGE,
+    errors.WrongState: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 

@@ -75,6 +75,11 @@ class TaskServiceStub:
                 request_serializer=taskservice_dot_v1_dot_task__service__pb2.WaitTaskRequest.SerializeToString,
                 response_deserializer=taskservice_dot_v1_dot_task__service__pb2.WaitTaskResponse.FromString,
                 _registered_method=True)
+        self.RetryTask = channel.unary_unary(
+                '/taskservice.v1.TaskService/RetryTask',
+                request_serializer=taskservice_dot_v1_dot_task__service__pb2.RetryTaskRequest.SerializeToString,
+                response_deserializer=taskservice_dot_v1_dot_task__service__pb2.RetryTaskResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -146,6 +151,15 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetryTask(self, request, context):
+        """RetryTask runs a task that ended FAILURE, TIMED_OUT, REVOKED or LOST again, as its next attempt: it is
+        PENDING again at once (watchers see it), its result, error and times cleared. FAILED_PRECONDITION for a
+        task in any other state (a SUCCESS is done: submit a new task), NOT_FOUND for an unknown id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -188,6 +202,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.WaitTask,
                     request_deserializer=taskservice_dot_v1_dot_task__service__pb2.WaitTaskRequest.FromString,
                     response_serializer=taskservice_dot_v1_dot_task__service__pb2.WaitTaskResponse.SerializeToString,
+            ),
+            'RetryTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryTask,
+                    request_deserializer=taskservice_dot_v1_dot_task__service__pb2.RetryTaskRequest.FromString,
+                    response_serializer=taskservice_dot_v1_dot_task__service__pb2.RetryTaskResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -407,6 +426,33 @@ class TaskService:
             '/taskservice.v1.TaskService/WaitTask',
             taskservice_dot_v1_dot_task__service__pb2.WaitTaskRequest.SerializeToString,
             taskservice_dot_v1_dot_task__service__pb2.WaitTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.v1.TaskService/RetryTask',
+            taskservice_dot_v1_dot_task__service__pb2.RetryTaskRequest.SerializeToString,
+            taskservice_dot_v1_dot_task__service__pb2.RetryTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -68,6 +68,11 @@ class TaskServiceStub:
     about to pass, whichever comes first, with the task as it is then (done=false); like
     google.longrunning.WaitOperation. NOT_FOUND for an unknown id.
     """
+    RetryTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.RetryTaskRequest, _task_service_pb2.RetryTaskResponse]
+    """RetryTask runs a task that ended FAILURE, TIMED_OUT, REVOKED or LOST again, as its next attempt: it is
+    PENDING again at once (watchers see it), its result, error and times cleared. FAILED_PRECONDITION for a
+    task in any other state (a SUCCESS is done: submit a new task), NOT_FOUND for an unknown id.
+    """
 
 @_typing.type_check_only
 class TaskServiceAsyncStub(TaskServiceStub):
@@ -104,6 +109,11 @@ class TaskServiceAsyncStub(TaskServiceStub):
     """WaitTask answers once the task has ended (done=true), or when the timeout or the call's deadline is
     about to pass, whichever comes first, with the task as it is then (done=false); like
     google.longrunning.WaitOperation. NOT_FOUND for an unknown id.
+    """
+    RetryTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.RetryTaskRequest, _task_service_pb2.RetryTaskResponse]  # type: ignore[assignment]
+    """RetryTask runs a task that ended FAILURE, TIMED_OUT, REVOKED or LOST again, as its next attempt: it is
+    PENDING again at once (watchers see it), its result, error and times cleared. FAILED_PRECONDITION for a
+    task in any other state (a SUCCESS is done: submit a new task), NOT_FOUND for an unknown id.
     """
 
 class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -186,6 +196,17 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         """WaitTask answers once the task has ended (done=true), or when the timeout or the call's deadline is
         about to pass, whichever comes first, with the task as it is then (done=false); like
         google.longrunning.WaitOperation. NOT_FOUND for an unknown id.
+        """
+
+    @_abc_1.abstractmethod
+    def RetryTask(
+        self,
+        request: _task_service_pb2.RetryTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.RetryTaskResponse, _abc.Awaitable[_task_service_pb2.RetryTaskResponse]]:
+        """RetryTask runs a task that ended FAILURE, TIMED_OUT, REVOKED or LOST again, as its next attempt: it is
+        PENDING again at once (watchers see it), its result, error and times cleared. FAILED_PRECONDITION for a
+        task in any other state (a SUCCESS is done: submit a new task), NOT_FOUND for an unknown id.
         """
 
 def add_TaskServiceServicer_to_server(servicer: TaskServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from taskservice.core.board.base import Board, Claim, NewTask, StopEffect, StopResult
-from taskservice.core.errors import QueueFull, TaskConflict, TaskNotFound
+from taskservice.core.errors import QueueFull, TaskConflict, TaskNotFound, WrongState
 from taskservice.core.models import Progress, SubmitOutcome, Task, TaskError, TaskFilter, TaskState
 from tests.support.waiting import wait_until
 
@@ -353,3 +353,46 @@ def test_stop_revokes_a_task_scheduled_later_at_once(board: Board) -> None:
     assert error is None and result is not None and result.effect is StopEffect.REVOKED
     assert result.task.state is TaskState.REVOKED
     assert claim(board, now=NOW + 3600) == [], "a revoked task never runs"
+
+
+def test_a_task_that_failed_is_retried_by_hand_as_its_next_attempt_and_other_states_are_refused(board: Board) -> None:
+    submit(board, [new("failed"), new("fine"), new("waiting", run_after=NOW + 3600)])
+    owned = {c.task_id: c for c in claim(board, 2)}
+    error = TaskError("ValueError", "bad input")
+    assert finish(board, owned["failed"], ended(owned["failed"], TaskState.FAILURE, error=error))
+    assert finish(board, owned["fine"], ended(owned["fine"], TaskState.SUCCESS, result=1))
+    ended_at = board.get("failed")
+    assert ended_at is not None
+    waited = Waited()
+    board.retry("failed", NOW + 1, waited)
+    answer, failure = waited.result()
+    assert failure is None
+    task, previous = answer
+    assert previous is TaskState.FAILURE
+    assert task.state is TaskState.PENDING and task.error is None and task.ended_at is None
+    assert task.event_sequence > ended_at.event_sequence and task.attempt == 1
+    assert board.get("failed").state is TaskState.PENDING  # type: ignore[union-attr]
+    (again,) = claim(board, now=NOW + 2)
+    assert again.task_id == "failed" and again.task.attempt == 2
+    refusals = {"fine": WrongState, "failed": WrongState, "waiting": WrongState, "no": TaskNotFound}
+    for task_id, refused in refusals.items():
+        waited = Waited()
+        board.retry(task_id, NOW + 3, waited)
+        answer, failure = waited.result()
+        assert answer is None and isinstance(failure, refused), (task_id, failure)
+
+
+def test_racing_retries_of_one_task_make_one_pending_task(board: Board) -> None:
+    submit(board, [new("flaky")])
+    (owned,) = claim(board)
+    assert finish(board, owned, ended(owned, TaskState.LOST))
+    answers = [Waited() for _ in range(6)]
+    threads = [threading.Thread(target=board.retry, args=("flaky", NOW, answer)) for answer in answers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    outcomes = [answer.result() for answer in answers]
+    assert sum(1 for task, _ in outcomes if task is not None) == 1
+    assert all(isinstance(error, WrongState) for task, error in outcomes if task is None)
+    assert [c.task_id for c in claim(board, 5)] == ["flaky"]

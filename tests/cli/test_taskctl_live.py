@@ -125,6 +125,20 @@ def test_run_later_with_delay_or_not_before_lists_as_scheduled_and_shows_when(ta
     assert later not in taskctl("list", "--scheduled").out
 
 
+def test_retry_runs_a_failed_task_again_and_refuses_one_that_succeeded(taskctl: Taskctl) -> None:
+    failed = taskctl.submit_id("demo", "--arg", "fail_rate=1", "--arg", "steps=1", "--arg", "step_seconds=0.01")
+    assert taskctl("wait", failed).code == 3
+    retried = taskctl("retry", failed, "--reason", "flaky disk")
+    assert retried.code == 0 and retried.out.split() == [failed, "PENDING"], retried
+    assert taskctl("wait", failed).code == 3
+    assert json.loads(taskctl("get", failed, "--json").out)["attempt"] == 2
+    assert "flaky disk" in taskctl("logs", failed).out
+    fine = taskctl.submit_id("sleep", "--arg", "seconds=0")
+    assert taskctl("wait", fine).code == 0
+    refused = taskctl("retry", fine)
+    assert refused.code == 8 and "FAILED_PRECONDITION" in refused.err, refused
+
+
 def test_an_id_starting_with_a_dash_needs_no_double_dash(taskctl: Taskctl) -> None:
     # Server-made ids are URL-safe base64 and may start with '-' too.
     submitted = taskctl("submit", "sleep", "--arg", "seconds=0.01", "--id=-dash-first")
@@ -152,7 +166,7 @@ def test_lost_task_exits_6(server_process: ServerProcess, taskctl: Taskctl) -> N
     assert run.out.splitlines()[-1].startswith(f"task {task_id} LOST: ServerRestarted"), run
 
 
-@pytest.mark.parametrize("command", ["get", "stop", "watch", "wait"])
+@pytest.mark.parametrize("command", ["get", "stop", "retry", "watch", "wait"])
 def test_unknown_id_exits_7(taskctl: Taskctl, command: str) -> None:
     run = taskctl(command, "no-such-task")
     assert run.code == 7, run

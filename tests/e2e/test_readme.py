@@ -93,6 +93,7 @@ QUICKSTART_EXITS = {
     "taskctl list --state RUNNING": 0,
     "taskctl watch nightly-1": 4,
     "taskctl wait nightly-1": 4,
+    "taskctl retry nightly-1": 0,
     "taskctl submit file.checksum": 0,
     "taskctl logs": 0,
 }

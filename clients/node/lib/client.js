@@ -196,6 +196,15 @@ class TaskClient {
   }
 
   /**
+   * Runs a task that ended FAILURE, TIMED_OUT, REVOKED or LOST again, as its next attempt; resolves to it,
+   * PENDING. FAILED_PRECONDITION (9) for a task in another state; `reason` goes to the task's log.
+   */
+  async retry(taskId, reason = '', opts = {}) {
+    const response = await this._unary('RetryTask', { taskId, reason: reason || '' }, opts.timeoutMs);
+    return convert.taskFromProto(response.task);
+  }
+
+  /**
    * One page of tasks, newest first: {tasks, nextPageToken} (nextPageToken '' on the last page).
    * @param {{states?: string[], taskType?: string, labels?: Object<string,string>, scheduled?: boolean, pageSize?: number, pageToken?: string, timeoutMs?: number}} [opts]
    *   states: short ('RUNNING') or full ('TASK_STATE_RUNNING') names; scheduled: only tasks waiting for their time

@@ -201,6 +201,21 @@ describe('TaskService', () => {
     assert.deepEqual(err.fieldViolations.map((v) => v.field), ['delay']);
   });
 
+  test('retry runs a revoked task again as its next attempt; a task that succeeded cannot be retried', LIMIT, async () => {
+    const { task } = await client.submit('sleep', { seconds: 60 });
+    await client.stop(task.taskId);
+    assert.equal((await client.wait(task.taskId, { timeoutMs: 10_000 })).state, 'REVOKED');
+    const again = await client.retry(task.taskId, 'changed my mind');
+    assert.equal(again.state, 'PENDING');
+    await client.stop(task.taskId);
+    const final = await client.wait(task.taskId, { timeoutMs: 10_000 });
+    assert.equal(final.state, 'REVOKED');
+    const { task: fine } = await client.submit('demo', { steps: 1, step_seconds: 0.01 });
+    assert.equal((await client.wait(fine.taskId, { timeoutMs: 10_000 })).state, 'SUCCESS');
+    await rejectsWith(client.retry(fine.taskId), Status.FAILED_PRECONDITION);
+    await rejectsWith(client.retry('no-such-task'), Status.NOT_FOUND);
+  });
+
   test('INVALID_ARGUMENT for bad args names the field in fieldViolations', LIMIT, async () => {
     const err = await rejectsWith(client.submit('demo', { steps: 'ten' }), Status.INVALID_ARGUMENT);
     assert.equal(err.code, 3);

@@ -168,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task_id", metavar="ID")
     p.add_argument("--reason", default="", metavar="TEXT", help="recorded in the task's error message")
 
+    p = command("retry", commands.retry, "run a task that ended FAILURE, TIMED_OUT, REVOKED or LOST again")
+    p.add_argument("task_id", metavar="ID")
+    p.add_argument("--reason", default="", metavar="TEXT", help="written to the task's log")
+
     p = command("watch", commands.watch, "follow a task's progress to its end (exit code: its final state)")
     p.add_argument("task_id", metavar="ID")
 
@@ -203,7 +207,7 @@ _VALUE_OPTIONS = frozenset(
     {"--server", "--timeout", "--reason", "--token", "--tls-ca", "--tls-cert", "--tls-key", "--offset", "--from-file"}
 )
 _FLAG_OPTIONS = frozenset({"--json", "-h", "--help", "--follow", "-f"})
-_ID_COMMANDS = frozenset({"get", "stop", "watch", "wait", "logs"})
+_ID_COMMANDS = frozenset({"get", "stop", "retry", "watch", "wait", "logs"})
 
 
 def _dash_id_last(args: list[str]) -> list[str]:

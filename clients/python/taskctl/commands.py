@@ -84,6 +84,11 @@ def watch(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCod
     return follow(client, ns.task_id, output)
 
 
+def retry(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
+    _print_task(client.retry(ns.task_id, ns.reason), output, long=False)
+    return ExitCode.OK
+
+
 def wait(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
     """Wait, without printing progress, until the task ends (exit code: its state) or --timeout passes."""
     try:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from taskservice.core.errors import TaskServiceError
+from taskservice.core.errors import TaskServiceError, WrongState
 from taskservice.core.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState
 from taskservice.core.store.base import StoreOpenError
 from taskservice.core.write_health import WriteHealth
@@ -121,6 +121,33 @@ SubmitThen = Callable[[list[Answer]], None]
 FencedThen = Callable[[bool, BaseException | None], None]  # applied?, error
 FencedManyThen = Callable[[list[bool], BaseException | None], None]
 StopThen = Callable[[StopResult | None, BaseException | None], None]
+RetryThen = Callable[[tuple[Task, TaskState] | None, BaseException | None], None]  # (task, state it had), error
+
+# The ends a task may be retried from by hand (not SUCCESS: its work is done; submit a new task to do it again).
+RETRYABLE_STATES = frozenset({TaskState.FAILURE, TaskState.TIMED_OUT, TaskState.REVOKED, TaskState.LOST})
+
+
+def retried(task: Task) -> Task:
+    """`task`, ended, as a retry by hand makes it: PENDING again, as it was before its first claim, but for its
+    attempt (the next claim counts up from it) and a sequence after its end."""
+    pending = task.copy()
+    pending.state = TaskState.PENDING
+    pending.result = None
+    pending.error = None
+    pending.started_at = None
+    pending.ended_at = None
+    pending.run_after = None
+    pending.progress = Progress()
+    pending.event_sequence += 1
+    return pending
+
+
+def not_retryable(task: Task) -> WrongState:
+    return WrongState(
+        f"task {task.task_id!r} is {task.state.value}: only a task that ended FAILURE, TIMED_OUT, REVOKED or LOST "
+        "can be retried"
+        + (" (it succeeded: submit a new task to do the work again)" if task.state is TaskState.SUCCESS else "")
+    )
 
 
 class Board(abc.ABC):
@@ -178,6 +205,12 @@ class Board(abc.ABC):
     def request_stop(self, task_id: str, reason: str, now: float, then: StopThen) -> None:
         """PENDING -> REVOKED at once; RUNNING -> a stop its owner sees (StopEffect.STOPPING); anything else:
         unchanged. TaskNotFound (through `then`) for an unknown id."""
+
+    @abc.abstractmethod
+    def retry(self, task_id: str, now: float, then: RetryThen) -> None:
+        """A task ended in one of RETRYABLE_STATES -> PENDING again (see retried()), durable before `then((task,
+        the state it had), None)`; WrongState for any other state, TaskNotFound for an unknown id. Two racing
+        retries make one."""
 
     @abc.abstractmethod
     def reap(self, now: float, rerunnable: Collection[str]) -> list[tuple[Task, TaskState]]:

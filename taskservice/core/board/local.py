@@ -22,6 +22,7 @@ from dataclasses import replace
 from taskservice.core.board.answers import Answers, Inflight, as_answer, conflict, not_created, queue_full
 from taskservice.core.board.base import (
     REAP_SEQUENCE_GAP,
+    RETRYABLE_STATES,
     Answer,
     Board,
     Claim,
@@ -31,15 +32,15 @@ from taskservice.core.board.base import (
     NewTask,
     OneWriter,
     Renewal,
+    RetryThen,
     StopEffect,
     StopResult,
     StopThen,
     SubmitThen,
+    not_retryable,
+    retried,
 )
-from taskservice.core.errors import (
-    TaskNotFound,
-    TaskServiceError,
-)
+from taskservice.core.errors import TaskNotFound, TaskServiceError, WrongState
 from taskservice.core.models import ErrorType, Progress, SubmitOutcome, Task, TaskError, TaskFilter, TaskState
 from taskservice.core.store.base import InsertTask, SaveProgress, SaveTask, TaskStore, Write
 from taskservice.core.store.writer import StoreWriter
@@ -73,6 +74,8 @@ class LocalBoard(OneWriter, Board):
         # RUNNING states of claims not written yet (see claim()), and those of them whose handler started.
         self._lazy: dict[str, SaveTask] = {}
         self._started: set[str] = set()
+        # Finished tasks being retried by hand (read from the store, PENDING once written).
+        self._retrying: set[str] = set()
         # Stops asked of running tasks, for their owners: task id -> (attempt, reason).
         self._stops: dict[str, tuple[int, str]] = {}
         self._stop_listeners: list[Callable[[], None]] = []
@@ -420,6 +423,40 @@ class LocalBoard(OneWriter, Board):
                 self._work_arrived()
 
         self._writer.write(SaveTask(final), then=revoked)
+
+    def retry(self, task_id: str, now: float, then: RetryThen) -> None:
+        with self._lock:
+            task = self._unfinished.get(task_id)
+            busy = task is not None or task_id in self._retrying
+            if not busy:
+                self._retrying.add(task_id)  # a second retry meanwhile finds it busy, as if already PENDING
+        if busy:
+            error = not_retryable(task) if task is not None else WrongState(f"task {task_id!r} is being retried")
+            self._writer.write(then=lambda _error: then(None, error))
+            return
+        # Not unfinished: its end is committed, so the store's copy is the task as it ended.
+        stored = self._store.get(task_id)
+        refusal: TaskServiceError | None = TaskNotFound(task_id) if stored is None else None
+        if stored is not None and stored.state not in RETRYABLE_STATES:
+            refusal = not_retryable(stored)
+        if stored is None or refusal is not None:
+            with self._lock:
+                self._retrying.discard(task_id)
+            self._writer.write(then=lambda _error: then(None, refusal))
+            return
+        pending = retried(stored)
+
+        def written(error: BaseException | None) -> None:
+            with self._lock:
+                self._retrying.discard(task_id)
+                if error is None:
+                    self._unfinished[task_id] = pending
+                    self._enqueue(pending)
+            then(None if error is not None else (pending.copy(), stored.state), error)
+            if error is None:
+                self._work_arrived()
+
+        self._writer.write(SaveTask(pending.copy()), then=written)
 
     def reap(self, now: float, rerunnable: Collection[str]) -> list[tuple[Task, TaskState]]:
         changed: list[tuple[Task, TaskState]] = []

@@ -32,6 +32,7 @@ import psycopg_pool
 from taskservice.core.board.answers import Answers, conflict, queue_full
 from taskservice.core.board.base import (
     REAP_SEQUENCE_GAP,
+    RETRYABLE_STATES,
     Answer,
     Board,
     Claim,
@@ -42,10 +43,12 @@ from taskservice.core.board.base import (
     NewTask,
     OneWriter,
     Renewal,
+    RetryThen,
     StopEffect,
     StopResult,
     StopThen,
     SubmitThen,
+    not_retryable,
 )
 from taskservice.core.board.pg_listen import Listener
 from taskservice.core.board.pg_logs import DatabaseLogs
@@ -357,6 +360,39 @@ class PostgresBoard(OneWriter, Board):
             then(result, error)
 
         self._writer.submit(stop, done, notify="stop")
+
+    def retry(self, task_id: str, now: float, then: RetryThen) -> None:
+        def again(cur: psycopg.Cursor[Any]) -> tuple[Task, TaskState] | BaseException:
+            # As retried() makes it; the row's lock makes two racing retries one.
+            cur.execute(
+                f"""WITH old AS (
+                        SELECT submit_order, state FROM {TASKS} WHERE task_id = %s AND state = ANY(%s) FOR UPDATE)
+                    UPDATE {TASKS} t SET state = 'PENDING', result = NULL, error_type = NULL, error_message = NULL,
+                        error_traceback = NULL, started_at = NULL, ended_at = NULL, run_after = NULL,
+                        owner = NULL, lease_until = NULL, stop_reason = NULL, progress_percent = 0,
+                        progress_message = '', progress_current = 0, progress_total = 0, progress_updated_at = NULL,
+                        event_sequence = t.event_sequence + 1,
+                        transitions = {transition_sql("t.event_sequence + 1", "'PENDING'")}
+                    FROM old WHERE t.submit_order = old.submit_order RETURNING {T_COLUMNS}, old.state""",
+                (task_id, sorted(state.value for state in RETRYABLE_STATES)),
+            )
+            row = cur.fetchone()
+            if row is not None:
+                return task_from_row(row), TaskState(row[-1])
+            cur.execute(f"SELECT {COLUMNS} FROM {TASKS} WHERE task_id = %s", (task_id,))
+            row = cur.fetchone()
+            return TaskNotFound(task_id) if row is None else not_retryable(task_from_row(row))
+
+        def done(outcome: tuple[Task, TaskState] | BaseException | None, error: BaseException | None) -> None:
+            if error is None and isinstance(outcome, BaseException):
+                error = outcome
+            if error is not None:
+                then(None, error)
+                return
+            self._count_added(1)
+            then(outcome, None)  # type: ignore[arg-type]
+
+        self._writer.submit(again, done, notify="work")
 
     def stops_for(self, node: str) -> list[tuple[str, int, str]]:
         rows = self._read(
