@@ -42,6 +42,7 @@ __all__ = [
     "Progress",
     "QueueFull",
     "Security",
+    "StopCount",
     "SubmitResult",
     "Task",
     "TaskClient",
@@ -162,6 +163,14 @@ class Task:
     attempt: int = 0
     # A PENDING task is not run before this (submitted to run later, or waiting for a retry); else None.
     scheduled_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StopCount:
+    """What stop_tasks() did: PENDING tasks revoked at once, RUNNING ones asked to stop."""
+
+    revoked: int
+    stopping: int
 
 
 @dataclass(frozen=True)
@@ -592,6 +601,19 @@ def _stop_call(task_id: str, reason: str) -> _Unary[Task]:
     return _Unary("Stop", pb.StopRequest(task_id=task_id, reason=reason), lambda r: task_from_pb(r.task))
 
 
+def _stop_tasks_call(reason: str, everything: bool, **filters: Any) -> _Unary[StopCount]:
+    listed = list_request(**filters)
+    request = pb.StopTasksRequest(
+        states=listed.states,
+        task_type=listed.task_type,
+        labels=listed.labels,
+        scheduled=listed.scheduled,
+        reason=reason,
+        all=everything,
+    )
+    return _Unary("StopTasks", request, lambda r: StopCount(revoked=r.revoked, stopping=r.stopping))
+
+
 def _retry_call(task_id: str, reason: str) -> _Unary[Task]:
     return _Unary("RetryTask", pb.RetryTaskRequest(task_id=task_id, reason=reason), lambda r: task_from_pb(r.task))
 
@@ -985,6 +1007,21 @@ class TaskClient(_ClientBase):
         """Revoke a pending task or ask a running one to stop; a finished task is returned unchanged."""
         return self._invoke(_stop_call(task_id, reason))
 
+    def stop_tasks(
+        self,
+        *,
+        states: Iterable[TaskState | str] = (),
+        task_type: str = "",
+        labels: Mapping[str, str] | None = None,
+        scheduled: bool = False,
+        reason: str = "",
+        everything: bool = False,
+    ) -> StopCount:
+        """Stop every unfinished task matching the filters (states: PENDING and/or RUNNING), as stop() each;
+        with no filter at all, only with everything=True."""
+        filters = {"states": states, "task_type": task_type, "labels": labels, "scheduled": scheduled}
+        return self._invoke(_stop_tasks_call(reason, everything, **filters))
+
     def retry(self, task_id: str, reason: str = "") -> Task:
         """Run a task that ended FAILURE, TIMED_OUT, REVOKED or LOST again, as its next attempt; returns it PENDING.
         FailedPrecondition for a task in another state; `reason` goes to its log."""
@@ -1146,6 +1183,20 @@ class AsyncTaskClient(_ClientBase):
     async def stop(self, task_id: str, reason: str = "") -> Task:
         """Revoke a pending task or ask a running one to stop; a finished task is returned unchanged."""
         return await self._invoke(_stop_call(task_id, reason))
+
+    async def stop_tasks(
+        self,
+        *,
+        states: Iterable[TaskState | str] = (),
+        task_type: str = "",
+        labels: Mapping[str, str] | None = None,
+        scheduled: bool = False,
+        reason: str = "",
+        everything: bool = False,
+    ) -> StopCount:
+        """Stop every unfinished task matching the filters; see TaskClient.stop_tasks()."""
+        filters = {"states": states, "task_type": task_type, "labels": labels, "scheduled": scheduled}
+        return await self._invoke(_stop_tasks_call(reason, everything, **filters))
 
     async def retry(self, task_id: str, reason: str = "") -> Task:
         """Run an ended task again as its next attempt; see TaskClient.retry()."""

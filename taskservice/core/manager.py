@@ -22,6 +22,7 @@ import secrets
 import socket
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any
 
 from taskservice.core.admission import Admission, SubmitSpec
@@ -35,6 +36,7 @@ from taskservice.core.finishing import Finisher
 from taskservice.core.logs import Logs
 from taskservice.core.models import (
     ErrorType,
+    StopCount,
     SubmitOutcome,
     Task,
     TaskError,
@@ -63,6 +65,9 @@ __all__ = ["RESTART_SEQUENCE_GAP", "ManagerConfig", "ManagerStats", "SubmitSpec"
 RESTART_SEQUENCE_GAP = REAP_SEQUENCE_GAP
 # At shutdown, how long past the stop grace to wait for the watchdog to abandon handlers that ignore the stop.
 SHUTDOWN_ABANDON_MARGIN = 0.5
+# A bulk stop: the states it stops, and how many tasks it lists at a time.
+STOPPABLE_STATES = frozenset({TaskState.PENDING, TaskState.RUNNING})
+STOP_PAGE_SIZE = 1000
 
 
 def _shutting_down() -> ShuttingDown:
@@ -406,6 +411,25 @@ class WorkerManager:
         finished: unchanged. The Future resolves to the task as it is after the request (see stopping.py).
         """
         return self._stopping.stop_async(task_id, reason)
+
+    def stop_matching(self, task_filter: TaskFilter, reason: str = "") -> StopCount:
+        """Stop every unfinished task matching `task_filter` when this starts (PENDING and RUNNING ones when it
+        names no state), as stop_async() each, newest first, a page at a time; waits until the PENDING ones are
+        durably REVOKED. Tasks submitted meanwhile are left alone."""
+        states = (task_filter.states or STOPPABLE_STATES) & STOPPABLE_STATES
+        wanted = replace(task_filter, states=frozenset(states))
+        asked: list[Future[Task]] = []
+        before: int | None = None
+        while True:
+            page = self.list(wanted, STOP_PAGE_SIZE, before)
+            asked.extend(self.stop_async(task.task_id, reason) for task in page.tasks)
+            if page.next_before is None:
+                break
+            before = page.next_before
+        # A task another server runs comes back RUNNING, its stop flagged for its owner.
+        states_after = [future.result().state for future in asked]
+        stopping = sum(1 for state in states_after if state in (TaskState.RUNNING, TaskState.STOPPING))
+        return StopCount(revoked=states_after.count(TaskState.REVOKED), stopping=stopping)
 
     def retry_async(self, task_id: str, reason: str = "") -> Future[Task]:
         """A task that ended FAILURE, TIMED_OUT, REVOKED or LOST runs again: PENDING now, its next claim is its next

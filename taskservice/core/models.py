@@ -174,6 +174,14 @@ class TaskFilter:
 
 
 @dataclass(slots=True, frozen=True)
+class StopCount:
+    """What a bulk stop did: PENDING tasks revoked at once, RUNNING ones asked to stop."""
+
+    revoked: int = 0
+    stopping: int = 0
+
+
+@dataclass(slots=True, frozen=True)
 class TaskPage:
     tasks: list[Task]
     # The submission order to continue below, or None on the last page.

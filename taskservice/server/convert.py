@@ -161,13 +161,30 @@ def event_to_proto(event: TaskEvent) -> pb.WatchProgressResponse:
     )
 
 
-def filter_from_proto(request: pb.ListTasksRequest) -> TaskFilter:
+def filter_from_proto(request: pb.ListTasksRequest | pb.StopTasksRequest) -> TaskFilter:
     return TaskFilter(
         states=frozenset(state_from_proto(number, "states") for number in request.states),
         task_type=request.task_type,
         labels=tuple(sorted(request.labels.items())),
         scheduled=request.scheduled,
     )
+
+
+def stop_filter_from_proto(request: pb.StopTasksRequest) -> TaskFilter:
+    """A StopTasks filter: states only among those a stop changes, and no filter at all only with all=true."""
+    task_filter = filter_from_proto(request)
+    others = sorted(s.value for s in task_filter.states - {TaskState.PENDING, TaskState.RUNNING})
+    if others:
+        raise InvalidRequest(
+            f"StopTasks cannot stop tasks in {', '.join(others)}",
+            [("states", "only PENDING and RUNNING (empty: both)")],
+        )
+    if task_filter == TaskFilter() and not request.all:
+        raise InvalidRequest(
+            "StopTasks without a filter would stop every unfinished task",
+            [("all", "set all=true to stop every unfinished task, or give states, task_type, labels or scheduled")],
+        )
+    return task_filter
 
 
 def wait_timeout_from_proto(request: pb.WaitTaskRequest) -> float | None:

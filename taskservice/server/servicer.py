@@ -273,6 +273,15 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
             self._manager.unwatch(request.task_id, watcher)
 
     @_unary
+    async def StopTasks(self, request: pb.StopTasksRequest, context: Any) -> pb.StopTasksResponse:
+        task_filter = convert.stop_filter_from_proto(request)
+        if len(request.labels) > convert.MAX_LABEL_FILTERS:
+            return pb.StopTasksResponse()  # no task has that many labels (as in ListTasks)
+        reason = request.reason[:MAX_STOP_REASON]
+        count = await self._read(self._manager.stop_matching, task_filter, reason)
+        return pb.StopTasksResponse(revoked=count.revoked, stopping=count.stopping)
+
+    @_unary
     async def RetryTask(self, request: pb.RetryTaskRequest, context: Any) -> pb.RetryTaskResponse:
         check_task_id(request.task_id)
         # On a read thread: the board reads the ended task from storage before it writes.

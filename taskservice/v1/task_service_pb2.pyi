@@ -750,6 +750,94 @@ class WatchLogsResponse(_message.Message):
 Global___WatchLogsResponse: _TypeAlias = WatchLogsResponse  # noqa: Y015
 
 @_typing.final
+class StopTasksRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    STATES_FIELD_NUMBER: _builtins.int
+    TASK_TYPE_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    SCHEDULED_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ALL_FIELD_NUMBER: _builtins.int
+    task_type: _builtins.str
+    """Only tasks of this type; empty means all."""
+    scheduled: _builtins.bool
+    """Only PENDING tasks waiting for their scheduled_at."""
+    reason: _builtins.str
+    """Recorded in each task's error message, as with Stop."""
+    all: _builtins.bool
+    """Required when no filter is set: stop every unfinished task."""
+    @_builtins.property
+    def states(self) -> _containers.RepeatedScalarFieldContainer[Global___TaskState.ValueType]:
+        """Only tasks in these states: PENDING and RUNNING (empty: both). Others are INVALID_ARGUMENT."""
+
+    @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Only tasks carrying all of these labels."""
+
+    def __init__(
+        self,
+        *,
+        states: _abc.Iterable[Global___TaskState.ValueType] | None = ...,
+        task_type: _builtins.str = ...,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        scheduled: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        all: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all", b"all", "labels", b"labels", "reason", b"reason", "scheduled", b"scheduled", "states", b"states", "task_type", b"task_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StopTasksRequest: _TypeAlias = StopTasksRequest  # noqa: Y015
+
+@_typing.final
+class StopTasksResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVOKED_FIELD_NUMBER: _builtins.int
+    STOPPING_FIELD_NUMBER: _builtins.int
+    revoked: _builtins.int
+    """PENDING tasks revoked at once."""
+    stopping: _builtins.int
+    """RUNNING tasks asked to stop (each becomes REVOKED when its handler returns)."""
+    def __init__(
+        self,
+        *,
+        revoked: _builtins.int = ...,
+        stopping: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["revoked", b"revoked", "stopping", b"stopping"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StopTasksResponse: _TypeAlias = StopTasksResponse  # noqa: Y015
+
+@_typing.final
 class RetryTaskRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

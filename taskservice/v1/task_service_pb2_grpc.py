@@ -80,6 +80,11 @@ class TaskServiceStub:
                 request_serializer=taskservice_dot_v1_dot_task__service__pb2.RetryTaskRequest.SerializeToString,
                 response_deserializer=taskservice_dot_v1_dot_task__service__pb2.RetryTaskResponse.FromString,
                 _registered_method=True)
+        self.StopTasks = channel.unary_unary(
+                '/taskservice.v1.TaskService/StopTasks',
+                request_serializer=taskservice_dot_v1_dot_task__service__pb2.StopTasksRequest.SerializeToString,
+                response_deserializer=taskservice_dot_v1_dot_task__service__pb2.StopTasksResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -160,6 +165,14 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StopTasks(self, request, context):
+        """StopTasks stops every unfinished task that matches the filters when it starts, as Stop would each, and
+        answers how many. With no filter at all it needs all=true.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -207,6 +220,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.RetryTask,
                     request_deserializer=taskservice_dot_v1_dot_task__service__pb2.RetryTaskRequest.FromString,
                     response_serializer=taskservice_dot_v1_dot_task__service__pb2.RetryTaskResponse.SerializeToString,
+            ),
+            'StopTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopTasks,
+                    request_deserializer=taskservice_dot_v1_dot_task__service__pb2.StopTasksRequest.FromString,
+                    response_serializer=taskservice_dot_v1_dot_task__service__pb2.StopTasksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -453,6 +471,33 @@ class TaskService:
             '/taskservice.v1.TaskService/RetryTask',
             taskservice_dot_v1_dot_task__service__pb2.RetryTaskRequest.SerializeToString,
             taskservice_dot_v1_dot_task__service__pb2.RetryTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.v1.TaskService/StopTasks',
+            taskservice_dot_v1_dot_task__service__pb2.StopTasksRequest.SerializeToString,
+            taskservice_dot_v1_dot_task__service__pb2.StopTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

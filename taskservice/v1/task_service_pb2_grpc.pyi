@@ -73,6 +73,10 @@ class TaskServiceStub:
     PENDING again at once (watchers see it), its result, error and times cleared. FAILED_PRECONDITION for a
     task in any other state (a SUCCESS is done: submit a new task), NOT_FOUND for an unknown id.
     """
+    StopTasks: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.StopTasksRequest, _task_service_pb2.StopTasksResponse]
+    """StopTasks stops every unfinished task that matches the filters when it starts, as Stop would each, and
+    answers how many. With no filter at all it needs all=true.
+    """
 
 @_typing.type_check_only
 class TaskServiceAsyncStub(TaskServiceStub):
@@ -114,6 +118,10 @@ class TaskServiceAsyncStub(TaskServiceStub):
     """RetryTask runs a task that ended FAILURE, TIMED_OUT, REVOKED or LOST again, as its next attempt: it is
     PENDING again at once (watchers see it), its result, error and times cleared. FAILED_PRECONDITION for a
     task in any other state (a SUCCESS is done: submit a new task), NOT_FOUND for an unknown id.
+    """
+    StopTasks: _aio.UnaryUnaryMultiCallable[_task_service_pb2.StopTasksRequest, _task_service_pb2.StopTasksResponse]  # type: ignore[assignment]
+    """StopTasks stops every unfinished task that matches the filters when it starts, as Stop would each, and
+    answers how many. With no filter at all it needs all=true.
     """
 
 class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -207,6 +215,16 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         """RetryTask runs a task that ended FAILURE, TIMED_OUT, REVOKED or LOST again, as its next attempt: it is
         PENDING again at once (watchers see it), its result, error and times cleared. FAILED_PRECONDITION for a
         task in any other state (a SUCCESS is done: submit a new task), NOT_FOUND for an unknown id.
+        """
+
+    @_abc_1.abstractmethod
+    def StopTasks(
+        self,
+        request: _task_service_pb2.StopTasksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.StopTasksResponse, _abc.Awaitable[_task_service_pb2.StopTasksResponse]]:
+        """StopTasks stops every unfinished task that matches the filters when it starts, as Stop would each, and
+        answers how many. With no filter at all it needs all=true.
         """
 
 def add_TaskServiceServicer_to_server(servicer: TaskServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

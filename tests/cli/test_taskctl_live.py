@@ -139,6 +139,18 @@ def test_retry_runs_a_failed_task_again_and_refuses_one_that_succeeded(taskctl: 
     assert refused.code == 8 and "FAILED_PRECONDITION" in refused.err, refused
 
 
+def test_stop_tasks_stops_the_matches_and_wants_a_filter_or_all(taskctl: Taskctl) -> None:
+    ids = [taskctl.submit_id("sleep", "--arg", "seconds=60", "--label", "run=cli-bulk") for _ in range(3)]
+    stopped = taskctl("stop-tasks", "--label", "run=cli-bulk", "--reason", "bulk", "--json")
+    assert stopped.code == 0, stopped
+    counts = json.loads(stopped.out)
+    assert counts["revoked"] + counts["stopping"] == 3, counts
+    for task_id in ids:
+        assert taskctl("wait", task_id).code == 4
+    refused = taskctl("stop-tasks")
+    assert refused.code == 8 and "all=true" in refused.err, refused
+
+
 def test_an_id_starting_with_a_dash_needs_no_double_dash(taskctl: Taskctl) -> None:
     # Server-made ids are URL-safe base64 and may start with '-' too.
     submitted = taskctl("submit", "sleep", "--arg", "seconds=0.01", "--id=-dash-first")

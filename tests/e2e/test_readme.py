@@ -91,6 +91,7 @@ QUICKSTART_EXITS = {
     "taskctl get nightly-1": 0,
     "taskctl stop nightly-1": 0,
     "taskctl list --state RUNNING": 0,
+    "taskctl stop-tasks": 0,
     "taskctl watch nightly-1": 4,
     "taskctl wait nightly-1": 4,
     "taskctl retry nightly-1": 0,

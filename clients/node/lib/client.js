@@ -196,6 +196,24 @@ class TaskClient {
   }
 
   /**
+   * Stops every unfinished task that matches the filters (states: 'PENDING' and/or 'RUNNING'), as stop()
+   * each; resolves to {revoked, stopping}. With no filter at all it needs `all: true`.
+   * @param {{states?: string[], taskType?: string, labels?: Object<string,string>, scheduled?: boolean, reason?: string, all?: boolean, timeoutMs?: number}} [opts]
+   */
+  async stopTasks(opts = {}) {
+    const request = {
+      states: (opts.states || []).map(convert.stateToProto),
+      taskType: opts.taskType || '',
+      labels: { ...(opts.labels || {}) },
+      scheduled: Boolean(opts.scheduled),
+      reason: opts.reason || '',
+      all: Boolean(opts.all),
+    };
+    const response = await this._unary('StopTasks', request, opts.timeoutMs);
+    return { revoked: Number(response.revoked || 0), stopping: Number(response.stopping || 0) };
+  }
+
+  /**
    * Runs a task that ended FAILURE, TIMED_OUT, REVOKED or LOST again, as its next attempt; resolves to it,
    * PENDING. FAILED_PRECONDITION (9) for a task in another state; `reason` goes to the task's log.
    */

@@ -216,6 +216,16 @@ describe('TaskService', () => {
     await rejectsWith(client.retry('no-such-task'), Status.NOT_FOUND);
   });
 
+  test('stopTasks stops every match and counts them; no filter needs all', LIMIT, async () => {
+    const run = unique('bulk');
+    for (let i = 0; i < 3; i++) await client.submit('sleep', { seconds: 60 }, { labels: { run } });
+    const counts = await client.stopTasks({ labels: { run }, reason: 'node bulk' });
+    assert.equal(counts.revoked + counts.stopping, 3);
+    const left = await client.list({ labels: { run }, states: ['PENDING', 'RUNNING'] });
+    assert.equal(left.tasks.filter((t) => t.state === 'PENDING').length, 0);
+    await rejectsWith(client.stopTasks({}), Status.INVALID_ARGUMENT);
+  });
+
   test('INVALID_ARGUMENT for bad args names the field in fieldViolations', LIMIT, async () => {
     const err = await rejectsWith(client.submit('demo', { steps: 'ten' }), Status.INVALID_ARGUMENT);
     assert.equal(err.code, 3);

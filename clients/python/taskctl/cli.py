@@ -168,6 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task_id", metavar="ID")
     p.add_argument("--reason", default="", metavar="TEXT", help="recorded in the task's error message")
 
+    p = command("stop-tasks", commands.stop_tasks, "stop every unfinished task that matches the filters")
+    p.add_argument("--state", action="extend", type=_states, default=[], metavar="STATE", help="PENDING and/or RUNNING")
+    p.add_argument("--type", default="", metavar="TYPE", help="only tasks of this type")
+    p.add_argument(
+        "--label", action="append", default=[], type=_key_value, metavar="KEY=VALUE", help="only tasks with this label"
+    )
+    p.add_argument("--scheduled", action="store_true", help="only tasks waiting for their time to run")
+    p.add_argument("--reason", default="", metavar="TEXT", help="recorded in each task's error message")
+    p.add_argument("--all", action="store_true", help="with no filter: stop every unfinished task")
+
     p = command("retry", commands.retry, "run a task that ended FAILURE, TIMED_OUT, REVOKED or LOST again")
     p.add_argument("task_id", metavar="ID")
     p.add_argument("--reason", default="", metavar="TEXT", help="written to the task's log")

@@ -84,6 +84,23 @@ def watch(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCod
     return follow(client, ns.task_id, output)
 
 
+def stop_tasks(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
+    """Stop every match; prints how many were revoked and how many asked to stop."""
+    count = client.stop_tasks(
+        states=ns.state,
+        task_type=ns.type,
+        labels=build_labels(ns.label),
+        scheduled=ns.scheduled,
+        reason=ns.reason,
+        everything=ns.all,
+    )
+    if output.json:
+        output.json_line({"revoked": count.revoked, "stopping": count.stopping})
+    else:
+        output.text(f"{count.revoked} revoked, {count.stopping} stopping")
+    return ExitCode.OK
+
+
 def retry(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
     _print_task(client.retry(ns.task_id, ns.reason), output, long=False)
     return ExitCode.OK
