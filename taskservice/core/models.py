@@ -106,6 +106,8 @@ class Task:
     request_digest: str = ""
     # A PENDING task is not claimed before this Unix time (a retry's backoff); None: at once.
     run_after: float | None = None
+    # How long it is kept once ended (seconds): None, the server's --retention; 0, for ever.
+    retention: float | None = None
 
     def copy(self) -> Task:
         """A snapshot that later changes to this task do not reach.
@@ -133,6 +135,7 @@ class Task:
             self.event_sequence,
             self.request_digest,
             self.run_after,
+            self.retention,
         )
 
 

@@ -25,6 +25,7 @@ def test_copy_carries_every_field_and_shares_no_mutable_part() -> None:
         event_sequence=11,
         request_digest="d",
         run_after=4.0,
+        retention=3600.0,
     )
     assert all(
         getattr(task, f.name) != f.default for f in dataclasses.fields(Task) if f.default is not dataclasses.MISSING

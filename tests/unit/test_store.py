@@ -19,7 +19,7 @@ from taskservice.core.store import (
     StoreOpenError,
     TaskStore,
 )
-from taskservice.core.store.sqlite import SCHEMA_VERSION, _rows_per_statement
+from taskservice.core.store.sqlite import MIGRATIONS, SCHEMA_VERSION, _rows_per_statement
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -177,6 +177,23 @@ def test_sqlite_schema_is_versioned_and_survives_reopen(tmp_path: Path) -> None:
     second = SQLiteStore(path)
     assert second.get("t1") is not None
     second.close()
+
+
+def test_a_file_of_an_older_schema_is_migrated_and_keeps_its_tasks(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # as a server of schema 2 left it
+        conn.executescript(MIGRATIONS[1] + MIGRATIONS[2])
+        conn.execute(
+            "INSERT INTO tasks (seq, task_id, task_type, args, state, priority, labels, submitted_at, attempt, "
+            "sequence, request_digest) VALUES (1, 'old', 'demo', '{}', 'SUCCESS', 0, '{}', 1.0, 1, 3, 'd')"
+        )
+        conn.execute("PRAGMA user_version = 2")
+    store = SQLiteStore(path)
+    old = store.get("old")
+    assert old is not None and old.state is TaskState.SUCCESS and old.retention is None
+    store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_sqlite_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:

@@ -49,6 +49,8 @@ class NewTask:
     fresh_id: bool = False
     # Run later: PENDING, and claimed no earlier than this Unix time.
     run_after: float | None = None
+    # Kept this long once ended (seconds): None, the server's --retention; 0, for ever.
+    retention: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,6 +160,7 @@ class LocalBoard(OneWriter, Board):
             event_sequence=1,
             request_digest=new.request_digest,
             run_after=new.run_after,
+            retention=new.retention,
         )
 
     def _inserted(self, created: list[tuple[int, Task]], answers: Answers, error: BaseException | None) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from taskservice.core.store.base import StoreOpenError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 TASKS = "taskservice_tasks"
 LOGS = "taskservice_logs"
 VERSION_TABLE = "taskservice_schema"
@@ -68,6 +68,11 @@ MIGRATIONS: dict[int, list[str]] = {
             data bytea NOT NULL,
             PRIMARY KEY (task_id, byte_offset)
         )""",
+    ],
+    # Retention: a task's own (seconds; NULL: the server's, 0: for ever), and ended tasks found by their end.
+    2: [
+        f"ALTER TABLE {TASKS} ADD COLUMN retention double precision",
+        f"CREATE INDEX taskservice_by_end ON {TASKS} (ended_at) WHERE ended_at IS NOT NULL",
     ],
 }
 

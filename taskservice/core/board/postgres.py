@@ -132,10 +132,10 @@ class PostgresBoard(OneWriter, Board):
             new = [task for _, task in admitted]
             cur.execute(
                 f"""INSERT INTO {TASKS} (task_id, task_type, args, state, priority, labels, time_limit, submitted_at,
-                        event_sequence, request_digest, transitions, run_after)
-                    SELECT i, ty, a::jsonb, 'PENDING', p, l::jsonb, tl, %s, 1, d, '[[1, "PENDING"]]', ra
+                        event_sequence, request_digest, transitions, run_after, retention)
+                    SELECT i, ty, a::jsonb, 'PENDING', p, l::jsonb, tl, %s, 1, d, '[[1, "PENDING"]]', ra, rt
                     FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::text[], %s::float8[], %s::text[],
-                        %s::float8[]) AS v(i, ty, a, p, l, tl, d, ra)
+                        %s::float8[], %s::float8[]) AS v(i, ty, a, p, l, tl, d, ra, rt)
                     ON CONFLICT (task_id) DO NOTHING
                     RETURNING {COLUMNS}""",
                 (
@@ -148,6 +148,7 @@ class PostgresBoard(OneWriter, Board):
                     [t.time_limit for t in new],
                     [t.request_digest for t in new],
                     [t.run_after for t in new],
+                    [t.retention for t in new],
                 ),
             )
             created = {row[1]: task_from_row(row) for row in cur.fetchall()}

@@ -34,7 +34,7 @@ from taskservice.core.task_rows import task_from_row
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 # Bump with a migration in MIGRATIONS when the schema changes; old files are migrated on open.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -77,13 +77,18 @@ MIGRATIONS: dict[int, str] = {
     2: """
     ALTER TABLE tasks ADD COLUMN run_after REAL;
     """,
+    # Retention: a task's own (seconds; NULL: the server's, 0: for ever), and ended tasks found by their end.
+    3: """
+    ALTER TABLE tasks ADD COLUMN retention REAL;
+    CREATE INDEX tasks_by_end ON tasks (ended_at) WHERE ended_at IS NOT NULL;
+    """,
 }
 
 # In the order task_from_row reads.
 _COLUMNS = (
     "seq, task_id, task_type, args, state, priority, labels, time_limit, submitted_at, started_at, ended_at, "
     "attempt, progress_percent, progress_message, progress_current, progress_total, progress_updated_at, "
-    "result, error_type, error_message, error_traceback, sequence, request_digest, run_after"
+    "result, error_type, error_message, error_traceback, sequence, request_digest, run_after, retention"
 )
 
 _UPDATE_TASK_COLUMNS = (
@@ -100,7 +105,7 @@ _UPDATE_PROGRESS_COLUMNS = (
 # statements of many rows each, in a few sizes that the statement cache keeps (bulk no-op tasks: 8.5k -> 9.4k/s).
 # Multi-row UPDATE ... FROM needs SQLite 3.33; older ones write row by row.
 _ROWS_PER_STATEMENT = (256, 64, 16, 4, 1) if sqlite3.sqlite_version_info >= (3, 33, 0) else (1,)
-_MOST_COLUMNS = 24  # of any multi-row statement: a task row
+_MOST_COLUMNS = 25  # of any multi-row statement: a task row
 
 
 def _rows_per_statement(conn: sqlite3.Connection) -> tuple[int, ...]:
@@ -160,7 +165,7 @@ def _insert_row(task: Task) -> tuple[Any, ...]:
         task.attempt, p.percent, p.message, p.current, p.total, p.updated_at,
         None if task.result is None else _dumps(task.result),
         e.type if e else None, e.message if e else None, e.traceback if e else None,
-        task.event_sequence, task.request_digest, task.run_after,
+        task.event_sequence, task.request_digest, task.run_after, task.retention,
     )  # fmt: skip
 
 
