@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -44,6 +44,7 @@ class Logs(Protocol):
     def end(self, task_id: str) -> int: ...
     def finish(self, task_id: str) -> None: ...
     def protect(self, is_live: Callable[[str], bool]) -> None: ...
+    def delete(self, task_ids: Sequence[str]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +171,30 @@ class TaskLogs:
                     continue
         return total
 
+    def delete(self, task_ids: Sequence[str]) -> None:
+        """Remove the logs of these tasks (deleted tasks); never raises."""
+        for task_id in task_ids:
+            with self._lock(task_id):
+                removed = self._remove(task_id)
+                self._dropped_since.pop(task_id, None)
+            with self._locks_lock:
+                self._locks.pop(task_id, None)
+            if self.max_total_bytes:
+                with self._total_lock:
+                    self._total -= removed
+
+    def _remove(self, task_id: str) -> int:
+        """Unlink a task's files; the bytes they held. Holds the task's lock."""
+        removed = 0
+        for path in self._paths(task_id):
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except OSError:
+                continue
+            removed += size
+        return removed
+
     def _prune(self) -> None:
         """Remove the logs of finished tasks, oldest first, until the folder is back under its cap."""
         with self._total_lock:
@@ -189,13 +214,7 @@ class TaskLogs:
                 if self._total <= target:
                     break
                 with self._lock(task_id):
-                    for path in self._paths(task_id):
-                        try:
-                            size = path.stat().st_size
-                            path.unlink()
-                        except OSError:
-                            continue
-                        self._total -= size
+                    self._total -= self._remove(task_id)
                 removed += 1
         if removed:
             log.info("removed the logs of %d finished tasks: the log folder passed --max-logs-size", removed)

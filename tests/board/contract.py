@@ -396,3 +396,36 @@ def test_racing_retries_of_one_task_make_one_pending_task(board: Board) -> None:
     assert sum(1 for task, _ in outcomes if task is not None) == 1
     assert all(isinstance(error, WrongState) for task, error in outcomes if task is None)
     assert [c.task_id for c in claim(board, 5)] == ["flaky"]
+
+
+def test_an_ended_task_is_deleted_and_an_unfinished_or_unknown_one_is_refused(board: Board) -> None:
+    submit(board, [new("done"), new("queued", priority=-1)])
+    (owned,) = claim(board)
+    assert finish(board, owned, ended(owned, TaskState.SUCCESS, result=1))
+    waited = Waited()
+    board.delete("done", waited)
+    task, error = waited.result()
+    assert error is None and task.task_id == "done" and task.state is TaskState.SUCCESS
+    assert board.get("done") is None
+    assert board.list(TaskFilter(), before_order=None, limit=10)[0].task_id == "queued"
+    for task_id, refused in (("queued", WrongState), ("done", TaskNotFound)):
+        waited = Waited()
+        board.delete(task_id, waited)
+        task, error = waited.result()
+        assert task is None and isinstance(error, refused), (task_id, error)
+    waited = Waited()
+    board.retry("done", NOW, waited)
+    assert isinstance(waited.result()[1], TaskNotFound), "a deleted task cannot be retried"
+
+
+def test_ended_tasks_are_deleted_by_filter_and_by_retention_in_batches(board: Board) -> None:
+    kept = {5: 0.0}  # t5 is kept for ever, whatever the server's retention
+    submit(board, [new(f"t{i}", labels={"batch": "a" if i < 4 else "b"}, retention=kept.get(i)) for i in range(6)])
+    for i, owned in enumerate(claim(board, 6)):
+        assert finish(board, owned, ended(owned, TaskState.FAILURE if i % 2 else TaskState.SUCCESS, now=NOW + i))
+    batch_a = TaskFilter(labels=(("batch", "a"),))
+    assert board.delete_ended(batch_a, ended_before=NOW + 2, limit=10) == ["t0", "t1"]
+    assert board.delete_ended(batch_a, ended_before=None, limit=1) == ["t2"], "oldest end first, up to the limit"
+    assert board.expire(NOW + 100, retention=1000.0, limit=10) == [], "not yet"
+    assert board.expire(NOW + 2000, retention=1000.0, limit=10) == ["t3", "t4"], "t5 keeps for ever"
+    assert [t.task_id for t in board.list(TaskFilter(), before_order=None, limit=10)] == ["t5"]

@@ -11,6 +11,7 @@ import pytest
 
 from taskservice.core.models import Progress, Task, TaskError, TaskFilter, TaskState
 from taskservice.core.store import (
+    DeleteTasks,
     InsertTask,
     MemoryStore,
     SaveProgress,
@@ -219,3 +220,32 @@ def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(StoreOpenError, match="newer"):
         SQLiteStore(path)
+
+
+def test_ended_tasks_are_found_by_their_end_and_retention_and_deleted_with_their_labels(store: TaskStore) -> None:
+    def ended(seq: int, at: float, **fields: object) -> Task:
+        return task(seq, **{"state": TaskState.SUCCESS, "ended_at": at, "labels": {"batch": "b"}, **fields})
+
+    store.apply(
+        [
+            InsertTask(ended(1, 100.0)),  # the server's retention
+            InsertTask(ended(2, 200.0, retention=0.0)),  # kept for ever
+            InsertTask(ended(3, 300.0, retention=10.0)),  # its own, short
+            InsertTask(task(4, labels={"batch": "b"})),  # unfinished: never
+            InsertTask(ended(5, 500.0, state=TaskState.FAILURE, labels={"batch": "c"})),
+        ]
+    )
+    assert store.expired_ids(now=350.0, retention=100.0, limit=10) == ["t1", "t3"]
+    assert store.expired_ids(now=350.0, retention=0.0, limit=10) == ["t3"], "0: the server keeps for ever"
+    assert store.expired_ids(now=350.0, retention=100.0, limit=1) == ["t1"], "oldest end first"
+    assert store.ended_ids(TaskFilter(labels=(("batch", "b"),)), None, 10) == ["t1", "t2", "t3"]
+    assert store.ended_ids(TaskFilter(), ended_before=300.0, limit=10) == ["t1", "t2"]
+    assert store.ended_ids(TaskFilter(states=frozenset({TaskState.FAILURE})), None, 10) == ["t5"]
+    store.apply([DeleteTasks(("t1", "t3"))])
+    assert store.get("t1") is None and store.get("t3") is None and store.get("t2") is not None
+    assert [t.task_id for t in store.list(TaskFilter(labels=(("batch", "b"),)), before_order=None, limit=10)] == [
+        "t4",
+        "t2",
+    ]
+    store.apply([SaveTask(ended(1, 100.0))])  # a late write to a deleted task brings nothing back
+    assert store.get("t1") is None

@@ -123,6 +123,7 @@ SubmitThen = Callable[[list[Answer]], None]
 FencedThen = Callable[[bool, BaseException | None], None]  # applied?, error
 FencedManyThen = Callable[[list[bool], BaseException | None], None]
 StopThen = Callable[[StopResult | None, BaseException | None], None]
+TaskThen = Callable[[Task | None, BaseException | None], None]
 RetryThen = Callable[[tuple[Task, TaskState] | None, BaseException | None], None]  # (task, state it had), error
 
 # The ends a task may be retried from by hand (not SUCCESS: its work is done; submit a new task to do it again).
@@ -142,6 +143,10 @@ def retried(task: Task) -> Task:
     pending.progress = Progress()
     pending.event_sequence += 1
     return pending
+
+
+def not_ended(task: Task) -> WrongState:
+    return WrongState(f"task {task.task_id!r} is {task.state.value}: only an ended task can be deleted (stop it first)")
 
 
 def not_retryable(task: Task) -> WrongState:
@@ -213,6 +218,21 @@ class Board(abc.ABC):
         """A task ended in one of RETRYABLE_STATES -> PENDING again (see retried()), durable before `then((task,
         the state it had), None)`; WrongState for any other state, TaskNotFound for an unknown id. Two racing
         retries make one."""
+
+    @abc.abstractmethod
+    def delete(self, task_id: str, then: TaskThen) -> None:
+        """An ended task removed, durable before `then(the task as it was, None)`; WrongState for an unfinished
+        one, TaskNotFound for an unknown id. Its logs are the caller's to remove."""
+
+    @abc.abstractmethod
+    def delete_ended(self, task_filter: TaskFilter, ended_before: float | None, limit: int) -> list[str]:
+        """Up to `limit` ended tasks matching the filter (that ended before `ended_before`, if given), oldest end
+        first, removed; durable when it returns. Their ids."""
+
+    @abc.abstractmethod
+    def expire(self, now: float, retention: float, limit: int) -> list[str]:
+        """Up to `limit` ended tasks kept past their retention by `now` (their own, else `retention`; 0 keeps for
+        ever), oldest end first, removed; durable when it returns. Their ids."""
 
     @abc.abstractmethod
     def reap(self, now: float, rerunnable: Collection[str]) -> list[tuple[Task, TaskState]]:

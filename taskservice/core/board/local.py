@@ -37,12 +37,14 @@ from taskservice.core.board.base import (
     StopResult,
     StopThen,
     SubmitThen,
+    TaskThen,
+    not_ended,
     not_retryable,
     retried,
 )
 from taskservice.core.errors import TaskNotFound, TaskServiceError, WrongState
 from taskservice.core.models import ErrorType, Progress, SubmitOutcome, Task, TaskError, TaskFilter, TaskState
-from taskservice.core.store.base import InsertTask, SaveProgress, SaveTask, TaskStore, Write
+from taskservice.core.store.base import DeleteTasks, InsertTask, SaveProgress, SaveTask, TaskStore, Write
 from taskservice.core.store.writer import StoreWriter
 
 # The owner recorded for what a previous process left running: its lease has expired, the first reap takes it.
@@ -74,8 +76,9 @@ class LocalBoard(OneWriter, Board):
         # RUNNING states of claims not written yet (see claim()), and those of them whose handler started.
         self._lazy: dict[str, SaveTask] = {}
         self._started: set[str] = set()
-        # Finished tasks being retried by hand (read from the store, PENDING once written).
+        # Ended tasks being retried by hand (read from the store, PENDING once written), or deleted.
         self._retrying: set[str] = set()
+        self._deleting: set[str] = set()
         # Stops asked of running tasks, for their owners: task id -> (attempt, reason).
         self._stops: dict[str, tuple[int, str]] = {}
         self._stop_listeners: list[Callable[[], None]] = []
@@ -425,10 +428,53 @@ class LocalBoard(OneWriter, Board):
 
         self._writer.write(SaveTask(final), then=revoked)
 
+    def delete(self, task_id: str, then: TaskThen) -> None:
+        with self._lock:
+            task = self._unfinished.get(task_id)
+            busy = task is not None or task_id in self._retrying or task_id in self._deleting
+            if not busy:
+                self._deleting.add(task_id)
+        if busy:
+            error = not_ended(task) if task is not None else WrongState(f"task {task_id!r} is being changed")
+            self._writer.write(then=lambda _error: then(None, error))
+            return
+        stored = self._store.get(task_id)  # not unfinished: the store holds it as it ended
+        if stored is None:
+            with self._lock:
+                self._deleting.discard(task_id)
+            self._writer.write(then=lambda _error: then(None, TaskNotFound(task_id)))
+            return
+
+        def deleted(error: BaseException | None) -> None:
+            with self._lock:
+                self._deleting.discard(task_id)
+            then(None if error is not None else stored, error)
+
+        self._writer.write(DeleteTasks((task_id,)), then=deleted)
+
+    def delete_ended(self, task_filter: TaskFilter, ended_before: float | None, limit: int) -> list[str]:
+        return self._delete_now(self._store.ended_ids(task_filter, ended_before, limit))
+
+    def expire(self, now: float, retention: float, limit: int) -> list[str]:
+        return self._delete_now(self._store.expired_ids(now, retention, limit))
+
+    def _delete_now(self, task_ids: list[str]) -> list[str]:
+        """Delete these ended tasks, but those being retried or deleted meanwhile; the ids deleted."""
+        with self._lock:
+            free = [t for t in task_ids if t not in self._unfinished and t not in self._retrying | self._deleting]
+            self._deleting.update(free)
+        try:
+            if free:
+                self._writer.commit(DeleteTasks(tuple(free))).result()
+        finally:
+            with self._lock:
+                self._deleting.difference_update(free)
+        return free
+
     def retry(self, task_id: str, now: float, then: RetryThen) -> None:
         with self._lock:
             task = self._unfinished.get(task_id)
-            busy = task is not None or task_id in self._retrying
+            busy = task is not None or task_id in self._retrying or task_id in self._deleting
             if not busy:
                 self._retrying.add(task_id)  # a second retry meanwhile finds it busy, as if already PENDING
         if busy:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -52,6 +52,19 @@ class DatabaseLogs:
 
     def finish(self, task_id: str) -> None:
         self._flush([task_id])
+
+    def delete(self, task_ids: Sequence[str]) -> None:
+        """Remove the logs of these tasks (deleted tasks); never raises."""
+        with self._flushing:
+            with self._lock:
+                for task_id in task_ids:
+                    self._pending.pop(task_id, None)
+                    self._ends.pop(task_id, None)
+            try:
+                with self._pool.connection() as conn:
+                    conn.execute(f"DELETE FROM {LOGS} WHERE task_id = ANY(%s)", (list(task_ids),))
+            except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+                self._refusals.log("task logs of %d deleted tasks left in the database: %s", len(task_ids), exc)
 
     def _loop(self) -> None:
         while not self._stop.wait(FLUSH_SECONDS):

@@ -48,6 +48,8 @@ from taskservice.core.board.base import (
     StopResult,
     StopThen,
     SubmitThen,
+    TaskThen,
+    not_ended,
     not_retryable,
 )
 from taskservice.core.board.pg_listen import Listener
@@ -60,6 +62,27 @@ from taskservice.core.models import ErrorType, Progress, SubmitOutcome, Task, Ta
 from taskservice.core.store.base import StoreOpenError
 
 log = logging.getLogger(__name__)
+
+ENDED = sorted(state.value for state in TaskState if state.is_terminal)
+
+
+def filter_sql(task_filter: TaskFilter) -> tuple[list[str], list[Any]]:
+    """The WHERE conditions of a ListTasks filter, and their parameters."""
+    where: list[str] = ["TRUE"]
+    params: list[Any] = []
+    if task_filter.states:
+        where.append("state = ANY(%s)")
+        params.append(sorted(s.value for s in task_filter.states))
+    if task_filter.task_type:
+        where.append("task_type = %s")
+        params.append(task_filter.task_type)
+    if task_filter.scheduled:
+        where.append("state = 'PENDING' AND run_after IS NOT NULL")
+    if task_filter.labels:
+        where.append("labels @> %s::jsonb")
+        params.append(dumps(dict(task_filter.labels)))
+    return where, params
+
 
 UNFINISHED = ("RUNNING", "STOPPING")
 # The queue's length is counted again at most this often (for --max-queue, which is approximate across nodes).
@@ -362,6 +385,53 @@ class PostgresBoard(OneWriter, Board):
 
         self._writer.submit(stop, done, notify="stop")
 
+    def delete(self, task_id: str, then: TaskThen) -> None:
+        def gone(cur: psycopg.Cursor[Any]) -> Task | BaseException:
+            cur.execute(
+                f"DELETE FROM {TASKS} WHERE task_id = %s AND state = ANY(%s) RETURNING {COLUMNS}",
+                (task_id, ENDED),
+            )
+            row = cur.fetchone()
+            if row is not None:
+                return task_from_row(row)
+            cur.execute(f"SELECT {COLUMNS} FROM {TASKS} WHERE task_id = %s", (task_id,))
+            row = cur.fetchone()
+            return TaskNotFound(task_id) if row is None else not_ended(task_from_row(row))
+
+        def done(outcome: Task | BaseException | None, error: BaseException | None) -> None:
+            if error is None and isinstance(outcome, BaseException):
+                error = outcome
+            then(None if error is not None else outcome, error)  # type: ignore[arg-type]
+
+        self._writer.submit(gone, done)
+
+    def delete_ended(self, task_filter: TaskFilter, ended_before: float | None, limit: int) -> list[str]:
+        where, params = filter_sql(task_filter)
+        if ended_before is not None:
+            where.append("ended_at < %s")
+            params.append(ended_before)
+        return self._delete_where(" AND ".join(where), params, limit)
+
+    def expire(self, now: float, retention: float, limit: int) -> list[str]:
+        # As store.base.expired(): a task's own retention, else the server's; 0 keeps for ever.
+        where = "((retention IS NULL AND %s > 0 AND ended_at < %s) OR (retention > 0 AND ended_at + retention < %s))"
+        return self._delete_where(where, [retention, now - retention, now], limit)
+
+    def _delete_where(self, where: str, params: list[Any], limit: int) -> list[str]:
+        """Delete up to `limit` ended tasks matching `where`, oldest end first; rows another server is deleting
+        are skipped, not waited for."""
+        rows = self._read(
+            f"""WITH gone AS (
+                    DELETE FROM {TASKS} WHERE submit_order IN (
+                        SELECT submit_order FROM {TASKS}
+                        WHERE ended_at IS NOT NULL AND state = ANY(%s) AND {where}
+                        ORDER BY ended_at LIMIT %s FOR UPDATE SKIP LOCKED)
+                    RETURNING task_id, ended_at)
+                SELECT task_id FROM gone ORDER BY ended_at""",
+            [ENDED, *params, limit],
+        )
+        return [row[0] for row in rows]
+
     def retry(self, task_id: str, now: float, then: RetryThen) -> None:
         def again(cur: psycopg.Cursor[Any]) -> tuple[Task, TaskState] | BaseException:
             # As retried() makes it; the row's lock makes two racing retries one.
@@ -441,21 +511,10 @@ class PostgresBoard(OneWriter, Board):
         return task_from_row(rows[0]) if rows else None
 
     def list(self, task_filter: TaskFilter, *, before_order: int | None, limit: int) -> list[Task]:
-        where, params = ["TRUE"], []
+        where, params = filter_sql(task_filter)
         if before_order is not None:
             where.append("submit_order < %s")
             params.append(before_order)
-        if task_filter.states:
-            where.append("state = ANY(%s)")
-            params.append(sorted(s.value for s in task_filter.states))
-        if task_filter.task_type:
-            where.append("task_type = %s")
-            params.append(task_filter.task_type)
-        if task_filter.scheduled:
-            where.append("state = 'PENDING' AND run_after IS NOT NULL")
-        if task_filter.labels:
-            where.append("labels @> %s::jsonb")
-            params.append(dumps(dict(task_filter.labels)))
         rows = self._read(
             f"SELECT {COLUMNS} FROM {TASKS} WHERE {' AND '.join(where)} ORDER BY submit_order DESC LIMIT %s",
             [*params, limit],

@@ -32,9 +32,17 @@ class SaveProgress:
     event_sequence: int
 
 
-Write = InsertTask | SaveTask | SaveProgress
+@dataclass(frozen=True, slots=True)
+class DeleteTasks:
+    """Remove ended tasks (and their labels)."""
+
+    task_ids: tuple[str, ...]
+
+
+Write = InsertTask | SaveTask | SaveProgress | DeleteTasks
 
 UNFINISHED_STATES = (TaskState.PENDING, TaskState.RUNNING, TaskState.STOPPING)
+ENDED_STATES = tuple(state for state in TaskState if state.is_terminal)
 
 
 class TaskStore(abc.ABC):
@@ -55,6 +63,15 @@ class TaskStore(abc.ABC):
         """Tasks matching the filter with submission order below before_order (all when None), newest first."""
 
     @abc.abstractmethod
+    def ended_ids(self, task_filter: TaskFilter, ended_before: float | None, limit: int) -> list[str]:
+        """Up to `limit` ended tasks matching the filter (that ended before `ended_before`, if given), oldest end
+        first."""
+
+    @abc.abstractmethod
+    def expired_ids(self, now: float, retention: float, limit: int) -> list[str]:
+        """Up to `limit` ended tasks kept past their retention by `now` (see expired()), oldest end first."""
+
+    @abc.abstractmethod
     def load_unfinished(self) -> list[Task]:
         """Tasks in PENDING, RUNNING or STOPPING, in submission order."""
 
@@ -70,6 +87,13 @@ class TaskStore(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional for stores that hold nothing open
         """Release files; safe to call twice."""
+
+
+def expired(task: Task, now: float, retention: float) -> bool:
+    """Whether an ended task has been kept long enough: its own retention, else the server's `retention`; 0 (either
+    way) keeps it for ever."""
+    keep = task.retention if task.retention is not None else retention
+    return task.state.is_terminal and task.ended_at is not None and keep > 0 and task.ended_at + keep < now
 
 
 def matches(task: Task, task_filter: TaskFilter) -> bool:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from taskservice.core.models import Task, TaskFilter
 from taskservice.core.store.base import (
     UNFINISHED_STATES,
+    DeleteTasks,
     InsertTask,
     SaveProgress,
     SaveTask,
     TaskStore,
     Write,
+    expired,
     matches,
 )
 
@@ -36,8 +38,13 @@ class MemoryStore(TaskStore):
                         raise ValueError(f"task {task_id!r} exists")
                     inserted.add(task_id)
             for write in writes:
-                if isinstance(write, InsertTask | SaveTask):
+                if isinstance(write, InsertTask) or (
+                    isinstance(write, SaveTask) and write.task.task_id in self._tasks  # an UPDATE, as in SQL
+                ):
                     self._tasks[write.task.task_id] = write.task.copy()
+                elif isinstance(write, DeleteTasks):
+                    for task_id in write.task_ids:
+                        self._tasks.pop(task_id, None)
                 elif isinstance(write, SaveProgress):
                     stored = self._tasks.get(write.task_id)
                     if stored is not None:
@@ -62,6 +69,19 @@ class MemoryStore(TaskStore):
                     if len(found) == limit:
                         break
             return found
+
+    def ended_ids(self, task_filter: TaskFilter, ended_before: float | None, limit: int) -> list[str]:
+        return self._oldest_ends(
+            lambda t: matches(t, task_filter) and (ended_before is None or t.ended_at < ended_before), limit
+        )
+
+    def expired_ids(self, now: float, retention: float, limit: int) -> list[str]:
+        return self._oldest_ends(lambda t: expired(t, now, retention), limit)
+
+    def _oldest_ends(self, wanted: Callable[[Task], bool], limit: int) -> list[str]:
+        with self._lock:
+            ended = [t for t in self._tasks.values() if t.state.is_terminal and t.ended_at is not None]
+        return [t.task_id for t in sorted(ended, key=lambda t: t.ended_at or 0.0) if wanted(t)][:limit]
 
     def load_unfinished(self) -> list[Task]:
         with self._lock:

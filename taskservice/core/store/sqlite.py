@@ -20,7 +20,9 @@ from typing import Any
 from taskservice.core.errors import StoreDamaged
 from taskservice.core.models import Task, TaskFilter
 from taskservice.core.store.base import (
+    ENDED_STATES,
     UNFINISHED_STATES,
+    DeleteTasks,
     InsertTask,
     SaveProgress,
     SaveTask,
@@ -214,6 +216,28 @@ def _write_rows(
         done += statements * size
 
 
+def _filter_sql(task_filter: TaskFilter) -> tuple[list[str], list[Any]]:
+    """The WHERE conditions of a ListTasks filter, and their parameters."""
+    where: list[str] = []
+    params: list[Any] = []
+    if task_filter.states:
+        where.append(f"state IN ({', '.join('?' * len(task_filter.states))})")
+        params.extend(sorted(s.value for s in task_filter.states))
+    if task_filter.task_type:
+        where.append("task_type = ?")
+        params.append(task_filter.task_type)
+    if task_filter.scheduled:
+        where.append("state = 'PENDING' AND run_after IS NOT NULL")
+    for key, value in task_filter.labels:
+        where.append("EXISTS (SELECT 1 FROM task_labels l WHERE l.seq = tasks.seq AND l.key = ? AND l.value = ?)")
+        params.extend((key, value))
+    return where, params
+
+
+_DELETE_LABELS_SQL = "DELETE FROM task_labels WHERE seq = (SELECT seq FROM tasks WHERE task_id = ?)"
+_DELETE_TASK_SQL = "DELETE FROM tasks WHERE task_id = ?"
+
+
 class SQLiteStore(TaskStore):
     """Tasks in one SQLite file. One connection writes (the manager's writer thread), one reads."""
 
@@ -287,8 +311,14 @@ class SQLiteStore(TaskStore):
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for sql, run in itertools.groupby(map(_statement, writes), key=operator.itemgetter(0)):
-                    _write_rows(conn, sql, [row for _, row in run], self._rows_per_statement)
+                for deleting, group in itertools.groupby(writes, key=lambda write: isinstance(write, DeleteTasks)):
+                    if deleting:
+                        ids = [(task_id,) for write in group for task_id in write.task_ids]  # type: ignore[union-attr]
+                        conn.executemany(_DELETE_LABELS_SQL, ids)
+                        conn.executemany(_DELETE_TASK_SQL, ids)
+                        continue
+                    for sql, run in itertools.groupby(map(_statement, group), key=operator.itemgetter(0)):
+                        _write_rows(conn, sql, [row for _, row in run], self._rows_per_statement)
                 # Labels last: their tasks' rows (which they reference) are all in by now.
                 labels = [
                     (write.task.submit_order, key, value)
@@ -334,25 +364,32 @@ class SQLiteStore(TaskStore):
         return task_from_row(rows[0]) if rows else None
 
     def list(self, task_filter: TaskFilter, *, before_order: int | None, limit: int) -> list[Task]:
-        where: list[str] = []
-        params: list[Any] = []
+        where, params = _filter_sql(task_filter)
         if before_order is not None:
             where.append("seq < ?")
             params.append(before_order)
-        if task_filter.states:
-            where.append(f"state IN ({', '.join('?' * len(task_filter.states))})")
-            params.extend(sorted(s.value for s in task_filter.states))
-        if task_filter.task_type:
-            where.append("task_type = ?")
-            params.append(task_filter.task_type)
-        if task_filter.scheduled:
-            where.append("state = 'PENDING' AND run_after IS NOT NULL")
-        for key, value in task_filter.labels:
-            where.append("EXISTS (SELECT 1 FROM task_labels l WHERE l.seq = tasks.seq AND l.key = ? AND l.value = ?)")
-            params.extend((key, value))
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = self._query(f"SELECT {_COLUMNS} FROM tasks {clause} ORDER BY seq DESC LIMIT ?", [*params, limit])
         return [task_from_row(row) for row in rows]
+
+    def ended_ids(self, task_filter: TaskFilter, ended_before: float | None, limit: int) -> list[str]:
+        where, params = _filter_sql(task_filter)
+        where.append(f"ended_at IS NOT NULL AND state IN ({', '.join('?' * len(ENDED_STATES))})")
+        params.extend(state.value for state in ENDED_STATES)
+        if ended_before is not None:
+            where.append("ended_at < ?")
+            params.append(ended_before)
+        sql = f"SELECT task_id FROM tasks WHERE {' AND '.join(where)} ORDER BY ended_at LIMIT ?"
+        return [row[0] for row in self._query(sql, [*params, limit])]
+
+    def expired_ids(self, now: float, retention: float, limit: int) -> list[str]:
+        # As store.base.expired(): a task's own retention, else the server's; 0 keeps for ever.
+        states = ", ".join("?" * len(ENDED_STATES))
+        sql = f"""SELECT task_id FROM tasks WHERE ended_at IS NOT NULL AND state IN ({states})
+                  AND ((retention IS NULL AND ? > 0 AND ended_at < ?) OR (retention > 0 AND ended_at + retention < ?))
+                  ORDER BY ended_at LIMIT ?"""
+        params = [*(state.value for state in ENDED_STATES), retention, now - retention, now, limit]
+        return [row[0] for row in self._query(sql, params)]
 
     def load_unfinished(self) -> list[Task]:
         states = [s.value for s in UNFINISHED_STATES]
