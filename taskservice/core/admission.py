@@ -19,6 +19,7 @@ from taskservice.core.paths import DataRoot
 from taskservice.core.registry import TaskRegistry, check_json_args
 from taskservice.core.validation import (
     check_labels,
+    check_retention,
     check_task_id,
     check_time_limit,
     new_task_id,
@@ -40,6 +41,8 @@ class SubmitSpec:
     # Run later: at this Unix time, or after this many seconds (one of them at most).
     not_before: float | None = None
     delay: float | None = None
+    # Kept this long once ended, instead of the server's retention (0: for ever).
+    retention: float | None = None
 
 
 class Admission:
@@ -60,6 +63,7 @@ class Admission:
             check_task_id(request.task_id)
         check_time_limit(request.time_limit)
         check_labels(request.labels)
+        check_retention(request.retention)
         run_after = run_after_for(request.not_before, request.delay, now)
         if not -(2**31) <= request.priority < 2**31:
             raise InvalidRequest("priority out of range", [("priority", "must fit a 32-bit signed integer")])
@@ -73,7 +77,7 @@ class Admission:
         if request.delay is not None:
             when = ("delay", request.delay)
         digest = request_digest(
-            request.task_type, normalised, request.time_limit, request.priority, request.labels, when
+            request.task_type, normalised, request.time_limit, request.priority, request.labels, when, request.retention
         )
         return NewTask(
             task_id=request.task_id or new_task_id(),
@@ -85,6 +89,7 @@ class Admission:
             labels=dict(request.labels),
             time_limit=time_limit,
             run_after=run_after,
+            retention=request.retention,
         )
 
     def check_each(self, requests: Sequence[SubmitSpec], now: float) -> list[NewTask | TaskServiceError]:

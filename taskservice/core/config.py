@@ -23,6 +23,8 @@ class ManagerConfig:
     poll_seconds: float = 1.0
     # How often the latest progress of running tasks is handed to the board.
     progress_seconds: float = 0.25
+    # How long ended tasks are kept (seconds) unless they say otherwise; 0 keeps them for ever.
+    retention: float = 7 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -193,6 +193,12 @@ class EventHub:
         with watcher._lock:
             watcher.closed = True
 
+    def forget(self, task_ids: list[str]) -> None:
+        """Drop the replayable events of deleted tasks."""
+        with self._lock:
+            for task_id in task_ids:
+                self._finished.pop(task_id, None)
+
     def close_all(self) -> list[Watcher]:
         """Detach every watcher (server shutdown); returns them so the caller can end their streams."""
         with self._lock:

@@ -22,7 +22,6 @@ import secrets
 import socket
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import replace
 from typing import Any
 
 from taskservice.core.admission import Admission, SubmitSpec
@@ -30,6 +29,7 @@ from taskservice.core.board.base import REAP_SEQUENCE_GAP, Answer, Board, NewTas
 from taskservice.core.board.local import LocalBoard
 from taskservice.core.clock import Clock, SystemClock
 from taskservice.core.config import ManagerConfig, ManagerStats
+from taskservice.core.ended import EndedTasks
 from taskservice.core.errors import ShuttingDown, TaskNotFound, TaskServiceError
 from taskservice.core.events import EventHub, Watcher
 from taskservice.core.finishing import Finisher
@@ -52,7 +52,6 @@ from taskservice.core.relay import Relay
 from taskservice.core.runs import Phase, RunTable
 from taskservice.core.stopping import Stopping, settle
 from taskservice.core.store.base import TaskStore, matches
-from taskservice.core.validation import MAX_STOP_REASON
 from taskservice.core.watchdog import Watchdog
 from taskservice.core.watching import Watching
 from taskservice.core.workers import WorkerPool
@@ -65,9 +64,6 @@ __all__ = ["RESTART_SEQUENCE_GAP", "ManagerConfig", "ManagerStats", "SubmitSpec"
 RESTART_SEQUENCE_GAP = REAP_SEQUENCE_GAP
 # At shutdown, how long past the stop grace to wait for the watchdog to abandon handlers that ignore the stop.
 SHUTDOWN_ABANDON_MARGIN = 0.5
-# A bulk stop: the states it stops, and how many tasks it lists at a time.
-STOPPABLE_STATES = frozenset({TaskState.PENDING, TaskState.RUNNING})
-STOP_PAGE_SIZE = 1000
 
 
 def _shutting_down() -> ShuttingDown:
@@ -145,6 +141,7 @@ class WorkerManager:
             wake_watchdog=lambda: self._watchdog.wake(),
         )
         self._stopping = Stopping(self._table, self.board, self._finisher, self._clock)
+        self._ended = EndedTasks(self._table, self.board, self._clock, logs, self.events, self.config.retention)
         self._watchdog = Watchdog(
             self._table,
             self.board,
@@ -190,6 +187,7 @@ class WorkerManager:
             self._phase = Phase.SERVING
         self._workers.start()
         self._watchdog.start()
+        self._ended.start()
         if self._relay is not None:
             self._relay.start()
 
@@ -251,6 +249,7 @@ class WorkerManager:
                 run.stop_event.set()
             self._watchdog.wake()
         self._workers.wake()
+        self._ended.close()
         self._workers.join(1.0)
         self._watchdog.join(1.0)
         if self._relay is not None:
@@ -310,6 +309,7 @@ class WorkerManager:
         labels: dict[str, str] | None = None,
         not_before: float | None = None,
         delay: float | None = None,
+        retention: float | None = None,
     ) -> Future[SubmitOutcome]:
         """Check and queue a task; the Future resolves once it is durable. With `not_before` (Unix seconds) or
         `delay` (seconds) it is claimed no earlier than that.
@@ -318,7 +318,9 @@ class WorkerManager:
         the Future fails with TaskConflict or QueueFull.
         """
         now = self._clock.time()
-        spec = SubmitSpec(task_type, args or {}, task_id or "", time_limit, priority, labels or {}, not_before, delay)
+        spec = SubmitSpec(
+            task_type, args or {}, task_id or "", time_limit, priority, labels or {}, not_before, delay, retention
+        )
         new = self._admission.check(spec, now)
         self._refuse_when_draining()
         answer: Future[SubmitOutcome] = Future()
@@ -413,46 +415,21 @@ class WorkerManager:
         return self._stopping.stop_async(task_id, reason)
 
     def stop_matching(self, task_filter: TaskFilter, reason: str = "") -> StopCount:
-        """Stop every unfinished task matching `task_filter` when this starts (PENDING and RUNNING ones when it
-        names no state), as stop_async() each, newest first, a page at a time; waits until the PENDING ones are
-        durably REVOKED. Tasks submitted meanwhile are left alone."""
-        states = (task_filter.states or STOPPABLE_STATES) & STOPPABLE_STATES
-        wanted = replace(task_filter, states=frozenset(states))
-        asked: list[Future[Task]] = []
-        before: int | None = None
-        while True:
-            page = self.list(wanted, STOP_PAGE_SIZE, before)
-            asked.extend(self.stop_async(task.task_id, reason) for task in page.tasks)
-            if page.next_before is None:
-                break
-            before = page.next_before
-        # A task another server runs comes back RUNNING, its stop flagged for its owner.
-        states_after = [future.result().state for future in asked]
-        stopping = sum(1 for state in states_after if state in (TaskState.RUNNING, TaskState.STOPPING))
-        return StopCount(revoked=states_after.count(TaskState.REVOKED), stopping=stopping)
+        """Stop every unfinished task matching `task_filter` when this starts; see Stopping.stop_matching()."""
+        return self._stopping.stop_matching(task_filter, reason, self.list)
 
     def retry_async(self, task_id: str, reason: str = "") -> Future[Task]:
-        """A task that ended FAILURE, TIMED_OUT, REVOKED or LOST runs again: PENDING now, its next claim is its next
-        attempt. The Future resolves to the PENDING task once durable; fails with WrongState (another state) or
-        TaskNotFound. `reason` goes to the task's log, where its next attempt's output follows."""
+        """Run an ended task again as its next attempt; see EndedTasks.retry_async()."""
         self._refuse_when_draining()
-        reason = reason[:MAX_STOP_REASON]
-        result: Future[Task] = Future()
+        return self._ended.retry_async(task_id, reason)
 
-        def done(answer: tuple[Task, TaskState] | None, error: BaseException | None) -> None:
-            if error is not None or answer is None:
-                settle(result, error if error is not None else TaskNotFound(task_id))
-                return
-            task, previous = answer
-            if self.logs is not None:
-                why = f": {reason}" if reason else ""
-                self.logs.append(task_id, f"[taskservice: retried by hand after {previous.value}{why}]\n".encode())
-            with self._table.lock:
-                self._table.show(task, previous)
-            settle(result, task)
+    def delete_async(self, task_id: str) -> Future[Task]:
+        """Delete an ended task now; see EndedTasks.delete_async()."""
+        return self._ended.delete_async(task_id)
 
-        self.board.retry(task_id, self._clock.time(), then=done)
-        return result
+    def delete_matching(self, task_filter: TaskFilter, ended_before: float | None) -> int:
+        """Delete every ended task matching the filter (ended before `ended_before`, if given); how many."""
+        return self._ended.delete_matching(task_filter, ended_before)
 
     # ----------------------------------------------------------------- introspection
 

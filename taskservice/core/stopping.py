@@ -5,16 +5,24 @@ finds the flag through Board.stops_for() (the watchdog looks on a hint and at ev
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
+from dataclasses import replace
 from typing import Any
 
 from taskservice.core.board.base import Board, StopEffect, StopResult
 from taskservice.core.clock import Clock
 from taskservice.core.errors import TaskNotFound
 from taskservice.core.finishing import Finisher
-from taskservice.core.models import ErrorType, Task, TaskError, TaskState
+from taskservice.core.models import ErrorType, StopCount, Task, TaskError, TaskFilter, TaskPage, TaskState
 from taskservice.core.runs import Run, RunTable
 from taskservice.core.validation import MAX_STOP_REASON
+
+# A bulk stop: the states it stops, and how many tasks it lists at a time.
+STOPPABLE_STATES = frozenset({TaskState.PENDING, TaskState.RUNNING})
+STOP_PAGE_SIZE = 1000
+
+ListPage = Callable[[TaskFilter, int, int | None], TaskPage]  # filter, page size, before -> a page
 
 
 def settle(future: Future[Any], outcome: Any) -> None:
@@ -56,6 +64,25 @@ class Stopping:
             task_id, why, self._clock.time(), then=lambda done, error: self._asked(task_id, done, error, result)
         )
         return result
+
+    def stop_matching(self, task_filter: TaskFilter, reason: str, list_page: ListPage) -> StopCount:
+        """Stop every unfinished task matching `task_filter` when this starts (PENDING and RUNNING ones when it
+        names no state), as stop_async() each, newest first, a page at a time; waits until the PENDING ones are
+        durably REVOKED. Tasks submitted meanwhile are left alone."""
+        states = (task_filter.states or STOPPABLE_STATES) & STOPPABLE_STATES
+        wanted = replace(task_filter, states=frozenset(states))
+        asked: list[Future[Task]] = []
+        before: int | None = None
+        while True:
+            page = list_page(wanted, STOP_PAGE_SIZE, before)
+            asked.extend(self.stop_async(task.task_id, reason) for task in page.tasks)
+            if page.next_before is None:
+                break
+            before = page.next_before
+        # A task another server runs comes back RUNNING, its stop flagged for its owner.
+        states_after = [future.result().state for future in asked]
+        stopping = sum(1 for state in states_after if state in (TaskState.RUNNING, TaskState.STOPPING))
+        return StopCount(revoked=states_after.count(TaskState.REVOKED), stopping=stopping)
 
     def _asked(self, task_id: str, done: StopResult | None, error: BaseException | None, result: Future[Task]) -> None:
         """On the board's thread: what the board did with a Stop of a task this node did not hold."""

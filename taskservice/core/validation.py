@@ -19,21 +19,22 @@ MAX_TIME_LIMIT_SECONDS = 366 * 24 * 3600.0
 # Run later: how far ahead a task may be scheduled, and how far in the past a not_before still means "now".
 MAX_RUN_LATER_SECONDS = 366 * 24 * 3600.0
 NOT_BEFORE_PAST_TOLERANCE = 60.0
+MAX_RETENTION_SECONDS = 3660 * 24 * 3600.0
 MAX_LABELS = 64
 MAX_LABEL_KEY = 128
 MAX_LABEL_VALUE = 1024
 MAX_STOP_REASON = 1024
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def parse_duration(text: str) -> float:
-    """'250ms', '30s', '5m', '1h' or plain seconds ('90', '1.5') -> seconds; ValueError otherwise."""
+    """'250ms', '30s', '5m', '1h', '7d' or plain seconds ('90', '1.5') -> seconds; ValueError otherwise."""
     match = _DURATION.match(text)
     if not match:
-        raise ValueError(f"{text!r} is not a duration: use e.g. 250ms, 30s, 5m, 1h or 90")
+        raise ValueError(f"{text!r} is not a duration: use e.g. 250ms, 30s, 5m, 1h, 7d or 90")
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
@@ -103,6 +104,15 @@ def run_after_for(not_before: float | None, delay: float | None, now: float) -> 
     return not_before if not_before > now else None
 
 
+def check_retention(seconds: float | None) -> None:
+    """A task's own retention: 0 (keep for ever) to MAX_RETENTION_SECONDS."""
+    if seconds is not None and (not math.isfinite(seconds) or not 0 <= seconds <= MAX_RETENTION_SECONDS):
+        raise InvalidRequest(
+            f"retention of {seconds} seconds is out of range",
+            [("retention", "must be 0 (keep for ever) to 3660 days; leave it unset for the server's --retention")],
+        )
+
+
 def check_labels(labels: dict[str, str]) -> None:
     violations = []
     if len(labels) > MAX_LABELS:
@@ -123,16 +133,20 @@ def request_digest(
     priority: int,
     labels: dict[str, str],
     when: tuple[str, float] | None = None,
+    retention: float | None = None,
 ) -> str:
     """A fingerprint of what was asked, so a retried Submit can be told from a different one.
 
     Numbers are compared as JSON numbers: 1 and 1.0 are the same request (a Struct carries both as 1.0). `when`
     is the run-later field as sent ("not_before" or "delay", and its value): a delay sent again is the same
-    request, though it gives another time. Left out when unset, so that digests stored before it still match.
+    request, though it gives another time. `when` and `retention` are left out when unset, so that digests stored
+    before they existed still match.
     """
     fields: list[Any] = [task_type, args, time_limit, priority, labels]
     if when is not None:
         fields.append(list(when))
+    if retention is not None:
+        fields.append({"retention": retention})
     canonical = json.dumps(
         _integral_floats_as_ints(fields),
         sort_keys=True,

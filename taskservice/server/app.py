@@ -251,6 +251,7 @@ async def _serve_on(
             renew_seconds=settings.renew,
             reap_seconds=settings.renew,
             poll_seconds=settings.poll,
+            retention=settings.retention,
             # Watchers on other servers read progress from the database: often enough for 20 updates a second.
             progress_seconds=0.25 if board.exclusive else 0.05,
         ),

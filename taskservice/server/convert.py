@@ -87,6 +87,7 @@ def submit_spec_from_proto(request: pb.SubmitRequest) -> SubmitSpec:
     time_limit = duration_seconds(request.time_limit) if request.HasField("time_limit") else None
     not_before = request.not_before.ToNanoseconds() / 1e9 if request.HasField("not_before") else None
     delay = duration_seconds(request.delay) if request.HasField("delay") else None
+    retention = duration_seconds(request.retention) if request.HasField("retention") else None
     return SubmitSpec(
         task_type=request.task_type,
         args=args_from_proto(request.args),
@@ -96,6 +97,7 @@ def submit_spec_from_proto(request: pb.SubmitRequest) -> SubmitSpec:
         labels=dict(request.labels),
         not_before=not_before,
         delay=delay,
+        retention=retention,
     )
 
 
@@ -143,6 +145,7 @@ def task_to_proto(task: Task) -> pb.Task:
         labels=task.labels,
         attempt=task.attempt,
         scheduled_at=_timestamp(task.run_after) if task.state is TaskState.PENDING else None,
+        retention=_duration(task.retention),
     )
     message.args.update(task.args)
     if task.result is not None or task.state is TaskState.SUCCESS:
@@ -185,6 +188,28 @@ def stop_filter_from_proto(request: pb.StopTasksRequest) -> TaskFilter:
             [("all", "set all=true to stop every unfinished task, or give states, task_type, labels or scheduled")],
         )
     return task_filter
+
+
+def delete_filter_from_proto(request: pb.DeleteTasksRequest) -> tuple[TaskFilter, float | None]:
+    """A DeleteTasks filter and its ended_before: ended states only, and no filter at all only with all=true."""
+    task_filter = TaskFilter(
+        states=frozenset(state_from_proto(number, "states") for number in request.states),
+        task_type=request.task_type,
+        labels=tuple(sorted(request.labels.items())),
+    )
+    unfinished = sorted(s.value for s in task_filter.states if not s.is_terminal)
+    if unfinished:
+        raise InvalidRequest(
+            f"DeleteTasks deletes only ended tasks, not {', '.join(unfinished)}",
+            [("states", "only SUCCESS, FAILURE, REVOKED, TIMED_OUT and LOST (empty: any end)")],
+        )
+    ended_before = request.ended_before.ToNanoseconds() / 1e9 if request.HasField("ended_before") else None
+    if task_filter == TaskFilter() and ended_before is None and not request.all:
+        raise InvalidRequest(
+            "DeleteTasks without a filter would delete every ended task",
+            [("all", "set all=true to delete every ended task, or give states, task_type, labels or ended_before")],
+        )
+    return task_filter, ended_before
 
 
 def wait_timeout_from_proto(request: pb.WaitTaskRequest) -> float | None:

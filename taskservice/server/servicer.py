@@ -175,6 +175,7 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
             labels=spec.labels,
             not_before=spec.not_before,
             delay=spec.delay,
+            retention=spec.retention,
         )
         outcome = await self._waker.wrap(pending)
         return pb.SubmitResponse(task=convert.task_to_proto(outcome.task), created=outcome.created)
@@ -280,6 +281,21 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
         reason = request.reason[:MAX_STOP_REASON]
         count = await self._read(self._manager.stop_matching, task_filter, reason)
         return pb.StopTasksResponse(revoked=count.revoked, stopping=count.stopping)
+
+    @_unary
+    async def DeleteTask(self, request: pb.DeleteTaskRequest, context: Any) -> pb.DeleteTaskResponse:
+        check_task_id(request.task_id)
+        # On a read thread: the board reads the ended task from storage before it deletes it.
+        task = await self._read(lambda: self._manager.delete_async(request.task_id).result())
+        return pb.DeleteTaskResponse(task=convert.task_to_proto(task))
+
+    @_unary
+    async def DeleteTasks(self, request: pb.DeleteTasksRequest, context: Any) -> pb.DeleteTasksResponse:
+        task_filter, ended_before = convert.delete_filter_from_proto(request)
+        if len(request.labels) > convert.MAX_LABEL_FILTERS:
+            return pb.DeleteTasksResponse()  # no task has that many labels (as in ListTasks)
+        deleted = await self._read(self._manager.delete_matching, task_filter, ended_before)
+        return pb.DeleteTasksResponse(deleted=deleted)
 
     @_unary
     async def RetryTask(self, request: pb.RetryTaskRequest, context: Any) -> pb.RetryTaskResponse:

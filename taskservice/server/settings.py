@@ -72,6 +72,8 @@ class Settings:
     renew: float = 10.0
     # How often an idle server looks for work and stops without a hint (the hints come at once; this is the fallback).
     poll: float = 1.0
+    # How long ended tasks (and their logs) are kept, unless a task was submitted with its own; 0 keeps them for ever.
+    retention: float = 7 * 86400.0
     # How often the server pings an idle connection, so proxies and NATs keep WatchProgress streams open.
     keepalive_seconds: float = 30.0
     max_message_bytes: int = 16 * 1024 * 1024
@@ -139,6 +141,7 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     )
     add_duration("--renew", d.renew, "shared database: how often a server renews its leases and reaps expired ones")
     add_duration("--poll", d.poll, "how often an idle server looks for work and stops without a hint")
+    add_duration("--retention", d.retention, "how long ended tasks and their logs are kept (e.g. 7d, 12h; 0: for ever)")
     p.add_argument(
         "--max-logs-size",
         type=parse_size,
@@ -206,6 +209,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
         lease=ns.lease,
         renew=ns.renew,
         poll=ns.poll,
+        retention=ns.retention,
         commands=ns.commands,
         port_file=ns.port_file,
         log_level=ns.log_level.upper(),

@@ -85,6 +85,16 @@ class TaskServiceStub:
                 request_serializer=taskservice_dot_v1_dot_task__service__pb2.StopTasksRequest.SerializeToString,
                 response_deserializer=taskservice_dot_v1_dot_task__service__pb2.StopTasksResponse.FromString,
                 _registered_method=True)
+        self.DeleteTask = channel.unary_unary(
+                '/taskservice.v1.TaskService/DeleteTask',
+                request_serializer=taskservice_dot_v1_dot_task__service__pb2.DeleteTaskRequest.SerializeToString,
+                response_deserializer=taskservice_dot_v1_dot_task__service__pb2.DeleteTaskResponse.FromString,
+                _registered_method=True)
+        self.DeleteTasks = channel.unary_unary(
+                '/taskservice.v1.TaskService/DeleteTasks',
+                request_serializer=taskservice_dot_v1_dot_task__service__pb2.DeleteTasksRequest.SerializeToString,
+                response_deserializer=taskservice_dot_v1_dot_task__service__pb2.DeleteTasksResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -173,6 +183,23 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteTask(self, request, context):
+        """DeleteTask removes an ended task now, with its log; it answers the task as it was. FAILED_PRECONDITION
+        for an unfinished task (stop it first), NOT_FOUND for an unknown id. Ended tasks are also deleted on
+        their own once kept for their retention (the server's --retention, or the task's own).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTasks(self, request, context):
+        """DeleteTasks removes every ended task that matches the filters and answers how many. With no filter
+        at all it needs all=true.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -225,6 +252,16 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.StopTasks,
                     request_deserializer=taskservice_dot_v1_dot_task__service__pb2.StopTasksRequest.FromString,
                     response_serializer=taskservice_dot_v1_dot_task__service__pb2.StopTasksResponse.SerializeToString,
+            ),
+            'DeleteTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTask,
+                    request_deserializer=taskservice_dot_v1_dot_task__service__pb2.DeleteTaskRequest.FromString,
+                    response_serializer=taskservice_dot_v1_dot_task__service__pb2.DeleteTaskResponse.SerializeToString,
+            ),
+            'DeleteTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTasks,
+                    request_deserializer=taskservice_dot_v1_dot_task__service__pb2.DeleteTasksRequest.FromString,
+                    response_serializer=taskservice_dot_v1_dot_task__service__pb2.DeleteTasksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -498,6 +535,60 @@ class TaskService:
             '/taskservice.v1.TaskService/StopTasks',
             taskservice_dot_v1_dot_task__service__pb2.StopTasksRequest.SerializeToString,
             taskservice_dot_v1_dot_task__service__pb2.StopTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.v1.TaskService/DeleteTask',
+            taskservice_dot_v1_dot_task__service__pb2.DeleteTaskRequest.SerializeToString,
+            taskservice_dot_v1_dot_task__service__pb2.DeleteTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.v1.TaskService/DeleteTasks',
+            taskservice_dot_v1_dot_task__service__pb2.DeleteTasksRequest.SerializeToString,
+            taskservice_dot_v1_dot_task__service__pb2.DeleteTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -77,6 +77,15 @@ class TaskServiceStub:
     """StopTasks stops every unfinished task that matches the filters when it starts, as Stop would each, and
     answers how many. With no filter at all it needs all=true.
     """
+    DeleteTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.DeleteTaskRequest, _task_service_pb2.DeleteTaskResponse]
+    """DeleteTask removes an ended task now, with its log; it answers the task as it was. FAILED_PRECONDITION
+    for an unfinished task (stop it first), NOT_FOUND for an unknown id. Ended tasks are also deleted on
+    their own once kept for their retention (the server's --retention, or the task's own).
+    """
+    DeleteTasks: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.DeleteTasksRequest, _task_service_pb2.DeleteTasksResponse]
+    """DeleteTasks removes every ended task that matches the filters and answers how many. With no filter
+    at all it needs all=true.
+    """
 
 @_typing.type_check_only
 class TaskServiceAsyncStub(TaskServiceStub):
@@ -122,6 +131,15 @@ class TaskServiceAsyncStub(TaskServiceStub):
     StopTasks: _aio.UnaryUnaryMultiCallable[_task_service_pb2.StopTasksRequest, _task_service_pb2.StopTasksResponse]  # type: ignore[assignment]
     """StopTasks stops every unfinished task that matches the filters when it starts, as Stop would each, and
     answers how many. With no filter at all it needs all=true.
+    """
+    DeleteTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.DeleteTaskRequest, _task_service_pb2.DeleteTaskResponse]  # type: ignore[assignment]
+    """DeleteTask removes an ended task now, with its log; it answers the task as it was. FAILED_PRECONDITION
+    for an unfinished task (stop it first), NOT_FOUND for an unknown id. Ended tasks are also deleted on
+    their own once kept for their retention (the server's --retention, or the task's own).
+    """
+    DeleteTasks: _aio.UnaryUnaryMultiCallable[_task_service_pb2.DeleteTasksRequest, _task_service_pb2.DeleteTasksResponse]  # type: ignore[assignment]
+    """DeleteTasks removes every ended task that matches the filters and answers how many. With no filter
+    at all it needs all=true.
     """
 
 class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -225,6 +243,27 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_task_service_pb2.StopTasksResponse, _abc.Awaitable[_task_service_pb2.StopTasksResponse]]:
         """StopTasks stops every unfinished task that matches the filters when it starts, as Stop would each, and
         answers how many. With no filter at all it needs all=true.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteTask(
+        self,
+        request: _task_service_pb2.DeleteTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.DeleteTaskResponse, _abc.Awaitable[_task_service_pb2.DeleteTaskResponse]]:
+        """DeleteTask removes an ended task now, with its log; it answers the task as it was. FAILED_PRECONDITION
+        for an unfinished task (stop it first), NOT_FOUND for an unknown id. Ended tasks are also deleted on
+        their own once kept for their retention (the server's --retention, or the task's own).
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteTasks(
+        self,
+        request: _task_service_pb2.DeleteTasksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.DeleteTasksResponse, _abc.Awaitable[_task_service_pb2.DeleteTasksResponse]]:
+        """DeleteTasks removes every ended task that matches the filters and answers how many. With no filter
+        at all it needs all=true.
         """
 
 def add_TaskServiceServicer_to_server(servicer: TaskServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -9,13 +9,14 @@ from taskservice.server.settings import Settings, parse, parse_duration, parse_s
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("250ms", 0.25), ("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), ("90", 90.0), ("1.5", 1.5)]
+    ("text", "seconds"),
+    [("250ms", 0.25), ("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), ("90", 90.0), ("1.5", 1.5), ("7d", 604800.0)],
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "-5s", "five", "5d", "1e3"])
+@pytest.mark.parametrize("text", ["", "-5s", "five", "5w", "1e3"])
 def test_bad_durations_are_refused(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         parse_duration(text)
