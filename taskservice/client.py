@@ -163,6 +163,8 @@ class Task:
     attempt: int = 0
     # A PENDING task is not run before this (submitted to run later, or waiting for a retry); else None.
     scheduled_at: datetime | None = None
+    # How long it is kept once ended, when submitted with its own (seconds; 0: for ever); None: the server's.
+    retention: float | None = None
 
 
 @dataclass(frozen=True)
@@ -478,6 +480,7 @@ def task_from_pb(t: pb.Task) -> Task:
         labels=dict(t.labels),
         attempt=t.attempt,
         scheduled_at=when("scheduled_at"),
+        retention=duration_to_seconds(t.retention) if t.HasField("retention") else None,
     )
 
 
@@ -508,6 +511,7 @@ def submit_request(
     labels: Mapping[str, str] | None = None,
     not_before: datetime | None = None,
     delay: float | None = None,
+    retention: float | None = None,
 ) -> pb.SubmitRequest:
     """The SubmitRequest for these arguments; time_limit in seconds, None for the server default. To run later:
     `not_before` (an aware datetime) or `delay` (seconds), not both."""
@@ -526,6 +530,8 @@ def submit_request(
         req.not_before.FromDatetime(not_before.astimezone(UTC))
     if delay is not None:
         req.delay.CopyFrom(seconds_to_duration(delay))
+    if retention is not None:
+        req.retention.CopyFrom(seconds_to_duration(retention))
     return req
 
 
@@ -612,6 +618,22 @@ def _stop_tasks_call(reason: str, everything: bool, **filters: Any) -> _Unary[St
         all=everything,
     )
     return _Unary("StopTasks", request, lambda r: StopCount(revoked=r.revoked, stopping=r.stopping))
+
+
+def _delete_call(task_id: str) -> _Unary[Task]:
+    return _Unary("DeleteTask", pb.DeleteTaskRequest(task_id=task_id), lambda r: task_from_pb(r.task))
+
+
+def _delete_tasks_call(ended_before: datetime | None, everything: bool, **filters: Any) -> _Unary[int]:
+    listed = list_request(**filters)
+    request = pb.DeleteTasksRequest(
+        states=listed.states, task_type=listed.task_type, labels=listed.labels, all=everything
+    )
+    if ended_before is not None:
+        if ended_before.tzinfo is None:
+            raise ValueError("ended_before must be an aware datetime")
+        request.ended_before.FromDatetime(ended_before.astimezone(UTC))
+    return _Unary("DeleteTasks", request, lambda r: int(r.deleted))
 
 
 def _retry_call(task_id: str, reason: str) -> _Unary[Task]:
@@ -980,11 +1002,13 @@ class TaskClient(_ClientBase):
         labels: Mapping[str, str] | None = None,
         not_before: datetime | None = None,
         delay: float | None = None,
+        retention: float | None = None,
     ) -> SubmitResult:
         """Queue a task. time_limit is in seconds (None: the server default). To run it later: `not_before` (an
-        aware datetime) or `delay` (seconds); it waits PENDING, with scheduled_at set, until then."""
+        aware datetime) or `delay` (seconds); it waits PENDING, with scheduled_at set, until then. `retention`
+        (seconds; 0: for ever) keeps it that long once ended instead of the server's --retention."""
         options = {"task_id": task_id, "time_limit": time_limit, "priority": priority, "labels": labels,
-                   "not_before": not_before, "delay": delay}  # fmt: skip
+                   "not_before": not_before, "delay": delay, "retention": retention}  # fmt: skip
         return self._invoke(_submit_call(task_type, args, **options))
 
     def submit_batch(self, requests: Iterable[pb.SubmitRequest]) -> list[SubmitResult | TaskServiceError]:
@@ -1021,6 +1045,24 @@ class TaskClient(_ClientBase):
         with no filter at all, only with everything=True."""
         filters = {"states": states, "task_type": task_type, "labels": labels, "scheduled": scheduled}
         return self._invoke(_stop_tasks_call(reason, everything, **filters))
+
+    def delete(self, task_id: str) -> Task:
+        """Delete an ended task now, with its log; returns it as it was. FailedPrecondition for an unfinished one."""
+        return self._invoke(_delete_call(task_id))
+
+    def delete_tasks(
+        self,
+        *,
+        states: Iterable[TaskState | str] = (),
+        task_type: str = "",
+        labels: Mapping[str, str] | None = None,
+        ended_before: datetime | None = None,
+        everything: bool = False,
+    ) -> int:
+        """Delete every ended task matching the filters (states: ended ones); how many. With no filter at all,
+        only with everything=True."""
+        filters = {"states": states, "task_type": task_type, "labels": labels}
+        return self._invoke(_delete_tasks_call(ended_before, everything, **filters))
 
     def retry(self, task_id: str, reason: str = "") -> Task:
         """Run a task that ended FAILURE, TIMED_OUT, REVOKED or LOST again, as its next attempt; returns it PENDING.
@@ -1159,11 +1201,13 @@ class AsyncTaskClient(_ClientBase):
         labels: Mapping[str, str] | None = None,
         not_before: datetime | None = None,
         delay: float | None = None,
+        retention: float | None = None,
     ) -> SubmitResult:
         """Queue a task. time_limit is in seconds (None: the server default). To run it later: `not_before` (an
-        aware datetime) or `delay` (seconds); it waits PENDING, with scheduled_at set, until then."""
+        aware datetime) or `delay` (seconds); it waits PENDING, with scheduled_at set, until then. `retention`
+        (seconds; 0: for ever) keeps it that long once ended instead of the server's --retention."""
         options = {"task_id": task_id, "time_limit": time_limit, "priority": priority, "labels": labels,
-                   "not_before": not_before, "delay": delay}  # fmt: skip
+                   "not_before": not_before, "delay": delay, "retention": retention}  # fmt: skip
         return await self._invoke(_submit_call(task_type, args, **options))
 
     async def submit_batch(self, requests: Iterable[pb.SubmitRequest]) -> list[SubmitResult | TaskServiceError]:
@@ -1197,6 +1241,23 @@ class AsyncTaskClient(_ClientBase):
         """Stop every unfinished task matching the filters; see TaskClient.stop_tasks()."""
         filters = {"states": states, "task_type": task_type, "labels": labels, "scheduled": scheduled}
         return await self._invoke(_stop_tasks_call(reason, everything, **filters))
+
+    async def delete(self, task_id: str) -> Task:
+        """Delete an ended task now; see TaskClient.delete()."""
+        return await self._invoke(_delete_call(task_id))
+
+    async def delete_tasks(
+        self,
+        *,
+        states: Iterable[TaskState | str] = (),
+        task_type: str = "",
+        labels: Mapping[str, str] | None = None,
+        ended_before: datetime | None = None,
+        everything: bool = False,
+    ) -> int:
+        """Delete every ended task matching the filters; see TaskClient.delete_tasks()."""
+        filters = {"states": states, "task_type": task_type, "labels": labels}
+        return await self._invoke(_delete_tasks_call(ended_before, everything, **filters))
 
     async def retry(self, task_id: str, reason: str = "") -> Task:
         """Run an ended task again as its next attempt; see TaskClient.retry()."""

@@ -151,6 +151,25 @@ def test_stop_tasks_stops_the_matches_and_wants_a_filter_or_all(taskctl: Taskctl
     assert refused.code == 8 and "all=true" in refused.err, refused
 
 
+def test_delete_and_delete_tasks_remove_ended_tasks_and_keep_unfinished_ones(taskctl: Taskctl) -> None:
+    kept = taskctl.submit_id("sleep", "--arg", "seconds=0", "--retention", "0", "--label", "run=cli-del")
+    assert taskctl("wait", kept).code == 0
+    assert "for ever" in taskctl("get", kept).out
+    assert taskctl("delete", kept).out.split() == [kept, "deleted"]
+    assert taskctl("get", kept).code == 7
+    done = [taskctl.submit_id("sleep", "--arg", "seconds=0", "--label", "run=cli-del") for _ in range(2)]
+    for task_id in done:
+        assert taskctl("wait", task_id).code == 0
+    running = taskctl.submit_id("sleep", "--arg", "seconds=60", "--label", "run=cli-del")
+    refused = taskctl("delete", running)
+    assert refused.code == 8 and "stop it first" in refused.err, refused
+    deleted = taskctl("delete-tasks", "--label", "run=cli-del", "--json")
+    assert deleted.code == 0 and json.loads(deleted.out) == {"deleted": 2}, deleted
+    assert taskctl("get", running).code == 0, "an unfinished task is never deleted"
+    taskctl("stop", running)
+    assert taskctl("delete-tasks").code == 8, "no filter needs --all"
+
+
 def test_an_id_starting_with_a_dash_needs_no_double_dash(taskctl: Taskctl) -> None:
     # Server-made ids are URL-safe base64 and may start with '-' too.
     submitted = taskctl("submit", "sleep", "--arg", "seconds=0.01", "--id=-dash-first")
@@ -178,7 +197,7 @@ def test_lost_task_exits_6(server_process: ServerProcess, taskctl: Taskctl) -> N
     assert run.out.splitlines()[-1].startswith(f"task {task_id} LOST: ServerRestarted"), run
 
 
-@pytest.mark.parametrize("command", ["get", "stop", "retry", "watch", "wait"])
+@pytest.mark.parametrize("command", ["get", "stop", "retry", "delete", "watch", "wait"])
 def test_unknown_id_exits_7(taskctl: Taskctl, command: str) -> None:
     run = taskctl(command, "no-such-task")
     assert run.code == 7, run

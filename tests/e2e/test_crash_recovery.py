@@ -133,3 +133,26 @@ def test_a_task_scheduled_later_survives_a_crash_and_runs_at_its_time_not_before
             ended = client.wait("later", timeout=30)
         assert ended.state is TaskState.SUCCESS
         assert ended.started_at is not None and ended.started_at >= task.scheduled_at, "not run before its time"
+
+
+def test_retention_deletes_ended_tasks_and_their_logs_across_a_restart_and_keeps_the_rest(tmp_path: Path) -> None:
+    (tmp_path / "data" / "in").mkdir(parents=True)
+    (tmp_path / "data" / "in" / "x.bin").write_bytes(b"x" * 1000)
+    args = ["--retention", "5s", "--data-root", str(tmp_path / "data")]
+    logs = tmp_path / "tasks-state" / "logs"
+    with ServerProcess(tmp_path / "tasks.db", extra_args=args) as server:
+        server.start()
+        with TaskClient(server.address) as client:
+            ended = client.submit("file.checksum", {"input_fpath": "in/x.bin"}, task_id="ended").task.task_id
+            kept = client.submit("sleep", {"seconds": 0}, task_id="kept", retention=0).task.task_id
+            for task_id in (ended, kept):
+                assert client.wait(task_id, timeout=30).state is TaskState.SUCCESS
+            waiting = client.submit("sleep", {"seconds": 0}, task_id="later", delay=3600).task.task_id
+        assert (logs / f"{ended}.log").exists()
+        server.kill()
+        server.restart()
+        with TaskClient(server.address) as client:
+            assert client.get(ended).state is TaskState.SUCCESS, "not yet: kept 5 s from its end"
+            wait_until(lambda: ended not in {t.task_id for t in client.iter_tasks()}, timeout=30, what="deleted")
+            assert {t.task_id for t in client.iter_tasks()} == {kept, waiting}
+        assert not (logs / f"{ended}.log").exists(), "its log went with it"

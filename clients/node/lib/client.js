@@ -165,8 +165,9 @@ class TaskClient {
    * taskId had been accepted before.
    * @param {string} taskType a registered type, e.g. 'demo'
    * @param {object} [args] plain JSON-like object (numbers travel as doubles)
-   * @param {{taskId?: string, timeLimitSeconds?: number, priority?: number, labels?: Object<string,string>, notBefore?: Date, delaySeconds?: number, timeoutMs?: number}} [opts]
-   *   notBefore or delaySeconds: run it later (PENDING, with scheduledAt, until then)
+   * @param {{taskId?: string, timeLimitSeconds?: number, priority?: number, labels?: Object<string,string>, notBefore?: Date, delaySeconds?: number, retentionSeconds?: number, timeoutMs?: number}} [opts]
+   *   notBefore or delaySeconds: run it later (PENDING, with scheduledAt, until then); retentionSeconds: keep it
+   *   this long once ended instead of the server's --retention (0: for ever)
    */
   async submit(taskType, args = {}, opts = {}) {
     const request = {
@@ -178,6 +179,7 @@ class TaskClient {
       labels: { ...(opts.labels || {}) },
       notBefore: convert.timestampToProto(opts.notBefore),
       delay: convert.durationToProto(opts.delaySeconds, 'delaySeconds'),
+      retention: convert.durationToProto(opts.retentionSeconds, 'retentionSeconds'),
     };
     const response = await this._unary('Submit', request, opts.timeoutMs);
     return { task: convert.taskFromProto(response.task), created: Boolean(response.created) };
@@ -211,6 +213,29 @@ class TaskClient {
     };
     const response = await this._unary('StopTasks', request, opts.timeoutMs);
     return { revoked: Number(response.revoked || 0), stopping: Number(response.stopping || 0) };
+  }
+
+  /** Deletes an ended task now, with its log; resolves to it as it was. FAILED_PRECONDITION (9) if unfinished. */
+  async deleteTask(taskId, opts = {}) {
+    const response = await this._unary('DeleteTask', { taskId }, opts.timeoutMs);
+    return convert.taskFromProto(response.task);
+  }
+
+  /**
+   * Deletes every ended task that matches the filters (states: ended ones; endedBefore: a Date); resolves to
+   * how many. With no filter at all it needs `all: true`.
+   * @param {{states?: string[], taskType?: string, labels?: Object<string,string>, endedBefore?: Date, all?: boolean, timeoutMs?: number}} [opts]
+   */
+  async deleteTasks(opts = {}) {
+    const request = {
+      states: (opts.states || []).map(convert.stateToProto),
+      taskType: opts.taskType || '',
+      labels: { ...(opts.labels || {}) },
+      endedBefore: convert.timestampToProto(opts.endedBefore, 'endedBefore'),
+      all: Boolean(opts.all),
+    };
+    const response = await this._unary('DeleteTasks', request, opts.timeoutMs);
+    return Number(response.deleted || 0);
   }
 
   /**

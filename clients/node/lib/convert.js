@@ -144,18 +144,18 @@ function durationFromProto(d) {
   return Number(d.seconds || 0) + Number(d.nanos || 0) / 1e9;
 }
 
-/** Seconds (Number) -> google.protobuf.Duration; null/undefined -> unset. */
 /** A Date as a google.protobuf.Timestamp; null stays null. */
-function timestampToProto(date) {
+function timestampToProto(date, name = 'notBefore') {
   if (date === null || date === undefined) return null;
   if (!(date instanceof Date) || Number.isNaN(date.getTime())) {
-    throw new TypeError(`notBefore must be a valid Date, not ${String(date)}`);
+    throw new TypeError(`${name} must be a valid Date, not ${String(date)}`);
   }
   const ms = date.getTime();
   const seconds = Math.floor(ms / 1000);
   return { seconds: String(seconds), nanos: (ms - seconds * 1000) * 1e6 };
 }
 
+/** Seconds (Number) -> google.protobuf.Duration; null/undefined -> unset. */
 function durationToProto(seconds, name = 'timeLimitSeconds') {
   if (seconds === null || seconds === undefined) return null;
   if (typeof seconds !== 'number' || !Number.isFinite(seconds)) {
@@ -199,6 +199,8 @@ function taskFromProto(t) {
     attempt: Number(t.attempt || 0),
     // A PENDING task is not run before this (run later, or a retry's wait); null otherwise.
     scheduledAt: timestampFromProto(t.scheduledAt),
+    // Kept this long once ended, when submitted with its own (0: for ever); null: the server's --retention.
+    retentionSeconds: durationFromProto(t.retention),
   };
 }
 

@@ -226,6 +226,24 @@ describe('TaskService', () => {
     await rejectsWith(client.stopTasks({}), Status.INVALID_ARGUMENT);
   });
 
+  test('deleteTask and deleteTasks remove ended tasks; retentionSeconds travels with the task', LIMIT, async () => {
+    const run = unique('del');
+    const { task } = await client.submit('sleep', { seconds: 0 }, { labels: { run }, retentionSeconds: 0 });
+    const done = await client.wait(task.taskId, { timeoutMs: 10_000 });
+    assert.equal(done.retentionSeconds, 0);
+    assert.equal((await client.deleteTask(task.taskId)).taskId, task.taskId);
+    await rejectsWith(client.get(task.taskId), Status.NOT_FOUND);
+    for (let i = 0; i < 2; i++) {
+      const { task: t } = await client.submit('sleep', { seconds: 0 }, { labels: { run } });
+      await client.wait(t.taskId, { timeoutMs: 10_000 });
+    }
+    assert.equal(await client.deleteTasks({ labels: { run } }), 2);
+    const { task: busy } = await client.submit('sleep', { seconds: 60 }, { labels: { run } });
+    await rejectsWith(client.deleteTask(busy.taskId), Status.FAILED_PRECONDITION);
+    await client.stop(busy.taskId);
+    await rejectsWith(client.deleteTasks({}), Status.INVALID_ARGUMENT);
+  });
+
   test('INVALID_ARGUMENT for bad args names the field in fieldViolations', LIMIT, async () => {
     const err = await rejectsWith(client.submit('demo', { steps: 'ten' }), Status.INVALID_ARGUMENT);
     assert.equal(err.code, 3);

@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--priority", type=int, default=0, help="higher runs first (default: 0)")
     p.add_argument("--label", action="append", default=[], type=_key_value, metavar="KEY=VALUE", help="a label")
     p.add_argument("--delay", type=_duration, metavar="DURATION", help="run it this long from now, e.g. 10m")
+    p.add_argument("--retention", type=_duration, metavar="DURATION", help="keep it this long once ended (0: for ever)")
     p.add_argument(
         "--not-before", type=_time, metavar="TIME", help="run it at this time (ISO 8601, e.g. 2026-12-01T02:00:00Z)"
     )
@@ -177,6 +178,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduled", action="store_true", help="only tasks waiting for their time to run")
     p.add_argument("--reason", default="", metavar="TEXT", help="recorded in each task's error message")
     p.add_argument("--all", action="store_true", help="with no filter: stop every unfinished task")
+
+    p = command("delete", commands.delete, "delete an ended task now, with its log")
+    p.add_argument("task_id", metavar="ID")
+
+    p = command("delete-tasks", commands.delete_tasks, "delete every ended task that matches the filters")
+    p.add_argument(
+        "--state", action="extend", type=_states, default=[], metavar="STATE", help="only tasks that ended so"
+    )
+    p.add_argument("--type", default="", metavar="TYPE", help="only tasks of this type")
+    p.add_argument(
+        "--label", action="append", default=[], type=_key_value, metavar="KEY=VALUE", help="only tasks with this label"
+    )
+    p.add_argument("--older-than", type=_duration, metavar="DURATION", help="only tasks that ended this long ago")
+    p.add_argument("--all", action="store_true", help="with no filter: delete every ended task")
 
     p = command("retry", commands.retry, "run a task that ended FAILURE, TIMED_OUT, REVOKED or LOST again")
     p.add_argument("task_id", metavar="ID")
@@ -217,7 +232,7 @@ _VALUE_OPTIONS = frozenset(
     {"--server", "--timeout", "--reason", "--token", "--tls-ca", "--tls-cert", "--tls-key", "--offset", "--from-file"}
 )
 _FLAG_OPTIONS = frozenset({"--json", "-h", "--help", "--follow", "-f"})
-_ID_COMMANDS = frozenset({"get", "stop", "retry", "watch", "wait", "logs"})
+_ID_COMMANDS = frozenset({"get", "stop", "retry", "delete", "watch", "wait", "logs"})
 
 
 def _dash_id_last(args: list[str]) -> list[str]:

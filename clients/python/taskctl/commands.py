@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime, timedelta
 
 from taskctl.exitcodes import ExitCode, for_state
 from taskctl.output import Output, format_submit, format_table, format_task, submit_to_json, task_to_json, watch_view
@@ -34,6 +35,7 @@ def submit(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCo
         labels=labels,
         not_before=ns.not_before,
         delay=ns.delay,
+        retention=ns.retention,
     )
     if output.json:
         output.json_line(submit_to_json(result))
@@ -98,6 +100,28 @@ def stop_tasks(client: TaskClient, ns: argparse.Namespace, output: Output) -> Ex
         output.json_line({"revoked": count.revoked, "stopping": count.stopping})
     else:
         output.text(f"{count.revoked} revoked, {count.stopping} stopping")
+    return ExitCode.OK
+
+
+def delete(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
+    task = client.delete(ns.task_id)
+    if output.json:
+        output.json_line(task_to_json(task))
+    else:
+        output.text(f"{task.task_id} deleted")
+    return ExitCode.OK
+
+
+def delete_tasks(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
+    ended_before = None if ns.older_than is None else datetime.now(UTC) - timedelta(seconds=ns.older_than)
+    deleted = client.delete_tasks(
+        states=ns.state, task_type=ns.type, labels=build_labels(ns.label), ended_before=ended_before,
+        everything=ns.all,
+    )  # fmt: skip
+    if output.json:
+        output.json_line({"deleted": deleted})
+    else:
+        output.text(f"{deleted} deleted")
     return ExitCode.OK
 
 

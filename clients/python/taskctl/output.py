@@ -53,6 +53,7 @@ def task_to_json(task: Task) -> dict[str, Any]:
         "labels": task.labels,
         "attempt": task.attempt,
         "scheduled_at": _time_json(task.scheduled_at),
+        "retention": task.retention,
     }
 
 
@@ -139,6 +140,8 @@ def format_task(task: Task) -> str:
         ("started", format_time(task.started_at)),
         ("ended", format_time(task.ended_at)),
     ]
+    if task.retention is not None:  # its own; else the server's --retention
+        rows.append(("kept", format_duration(task.retention) + " once ended" if task.retention else "for ever"))
     if task.started_at and task.ended_at:
         rows.append(("ran for", format_duration((task.ended_at - task.started_at).total_seconds())))
     if task.result is not None:
