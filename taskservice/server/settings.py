@@ -178,6 +178,11 @@ def _default_state_dir(db: str) -> str:
     return str(Path(db).with_name(Path(db).stem + "-state"))
 
 
+def _looks_like_conninfo(db: str) -> bool:
+    """A libpq "host=... dbname=..." string, which would otherwise become an oddly named SQLite file."""
+    return bool(re.match(r"^\s*(host|dbname|user|port|hostaddr|service)\s*=", db))
+
+
 def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Settings:
     p = parser(environ)
     ns = p.parse_args(argv)
@@ -193,6 +198,8 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
         p.error("--renew must be more than 0 and less than --lease (a lease must be renewed before it expires)")
     if ns.poll <= 0:
         p.error("--poll must be more than 0")
+    if _looks_like_conninfo(ns.db):
+        p.error("--db takes a PostgreSQL database as a URL, postgresql://user@host:port/dbname, not key=value pairs")
     return Settings(
         listen=ns.listen,
         db=ns.db,

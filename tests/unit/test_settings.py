@@ -78,3 +78,10 @@ def test_environment_variables_set_every_flag_and_flags_win() -> None:
 def test_nonsense_worker_counts_are_usage_errors() -> None:
     with pytest.raises(SystemExit):
         parse(["--workers", "0"], environ={})
+
+
+def test_a_libpq_key_value_db_is_a_usage_error_not_an_sqlite_file(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse(["--db", "host=127.0.0.1 dbname=tasks user=postgres"], environ={})
+    assert "postgresql://" in capsys.readouterr().err
+    assert parse(["--db", "my-host=1.db"], environ={}).db == "my-host=1.db"
