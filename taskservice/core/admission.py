@@ -18,6 +18,7 @@ from taskservice.core.execution import check_paths
 from taskservice.core.paths import DataRoot
 from taskservice.core.registry import TaskRegistry, check_json_args
 from taskservice.core.validation import (
+    check_after,
     check_labels,
     check_retention,
     check_task_id,
@@ -43,6 +44,8 @@ class SubmitSpec:
     delay: float | None = None
     # Kept this long once ended, instead of the server's retention (0: for ever).
     retention: float | None = None
+    # Ids of tasks that must succeed first.
+    after: tuple[str, ...] = ()
 
 
 class Admission:
@@ -64,6 +67,7 @@ class Admission:
         check_time_limit(request.time_limit)
         check_labels(request.labels)
         check_retention(request.retention)
+        after = check_after(request.after, request.task_id)
         run_after = run_after_for(request.not_before, request.delay, now)
         if not -(2**31) <= request.priority < 2**31:
             raise InvalidRequest("priority out of range", [("priority", "must fit a 32-bit signed integer")])
@@ -77,7 +81,14 @@ class Admission:
         if request.delay is not None:
             when = ("delay", request.delay)
         digest = request_digest(
-            request.task_type, normalised, request.time_limit, request.priority, request.labels, when, request.retention
+            request.task_type,
+            normalised,
+            request.time_limit,
+            request.priority,
+            request.labels,
+            when,
+            request.retention,
+            after,
         )
         return NewTask(
             task_id=request.task_id or new_task_id(),
@@ -90,6 +101,7 @@ class Admission:
             time_limit=time_limit,
             run_after=run_after,
             retention=request.retention,
+            after=after,
         )
 
     def check_each(self, requests: Sequence[SubmitSpec], now: float) -> list[NewTask | TaskServiceError]:

@@ -162,6 +162,7 @@ class WorkerManager:
             logs.protect(lambda task_id: task_id in self._table.runs or self._unfinished_here(task_id))
         self.board.on_work(self._workers.wake)
         self.board.on_health(self._store_health_changed)
+        self.board.on_ended(self._ended_by_board)
 
     def _rerunnable(self) -> list[str]:
         return [kind.name for kind in self._registry if kind.rerun_on_restart]
@@ -271,6 +272,12 @@ class WorkerManager:
         """False from a refused write until a write succeeds again."""
         return self.board.writable
 
+    def _ended_by_board(self, changed: list[tuple[Task, TaskState]]) -> None:
+        """Tasks the board ended by itself (dependents of a task that did not succeed), shown like any end."""
+        with self._table.lock:
+            for task, previous in changed:
+                self._table.show(task, previous)
+
     def _store_health_changed(self, healthy: bool) -> None:
         for listener in self._health_listeners:
             listener(healthy)
@@ -310,16 +317,26 @@ class WorkerManager:
         not_before: float | None = None,
         delay: float | None = None,
         retention: float | None = None,
+        after: Sequence[str] = (),
     ) -> Future[SubmitOutcome]:
         """Check and queue a task; the Future resolves once it is durable. With `not_before` (Unix seconds) or
-        `delay` (seconds) it is claimed no earlier than that.
+        `delay` (seconds) it is claimed no earlier than that; with `after` (task ids), only once they all succeeded.
 
         Raises at once (nothing stored) for requests that cannot be accepted: InvalidRequest, ShuttingDown;
         the Future fails with TaskConflict or QueueFull.
         """
         now = self._clock.time()
         spec = SubmitSpec(
-            task_type, args or {}, task_id or "", time_limit, priority, labels or {}, not_before, delay, retention
+            task_type,
+            args or {},
+            task_id or "",
+            time_limit,
+            priority,
+            labels or {},
+            not_before,
+            delay,
+            retention,
+            tuple(after),
         )
         new = self._admission.check(spec, now)
         self._refuse_when_draining()

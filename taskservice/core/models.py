@@ -60,6 +60,8 @@ class ErrorType:
     OUTPUT_ERROR = "OutputError"
     # Something around the handler failed (a bug of the server's, or the system under it); the worker lives on.
     SERVER_ERROR = "ServerError"
+    # A task it was submitted to run after ended other than SUCCESS: it never runs.
+    DEPENDENCY_FAILED = "DependencyFailed"
 
 
 @dataclass(slots=True)
@@ -108,6 +110,8 @@ class Task:
     run_after: float | None = None
     # How long it is kept once ended (seconds): None, the server's --retention; 0, for ever.
     retention: float | None = None
+    # Tasks that must succeed before this one runs (Submit's `after`), as submitted.
+    after: tuple[str, ...] = ()
 
     def copy(self) -> Task:
         """A snapshot that later changes to this task do not reach.
@@ -136,6 +140,7 @@ class Task:
             self.request_digest,
             self.run_after,
             self.retention,
+            self.after,
         )
 
 

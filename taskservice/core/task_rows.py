@@ -8,17 +8,17 @@ from typing import Any
 from taskservice.core.models import Progress, Task, TaskError, TaskState
 
 # How many columns a task row has; a query may select more after them (the board's own).
-TASK_ROW_COLUMNS = 25
+TASK_ROW_COLUMNS = 26
 
 
 def task_from_row(row: Any) -> Task:
     """`row`: submit order, task id, type, args (JSON text), state, priority, labels (JSON text), time limit,
     submitted, started, ended, attempt, the five progress columns, result (JSON text), the three error columns,
-    event sequence, request digest, run after, retention."""
+    event sequence, request digest, run after, retention, after (JSON text or NULL)."""
     (
         order, task_id, task_type, args, state, priority, labels, time_limit, submitted_at, started_at, ended_at,
         attempt, percent, message, current, total, updated_at, result, error_type, error_message, error_traceback,
-        sequence, digest, run_after, retention,
+        sequence, digest, run_after, retention, after,
     ) = row[:TASK_ROW_COLUMNS]  # fmt: skip
     return Task(
         task_id=task_id,
@@ -40,4 +40,5 @@ def task_from_row(row: Any) -> Task:
         request_digest=digest,
         run_after=run_after,
         retention=retention,
+        after=() if after is None else tuple(json.loads(after)),
     )

@@ -9,6 +9,7 @@ import random
 import re
 import secrets
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from taskservice.core.errors import InvalidRequest
@@ -24,6 +25,8 @@ MAX_LABELS = 64
 MAX_LABEL_KEY = 128
 MAX_LABEL_VALUE = 1024
 MAX_STOP_REASON = 1024
+# How many tasks one task may wait for (Submit's `after`).
+MAX_AFTER = 100
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -113,6 +116,17 @@ def check_retention(seconds: float | None) -> None:
         )
 
 
+def check_after(after: Sequence[str], task_id: str) -> tuple[str, ...]:
+    """The ids a task waits for: valid ids, at most MAX_AFTER, none twice (kept once, in order), not its own."""
+    if len(after) > MAX_AFTER:
+        raise InvalidRequest("too many dependencies", [("after", f"at most {MAX_AFTER} task ids, got {len(after)}")])
+    for index, dep in enumerate(after):
+        check_task_id(dep, f"after[{index}]")
+    if task_id and task_id in after:
+        raise InvalidRequest("a task cannot wait for itself", [("after", f"lists the task's own id {task_id!r}")])
+    return tuple(dict.fromkeys(after))
+
+
 def check_labels(labels: dict[str, str]) -> None:
     violations = []
     if len(labels) > MAX_LABELS:
@@ -134,19 +148,22 @@ def request_digest(
     labels: dict[str, str],
     when: tuple[str, float] | None = None,
     retention: float | None = None,
+    after: Sequence[str] = (),
 ) -> str:
     """A fingerprint of what was asked, so a retried Submit can be told from a different one.
 
     Numbers are compared as JSON numbers: 1 and 1.0 are the same request (a Struct carries both as 1.0). `when`
     is the run-later field as sent ("not_before" or "delay", and its value): a delay sent again is the same
-    request, though it gives another time. `when` and `retention` are left out when unset, so that digests stored
-    before they existed still match.
+    request, though it gives another time. `when`, `retention` and `after` are left out when unset, so that digests
+    stored before they existed still match.
     """
     fields: list[Any] = [task_type, args, time_limit, priority, labels]
     if when is not None:
         fields.append(list(when))
     if retention is not None:
         fields.append({"retention": retention})
+    if after:
+        fields.append({"after": list(after)})
     canonical = json.dumps(
         _integral_floats_as_ints(fields),
         sort_keys=True,

@@ -98,6 +98,7 @@ def submit_spec_from_proto(request: pb.SubmitRequest) -> SubmitSpec:
         not_before=not_before,
         delay=delay,
         retention=retention,
+        after=tuple(request.after),
     )
 
 
@@ -146,6 +147,7 @@ def task_to_proto(task: Task) -> pb.Task:
         attempt=task.attempt,
         scheduled_at=_timestamp(task.run_after) if task.state is TaskState.PENDING else None,
         retention=_duration(task.retention),
+        after=task.after,
     )
     message.args.update(task.args)
     if task.result is not None or task.state is TaskState.SUCCESS:

@@ -176,6 +176,7 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
             not_before=spec.not_before,
             delay=spec.delay,
             retention=spec.retention,
+            after=spec.after,
         )
         outcome = await self._waker.wrap(pending)
         return pb.SubmitResponse(task=convert.task_to_proto(outcome.task), created=outcome.created)

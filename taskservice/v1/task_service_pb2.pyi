@@ -180,6 +180,7 @@ class Task(_message.Message):
     ATTEMPT_FIELD_NUMBER: _builtins.int
     SCHEDULED_AT_FIELD_NUMBER: _builtins.int
     RETENTION_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     task_type: _builtins.str
     state: Global___TaskState.ValueType
@@ -220,6 +221,10 @@ class Task(_message.Message):
     def retention(self) -> _duration_pb2.Duration:
         """How long it is kept once ended, when submitted with its own; unset: the server's --retention."""
 
+    @_builtins.property
+    def after(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The tasks it was submitted to run after (SubmitRequest.after)."""
+
     def __init__(
         self,
         *,
@@ -239,10 +244,11 @@ class Task(_message.Message):
         attempt: _builtins.int = ...,
         scheduled_at: _timestamp_pb2.Timestamp | None = ...,
         retention: _duration_pb2.Duration | None = ...,
+        after: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "ended_at", b"ended_at", "error", b"error", "progress", b"progress", "result", b"result", "retention", b"retention", "scheduled_at", b"scheduled_at", "started_at", b"started_at", "submitted_at", b"submitted_at", "time_limit", b"time_limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "attempt", b"attempt", "ended_at", b"ended_at", "error", b"error", "labels", b"labels", "priority", b"priority", "progress", b"progress", "result", b"result", "retention", b"retention", "scheduled_at", b"scheduled_at", "started_at", b"started_at", "state", b"state", "submitted_at", b"submitted_at", "task_id", b"task_id", "task_type", b"task_type", "time_limit", b"time_limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "args", b"args", "attempt", b"attempt", "ended_at", b"ended_at", "error", b"error", "labels", b"labels", "priority", b"priority", "progress", b"progress", "result", b"result", "retention", b"retention", "scheduled_at", b"scheduled_at", "started_at", b"started_at", "state", b"state", "submitted_at", b"submitted_at", "task_id", b"task_id", "task_type", b"task_type", "time_limit", b"time_limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -281,6 +287,7 @@ class SubmitRequest(_message.Message):
     NOT_BEFORE_FIELD_NUMBER: _builtins.int
     DELAY_FIELD_NUMBER: _builtins.int
     RETENTION_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
     task_type: _builtins.str
     """A registered task type, e.g. "demo"."""
     task_id: _builtins.str
@@ -312,6 +319,14 @@ class SubmitRequest(_message.Message):
     def retention(self) -> _duration_pb2.Duration:
         """How long to keep the task once it ended, instead of the server's --retention; 0 keeps it for ever."""
 
+    @_builtins.property
+    def after(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Run after these tasks (at most 100 ids; each must exist, e.g. earlier in the same SubmitBatch): the task
+        waits in PENDING until every one has ended SUCCESS. As soon as one ends otherwise, it ends REVOKED with
+        error type DependencyFailed naming that one, and so do the tasks waiting for it. An unknown id, or the
+        task's own, is INVALID_ARGUMENT.
+        """
+
     def __init__(
         self,
         *,
@@ -324,10 +339,11 @@ class SubmitRequest(_message.Message):
         not_before: _timestamp_pb2.Timestamp | None = ...,
         delay: _duration_pb2.Duration | None = ...,
         retention: _duration_pb2.Duration | None = ...,
+        after: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "delay", b"delay", "not_before", b"not_before", "retention", b"retention", "time_limit", b"time_limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "delay", b"delay", "labels", b"labels", "not_before", b"not_before", "priority", b"priority", "retention", b"retention", "task_id", b"task_id", "task_type", b"task_type", "time_limit", b"time_limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "args", b"args", "delay", b"delay", "labels", b"labels", "not_before", b"not_before", "priority", b"priority", "retention", b"retention", "task_id", b"task_id", "task_type", b"task_type", "time_limit", b"time_limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from taskservice.core.board.base import Board, Claim, NewTask, StopEffect, StopResult
-from taskservice.core.errors import QueueFull, TaskConflict, TaskNotFound, WrongState
+from taskservice.core.errors import InvalidRequest, QueueFull, TaskConflict, TaskNotFound, WrongState
 from taskservice.core.models import Progress, SubmitOutcome, Task, TaskError, TaskFilter, TaskState
 from tests.support.waiting import wait_until
 
@@ -429,3 +429,126 @@ def test_ended_tasks_are_deleted_by_filter_and_by_retention_in_batches(board: Bo
     assert board.expire(NOW + 100, retention=1000.0, limit=10) == [], "not yet"
     assert board.expire(NOW + 2000, retention=1000.0, limit=10) == ["t3", "t4"], "t5 keeps for ever"
     assert [t.task_id for t in board.list(TaskFilter(), before_order=None, limit=10)] == ["t5"]
+
+
+class EndedHeard:
+    """An on_ended listener: the tasks the board ended by itself, by id."""
+
+    def __init__(self, board: Board) -> None:
+        self.heard: dict[str, tuple[Task, TaskState]] = {}
+        board.on_ended(self)
+
+    def __call__(self, changed: list[tuple[Task, TaskState]]) -> None:
+        self.heard.update((task.task_id, (task, previous)) for task, previous in changed)
+
+
+def test_a_task_waits_for_its_dependencies_to_succeed_and_runs_after_them(board: Board) -> None:
+    answers = submit(board, [new("a"), new("b"), new("after-both", after=("a", "b"), priority=9)])
+    assert all(isinstance(answer, SubmitOutcome) for answer in answers)
+    assert board.get("after-both").after == ("a", "b")  # type: ignore[union-attr]
+    owned = {c.task_id: c for c in claim(board, 5)}
+    assert set(owned) == {"a", "b"}, "the dependent waits, whatever its priority"
+    assert finish(board, owned["a"], ended(owned["a"], TaskState.SUCCESS))
+    assert claim(board, 5) == [], "one dependency is not enough"
+    assert finish(board, owned["b"], ended(owned["b"], TaskState.SUCCESS))
+    (last,) = wait_until(lambda: claim(board, 5), what="the dependent is claimed once both succeeded")
+    assert last.task_id == "after-both"
+
+
+def test_a_dependency_that_fails_revokes_its_dependents_down_the_chain(board: Board) -> None:
+    heard = EndedHeard(board)
+    submit(board, [new("a"), new("b", after=("a",)), new("c", after=("b",)), new("other", after=("a",))])
+    (owned,) = claim(board, 5)
+    error = TaskError("ValueError", "bad input")
+    assert finish(board, owned, ended(owned, TaskState.FAILURE, error=error))
+    wait_until(lambda: set(heard.heard) == {"b", "c", "other"}, what="every dependent ended")
+    for task_id in ("b", "c", "other"):
+        task = board.get(task_id)
+        assert task is not None and task.state is TaskState.REVOKED, task_id
+        assert task.error is not None and task.error.type == "DependencyFailed"
+        assert heard.heard[task_id][1] is TaskState.PENDING
+    b, c = board.get("b"), board.get("c")
+    assert b is not None and "'a' ended FAILURE" in b.error.message and "bad input" in b.error.message  # type: ignore[union-attr]
+    assert c is not None and "'b' ended REVOKED" in c.error.message  # type: ignore[union-attr]
+    assert claim(board, 5) == []
+
+
+def test_stopping_a_dependency_revokes_its_dependents_and_stopping_a_dependent_leaves_the_rest(board: Board) -> None:
+    heard = EndedHeard(board)
+    submit(board, [new("a"), new("b", after=("a",)), new("c", after=("a",)), new("d", after=("c",))])
+    result, _ = stop(board, "b")
+    assert result is not None and result.effect is StopEffect.REVOKED
+    assert board.get("c").state is TaskState.PENDING, "a stop of one dependent is its own"  # type: ignore[union-attr]
+    result, _ = stop(board, "a")
+    assert result is not None and result.effect is StopEffect.REVOKED
+    wait_until(lambda: set(heard.heard) == {"c", "d"}, what="the stopped task's dependents ended")
+    assert board.get("d").error.message.startswith("dependency 'c' ended REVOKED")  # type: ignore[union-attr]
+
+
+def test_dependencies_ended_already_decide_at_submit_and_unknown_ones_are_refused(board: Board) -> None:
+    submit(board, [new("ok"), new("bad")])
+    owned = {c.task_id: c for c in claim(board, 5)}
+    assert finish(board, owned["ok"], ended(owned["ok"], TaskState.SUCCESS))
+    assert finish(board, owned["bad"], ended(owned["bad"], TaskState.TIMED_OUT))
+    answers = submit(board, [new("runs", after=("ok",)), new("never", after=("ok", "bad")), new("lost", after=("no",))])
+    assert answers[0].task.state is TaskState.PENDING
+    assert answers[1].created and answers[1].task.state is TaskState.REVOKED
+    assert answers[1].task.error.type == "DependencyFailed" and "'bad' ended TIMED_OUT" in answers[1].task.error.message
+    assert isinstance(answers[2], InvalidRequest) and answers[2].field_violations[0][0] == "after"
+    assert board.get("lost") is None
+    assert [c.task_id for c in claim(board, 5)] == ["runs"]
+
+
+def test_a_dependency_in_the_same_batch_counts_and_a_retry_waits_again(board: Board) -> None:
+    submit(board, [new("first"), new("second", after=("first",))])
+    (first,) = claim(board, 5)
+    assert finish(board, first, ended(first, TaskState.FAILURE))
+    wait_until(lambda: board.get("second").state is TaskState.REVOKED)  # type: ignore[union-attr]
+    waited = Waited()
+    board.retry("second", NOW, waited)
+    answer, failure = waited.result()
+    assert answer is None and isinstance(failure, WrongState) and "'first'" in str(failure)
+    for task_id in ("first", "second"):
+        waited = Waited()
+        board.retry(task_id, NOW, waited)
+        assert waited.result()[1] is None, task_id
+    (again,) = claim(board, 5)
+    assert again.task_id == "first", "the retried dependent waits for its retried dependency"
+    assert finish(board, again, ended(again, TaskState.SUCCESS))
+    (second,) = wait_until(lambda: claim(board, 5), what="the retried dependent runs")
+    assert second.task_id == "second" and second.task.attempt == 1
+
+
+def test_waiting_dependents_survive_a_reopen(board: Board, reopen: Callable[[Board], Board]) -> None:
+    submit(board, [new("a"), new("b", after=("a",)), new("c", after=("b",))])
+    again = reopen(board)
+    (a,) = claim(again, 5)
+    assert a.task_id == "a", "after a reopen, the dependents still wait"
+    assert finish(again, a, ended(a, TaskState.SUCCESS))
+    (b,) = wait_until(lambda: claim(again, 5), what="released after the reopen")
+    assert b.task_id == "b"
+    assert finish(again, b, ended(b, TaskState.FAILURE))
+    wait_until(lambda: again.get("c").state is TaskState.REVOKED)  # type: ignore[union-attr]
+
+
+def test_a_dependent_submitted_while_its_dependency_ends_is_never_left_waiting(board: Board) -> None:
+    rounds = 20
+    submit(board, [new(f"dep-{i}") for i in range(rounds)])
+    owned = {c.task_id: c for c in claim(board, rounds)}
+    outcomes = {i: TaskState.SUCCESS if i % 2 else TaskState.FAILURE for i in range(rounds)}
+    enders = [
+        threading.Thread(target=finish, args=(board, owned[f"dep-{i}"], ended(owned[f"dep-{i}"], outcomes[i])))
+        for i in range(rounds)
+    ]
+    for thread in enders:
+        thread.start()
+    for i in range(rounds):  # each races its dependency's end
+        submit(board, [new(f"dependent-{i}", after=(f"dep-{i}",))])
+    for thread in enders:
+        thread.join()
+    failed = [f"dependent-{i}" for i in range(rounds) if outcomes[i] is TaskState.FAILURE]
+    for task_id in failed:
+        wait_until(lambda t=task_id: board.get(t).state is TaskState.REVOKED, what=f"{task_id} revoked")  # type: ignore[union-attr]
+    ran: set[str] = set()
+    wait_until(lambda: ran.update(c.task_id for c in claim(board, rounds)) or len(ran) == rounds // 2, what="all run")
+    assert ran == {f"dependent-{i}" for i in range(rounds) if outcomes[i] is TaskState.SUCCESS}

@@ -26,6 +26,7 @@ def test_copy_carries_every_field_and_shares_no_mutable_part() -> None:
         request_digest="d",
         run_after=4.0,
         retention=3600.0,
+        after=("a", "b"),
     )
     assert all(
         getattr(task, f.name) != f.default for f in dataclasses.fields(Task) if f.default is not dataclasses.MISSING

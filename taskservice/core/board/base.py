@@ -51,6 +51,8 @@ class NewTask:
     run_after: float | None = None
     # Kept this long once ended (seconds): None, the server's --retention; 0, for ever.
     retention: float | None = None
+    # Ids of tasks that must succeed before this one is claimed (each must exist: InvalidRequest otherwise).
+    after: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +288,10 @@ class Board(abc.ABC):
 
     def on_stop(self, listener: Callable[[], None]) -> None:  # noqa: B027 - optional
         """Call `listener()` (quick, any thread) when a stop was asked of a running task: its owner looks now."""
+
+    def on_ended(self, listener: Callable[[list[tuple[Task, TaskState]]], None]) -> None:  # noqa: B027 - optional
+        """Call `listener([(task, the state it had), ...])` (any thread) once tasks the board ended by itself are
+        durable: dependents of a task that ended other than SUCCESS (see dependencies.py)."""
 
     def on_health(self, listener: Callable[[bool], None]) -> None:  # noqa: B027 - optional
         """Call `listener(False)` when the storage refuses writes, `listener(True)` once it takes them again."""

@@ -15,7 +15,9 @@ read best in one place.
 from __future__ import annotations
 
 import heapq
+import logging
 import threading
+import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 
@@ -42,10 +44,19 @@ from taskservice.core.board.base import (
     not_retryable,
     retried,
 )
+from taskservice.core.board.dependencies import (
+    EndedListener,
+    judge,
+    not_retryable_before,
+    revoked_for,
+    unknown_dependencies,
+)
 from taskservice.core.errors import TaskNotFound, TaskServiceError, WrongState
 from taskservice.core.models import ErrorType, Progress, SubmitOutcome, Task, TaskError, TaskFilter, TaskState
 from taskservice.core.store.base import DeleteTasks, InsertTask, SaveProgress, SaveTask, TaskStore, Write
 from taskservice.core.store.writer import StoreWriter
+
+log = logging.getLogger(__name__)
 
 # The owner recorded for what a previous process left running: its lease has expired, the first reap takes it.
 PREVIOUS_PROCESS = "(a previous process)"
@@ -83,20 +94,67 @@ class LocalBoard(OneWriter, Board):
         self._stops: dict[str, tuple[int, str]] = {}
         self._stop_listeners: list[Callable[[], None]] = []
         self._work_listeners: list[Callable[[], None]] = []
+        self._ended_listeners: list[EndedListener] = []
+        # Dependencies (see dependencies.py): the unmet ones of each waiting task, the tasks waiting for each, and
+        # the dependency that failed of a task whose write was on its way then (a Submit, a retry).
+        self._waiting: dict[str, set[str]] = {}
+        self._dependents: dict[str, set[str]] = {}
+        self._doomed: dict[str, Task] = {}
         self._next_order = store.max_order() + 1
-        self._load()
+        revoked = self._load()
+        if revoked:  # dependents whose dependency failed just before a crash
+            store.apply([SaveTask(task) for task in revoked])
         self._writer = StoreWriter(store, progress_source=self._take_progress)
 
-    def _load(self) -> None:
-        """What the storage holds unfinished: PENDING tasks are queued again; running ones belong to a process
-        that is gone (the storage is this process's alone), so their leases are over and the first reap takes
-        them."""
-        for task in self._store.load_unfinished():
+    def _load(self) -> list[Task]:
+        """What the storage holds unfinished: PENDING tasks are queued again (or wait for their dependencies);
+        running ones belong to a process that is gone (the storage is this process's alone), so their leases are
+        over and the first reap takes them. Returns the waiting tasks whose dependency had failed, REVOKED, for the
+        caller to write (a crash came between that end and theirs)."""
+        revoked: list[Task] = []
+        for task in self._store.load_unfinished():  # in submission order: a task's dependencies come before it
+            verdict = judge(task.after, self._loaded_dependency) if task.state is TaskState.PENDING else None
+            if verdict is not None and verdict.failed is not None:
+                revoked.append(revoked_for(task, verdict.failed, time.time()))
+                self._unfinished[task.task_id] = revoked[-1]  # its own dependents, later in the loop, see it so
+                continue
             self._unfinished[task.task_id] = task
             if task.state is TaskState.PENDING:
+                if verdict is not None and verdict.unmet:
+                    self._wait(task.task_id, verdict.unmet)
                 self._enqueue(task)
             else:
                 self._owners[task.task_id] = Claim(task.copy(), PREVIOUS_PROCESS, lease_until=0.0)
+        for task in revoked:
+            del self._unfinished[task.task_id]
+        return revoked
+
+    def _loaded_dependency(self, task_id: str) -> Task | None:
+        """A dependency as _load() finds it; one deleted since it ended counts as met (a SUCCESS)."""
+        found = self._unfinished.get(task_id) or self._store.get(task_id)
+        return found if found is not None else _DELETED
+
+    def _dependency(self, task_id: str) -> Task | None:
+        """A dependency as it is now, or None for no such task. Holds _lock."""
+        inflight = self._inflight.get(task_id)
+        if inflight is not None:
+            return inflight.task
+        return self._unfinished.get(task_id) or self._store.get(task_id)
+
+    def _wait(self, task_id: str, unmet: Collection[str]) -> None:
+        """`task_id` waits for `unmet` to end. Holds _lock."""
+        self._waiting[task_id] = set(unmet)
+        for dep in unmet:
+            self._dependents.setdefault(dep, set()).add(task_id)
+
+    def _stop_waiting(self, task_id: str) -> None:
+        """`task_id` waits for nothing any more (it ended). Holds _lock."""
+        for dep in self._waiting.pop(task_id, ()):
+            waiting = self._dependents.get(dep)
+            if waiting is not None:
+                waiting.discard(task_id)
+                if not waiting:
+                    del self._dependents[dep]
 
     # ------------------------------------------------------------------ submission
 
@@ -118,7 +176,15 @@ class LocalBoard(OneWriter, Board):
                 elif self._queued + len(self._inflight) >= self._max_queue:
                     immediate.append((index, queue_full(self._queued, self._max_queue)))
                 else:
+                    verdict = judge(new.after, self._dependency)
+                    if verdict.unknown:
+                        immediate.append((index, unknown_dependencies(new.task_id, verdict.unknown)))
+                        continue
                     task = self._new_task(new, now)
+                    if verdict.failed is not None:  # stored as it ends: it never runs
+                        task = revoked_for(task, verdict.failed, now)
+                    elif verdict.unmet:
+                        self._wait(task.task_id, verdict.unmet)
                     self._inflight[task.task_id] = Inflight(task)
                     created.append((index, task))
         if immediate:
@@ -164,6 +230,7 @@ class LocalBoard(OneWriter, Board):
             request_digest=new.request_digest,
             run_after=new.run_after,
             retention=new.retention,
+            after=new.after,
         )
 
     def _inserted(self, created: list[tuple[int, Task]], answers: Answers, error: BaseException | None) -> None:
@@ -175,9 +242,12 @@ class LocalBoard(OneWriter, Board):
             for index, task in created:
                 inflight = self._inflight.pop(task.task_id)
                 answer: Answer = failure if failure is not None else SubmitOutcome(task.copy(), created=True)
-                if failure is None:
+                if failure is None and not task.state.is_terminal:
                     self._unfinished[task.task_id] = task
                     self._queued += 1  # queued from now on (below, once its creator was told, it is claimable)
+                elif failure is not None:
+                    self._stop_waiting(task.task_id)
+                    self._doomed.pop(task.task_id, None)
                 own.append((index, answer))
                 followers.extend((follower, answer) for follower in inflight.followers)
         # Answered before they can be claimed, so that whoever hears of a task's creation hears it first.
@@ -186,20 +256,93 @@ class LocalBoard(OneWriter, Board):
             tell(answer)
         if failure is not None:
             return
+        revocations = []
         with self._lock:
             for _, task in created:
                 if task.state is TaskState.PENDING and task.task_id not in self._revoking:
                     self._enqueue(task, counted=True)
+                    revocations.extend(self._doomed_meanwhile(task.task_id))
+        self._revoke_dependents(revocations)
         self._work_arrived()
 
     def _enqueue(self, task: Task, *, counted: bool = False) -> None:
-        """Put a PENDING task where claim() finds it (counted: it is in `_queued` already). Holds _lock."""
+        """Put a PENDING task where claim() finds it (counted: it is in `_queued` already); one waiting for
+        dependencies is only counted, and put there once they are met. Holds _lock."""
         if not counted:
             self._queued += 1
+        if self._waiting.get(task.task_id):
+            return
         if task.run_after is not None:
             heapq.heappush(self._delayed, (task.run_after, task.submit_order, task.task_id))
         else:
             heapq.heappush(self._ready, (-task.priority, task.submit_order, task.task_id))
+
+    # ------------------------------------------------------------------ dependencies
+
+    def _ended(self, finals: Sequence[Task]) -> None:
+        """These tasks' ends are durable: their dependents are released (SUCCESS) or revoked (any other end).
+        Takes _lock."""
+        released = False
+        revocations: list[tuple[Task, TaskState]] = []
+        with self._lock:
+            for final in finals:
+                for task_id in self._dependents.pop(final.task_id, ()):
+                    unmet = self._waiting.get(task_id)
+                    if unmet is None:
+                        continue
+                    if final.state is not TaskState.SUCCESS:
+                        revocations.extend(self._revocation(task_id, final))
+                        continue
+                    unmet.discard(final.task_id)
+                    task = self._unfinished.get(task_id)
+                    if not unmet and task is not None:
+                        del self._waiting[task_id]
+                        if task.state is TaskState.PENDING and task_id not in self._revoking:
+                            self._enqueue(task, counted=True)
+                            released = True
+                    elif not unmet:
+                        del self._waiting[task_id]  # its write is on the way; it is queued once durable
+        self._revoke_dependents(revocations)
+        if released:
+            self._work_arrived()
+
+    def _revocation(self, task_id: str, dep: Task) -> list[tuple[Task, TaskState]]:
+        """`task_id` ends because `dep` did not succeed: the write to make (none yet if its own write is on the
+        way: it is revoked once that is durable). Holds _lock."""
+        task = self._unfinished.get(task_id)
+        if task is None or task.state is not TaskState.PENDING or task_id in self._revoking:
+            if task_id in self._inflight or task_id in self._retrying:
+                self._doomed[task_id] = dep
+            return []
+        self._revoking.add(task_id)
+        self._queued -= 1
+        self._stop_waiting(task_id)
+        return [(revoked_for(task, dep, dep.ended_at or time.time()), TaskState.PENDING)]
+
+    def _doomed_meanwhile(self, task_id: str) -> list[tuple[Task, TaskState]]:
+        """A task just durable whose dependency failed while its write was on the way. Holds _lock."""
+        dep = self._doomed.pop(task_id, None)
+        return self._revocation(task_id, dep) if dep is not None else []
+
+    def _revoke_dependents(self, revocations: list[tuple[Task, TaskState]]) -> None:
+        """Write these dependents' ends; then show them, and go on down the chain."""
+        if not revocations:
+            return
+
+        def written(error: BaseException | None) -> None:
+            with self._lock:
+                for final, _ in revocations:
+                    self._revoking.discard(final.task_id)
+                    if error is None:
+                        self._unfinished.pop(final.task_id, None)
+            if error is not None:  # they stay PENDING, never claimed; the next start revokes them
+                log.warning("could not revoke %d tasks whose dependency failed: %s", len(revocations), error)
+                return
+            for listener in self._ended_listeners:
+                listener(revocations)
+            self._ended([final for final, _ in revocations])
+
+        self._writer.write(*(SaveTask(final.copy()) for final, _ in revocations), then=written)
 
     # ------------------------------------------------------------------ running
 
@@ -323,6 +466,7 @@ class LocalBoard(OneWriter, Board):
                         self._progress.pop(final.task_id, None)
                     applied.append(mine)
             then(applied, None)
+            self._ended([final for (_, final), mine in zip(ends, applied, strict=True) if mine])
 
         self._writer.write(*writes, then=done)
 
@@ -418,10 +562,12 @@ class LocalBoard(OneWriter, Board):
                 self._revoking.discard(task_id)
                 if error is None:
                     self._unfinished.pop(task_id, None)
+                    self._stop_waiting(task_id)
                 else:  # still PENDING: it will run after all
                     self._enqueue(task)
             if error is None:
                 then(StopResult(StopEffect.REVOKED, final), None)
+                self._ended([final])
             else:
                 then(None, error)
                 self._work_arrived()
@@ -486,6 +632,12 @@ class LocalBoard(OneWriter, Board):
         refusal: TaskServiceError | None = TaskNotFound(task_id) if stored is None else None
         if stored is not None and stored.state not in RETRYABLE_STATES:
             refusal = not_retryable(stored)
+        with self._lock:
+            verdict = judge(stored.after, lambda dep: self._dependency(dep) or _DELETED) if stored else None
+            if verdict is not None and verdict.failed is not None:
+                refusal = not_retryable_before(task_id, verdict.failed)
+            elif verdict is not None and verdict.unmet and refusal is None:
+                self._wait(task_id, verdict.unmet)  # from now on, so that an end meanwhile is not missed
         if stored is None or refusal is not None:
             with self._lock:
                 self._retrying.discard(task_id)
@@ -494,13 +646,19 @@ class LocalBoard(OneWriter, Board):
         pending = retried(stored)
 
         def written(error: BaseException | None) -> None:
+            revocations = []
             with self._lock:
                 self._retrying.discard(task_id)
                 if error is None:
                     self._unfinished[task_id] = pending
                     self._enqueue(pending)
+                    revocations = self._doomed_meanwhile(task_id)
+                else:
+                    self._stop_waiting(task_id)
+                    self._doomed.pop(task_id, None)
             then(None if error is not None else (pending.copy(), stored.state), error)
             if error is None:
+                self._revoke_dependents(revocations)
                 self._work_arrived()
 
         self._writer.write(SaveTask(pending.copy()), then=written)
@@ -537,6 +695,7 @@ class LocalBoard(OneWriter, Board):
         if changed:
             self._writer.commit(*(SaveTask(task) for task, _ in changed)).result()
             self._work_arrived()
+            self._ended([task for task, _ in changed if task.state.is_terminal])
         return changed
 
     # ------------------------------------------------------------------ reads
@@ -575,10 +734,17 @@ class LocalBoard(OneWriter, Board):
     def on_stop(self, listener: Callable[[], None]) -> None:
         self._stop_listeners.append(listener)
 
+    def on_ended(self, listener: EndedListener) -> None:
+        self._ended_listeners.append(listener)
+
     def close(self) -> None:
         self._writer.close()
         if self._owns_store:
             self._store.close()
+
+
+# A dependency no longer stored: it was deleted, which only an ended task can be, so it counts as met.
+_DELETED = Task("", "", {}, TaskState.SUCCESS, 0.0)
 
 
 def _same_run(owner: Claim, claim: Claim) -> bool:

@@ -12,9 +12,11 @@ from typing import Any
 
 from taskservice.core.store.base import StoreOpenError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 TASKS = "taskservice_tasks"
 LOGS = "taskservice_logs"
+# Dependencies not met yet: (a task, one it waits for); its `waiting` counts them.
+WAITS = "taskservice_waits"
 VERSION_TABLE = "taskservice_schema"
 # Any number: the key of the advisory lock migrations hold.
 MIGRATION_LOCK = 0x7461736B  # "task"
@@ -74,6 +76,21 @@ MIGRATIONS: dict[int, list[str]] = {
         f"ALTER TABLE {TASKS} ADD COLUMN retention double precision",
         f"CREATE INDEX taskservice_by_end ON {TASKS} (ended_at) WHERE ended_at IS NOT NULL",
     ],
+    # Dependencies: the ids a task was submitted after, how many of them it still waits for, and which. Claims read
+    # only the tasks that wait for none.
+    3: [
+        f"ALTER TABLE {TASKS} ADD COLUMN after_ids jsonb",
+        f"ALTER TABLE {TASKS} ADD COLUMN waiting integer NOT NULL DEFAULT 0",
+        f"""CREATE TABLE {WAITS} (
+            dep_id  text NOT NULL,
+            task_id text NOT NULL,
+            PRIMARY KEY (dep_id, task_id)
+        )""",
+        f"CREATE INDEX taskservice_waits_by_task ON {WAITS} (task_id)",
+        "DROP INDEX taskservice_ready",
+        f"""CREATE INDEX taskservice_ready ON {TASKS} (priority DESC, submit_order)
+            WHERE state = 'PENDING' AND waiting = 0""",
+    ],
 }
 
 
@@ -84,7 +101,7 @@ def migrate(conn: Any, where: str) -> None:
         tables = {row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
         if VERSION_TABLE in tables:
             version = conn.execute(f"SELECT max(version) FROM {VERSION_TABLE}").fetchone()[0] or 0
-        elif tables & {TASKS, LOGS}:
+        elif tables & {TASKS, LOGS, WAITS}:
             raise StoreOpenError(
                 f"{where} holds taskservice tables without a schema version (a foreign or damaged schema); point --db "
                 "at another database"

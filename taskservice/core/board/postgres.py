@@ -52,6 +52,21 @@ from taskservice.core.board.base import (
     not_ended,
     not_retryable,
 )
+from taskservice.core.board.dependencies import (
+    EndedListener,
+    judge,
+    not_retryable_before,
+    revoked_for,
+    unknown_dependencies,
+)
+from taskservice.core.board.pg_dependencies import (
+    Cascade,
+    Settled,
+    add_waits,
+    dependencies_of,
+    settle,
+    stop_waiting,
+)
 from taskservice.core.board.pg_listen import Listener
 from taskservice.core.board.pg_logs import DatabaseLogs
 from taskservice.core.board.pg_rows import COLUMNS, T_COLUMNS, dumps, task_from_row, transition_sql
@@ -130,17 +145,31 @@ class PostgresBoard(OneWriter, Board):
         self._logs: DatabaseLogs | None = None
         self._count_lock = threading.Lock()
         self._queued = (0, 0.0)  # (count, monotonic time counted)
+        self._ended_listeners: list[EndedListener] = []
 
     def _connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self._dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
 
     def _read(self, query: str, params: Any = ()) -> list[tuple[Any, ...]]:
         """A statement on a pooled connection; StoreUnavailable when the database cannot answer."""
+        return self._transact(lambda cur: cur.execute(query, params).fetchall())
+
+    def _transact(self, op: Callable[[psycopg.Cursor[Any]], Any]) -> Any:
+        """`op`'s statements in one transaction on a pooled connection; StoreUnavailable when the database cannot
+        answer."""
         try:
-            with self._pool.connection() as conn:
-                return conn.execute(query, params).fetchall()
+            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                return op(cur)
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
             raise StoreUnavailable(f"the task database cannot be reached: {str(exc).strip()}") from exc
+
+    def _settled(self, cascade: Cascade, released: bool) -> None:
+        """After a commit that ended tasks: tell of the dependents it revoked, wake claimers for those released."""
+        if cascade:
+            for listener in self._ended_listeners:
+                listener(cascade)
+        if released:
+            self._writer.submit(lambda cur: None, _best_effort, notify="work")
 
     # ------------------------------------------------------------------ submission
 
@@ -152,16 +181,21 @@ class PostgresBoard(OneWriter, Board):
         refused = [(i, queue_full(queued, self._max_queue)) for i, _ in list(enumerate(tasks))[room:]]
 
         def insert(cur: psycopg.Cursor[Any]) -> list[tuple[int, Answer]]:
-            new = [task for _, task in admitted]
+            told: list[tuple[int, Answer]] = []
+            new, births, unmet = self._plan_dependencies(cur, admitted, told, now)
             cur.execute(
                 f"""INSERT INTO {TASKS} (task_id, task_type, args, state, priority, labels, time_limit, submitted_at,
-                        event_sequence, request_digest, transitions, run_after, retention)
-                    SELECT i, ty, a::jsonb, 'PENDING', p, l::jsonb, tl, %s, 1, d, '[[1, "PENDING"]]', ra, rt
+                        event_sequence, request_digest, transitions, run_after, retention, after_ids, waiting,
+                        ended_at, error_type, error_message)
+                    SELECT i, ty, a::jsonb, st, p, l::jsonb, tl, %s, 1, d, jsonb_build_array(jsonb_build_array(1, st)),
+                        ra, rt, af::jsonb, w, CASE WHEN st = 'PENDING' THEN NULL ELSE %s END, et, em
                     FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::text[], %s::float8[], %s::text[],
-                        %s::float8[], %s::float8[]) AS v(i, ty, a, p, l, tl, d, ra, rt)
+                        %s::float8[], %s::float8[], %s::text[], %s::text[], %s::int[], %s::text[], %s::text[])
+                        AS v(i, ty, a, p, l, tl, d, ra, rt, af, st, w, et, em)
                     ON CONFLICT (task_id) DO NOTHING
                     RETURNING {COLUMNS}""",
                 (
+                    now,
                     now,
                     [t.task_id for t in new],
                     [t.task_type for t in new],
@@ -172,17 +206,24 @@ class PostgresBoard(OneWriter, Board):
                     [t.request_digest for t in new],
                     [t.run_after for t in new],
                     [t.retention for t in new],
+                    [dumps(list(t.after)) if t.after else None for t in new],
+                    [births[t.task_id][0] for t in new],
+                    [len(unmet.get(t.task_id, ())) for t in new],
+                    [births[t.task_id][1] for t in new],
+                    [births[t.task_id][2] for t in new],
                 ),
             )
             created = {row[1]: task_from_row(row) for row in cur.fetchall()}
+            add_waits(cur, [(task_id, dep) for task_id in created for dep in unmet.get(task_id, ())])
             taken = [t.task_id for t in new if t.task_id not in created]
             existing: dict[str, Task] = {}
             if taken:
                 cur.execute(f"SELECT {COLUMNS} FROM {TASKS} WHERE task_id = ANY(%s)", (taken,))
                 existing = {row[1]: task_from_row(row) for row in cur.fetchall()}
-            told: list[tuple[int, Answer]] = []
             seen: set[str] = set()
             for index, task in admitted:
+                if task.task_id not in births:
+                    continue  # refused by _plan_dependencies
                 fresh = created.get(task.task_id)
                 if fresh is not None and task.task_id not in seen:
                     seen.add(task.task_id)
@@ -200,7 +241,7 @@ class PostgresBoard(OneWriter, Board):
         def done(told: list[tuple[int, Answer]] | None, error: BaseException | None) -> None:
             if error is not None:
                 told = [(i, _unavailable(error)) for i, _ in admitted]
-            answers.fill_many([*refused, *(told or [])])
+            answers.fill_many([*refused, *sorted(told or [], key=lambda answer: answer[0])])
             if error is None:
                 self._count_added(sum(1 for _, a in told or [] if isinstance(a, SubmitOutcome) and a.created))
 
@@ -208,6 +249,36 @@ class PostgresBoard(OneWriter, Board):
             self._writer.submit(insert, done, notify="work")
         else:
             self._writer.submit(lambda cur: [], done)
+
+    def _plan_dependencies(
+        self,
+        cur: psycopg.Cursor[Any],
+        admitted: list[tuple[int, NewTask]],
+        told: list[tuple[int, Answer]],
+        now: float,
+    ) -> tuple[list[NewTask], dict[str, tuple[str, str | None, str | None]], dict[str, tuple[str, ...]]]:
+        """What the submitted tasks' dependencies make of them: the tasks to insert, each one's (state, error type,
+        error message) at birth (REVOKED when a dependency failed already), and the dependencies each must wait
+        for. A task naming one that does not exist is answered into `told` and not inserted."""
+        stored = dependencies_of(cur, (dep for _, task in admitted for dep in task.after))
+        births: dict[str, tuple[str, str | None, str | None]] = {}
+        unmet: dict[str, tuple[str, ...]] = {}
+        batch: dict[str, Task] = {}  # earlier tasks of this batch, as they will be born
+        new: list[NewTask] = []
+        for index, task in admitted:
+            verdict = judge(task.after, lambda dep: stored.get(dep) or batch.get(dep))
+            if verdict.unknown:
+                told.append((index, unknown_dependencies(task.task_id, verdict.unknown)))
+                continue
+            born = Task(task.task_id, task.task_type, {}, TaskState.PENDING, now)
+            if verdict.failed is not None:
+                born = revoked_for(born, verdict.failed, now)
+            unmet[task.task_id] = verdict.unmet if verdict.failed is None else ()
+            error = born.error
+            births[task.task_id] = (born.state.value, error.type if error else None, error.message if error else None)
+            batch.setdefault(task.task_id, born)
+            new.append(task)
+        return new, births, unmet
 
     # ------------------------------------------------------------------ running
 
@@ -218,7 +289,8 @@ class PostgresBoard(OneWriter, Board):
         rows = self._read(
             f"""WITH picked AS (
                     SELECT submit_order FROM {TASKS}
-                    WHERE state = 'PENDING' AND (run_after IS NULL OR run_after <= %(now)s) {types_clause}
+                    WHERE state = 'PENDING' AND waiting = 0 AND (run_after IS NULL OR run_after <= %(now)s)
+                        {types_clause}
                     ORDER BY priority DESC, submit_order LIMIT %(n)s
                     FOR UPDATE SKIP LOCKED)
                 UPDATE {TASKS} t SET state = 'RUNNING', attempt = t.attempt + 1, started_at = NULL,
@@ -285,7 +357,7 @@ class PostgresBoard(OneWriter, Board):
         self._writer.submit(stopping, lambda applied, error: then(bool(applied), error))
 
     def finish_many(self, ends: Sequence[tuple[Claim, Task]], then: FencedManyThen) -> None:
-        def finish(cur: psycopg.Cursor[Any]) -> list[bool]:
+        def finish(cur: psycopg.Cursor[Any]) -> tuple[list[bool], Settled]:
             columns = [list(column) for column in zip(*(_end_row(claim, final) for claim, final in ends), strict=True)]
             cur.execute(
                 f"""UPDATE {TASKS} t SET state = v.state, result = v.result::jsonb, error_type = v.etype,
@@ -305,9 +377,15 @@ class PostgresBoard(OneWriter, Board):
                 columns,
             )
             written = {row[0] for row in cur.fetchall()}
-            return [claim.task_id in written for claim, _ in ends]
+            applied = [claim.task_id in written for claim, _ in ends]
+            return applied, settle(cur, [final for (_, final), mine in zip(ends, applied, strict=True) if mine])
 
-        self._writer.submit(finish, lambda applied, error: then(applied or [False] * len(ends), error))
+        def done(outcome: tuple[list[bool], Settled] | None, error: BaseException | None) -> None:
+            then(outcome[0] if outcome else [False] * len(ends), error)
+            if outcome is not None:
+                self._settled(*outcome[1])
+
+        self._writer.submit(finish, done)
 
     def retry_at(self, claim: Claim, task: Task, due: float, then: FencedThen) -> None:
         error = task.error
@@ -352,7 +430,7 @@ class PostgresBoard(OneWriter, Board):
         self._writer.submit(save, _best_effort)
 
     def request_stop(self, task_id: str, reason: str, now: float, then: StopThen) -> None:
-        def stop(cur: psycopg.Cursor[Any]) -> StopResult | None:
+        def stop(cur: psycopg.Cursor[Any]) -> tuple[StopResult | None, Settled | None]:
             cur.execute(
                 f"""UPDATE {TASKS} t SET state = 'REVOKED', error_type = %(etype)s, error_message = %(reason)s,
                         error_traceback = NULL, ended_at = %(now)s, run_after = NULL,
@@ -363,7 +441,9 @@ class PostgresBoard(OneWriter, Board):
             )
             row = cur.fetchone()
             if row is not None:
-                return StopResult(StopEffect.REVOKED, task_from_row(row))
+                revoked = task_from_row(row)
+                stop_waiting(cur, [task_id])
+                return StopResult(StopEffect.REVOKED, revoked), settle(cur, [revoked])
             cur.execute(
                 f"""UPDATE {TASKS} SET stop_reason = %s WHERE task_id = %s AND state = 'RUNNING'
                     RETURNING {COLUMNS}""",
@@ -371,17 +451,20 @@ class PostgresBoard(OneWriter, Board):
             )
             row = cur.fetchone()
             if row is not None:
-                return StopResult(StopEffect.STOPPING, task_from_row(row))
+                return StopResult(StopEffect.STOPPING, task_from_row(row)), None
             cur.execute(f"SELECT {COLUMNS} FROM {TASKS} WHERE task_id = %s", (task_id,))
             row = cur.fetchone()
-            return None if row is None else StopResult(StopEffect.UNCHANGED, task_from_row(row))
+            return (None if row is None else StopResult(StopEffect.UNCHANGED, task_from_row(row))), None
 
-        def done(result: StopResult | None, error: BaseException | None) -> None:
+        def done(outcome: tuple[StopResult | None, Settled | None] | None, error: BaseException | None) -> None:
+            result = outcome[0] if outcome is not None else None
             if error is None and result is None:
                 error = TaskNotFound(task_id)
             elif result is not None and result.effect is StopEffect.REVOKED:
                 self._count_added(-1)
             then(result, error)
+            if outcome is not None and outcome[1] is not None:
+                self._settled(*outcome[1])
 
         self._writer.submit(stop, done, notify="stop")
 
@@ -433,7 +516,21 @@ class PostgresBoard(OneWriter, Board):
         return [row[0] for row in rows]
 
     def retry(self, task_id: str, now: float, then: RetryThen) -> None:
+        retryable = sorted(state.value for state in RETRYABLE_STATES)
+
         def again(cur: psycopg.Cursor[Any]) -> tuple[Task, TaskState] | BaseException:
+            # Its dependencies first: one that failed refuses the retry, those not ended are waited for again.
+            cur.execute(
+                f"SELECT after_ids::text FROM {TASKS} WHERE task_id = %s AND state = ANY(%s) FOR UPDATE",
+                (task_id, retryable),
+            )
+            row = cur.fetchone()
+            after: list[str] = json.loads(row[0]) if row is not None and row[0] is not None else []
+            stored = dependencies_of(cur, after)
+            verdict = judge(after, lambda dep: stored.get(dep, _DELETED))
+            if verdict.failed is not None:
+                return not_retryable_before(task_id, verdict.failed)
+            add_waits(cur, [(task_id, dep) for dep in verdict.unmet])
             # As retried() makes it; the row's lock makes two racing retries one.
             cur.execute(
                 f"""WITH old AS (
@@ -442,10 +539,10 @@ class PostgresBoard(OneWriter, Board):
                         error_traceback = NULL, started_at = NULL, ended_at = NULL, run_after = NULL,
                         owner = NULL, lease_until = NULL, stop_reason = NULL, progress_percent = 0,
                         progress_message = '', progress_current = 0, progress_total = 0, progress_updated_at = NULL,
-                        event_sequence = t.event_sequence + 1,
+                        event_sequence = t.event_sequence + 1, waiting = %s,
                         transitions = {transition_sql("t.event_sequence + 1", "'PENDING'")}
                     FROM old WHERE t.submit_order = old.submit_order RETURNING {T_COLUMNS}, old.state""",
-                (task_id, sorted(state.value for state in RETRYABLE_STATES)),
+                (task_id, retryable, len(verdict.unmet)),
             )
             row = cur.fetchone()
             if row is not None:
@@ -474,7 +571,11 @@ class PostgresBoard(OneWriter, Board):
         return [(task_id, attempt, reason) for task_id, attempt, reason in rows]
 
     def reap(self, now: float, rerunnable: Collection[str]) -> list[tuple[Task, TaskState]]:
-        rows = self._read(
+        def reaped(cur: psycopg.Cursor[Any]) -> tuple[list[tuple[Task, TaskState]], Settled]:
+            changed = [(task_from_row(row), TaskState(row[-1])) for row in cur.execute(*statement).fetchall()]
+            return changed, settle(cur, [task for task, _ in changed if task.state is TaskState.LOST])
+
+        statement = (
             f"""WITH old AS (
                     SELECT submit_order, state FROM {TASKS}
                     WHERE state IN ('RUNNING', 'STOPPING') AND lease_until < %(now)s
@@ -499,7 +600,8 @@ class PostgresBoard(OneWriter, Board):
                 RETURNING {T_COLUMNS}, c.before""",
             {"now": now, "rerun": list(rerunnable), "etype": ErrorType.SERVER_RESTARTED, "gap": REAP_SEQUENCE_GAP},
         )
-        changed = [(task_from_row(row), TaskState(row[-1])) for row in rows]
+        changed, cascade = self._transact(reaped)
+        self._settled(*cascade)
         if any(task.state is TaskState.PENDING for task, _ in changed):
             self._writer.submit(lambda cur: None, _best_effort, notify="work")
         return changed
@@ -563,12 +665,19 @@ class PostgresBoard(OneWriter, Board):
     def on_stop(self, listener: Callable[[], None]) -> None:
         self._listener.on("stop", listener)
 
+    def on_ended(self, listener: EndedListener) -> None:
+        self._ended_listeners.append(listener)
+
     def close(self) -> None:
         if self._logs is not None:
             self._logs.close()
         self._listener.close()
         self._writer.close()
         self._pool.close()
+
+
+# A dependency no longer stored: only an ended task can be deleted, so it counts as met.
+_DELETED = Task("", "", {}, TaskState.SUCCESS, 0.0)
 
 
 def _unavailable(error: BaseException) -> StoreUnavailable:

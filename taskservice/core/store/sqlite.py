@@ -36,7 +36,7 @@ from taskservice.core.task_rows import task_from_row
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 # Bump with a migration in MIGRATIONS when the schema changes; old files are migrated on open.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -84,13 +84,17 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE tasks ADD COLUMN retention REAL;
     CREATE INDEX tasks_by_end ON tasks (ended_at) WHERE ended_at IS NOT NULL;
     """,
+    # Dependencies: the ids a task was submitted to run after (JSON array; NULL: none).
+    4: """
+    ALTER TABLE tasks ADD COLUMN after_ids TEXT;
+    """,
 }
 
 # In the order task_from_row reads.
 _COLUMNS = (
     "seq, task_id, task_type, args, state, priority, labels, time_limit, submitted_at, started_at, ended_at, "
     "attempt, progress_percent, progress_message, progress_current, progress_total, progress_updated_at, "
-    "result, error_type, error_message, error_traceback, sequence, request_digest, run_after, retention"
+    "result, error_type, error_message, error_traceback, sequence, request_digest, run_after, retention, after_ids"
 )
 
 _UPDATE_TASK_COLUMNS = (
@@ -107,7 +111,7 @@ _UPDATE_PROGRESS_COLUMNS = (
 # statements of many rows each, in a few sizes that the statement cache keeps (bulk no-op tasks: 8.5k -> 9.4k/s).
 # Multi-row UPDATE ... FROM needs SQLite 3.33; older ones write row by row.
 _ROWS_PER_STATEMENT = (256, 64, 16, 4, 1) if sqlite3.sqlite_version_info >= (3, 33, 0) else (1,)
-_MOST_COLUMNS = 25  # of any multi-row statement: a task row
+_MOST_COLUMNS = 26  # of any multi-row statement: a task row
 
 
 def _rows_per_statement(conn: sqlite3.Connection) -> tuple[int, ...]:
@@ -168,6 +172,7 @@ def _insert_row(task: Task) -> tuple[Any, ...]:
         None if task.result is None else _dumps(task.result),
         e.type if e else None, e.message if e else None, e.traceback if e else None,
         task.event_sequence, task.request_digest, task.run_after, task.retention,
+        _dumps(list(task.after)) if task.after else None,
     )  # fmt: skip
 
 
