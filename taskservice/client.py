@@ -165,6 +165,8 @@ class Task:
     scheduled_at: datetime | None = None
     # How long it is kept once ended, when submitted with its own (seconds; 0: for ever); None: the server's.
     retention: float | None = None
+    # The tasks it was submitted to run after.
+    after: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -481,6 +483,7 @@ def task_from_pb(t: pb.Task) -> Task:
         attempt=t.attempt,
         scheduled_at=when("scheduled_at"),
         retention=duration_to_seconds(t.retention) if t.HasField("retention") else None,
+        after=tuple(t.after),
     )
 
 
@@ -512,15 +515,20 @@ def submit_request(
     not_before: datetime | None = None,
     delay: float | None = None,
     retention: float | None = None,
+    after: Iterable[str] = (),
 ) -> pb.SubmitRequest:
     """The SubmitRequest for these arguments; time_limit in seconds, None for the server default. To run later:
-    `not_before` (an aware datetime) or `delay` (seconds), not both."""
+    `not_before` (an aware datetime) or `delay` (seconds), not both. To run after other tasks succeeded: `after`,
+    their ids."""
+    if isinstance(after, str):
+        raise TypeError("after takes a list of task ids, not one string")
     req = pb.SubmitRequest(
         task_type=task_type,
         args=dict_to_struct(args),
         task_id=task_id or "",
         priority=priority,
         labels=dict(labels or {}),
+        after=list(after),
     )
     if time_limit is not None:
         req.time_limit.CopyFrom(seconds_to_duration(time_limit))
@@ -1003,12 +1011,14 @@ class TaskClient(_ClientBase):
         not_before: datetime | None = None,
         delay: float | None = None,
         retention: float | None = None,
+        after: Iterable[str] = (),
     ) -> SubmitResult:
         """Queue a task. time_limit is in seconds (None: the server default). To run it later: `not_before` (an
         aware datetime) or `delay` (seconds); it waits PENDING, with scheduled_at set, until then. `retention`
-        (seconds; 0: for ever) keeps it that long once ended instead of the server's --retention."""
+        (seconds; 0: for ever) keeps it that long once ended instead of the server's --retention. `after`: ids of
+        tasks that must succeed first (it ends REVOKED, error type DependencyFailed, if one does not)."""
         options = {"task_id": task_id, "time_limit": time_limit, "priority": priority, "labels": labels,
-                   "not_before": not_before, "delay": delay, "retention": retention}  # fmt: skip
+                   "not_before": not_before, "delay": delay, "retention": retention, "after": after}  # fmt: skip
         return self._invoke(_submit_call(task_type, args, **options))
 
     def submit_batch(self, requests: Iterable[pb.SubmitRequest]) -> list[SubmitResult | TaskServiceError]:
@@ -1202,12 +1212,14 @@ class AsyncTaskClient(_ClientBase):
         not_before: datetime | None = None,
         delay: float | None = None,
         retention: float | None = None,
+        after: Iterable[str] = (),
     ) -> SubmitResult:
         """Queue a task. time_limit is in seconds (None: the server default). To run it later: `not_before` (an
         aware datetime) or `delay` (seconds); it waits PENDING, with scheduled_at set, until then. `retention`
-        (seconds; 0: for ever) keeps it that long once ended instead of the server's --retention."""
+        (seconds; 0: for ever) keeps it that long once ended instead of the server's --retention. `after`: ids of
+        tasks that must succeed first (it ends REVOKED, error type DependencyFailed, if one does not)."""
         options = {"task_id": task_id, "time_limit": time_limit, "priority": priority, "labels": labels,
-                   "not_before": not_before, "delay": delay, "retention": retention}  # fmt: skip
+                   "not_before": not_before, "delay": delay, "retention": retention, "after": after}  # fmt: skip
         return await self._invoke(_submit_call(task_type, args, **options))
 
     async def submit_batch(self, requests: Iterable[pb.SubmitRequest]) -> list[SubmitResult | TaskServiceError]:

@@ -170,6 +170,20 @@ def test_delete_and_delete_tasks_remove_ended_tasks_and_keep_unfinished_ones(tas
     assert taskctl("delete-tasks").code == 8, "no filter needs --all"
 
 
+def test_submit_after_waits_for_a_task_and_is_revoked_when_it_is_stopped(taskctl: Taskctl) -> None:
+    first = taskctl.submit_id("sleep", "--arg", "seconds=60")
+    second = taskctl.submit_id("sleep", "--arg", "seconds=0", "--after", first)
+    shown = taskctl("get", second)
+    assert f"after      {first}" in shown.out or f"after {first}" in " ".join(shown.out.split()), shown
+    assert "PENDING" in shown.out
+    taskctl("stop", first)
+    assert taskctl("wait", second).code == 4, "REVOKED"
+    task = json.loads(taskctl("get", second, "--json").out)
+    assert task["after"] == [first] and task["error"]["type"] == "DependencyFailed", task
+    unknown = taskctl("submit", "sleep", "--arg", "seconds=0", "--after", "no-such-task")
+    assert unknown.code == 8 and "after" in unknown.err, unknown
+
+
 def test_an_id_starting_with_a_dash_needs_no_double_dash(taskctl: Taskctl) -> None:
     # Server-made ids are URL-safe base64 and may start with '-' too.
     submitted = taskctl("submit", "sleep", "--arg", "seconds=0.01", "--id=-dash-first")

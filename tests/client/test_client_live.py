@@ -51,6 +51,16 @@ def test_submit_and_get(client: ClientFacade) -> None:
     assert (got.task_id, got.task_type, got.args, got.labels) == (task.task_id, "demo", FAST_DEMO, {"suite": "client"})
 
 
+def test_submit_after_runs_a_task_once_its_dependency_succeeded(client: ClientFacade) -> None:
+    first = client.submit("demo", FAST_DEMO).task.task_id
+    second = client.submit("demo", FAST_DEMO, after=[first]).task
+    assert second.after == (first,)
+    assert client.watch(second.task_id)[-1].state is TaskState.SUCCESS
+    assert client.get(second.task_id).started_at >= client.get(first).ended_at  # type: ignore[operator]
+    with pytest.raises(TypeError):
+        client.submit("demo", FAST_DEMO, after=first)
+
+
 def test_a_watch_resumed_after_the_terminal_event_ends_at_once(client: ClientFacade) -> None:
     task_id = client.submit("demo", FAST_DEMO).task.task_id
     terminal = client.watch(task_id)[-1]

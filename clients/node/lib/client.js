@@ -165,9 +165,10 @@ class TaskClient {
    * taskId had been accepted before.
    * @param {string} taskType a registered type, e.g. 'demo'
    * @param {object} [args] plain JSON-like object (numbers travel as doubles)
-   * @param {{taskId?: string, timeLimitSeconds?: number, priority?: number, labels?: Object<string,string>, notBefore?: Date, delaySeconds?: number, retentionSeconds?: number, timeoutMs?: number}} [opts]
+   * @param {{taskId?: string, timeLimitSeconds?: number, priority?: number, labels?: Object<string,string>, notBefore?: Date, delaySeconds?: number, retentionSeconds?: number, after?: string[], timeoutMs?: number}} [opts]
    *   notBefore or delaySeconds: run it later (PENDING, with scheduledAt, until then); retentionSeconds: keep it
-   *   this long once ended instead of the server's --retention (0: for ever)
+   *   this long once ended instead of the server's --retention (0: for ever); after: ids of tasks that must
+   *   succeed first (it ends REVOKED, error type DependencyFailed, when one does not)
    */
   async submit(taskType, args = {}, opts = {}) {
     const request = {
@@ -180,6 +181,7 @@ class TaskClient {
       notBefore: convert.timestampToProto(opts.notBefore),
       delay: convert.durationToProto(opts.delaySeconds, 'delaySeconds'),
       retention: convert.durationToProto(opts.retentionSeconds, 'retentionSeconds'),
+      after: convert.taskIdsToProto(opts.after, 'after'),
     };
     const response = await this._unary('Submit', request, opts.timeoutMs);
     return { task: convert.taskFromProto(response.task), created: Boolean(response.created) };

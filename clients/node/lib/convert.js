@@ -155,6 +155,15 @@ function timestampToProto(date, name = 'notBefore') {
   return { seconds: String(seconds), nanos: (ms - seconds * 1000) * 1e6 };
 }
 
+/** A list of task ids (e.g. submit's `after`); null/undefined -> none. */
+function taskIdsToProto(ids, name) {
+  if (ids === undefined || ids === null) return [];
+  if (!Array.isArray(ids) || !ids.every((id) => typeof id === 'string')) {
+    throw new TypeError(`${name} must be an array of task ids (strings)`);
+  }
+  return [...ids];
+}
+
 /** Seconds (Number) -> google.protobuf.Duration; null/undefined -> unset. */
 function durationToProto(seconds, name = 'timeLimitSeconds') {
   if (seconds === null || seconds === undefined) return null;
@@ -201,6 +210,8 @@ function taskFromProto(t) {
     scheduledAt: timestampFromProto(t.scheduledAt),
     // Kept this long once ended, when submitted with its own (0: for ever); null: the server's --retention.
     retentionSeconds: durationFromProto(t.retention),
+    // The tasks it was submitted to run after.
+    after: [...(t.after || [])],
   };
 }
 
@@ -243,6 +254,7 @@ module.exports = {
   timestampFromProto,
   durationFromProto,
   durationToProto,
+  taskIdsToProto,
   timestampToProto,
   progressFromProto,
   taskFromProto,

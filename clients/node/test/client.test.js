@@ -244,6 +244,19 @@ describe('TaskService', () => {
     await rejectsWith(client.deleteTasks({}), Status.INVALID_ARGUMENT);
   });
 
+  test('submit with after waits for a task; stopping it revokes the dependent (DependencyFailed)', LIMIT, async () => {
+    const { task: first } = await client.submit('sleep', { seconds: 60 });
+    const { task: second } = await client.submit('sleep', { seconds: 0 }, { after: [first.taskId] });
+    assert.deepEqual(second.after, [first.taskId]);
+    assert.equal(second.state, 'PENDING');
+    await client.stop(first.taskId);
+    const done = await client.wait(second.taskId, { timeoutMs: 10_000 });
+    assert.equal(done.state, 'REVOKED');
+    assert.equal(done.error.type, 'DependencyFailed');
+    await rejectsWith(client.submit('sleep', {}, { after: ['no-such-task'] }), Status.INVALID_ARGUMENT);
+    await assert.rejects(client.submit('sleep', {}, { after: first.taskId }), TypeError);
+  });
+
   test('INVALID_ARGUMENT for bad args names the field in fieldViolations', LIMIT, async () => {
     const err = await rejectsWith(client.submit('demo', { steps: 'ten' }), Status.INVALID_ARGUMENT);
     assert.equal(err.code, 3);

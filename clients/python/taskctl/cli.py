@@ -158,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delay", type=_duration, metavar="DURATION", help="run it this long from now, e.g. 10m")
     p.add_argument("--retention", type=_duration, metavar="DURATION", help="keep it this long once ended (0: for ever)")
     p.add_argument(
+        "--after",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="run it once this task succeeded (repeat for several); it is REVOKED if one does not",
+    )
+    p.add_argument(
         "--not-before", type=_time, metavar="TIME", help="run it at this time (ISO 8601, e.g. 2026-12-01T02:00:00Z)"
     )
     p.add_argument("--watch", action="store_true", help="then watch the task to its end (exit code: its state)")

@@ -36,6 +36,7 @@ def submit(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCo
         not_before=ns.not_before,
         delay=ns.delay,
         retention=ns.retention,
+        after=ns.after,
     )
     if output.json:
         output.json_line(submit_to_json(result))

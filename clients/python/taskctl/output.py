@@ -54,6 +54,7 @@ def task_to_json(task: Task) -> dict[str, Any]:
         "attempt": task.attempt,
         "scheduled_at": _time_json(task.scheduled_at),
         "retention": task.retention,
+        "after": list(task.after),
     }
 
 
@@ -131,6 +132,8 @@ def format_task(task: Task) -> str:
     ]
     if task.labels:
         rows.append(("labels", ", ".join(f"{k}={v}" for k, v in sorted(task.labels.items()))))
+    if task.after:
+        rows.append(("after", ", ".join(task.after)))
     rows += [
         ("priority", str(task.priority)),
         ("attempt", str(task.attempt)),

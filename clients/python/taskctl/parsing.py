@@ -90,13 +90,14 @@ def build_labels(pairs: Iterable[str]) -> dict[str, str]:
     return dict(split_key_value(pair) for pair in pairs)
 
 
-_BATCH_KEYS = frozenset({"task_type", "args", "task_id", "time_limit", "priority", "labels"})
+_BATCH_KEYS = frozenset({"task_type", "args", "task_id", "time_limit", "priority", "labels", "after"})
 
 
 def batch_line(line: str, number: int) -> dict[str, Any]:
     """One task of a `submit --from-file` JSON Lines file, as keyword args of submit_request().
 
-    Keys: task_type (required), args, task_id, time_limit (seconds, or "30s"/"5m"), priority, labels.
+    Keys: task_type (required), args, task_id, time_limit (seconds, or "30s"/"5m"), priority, labels, after (a
+    list of task ids, e.g. of earlier lines).
     """
     try:
         item = json.loads(line)
@@ -109,6 +110,9 @@ def batch_line(line: str, number: int) -> dict[str, Any]:
         raise ValueError(
             f"line {number}: unknown keys {', '.join(unknown)} (allowed: {', '.join(sorted(_BATCH_KEYS))})"
         )
+    after = item.get("after", [])
+    if not isinstance(after, list) or not all(isinstance(dep, str) for dep in after):
+        raise ValueError(f'line {number}: "after" must be a list of task ids, e.g. ["resize-1"]')
     limit = item.get("time_limit")
     if isinstance(limit, str):
         item["time_limit"] = parse_duration(limit)
