@@ -7,7 +7,9 @@ is recorded; errors around a kill are expected and only remembered as "may or ma
 
 At the end, with the server up: every acknowledged task exists exactly once, nothing else is stored but what an
 unanswered Submit may have left, every task is terminal and SUCCESS or LOST (LOST only when it had started
-before a kill), and no task was ever seen leaving a terminal state or moving backwards.
+before a kill), and no task was ever seen leaving a terminal state or moving backwards. Some tasks run later (none
+may start early); some run after others (none may start before those succeeded; those whose dependency was LOST
+end REVOKED with DependencyFailed, never run).
 
 The choices are seeded (FAULTS_SEED=<n> replays them; the timing of kills against requests still varies).
 """
@@ -42,7 +44,8 @@ FINAL_WAIT_SECONDS = 30.0
 # Errors a call may end with because the server died under it, or was down.
 CRASH_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 RANK = {TaskState.PENDING: 0, TaskState.RUNNING: 1}  # terminal states rank 2
-EXPECTED_STATES = {TaskState.PENDING, TaskState.RUNNING, TaskState.SUCCESS, TaskState.LOST}
+# REVOKED only for a task whose dependency did not succeed (checked at the end).
+EXPECTED_STATES = {TaskState.PENDING, TaskState.RUNNING, TaskState.SUCCESS, TaskState.LOST, TaskState.REVOKED}
 
 RequestKey = tuple[str, tuple[tuple[str, float], ...]]
 
@@ -52,6 +55,7 @@ class Request:
     task_type: str
     args: dict[str, Any]
     delay: float | None = None  # run later: this long after it is accepted
+    after: tuple[str, ...] = ()  # run after these acknowledged tasks succeeded
 
     @property
     def key(self) -> RequestKey:
@@ -104,12 +108,14 @@ class Ledger:
             self.anomalies.append(text)
 
 
-def new_request(rng: random.Random) -> Request:
-    # Some to run later: across kills they must neither be lost nor run before their time.
+def new_request(rng: random.Random, acked_ids: list[str]) -> Request:
+    # Some to run later: across kills they must neither be lost nor run before their time. Some to run after
+    # others: never before those succeeded, and never at all when one was lost.
     delay = round(rng.uniform(0.2, 1.5), 3) if rng.random() < 0.15 else None
+    after = tuple(rng.sample(acked_ids[-50:], rng.randint(1, 2))) if acked_ids and rng.random() < 0.15 else ()
     if rng.random() < 0.7:
-        return Request("demo", {"steps": rng.randint(0, 3), "step_seconds": 0.01, "fail_rate": 0.0}, delay)
-    return Request("sleep", {"seconds": round(rng.uniform(0.05, 0.3), 3)}, delay)
+        return Request("demo", {"steps": rng.randint(0, 3), "step_seconds": 0.01, "fail_rate": 0.0}, delay, after)
+    return Request("sleep", {"seconds": round(rng.uniform(0.05, 0.3), 3)}, delay, after)
 
 
 class SubmitterThread(threading.Thread):
@@ -153,7 +159,7 @@ class SubmitterThread(threading.Thread):
         else:
             self.count += 1
             task_id = f"{self.name}-{self.count}" if rng.random() < 0.6 else None
-            self.submit(client, new_request(rng), task_id, resubmit=False)
+            self.submit(client, new_request(rng, acked_ids), task_id, resubmit=False)
 
     def submit(self, client: TaskClient, request: Request, task_id: str | None, *, resubmit: bool) -> None:
         ledger = self.ledger
@@ -166,7 +172,9 @@ class SubmitterThread(threading.Thread):
                 ledger.sent[task_id] = request
         start = time.monotonic()
         try:
-            result = client.submit(request.task_type, request.args, task_id=task_id, delay=request.delay)
+            result = client.submit(
+                request.task_type, request.args, task_id=task_id, delay=request.delay, after=request.after
+            )
         except TaskServiceError as err:
             if err.code not in CRASH_CODES:
                 ledger.anomaly(f"Submit {task_id or '(server id)'} {request}: {err}")
@@ -316,8 +324,10 @@ def check_final(
             census["stored without an answer"] += 1
         if (task.task_type, task.args) != (request.task_type, request.args):
             ledger.anomalies.append(f"{task.task_id} holds {task.task_type} {task.args}, not {request}")
-        if task.attempt != 1:
+        if task.attempt != (1 if task.started_at is not None else 0):
             ledger.anomalies.append(f"{task.task_id} ran {task.attempt} times (demo and sleep never re-run)")
+        if request.after:
+            check_dependent(ledger, task, [by_id.get(dep) for dep in request.after])
         if request.delay is not None and task.started_at is not None and task.submitted_at is not None:
             early = (task.submitted_at + timedelta(seconds=request.delay)) - task.started_at
             if early > timedelta(0):
@@ -337,7 +347,7 @@ def check_final(
                     f"{task.task_id} is LOST but was not running at a kill: started {started}, ended {ended}, "
                     f"error {task.error}"
                 )
-        else:
+        elif task.state is not TaskState.REVOKED or not request.after:  # a dependent's REVOKED: see check_dependent
             ledger.anomalies.append(f"{task.task_id} ended {task.state.value}: {task.error}")
     missing = sorted(set(ledger.acked) - set(by_id))
     if missing:
@@ -349,6 +359,28 @@ def check_final(
         if ledger.attempts[task_id] == 1 and ledger.created[task_id] == 0:
             ledger.anomalies.append(f"the only Submit of {task_id} was answered created=False")
     return census
+
+
+def check_dependent(ledger: Ledger, task: Task, deps: list[Task | None]) -> None:
+    """A task submitted after `deps`: run only after all of them succeeded; else REVOKED, DependencyFailed, never
+    run."""
+    if any(dep is None for dep in deps):
+        ledger.anomalies.append(f"{task.task_id}: a dependency it was accepted after does not exist")
+        return
+    failed = [dep for dep in deps if dep is not None and dep.state is not TaskState.SUCCESS]
+    if failed:
+        error = task.error
+        if task.state is not TaskState.REVOKED or error is None or error.type != "DependencyFailed":
+            ledger.anomalies.append(f"{task.task_id} ended {task.state.value} though {failed[0].task_id} failed")
+        elif task.started_at is not None:
+            ledger.anomalies.append(f"{task.task_id} ran though its dependency {failed[0].task_id} failed")
+        return
+    for dep in deps:
+        assert dep is not None and dep.ended_at is not None
+        if task.started_at is not None and task.started_at < dep.ended_at:
+            ledger.anomalies.append(f"{task.task_id} started before its dependency {dep.task_id} ended")
+        if task.state is TaskState.REVOKED:
+            ledger.anomalies.append(f"{task.task_id} REVOKED though its dependencies succeeded: {task.error}")
 
 
 def test_sigkill_during_submits_loses_nothing_acknowledged_duplicates_nothing_and_reruns_the_queue(
@@ -401,7 +433,8 @@ def test_sigkill_during_submits_loses_nothing_acknowledged_duplicates_nothing_an
         f"seed {SEED}: {kills} kills survived in {rounds} rounds, {time.monotonic() - began:.1f} s; "
         f"{ledger.submits} Submits ({ledger.resubmits} re-submits, {ledger.crash_errors} unanswered, "
         f"{ledger.conflicts_refused} conflicting ones refused); {len(ledger.acked)} acknowledged tasks checked, "
-        f"{len(tasks)} stored ({sum(1 for r in ledger.acked.values() if r.delay)} to run later); {dict(census)}; "
+        f"{len(tasks)} stored ({sum(1 for r in ledger.acked.values() if r.delay)} to run later, "
+        f"{sum(1 for r in ledger.acked.values() if r.after)} after others); {dict(census)}; "
         f"{sum(len(o) for o in ledger.observations.values())} state observations"
     )
     assert not ledger.anomalies, (
