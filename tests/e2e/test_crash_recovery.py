@@ -156,3 +156,29 @@ def test_retention_deletes_ended_tasks_and_their_logs_across_a_restart_and_keeps
             wait_until(lambda: ended not in {t.task_id for t in client.iter_tasks()}, timeout=30, what="deleted")
             assert {t.task_id for t in client.iter_tasks()} == {kept, waiting}
         assert not (logs / f"{ended}.log").exists(), "its log went with it"
+
+
+def test_dependents_wait_across_a_crash_and_those_of_a_lost_task_end_revoked_at_the_restart(tmp_path: Path) -> None:
+    with ServerProcess(tmp_path / "tasks.db", workers=1) as server:
+        server.start()
+        with TaskClient(server.address) as client:
+            running = client.submit("sleep", {"seconds": 60}, task_id="running").task.task_id
+            wait_until(lambda: client.get(running).state is TaskState.RUNNING, what="the dependency runs")
+            wait_until(lambda: server.committed(running) == ("RUNNING", 1), what="RUNNING committed")
+            doomed = client.submit("sleep", {"seconds": 0}, task_id="doomed", after=[running]).task.task_id
+            chained = client.submit("sleep", {"seconds": 0}, task_id="chained", after=[doomed]).task.task_id
+            later = client.submit("sleep", {"seconds": 0}, task_id="later", delay=2.0).task.task_id
+            waiting = client.submit("sleep", {"seconds": 0}, task_id="waiting", after=[later]).task.task_id
+        server.kill()
+        server.restart()
+        with TaskClient(server.address) as client:
+            assert client.wait(running, timeout=30).state is TaskState.LOST
+            for task_id, dependency in ((doomed, running), (chained, doomed)):
+                task = client.wait(task_id, timeout=30)
+                assert task.state is TaskState.REVOKED and task.started_at is None, task
+                assert task.error is not None and task.error.type == "DependencyFailed"
+                assert f"dependency {dependency!r} ended" in task.error.message
+            done = client.wait(waiting, timeout=30)
+            assert done.state is TaskState.SUCCESS
+            first = client.get(later)
+            assert done.started_at is not None and first.ended_at is not None and done.started_at >= first.ended_at
