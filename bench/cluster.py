@@ -125,7 +125,9 @@ def _empty(dsn: str) -> None:
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE taskservice_tasks, taskservice_logs, taskservice_waits RESTART IDENTITY")
+        conn.execute(
+            "TRUNCATE taskservice_tasks, taskservice_logs, taskservice_waits, taskservice_schedules RESTART IDENTITY"
+        )
 
 
 def _across(table: Any, tmp: Path, serve: Callable[..., Any], load: Callable[..., dict[str, Any]]) -> None:

@@ -9,12 +9,11 @@ lock or the database.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 from taskservice.core.board.base import NewTask
 from taskservice.core.errors import InvalidRequest, TaskServiceError
 from taskservice.core.execution import check_paths
+from taskservice.core.models import SubmitSpec
 from taskservice.core.paths import DataRoot
 from taskservice.core.registry import TaskRegistry, check_json_args
 from taskservice.core.validation import (
@@ -27,25 +26,6 @@ from taskservice.core.validation import (
     request_digest,
     run_after_for,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class SubmitSpec:
-    """One Submit request, as the engine takes it."""
-
-    task_type: str
-    args: dict[str, Any] = field(default_factory=dict)
-    task_id: str = ""  # empty: the server makes one
-    time_limit: float | None = None
-    priority: int = 0
-    labels: dict[str, str] = field(default_factory=dict)
-    # Run later: at this Unix time, or after this many seconds (one of them at most).
-    not_before: float | None = None
-    delay: float | None = None
-    # Kept this long once ended, instead of the server's retention (0: for ever).
-    retention: float | None = None
-    # Ids of tasks that must succeed first.
-    after: tuple[str, ...] = ()
 
 
 class Admission:

@@ -25,6 +25,12 @@ class TaskNotFound(TaskServiceError):
         self.task_id = task_id
 
 
+class ScheduleNotFound(TaskServiceError):
+    def __init__(self, schedule_id: str) -> None:
+        super().__init__(f"no schedule with id {_shorten(schedule_id, MAX_FIELD_CHARS)!r}")
+        self.schedule_id = schedule_id
+
+
 class InvalidRequest(TaskServiceError):
     """The request cannot be accepted as it is; field_violations point at the fields to blame."""
 

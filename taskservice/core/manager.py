@@ -8,7 +8,8 @@
 - the run table (runs.py): this node's runs and what watchers and listeners are shown;
 - watching (watching.py): a watcher attached at the right sequence, whatever is being shown meanwhile;
 - stopping (stopping.py): a Stop of a task run here, or asked of the board for one run elsewhere;
-- the relay (relay.py): on a shared board, the changes of tasks other servers run, for the watchers here.
+- the relay (relay.py): on a shared board, the changes of tasks other servers run, for the watchers here;
+- the scheduler (scheduling.py): schedules by hand, and their firings when due.
 
 Its life is one Phase: NEW -> SERVING -> DRAINING -> CLOSED. Shutdown is ordered and bounded: stop taking
 Submits and claims, let running tasks finish for the drain, stop what is left as Stop would, flush.
@@ -50,6 +51,7 @@ from taskservice.core.paths import DataRoot
 from taskservice.core.registry import TaskRegistry
 from taskservice.core.relay import Relay
 from taskservice.core.runs import Phase, RunTable
+from taskservice.core.scheduling import Scheduler
 from taskservice.core.stopping import Stopping, settle
 from taskservice.core.store.base import TaskStore, matches
 from taskservice.core.watchdog import Watchdog
@@ -158,6 +160,9 @@ class WorkerManager:
             dirty=self._workers.take_dirty,
             act_on_stops=self._stopping.act_on,
         )
+        self.schedules = Scheduler(
+            self.board, self._clock, self.submit_many, self._admission.check, self.config.poll_seconds
+        )
         if logs is not None:
             logs.protect(lambda task_id: task_id in self._table.runs or self._unfinished_here(task_id))
         self.board.on_work(self._workers.wake)
@@ -189,6 +194,7 @@ class WorkerManager:
         self._workers.start()
         self._watchdog.start()
         self._ended.start()
+        self.schedules.start()
         if self._relay is not None:
             self._relay.start()
 
@@ -250,6 +256,7 @@ class WorkerManager:
                 run.stop_event.set()
             self._watchdog.wake()
         self._workers.wake()
+        self.schedules.close()
         self._ended.close()
         self._workers.join(1.0)
         self._watchdog.join(1.0)

@@ -194,3 +194,22 @@ class TaskPage:
     tasks: list[Task]
     # The submission order to continue below, or None on the last page.
     next_before: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitSpec:
+    """One Submit request, as the engine takes it."""
+
+    task_type: str
+    args: dict[str, Any] = field(default_factory=dict)
+    task_id: str = ""  # empty: the server makes one
+    time_limit: float | None = None
+    priority: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+    # Run later: at this Unix time, or after this many seconds (one of them at most).
+    not_before: float | None = None
+    delay: float | None = None
+    # Kept this long once ended, instead of the server's retention (0: for ever).
+    retention: float | None = None
+    # Ids of tasks that must succeed first.
+    after: tuple[str, ...] = ()

@@ -38,7 +38,7 @@ def state_from_proto(number: int, field: str) -> TaskState:
     return state
 
 
-def _timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
+def timestamp_to_proto(seconds: float | None) -> timestamp_pb2.Timestamp | None:
     if seconds is None:
         return None
     stamp = timestamp_pb2.Timestamp()
@@ -50,7 +50,7 @@ def duration_seconds(duration: duration_pb2.Duration) -> float:
     return duration.seconds + duration.nanos / 1e9
 
 
-def _duration(seconds: float | None) -> duration_pb2.Duration | None:
+def duration_to_proto(seconds: float | None) -> duration_pb2.Duration | None:
     if seconds is None:
         return None
     duration = duration_pb2.Duration()
@@ -121,7 +121,7 @@ def progress_to_proto(progress: Progress) -> pb.Progress:
         message=progress.message,
         current=progress.current,
         total=progress.total,
-        updated_at=_timestamp(progress.updated_at),
+        updated_at=timestamp_to_proto(progress.updated_at),
     )
 
 
@@ -138,15 +138,15 @@ def task_to_proto(task: Task) -> pb.Task:
         state=_STATE_TO_PROTO[task.state],
         progress=progress_to_proto(task.progress),
         error=_error_to_proto(task.error),
-        submitted_at=_timestamp(task.submitted_at),
-        started_at=_timestamp(task.started_at),
-        ended_at=_timestamp(task.ended_at),
-        time_limit=_duration(task.time_limit),
+        submitted_at=timestamp_to_proto(task.submitted_at),
+        started_at=timestamp_to_proto(task.started_at),
+        ended_at=timestamp_to_proto(task.ended_at),
+        time_limit=duration_to_proto(task.time_limit),
         priority=task.priority,
         labels=task.labels,
         attempt=task.attempt,
-        scheduled_at=_timestamp(task.run_after) if task.state is TaskState.PENDING else None,
-        retention=_duration(task.retention),
+        scheduled_at=timestamp_to_proto(task.run_after) if task.state is TaskState.PENDING else None,
+        retention=duration_to_proto(task.retention),
         after=task.after,
     )
     message.args.update(task.args)
@@ -161,7 +161,7 @@ def event_to_proto(event: TaskEvent) -> pb.WatchProgressResponse:
         sequence=event.sequence,
         state=_STATE_TO_PROTO[event.state],
         progress=progress_to_proto(event.progress),
-        time=_timestamp(event.time),
+        time=timestamp_to_proto(event.time),
         task=task_to_proto(event.task) if event.task is not None else None,
     )
 

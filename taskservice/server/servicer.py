@@ -21,7 +21,7 @@ from taskservice.core.logs import Logs
 from taskservice.core.manager import SubmitSpec, WorkerManager
 from taskservice.core.models import TaskEvent
 from taskservice.core.validation import MAX_STOP_REASON, check_task_id
-from taskservice.server import convert
+from taskservice.server import convert, convert_schedules
 from taskservice.server.status import status_for
 from taskservice.server.waker import LoopWaker
 from taskservice.v1 import task_service_pb2 as pb
@@ -290,6 +290,44 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
         task = await self._read(lambda: self._manager.delete_async(request.task_id).result())
         return pb.DeleteTaskResponse(task=convert.task_to_proto(task))
 
+    # ------------------------------------------------------------------ schedules (their board calls on read threads)
+
+    @_unary
+    async def CreateSchedule(self, request: pb.CreateScheduleRequest, context: Any) -> pb.CreateScheduleResponse:
+        spec, paused = convert_schedules.schedule_spec_from_proto(request.schedule)
+        schedule, created = await self._read(lambda: self._manager.schedules.create(spec, paused=paused))
+        return pb.CreateScheduleResponse(schedule=convert_schedules.schedule_to_proto(schedule), created=created)
+
+    @_unary
+    async def GetSchedule(self, request: pb.GetScheduleRequest, context: Any) -> pb.GetScheduleResponse:
+        schedule = await self._read(self._manager.schedules.get, _schedule_id(request.schedule_id))
+        return pb.GetScheduleResponse(schedule=convert_schedules.schedule_to_proto(schedule))
+
+    @_unary
+    async def ListSchedules(self, request: pb.ListSchedulesRequest, context: Any) -> pb.ListSchedulesResponse:
+        page_size = convert.page_size_from_proto(request.page_size)
+        after_id = convert_schedules.decode_schedule_page_token(request.page_token)
+        found, next_after = await self._read(self._manager.schedules.list, page_size, after_id)
+        return pb.ListSchedulesResponse(
+            schedules=[convert_schedules.schedule_to_proto(schedule) for schedule in found],
+            next_page_token=convert_schedules.encode_schedule_page_token(next_after),
+        )
+
+    @_unary
+    async def PauseSchedule(self, request: pb.PauseScheduleRequest, context: Any) -> pb.PauseScheduleResponse:
+        schedule = await self._read(self._manager.schedules.pause, _schedule_id(request.schedule_id))
+        return pb.PauseScheduleResponse(schedule=convert_schedules.schedule_to_proto(schedule))
+
+    @_unary
+    async def ResumeSchedule(self, request: pb.ResumeScheduleRequest, context: Any) -> pb.ResumeScheduleResponse:
+        schedule = await self._read(self._manager.schedules.resume, _schedule_id(request.schedule_id))
+        return pb.ResumeScheduleResponse(schedule=convert_schedules.schedule_to_proto(schedule))
+
+    @_unary
+    async def DeleteSchedule(self, request: pb.DeleteScheduleRequest, context: Any) -> pb.DeleteScheduleResponse:
+        schedule = await self._read(self._manager.schedules.delete, _schedule_id(request.schedule_id))
+        return pb.DeleteScheduleResponse(schedule=convert_schedules.schedule_to_proto(schedule))
+
     @_unary
     async def DeleteTasks(self, request: pb.DeleteTasksRequest, context: Any) -> pb.DeleteTasksResponse:
         task_filter, ended_before = convert.delete_filter_from_proto(request)
@@ -373,3 +411,8 @@ def _wait_until(now: float, timeout: float | None, deadline_in: float | None) ->
     if deadline_in is not None:
         limits.append(max(0.0, deadline_in - min(WAIT_DEADLINE_MARGIN, deadline_in / 10)))
     return now + min(limits) if limits else None
+
+
+def _schedule_id(schedule_id: str) -> str:
+    check_task_id(schedule_id, "schedule_id")
+    return schedule_id

@@ -95,6 +95,36 @@ class TaskServiceStub:
                 request_serializer=taskservice_dot_v1_dot_task__service__pb2.DeleteTasksRequest.SerializeToString,
                 response_deserializer=taskservice_dot_v1_dot_task__service__pb2.DeleteTasksResponse.FromString,
                 _registered_method=True)
+        self.CreateSchedule = channel.unary_unary(
+                '/taskservice.v1.TaskService/CreateSchedule',
+                request_serializer=taskservice_dot_v1_dot_task__service__pb2.CreateScheduleRequest.SerializeToString,
+                response_deserializer=taskservice_dot_v1_dot_task__service__pb2.CreateScheduleResponse.FromString,
+                _registered_method=True)
+        self.GetSchedule = channel.unary_unary(
+                '/taskservice.v1.TaskService/GetSchedule',
+                request_serializer=taskservice_dot_v1_dot_task__service__pb2.GetScheduleRequest.SerializeToString,
+                response_deserializer=taskservice_dot_v1_dot_task__service__pb2.GetScheduleResponse.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/taskservice.v1.TaskService/ListSchedules',
+                request_serializer=taskservice_dot_v1_dot_task__service__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=taskservice_dot_v1_dot_task__service__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
+        self.PauseSchedule = channel.unary_unary(
+                '/taskservice.v1.TaskService/PauseSchedule',
+                request_serializer=taskservice_dot_v1_dot_task__service__pb2.PauseScheduleRequest.SerializeToString,
+                response_deserializer=taskservice_dot_v1_dot_task__service__pb2.PauseScheduleResponse.FromString,
+                _registered_method=True)
+        self.ResumeSchedule = channel.unary_unary(
+                '/taskservice.v1.TaskService/ResumeSchedule',
+                request_serializer=taskservice_dot_v1_dot_task__service__pb2.ResumeScheduleRequest.SerializeToString,
+                response_deserializer=taskservice_dot_v1_dot_task__service__pb2.ResumeScheduleResponse.FromString,
+                _registered_method=True)
+        self.DeleteSchedule = channel.unary_unary(
+                '/taskservice.v1.TaskService/DeleteSchedule',
+                request_serializer=taskservice_dot_v1_dot_task__service__pb2.DeleteScheduleRequest.SerializeToString,
+                response_deserializer=taskservice_dot_v1_dot_task__service__pb2.DeleteScheduleResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -200,6 +230,50 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSchedule(self, request, context):
+        """Creates a schedule: a task submitted on a cron expression or at an interval, each firing under the id
+        "<schedule_id>:<due time, UTC, e.g. 2026-12-01T02:00:00Z>", so that no due time makes two tasks. The same
+        definition again answers the schedule with created=false; another one under the id is ALREADY_EXISTS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSchedule(self, request, context):
+        """A schedule as it is now; NOT_FOUND for an unknown id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """Schedules in id order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseSchedule(self, request, context):
+        """Stops firing until resumed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeSchedule(self, request, context):
+        """Fires again from the next due time after now (those that passed while paused are skipped).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSchedule(self, request, context):
+        """Removes a schedule; the tasks it submitted stay.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -262,6 +336,36 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.DeleteTasks,
                     request_deserializer=taskservice_dot_v1_dot_task__service__pb2.DeleteTasksRequest.FromString,
                     response_serializer=taskservice_dot_v1_dot_task__service__pb2.DeleteTasksResponse.SerializeToString,
+            ),
+            'CreateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSchedule,
+                    request_deserializer=taskservice_dot_v1_dot_task__service__pb2.CreateScheduleRequest.FromString,
+                    response_serializer=taskservice_dot_v1_dot_task__service__pb2.CreateScheduleResponse.SerializeToString,
+            ),
+            'GetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchedule,
+                    request_deserializer=taskservice_dot_v1_dot_task__service__pb2.GetScheduleRequest.FromString,
+                    response_serializer=taskservice_dot_v1_dot_task__service__pb2.GetScheduleResponse.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=taskservice_dot_v1_dot_task__service__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=taskservice_dot_v1_dot_task__service__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'PauseSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseSchedule,
+                    request_deserializer=taskservice_dot_v1_dot_task__service__pb2.PauseScheduleRequest.FromString,
+                    response_serializer=taskservice_dot_v1_dot_task__service__pb2.PauseScheduleResponse.SerializeToString,
+            ),
+            'ResumeSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSchedule,
+                    request_deserializer=taskservice_dot_v1_dot_task__service__pb2.ResumeScheduleRequest.FromString,
+                    response_serializer=taskservice_dot_v1_dot_task__service__pb2.ResumeScheduleResponse.SerializeToString,
+            ),
+            'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSchedule,
+                    request_deserializer=taskservice_dot_v1_dot_task__service__pb2.DeleteScheduleRequest.FromString,
+                    response_serializer=taskservice_dot_v1_dot_task__service__pb2.DeleteScheduleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -589,6 +693,168 @@ class TaskService:
             '/taskservice.v1.TaskService/DeleteTasks',
             taskservice_dot_v1_dot_task__service__pb2.DeleteTasksRequest.SerializeToString,
             taskservice_dot_v1_dot_task__service__pb2.DeleteTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.v1.TaskService/CreateSchedule',
+            taskservice_dot_v1_dot_task__service__pb2.CreateScheduleRequest.SerializeToString,
+            taskservice_dot_v1_dot_task__service__pb2.CreateScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.v1.TaskService/GetSchedule',
+            taskservice_dot_v1_dot_task__service__pb2.GetScheduleRequest.SerializeToString,
+            taskservice_dot_v1_dot_task__service__pb2.GetScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.v1.TaskService/ListSchedules',
+            taskservice_dot_v1_dot_task__service__pb2.ListSchedulesRequest.SerializeToString,
+            taskservice_dot_v1_dot_task__service__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.v1.TaskService/PauseSchedule',
+            taskservice_dot_v1_dot_task__service__pb2.PauseScheduleRequest.SerializeToString,
+            taskservice_dot_v1_dot_task__service__pb2.PauseScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.v1.TaskService/ResumeSchedule',
+            taskservice_dot_v1_dot_task__service__pb2.ResumeScheduleRequest.SerializeToString,
+            taskservice_dot_v1_dot_task__service__pb2.ResumeScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.v1.TaskService/DeleteSchedule',
+            taskservice_dot_v1_dot_task__service__pb2.DeleteScheduleRequest.SerializeToString,
+            taskservice_dot_v1_dot_task__service__pb2.DeleteScheduleResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -86,6 +86,21 @@ class TaskServiceStub:
     """DeleteTasks removes every ended task that matches the filters and answers how many. With no filter
     at all it needs all=true.
     """
+    CreateSchedule: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.CreateScheduleRequest, _task_service_pb2.CreateScheduleResponse]
+    """Creates a schedule: a task submitted on a cron expression or at an interval, each firing under the id
+    "<schedule_id>:<due time, UTC, e.g. 2026-12-01T02:00:00Z>", so that no due time makes two tasks. The same
+    definition again answers the schedule with created=false; another one under the id is ALREADY_EXISTS.
+    """
+    GetSchedule: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.GetScheduleRequest, _task_service_pb2.GetScheduleResponse]
+    """A schedule as it is now; NOT_FOUND for an unknown id."""
+    ListSchedules: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.ListSchedulesRequest, _task_service_pb2.ListSchedulesResponse]
+    """Schedules in id order."""
+    PauseSchedule: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.PauseScheduleRequest, _task_service_pb2.PauseScheduleResponse]
+    """Stops firing until resumed."""
+    ResumeSchedule: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.ResumeScheduleRequest, _task_service_pb2.ResumeScheduleResponse]
+    """Fires again from the next due time after now (those that passed while paused are skipped)."""
+    DeleteSchedule: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.DeleteScheduleRequest, _task_service_pb2.DeleteScheduleResponse]
+    """Removes a schedule; the tasks it submitted stay."""
 
 @_typing.type_check_only
 class TaskServiceAsyncStub(TaskServiceStub):
@@ -141,6 +156,21 @@ class TaskServiceAsyncStub(TaskServiceStub):
     """DeleteTasks removes every ended task that matches the filters and answers how many. With no filter
     at all it needs all=true.
     """
+    CreateSchedule: _aio.UnaryUnaryMultiCallable[_task_service_pb2.CreateScheduleRequest, _task_service_pb2.CreateScheduleResponse]  # type: ignore[assignment]
+    """Creates a schedule: a task submitted on a cron expression or at an interval, each firing under the id
+    "<schedule_id>:<due time, UTC, e.g. 2026-12-01T02:00:00Z>", so that no due time makes two tasks. The same
+    definition again answers the schedule with created=false; another one under the id is ALREADY_EXISTS.
+    """
+    GetSchedule: _aio.UnaryUnaryMultiCallable[_task_service_pb2.GetScheduleRequest, _task_service_pb2.GetScheduleResponse]  # type: ignore[assignment]
+    """A schedule as it is now; NOT_FOUND for an unknown id."""
+    ListSchedules: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ListSchedulesRequest, _task_service_pb2.ListSchedulesResponse]  # type: ignore[assignment]
+    """Schedules in id order."""
+    PauseSchedule: _aio.UnaryUnaryMultiCallable[_task_service_pb2.PauseScheduleRequest, _task_service_pb2.PauseScheduleResponse]  # type: ignore[assignment]
+    """Stops firing until resumed."""
+    ResumeSchedule: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ResumeScheduleRequest, _task_service_pb2.ResumeScheduleResponse]  # type: ignore[assignment]
+    """Fires again from the next due time after now (those that passed while paused are skipped)."""
+    DeleteSchedule: _aio.UnaryUnaryMultiCallable[_task_service_pb2.DeleteScheduleRequest, _task_service_pb2.DeleteScheduleResponse]  # type: ignore[assignment]
+    """Removes a schedule; the tasks it submitted stay."""
 
 class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
     """TaskService runs long jobs on the server's worker threads."""
@@ -265,5 +295,56 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         """DeleteTasks removes every ended task that matches the filters and answers how many. With no filter
         at all it needs all=true.
         """
+
+    @_abc_1.abstractmethod
+    def CreateSchedule(
+        self,
+        request: _task_service_pb2.CreateScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.CreateScheduleResponse, _abc.Awaitable[_task_service_pb2.CreateScheduleResponse]]:
+        """Creates a schedule: a task submitted on a cron expression or at an interval, each firing under the id
+        "<schedule_id>:<due time, UTC, e.g. 2026-12-01T02:00:00Z>", so that no due time makes two tasks. The same
+        definition again answers the schedule with created=false; another one under the id is ALREADY_EXISTS.
+        """
+
+    @_abc_1.abstractmethod
+    def GetSchedule(
+        self,
+        request: _task_service_pb2.GetScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.GetScheduleResponse, _abc.Awaitable[_task_service_pb2.GetScheduleResponse]]:
+        """A schedule as it is now; NOT_FOUND for an unknown id."""
+
+    @_abc_1.abstractmethod
+    def ListSchedules(
+        self,
+        request: _task_service_pb2.ListSchedulesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.ListSchedulesResponse, _abc.Awaitable[_task_service_pb2.ListSchedulesResponse]]:
+        """Schedules in id order."""
+
+    @_abc_1.abstractmethod
+    def PauseSchedule(
+        self,
+        request: _task_service_pb2.PauseScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.PauseScheduleResponse, _abc.Awaitable[_task_service_pb2.PauseScheduleResponse]]:
+        """Stops firing until resumed."""
+
+    @_abc_1.abstractmethod
+    def ResumeSchedule(
+        self,
+        request: _task_service_pb2.ResumeScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.ResumeScheduleResponse, _abc.Awaitable[_task_service_pb2.ResumeScheduleResponse]]:
+        """Fires again from the next due time after now (those that passed while paused are skipped)."""
+
+    @_abc_1.abstractmethod
+    def DeleteSchedule(
+        self,
+        request: _task_service_pb2.DeleteScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.DeleteScheduleResponse, _abc.Awaitable[_task_service_pb2.DeleteScheduleResponse]]:
+        """Removes a schedule; the tasks it submitted stay."""
 
 def add_TaskServiceServicer_to_server(servicer: TaskServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

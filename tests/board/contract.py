@@ -12,7 +12,8 @@ from typing import Any
 
 from taskservice.core.board.base import Board, Claim, NewTask, StopEffect, StopResult
 from taskservice.core.errors import InvalidRequest, QueueFull, TaskConflict, TaskNotFound, WrongState
-from taskservice.core.models import Progress, SubmitOutcome, Task, TaskError, TaskFilter, TaskState
+from taskservice.core.models import Progress, SubmitOutcome, SubmitSpec, Task, TaskError, TaskFilter, TaskState
+from taskservice.core.schedules import Schedule, ScheduleSpec
 from tests.support.waiting import wait_until
 
 NOW = 1_000_000.0
@@ -552,3 +553,40 @@ def test_a_dependent_submitted_while_its_dependency_ends_is_never_left_waiting(b
     ran: set[str] = set()
     wait_until(lambda: ran.update(c.task_id for c in claim(board, rounds)) or len(ran) == rounds // 2, what="all run")
     assert ran == {f"dependent-{i}" for i in range(rounds) if outcomes[i] is TaskState.SUCCESS}
+
+
+def a_schedule(schedule_id: str, next_due: float = NOW + 60, **fields: Any) -> Schedule:
+    spec = ScheduleSpec(schedule_id, SubmitSpec("echo", {"value": 1}, labels={"k": "v"}), interval=60.0)
+    return Schedule(spec, created_at=NOW, next_due=next_due, **fields)
+
+
+def test_schedules_are_added_once_read_listed_and_removed_across_a_reopen(
+    board: Board, reopen: Callable[[Board], Board]
+) -> None:
+    first = a_schedule("nightly", paused=True)
+    assert board.add_schedule(first) == first
+    other = a_schedule("nightly", next_due=NOW + 999)
+    assert board.add_schedule(other) == first, "an id taken answers the schedule there"
+    for schedule_id in ("b", "a", "c"):
+        board.add_schedule(a_schedule(schedule_id))
+    again = reopen(board)
+    assert again.get_schedule("nightly") == first
+    assert [s.schedule_id for s in again.list_schedules("", 3)] == ["a", "b", "c"]
+    assert [s.schedule_id for s in again.list_schedules("c", 10)] == ["nightly"]
+    assert again.remove_schedule("b") is not None and again.remove_schedule("b") is None
+    assert again.get_schedule("b") is None and again.get_schedule("nowhere") is None
+
+
+def test_a_schedule_is_saved_only_as_it_was_read_and_due_ones_are_found(board: Board) -> None:
+    board.add_schedule(a_schedule("soon", next_due=NOW + 1))
+    board.add_schedule(a_schedule("later", next_due=NOW + 100))
+    board.add_schedule(a_schedule("paused", next_due=NOW, paused=True))
+    assert [s.schedule_id for s in board.due_schedules(NOW + 1, 10)] == ["soon"]
+    (read,) = board.due_schedules(NOW + 1, 10)
+    fired = a_schedule("soon", next_due=NOW + 61, last_due=NOW + 1, last_task_id="soon:x")
+    assert board.save_schedule(fired, read), "the first of two servers firing moves it on"
+    assert not board.save_schedule(a_schedule("soon", next_due=NOW + 61), read), "the second changes nothing"
+    assert board.get_schedule("soon") == fired
+    assert board.due_schedules(NOW + 1, 10) == []
+    assert not board.save_schedule(fired, fired) or board.get_schedule("soon") == fired
+    assert not board.save_schedule(a_schedule("gone"), a_schedule("gone")), "no such schedule"

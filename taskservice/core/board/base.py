@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from taskservice.core.errors import TaskServiceError, WrongState
 from taskservice.core.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState
+from taskservice.core.schedules import Schedule
 from taskservice.core.store.base import StoreOpenError
 from taskservice.core.write_health import WriteHealth
 
@@ -275,6 +276,39 @@ class Board(abc.ABC):
 
     def next_due(self) -> float | None:
         """When the earliest delayed task becomes claimable, if the board knows; None: poll."""
+        return None
+
+    # ------------------------------------------------------------------ schedules
+
+    @abc.abstractmethod
+    def add_schedule(self, schedule: Schedule) -> Schedule:
+        """Store `schedule` unless its id is taken; the schedule under its id then (this one, or the one that was
+        there). Durable when it returns."""
+
+    @abc.abstractmethod
+    def get_schedule(self, schedule_id: str) -> Schedule | None: ...
+
+    @abc.abstractmethod
+    def list_schedules(self, after_id: str, limit: int) -> list[Schedule]:
+        """Schedules in id order, those with ids after `after_id` ("" : from the first)."""
+
+    @abc.abstractmethod
+    def save_schedule(self, schedule: Schedule, expected: Schedule) -> bool:
+        """Replace the state of a schedule (paused, next due, last firing) while it is still as `expected` left it
+        (its next due time and paused flag): a conditional write, so that of two servers firing one due time, or a
+        pause racing a firing, one acts. False when it changed meanwhile or is gone. Durable when it returns."""
+
+    @abc.abstractmethod
+    def remove_schedule(self, schedule_id: str) -> Schedule | None:
+        """The schedule removed, or None when there was none. Durable when it returns."""
+
+    @abc.abstractmethod
+    def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+        """Schedules not paused whose next due time has come by `now`, earliest first."""
+
+    def next_schedule_due(self) -> float | None:
+        """The earliest next due time of the schedules not paused, when the board knows every change of them (no
+        other server adds any); None: look every poll."""
         return None
 
     # ------------------------------------------------------------------ life

@@ -53,6 +53,7 @@ from taskservice.core.board.dependencies import (
 )
 from taskservice.core.errors import TaskNotFound, TaskServiceError, WrongState
 from taskservice.core.models import ErrorType, Progress, SubmitOutcome, Task, TaskError, TaskFilter, TaskState
+from taskservice.core.schedules import Schedule
 from taskservice.core.store.base import DeleteTasks, InsertTask, SaveProgress, SaveTask, TaskStore, Write
 from taskservice.core.store.writer import StoreWriter
 
@@ -100,6 +101,9 @@ class LocalBoard(OneWriter, Board):
         self._waiting: dict[str, set[str]] = {}
         self._dependents: dict[str, set[str]] = {}
         self._doomed: dict[str, Task] = {}
+        # Schedules: all of them, as stored; writes hold _schedule_lock, which is never taken under _lock.
+        self._schedule_lock = threading.Lock()
+        self._schedules = {s.schedule_id: s for s in store.load_schedules()}
         self._next_order = store.max_order() + 1
         revoked = self._load()
         if revoked:  # dependents whose dependency failed just before a crash
@@ -721,6 +725,52 @@ class LocalBoard(OneWriter, Board):
         """The PENDING tasks, for gauges that count them at start."""
         with self._lock:
             return [t.copy() for t in self._unfinished.values() if t.state is TaskState.PENDING]
+
+    # ------------------------------------------------------------------ schedules
+
+    def add_schedule(self, schedule: Schedule) -> Schedule:
+        with self._schedule_lock:
+            existing = self._schedules.get(schedule.schedule_id)
+            if existing is not None:
+                return existing.copy()
+            self._store.put_schedule(schedule)
+            self._schedules[schedule.schedule_id] = schedule.copy()
+            return schedule.copy()
+
+    def get_schedule(self, schedule_id: str) -> Schedule | None:
+        with self._schedule_lock:
+            found = self._schedules.get(schedule_id)
+            return found.copy() if found is not None else None
+
+    def list_schedules(self, after_id: str, limit: int) -> list[Schedule]:
+        with self._schedule_lock:
+            ids = sorted(schedule_id for schedule_id in self._schedules if schedule_id > after_id)[:limit]
+            return [self._schedules[schedule_id].copy() for schedule_id in ids]
+
+    def save_schedule(self, schedule: Schedule, expected: Schedule) -> bool:
+        with self._schedule_lock:
+            stored = self._schedules.get(schedule.schedule_id)
+            if stored is None or (stored.next_due, stored.paused) != (expected.next_due, expected.paused):
+                return False
+            self._store.put_schedule(schedule)
+            self._schedules[schedule.schedule_id] = schedule.copy()
+            return True
+
+    def remove_schedule(self, schedule_id: str) -> Schedule | None:
+        with self._schedule_lock:
+            if schedule_id not in self._schedules:
+                return None
+            self._store.delete_schedule(schedule_id)
+            return self._schedules.pop(schedule_id)
+
+    def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+        with self._schedule_lock:
+            due = [s for s in self._schedules.values() if not s.paused and s.next_due <= now]
+            return [s.copy() for s in sorted(due, key=lambda s: s.next_due)[:limit]]
+
+    def next_schedule_due(self) -> float | None:
+        with self._schedule_lock:
+            return min((s.next_due for s in self._schedules.values() if not s.paused), default=None)
 
     # ------------------------------------------------------------------ life
 

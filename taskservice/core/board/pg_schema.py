@@ -12,11 +12,12 @@ from typing import Any
 
 from taskservice.core.store.base import StoreOpenError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 TASKS = "taskservice_tasks"
 LOGS = "taskservice_logs"
 # Dependencies not met yet: (a task, one it waits for); its `waiting` counts them.
 WAITS = "taskservice_waits"
+SCHEDULES = "taskservice_schedules"
 VERSION_TABLE = "taskservice_schema"
 # Any number: the key of the advisory lock migrations hold.
 MIGRATION_LOCK = 0x7461736B  # "task"
@@ -91,6 +92,20 @@ MIGRATIONS: dict[int, list[str]] = {
         f"""CREATE INDEX taskservice_ready ON {TASKS} (priority DESC, submit_order)
             WHERE state = 'PENDING' AND waiting = 0""",
     ],
+    # Schedules: a definition and where it stands; every server looks for the due ones.
+    4: [
+        f"""CREATE TABLE {SCHEDULES} (
+            schedule_id  text PRIMARY KEY,
+            definition   jsonb NOT NULL,
+            paused       boolean NOT NULL,
+            next_due     double precision NOT NULL,
+            created_at   double precision NOT NULL,
+            last_due     double precision,
+            last_task_id text NOT NULL DEFAULT '',
+            last_error   text NOT NULL DEFAULT ''
+        )""",
+        f"CREATE INDEX taskservice_schedules_due ON {SCHEDULES} (next_due) WHERE NOT paused",
+    ],
 }
 
 
@@ -101,7 +116,7 @@ def migrate(conn: Any, where: str) -> None:
         tables = {row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
         if VERSION_TABLE in tables:
             version = conn.execute(f"SELECT max(version) FROM {VERSION_TABLE}").fetchone()[0] or 0
-        elif tables & {TASKS, LOGS, WAITS}:
+        elif tables & {TASKS, LOGS, WAITS, SCHEDULES}:
             raise StoreOpenError(
                 f"{where} holds taskservice tables without a schema version (a foreign or damaged schema); point --db "
                 "at another database"

@@ -70,10 +70,11 @@ from taskservice.core.board.pg_dependencies import (
 from taskservice.core.board.pg_listen import Listener
 from taskservice.core.board.pg_logs import DatabaseLogs
 from taskservice.core.board.pg_rows import COLUMNS, T_COLUMNS, dumps, task_from_row, transition_sql
-from taskservice.core.board.pg_schema import TASKS, migrate
+from taskservice.core.board.pg_schema import SCHEDULES, TASKS, migrate
 from taskservice.core.board.pg_writer import PgWriter
 from taskservice.core.errors import StoreUnavailable, TaskNotFound
 from taskservice.core.models import ErrorType, Progress, SubmitOutcome, Task, TaskFilter, TaskState
+from taskservice.core.schedules import SCHEDULE_COLUMNS, Schedule, schedule_from_row, schedule_row
 from taskservice.core.store.base import StoreOpenError
 
 log = logging.getLogger(__name__)
@@ -652,6 +653,55 @@ class PostgresBoard(OneWriter, Board):
             count, counted_at = self._queued
             self._queued = (max(0, count + delta), counted_at)
 
+    # ------------------------------------------------------------------ schedules
+
+    def add_schedule(self, schedule: Schedule) -> Schedule:
+        def add(cur: psycopg.Cursor[Any]) -> Schedule:
+            cur.execute(
+                f"""INSERT INTO {SCHEDULES} ({SCHEDULE_COLUMNS}) VALUES (%s, %s::jsonb, %s, %s, %s, %s, %s, %s)
+                    ON CONFLICT (schedule_id) DO NOTHING""",
+                schedule_row(schedule),
+            )
+            if cur.rowcount == 1:
+                return schedule.copy()
+            cur.execute(f"SELECT {_SCHEDULE_ROW} FROM {SCHEDULES} WHERE schedule_id = %s", (schedule.schedule_id,))
+            return schedule_from_row(cur.fetchone())
+
+        return self._transact(add)  # type: ignore[no-any-return]
+
+    def get_schedule(self, schedule_id: str) -> Schedule | None:
+        rows = self._read(f"SELECT {_SCHEDULE_ROW} FROM {SCHEDULES} WHERE schedule_id = %s", (schedule_id,))
+        return schedule_from_row(rows[0]) if rows else None
+
+    def list_schedules(self, after_id: str, limit: int) -> list[Schedule]:
+        rows = self._read(
+            f"SELECT {_SCHEDULE_ROW} FROM {SCHEDULES} WHERE schedule_id > %s ORDER BY schedule_id LIMIT %s",
+            (after_id, limit),
+        )
+        return [schedule_from_row(row) for row in rows]
+
+    def save_schedule(self, schedule: Schedule, expected: Schedule) -> bool:
+        _, _, paused, next_due, _, last_due, last_task_id, last_error = schedule_row(schedule)
+        rows = self._read(
+            f"""UPDATE {SCHEDULES} SET paused = %s, next_due = %s, last_due = %s, last_task_id = %s, last_error = %s
+                WHERE schedule_id = %s AND next_due = %s AND paused = %s RETURNING schedule_id""",
+            (paused, next_due, last_due, last_task_id, last_error, schedule.schedule_id, expected.next_due,
+             expected.paused),
+        )  # fmt: skip
+        return bool(rows)
+
+    def remove_schedule(self, schedule_id: str) -> Schedule | None:
+        rows = self._read(f"DELETE FROM {SCHEDULES} WHERE schedule_id = %s RETURNING {_SCHEDULE_ROW}", (schedule_id,))
+        return schedule_from_row(rows[0]) if rows else None
+
+    def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+        rows = self._read(
+            f"""SELECT {_SCHEDULE_ROW} FROM {SCHEDULES} WHERE NOT paused AND next_due <= %s
+                ORDER BY next_due LIMIT %s""",
+            (now, limit),
+        )
+        return [schedule_from_row(row) for row in rows]
+
     # ------------------------------------------------------------------ life
 
     def task_logs(self) -> DatabaseLogs:
@@ -676,6 +726,8 @@ class PostgresBoard(OneWriter, Board):
         self._pool.close()
 
 
+# A schedule row with its definition as text, as schedule_from_row() reads it.
+_SCHEDULE_ROW = SCHEDULE_COLUMNS.replace("definition", "definition::text")
 # A dependency no longer stored: only an ended task can be deleted, so it counts as met.
 _DELETED = Task("", "", {}, TaskState.SUCCESS, 0.0)
 

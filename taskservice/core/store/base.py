@@ -5,8 +5,12 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from taskservice.core.models import Progress, Task, TaskFilter, TaskState
+
+if TYPE_CHECKING:
+    from taskservice.core.schedules import Schedule
 
 
 class StoreOpenError(Exception):
@@ -81,6 +85,17 @@ class TaskStore(abc.ABC):
 
     @abc.abstractmethod
     def count(self) -> int: ...
+
+    @abc.abstractmethod
+    def load_schedules(self) -> list[Schedule]: ...
+
+    @abc.abstractmethod
+    def put_schedule(self, schedule: Schedule) -> None:
+        """Store a schedule (insert, or replace the one under its id); durable when it returns."""
+
+    @abc.abstractmethod
+    def delete_schedule(self, schedule_id: str) -> None:
+        """Durable when it returns."""
 
     def probe_write(self) -> None:  # noqa: B027 - a store with nothing to probe can always be written
         """A write that changes nothing but needs the disk; raises when the store cannot be written now."""

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from taskservice.core.models import Task, TaskFilter
+from taskservice.core.schedules import Schedule
 from taskservice.core.store.base import (
     UNFINISHED_STATES,
     DeleteTasks,
@@ -24,6 +25,7 @@ class MemoryStore(TaskStore):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tasks: dict[str, Task] = {}
+        self._schedules: dict[str, Schedule] = {}
         # Tests use this to see how many transactions a workload caused.
         self.batches_applied = 0
 
@@ -95,3 +97,15 @@ class MemoryStore(TaskStore):
     def count(self) -> int:
         with self._lock:
             return len(self._tasks)
+
+    def load_schedules(self) -> list[Schedule]:
+        with self._lock:
+            return [schedule.copy() for schedule in self._schedules.values()]
+
+    def put_schedule(self, schedule: Schedule) -> None:
+        with self._lock:
+            self._schedules[schedule.schedule_id] = schedule.copy()
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        with self._lock:
+            self._schedules.pop(schedule_id, None)

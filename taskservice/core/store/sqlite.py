@@ -19,6 +19,7 @@ from typing import Any
 
 from taskservice.core.errors import StoreDamaged
 from taskservice.core.models import Task, TaskFilter
+from taskservice.core.schedules import SCHEDULE_COLUMNS, Schedule, schedule_from_row, schedule_row
 from taskservice.core.store.base import (
     ENDED_STATES,
     UNFINISHED_STATES,
@@ -36,7 +37,7 @@ from taskservice.core.task_rows import task_from_row
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 # Bump with a migration in MIGRATIONS when the schema changes; old files are migrated on open.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -87,6 +88,19 @@ MIGRATIONS: dict[int, str] = {
     # Dependencies: the ids a task was submitted to run after (JSON array; NULL: none).
     4: """
     ALTER TABLE tasks ADD COLUMN after_ids TEXT;
+    """,
+    # Schedules: a definition (JSON) and where it stands.
+    5: """
+    CREATE TABLE schedules (
+        schedule_id  TEXT PRIMARY KEY,
+        definition   TEXT NOT NULL,
+        paused       INTEGER NOT NULL,
+        next_due     REAL NOT NULL,
+        created_at   REAL NOT NULL,
+        last_due     REAL,
+        last_task_id TEXT NOT NULL DEFAULT '',
+        last_error   TEXT NOT NULL DEFAULT ''
+    );
     """,
 }
 
@@ -409,6 +423,29 @@ class SQLiteStore(TaskStore):
 
     def count(self) -> int:
         return self._query("SELECT count(*) FROM tasks")[0][0]
+
+    def load_schedules(self) -> list[Schedule]:
+        return [schedule_from_row(row) for row in self._query(f"SELECT {SCHEDULE_COLUMNS} FROM schedules")]
+
+    def put_schedule(self, schedule: Schedule) -> None:
+        self._write_now(f"INSERT OR REPLACE INTO schedules ({SCHEDULE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        schedule_row(schedule))  # fmt: skip
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        self._write_now("DELETE FROM schedules WHERE schedule_id = ?", (schedule_id,))
+
+    def _write_now(self, sql: str, params: Sequence[Any]) -> None:
+        """One statement in a transaction of its own (a rare write that needs no group commit)."""
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(sql, params)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         if self._closed:
