@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import grpc
 from google.protobuf import struct_pb2
@@ -59,6 +59,15 @@ async def eventually(predicate: Callable[[], bool], timeout: float = 10.0, what:
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not hold within {timeout} s")
         await asyncio.sleep(0.01)
+
+
+async def eventually_holds(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    """eventually() of a predicate that must await (an RPC)."""
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout} s")
+        await asyncio.sleep(0.05)
 
 
 async def wait_for_state(

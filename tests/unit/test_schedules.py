@@ -1,0 +1,105 @@
+"""Schedule timing: due times of cron expressions in time zones and of intervals, and the catch-up policies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from taskservice.core.errors import InvalidRequest
+from taskservice.core.models import SubmitSpec
+from taskservice.core.schedules import (
+    MAX_CATCH_UP,
+    CatchUp,
+    Schedule,
+    ScheduleSpec,
+    check_spec,
+    firing_for,
+    firing_task_id,
+    spec_from_json,
+    spec_to_json,
+)
+
+PARIS = ZoneInfo("Europe/Paris")
+TASK = SubmitSpec("echo", {"value": 1})
+
+
+def at(*fields: int, tz: ZoneInfo = PARIS) -> float:
+    return datetime(*fields, tzinfo=tz).timestamp()  # type: ignore[misc]
+
+
+def every(seconds: float, catch_up: CatchUp = CatchUp.ONCE) -> ScheduleSpec:
+    return ScheduleSpec("s", TASK, interval=seconds, catch_up=catch_up)
+
+
+def test_a_cron_expression_is_read_in_its_time_zone_across_daylight_saving() -> None:
+    nightly = ScheduleSpec("nightly", TASK, cron="30 2 * * *", time_zone="Europe/Paris")
+    before_spring = nightly.next_after(at(2026, 3, 28, 12))
+    assert before_spring == at(2026, 3, 29, 3, 0), "02:30 does not exist that night: the next moment after it"
+    assert nightly.next_after(before_spring) == at(2026, 3, 30, 2, 30)
+    summer = nightly.next_after(at(2026, 7, 1, 0))
+    assert datetime.fromtimestamp(summer, PARIS).utcoffset().total_seconds() == 7200  # type: ignore[union-attr]
+    assert summer == at(2026, 7, 1, 2, 30)
+
+
+def test_a_firing_id_is_the_schedule_id_and_the_due_time_in_utc() -> None:
+    assert firing_task_id("nightly", at(2026, 12, 1, 3, 0)) == "nightly:2026-12-01T02:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("catch_up", "fired"),
+    [(CatchUp.ALL, [100.0, 110.0, 120.0, 130.0]), (CatchUp.ONCE, [130.0]), (CatchUp.SKIP, [])],
+)
+def test_after_downtime_the_catch_up_policy_decides(catch_up: CatchUp, fired: list[float]) -> None:
+    schedule = Schedule(every(10.0, catch_up), created_at=90.0, next_due=100.0)
+    firing = firing_for(schedule, now=136.0)
+    assert firing.due == fired
+    assert firing.next_due == 140.0
+
+
+def test_a_due_time_found_on_time_fires_whatever_the_policy() -> None:
+    for catch_up in CatchUp:
+        firing = firing_for(Schedule(every(10.0, catch_up), created_at=90.0, next_due=100.0), now=100.3)
+        assert firing.due == [100.0] and firing.next_due == 110.0, catch_up
+
+
+def test_a_catch_up_of_all_keeps_the_latest_ones_and_moves_past_now() -> None:
+    schedule = Schedule(every(1.0, CatchUp.ALL), created_at=0.0, next_due=1.0)
+    firing = firing_for(schedule, now=5000.5)
+    assert len(firing.due) == MAX_CATCH_UP and firing.due[-1] <= 5000.5
+    assert firing.next_due > 5000.5
+
+
+def test_nothing_is_due_before_its_time() -> None:
+    firing = firing_for(Schedule(every(10.0), created_at=0.0, next_due=10.0), now=9.9)
+    assert firing.due == [] and firing.next_due == 10.0
+
+
+@pytest.mark.parametrize(
+    ("spec", "blamed"),
+    [
+        (ScheduleSpec("s", TASK, cron="0 0 30 2 *"), "schedule.cron.expression"),
+        (ScheduleSpec("s", TASK, cron="every day"), "schedule.cron.expression"),
+        (ScheduleSpec("s", TASK, cron="* * * * *", time_zone="Mars/Olympus"), "schedule.cron.time_zone"),
+        (ScheduleSpec("s", TASK), "schedule"),
+        (ScheduleSpec("s", TASK, cron="* * * * *", interval=60.0), "schedule"),
+        (ScheduleSpec("s", TASK, interval=0.5), "schedule.interval"),
+        (ScheduleSpec("s" * 101, TASK, interval=60.0), "schedule.schedule_id"),
+        (ScheduleSpec("s", SubmitSpec("echo", task_id="fixed"), interval=60.0), "schedule.task"),
+        (ScheduleSpec("s", SubmitSpec("echo", after=("a",)), interval=60.0), "schedule.task"),
+    ],
+)
+def test_definitions_that_cannot_run_are_refused_naming_the_field(spec: ScheduleSpec, blamed: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        check_spec(spec, 1_000_000.0)
+    assert [field for field, _ in caught.value.field_violations] == [blamed]
+
+
+def test_a_definition_survives_its_storage_form() -> None:
+    spec = ScheduleSpec(
+        "s", SubmitSpec("echo", {"v": [1]}, time_limit=5.0, priority=2, labels={"a": "b"}, retention=0.0),
+        cron="*/5 * * * *", time_zone="Asia/Tokyo", catch_up=CatchUp.ALL,
+    )  # fmt: skip
+    assert spec_from_json("s", spec_to_json(spec)) == spec
+    assert spec_from_json("s", spec_to_json(spec)).digest() == spec.digest()
