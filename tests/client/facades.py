@@ -24,6 +24,7 @@ class ClientFacade(Protocol):
     def iter_tasks(self, **filters: Any) -> list[Task]: ...
     def watch(self, task_id: str, on_event: OnEvent | None = None, **options: Any) -> list[TaskEvent]: ...
     def wait(self, task_id: str, timeout: float | None = None) -> Task: ...
+    def call(self, method: str, *args: Any, **options: Any) -> Any: ...
     def close(self) -> None: ...
 
 
@@ -53,6 +54,10 @@ class SyncFacade:
 
     def wait(self, task_id: str, timeout: float | None = None) -> Task:
         return self.client.wait(task_id, timeout)
+
+    def call(self, method: str, *args: Any, **options: Any) -> Any:
+        """Any other unary method, by name."""
+        return getattr(self.client, method)(*args, **options)
 
     def close(self) -> None:
         self.client.close()
@@ -110,6 +115,10 @@ class AsyncFacade:
 
     def wait(self, task_id: str, timeout: float | None = None) -> Task:
         return self._run(self.client.wait(task_id, timeout))
+
+    def call(self, method: str, *args: Any, **options: Any) -> Any:
+        """Any other unary method, by name."""
+        return self._run(getattr(self.client, method)(*args, **options))
 
     def close(self) -> None:
         self._run(self.client.close())

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from taskservice import client as c
-from taskservice.client import TaskState
+from taskservice.client import InvalidArgument, TaskNotFound, TaskState
 from tests.support.server import ServerProcess
 from tests.support.waiting import wait_until
 
@@ -59,6 +59,29 @@ def test_submit_after_runs_a_task_once_its_dependency_succeeded(client: ClientFa
     assert client.get(second.task_id).started_at >= client.get(first).ended_at  # type: ignore[operator]
     with pytest.raises(TypeError):
         client.submit("demo", FAST_DEMO, after=first)
+
+
+def test_schedules_are_created_fire_and_are_paused_listed_and_deleted(client: ClientFacade) -> None:
+    name = f"every-second-{client.kind}"
+    definition = {"interval": 1, "catch_up": "all", "labels": {"k": "v"}}
+    made = client.call("create_schedule", name, "demo", FAST_DEMO, **definition)
+    assert made.created and made.schedule.interval == 1.0 and made.schedule.catch_up == "ALL"
+    assert client.call("create_schedule", name, "demo", FAST_DEMO, **definition).created is False
+    fired = wait_until(lambda: client.iter_tasks(labels={"schedule": name}), what="a firing")
+    assert fired[0].task_id.startswith(f"{name}:") and fired[0].labels == {"k": "v", "schedule": name}
+    assert client.call("pause_schedule", name).paused
+    got = client.call("get_schedule", name)
+    assert got.paused and got.args == FAST_DEMO and got.labels == {"k": "v"} and got.next_due is not None
+    assert name in [s.schedule_id for s in client.call("list_schedules").schedules]
+    assert not client.call("resume_schedule", name).paused
+    assert client.call("delete_schedule", name).schedule_id == name
+    with pytest.raises(TaskNotFound):
+        client.call("get_schedule", name)
+    cron = client.call("create_schedule", f"cron-{client.kind}", "demo", cron="0 9 * * 1-5", time_zone="Europe/Paris")
+    assert cron.schedule.cron == "0 9 * * 1-5" and cron.schedule.time_zone == "Europe/Paris"
+    with pytest.raises(InvalidArgument) as caught:
+        client.call("create_schedule", "never", "demo", cron="0 0 30 2 *")
+    assert caught.value.field_violations[0][0] == "schedule.cron.expression"
 
 
 def test_a_watch_resumed_after_the_terminal_event_ends_at_once(client: ClientFacade) -> None:
