@@ -76,7 +76,7 @@ class Scheduler:
             self._check_task(replace(spec.task, task_id=firing_task_id(spec.schedule_id, first_due)), now)
         except InvalidRequest as exc:
             fields = [(f"schedule.task.{name}", why) for name, why in exc.field_violations]
-            raise InvalidRequest(f"the schedule's task would be refused: {exc.message}", fields) from None
+            raise InvalidRequest("the schedule's task would be refused", fields) from None
         stored = self._board.add_schedule(Schedule(spec, created_at=now, next_due=first_due, paused=paused))
         if stored.spec.digest() != spec.digest():
             raise ScheduleConflict(

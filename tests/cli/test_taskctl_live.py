@@ -184,6 +184,34 @@ def test_submit_after_waits_for_a_task_and_is_revoked_when_it_is_stopped(taskctl
     assert unknown.code == 8 and "after" in unknown.err, unknown
 
 
+def test_schedule_commands_create_show_list_pause_resume_and_delete(taskctl: Taskctl) -> None:
+    made = taskctl("schedule", "create", "cli-tick", "sleep", "--arg", "seconds=0", "--every", "1s", "--label", "a=b")
+    assert made.code == 0 and made.out.startswith("cli-tick active next "), made
+    again = taskctl("schedule", "create", "cli-tick", "sleep", "--arg", "seconds=0", "--every", "1s", "--label", "a=b")
+    assert again.code == 0 and again.out.endswith("(already created)\n"), again
+    other = taskctl("schedule", "create", "cli-tick", "sleep", "--arg", "seconds=0", "--every", "5s")
+    assert other.code == 8 and "another definition" in other.err, other
+    wait_until(lambda: "cli-tick:" in taskctl("list", "--label", "schedule=cli-tick").out, what="a firing")
+    shown = taskctl("schedule", "get", "cli-tick")
+    assert "every 1s" in shown.out and "last task  cli-tick:" in shown.out, shown
+    assert taskctl("schedule", "pause", "cli-tick").out.startswith("cli-tick paused"), "paused"
+    cron = taskctl("schedule", "create", "cli-cron", "sleep", "--arg", "seconds=0", "--cron", "0 9 * * 1-5",
+                   "--time-zone", "Asia/Tokyo", "--catch-up", "skip", "--json")  # fmt: skip
+    assert json.loads(cron.out)["time_zone"] == "Asia/Tokyo" and json.loads(cron.out)["catch_up"] == "SKIP", cron
+    listed = taskctl("schedule", "list").out.splitlines()
+    assert listed[0].split()[:2] == ["SCHEDULE", "ID"] and [line.split()[0] for line in listed[1:]] == [
+        "cli-cron",
+        "cli-tick",
+    ]
+    assert "paused" in listed[2]
+    assert taskctl("schedule", "resume", "cli-tick").out.startswith("cli-tick active"), "resumed"
+    assert taskctl("schedule", "delete", "cli-tick").out.strip() == "cli-tick deleted"
+    assert taskctl("schedule", "get", "cli-tick").code == 7, "NOT_FOUND"
+    never = taskctl("schedule", "create", "never", "sleep", "--arg", "seconds=0", "--cron", "0 0 30 2 *")
+    assert never.code == 8 and "never fires" in never.err, never
+    assert taskctl("schedule", "create", "both", "sleep").code == 2, "--cron or --every is required"
+
+
 def test_an_id_starting_with_a_dash_needs_no_double_dash(taskctl: Taskctl) -> None:
     # Server-made ids are URL-safe base64 and may start with '-' too.
     submitted = taskctl("submit", "sleep", "--arg", "seconds=0.01", "--id=-dash-first")

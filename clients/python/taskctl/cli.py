@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from taskctl import commands
+from taskctl import commands, schedules
 from taskctl.exitcodes import ExitCode, describe_all, for_error
 from taskctl.output import Output
 from taskctl.parsing import STRING_ARG_PREFIX, parse_duration, parse_time, split_key_value
@@ -231,12 +231,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--limit", type=int, default=50, metavar="N", help="show at most N tasks (default: 50)")
     p.add_argument("--all", action="store_true", help="show every matching task")
+
+    about = "schedules: tasks submitted on a cron expression or at an interval"
+    schedule = sub.add_parser("schedule", help=about, description=about)
+    schedule_commands = schedule.add_subparsers(dest="schedule_command", required=True, metavar="SUBCOMMAND")
+
+    def schedule_command(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        p = schedule_commands.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
+        _global_options(p, suppress=True)
+        p.set_defaults(func=func)
+        return p
+
+    schedules.add_commands(schedule_command, _duration, _key_value)
     return parser
 
 
 # Options of taskctl that take a value, and those that do not; _dash_id_last must know both.
 _VALUE_OPTIONS = frozenset(
-    {"--server", "--timeout", "--reason", "--token", "--tls-ca", "--tls-cert", "--tls-key", "--offset", "--from-file"}
+    {
+        "--server",
+        "--timeout",
+        "--reason",
+        "--token",
+        "--tls-ca",
+        "--tls-cert",
+        "--tls-key",
+        "--offset",
+        "--from-file",
+        "--cron",
+        "--every",
+        "--time-zone",
+        "--catch-up",
+    }
 )
 _FLAG_OPTIONS = frozenset({"--json", "-h", "--help", "--follow", "-f"})
 _ID_COMMANDS = frozenset({"get", "stop", "retry", "delete", "watch", "wait", "logs"})

@@ -18,7 +18,7 @@ from taskservice.client import Progress as TaskProgress
 # JSON: plain JSON values only, times as ISO 8601 UTC strings, states as their names
 
 
-def _time_json(value: datetime | None) -> str | None:
+def time_json(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
@@ -28,7 +28,7 @@ def progress_to_json(p: TaskProgress) -> dict[str, Any]:
         "message": p.message,
         "current": p.current,
         "total": p.total,
-        "updated_at": _time_json(p.updated_at),
+        "updated_at": time_json(p.updated_at),
     }
 
 
@@ -45,14 +45,14 @@ def task_to_json(task: Task) -> dict[str, Any]:
         "progress": progress_to_json(task.progress),
         "result": task.result,
         "error": _error_json(task.error),
-        "submitted_at": _time_json(task.submitted_at),
-        "started_at": _time_json(task.started_at),
-        "ended_at": _time_json(task.ended_at),
+        "submitted_at": time_json(task.submitted_at),
+        "started_at": time_json(task.started_at),
+        "ended_at": time_json(task.ended_at),
         "time_limit": task.time_limit,
         "priority": task.priority,
         "labels": task.labels,
         "attempt": task.attempt,
-        "scheduled_at": _time_json(task.scheduled_at),
+        "scheduled_at": time_json(task.scheduled_at),
         "retention": task.retention,
         "after": list(task.after),
     }
@@ -64,7 +64,7 @@ def event_to_json(event: TaskEvent) -> dict[str, Any]:
         "sequence": event.sequence,
         "state": event.state.value,
         "progress": progress_to_json(event.progress),
-        "time": _time_json(event.time),
+        "time": time_json(event.time),
         "task": task_to_json(event.task) if event.task is not None else None,
     }
 
@@ -113,7 +113,7 @@ def format_progress(p: TaskProgress) -> str:
     return f"{p.percent:.0f}% {detail}" if detail else f"{p.percent:.0f}%"
 
 
-def _compact_json(value: Any) -> str:
+def compact_json(value: Any) -> str:
     return json.dumps(value, separators=(", ", ": "), ensure_ascii=False)
 
 
@@ -128,7 +128,7 @@ def format_task(task: Task) -> str:
         ("type", task.task_type),
         ("state", task.state.value),
         ("progress", format_progress(task.progress)),
-        ("args", _compact_json(task.args)),
+        ("args", compact_json(task.args)),
     ]
     if task.labels:
         rows.append(("labels", ", ".join(f"{k}={v}" for k, v in sorted(task.labels.items()))))
@@ -148,7 +148,7 @@ def format_task(task: Task) -> str:
     if task.started_at and task.ended_at:
         rows.append(("ran for", format_duration((task.ended_at - task.started_at).total_seconds())))
     if task.result is not None:
-        rows.append(("result", _compact_json(task.result)))
+        rows.append(("result", compact_json(task.result)))
     if task.error is not None:
         rows.append(("error", format_error(task.error)))
     width = max(len(name) for name, _ in rows)
@@ -190,7 +190,7 @@ def format_final(task: Task) -> str:
     if task.error is not None:
         text += f": {format_error(task.error)}"
     elif task.result is not None:
-        text += f" result={_compact_json(task.result)}"
+        text += f" result={compact_json(task.result)}"
     return text
 
 
