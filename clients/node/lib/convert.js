@@ -215,6 +215,39 @@ function taskFromProto(t) {
   };
 }
 
+const CATCH_UP = ['SKIP', 'ONCE', 'ALL'];
+
+/** 'SKIP', 'ONCE' or 'ALL' (any case; unset: ONCE) -> 'CATCH_UP_...'; TypeError for anything else. */
+function catchUpToProto(catchUp) {
+  if (catchUp === undefined || catchUp === null) return 'CATCH_UP_ONCE';
+  const name = String(catchUp).toUpperCase();
+  if (!CATCH_UP.includes(name)) throw new TypeError(`catchUp must be one of ${CATCH_UP.join(', ')}`);
+  return `CATCH_UP_${name}`;
+}
+
+function scheduleFromProto(s) {
+  const task = s.task || {};
+  return {
+    scheduleId: s.scheduleId,
+    taskType: task.taskType,
+    args: structFromProto(task.args),
+    cron: s.cron ? s.cron.expression : '',
+    timeZone: s.cron ? s.cron.timeZone : '',
+    intervalSeconds: durationFromProto(s.interval),
+    catchUp: String(s.catchUp || 'CATCH_UP_ONCE').replace('CATCH_UP_', ''),
+    paused: Boolean(s.paused),
+    nextDue: timestampFromProto(s.nextDue),
+    createdAt: timestampFromProto(s.createdAt),
+    lastDue: timestampFromProto(s.lastDue),
+    lastTaskId: s.lastTaskId || '',
+    lastError: s.lastError || '',
+    timeLimitSeconds: durationFromProto(task.timeLimit),
+    priority: Number(task.priority || 0),
+    labels: { ...(task.labels || {}) },
+    retentionSeconds: durationFromProto(task.retention),
+  };
+}
+
 function eventFromProto(e) {
   return {
     taskId: e.taskId,
@@ -256,6 +289,8 @@ module.exports = {
   durationToProto,
   taskIdsToProto,
   timestampToProto,
+  catchUpToProto,
+  scheduleFromProto,
   progressFromProto,
   taskFromProto,
   eventFromProto,

@@ -257,6 +257,32 @@ describe('TaskService', () => {
     await assert.rejects(client.submit('sleep', {}, { after: first.taskId }), TypeError);
   });
 
+  test('schedules: created, fired under <id>:<due time>, paused, listed and deleted', LIMIT, async () => {
+    const id = unique('node-tick');
+    const made = await client.createSchedule(id, 'sleep', { seconds: 0 }, { intervalSeconds: 1, catchUp: 'all' });
+    assert.equal(made.created, true);
+    assert.equal(made.schedule.intervalSeconds, 1);
+    assert.equal(made.schedule.catchUp, 'ALL');
+    let fired = [];
+    for (let i = 0; i < 200 && fired.length === 0; i++) {
+      fired = (await client.list({ labels: { schedule: id } })).tasks;
+      if (fired.length === 0) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.ok(fired.length > 0 && fired[0].taskId.startsWith(`${id}:`));
+    assert.equal((await client.pauseSchedule(id)).paused, true);
+    const got = await client.getSchedule(id);
+    assert.equal(got.paused, true);
+    assert.ok(got.lastTaskId.startsWith(`${id}:`));
+    const cron = await client.createSchedule(`${id}-cron`, 'sleep', { seconds: 0 }, { cron: '0 9 * * 1-5', timeZone: 'Asia/Tokyo' });
+    assert.equal(cron.schedule.timeZone, 'Asia/Tokyo');
+    const listed = await client.listSchedules({ pageSize: 1000 });
+    assert.ok(listed.schedules.some((s) => s.scheduleId === id));
+    assert.equal((await client.resumeSchedule(id)).paused, false);
+    assert.equal((await client.deleteSchedule(id)).scheduleId, id);
+    await rejectsWith(client.getSchedule(id), Status.NOT_FOUND);
+    await rejectsWith(client.createSchedule('never', 'sleep', { seconds: 0 }, { cron: '0 0 30 2 *' }), Status.INVALID_ARGUMENT);
+  });
+
   test('INVALID_ARGUMENT for bad args names the field in fieldViolations', LIMIT, async () => {
     const err = await rejectsWith(client.submit('demo', { steps: 'ten' }), Status.INVALID_ARGUMENT);
     assert.equal(err.code, 3);
