@@ -6,12 +6,14 @@ Submit id; a server cut off from its leases (SIGSTOP) finds its tasks reaped by 
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -173,3 +175,26 @@ def test_a_server_cut_off_loses_its_leases_and_its_late_end_changes_nothing(node
         with TaskClient(owner.address) as back:
             assert back.get(task_id).state is TaskState.LOST
         print(f"reaped {reaped_after:.1f} s after the owner stopped renewing (lease 2 s)")
+
+
+def test_three_servers_fire_a_schedule_once_per_due_time_and_go_on_when_one_is_killed(
+    nodes: list[ServerProcess],
+) -> None:
+    first, second, third = nodes
+    with TaskClient(first.address) as a, TaskClient(third.address) as c:
+        a.create_schedule("cluster-tick", "sleep", {"seconds": 0}, interval=1, catch_up="all")
+
+        def firings() -> list[str]:
+            return [t.task_id for t in c.iter_tasks(labels={"schedule": "cluster-tick"})]
+
+        wait_until(lambda: len(firings()) >= 3, timeout=20, what="firings from all three servers")
+        second.kill()
+        seen = len(firings())
+        wait_until(lambda: len(firings()) >= seen + 3, timeout=20, what="firings after a server was killed")
+        c.pause_schedule("cluster-tick")
+        ids = firings()
+        dues = sorted(datetime.strptime(i.split(":", 1)[1], "%Y-%m-%dT%H:%M:%SZ") for i in ids)
+        assert len(ids) == len(set(ids)), "one task per due time"
+        assert all((b - a).total_seconds() == 1 for a, b in itertools.pairwise(dues)), f"none missed: {dues}"
+        for task_id in ids[:3]:
+            assert c.wait(task_id, timeout=30).state is TaskState.SUCCESS

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -182,3 +185,36 @@ def test_dependents_wait_across_a_crash_and_those_of_a_lost_task_end_revoked_at_
             assert done.state is TaskState.SUCCESS
             first = client.get(later)
             assert done.started_at is not None and first.ended_at is not None and done.started_at >= first.ended_at
+
+
+def _dues(client: TaskClient, schedule_id: str) -> list[float]:
+    """The due times a schedule's tasks were submitted for, in order (from their ids)."""
+    ids = [t.task_id for t in client.iter_tasks(labels={"schedule": schedule_id})]
+    assert len(ids) == len(set(ids))
+    stamps = (datetime.strptime(i.split(":", 1)[1], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) for i in ids)
+    return sorted(stamp.timestamp() for stamp in stamps)
+
+
+def test_schedules_survive_a_crash_and_catch_up_as_their_policy_says(tmp_path: Path) -> None:
+    with ServerProcess(tmp_path / "tasks.db") as server:
+        server.start()
+        with TaskClient(server.address) as client:
+            for policy in ("all", "once"):
+                client.create_schedule(f"every-{policy}", "sleep", {"seconds": 0}, interval=1, catch_up=policy)
+            client.create_schedule("paused", "sleep", {"seconds": 0}, interval=1, paused=True)
+            wait_until(lambda: len(_dues(client, "every-once")) >= 2, what="firings before the crash")
+        server.kill()
+        down_until = time.time() + 4.0  # the downtime the policies are about
+        wait_until(lambda: time.time() >= down_until, timeout=10, what="the downtime")
+        server.restart()
+        restarted = time.time()
+        with TaskClient(server.address) as client:
+            wait_until(lambda: any(d > restarted for d in _dues(client, "every-all")), what="firing after the restart")
+            wait_until(lambda: any(d > restarted for d in _dues(client, "every-once")), what="firing after restart")
+            every_all, every_once = _dues(client, "every-all"), _dues(client, "every-once")
+            assert client.get_schedule("paused").paused and _dues(client, "paused") == []
+        gaps_all = [b - a for a, b in itertools.pairwise(every_all)]
+        assert gaps_all and max(gaps_all) <= 1.0, f"ALL: a task for every due time, the missed ones too: {every_all}"
+        gaps_once = [b - a for a, b in itertools.pairwise(every_once)]
+        long_gaps = [gap for gap in gaps_once if gap > 1.0]
+        assert len(long_gaps) == 1 and long_gaps[0] >= 3.0, f"ONCE: the missed due times made one task: {every_once}"
