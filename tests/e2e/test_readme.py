@@ -97,6 +97,8 @@ QUICKSTART_EXITS = {
     "taskctl retry nightly-1": 0,
     "taskctl submit file.checksum": 0,
     "taskctl logs": 0,
+    "taskctl schedule create": 0,
+    "taskctl schedule list": 0,
 }
 
 
