@@ -6,6 +6,7 @@ import asyncio
 
 import grpc
 import pytest
+from google.protobuf.descriptor import MethodDescriptor
 
 from taskservice.server.app import RunningServer
 from taskservice.v1 import task_service_pb2 as pb
@@ -41,6 +42,22 @@ async def test_undecodable_requests_are_invalid_argument(
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "not a valid taskservice.v1.SubmitRequest" in caught.value.details()
     assert list((await stub.ListTasks(pb.ListTasksRequest())).tasks) == []
+
+
+@pytest.mark.parametrize("method", list(pb.DESCRIPTOR.services_by_name["TaskService"].methods), ids=lambda m: m.name)
+async def test_garbage_to_every_rpc_is_invalid_argument_naming_its_message(
+    channel: grpc.aio.Channel, method: MethodDescriptor
+) -> None:
+    path = f"/taskservice.v1.TaskService/{method.name}"
+    call = channel.unary_stream(path) if method.server_streaming else channel.unary_unary(path)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        if method.server_streaming:
+            async for _ in call(b"\xff\xff\xff\x00garbage"):
+                pass
+        else:
+            await call(b"\xff\xff\xff\x00garbage")
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, method.name
+    assert f"not a valid {method.input_type.full_name}" in caught.value.details()
 
 
 async def test_args_over_a_megabyte_are_refused(stub: pb_grpc.TaskServiceStub) -> None:
