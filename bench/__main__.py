@@ -29,6 +29,7 @@ from bench.checksum import checksum_scenario
 from bench.cluster import cluster_scenarios
 from bench.fill import fill
 from bench.load import percentile
+from bench.retention import RETENTION, TASKS, WINDOW, retention_scenario
 from taskservice.core.models import TaskState
 from taskservice.v1 import task_service_pb2 as pb
 from tests.support.server import ServerProcess
@@ -338,6 +339,17 @@ def checksum(table: Table, tmp: Path) -> None:
               ours["sha256sum_mib_s"], "higher", ">= 0.80")  # fmt: skip
 
 
+def retention(table: Table, tmp: Path) -> None:
+    """500,000 no-op tasks kept --retention 2s: the file and the rate of the last 100,000 beside the first's."""
+    ours = retention_scenario(tmp, serve)
+    first, last = ours["windows"][0], ours["windows"][-1]
+    note = f"{ours['stored_at_end']:,} tasks stored at the end"
+    table.row(f"{TASKS:,} no-op tasks, --retention {RETENTION}: file size after the last {WINDOW:,} (vs the first)",
+              "MiB", last["file_mib"], first["file_mib"], "lower", "<= 1.2", note)  # fmt: skip
+    table.row(f"{TASKS:,} no-op tasks, --retention {RETENTION}: tasks/s of the last {WINDOW:,} (vs the first)",
+              "tasks/s", last["tasks_per_s"], first["tasks_per_s"], "higher", ">= 0.9")  # fmt: skip
+
+
 def postgres(table: Table, tmp: Path) -> None:
     """Servers sharing one PostgreSQL (bench/cluster.py); skipped, saying so, without one."""
     cluster_scenarios(table, tmp, serve, load)
@@ -350,6 +362,7 @@ GROUPS = {
     "getstate": getstate_scenarios,
     "restart": restart_scenario,
     "checksum": checksum,
+    "retention": retention,
     "postgres": postgres,
 }
 

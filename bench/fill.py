@@ -41,7 +41,7 @@ def fill(path: Path, count: int, state: TaskState) -> list[str]:
             )
             rows.append(_insert_row(task))
         conn.execute("BEGIN")
-        conn.executemany(f"INSERT INTO tasks ({_COLUMNS}) VALUES ({', '.join('?' * 24)})", rows)
+        conn.executemany(f"INSERT INTO tasks ({_COLUMNS}) VALUES ({', '.join('?' * len(rows[0]))})", rows)
         conn.execute("COMMIT")
     conn.close()
     return ids

@@ -120,12 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     _global_options(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
-        _global_options(p, suppress=True)
-        p.set_defaults(func=func)
-        return p
-
+    command = _command_adder(sub)
     p = command("submit", commands.submit, "queue a task; prints its id and state")
     p.add_argument("task_type", metavar="TYPE", nargs="?", help="registered task type, e.g. demo or sleep")
     p.add_argument(
@@ -235,15 +230,22 @@ def build_parser() -> argparse.ArgumentParser:
     about = "schedules: tasks submitted on a cron expression or at an interval"
     schedule = sub.add_parser("schedule", help=about, description=about)
     schedule_commands = schedule.add_subparsers(dest="schedule_command", required=True, metavar="SUBCOMMAND")
+    schedules.add_commands(_command_adder(schedule_commands), _duration, _key_value)
+    return parser
 
-    def schedule_command(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
-        p = schedule_commands.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
+
+def _command_adder(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> Callable[[str, Command, str], argparse.ArgumentParser]:
+    """`command(name, func, help)`: a command of `sub` that runs `func`, with the global options."""
+
+    def command(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         _global_options(p, suppress=True)
         p.set_defaults(func=func)
         return p
 
-    schedules.add_commands(schedule_command, _duration, _key_value)
-    return parser
+    return command
 
 
 # Options of taskctl that take a value, and those that do not; _dash_id_last must know both.

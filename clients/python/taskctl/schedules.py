@@ -59,36 +59,27 @@ def create(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCo
         catch_up=ns.catch_up, paused=ns.paused, time_limit=ns.time_limit, priority=ns.priority, labels=labels,
         retention=ns.retention,
     )  # fmt: skip
-    _print(result.schedule, output, note="" if result.created else " (already created)")
-    return ExitCode.OK
+    return _show(result.schedule, output, _state_line(result.schedule, "" if result.created else " (already created)"))
 
 
 def get(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
     schedule = client.get_schedule(ns.schedule_id)
-    if output.json:
-        output.json_line(schedule_to_json(schedule))
-    else:
-        output.text(format_schedule(schedule))
-    return ExitCode.OK
+    return _show(schedule, output, format_schedule(schedule))
 
 
 def pause(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
-    _print(client.pause_schedule(ns.schedule_id), output)
-    return ExitCode.OK
+    schedule = client.pause_schedule(ns.schedule_id)
+    return _show(schedule, output, _state_line(schedule))
 
 
 def resume(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
-    _print(client.resume_schedule(ns.schedule_id), output)
-    return ExitCode.OK
+    schedule = client.resume_schedule(ns.schedule_id)
+    return _show(schedule, output, _state_line(schedule))
 
 
 def delete(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
     schedule = client.delete_schedule(ns.schedule_id)
-    if output.json:
-        output.json_line(schedule_to_json(schedule))
-    else:
-        output.text(f"{schedule.schedule_id} deleted")
-    return ExitCode.OK
+    return _show(schedule, output, f"{schedule.schedule_id} deleted")
 
 
 def list_schedules(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
@@ -110,13 +101,19 @@ def list_schedules(client: TaskClient, ns: argparse.Namespace, output: Output) -
     return ExitCode.OK
 
 
-def _print(schedule: Schedule, output: Output, note: str = "") -> None:
-    """One line: `<id> <active|paused> next <due time>`."""
+def _show(schedule: Schedule, output: Output, text: str) -> ExitCode:
+    """The schedule as a JSON line with --json, else `text`."""
     if output.json:
         output.json_line(schedule_to_json(schedule))
-        return
+    else:
+        output.text(text)
+    return ExitCode.OK
+
+
+def _state_line(schedule: Schedule, note: str = "") -> str:
+    """`<id> <active|paused> next <due time>`."""
     state = "paused" if schedule.paused else "active"
-    output.text(f"{schedule.schedule_id} {state} next {format_time(schedule.next_due)}{note}")
+    return f"{schedule.schedule_id} {state} next {format_time(schedule.next_due)}{note}"
 
 
 def _when(schedule: Schedule) -> str:

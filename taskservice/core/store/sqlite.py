@@ -402,9 +402,11 @@ class SQLiteStore(TaskStore):
         return [row[0] for row in self._query(sql, [*params, limit])]
 
     def expired_ids(self, now: float, retention: float, limit: int) -> list[str]:
-        # As store.base.expired(): a task's own retention, else the server's; 0 keeps for ever.
+        # As store.base.expired(): a task's own retention, else the server's; 0 keeps for ever. Read in the order
+        # of tasks_by_end, stopping at `limit`: `+state` keeps the planner off tasks_by_state, through which it
+        # would sort every ended task at each sweep (70 ms for 300,000, and more as a backlog grows).
         states = ", ".join("?" * len(ENDED_STATES))
-        sql = f"""SELECT task_id FROM tasks WHERE ended_at IS NOT NULL AND state IN ({states})
+        sql = f"""SELECT task_id FROM tasks WHERE ended_at IS NOT NULL AND +state IN ({states})
                   AND ((retention IS NULL AND ? > 0 AND ended_at < ?) OR (retention > 0 AND ended_at + retention < ?))
                   ORDER BY ended_at LIMIT ?"""
         params = [*(state.value for state in ENDED_STATES), retention, now - retention, now, limit]
