@@ -9,7 +9,7 @@ import importlib.metadata
 import logging
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,7 @@ from taskservice.core.registry import TaskRegistry, default_registry
 from taskservice.core.store import StoreOpenError
 from taskservice.server import runtime
 from taskservice.server.auth import BearerTokenInterceptor, TokenFile, TokenFileError
+from taskservice.server.http import build_app, start_http
 from taskservice.server.metrics import Metrics
 from taskservice.server.servicer import TaskServiceServicer, task_service_handler
 from taskservice.server.settings import Settings
@@ -100,7 +101,7 @@ class RunningServer:
         for name in ("", SERVICE_NAME):
             await self.health.set(name, status)
 
-    async def shutdown(self, drain_seconds: float) -> None:
+    async def shutdown(self, drain_seconds: float, before_stop: Callable[[], Awaitable[None]] | None = None) -> None:
         """NOT_SERVING, refuse Submits, let running tasks finish for drain_seconds, stop what is left, then stop.
 
         A task still running when the drain ends is stopped as Stop would stop it (REVOKED, error type
@@ -115,6 +116,8 @@ class RunningServer:
         why = f"the server shut down while this task ran (its drain of {drain_seconds:g} s ended first)"
         await loop.run_in_executor(None, self.manager.stop_running, why)
         self.servicer.close_streams()
+        if before_stop is not None:  # the HTTP face: its event streams end with the gRPC ones
+            await before_stop()
         await self.server.stop(grace=1.0)
         await asyncio.get_running_loop().run_in_executor(None, self.manager.close)
         self.reads.shutdown(wait=False)
@@ -315,11 +318,26 @@ async def _serve_on(
         settings.workers,
         ", ".join(registry.names()),
     )
+    http = None
+    if settings.http_listen != "off":
+        try:
+            app = build_app(running.servicer, tokens=tokens, cors_origin=settings.http_cors_origin,
+                            max_body_bytes=settings.max_message_bytes)  # fmt: skip
+            http = await start_http(app, settings)
+        except OSError as exc:
+            log.error("cannot serve HTTP on %s: %s (--http-listen off turns it off)", settings.http_listen, exc)
+            await running.shutdown(0)
+            return EXIT_CANNOT_LISTEN
+        scheme = "https" if settings.tls_cert else "http"
+        log.info("HTTP/JSON API and dashboard on %s://%s:%d/", scheme, settings.http_listen.rsplit(":", 1)[0],
+                 http.port)  # fmt: skip
     runtime.settle_after_start()
+    if settings.http_port_file and http is not None:  # first: whoever reads the gRPC port finds this one there
+        _write_port_file(settings.http_port_file, http.port)
     if settings.port_file:
         _write_port_file(settings.port_file, running.port)
     await stop.wait()
-    await running.shutdown(settings.drain)
+    await running.shutdown(settings.drain, before_stop=http.close if http is not None else None)
     if metrics is not None:
         metrics.stop()
     log.info("stopped")

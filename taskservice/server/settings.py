@@ -66,6 +66,11 @@ class Settings:
     auth_token_file: str = ""
     # host:port for Prometheus metrics over HTTP; empty: no metrics endpoint.
     metrics_listen: str = ""
+    # host:port of the HTTP/JSON API and the dashboard, in the same process; "off": none.
+    http_listen: str = "127.0.0.1:8080"
+    http_port_file: str = ""
+    # The one origin whose pages may call the HTTP API from a browser (CORS); empty: none.
+    http_cors_origin: str = ""
     # With a shared database: how long a claim's lease lasts, how often a server renews its leases (and reaps the
     # expired ones of servers that died).
     lease: float = 30.0
@@ -167,6 +172,19 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     p.add_argument(
         "--metrics-listen", default=_env(env, "metrics_listen", ""), help="host:port serving Prometheus /metrics"
     )
+    p.add_argument(
+        "--http-listen",
+        default=_env(env, "http_listen", d.http_listen),
+        help="host:port of the HTTP/JSON API and the dashboard (port 0: any; off: none)",
+    )
+    p.add_argument(
+        "--http-port-file", default=_env(env, "http_port_file", ""), help="write the bound HTTP port here once serving"
+    )
+    p.add_argument(
+        "--http-cors-origin",
+        default=_env(env, "http_cors_origin", ""),
+        help="the one origin (e.g. https://ops.example.com) whose pages may call the HTTP API; default: none",
+    )
     p.set_defaults(env_tasks=env_tasks)
     return p
 
@@ -226,4 +244,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
         tls_client_ca=ns.tls_client_ca,
         auth_token_file=ns.auth_token_file,
         metrics_listen=ns.metrics_listen,
+        http_listen=ns.http_listen,
+        http_port_file=ns.http_port_file,
+        http_cors_origin=ns.http_cors_origin,
     )

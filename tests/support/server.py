@@ -58,6 +58,8 @@ class ServerProcess:
         self.env = dict(env) if env is not None else None
         self._tmp = tempfile.TemporaryDirectory(prefix="taskservice-server-")
         self.port_file = Path(self._tmp.name) / "port"
+        self.http_port_file = Path(self._tmp.name) / "http-port"
+        self.http_port: int | None = None
         self.log_path = Path(self._tmp.name) / "server.log"
         self.port: int | None = None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -72,11 +74,23 @@ class ServerProcess:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def http_url(self) -> str:
+        """'http://127.0.0.1:PORT' of the HTTP face of the running (or last) server."""
+        if self.http_port is None:
+            raise RuntimeError("the server has not been started, or serves no HTTP")
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     def command(self) -> list[str]:
         listen = f"127.0.0.1:{self.port or 0}"
+        # HTTP on a free port too (its default, 8080, would be shared by every server of a test run), unless a
+        # test chose.
+        http = () if "--http-listen" in self.extra_args else (
+            "--http-listen", f"127.0.0.1:{self.http_port or 0}", "--http-port-file", str(self.http_port_file)
+        )  # fmt: skip
         return [
             sys.executable,
             "-m",
@@ -90,6 +104,7 @@ class ServerProcess:
             self.db or str(self.db_path),
             "--workers",
             str(self.workers),
+            *http,
             *self.extra_args,
         ]
 
@@ -102,6 +117,7 @@ class ServerProcess:
         if self.running:
             raise RuntimeError(f"the server is already running (pid {self.proc.pid})")  # type: ignore[union-attr]
         self.port_file.unlink(missing_ok=True)
+        self.http_port_file.unlink(missing_ok=True)
         # TASKSERVICE_* settings of the caller's shell would change the server under test: drop them.
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("TASKSERVICE_")}
         env = {**inherited, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
@@ -114,6 +130,8 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         try:
             self.port = self._wait_for_port(deadline)
+            http_port = self.http_port_file.read_text().strip() if self.http_port_file.exists() else ""
+            self.http_port = int(http_port) if http_port.isdigit() else self.http_port
             if health_check:
                 self._wait_for_serving(deadline)
         except BaseException:

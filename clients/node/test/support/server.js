@@ -45,6 +45,7 @@ async function startServer({ extraArgs = [], dir = tmpDir(), workers = 2 } = {})
     '--port-file', portFile,
     '--db', path.join(dir, 'tasks.db'),
     '--workers', String(workers),
+    '--http-listen', '127.0.0.1:0', // not the default 8080, which every server of a run would share
     ...extraArgs,
   ];
   const child = spawn(PYTHON, args, { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'], env: cleanEnv({ PYTHONUNBUFFERED: '1' }) });

@@ -1,0 +1,194 @@
+"""The HTTP face of the server: the API over HTTP/JSON beside gRPC, in the same process and event loop (aiohttp).
+
+Every route calls the gRPC servicer (gateway.py), so both faces share one implementation and one error table.
+With bearer tokens on, every /v1/ and /API/ route needs `Authorization: Bearer <token>` (never a cookie); CORS
+answers only the origin --http-cors-origin names.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import grpc
+from aiohttp import web
+
+from taskservice.server.auth import SCHEME, TokenFile
+from taskservice.server.http.errors import error_response
+from taskservice.server.http.gateway import Gateway, RpcAbort
+from taskservice.server.http.openapi import openapi_document
+from taskservice.server.http.routes import ROUTES, Route, unary
+from taskservice.server.http.streams import events, logs
+from taskservice.server.servicer import TaskServiceServicer
+from taskservice.server.settings import Settings
+
+log = logging.getLogger("taskservice.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_BY_TEMPLATE = {(route.http_method, route.path): route for route in ROUTES}
+_PROTECTED = ("/v1/", "/API/")
+
+
+@dataclass
+class HttpServer:
+    runner: web.AppRunner
+    port: int
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+def build_app(
+    servicer: TaskServiceServicer,
+    *,
+    tokens: TokenFile | None = None,
+    cors_origin: str = "",
+    max_body_bytes: int = 16 * 2**20,
+    extra: Callable[[web.Application, Gateway], None] | None = None,
+) -> web.Application:
+    gateway = Gateway(servicer)
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[_errors, _preflight(cors_origin), _auth(tokens)])
+    if cors_origin:
+        app.on_response_prepare.append(_cors_headers(cors_origin))
+    for collection in ("tasks", "schedules"):
+        app.router.add_route("*", f"/v1/{collection}", _collection(gateway, collection))
+        app.router.add_route("*", f"/v1/{collection}:{{verb}}", _collection(gateway, collection))
+        app.router.add_route("*", f"/v1/{collection}/{{name}}", _member(gateway, collection))
+    app.router.add_get("/v1/tasks/{name}/events", _stream(gateway, events, "/v1/tasks/{task_id}/events"))
+    app.router.add_get("/v1/tasks/{name}/logs", _stream(gateway, logs, "/v1/tasks/{task_id}/logs"))
+    document = openapi_document()
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    app.router.add_get("/openapi.json", openapi)
+    if extra is not None:
+        extra(app, gateway)
+    return app
+
+
+async def start_http(app: web.Application, settings: Settings) -> HttpServer:
+    """Serve `app` on settings.http_listen (port 0: any), with TLS when the gRPC side has it."""
+    host, _, port = settings.http_listen.rpartition(":")
+    context = None
+    if settings.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+        if settings.tls_client_ca:
+            context.load_verify_locations(settings.tls_client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port), ssl_context=context)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return HttpServer(runner, int(bound))
+
+
+def _not_found(request: web.Request) -> web.Response:
+    return error_response(RpcAbort(grpc.StatusCode.NOT_FOUND, f"no route {request.method} {request.path}"))
+
+
+def _route(method: str, template: str) -> Route | None:
+    return _BY_TEMPLATE.get((method, template))
+
+
+def _collection(gateway: Gateway, collection: str) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        verb = request.match_info.get("verb")
+        route = _route(request.method, f"/v1/{collection}" + (f":{verb}" if verb else ""))
+        return await unary(gateway, route, request) if route else _not_found(request)
+
+    return handle
+
+
+def _member(gateway: Gateway, collection: str) -> Handler:
+    """/v1/tasks/{id}, and its custom methods /v1/tasks/{id}:stop (ids may hold ':', so the last one counts)."""
+    key = "task_id" if collection == "tasks" else "schedule_id"
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        head, colon, verb = name.rpartition(":")
+        route = _route(request.method, f"/v1/{collection}/{{{key}}}:{verb}") if colon else None
+        if route is not None:
+            return await unary(gateway, route, request, head)
+        route = _route(request.method, f"/v1/{collection}/{{{key}}}")
+        return await unary(gateway, route, request, name) if route else _not_found(request)
+
+    return handle
+
+
+def _stream(
+    gateway: Gateway, serve: Callable[[Gateway, Route, web.Request, str], Awaitable[web.StreamResponse]], path: str
+) -> Handler:
+    route = _BY_TEMPLATE[("GET", path)]
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await serve(gateway, route, request, request.match_info["name"])
+
+    return handle
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """An unexpected failure is a 500 with a google.rpc.Status body, logged; aiohttp's own errors keep theirs."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unexpected error serving %s %s", request.method, request.path)
+        return error_response(RpcAbort(grpc.StatusCode.INTERNAL, "internal error; see the server log"))
+
+
+def _auth(tokens: TokenFile | None) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if tokens is None or request.method == "OPTIONS" or not request.path.startswith(_PROTECTED):
+            return await handler(request)
+        presented = request.headers.get("Authorization", "")
+        if not presented:
+            message = "this server requires a bearer token: send the header 'Authorization: Bearer <token>'"
+        elif not presented.lower().startswith(SCHEME) or not tokens.accepts(presented[len(SCHEME) :].strip()):
+            message = "the bearer token is not valid"
+        else:
+            return await handler(request)
+        response = error_response(RpcAbort(grpc.StatusCode.UNAUTHENTICATED, message))
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    return check
+
+
+def _preflight(origin: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """A CORS preflight from the allowed origin is answered here (its headers come from _cors_headers)."""
+
+    @web.middleware
+    async def preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method == "OPTIONS" and origin and request.headers.get("Origin") == origin:
+            return web.Response(status=204)
+        return await handler(request)
+
+    return preflight
+
+
+def _cors_headers(origin: str) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """Before any response (streams too) goes out: the CORS headers, for the one allowed origin only."""
+
+    async def add(request: web.Request, response: web.StreamResponse) -> None:
+        if request.headers.get("Origin") == origin:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Last-Event-ID"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE"
+            response.headers["Vary"] = "Origin"
+
+    return add
+
+
+__all__ = ["HttpServer", "build_app", "start_http"]

@@ -1,0 +1,64 @@
+"""The HTTP face calls the very servicer gRPC calls: one implementation, one error table.
+
+A call runs the servicer's method with a context of its own, whose abort() raises RpcAbort carrying the status the
+servicer chose (its code, message and google.rpc.Status details), for the HTTP side to turn into a response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+from google.rpc import status_pb2
+
+from taskservice.server.servicer import TaskServiceServicer
+from taskservice.v1 import task_service_pb2 as pb
+
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+class RpcAbort(Exception):
+    """The servicer ended a call with a status other than OK."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, metadata: Sequence[tuple[str, Any]] = ()) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.metadata = tuple(metadata)
+
+    def status(self) -> status_pb2.Status:
+        """google.rpc.Status with the details the servicer attached (e.g. google.rpc.BadRequest)."""
+        for key, value in self.metadata:
+            if key == _DETAILS_KEY:
+                return status_pb2.Status.FromString(value)
+        return status_pb2.Status(code=self.code.value[0], message=self.message)
+
+
+class _Context:
+    """What the servicer's methods use of a grpc.aio.ServicerContext."""
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Sequence[Any] = ()) -> None:
+        raise RpcAbort(code, details, trailing_metadata)
+
+    def time_remaining(self) -> float | None:
+        return None
+
+
+class Gateway:
+    def __init__(self, servicer: TaskServiceServicer) -> None:
+        self.servicer = servicer
+
+    async def unary(self, method: str, request: Message) -> Any:
+        """The response of a unary RPC; RpcAbort for any other status than OK."""
+        return await getattr(self.servicer, method)(request, _Context())
+
+    async def watch(self, request: pb.WatchProgressRequest) -> AsyncIterator[pb.WatchProgressResponse]:
+        """WatchProgress's events, decoded; RpcAbort as for unary()."""
+        async for data in self.servicer.WatchProgress(request, _Context()):  # type: ignore[arg-type]
+            yield pb.WatchProgressResponse.FromString(data) if isinstance(data, bytes) else data
+
+    async def logs(self, request: pb.WatchLogsRequest) -> AsyncIterator[pb.WatchLogsResponse]:
+        async for chunk in self.servicer.WatchLogs(request, _Context()):  # type: ignore[arg-type]
+            yield chunk

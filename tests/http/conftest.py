@@ -1,0 +1,69 @@
+"""The HTTP face of a real in-process server (gRPC on port 0, its SQLite file in a temp dir), on port 0 too, and a
+real HTTP client (aiohttp) to it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from taskservice.server.app import RunningServer
+from taskservice.server.auth import TokenFile
+from taskservice.server.http import build_app, start_http
+from taskservice.server.settings import Settings
+from tests.support.inprocess import InProcessServers, StartServer, channel, server, stub
+from tests.support.task_types import Gates, make_registry
+
+__all__ = ["StartServer", "channel", "server", "stub"]
+
+
+@pytest.fixture
+def gates() -> Iterator[Gates]:
+    g = Gates()
+    yield g
+    g.open_all()
+
+
+@pytest.fixture
+async def start_server(tmp_path: Path, gates: Gates) -> AsyncIterator[StartServer]:
+    servers = InProcessServers(tmp_path, lambda: make_registry(gates))
+    yield servers.start
+    gates.open_all()
+    await servers.close()
+
+
+class HttpFaces:
+    """start(server, tokens=None, cors_origin="") -> the base URL of an HTTP face of `server`."""
+
+    def __init__(self) -> None:
+        self.started: list[object] = []
+
+    async def start(self, server: RunningServer, *, tokens: TokenFile | None = None, cors_origin: str = "") -> str:
+        app = build_app(server.servicer, tokens=tokens, cors_origin=cors_origin)
+        http = await start_http(app, Settings(http_listen="127.0.0.1:0"))
+        self.started.append(http)
+        return f"http://127.0.0.1:{http.port}"
+
+    async def close(self) -> None:
+        for http in self.started:
+            await http.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def http_faces() -> AsyncIterator[HttpFaces]:
+    faces = HttpFaces()
+    yield faces
+    await faces.close()
+
+
+@pytest.fixture
+async def base_url(server: RunningServer, http_faces: HttpFaces) -> str:
+    return await http_faces.start(server)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        yield session

@@ -1,0 +1,123 @@
+"""The HTTP/JSON routes against a real server: canonical JSON both ways, the one error table, and paging."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from tests.support.task_types import Gates
+
+
+async def call(http: aiohttp.ClientSession, method: str, url: str, **kwargs: object) -> tuple[int, dict]:  # type: ignore[type-arg]
+    async with http.request(method, url, **kwargs) as response:  # type: ignore[arg-type]
+        return response.status, await response.json()
+
+
+async def test_submit_get_and_wait_speak_canonical_json(http: aiohttp.ClientSession, base_url: str) -> None:
+    status, body = await call(http, "POST", f"{base_url}/v1/tasks",
+                              json={"taskType": "echo", "taskId": "h1", "args": {"value": [1, "two"]},
+                                    "labels": {"team": "web"}, "timeLimit": "30s"})  # fmt: skip
+    assert status == 200 and body["created"] is True
+    task = body["task"]
+    assert task["taskId"] == "h1" and task["state"] in ("TASK_STATE_PENDING", "TASK_STATE_RUNNING",
+                                                          "TASK_STATE_SUCCESS")  # fmt: skip
+    assert task["timeLimit"] == "30s" and task["labels"] == {"team": "web"}
+    status, waited = await call(http, "GET", f"{base_url}/v1/tasks/h1:wait", params={"timeout": "10s"})
+    assert status == 200 and waited["done"] is True and waited["task"]["result"] == [1, "two"]
+    status, got = await call(http, "GET", f"{base_url}/v1/tasks/h1")
+    assert status == 200 and got["task"]["state"] == "TASK_STATE_SUCCESS" and "endedAt" in got["task"]
+    status, again = await call(http, "POST", f"{base_url}/v1/tasks",
+                               json={"task_type": "echo", "task_id": "h1", "args": {"value": [1, "two"]},
+                                     "labels": {"team": "web"}, "time_limit": "30s"})  # fmt: skip
+    assert status == 200 and again["created"] is False, "snake_case is read too; the same request is the same task"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "http_status", "code", "field"),
+    [
+        ("GET", "/v1/tasks/no-such-task", {}, 404, 5, None),
+        ("POST", "/v1/tasks", {"json": {"taskType": "echo", "args": {"nope": 1}}}, 400, 3, "args.nope"),
+        ("POST", "/v1/tasks", {"json": {"taskType": "no-such-type"}}, 400, 3, "task_type"),
+        ("POST", "/v1/tasks", {"data": b"{not json", "headers": {"Content-Type": "application/json"}}, 400, 3, "body"),
+        ("POST", "/v1/tasks", {"json": [1, 2]}, 400, 3, "body"),
+        ("POST", "/v1/tasks", {"json": {"taskType": "echo", "priority": "high"}}, 400, 3, "body"),
+        ("GET", "/v1/tasks", {"params": {"pageSize": "5000"}}, 400, 3, "page_size"),
+        ("GET", "/v1/tasks", {"params": {"colour": "red"}}, 400, 3, "colour"),
+        ("GET", "/v1/tasks", {"params": {"scheduled": "maybe"}}, 400, 3, "scheduled"),
+        ("POST", "/v1/tasks/x:explode", {}, 404, 5, None),
+        ("GET", "/v1/nothing-here", {}, 404, None, None),
+    ],
+)
+async def test_errors_come_from_the_one_table_with_a_status_body(
+    http: aiohttp.ClientSession, base_url: str, method: str, path: str, kwargs: dict, http_status: int,  # type: ignore[type-arg]
+    code: int | None, field: str | None,
+) -> None:  # fmt: skip
+    async with http.request(method, f"{base_url}{path}", **kwargs) as response:
+        assert response.status == http_status, await response.text()
+        if code is None:
+            return
+        body = await response.json()
+    assert body["code"] == code and body["message"]
+    if field is not None:
+        violations = [v["field"] for d in body.get("details", []) for v in d.get("fieldViolations", [])]
+        assert field in violations, body
+
+
+async def test_a_conflict_is_409_and_a_stop_revokes(http: aiohttp.ClientSession, base_url: str, gates: Gates) -> None:
+    await call(http, "POST", f"{base_url}/v1/tasks", json={"taskType": "gate", "taskId": "g", "args": {"name": "g"}})
+    status, body = await call(http, "POST", f"{base_url}/v1/tasks", json={"taskType": "echo", "taskId": "g"})
+    assert status == 409 and body["code"] == 6
+    status, stopped = await call(http, "POST", f"{base_url}/v1/tasks/g:stop", json={"reason": "from the web"})
+    assert status == 200 and stopped["task"]["taskId"] == "g"
+    status, waited = await call(http, "GET", f"{base_url}/v1/tasks/g:wait", params={"timeout": "10s"})
+    assert waited["task"]["state"] == "TASK_STATE_REVOKED" and "from the web" in waited["task"]["error"]["message"]
+    status, retried = await call(http, "POST", f"{base_url}/v1/tasks/g:retry")
+    assert status == 200 and retried["task"]["state"] == "TASK_STATE_PENDING"
+    gates.open("g")
+
+
+async def test_list_filters_and_pages_like_list_tasks(http: aiohttp.ClientSession, base_url: str) -> None:
+    requests = [{"taskType": "echo", "taskId": f"p{i}", "labels": {"batch": "b" if i % 2 else "a"}} for i in range(5)]
+    status, batch = await call(http, "POST", f"{base_url}/v1/tasks:batch", json={"requests": requests})
+    assert status == 200 and [r["created"] for r in batch["results"]] == [True] * 5
+    status, page = await call(http, "GET", f"{base_url}/v1/tasks", params={"labels[batch]": "b", "pageSize": "1"})
+    assert [t["taskId"] for t in page["tasks"]] == ["p3"] and page["nextPageToken"]
+    params = {"labels[batch]": "b", "pageSize": "1", "pageToken": page["nextPageToken"]}
+    status, rest = await call(http, "GET", f"{base_url}/v1/tasks", params=params)
+    assert [t["taskId"] for t in rest["tasks"]] == ["p1"]
+    for i in range(5):
+        await call(http, "GET", f"{base_url}/v1/tasks/p{i}:wait", params={"timeout": "10s"})
+    status, done = await call(http, "GET", f"{base_url}/v1/tasks?states=SUCCESS&states=TASK_STATE_FAILURE")
+    assert status == 200 and {t["taskId"] for t in done["tasks"]} >= {f"p{i}" for i in range(5)}
+    status, deleted = await call(http, "POST", f"{base_url}/v1/tasks:delete", json={"labels": {"batch": "a"}})
+    assert status == 200 and deleted["deleted"] == "3", "uint64 is a string in canonical JSON"
+    status, _ = await call(http, "DELETE", f"{base_url}/v1/tasks/p1")
+    assert status == 200
+    status, gone = await call(http, "GET", f"{base_url}/v1/tasks/p1")
+    assert status == 404 and gone["code"] == 5
+
+
+async def test_schedules_over_http(http: aiohttp.ClientSession, base_url: str) -> None:
+    schedule = {"scheduleId": "web", "task": {"taskType": "echo"}, "interval": "3600s"}
+    status, made = await call(http, "POST", f"{base_url}/v1/schedules", json=schedule)
+    assert status == 200 and made["created"] is True and made["schedule"]["catchUp"] == "CATCH_UP_ONCE"
+    status, paused = await call(http, "POST", f"{base_url}/v1/schedules/web:pause")
+    assert paused["schedule"]["paused"] is True
+    status, listed = await call(http, "GET", f"{base_url}/v1/schedules")
+    assert [s["scheduleId"] for s in listed["schedules"]] == ["web"]
+    status, _ = await call(http, "DELETE", f"{base_url}/v1/schedules/web")
+    assert status == 200
+    status, body = await call(http, "POST", f"{base_url}/v1/schedules",
+                              json={"scheduleId": "bad", "task": {"taskType": "echo"},
+                                    "cron": {"expression": "0 0 30 2 *"}})  # fmt: skip
+    assert status == 400 and "never fires" in body["message"]
+
+
+async def test_task_ids_with_colons_reach_their_task(http: aiohttp.ClientSession, base_url: str) -> None:
+    await call(
+        http, "POST", f"{base_url}/v1/tasks", json={"taskType": "echo", "taskId": "nightly:2026-12-01T02:00:00Z"}
+    )
+    status, got = await call(http, "GET", f"{base_url}/v1/tasks/nightly:2026-12-01T02:00:00Z")
+    assert status == 200 and got["task"]["taskId"] == "nightly:2026-12-01T02:00:00Z"
+    status, waited = await call(http, "GET", f"{base_url}/v1/tasks/nightly:2026-12-01T02:00:00Z:wait")
+    assert status == 200 and waited["task"]["taskId"] == "nightly:2026-12-01T02:00:00Z"
