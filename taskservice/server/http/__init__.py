@@ -79,7 +79,9 @@ async def start_http(app: web.Application, settings: Settings) -> HttpServer:
         if settings.tls_client_ca:
             context.load_verify_locations(settings.tls_client_ca)
             context.verify_mode = ssl.CERT_REQUIRED
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    # handler_cancellation: a client that goes away ends its handler, so an event stream lets go of its watcher
+    # at once rather than at its next write.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port), ssl_context=context)
     try:
