@@ -137,13 +137,27 @@ def _stream(
     return handle
 
 
+# aiohttp's own refusals (no route, a method a route lacks, a body over the limit), as the gRPC code they mean.
+_HTTP_REFUSALS = {
+    404: grpc.StatusCode.NOT_FOUND,
+    405: grpc.StatusCode.UNIMPLEMENTED,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """An unexpected failure is a 500 with a google.rpc.Status body, logged; aiohttp's own errors keep theirs."""
+    """Every error answer has a google.rpc.Status body: aiohttp's own refusals too; an unexpected failure is a
+    500, logged."""
     try:
         return await handler(request)
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_REFUSALS.get(exc.status, grpc.StatusCode.INVALID_ARGUMENT)
+        response = error_response(RpcAbort(code, f"{exc.reason}: {request.method} {request.path}"))
+        response.set_status(exc.status)
+        return response
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path)
         return error_response(RpcAbort(grpc.StatusCode.INTERNAL, "internal error; see the server log"))
