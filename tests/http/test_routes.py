@@ -121,3 +121,20 @@ async def test_task_ids_with_colons_reach_their_task(http: aiohttp.ClientSession
     assert status == 200 and got["task"]["taskId"] == "nightly:2026-12-01T02:00:00Z"
     status, waited = await call(http, "GET", f"{base_url}/v1/tasks/nightly:2026-12-01T02:00:00Z:wait")
     assert status == 200 and waited["task"]["taskId"] == "nightly:2026-12-01T02:00:00Z"
+
+
+def test_the_proto_declares_the_routes_the_server_serves() -> None:
+    """Envoy's transcoder or grpc-gateway, reading the proto's google.api.http options, map the same paths."""
+    from google.api import annotations_pb2
+
+    from taskservice.server.http.routes import ROUTES
+    from taskservice.v1 import task_service_pb2 as pb
+
+    declared = {}
+    for method in pb.DESCRIPTOR.services_by_name["TaskService"].methods:
+        rule = method.GetOptions().Extensions[annotations_pb2.http]
+        kind = rule.WhichOneof("pattern")
+        if kind is not None:
+            declared[method.name] = (kind.upper(), getattr(rule, kind), rule.body)
+    assert declared == {route.rpc: (route.http_method, route.path, route.body) for route in ROUTES}
+    assert set(declared) == {m.name for m in pb.DESCRIPTOR.services_by_name["TaskService"].methods}, "every RPC"

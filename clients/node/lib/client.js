@@ -27,8 +27,11 @@ const DEFAULT_PROTO = path.resolve(__dirname, '..', '..', '..', 'protos', 'tasks
  * - defaults, arrays, objects: true -> unset scalars/lists/maps are filled in; unset messages are null;
  * - oneofs: true     -> google.protobuf.Value carries `kind` naming its set member.
  * google/protobuf/{struct,timestamp,duration}.proto come bundled with protobufjs (proto-loader's
- * parser); includeDirs adds the root of the proto tree for any other import.
+ * parser); includeDirs adds the root of the proto tree for any other import, and this package's protos/
+ * always comes last: google/api/annotations.proto (the HTTP routes the proto declares) is there, so a
+ * task_service.proto copied anywhere still loads.
  */
+const BUNDLED_PROTOS = path.resolve(__dirname, '..', 'protos');
 const LOADER_OPTIONS = Object.freeze({
   keepCase: false,
   longs: String,
@@ -47,7 +50,7 @@ const definitions = new Map();
  */
 function loadTaskService(protoPath, includeDirs) {
   const file = path.resolve(protoPath || process.env.TASKSERVICE_PROTO || DEFAULT_PROTO);
-  const dirs = includeDirs || [path.resolve(path.dirname(file), '..', '..'), path.dirname(file)];
+  const dirs = [...(includeDirs || [path.resolve(path.dirname(file), '..', '..'), path.dirname(file)]), BUNDLED_PROTOS];
   const key = JSON.stringify([file, dirs]);
   if (!definitions.has(key)) {
     if (!fs.existsSync(file)) {
