@@ -196,6 +196,11 @@ async def serve(settings: Settings) -> int:
         registry = load_task_modules(settings.tasks)
         catalog = load_commands(settings.commands) if settings.commands else CommandCatalog.empty()
         register_command_task(registry, catalog)
+        if settings.legacy_task_type and settings.legacy_task_type not in registry.names():
+            raise RegistryError(
+                f"--legacy-task-type {settings.legacy_task_type!r} is not a task type here; "
+                f"choose from {', '.join(registry.names())}"
+            )
     except (ImportError, RegistryError, CommandConfigError) as exc:
         log.error("cannot load task types: %s", exc)
         return EXIT_BAD_TASKS
@@ -322,7 +327,8 @@ async def _serve_on(
     if settings.http_listen != "off":
         try:
             app = build_app(running.servicer, tokens=tokens, cors_origin=settings.http_cors_origin,
-                            max_body_bytes=settings.max_message_bytes)  # fmt: skip
+                            max_body_bytes=settings.max_message_bytes,
+                            legacy_task_type=settings.legacy_task_type)  # fmt: skip
             http = await start_http(app, settings)
         except OSError as exc:
             log.error("cannot serve HTTP on %s: %s (--http-listen off turns it off)", settings.http_listen, exc)

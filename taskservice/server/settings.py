@@ -71,6 +71,8 @@ class Settings:
     http_port_file: str = ""
     # The one origin whose pages may call the HTTP API from a browser (CORS); empty: none.
     http_cors_origin: str = ""
+    # The task type the legacy POST /API/tasks call submits; empty: that call is off.
+    legacy_task_type: str = ""
     # With a shared database: how long a claim's lease lasts, how often a server renews its leases (and reaps the
     # expired ones of servers that died).
     lease: float = 30.0
@@ -181,6 +183,11 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
         "--http-port-file", default=_env(env, "http_port_file", ""), help="write the bound HTTP port here once serving"
     )
     p.add_argument(
+        "--legacy-task-type",
+        default=_env(env, "legacy_task_type", ""),
+        help="the task type the legacy POST /API/tasks call submits (e.g. a command of --commands); default: off",
+    )
+    p.add_argument(
         "--http-cors-origin",
         default=_env(env, "http_cors_origin", ""),
         help="the one origin (e.g. https://ops.example.com) whose pages may call the HTTP API; default: none",
@@ -247,4 +254,5 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
         http_listen=ns.http_listen,
         http_port_file=ns.http_port_file,
         http_cors_origin=ns.http_cors_origin,
+        legacy_task_type=ns.legacy_task_type,
     )

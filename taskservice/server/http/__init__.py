@@ -18,6 +18,7 @@ from aiohttp import web
 from taskservice.server.auth import SCHEME, TokenFile
 from taskservice.server.http.errors import error_response
 from taskservice.server.http.gateway import Gateway, RpcAbort
+from taskservice.server.http.legacy import add_legacy_routes
 from taskservice.server.http.openapi import openapi_document
 from taskservice.server.http.routes import ROUTES, Route, unary
 from taskservice.server.http.streams import events, logs
@@ -46,7 +47,7 @@ def build_app(
     tokens: TokenFile | None = None,
     cors_origin: str = "",
     max_body_bytes: int = 16 * 2**20,
-    extra: Callable[[web.Application, Gateway], None] | None = None,
+    legacy_task_type: str = "",
 ) -> web.Application:
     gateway = Gateway(servicer)
     app = web.Application(client_max_size=max_body_bytes, middlewares=[_errors, _preflight(cors_origin), _auth(tokens)])
@@ -64,8 +65,7 @@ def build_app(
         return web.json_response(document)
 
     app.router.add_get("/openapi.json", openapi)
-    if extra is not None:
-        extra(app, gateway)
+    add_legacy_routes(app, gateway, legacy_task_type)
     return app
 
 
