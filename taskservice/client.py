@@ -55,6 +55,7 @@ __all__ = [
     "TaskPage",
     "TaskServiceError",
     "TaskState",
+    "TaskTypeInfo",
     "Unavailable",
 ]
 
@@ -223,6 +224,34 @@ class Schedule:
     priority: int = 0
     labels: dict[str, str] = field(default_factory=dict)
     retention: float | None = None
+
+
+@dataclass(frozen=True)
+class TaskArgInfo:
+    """One argument of a task type: its kind of value (string, integer, number, boolean, array, object, any),
+    whether it is required, the data-root role of a path (input, output, directory), its choices and other checks."""
+
+    name: str
+    kind: str
+    required: bool
+    path_role: str = ""
+    choices: list[Any] = field(default_factory=list)
+    rule: str = ""
+
+
+@dataclass(frozen=True)
+class TaskTypeInfo:
+    """A task type the server runs, and what it takes."""
+
+    name: str
+    description: str
+    args: list[TaskArgInfo]
+    accepts_extra_args: bool
+    rerun_on_restart: bool
+
+
+# A module-level name: inside the clients, `list` is their method.
+TaskTypes = list[TaskTypeInfo]
 
 
 @dataclass(frozen=True)
@@ -771,6 +800,23 @@ def _list_schedules_call(page_size: int, page_token: str) -> _Unary[SchedulePage
     )
 
 
+def _task_types_call() -> _Unary[list[TaskTypeInfo]]:
+    def convert(r: pb.ListTaskTypesResponse) -> list[TaskTypeInfo]:
+        return [
+            TaskTypeInfo(
+                t.name,
+                t.description,
+                [TaskArgInfo(a.name, a.kind, a.required, a.path_role, [value_to_python(c) for c in a.choices], a.rule)
+                 for a in t.args],
+                t.accepts_extra_args,
+                t.rerun_on_restart,
+            )
+            for t in r.task_types
+        ]  # fmt: skip
+
+    return _Unary("ListTaskTypes", pb.ListTaskTypesRequest(), convert)
+
+
 def _list_call(**filters: Any) -> _Unary[TaskPage]:
     return _Unary("ListTasks", list_request(**filters), page_from_pb)
 
@@ -1270,6 +1316,10 @@ class TaskClient(_ClientBase):
     def get_schedule(self, schedule_id: str) -> Schedule:
         return self._invoke(_schedule_call("GetSchedule", schedule_id))
 
+    def task_types(self) -> TaskTypes:
+        """The task types the server runs, by name, with the args each takes."""
+        return self._invoke(_task_types_call())
+
     def list_schedules(self, *, page_size: int = 100, page_token: str = "") -> SchedulePage:
         return self._invoke(_list_schedules_call(page_size, page_token))
 
@@ -1516,6 +1566,9 @@ class AsyncTaskClient(_ClientBase):
 
     async def get_schedule(self, schedule_id: str) -> Schedule:
         return await self._invoke(_schedule_call("GetSchedule", schedule_id))
+
+    async def task_types(self) -> TaskTypes:
+        return await self._invoke(_task_types_call())
 
     async def list_schedules(self, *, page_size: int = 100, page_token: str = "") -> SchedulePage:
         return await self._invoke(_list_schedules_call(page_size, page_token))

@@ -54,6 +54,7 @@ from taskservice.core.runs import Phase, RunTable
 from taskservice.core.scheduling import Scheduler
 from taskservice.core.stopping import Stopping, settle
 from taskservice.core.store.base import TaskStore, matches
+from taskservice.core.type_info import TypeInfo, describe
 from taskservice.core.watchdog import Watchdog
 from taskservice.core.watching import Watching
 from taskservice.core.workers import WorkerPool
@@ -456,6 +457,10 @@ class WorkerManager:
         return self._ended.delete_matching(task_filter, ended_before)
 
     # ----------------------------------------------------------------- introspection
+
+    def task_types(self) -> list[TypeInfo]:
+        """The registered task types, by name, with what each takes."""
+        return [describe(kind) for kind in sorted(self._registry, key=lambda kind: kind.name)]
 
     def stats(self) -> ManagerStats:
         with self._table.lock:

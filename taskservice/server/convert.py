@@ -12,6 +12,7 @@ from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 from taskservice.core.errors import InvalidRequest, TaskServiceError
 from taskservice.core.manager import SubmitSpec
 from taskservice.core.models import Progress, SubmitOutcome, Task, TaskError, TaskEvent, TaskFilter, TaskState
+from taskservice.core.type_info import TypeInfo
 from taskservice.core.validation import MAX_LABELS
 from taskservice.server.status import status_code_for
 from taskservice.v1 import task_service_pb2 as pb
@@ -257,3 +258,19 @@ def decode_page_token(token: str) -> int | None:
         "page_token is not one this server gave out",
         [("page_token", "pass next_page_token from the previous ListTasks response unchanged")],
     )
+
+
+def task_type_to_proto(info: TypeInfo) -> pb.TaskType:
+    message = pb.TaskType(
+        name=info.name,
+        description=info.description,
+        accepts_extra_args=info.accepts_extra_args,
+        rerun_on_restart=info.rerun_on_restart,
+    )
+    for arg in info.args:
+        added = message.args.add(
+            name=arg.name, kind=arg.kind, required=arg.required, path_role=arg.path_role, rule=arg.rule
+        )
+        for choice in arg.choices:
+            json_format.ParseDict(choice, added.choices.add())
+    return message

@@ -329,6 +329,10 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
         return pb.DeleteScheduleResponse(schedule=convert_schedules.schedule_to_proto(schedule))
 
     @_unary
+    async def ListTaskTypes(self, request: pb.ListTaskTypesRequest, context: Any) -> pb.ListTaskTypesResponse:
+        return pb.ListTaskTypesResponse(task_types=[convert.task_type_to_proto(t) for t in self._manager.task_types()])
+
+    @_unary
     async def DeleteTasks(self, request: pb.DeleteTasksRequest, context: Any) -> pb.DeleteTasksResponse:
         task_filter, ended_before = convert.delete_filter_from_proto(request)
         if len(request.labels) > convert.MAX_LABEL_FILTERS:

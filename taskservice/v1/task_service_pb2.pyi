@@ -1462,3 +1462,118 @@ class DeleteScheduleResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteScheduleResponse: _TypeAlias = DeleteScheduleResponse  # noqa: Y015
+
+@_typing.final
+class ListTaskTypesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTaskTypesRequest: _TypeAlias = ListTaskTypesRequest  # noqa: Y015
+
+@_typing.final
+class ListTaskTypesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_TYPES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def task_types(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskType]:
+        """By name."""
+
+    def __init__(
+        self,
+        *,
+        task_types: _abc.Iterable[Global___TaskType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task_types", b"task_types"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTaskTypesResponse: _TypeAlias = ListTaskTypesResponse  # noqa: Y015
+
+@_typing.final
+class TaskType(_message.Message):
+    """TaskType is what a registered task type takes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    ARGS_FIELD_NUMBER: _builtins.int
+    ACCEPTS_EXTRA_ARGS_FIELD_NUMBER: _builtins.int
+    RERUN_ON_RESTART_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    description: _builtins.str
+    accepts_extra_args: _builtins.bool
+    """The handler takes args beyond those listed."""
+    rerun_on_restart: _builtins.bool
+    """Run again from the start when the server died while it ran (else such a task ends LOST)."""
+    @_builtins.property
+    def args(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskArg]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        args: _abc.Iterable[Global___TaskArg] | None = ...,
+        accepts_extra_args: _builtins.bool = ...,
+        rerun_on_restart: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepts_extra_args", b"accepts_extra_args", "args", b"args", "description", b"description", "name", b"name", "rerun_on_restart", b"rerun_on_restart"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskType: _TypeAlias = TaskType  # noqa: Y015
+
+@_typing.final
+class TaskArg(_message.Message):
+    """TaskArg is one argument of a task type."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    REQUIRED_FIELD_NUMBER: _builtins.int
+    PATH_ROLE_FIELD_NUMBER: _builtins.int
+    CHOICES_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    kind: _builtins.str
+    """string, integer, number, boolean, array, object, or any."""
+    required: _builtins.bool
+    path_role: _builtins.str
+    """input, output or directory for a path under the data root; empty otherwise."""
+    rule: _builtins.str
+    """The handler's other checks, in words (e.g. "from 1 to 9")."""
+    @_builtins.property
+    def choices(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Value]:
+        """The values allowed, when the handler lists them."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        required: _builtins.bool = ...,
+        path_role: _builtins.str = ...,
+        choices: _abc.Iterable[_struct_pb2.Value] | None = ...,
+        rule: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["choices", b"choices", "kind", b"kind", "name", b"name", "path_role", b"path_role", "required", b"required", "rule", b"rule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskArg: _TypeAlias = TaskArg  # noqa: Y015

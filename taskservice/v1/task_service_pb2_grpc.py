@@ -120,6 +120,11 @@ class TaskServiceStub:
                 request_serializer=taskservice_dot_v1_dot_task__service__pb2.ResumeScheduleRequest.SerializeToString,
                 response_deserializer=taskservice_dot_v1_dot_task__service__pb2.ResumeScheduleResponse.FromString,
                 _registered_method=True)
+        self.ListTaskTypes = channel.unary_unary(
+                '/taskservice.v1.TaskService/ListTaskTypes',
+                request_serializer=taskservice_dot_v1_dot_task__service__pb2.ListTaskTypesRequest.SerializeToString,
+                response_deserializer=taskservice_dot_v1_dot_task__service__pb2.ListTaskTypesResponse.FromString,
+                _registered_method=True)
         self.DeleteSchedule = channel.unary_unary(
                 '/taskservice.v1.TaskService/DeleteSchedule',
                 request_serializer=taskservice_dot_v1_dot_task__service__pb2.DeleteScheduleRequest.SerializeToString,
@@ -267,6 +272,13 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTaskTypes(self, request, context):
+        """The task types this server runs, with the args each takes (for forms, and `taskctl types`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteSchedule(self, request, context):
         """Removes a schedule; the tasks it submitted stay.
         """
@@ -361,6 +373,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.ResumeSchedule,
                     request_deserializer=taskservice_dot_v1_dot_task__service__pb2.ResumeScheduleRequest.FromString,
                     response_serializer=taskservice_dot_v1_dot_task__service__pb2.ResumeScheduleResponse.SerializeToString,
+            ),
+            'ListTaskTypes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTaskTypes,
+                    request_deserializer=taskservice_dot_v1_dot_task__service__pb2.ListTaskTypesRequest.FromString,
+                    response_serializer=taskservice_dot_v1_dot_task__service__pb2.ListTaskTypesResponse.SerializeToString,
             ),
             'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteSchedule,
@@ -828,6 +845,33 @@ class TaskService:
             '/taskservice.v1.TaskService/ResumeSchedule',
             taskservice_dot_v1_dot_task__service__pb2.ResumeScheduleRequest.SerializeToString,
             taskservice_dot_v1_dot_task__service__pb2.ResumeScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTaskTypes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.v1.TaskService/ListTaskTypes',
+            taskservice_dot_v1_dot_task__service__pb2.ListTaskTypesRequest.SerializeToString,
+            taskservice_dot_v1_dot_task__service__pb2.ListTaskTypesResponse.FromString,
             options,
             channel_credentials,
             insecure,

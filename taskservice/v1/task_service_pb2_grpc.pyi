@@ -99,6 +99,8 @@ class TaskServiceStub:
     """Stops firing until resumed."""
     ResumeSchedule: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.ResumeScheduleRequest, _task_service_pb2.ResumeScheduleResponse]
     """Fires again from the next due time after now (those that passed while paused are skipped)."""
+    ListTaskTypes: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.ListTaskTypesRequest, _task_service_pb2.ListTaskTypesResponse]
+    """The task types this server runs, with the args each takes (for forms, and `taskctl types`)."""
     DeleteSchedule: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.DeleteScheduleRequest, _task_service_pb2.DeleteScheduleResponse]
     """Removes a schedule; the tasks it submitted stay."""
 
@@ -169,6 +171,8 @@ class TaskServiceAsyncStub(TaskServiceStub):
     """Stops firing until resumed."""
     ResumeSchedule: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ResumeScheduleRequest, _task_service_pb2.ResumeScheduleResponse]  # type: ignore[assignment]
     """Fires again from the next due time after now (those that passed while paused are skipped)."""
+    ListTaskTypes: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ListTaskTypesRequest, _task_service_pb2.ListTaskTypesResponse]  # type: ignore[assignment]
+    """The task types this server runs, with the args each takes (for forms, and `taskctl types`)."""
     DeleteSchedule: _aio.UnaryUnaryMultiCallable[_task_service_pb2.DeleteScheduleRequest, _task_service_pb2.DeleteScheduleResponse]  # type: ignore[assignment]
     """Removes a schedule; the tasks it submitted stay."""
 
@@ -338,6 +342,14 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_task_service_pb2.ResumeScheduleResponse, _abc.Awaitable[_task_service_pb2.ResumeScheduleResponse]]:
         """Fires again from the next due time after now (those that passed while paused are skipped)."""
+
+    @_abc_1.abstractmethod
+    def ListTaskTypes(
+        self,
+        request: _task_service_pb2.ListTaskTypesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.ListTaskTypesResponse, _abc.Awaitable[_task_service_pb2.ListTaskTypesResponse]]:
+        """The task types this server runs, with the args each takes (for forms, and `taskctl types`)."""
 
     @_abc_1.abstractmethod
     def DeleteSchedule(

@@ -212,6 +212,17 @@ def test_schedule_commands_create_show_list_pause_resume_and_delete(taskctl: Tas
     assert taskctl("schedule", "create", "both", "sleep").code == 2, "--cron or --every is required"
 
 
+def test_types_lists_the_task_types_with_their_args(taskctl: Taskctl) -> None:
+    shown = taskctl("types")
+    assert shown.code == 0, shown
+    lines = shown.out.splitlines()
+    assert "file.checksum  input_fpath*:input algorithm:string=sha256|md5|blake2b" in lines, shown.out
+    assert "sleep  seconds*:number" in lines
+    listed = [json.loads(line) for line in taskctl("types", "--json").out.splitlines()]
+    compress = next(t for t in listed if t["name"] == "file.compress")
+    assert {a["name"]: a["rule"] for a in compress["args"]}["level"] == "from 1 to 9"
+
+
 def test_an_id_starting_with_a_dash_needs_no_double_dash(taskctl: Taskctl) -> None:
     # Server-made ids are URL-safe base64 and may start with '-' too.
     submitted = taskctl("submit", "sleep", "--arg", "seconds=0.01", "--id=-dash-first")

@@ -312,6 +312,28 @@ class TaskClient {
     return this._scheduleCall('DeleteSchedule', scheduleId, opts);
   }
 
+  /**
+   * The task types the server runs, by name: [{name, description, args: [{name, kind, required, pathRole,
+   * choices, rule}], acceptsExtraArgs, rerunOnRestart}].
+   */
+  async taskTypes(opts = {}) {
+    const response = await this._unary('ListTaskTypes', {}, opts.timeoutMs);
+    return (response.taskTypes || []).map((t) => ({
+      name: t.name,
+      description: t.description,
+      args: (t.args || []).map((a) => ({
+        name: a.name,
+        kind: a.kind,
+        required: Boolean(a.required),
+        pathRole: a.pathRole || '',
+        choices: (a.choices || []).map(convert.valueFromProto),
+        rule: a.rule || '',
+      })),
+      acceptsExtraArgs: Boolean(t.acceptsExtraArgs),
+      rerunOnRestart: Boolean(t.rerunOnRestart),
+    }));
+  }
+
   async _scheduleCall(method, scheduleId, opts) {
     const response = await this._unary(method, { scheduleId }, opts.timeoutMs);
     return convert.scheduleFromProto(response.schedule);

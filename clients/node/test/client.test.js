@@ -283,6 +283,14 @@ describe('TaskService', () => {
     await rejectsWith(client.createSchedule('never', 'sleep', { seconds: 0 }, { cron: '0 0 30 2 *' }), Status.INVALID_ARGUMENT);
   });
 
+  test('taskTypes lists every type with its args', LIMIT, async () => {
+    const types = await client.taskTypes();
+    const checksum = types.find((t) => t.name === 'file.checksum');
+    assert.deepEqual(checksum.args.find((a) => a.name === 'algorithm').choices, ['sha256', 'md5', 'blake2b']);
+    assert.equal(checksum.args.find((a) => a.name === 'input_fpath').pathRole, 'input');
+    assert.deepEqual(types.map((t) => t.name), [...types.map((t) => t.name)].sort());
+  });
+
   test('INVALID_ARGUMENT for bad args names the field in fieldViolations', LIMIT, async () => {
     const err = await rejectsWith(client.submit('demo', { steps: 'ten' }), Status.INVALID_ARGUMENT);
     assert.equal(err.code, 3);

@@ -227,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50, metavar="N", help="show at most N tasks (default: 50)")
     p.add_argument("--all", action="store_true", help="show every matching task")
 
+    command("types", commands.task_types, "list the task types the server runs, with their args")
+
     about = "schedules: tasks submitted on a cron expression or at an interval"
     schedule = sub.add_parser("schedule", help=about, description=about)
     schedule_commands = schedule.add_subparsers(dest="schedule_command", required=True, metavar="SUBCOMMAND")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from datetime import UTC, datetime, timedelta
 
 from taskctl.exitcodes import ExitCode, for_state
 from taskctl.output import Output, format_submit, format_table, format_task, submit_to_json, task_to_json, watch_view
 from taskctl.parsing import batch_line, build_args, build_labels
-from taskservice.client import DeadlineExceeded, Task, TaskClient, TaskServiceError, submit_request
+from taskservice.client import DeadlineExceeded, Task, TaskArgInfo, TaskClient, TaskServiceError, submit_request
 
 
 class UsageError(Exception):
@@ -203,3 +204,24 @@ def _print_task(task: Task, output: Output, *, long: bool) -> None:
         output.text(format_task(task))
     else:
         output.text(f"{task.task_id} {task.state.value}")
+
+
+def task_types(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
+    """Each task type: its args (`name:kind`, `*` for required, `=a|b` for choices) and what it does."""
+    found = client.task_types()
+    if output.json:
+        for kind in found:
+            output.json_line(dataclasses.asdict(kind))
+        return ExitCode.OK
+    for kind in found:
+        args = " ".join(_arg_text(arg) for arg in kind.args) + (" ..." if kind.accepts_extra_args else "")
+        summary = kind.description.splitlines()[0] if kind.description else ""
+        output.text(f"{kind.name}  {args.strip() or '(no args)'}" + (f"\n    {summary}" if summary else ""))
+    return ExitCode.OK
+
+
+def _arg_text(arg: TaskArgInfo) -> str:
+    text = f"{arg.name}{'*' if arg.required else ''}:{arg.path_role or arg.kind}"
+    if arg.choices:
+        text += "=" + "|".join(str(choice) for choice in arg.choices)
+    return text

@@ -57,6 +57,7 @@ def build_app(
         app.router.add_route("*", f"/v1/{collection}", _collection(gateway, collection))
         app.router.add_route("*", f"/v1/{collection}:{{verb}}", _collection(gateway, collection))
         app.router.add_route("*", f"/v1/{collection}/{{name}}", _member(gateway, collection))
+    app.router.add_get("/v1/taskTypes", _collection(gateway, "taskTypes"))
     app.router.add_get("/v1/tasks/{name}/events", _stream(gateway, events, "/v1/tasks/{task_id}/events"))
     app.router.add_get("/v1/tasks/{name}/logs", _stream(gateway, logs, "/v1/tasks/{task_id}/logs"))
     document = openapi_document()

@@ -48,6 +48,7 @@ ROUTES = (
     Route("POST", "/v1/schedules/{schedule_id}:pause", "PauseSchedule", "*", "pause a schedule"),
     Route("POST", "/v1/schedules/{schedule_id}:resume", "ResumeSchedule", "*", "resume a schedule"),
     Route("DELETE", "/v1/schedules/{schedule_id}", "DeleteSchedule", "", "delete a schedule"),
+    Route("GET", "/v1/taskTypes", "ListTaskTypes", "", "the task types this server runs, with their args"),
 )
 
 _SERVICE = pb.DESCRIPTOR.services_by_name["TaskService"]

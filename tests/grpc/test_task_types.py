@@ -1,0 +1,17 @@
+"""ListTaskTypes: every registered type with the args its handler takes, as forms and `taskctl types` need them."""
+
+from __future__ import annotations
+
+from taskservice.v1 import task_service_pb2 as pb
+from taskservice.v1 import task_service_pb2_grpc as pb_grpc
+
+
+async def test_every_type_is_listed_by_name_with_its_args(stub: pb_grpc.TaskServiceStub) -> None:
+    types = {t.name: t for t in (await stub.ListTaskTypes(pb.ListTaskTypesRequest())).task_types}
+    assert list(types) == sorted(types), "by name"
+    typed = {a.name: (a.kind, a.required) for a in types["typed"].args}
+    assert typed == {"i": ("integer", True), "f": ("number", False), "s": ("string", False), "b": ("boolean", False),
+                     "items": ("array", False), "options": ("object", False)}  # fmt: skip
+    write = {a.name: a for a in types["write_output"].args}
+    assert write["output_fpath"].path_role == "output" and write["text"].kind == "string"
+    assert not write["text"].required
