@@ -11,6 +11,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from aiohttp import web
@@ -21,7 +22,7 @@ from taskservice.server.http.gateway import Gateway, RpcAbort
 from taskservice.server.http.legacy import add_legacy_routes
 from taskservice.server.http.openapi import openapi_document
 from taskservice.server.http.routes import ROUTES, Route, unary
-from taskservice.server.http.streams import events, logs
+from taskservice.server.http.streams import events, logs, many_events
 from taskservice.server.servicer import TaskServiceServicer
 from taskservice.server.settings import Settings
 
@@ -30,6 +31,8 @@ log = logging.getLogger("taskservice.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _BY_TEMPLATE = {(route.http_method, route.path): route for route in ROUTES}
 _PROTECTED = ("/v1/", "/API/")
+# The dashboard: static files that need no build step; the page itself holds no data, so it is open.
+STATIC = Path(__file__).parent / "static"
 
 
 @dataclass
@@ -58,6 +61,11 @@ def build_app(
         app.router.add_route("*", f"/v1/{collection}:{{verb}}", _collection(gateway, collection))
         app.router.add_route("*", f"/v1/{collection}/{{name}}", _member(gateway, collection))
     app.router.add_get("/v1/taskTypes", _collection(gateway, "taskTypes"))
+
+    async def followed(request: web.Request) -> web.StreamResponse:
+        return await many_events(gateway, request)
+
+    app.router.add_get("/v1/events", followed)
     app.router.add_get("/v1/tasks/{name}/events", _stream(gateway, events, "/v1/tasks/{task_id}/events"))
     app.router.add_get("/v1/tasks/{name}/logs", _stream(gateway, logs, "/v1/tasks/{task_id}/logs"))
     document = openapi_document()
@@ -67,6 +75,12 @@ def build_app(
 
     app.router.add_get("/openapi.json", openapi)
     add_legacy_routes(app, gateway, legacy_task_type)
+
+    async def dashboard(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html")
+
+    app.router.add_get("/", dashboard)
+    app.router.add_static("/static/", STATIC)
     return app
 
 

@@ -94,6 +94,54 @@ async def _send_event(response: web.StreamResponse, event: pb.WatchProgressRespo
     await response.write(f"id: {event.sequence}\nevent: {kind}\ndata: {data}\n\n".encode())
 
 
+# The most tasks one /v1/events stream follows (a dashboard page shows at most 100).
+MAX_FOLLOWED = 200
+
+
+async def many_events(gateway: Gateway, request: web.Request) -> web.StreamResponse:
+    """GET /v1/events?taskIds=a,b,c: the events of several tasks in one stream (a browser holds only a few
+    connections per server, and a page of the dashboard follows up to a hundred tasks). Each event's data carries
+    its taskId; a task that ends, or cannot be watched, just leaves the stream; the stream ends when all have."""
+    ids = list(dict.fromkeys(i for raw in request.query.getall("taskIds", []) for i in raw.split(",") if i))
+    if not ids or len(ids) > MAX_FOLLOWED:
+        return error_response(invalid(f"taskIds: 1 to {MAX_FOLLOWED} task ids, comma-separated", "taskIds"))
+    queue: asyncio.Queue[pb.WatchProgressResponse | None] = asyncio.Queue()
+
+    async def pump(task_id: str) -> None:
+        try:
+            async for event in gateway.watch(pb.WatchProgressRequest(task_id=task_id)):
+                await queue.put(event)
+        except RpcAbort:
+            pass  # unknown, or the server is shutting down: this task leaves the stream
+        finally:
+            await queue.put(None)
+
+    pumps = [asyncio.ensure_future(pump(task_id)) for task_id in ids]
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+    await response.prepare(request)
+
+    async def merged() -> AsyncIterator[pb.WatchProgressResponse]:
+        open_streams = len(pumps)
+        while open_streams:
+            item = await queue.get()
+            if item is None:
+                open_streams -= 1
+            else:
+                yield item
+
+    try:
+        async for event in _with_keepalives(merged(), response):
+            await _send_event(response, event)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        for task in pumps:
+            task.cancel()
+    return response
+
+
 async def logs(gateway: Gateway, route: Route, request: web.Request, task_id: str) -> web.StreamResponse:
     """The log's bytes from `offset`, as they are (text/plain); with follow=true, until the task ends."""
     try:

@@ -1,0 +1,91 @@
+"""The dashboard in headless Chromium (Debian's chromium, driven by Playwright; no browser download), against a
+real server process: a progress bar moves, a Stop button revokes a task, a task type's form submits, and with
+tokens on the page asks for one. Screenshots go to the test's temp folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskservice.client import TaskClient
+from tests.support.server import ServerProcess
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+# As root and on a closed network: no sandbox, and none of Chromium's own calls home (see the machine notes).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]  # fmt: skip
+WAIT_MS = 15_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not shutil.which(CHROMIUM):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing: under CI the browser tests must run (.ci/run installs chromium)")
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def test_progress_moves_a_stop_revokes_and_the_form_submits(browser: Any, tmp_path: Path) -> None:
+    with ServerProcess(tmp_path / "t.db", workers=4) as server:
+        server.start()
+        with TaskClient(server.address) as client:
+            moving = client.submit("demo", {"steps": 60, "step_seconds": 0.1}, labels={"ui": "yes"}).task.task_id
+            waiting = client.submit("sleep", {"seconds": 120}, labels={"ui": "yes"}).task.task_id
+            page = browser.new_page()
+            page.set_default_timeout(WAIT_MS)
+            page.goto(server.http_url + "/")
+            bar = page.locator(f'progress[data-task-id="{moving}"]')
+            bar.wait_for()
+            first = float(bar.get_attribute("value") or 0)
+            page.wait_for_function(
+                '([id, first]) => Number(document.querySelector(`progress[data-task-id="${id}"]`).value) > first',
+                arg=[moving, first],
+            )
+            page.screenshot(path=str(tmp_path / "tasks.png"))
+            page.locator(f'button[data-stop="{waiting}"]').click()
+            page.locator(f'[data-state="REVOKED"][data-task-id="{waiting}"]').wait_for()
+            assert client.get(waiting).state.value == "REVOKED"
+
+            page.goto(server.http_url + "/#/submit")
+            page.select_option("#task-type", "sleep")
+            page.fill('input[name="arg:seconds"]', "0.2")
+            page.fill('input[name="labels"]', "from=form")
+            page.click("button[type=submit]")
+            page.wait_for_url("**/#/task/*")
+            page.locator('[data-state="SUCCESS"]').wait_for()
+            submitted = next(t for t in client.iter_tasks(labels={"from": "form"}))
+            assert submitted.task_type == "sleep" and submitted.args == {"seconds": 0.2}
+            page.screenshot(path=str(tmp_path / "task.png"))
+    assert (tmp_path / "tasks.png").stat().st_size > 0 and (tmp_path / "task.png").stat().st_size > 0
+
+
+def test_with_tokens_the_page_asks_for_one_and_keeps_it_for_the_tab(browser: Any, tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("dash-token\n")
+    with ServerProcess(tmp_path / "t.db", extra_args=["--auth-token-file", str(tokens)]) as server:
+        server.start()
+        with TaskClient(server.address, token="dash-token") as client:
+            task_id = client.submit("sleep", {"seconds": 0}).task.task_id
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.goto(server.http_url + "/")
+        page.locator("#token-input").fill("dash-token")
+        page.locator("#token-form button").click()
+        page.locator(f'[data-task-id="{task_id}"][data-state]').wait_for()
+        assert page.evaluate("sessionStorage.getItem('taskservice.token')") == "dash-token"
+        assert context.cookies() == [], "never a cookie"
+        context.close()
