@@ -297,6 +297,43 @@ def watcher_scenarios(table: Table, tmp: Path) -> None:
               _median(base_rounds, "p99_latency_ms"), "lower", "<= 1.5", rounds)  # fmt: skip
 
 
+def http_scenarios(table: Table, tmp: Path) -> None:
+    """The HTTP face beside gRPC on the same server, in alternating rounds: GetState p99, and 1,000 watchers of
+    Server-Sent Events against 1,000 WatchProgress streams (50 tasks at 20 Hz, 20 watchers each)."""
+    grpc_samples: list[float] = []
+    http_samples: list[float] = []
+    sse_rounds: list[dict[str, Any]] = []
+    grpc_rounds: list[dict[str, Any]] = []
+    with serve(tmp / "http.db", workers=WATCHED_TASKS) as server:
+        server.start()
+        task_id = submit_and_wait(server.address, pb.SubmitRequest(task_type="noop"))
+        request = b64(pb.GetStateRequest(task_id=task_id))
+        for _ in range(LATENCY_ROUNDS):
+            measured = load("unary_latency", address=server.address, method="/taskservice.v1.TaskService/GetState",
+                            request_b64=request, count=LATENCY_CALLS // LATENCY_ROUNDS)  # fmt: skip
+            grpc_samples.extend(measured["samples_ms"])
+            measured = load("http_latency", url=f"{server.http_url}/v1/tasks/{task_id}",
+                            count=LATENCY_CALLS // LATENCY_ROUNDS)  # fmt: skip
+            http_samples.extend(measured["samples_ms"])
+        watched = pb.SubmitRequest(task_type="demo")
+        watched.args.update({"steps": TICKS, "step_seconds": 1 / TICK_HZ})
+        for _ in range(WATCH_ROUNDS):
+            ids = submit_many(server.address, [watched] * WATCHED_TASKS)
+            sse_rounds.append(load("sse_watchers", base_url=server.http_url, task_ids=ids, per_task=WATCHERS_PER_TASK))
+            ids = submit_many(server.address, [watched] * WATCHED_TASKS)
+            grpc_rounds.append(load("task_watchers", address=server.address, task_ids=ids, per_task=WATCHERS_PER_TASK))
+    table.row("GetState p99 over HTTP/JSON (vs gRPC, same server)", "ms", percentile(http_samples, 0.99),
+              percentile(grpc_samples, 0.99), "lower", "", f"{len(http_samples)} calls each, alternating")  # fmt: skip
+    streams = f"{WATCHED_TASKS * WATCHERS_PER_TASK} SSE watchers, tasks at {TICK_HZ:g} Hz (vs as many gRPC watchers)"
+    ended = sum(r["streams_with_end"] for r in sse_rounds)
+    opened = sum(r["streams"] for r in sse_rounds)
+    table.row(f"{streams}: events delivered", "events/s", _median(sse_rounds, "messages_per_s"),
+              _median(grpc_rounds, "messages_per_s"), "higher", "",
+              f"{ended}/{opened} streams got the terminal event; median of {WATCH_ROUNDS} rounds")  # fmt: skip
+    table.row(f"{streams}: p99 delivery latency", "ms", _median(sse_rounds, "p99_latency_ms"),
+              _median(grpc_rounds, "p99_latency_ms"), "lower", "")  # fmt: skip
+
+
 def _median(rounds: list[dict[str, Any]], key: str) -> float:
     return statistics.median(r[key] for r in rounds)
 
@@ -363,6 +400,7 @@ GROUPS = {
     "restart": restart_scenario,
     "checksum": checksum,
     "retention": retention,
+    "http": http_scenarios,
     "postgres": postgres,
 }
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from bench.http_load import http_latency, sse_watchers
 from taskservice.server.app import server_options
 from taskservice.server.settings import Settings
 from taskservice.v1 import task_service_pb2 as pb
@@ -329,6 +330,8 @@ SCENARIOS = {
     "stop_latency": stop_latency,
     "task_watchers": task_watchers,
     "tick_watchers": tick_watchers,
+    "http_latency": http_latency,
+    "sse_watchers": sse_watchers,
 }
 
 if __name__ == "__main__":

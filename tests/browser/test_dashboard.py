@@ -59,6 +59,16 @@ def test_progress_moves_a_stop_revokes_and_the_form_submits(browser: Any, tmp_pa
             page.locator(f'[data-state="REVOKED"][data-task-id="{waiting}"]').wait_for()
             assert client.get(waiting).state.value == "REVOKED"
 
+            batch = [client.submit("sleep", {"seconds": 120}, labels={"batch": "x"}).task.task_id for _ in range(3)]
+            asked: list[str] = []
+            page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+            page.fill('input[name="label"]', "batch=x")
+            page.click("form.filters button[type=submit]")
+            page.click("#stop-matching")
+            page.locator(".filters .muted", has_text="revoked").wait_for()
+            assert asked == ["Stop 3 tasks?"], "it says how many before it stops them"
+            assert {client.get(task_id).state.value for task_id in batch} == {"REVOKED"}
+
             page.goto(server.http_url + "/#/submit")
             page.select_option("#task-type", "sleep")
             page.fill('input[name="arg:seconds"]', "0.2")

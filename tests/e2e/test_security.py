@@ -52,6 +52,18 @@ def test_tls_serves_clients_that_trust_its_ca_only(tmp_path: Path, pki: Pki) -> 
         assert caught.value.code is not None and caught.value.code.name == "UNAVAILABLE"
 
 
+def test_with_tls_the_http_face_is_https_with_the_same_certificate(tmp_path: Path, pki: Pki) -> None:
+    import requests
+
+    with tls_server(tmp_path, pki) as server:
+        start_tls(server)
+        https = server.http_url.replace("http://", "https://")
+        answer = requests.post(f"{https}/v1/tasks", json={"taskType": "noop"}, verify=str(pki.ca), timeout=10)
+        assert answer.status_code == 200 and answer.json()["created"] is True
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(f"{server.http_url}/v1/tasks", timeout=5)  # plaintext HTTP is not served
+
+
 def test_mutual_tls_requires_a_client_certificate_from_the_client_ca(tmp_path: Path, pki: Pki) -> None:
     with tls_server(tmp_path, pki, "--tls-client-ca", str(pki.ca)) as server:
         trusted = {"tls_cert": str(pki.client.cert), "tls_key": str(pki.client.key)}

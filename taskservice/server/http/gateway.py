@@ -6,10 +6,13 @@ servicer chose (its code, message and google.rpc.Status details), for the HTTP s
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
+from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
@@ -46,19 +49,40 @@ class _Context:
         return None
 
 
+# How many recent events' Server-Sent Events form are kept: the watchers of a task all get the same event, which
+# is then turned into JSON once, not once per watcher.
+SSE_CACHE = 1024
+
+
 class Gateway:
     def __init__(self, servicer: TaskServiceServicer) -> None:
         self.servicer = servicer
+        self._sse: OrderedDict[bytes, bytes] = OrderedDict()
+
+    async def watch_sse(self, request: pb.WatchProgressRequest) -> AsyncIterator[bytes]:
+        """WatchProgress's events as Server-Sent Events (id, event, data lines); RpcAbort as for unary()."""
+        async for data in self.servicer.WatchProgress(request, _Context()):  # type: ignore[arg-type]
+            encoded = self._sse.get(data)
+            if encoded is None:
+                encoded = sse_event(pb.WatchProgressResponse.FromString(data))
+                self._sse[data] = encoded
+                if len(self._sse) > SSE_CACHE:
+                    self._sse.popitem(last=False)
+            yield encoded
 
     async def unary(self, method: str, request: Message) -> Any:
         """The response of a unary RPC; RpcAbort for any other status than OK."""
         return await getattr(self.servicer, method)(request, _Context())
 
-    async def watch(self, request: pb.WatchProgressRequest) -> AsyncIterator[pb.WatchProgressResponse]:
-        """WatchProgress's events, decoded; RpcAbort as for unary()."""
-        async for data in self.servicer.WatchProgress(request, _Context()):  # type: ignore[arg-type]
-            yield pb.WatchProgressResponse.FromString(data) if isinstance(data, bytes) else data
-
     async def logs(self, request: pb.WatchLogsRequest) -> AsyncIterator[pb.WatchLogsResponse]:
         async for chunk in self.servicer.WatchLogs(request, _Context()):  # type: ignore[arg-type]
             yield chunk
+
+
+def sse_event(event: pb.WatchProgressResponse) -> bytes:
+    """One Server-Sent Event: `id:` the sequence, `event:` state (a state change, with the task) or progress."""
+    kind = "state" if event.HasField("task") else "progress"
+    data = json.dumps(
+        json_format.MessageToDict(event, always_print_fields_with_no_presence=True), separators=(",", ":")
+    )
+    return f"id: {event.sequence}\nevent: {kind}\ndata: {data}\n\n".encode()

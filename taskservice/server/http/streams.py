@@ -19,7 +19,7 @@ from aiohttp import web
 
 from taskservice.server.http.errors import error_dict, error_response, invalid
 from taskservice.server.http.gateway import Gateway, RpcAbort
-from taskservice.server.http.routes import Route, build_request, to_json
+from taskservice.server.http.routes import Route, build_request
 from taskservice.v1 import task_service_pb2 as pb
 
 KEEPALIVE_SECONDS = 15.0
@@ -34,7 +34,7 @@ async def events(gateway: Gateway, route: Route, request: web.Request, task_id: 
             if not last_event_id.isdigit():
                 raise invalid(f"Last-Event-ID must be an event's sequence, not {last_event_id[:40]!r}", "Last-Event-ID")
             message.after_sequence = int(last_event_id)
-        stream = _ahead(gateway.watch(message))
+        stream = gateway.watch_sse(message)
         first = await anext(stream, None)  # errors of the request itself come before the first event
     except RpcAbort as abort:
         return error_response(abort)
@@ -45,9 +45,9 @@ async def events(gateway: Gateway, route: Route, request: web.Request, task_id: 
     if first is None:  # resumed after the terminal event: nothing follows
         return response
     try:
-        await _send_event(response, first)
+        await response.write(first)
         async for event in _with_keepalives(stream, response):
-            await _send_event(response, event)
+            await response.write(event)
     except RpcAbort as abort:
         await response.write(f"event: error\ndata: {json.dumps(error_dict(abort))}\n\n".encode())
     except (ConnectionResetError, asyncio.CancelledError):
@@ -57,14 +57,7 @@ async def events(gateway: Gateway, route: Route, request: web.Request, task_id: 
     return response
 
 
-async def _ahead(events: AsyncIterator[pb.WatchProgressResponse]) -> AsyncIterator[pb.WatchProgressResponse]:
-    async for event in events:
-        yield event
-
-
-async def _with_keepalives(
-    stream: AsyncIterator[pb.WatchProgressResponse], response: web.StreamResponse
-) -> AsyncIterator[pb.WatchProgressResponse]:
+async def _with_keepalives(stream: AsyncIterator[bytes], response: web.StreamResponse) -> AsyncIterator[bytes]:
     """The stream's events; while it is quiet, a comment line now and then."""
     pending: asyncio.Task[Any] | None = None
     try:
@@ -88,12 +81,6 @@ async def _with_keepalives(
                 await pending
 
 
-async def _send_event(response: web.StreamResponse, event: pb.WatchProgressResponse) -> None:
-    kind = "state" if event.HasField("task") else "progress"
-    data = json.dumps(to_json(event), separators=(",", ":"))
-    await response.write(f"id: {event.sequence}\nevent: {kind}\ndata: {data}\n\n".encode())
-
-
 # The most tasks one /v1/events stream follows (a dashboard page shows at most 100).
 MAX_FOLLOWED = 200
 
@@ -105,11 +92,11 @@ async def many_events(gateway: Gateway, request: web.Request) -> web.StreamRespo
     ids = list(dict.fromkeys(i for raw in request.query.getall("taskIds", []) for i in raw.split(",") if i))
     if not ids or len(ids) > MAX_FOLLOWED:
         return error_response(invalid(f"taskIds: 1 to {MAX_FOLLOWED} task ids, comma-separated", "taskIds"))
-    queue: asyncio.Queue[pb.WatchProgressResponse | None] = asyncio.Queue()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
 
     async def pump(task_id: str) -> None:
         try:
-            async for event in gateway.watch(pb.WatchProgressRequest(task_id=task_id)):
+            async for event in gateway.watch_sse(pb.WatchProgressRequest(task_id=task_id)):
                 await queue.put(event)
         except RpcAbort:
             pass  # unknown, or the server is shutting down: this task leaves the stream
@@ -122,7 +109,7 @@ async def many_events(gateway: Gateway, request: web.Request) -> web.StreamRespo
     )
     await response.prepare(request)
 
-    async def merged() -> AsyncIterator[pb.WatchProgressResponse]:
+    async def merged() -> AsyncIterator[bytes]:
         open_streams = len(pumps)
         while open_streams:
             item = await queue.get()
@@ -133,7 +120,7 @@ async def many_events(gateway: Gateway, request: web.Request) -> web.StreamRespo
 
     try:
         async for event in _with_keepalives(merged(), response):
-            await _send_event(response, event)
+            await response.write(event)
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:

@@ -129,7 +129,8 @@ async function tasksPage() {
   const form = el('form', { class: 'filters', onsubmit: (e) => { e.preventDefault(); apply(); } },
     el('label', {}, 'State', stateSelect), el('label', {}, 'Type', typeSelect), el('label', {}, 'Label', labelInput),
     el('button', { type: 'submit' }, 'Filter'),
-    el('button', { type: 'button', class: 'danger', id: 'stop-matching', onclick: stopMatching }, 'Stop all matching'),
+    el('button', { type: 'button', class: 'danger', id: 'stop-matching', onclick: () => stopMatching().catch(showError) },
+      'Stop all matching'),
     summary);
   view.replaceChildren(form, el('table', {}, el('thead', {}, el('tr', {},
     ['Task', 'Type', 'State', 'Progress', 'Submitted', 'Labels', ''].map((h) => el('th', {}, h)))), body), pager);
@@ -207,7 +208,7 @@ async function tasksPage() {
     if (!window.confirm(`Stop ${count} task${count === 1 ? '' : 's'}?`)) return;
     const [k, v] = (filters.label || '').split('=');
     const stopped = await api('POST', '/v1/tasks:stop', {
-      states: wanted, taskType: filters.type, labels: k && v !== undefined ? { [k]: v } : {},
+      states: wanted.map((s) => `TASK_STATE_${s}`), taskType: filters.type, labels: k && v !== undefined ? { [k]: v } : {},
       all: !filters.type && !filters.label && !filters.state, reason: 'stopped from the dashboard',
     });
     summary.textContent = `${stopped.revoked} revoked, ${stopped.stopping} asked to stop`;
