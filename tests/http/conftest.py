@@ -3,8 +3,7 @@ real HTTP client (aiohttp) to it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -13,25 +12,10 @@ from taskservice.server.app import RunningServer
 from taskservice.server.auth import TokenFile
 from taskservice.server.http import build_app, start_http
 from taskservice.server.settings import Settings
-from tests.support.inprocess import InProcessServers, StartServer, channel, server, stub
-from tests.support.task_types import Gates, make_registry
+from tests.grpc.conftest import gates, start_server, task_types
+from tests.support.inprocess import StartServer, channel, server, stub
 
-__all__ = ["StartServer", "channel", "server", "stub"]
-
-
-@pytest.fixture
-def gates() -> Iterator[Gates]:
-    g = Gates()
-    yield g
-    g.open_all()
-
-
-@pytest.fixture
-async def start_server(tmp_path: Path, gates: Gates) -> AsyncIterator[StartServer]:
-    servers = InProcessServers(tmp_path, lambda: make_registry(gates))
-    yield servers.start
-    gates.open_all()
-    await servers.close()
+__all__ = ["StartServer", "channel", "gates", "server", "start_server", "stub", "task_types"]
 
 
 class HttpFaces:

@@ -15,6 +15,7 @@ data root. Errors keep the old envelope: {"state": "failure", "message": "...", 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,8 +34,11 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 def add_legacy_routes(app: web.Application, gateway: Gateway, task_type: str) -> None:
     app.router.add_post("/API/tasks", _submit(gateway, task_type))
-    app.router.add_get("/API/tasks/{task_no}", _get(gateway, task_type))
-    app.router.add_post("/API/tasks/{task_no}/stop", _stop(gateway, task_type))
+    app.router.add_get("/API/tasks/{task_no}", _about(gateway, task_type, "GetState", pb.GetStateRequest))
+    app.router.add_post(
+        "/API/tasks/{task_no}/stop",
+        _about(gateway, task_type, "Stop", lambda task_id: pb.StopRequest(task_id=task_id, reason="stopped by /API")),
+    )
 
 
 def _success(result: dict[str, Any]) -> web.Response:
@@ -116,29 +120,16 @@ def _submit(gateway: Gateway, task_type: str) -> Any:
     return handle
 
 
-def _get(gateway: Gateway, task_type: str) -> Any:
+def _about(gateway: Gateway, task_type: str, rpc: str, make: Callable[..., Any]) -> Any:
+    """GET /API/tasks/{task_no} (GetState) or its stop (Stop): the task's state in the old words."""
+
     async def handle(request: web.Request) -> web.Response:
         off = _off(task_type)
         if off is not None:
             return off
         try:
             task_no = _task_no(request.match_info["task_no"])
-            task = (await gateway.unary("GetState", pb.GetStateRequest(task_id=str(task_no)))).task
-        except RpcAbort as abort:
-            return _refused(abort)
-        return _success(_status(task_no, task))
-
-    return handle
-
-
-def _stop(gateway: Gateway, task_type: str) -> Any:
-    async def handle(request: web.Request) -> web.Response:
-        off = _off(task_type)
-        if off is not None:
-            return off
-        try:
-            task_no = _task_no(request.match_info["task_no"])
-            task = (await gateway.unary("Stop", pb.StopRequest(task_id=str(task_no), reason="stopped by /API"))).task
+            task = (await gateway.unary(rpc, make(task_id=str(task_no)))).task
         except RpcAbort as abort:
             return _refused(abort)
         return _success(_status(task_no, task))
