@@ -196,7 +196,7 @@ async def serve(settings: Settings) -> int:
         registry = load_task_modules(settings.tasks)
         catalog = load_commands(settings.commands) if settings.commands else CommandCatalog.empty()
         register_command_task(registry, catalog)
-        if settings.legacy_task_type and settings.legacy_task_type not in registry.names():
+        if settings.legacy_task_type and settings.legacy_task_type.partition(":")[0] not in registry.names():
             raise RegistryError(
                 f"--legacy-task-type {settings.legacy_task_type!r} is not a task type here; "
                 f"choose from {', '.join(registry.names())}"

@@ -185,7 +185,8 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     p.add_argument(
         "--legacy-task-type",
         default=_env(env, "legacy_task_type", ""),
-        help="the task type the legacy POST /API/tasks call submits (e.g. a command of --commands); default: off",
+        help="the task type the legacy POST /API/tasks call submits, or command:NAME for a command of --commands; "
+        "default: off",
     )
     p.add_argument(
         "--http-cors-origin",

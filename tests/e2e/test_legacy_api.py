@@ -67,3 +67,24 @@ def test_without_a_legacy_task_type_the_call_says_how_to_turn_it_on(tmp_path: Pa
         assert answer.status_code == 404
         assert answer.json()["state"] == "failure" and "--legacy-task-type" in answer.json()["message"]
         wait_until(lambda: requests.get(f"{server.http_url}/v1/tasks", timeout=10).status_code == 200)
+
+
+def test_a_command_as_the_legacy_type_and_clear_nodes_false_keeping_a_failed_tasks_partial_output(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "input").write_text("half done\n")
+    commands = tmp_path / "commands.toml"
+    commands.write_text('[commands.convert]\nargv = ["sh", "-c", "cat {input_fpath} > {output_fpath}; exit 3"]\n')
+    args = ["--data-root", str(data), "--commands", str(commands), "--legacy-task-type", "command:convert"]
+    with ServerProcess(tmp_path / "t.db", extra_args=args) as server:
+        server.start()
+        body = {"task_no": 7, "args": {"input_fpath": "~/input", "output_fpath": "~/out", "clear_nodes": False}}
+        assert requests.post(f"{server.http_url}/API/tasks", json=body, timeout=10).json()["state"] == "success"
+        with TaskClient(server.address) as client:
+            assert client.wait("7", timeout=30).state.value == "FAILURE"
+        status = requests.get(f"{server.http_url}/API/tasks/7", timeout=10).json()["result"]
+        assert status["state"] == "FAILURE" and "end_time" in status
+        assert [p.read_text() for p in data.glob(".out.*.part")] == ["half done\n"], "the partial output is kept"
+        assert not (data / "out").exists()

@@ -6,8 +6,8 @@
 answered with {"message": "", "result": {"message": "task is running", "start_time": "2016-04-20 08:08:19.566249",
 "task_no": 9326}, "state": "success"}; GET /API/tasks/{task_no} and POST /API/tasks/{task_no}/stop beside it.
 
-The operator names the task type it runs (--legacy-task-type, e.g. a command of --commands); without one the
-routes answer 404 saying how to turn them on. `task_no` is the task id (posting it again is the same task),
+The operator names the task type it runs (--legacy-task-type: a type, or `command:NAME` for a command of
+--commands); without one the routes answer 404 saying how to turn them on. `task_no` is the task id (posting it again is the same task),
 `time_limit` is seconds, `clear_nodes=false` keeps a failed task's partial output, `~/` in a path is the top of the
 data root. Errors keep the old envelope: {"state": "failure", "message": "...", "result": null}.
 """
@@ -84,6 +84,9 @@ def _request(body: Any, task_type: str) -> tuple[int, pb.SubmitRequest]:
     if not isinstance(args, dict):
         raise invalid("args must be a JSON object", "args")
     args = dict(args)
+    task_type, _, command = task_type.partition(":")
+    if command:  # command:NAME runs that command of --commands
+        args["name"] = command
     request = pb.SubmitRequest(task_type=task_type, task_id=str(task_no))
     time_limit = args.pop("time_limit", None)
     if time_limit is not None:

@@ -5,7 +5,7 @@
 'use strict';
 
 const TOKEN_KEY = 'taskservice.token';
-const PAGE_SIZE = 50;
+const PAGE_SIZE = 100;
 const REFRESH_MS = 3000;
 const LOG_TAIL_CHARS = 64 * 1024;
 const ENDED = new Set(['SUCCESS', 'FAILURE', 'REVOKED', 'TIMED_OUT', 'LOST']);
