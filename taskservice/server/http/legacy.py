@@ -7,9 +7,10 @@ answered with {"message": "", "result": {"message": "task is running", "start_ti
 "task_no": 9326}, "state": "success"}; GET /API/tasks/{task_no} and POST /API/tasks/{task_no}/stop beside it.
 
 The operator names the task type it runs (--legacy-task-type: a type, or `command:NAME` for a command of
---commands); without one the routes answer 404 saying how to turn them on. `task_no` is the task id (posting it again is the same task),
-`time_limit` is seconds, `clear_nodes=false` keeps a failed task's partial output, `~/` in a path is the top of the
-data root. Errors keep the old envelope: {"state": "failure", "message": "...", "result": null}.
+--commands); without one the routes answer 404 saying how to turn them on. `task_no` is the task id (posting it
+again is the same task), `time_limit` is seconds, `clear_nodes=false` keeps a failed task's partial output, `~/` in
+a path is the top of the data root. Errors keep the old envelope:
+{"state": "failure", "message": "...", "result": null}.
 """
 
 from __future__ import annotations
