@@ -25,6 +25,12 @@ class ManagerConfig:
     progress_seconds: float = 0.25
     # How long ended tasks are kept (seconds) unless they say otherwise; 0 keeps them for ever.
     retention: float = 7 * 86400.0
+    # "process": every Python handler runs in a worker process (types declaring isolation="process" always do).
+    isolation: str = "thread"
+    # Worker processes (0: the number of cores), and when one is replaced by a fresh one (0: never).
+    process_workers: int = 0
+    process_max_tasks: int = 0
+    process_max_rss: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from taskservice.core.context import LogSink, ProgressSink, StopSignal, TaskCont
 from taskservice.core.errors import InvalidRequest, StopTask
 from taskservice.core.models import ErrorType, Task, TaskError, TaskState
 from taskservice.core.paths import CLEAR_NODES_ARG, DataRoot, OpenedPaths
+from taskservice.core.process_pool import ProcessPool, Relay
 from taskservice.core.registry import TaskType
 
 log = logging.getLogger(__name__)
@@ -155,6 +158,8 @@ class HandlerContext:
     stop_grace: float
     # False once the task was stopped or given up on: its outputs are then not moved into place.
     still_wanted: Callable[[], bool]
+    # Set when this task's handler runs in a worker process of this pool rather than in the worker thread.
+    processes: ProcessPool | None = None
 
 
 def check_paths(kind: TaskType, args: dict[str, Any], data_root: DataRoot | None) -> None:
@@ -221,11 +226,42 @@ def _execute(kind: TaskType, task: Task, data_root: DataRoot | None, lent: Handl
             data_root=data_root,
             paths=opened,
         )
-        outcome = run_handler(kind, ctx, call_args)
+        if lent.processes is not None:
+            outcome = run_in_process(lent.processes, kind, ctx, call_args, lent)
+        else:
+            outcome = run_handler(kind, ctx, call_args)
         return outcome if opened is None else _settle_outputs(opened, outcome, lent, keep_partial=keep_partial)
     finally:
         if opened is not None:
             opened.close()
+
+
+def run_in_process(
+    pool: ProcessPool, kind: TaskType, ctx: TaskContext, call_args: dict[str, Any], lent: HandlerContext
+) -> Outcome:
+    """run_handler() in a worker process of `pool`: the same outcomes, the result under the same JSON rules."""
+    # The paths are this process's descriptors: the worker reaches them through this process's /proc entry.
+    ours = f"/proc/{os.getpid()}/fd/"
+    args = {k: ours + v[len(_SELF_FD) :] if isinstance(v, str) and v.startswith(_SELF_FD) else v
+            for k, v in call_args.items()}  # fmt: skip
+    time_left = None if lent.deadline is None else max(0.0, lent.deadline - time.monotonic())
+    meta = {"task_id": ctx.task_id, "task_type": ctx.task_type, "attempt": ctx.attempt, "args": args,
+            "stop_grace": lent.stop_grace, "time_left": time_left, "min_free_bytes": ctx.min_free_bytes,
+            "data_root": str(ctx.data_root) if ctx.data_root is not None else None}  # fmt: skip
+    relay = Relay(lent.report, lambda data: ctx.write_log(data), lent.stop_event.is_set, lent.stop_grace)
+    done = pool.run(kind.handler, args, meta, relay)
+    if done.state is None or lent.stop_event.is_set():
+        return Outcome(state=None)
+    if done.state is TaskState.FAILURE:
+        return Outcome(TaskState.FAILURE, error=done.error)
+    try:
+        value = None if done.result_json is None else json.loads(done.result_json)
+        return Outcome(TaskState.SUCCESS, result=portable_result(value))
+    except ValueError as exc:
+        return Outcome(TaskState.FAILURE, error=TaskError(ErrorType.RESULT_NOT_JSON, str(exc)))
+
+
+_SELF_FD = "/proc/self/fd/"
 
 
 def _settle_outputs(opened: OpenedPaths, outcome: Outcome, lent: HandlerContext, *, keep_partial: bool) -> Outcome:

@@ -48,7 +48,8 @@ from taskservice.core.models import (
 )
 from taskservice.core.observe import TaskListener, TransitionLog
 from taskservice.core.paths import DataRoot
-from taskservice.core.registry import TaskRegistry
+from taskservice.core.process_pool import ProcessPool
+from taskservice.core.registry import TaskRegistry, TaskType
 from taskservice.core.relay import Relay
 from taskservice.core.runs import Phase, RunTable
 from taskservice.core.scheduling import Scheduler
@@ -126,6 +127,14 @@ class WorkerManager:
             replace_worker=lambda: self._workers.spawn(),
             wake_watchdog=lambda: self._watchdog.wake(),
         )
+        # Worker processes, for the task types that run there (isolation="process", or all with --isolation).
+        self._processes: ProcessPool | None = None
+        if any(self._in_process(kind) for kind in registry):
+            self._processes = ProcessPool(
+                self.config.process_workers or os.cpu_count() or 1,
+                max_tasks=self.config.process_max_tasks,
+                max_rss=self.config.process_max_rss,
+            )
         self._workers = WorkerPool(
             self._table,
             self.board,
@@ -142,6 +151,7 @@ class WorkerManager:
             logs=logs,
             early_stop=lambda run: self._stopping.registered(run),
             wake_watchdog=lambda: self._watchdog.wake(),
+            processes=lambda kind: self._processes if self._in_process(kind) else None,
         )
         self._stopping = Stopping(self._table, self.board, self._finisher, self._clock)
         self._ended = EndedTasks(self._table, self.board, self._clock, logs, self.events, self.config.retention)
@@ -170,6 +180,17 @@ class WorkerManager:
         self.board.on_health(self._store_health_changed)
         self.board.on_ended(self._ended_by_board)
 
+    def _in_process(self, kind: TaskType) -> bool:
+        """Whether tasks of `kind` run in a worker process: it says so, or the server runs every Python handler
+        there that can be imported by name (not the command type, which already runs a process of its own)."""
+        if kind.isolation == "process":
+            return True
+        return (
+            self.config.isolation == "process"
+            and kind.name != "command"
+            and "<locals>" not in kind.handler.__qualname__
+        )
+
     def _rerunnable(self) -> list[str]:
         return [kind.name for kind in self._registry if kind.rerun_on_restart]
 
@@ -192,6 +213,8 @@ class WorkerManager:
                 except Exception:
                     log.exception("task listener %r failed", listener)
             self._phase = Phase.SERVING
+        if self._processes is not None:
+            self._processes.start()
         self._workers.start()
         self._watchdog.start()
         self._ended.start()
@@ -261,6 +284,8 @@ class WorkerManager:
         self._ended.close()
         self._workers.join(1.0)
         self._watchdog.join(1.0)
+        if self._processes is not None:
+            self._processes.close()
         if self._relay is not None:
             self._relay.close()
         if self._owns_board:

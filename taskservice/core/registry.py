@@ -64,6 +64,8 @@ class TaskType:
     # The time limit a task gets from its normalised args and the limit its Submit asked for (None: none asked);
     # raises InvalidRequest for a limit the type does not allow. Unset: the asked limit, else the server default.
     time_limit_for: TimeLimitRule | None = None
+    # "thread" (a worker thread of the server) or "process" (a worker process: every core, a stop that kills).
+    isolation: str = "thread"
 
     @property
     def path_params(self) -> tuple[Param, ...]:
@@ -277,6 +279,9 @@ def describe_handler(name: str, handler: Handler) -> tuple[tuple[Param, ...], bo
     return tuple(params), accepts_extra
 
 
+ISOLATIONS = ("thread", "process")
+
+
 class TaskRegistry:
     """Task type name -> TaskType. Registration checks everything it can up front."""
 
@@ -293,9 +298,17 @@ class TaskRegistry:
         retry: RetryPolicy | None = None,
         validator: Callable[[dict[str, Any]], None] | None = None,
         time_limit_for: TimeLimitRule | None = None,
+        isolation: str = "thread",
     ) -> TaskType:
         if not name or len(name) > 128:
             raise RegistryError(f"task type name {name!r} must be 1-128 characters")
+        if isolation not in ISOLATIONS:
+            raise RegistryError(f"task type {name!r}: isolation must be one of {', '.join(ISOLATIONS)}")
+        if isolation == "process" and "<locals>" in handler.__qualname__:
+            raise RegistryError(
+                f"task type {name!r}: a handler run in a worker process must be importable (a module-level "
+                f"function), not {handler.__qualname__}"
+            )
         if name in self._types:
             existing = self._types[name].handler
             raise RegistryError(
@@ -313,17 +326,18 @@ class TaskRegistry:
             retry=retry,
             validator=validator,
             time_limit_for=time_limit_for,
+            isolation=isolation,
         )
         self._types[name] = task_type
         return task_type
 
     def task(
-        self, name: str, *, rerun_on_restart: bool = False, retry: RetryPolicy | None = None
+        self, name: str, *, rerun_on_restart: bool = False, retry: RetryPolicy | None = None, isolation: str = "thread"
     ) -> Callable[[Handler], Handler]:
         """Decorator form of register()."""
 
         def decorate(handler: Handler) -> Handler:
-            self.register(name, handler, rerun_on_restart=rerun_on_restart, retry=retry)
+            self.register(name, handler, rerun_on_restart=rerun_on_restart, retry=retry, isolation=isolation)
             return handler
 
         return decorate

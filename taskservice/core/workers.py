@@ -24,7 +24,8 @@ from taskservice.core.finishing import Finisher
 from taskservice.core.logs import Logs
 from taskservice.core.models import ErrorType, Progress, TaskError, TaskState
 from taskservice.core.paths import DataRoot
-from taskservice.core.registry import TaskRegistry
+from taskservice.core.process_pool import ProcessPool
+from taskservice.core.registry import TaskRegistry, TaskType
 from taskservice.core.runs import Phase, Run, RunTable, Worker
 
 log = logging.getLogger("taskservice.core.manager")
@@ -59,7 +60,10 @@ class WorkerPool:
         logs: Logs | None,
         early_stop: Callable[[Run], None],
         wake_watchdog: Callable[[], None],
+        processes: Callable[[TaskType], ProcessPool | None] = lambda kind: None,
     ) -> None:
+        """`processes(kind)`: the pool of worker processes a task of `kind` runs in, or None for this thread."""
+        self._processes = processes
         self._table = table
         self._board = board
         self._registry = registry
@@ -271,6 +275,7 @@ class WorkerPool:
             stop_grace=self._stop_grace,
             # An output is moved into place only if nobody stopped the task or gave up on it meanwhile.
             still_wanted=lambda: not run.stop_event.is_set() and not run.finalized,
+            processes=self._processes(kind),
         )
         return execute_task(kind, task, self._data_root, lent)
 

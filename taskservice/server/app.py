@@ -260,6 +260,10 @@ async def _serve_on(
             reap_seconds=settings.renew,
             poll_seconds=settings.poll,
             retention=settings.retention,
+            isolation=settings.isolation,
+            process_workers=settings.process_workers,
+            process_max_tasks=settings.process_max_tasks,
+            process_max_rss=settings.process_max_rss,
             # Watchers on other servers read progress from the database: often enough for 20 updates a second.
             progress_seconds=0.25 if board.exclusive else 0.05,
         ),

@@ -73,6 +73,12 @@ class Settings:
     http_cors_origin: str = ""
     # The task type the legacy POST /API/tasks call submits; empty: that call is off.
     legacy_task_type: str = ""
+    # "process": every Python handler runs in a worker process; types may ask for one with isolation="process".
+    isolation: str = "thread"
+    # Worker processes (0: one per core); a process is replaced after this many tasks, or past this RSS (0: never).
+    process_workers: int = 0
+    process_max_tasks: int = 0
+    process_max_rss: int = 0
     # With a shared database: how long a claim's lease lasts, how often a server renews its leases (and reaps the
     # expired ones of servers that died).
     lease: float = 30.0
@@ -183,6 +189,30 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
         "--http-port-file", default=_env(env, "http_port_file", ""), help="write the bound HTTP port here once serving"
     )
     p.add_argument(
+        "--isolation",
+        choices=("thread", "process"),
+        default=_env(env, "isolation", d.isolation),
+        help="where Python handlers run: worker threads, or worker processes (every core, a stop that kills)",
+    )
+    p.add_argument(
+        "--process-workers",
+        type=int,
+        default=int(_env(env, "process_workers", str(d.process_workers))),
+        help="worker processes for handlers run in processes (0: one per core)",
+    )
+    p.add_argument(
+        "--process-max-tasks",
+        type=int,
+        default=int(_env(env, "process_max_tasks", str(d.process_max_tasks))),
+        help="replace a worker process after this many tasks (0: never)",
+    )
+    p.add_argument(
+        "--process-max-rss",
+        type=parse_size,
+        default=parse_size(_env(env, "process_max_rss", str(d.process_max_rss))),
+        help="replace a worker process once it holds more memory than this, e.g. 1GiB (0: never)",
+    )
+    p.add_argument(
         "--legacy-task-type",
         default=_env(env, "legacy_task_type", ""),
         help="the task type the legacy POST /API/tasks call submits, or command:NAME for a command of --commands; "
@@ -256,4 +286,8 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
         http_port_file=ns.http_port_file,
         http_cors_origin=ns.http_cors_origin,
         legacy_task_type=ns.legacy_task_type,
+        isolation=ns.isolation,
+        process_workers=ns.process_workers,
+        process_max_tasks=ns.process_max_tasks,
+        process_max_rss=ns.process_max_rss,
     )

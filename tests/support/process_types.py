@@ -1,0 +1,70 @@
+"""Task handlers for worker processes: module-level, so that a worker process can import them by name."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import time
+from typing import Any
+
+from taskservice import TaskContext
+from taskservice.core.paths import InputFile, OutputFile
+from taskservice.core.registry import TaskRegistry
+
+
+def report(ctx: TaskContext, *, reports: int) -> int:
+    """Reports progress `reports` times as fast as it can, then logs a line."""
+    for i in range(reports):
+        ctx.progress(100.0 * (i + 1) / reports, f"{i + 1}/{reports}")
+    ctx.log(f"reported {reports} times")
+    return reports
+
+
+def pid(ctx: TaskContext) -> int:
+    return os.getpid()
+
+
+def stuck_in_c(ctx: TaskContext) -> None:
+    """Ignores every stop: one long C call."""
+    time.sleep(3600)
+
+
+def endless(ctx: TaskContext) -> None:
+    while True:
+        pass
+
+
+def crash(ctx: TaskContext, *, how: str) -> None:
+    if how == "exit":
+        os._exit(3)
+    if how == "segfault":
+        ctypes.string_at(0)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def not_json(ctx: TaskContext) -> Any:
+    return {1, 2}
+
+
+def fail(ctx: TaskContext, *, message: str) -> None:
+    raise ValueError(message)
+
+
+def upper(ctx: TaskContext, *, input_fpath: InputFile, output_fpath: OutputFile) -> int:
+    """Reads its input and writes it upper-cased, through the server's descriptors."""
+    with open(input_fpath, "rb") as source, open(output_fpath, "wb") as target:
+        data = source.read().upper()
+        target.write(data)
+    return len(data)
+
+
+def cooperative(ctx: TaskContext, *, seconds: float) -> str:
+    ctx.sleep(seconds)
+    return "slept"
+
+
+def register_process_types(registry: TaskRegistry) -> TaskRegistry:
+    for handler in (report, pid, stuck_in_c, endless, crash, not_json, fail, upper, cooperative):
+        registry.register(f"proc.{handler.__name__}", handler, isolation="process")
+    return registry
