@@ -312,4 +312,3 @@ def _child_main(conn: Any, stop: Any) -> None:
                 continue
             formatted = "".join(traceback.format_exception(exc))[-16384:]
             conn.send(("failed", type(exc).__name__, str(exc)[:4096], formatted))
-
