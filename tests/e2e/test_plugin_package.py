@@ -34,12 +34,15 @@ def site_packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
-def test_an_installed_package_adds_its_task_types(tmp_path: Path, site_packages: Path) -> None:
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+def test_an_installed_package_adds_its_task_types(tmp_path: Path, site_packages: Path, isolation: str) -> None:
+    """In threads, and in worker processes (which import the package's module by name)."""
     data = tmp_path / "data"
     (data / "in").mkdir(parents=True)
     (data / "in" / "book.txt").write_text(("the cat sat on the mat and the dog sat too\n" * 3000).strip())
     env = {"PYTHONPATH": os.pathsep.join([str(site_packages), os.environ.get("PYTHONPATH", "")])}
-    with ServerProcess(tmp_path / "t.db", extra_args=["--data-root", str(data)], env=env) as server:
+    args = ["--data-root", str(data), "--isolation", isolation, "--process-workers", "1"]
+    with ServerProcess(tmp_path / "t.db", extra_args=args, env=env) as server:
         server.start()
         assert "loading task types from mycompany" in server.log()
         with TaskClient(server.address) as client:

@@ -109,3 +109,13 @@ async def test_paths_reach_the_process_through_the_servers_descriptors(
     task = await ended(stub, await submit(stub, "proc.upper", input_fpath="in.txt", output_fpath="out.txt"))
     assert task.state == pb.TASK_STATE_SUCCESS, task.error
     assert (tmp_path / "data" / "out.txt").read_text() == "HELLO"
+
+
+async def test_a_process_past_its_memory_limit_is_replaced(start_server: StartServer) -> None:
+    import grpc as grpc_module
+
+    server = await start_server(process_workers=1, process_max_rss=1)  # every process is past 1 byte
+    async with grpc_module.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = pb_grpc.TaskServiceStub(channel)
+        pids = {int((await ended(stub, await submit(stub, "proc.pid"))).result.number_value) for _ in range(3)}
+    assert len(pids) == 3, "each task found a fresh process"
