@@ -43,6 +43,11 @@ PROGRESS_SECONDS = 0.02
 POLL_SECONDS = 0.02
 # A process is killed this much before the stop grace ends, so it is gone before the watchdog gives up on it.
 KILL_MARGIN = 0.8
+# Worker processes yield the CPU to the server: with every core busy running handlers, the event loop still answers
+# at once (GetState p99 with both cores busy: 8.0 ms at the same priority, against 1.5 ms idle).
+NICENESS = 10
+# How often a worker process looks whether the server still runs.
+SERVER_CHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +64,7 @@ class _Slot:
         self.stop = context.Value("b", 0, lock=False)
         parent, child = context.Pipe()
         self.conn: multiprocessing.connection.Connection = parent
-        self.process = context.Process(target=_child_main, args=(child, self.stop), daemon=True)
+        self.process = context.Process(target=_child_main, args=(child, self.stop, os.getpid()), daemon=True)
         self.process.start()
         child.close()
         self.tasks = 0
@@ -279,8 +284,28 @@ class ChildContext:
             self._conn.send(("log", data))
 
 
-def _child_main(conn: Any, stop: Any) -> None:
+def _die_with_the_server(server_pid: int) -> None:
+    """End this process once the server is gone (killed with SIGKILL, say): an idle process sees its pipe close,
+    but one running a handler would run it out for nobody. (Its parent is the forkserver, which lives as long as
+    any of its processes do, so the parent's death says nothing.)"""
+
+    def watch() -> None:
+        while True:
+            time.sleep(SERVER_CHECK_SECONDS)
+            try:
+                os.kill(server_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # the pid was reused by another user's process: the server is gone
+                os._exit(1)
+
+    threading.Thread(target=watch, name="taskservice-server-watch", daemon=True).start()
+
+
+def _child_main(conn: Any, stop: Any, server_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's Ctrl-C is the server's to handle
+    os.nice(NICENESS)
+    _die_with_the_server(server_pid)
     while True:
         try:
             message = conn.recv()

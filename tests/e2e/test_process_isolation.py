@@ -65,3 +65,17 @@ def test_built_in_types_run_in_worker_processes(tmp_path: Path) -> None:
             assert lost.error.type == "WorkerProcessDied", lost.error
             after = client.submit("demo", {"steps": 1, "step_seconds": 0.01}).task.task_id
             assert client.wait(after, timeout=30).state is TaskState.SUCCESS, "the pool replaced its processes"
+
+
+def test_a_server_killed_with_sigkill_leaves_no_worker_process_behind(tmp_path: Path) -> None:
+    with ServerProcess(tmp_path / "t.db", extra_args=["--isolation", "process", "--process-workers", "2"]) as server:
+        server.start()
+        with TaskClient(server.address) as client:
+            busy = client.submit("sleep", {"seconds": 60}).task.task_id
+            wait_until(lambda: client.get(busy).state is TaskState.RUNNING)
+        assert server.proc is not None
+        left = [pid for child in children(server.proc.pid) for pid in [child, *children(child)]]
+        assert left, "the forkserver and its workers run"
+        server.kill()
+        wait_until(lambda: not [pid for pid in left if Path(f"/proc/{pid}").exists()], timeout=10,
+                   what="the worker processes end with the server")  # fmt: skip
