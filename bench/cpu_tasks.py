@@ -21,3 +21,11 @@ def cpu(ctx: TaskContext, *, iterations: int = 0, seconds: float = 0.0) -> int:
     for i in range(iterations):
         total += i * i
     return total % 1000
+
+
+@task("bench.report")
+def report(ctx: TaskContext, *, reports: int) -> int:
+    """Reports progress `reports` times, as fast as it can."""
+    for i in range(reports):
+        ctx.progress(100.0 * (i + 1) / reports)
+    return reports

@@ -16,9 +16,10 @@ from taskservice.v1 import task_service_pb2_grpc as pb_grpc
 from tests.support.server import ServerProcess
 
 REPO = Path(__file__).resolve().parent.parent
-CPU_TASKS = 40
+CPU_TASKS = 120
 ISOLATED_NOOP_TASKS = 2_000
 BUSY_SECONDS = 30.0
+REPORTS = 200_000
 
 
 def _calibrate(target_seconds: float = 0.05) -> int:
@@ -56,6 +57,8 @@ def isolation_scenarios(tmp: Path, load: Callable[..., dict[str, Any]]) -> dict[
     cpu = pb.SubmitRequest(task_type="bench.cpu")
     cpu.args.update({"iterations": iterations})
     noop = pb.SubmitRequest(task_type="noop")
+    reporting = pb.SubmitRequest(task_type="bench.report")
+    reporting.args.update({"reports": REPORTS})
     figures: dict[str, Any] = {"iterations": iterations}
     for isolation in ("thread", "process"):
         with _server(tmp / f"iso-{isolation}.db", isolation) as server:
@@ -63,9 +66,23 @@ def isolation_scenarios(tmp: Path, load: Callable[..., dict[str, Any]]) -> dict[
             _run_batch(server.address, [noop] * 20)  # warm up: the processes import what the handlers need
             figures[f"{isolation}_cpu_tasks_per_s"] = _run_batch(server.address, [cpu] * CPU_TASKS)
             figures[f"{isolation}_noop_tasks_per_s"] = _run_batch(server.address, [noop] * ISOLATED_NOOP_TASKS)
+            figures[f"{isolation}_report_cpu_s"] = _server_cpu(server, lambda: _run_batch(server.address, [reporting]))
             if isolation == "process":
                 figures.update(_latency_under_load(server, load))
     return figures
+
+
+def _server_cpu(server: ServerProcess, work: Callable[[], object]) -> float:
+    """CPU seconds the server process (not its worker processes) spends while `work` runs."""
+    assert server.proc is not None
+
+    def used() -> float:
+        fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()  # type: ignore[union-attr]
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    before = used()
+    work()
+    return used() - before
 
 
 def _latency_under_load(server: ServerProcess, load: Callable[..., dict[str, Any]]) -> dict[str, Any]:

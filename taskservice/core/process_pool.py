@@ -44,8 +44,8 @@ POLL_SECONDS = 0.02
 # A process is killed this much before the stop grace ends, so it is gone before the watchdog gives up on it.
 KILL_MARGIN = 0.8
 # Worker processes yield the CPU to the server: with every core busy running handlers, the event loop still answers
-# at once (GetState p99 with both cores busy: 8.0 ms at the same priority, against 1.5 ms idle).
-NICENESS = 10
+# soon (GetState p99 with both cores busy: 8.0 ms at the same priority, 4.9-5.6 ms at nice 10-19; 1.3-2.8 ms idle).
+NICENESS = 19
 # How often a worker process looks whether the server still runs.
 SERVER_CHECK_SECONDS = 1.0
 
