@@ -247,7 +247,8 @@ def run_in_process(
     time_left = None if lent.deadline is None else max(0.0, lent.deadline - time.monotonic())
     meta = {"task_id": ctx.task_id, "task_type": ctx.task_type, "attempt": ctx.attempt, "args": args,
             "stop_grace": lent.stop_grace, "time_left": time_left, "min_free_bytes": ctx.min_free_bytes,
-            "data_root": str(ctx.data_root) if ctx.data_root is not None else None}  # fmt: skip
+            "data_root": str(ctx.data_root) if ctx.data_root is not None else None,
+            "given": {name: ctx.given_path(name) for name in args}}  # fmt: skip
     relay = Relay(lent.report, lambda data: ctx.write_log(data), lent.stop_event.is_set, lent.stop_grace)
     done = pool.run(kind.handler, args, meta, relay)
     if done.state is None or lent.stop_event.is_set():

@@ -30,6 +30,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from taskservice.core.errors import StopTask
@@ -224,8 +225,9 @@ class ChildContext:
         self.args: dict[str, Any] = meta["args"]
         self.stop_grace: float = meta["stop_grace"]
         self.deadline = None if meta["time_left"] is None else time.monotonic() + meta["time_left"]
-        self.data_root = meta["data_root"]
+        self.data_root = Path(meta["data_root"]) if meta["data_root"] is not None else None
         self.min_free_bytes: int = meta["min_free_bytes"]
+        self._given: dict[str, str] = meta["given"]
         self._pending: tuple[Any, ...] | None = None
         self._sent_at = 0.0
         self._flusher: threading.Timer | None = None
@@ -274,6 +276,17 @@ class ChildContext:
                 return False
             time.sleep(POLL_SECONDS)
         return True
+
+    def given_path(self, name: str) -> str:
+        """The path arg `name` as the client sent it (the handler's value is a descriptor path)."""
+        return self._given.get(name, "")
+
+    @property
+    def path_fds(self) -> tuple[int, ...]:
+        return ()  # the descriptors are the server's; this process reaches them by path only
+
+    def open_folder(self, relative: str) -> Any:
+        raise RuntimeError("open_folder() is not available in a worker process: declare the folder as a path arg")
 
     def log(self, message: str) -> None:
         self.write_log((message if message.endswith("\n") else message + "\n").encode("utf-8", "replace"))
