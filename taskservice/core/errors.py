@@ -74,6 +74,15 @@ class SequenceOutOfRange(TaskServiceError):
     """The events after the requested sequence are no longer kept; take a fresh snapshot."""
 
 
+class RaisedElsewhere(Exception):
+    """What a handler raised in a worker process, as the server knows it: the qualified names of its class and its
+    bases (the exception object itself stays in the process), for retry policies to match."""
+
+    def __init__(self, message: str, type_names: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.type_names = type_names
+
+
 class StopTask(BaseException):
     """Raised inside a handler by TaskContext when a stop or the time limit is pending.
 

@@ -254,7 +254,7 @@ def run_in_process(
     if done.state is None or lent.stop_event.is_set():
         return Outcome(state=None)
     if done.state is TaskState.FAILURE:
-        return Outcome(TaskState.FAILURE, error=done.error)
+        return Outcome(TaskState.FAILURE, error=done.error, exception=done.raised)
     try:
         value = None if done.result_json is None else json.loads(done.result_json)
         return Outcome(TaskState.SUCCESS, result=portable_result(value))

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from taskservice.core.errors import StopTask
+from taskservice.core.errors import RaisedElsewhere, StopTask
 from taskservice.core.models import TaskError, TaskState
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,8 @@ class ProcessOutcome:
     state: TaskState | None
     result_json: str | None = None
     error: TaskError | None = None
+    # What the handler raised, as the server can know it (for retry policies).
+    raised: BaseException | None = None
 
 
 class _Slot:
@@ -166,7 +168,9 @@ class ProcessPool:
                     return ProcessOutcome(TaskState.SUCCESS, result_json=message[1])
                 if kind == "stopped":
                     return ProcessOutcome(None)
-                return ProcessOutcome(TaskState.FAILURE, error=TaskError(*message[1:]))
+                name, text, formatted, *names = message[1:]
+                raised = RaisedElsewhere(text, tuple(names[0])) if names else None
+                return ProcessOutcome(TaskState.FAILURE, error=TaskError(name, text, formatted), raised=raised)
 
     def _release(self, slot: _Slot) -> None:
         slot.tasks += 1
@@ -349,4 +353,5 @@ def _child_main(conn: Any, stop: Any, server_pid: int) -> None:
                 conn.send(("stopped",))
                 continue
             formatted = "".join(traceback.format_exception(exc))[-16384:]
-            conn.send(("failed", type(exc).__name__, str(exc)[:4096], formatted))
+            names = tuple(f"{kind.__module__}.{kind.__qualname__}" for kind in type(exc).__mro__)
+            conn.send(("failed", type(exc).__name__, str(exc)[:4096], formatted, names))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from taskservice.core.errors import RaisedElsewhere
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
@@ -30,8 +32,13 @@ class RetryPolicy:
             raise ValueError("backoff and max_backoff must be >= 0, multiplier >= 1, jitter within 0..1")
 
     def should_retry(self, error: BaseException | None, attempt: int) -> bool:
-        """Whether run number `attempt`, which failed with `error`, gets another run."""
-        return error is not None and attempt < self.max_attempts and isinstance(error, self.retry_on)
+        """Whether run number `attempt`, which failed with `error`, gets another run. A failure in a worker process
+        matches by the qualified names of its exception's class and bases."""
+        if error is None or attempt >= self.max_attempts:
+            return False
+        if isinstance(error, RaisedElsewhere):
+            return any(f"{kind.__module__}.{kind.__qualname__}" in error.type_names for kind in self.retry_on)
+        return isinstance(error, self.retry_on)
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after run number `attempt` failed."""

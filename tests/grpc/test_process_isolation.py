@@ -119,3 +119,12 @@ async def test_a_process_past_its_memory_limit_is_replaced(start_server: StartSe
         stub = pb_grpc.TaskServiceStub(channel)
         pids = {int((await ended(stub, await submit(stub, "proc.pid"))).result.number_value) for _ in range(3)}
     assert len(pids) == 3, "each task found a fresh process"
+
+
+async def test_a_retry_policy_matches_exceptions_raised_in_a_process_by_their_classes(
+    stub: pb_grpc.TaskServiceStub,
+) -> None:
+    flaky = await ended(stub, await submit(stub, "proc.flaky", failures=2))
+    assert flaky.state == pb.TASK_STATE_SUCCESS and flaky.attempt == 3, "FlakyError is a ValueError: retried twice"
+    stubborn = await ended(stub, await submit(stub, "proc.stubborn_error"))
+    assert stubborn.state == pb.TASK_STATE_FAILURE and stubborn.attempt == 1, "a KeyError is not retried"

@@ -11,6 +11,7 @@ from typing import Any
 from taskservice import TaskContext
 from taskservice.core.paths import InputFile, OutputFile
 from taskservice.core.registry import TaskRegistry
+from taskservice.core.retry import RetryPolicy
 
 
 def report(ctx: TaskContext, *, reports: int) -> int:
@@ -64,7 +65,25 @@ def cooperative(ctx: TaskContext, *, seconds: float) -> str:
     return "slept"
 
 
+class FlakyError(ValueError):
+    """A failure a retry policy names."""
+
+
+def flaky(ctx: TaskContext, *, failures: int) -> int:
+    """Fails its first `failures` runs with FlakyError, then succeeds."""
+    if ctx.attempt <= failures:
+        raise FlakyError(f"run {ctx.attempt} fails")
+    return ctx.attempt
+
+
+def stubborn_error(ctx: TaskContext) -> None:
+    raise KeyError("never retried: the policy names ValueError")
+
+
 def register_process_types(registry: TaskRegistry) -> TaskRegistry:
     for handler in (report, pid, stuck_in_c, endless, crash, not_json, fail, upper, cooperative):
         registry.register(f"proc.{handler.__name__}", handler, isolation="process")
+    policy = RetryPolicy(max_attempts=3, backoff=0.0, jitter=0.0, retry_on=(ValueError,))
+    for handler in (flaky, stubborn_error):
+        registry.register(f"proc.{handler.__name__}", handler, isolation="process", retry=policy)
     return registry
