@@ -112,7 +112,8 @@ def new_request(rng: random.Random, acked_ids: list[str]) -> Request:
     # Some to run later: across kills they must neither be lost nor run before their time. Some to run after
     # others: never before those succeeded, and never at all when one was lost.
     delay = round(rng.uniform(0.2, 1.5), 3) if rng.random() < 0.15 else None
-    after = tuple(rng.sample(acked_ids[-50:], rng.randint(1, 2))) if acked_ids and rng.random() < 0.15 else ()
+    recent = acked_ids[-50:]
+    after = tuple(rng.sample(recent, min(len(recent), rng.randint(1, 2)))) if recent and rng.random() < 0.15 else ()
     if rng.random() < 0.7:
         return Request("demo", {"steps": rng.randint(0, 3), "step_seconds": 0.01, "fail_rate": 0.0}, delay, after)
     return Request("sleep", {"seconds": round(rng.uniform(0.05, 0.3), 3)}, delay, after)
