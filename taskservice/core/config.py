@@ -42,3 +42,7 @@ class ManagerStats:
     live: int
     watchers: int
     store_commits: int
+    # Worker processes for handlers run in processes (0 without a pool), and how many were replaced so far
+    # (killed after a stop, died, or recycled).
+    worker_processes: int = 0
+    processes_replaced: int = 0

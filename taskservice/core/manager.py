@@ -500,4 +500,6 @@ class WorkerManager:
             live=queued + running,
             watchers=self.events.watcher_count(),
             store_commits=self.board.commits(),
+            worker_processes=len(self._processes.pids()) if self._processes is not None else 0,
+            processes_replaced=self._processes.replaced if self._processes is not None else 0,
         )

@@ -116,10 +116,18 @@ class _EngineCollector(Collector):
             ),
             ("taskservice_live_tasks", "Tasks not finished yet (queued, running or stopping).", stats.live),
             ("taskservice_watchers", "Open WatchProgress subscriptions.", stats.watchers),
+            ("taskservice_worker_processes", "Worker processes for handlers run in processes.", stats.worker_processes),
         ]
         metrics: list[Metric] = [GaugeMetricFamily(name, doc, value=value) for name, doc, value in gauges]
         metrics.append(
             CounterMetricFamily("taskservice_store_commits", "Store transactions committed.", value=stats.store_commits)
+        )
+        metrics.append(
+            CounterMetricFamily(
+                "taskservice_processes_replaced",
+                "Worker processes replaced: killed after a stop, died, or recycled.",
+                value=stats.processes_replaced,
+            )
         )
         return metrics
 

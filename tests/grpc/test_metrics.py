@@ -359,6 +359,18 @@ def test_unbound_metrics_have_no_engine_gauges_and_two_instances_do_not_clash() 
         assert value(samples, "taskservice_build_info", version=taskservice.__version__) == 1
 
 
+def test_worker_processes_and_their_replacements_are_exported() -> None:
+    from taskservice.core.config import ManagerStats
+
+    metrics = Metrics()
+    stats = ManagerStats(workers=4, busy_workers=1, abandoned_handlers=0, queued=0, live=1, watchers=0,
+                         store_commits=3, worker_processes=2, processes_replaced=5)  # fmt: skip
+    metrics.bind(lambda: stats)
+    samples = parse(_exposition(metrics))
+    assert value(samples, "taskservice_worker_processes") == 2
+    assert value(samples, "taskservice_processes_replaced_total") == 5
+
+
 def test_http_endpoint_on_port_0_and_stop_closes_it() -> None:
     metrics = Metrics()
     port = metrics.start_http("127.0.0.1:0")

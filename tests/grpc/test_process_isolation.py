@@ -83,12 +83,15 @@ async def test_a_time_limit_kills_a_handler_stuck_in_c(stub: pb_grpc.TaskService
 @pytest.mark.parametrize(("how", "said"), [("exit", "exited with code 3"), ("segfault", "SIGSEGV"),
                                             ("kill", "SIGKILL")])  # fmt: skip
 async def test_a_process_that_dies_fails_its_task_and_is_replaced(
-    stub: pb_grpc.TaskServiceStub, how: str, said: str
+    stub: pb_grpc.TaskServiceStub, server: RunningServer, how: str, said: str
 ) -> None:
+    before = server.manager.stats().processes_replaced
     task = await ended(stub, await submit(stub, "proc.crash", how=how))
     assert task.state == pb.TASK_STATE_FAILURE and task.error.type == "WorkerProcessDied"
     assert said in task.error.message
     assert (await ended(stub, await submit(stub, "proc.pid"))).state == pb.TASK_STATE_SUCCESS
+    stats = server.manager.stats()
+    assert stats.processes_replaced > before and stats.worker_processes == 2, "the metrics see it"
 
 
 async def test_failures_and_results_follow_the_thread_rules(stub: pb_grpc.TaskServiceStub) -> None:
