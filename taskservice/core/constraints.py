@@ -10,16 +10,18 @@ that fails (or succeeds absurdly) when it runs.
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass
 from typing import Any
 
 
-class Constraint:
-    """Base of the constraints; check() raises TypeError saying what the value must be."""
+class Constraint(abc.ABC):
+    """Base of the constraints (a handler's module may define its own); check() raises TypeError saying what the
+    value must be."""
 
-    def check(self, value: Any) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def check(self, value: Any) -> None: ...
 
 
 def _number(value: float) -> str:

@@ -46,6 +46,7 @@ from taskservice.core.board.base import (
 )
 from taskservice.core.board.dependencies import (
     EndedListener,
+    Verdict,
     judge,
     not_retryable_before,
     revoked_for,
@@ -180,7 +181,7 @@ class LocalBoard(OneWriter, Board):
                 elif self._queued + len(self._inflight) >= self._max_queue:
                     immediate.append((index, queue_full(self._queued, self._max_queue)))
                 else:
-                    verdict = judge(new.after, self._dependency)
+                    verdict = judge(new.after, self._dependency) if new.after else _NO_DEPENDENCIES
                     if verdict.unknown:
                         immediate.append((index, unknown_dependencies(new.task_id, verdict.unknown)))
                         continue
@@ -286,6 +287,10 @@ class LocalBoard(OneWriter, Board):
     def _ended(self, finals: Sequence[Task]) -> None:
         """These tasks' ends are durable: their dependents are released (SUCCESS) or revoked (any other end).
         Takes _lock."""
+        if not self._dependents:
+            # Nothing waits (read without the lock: a task naming one of `finals` registered before that one left
+            # _unfinished, under the lock, or else found it ended and decided then). The common case, on every end.
+            return
         released = False
         revocations: list[tuple[Task, TaskState]] = []
         with self._lock:
@@ -793,6 +798,7 @@ class LocalBoard(OneWriter, Board):
             self._store.close()
 
 
+_NO_DEPENDENCIES = Verdict()
 # A dependency no longer stored: it was deleted, which only an ended task can be, so it counts as met.
 _DELETED = Task("", "", {}, TaskState.SUCCESS, 0.0)
 
