@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -84,19 +85,14 @@ class Finisher:
             if run.finalized or self._phase() is Phase.CLOSED:
                 return False
             run.finalized = True
-            due = self._retry_due(run, outcome)
-            if due is not None:
-                pending = ended_copy(run.task, TaskState.PENDING, self._clock.time(), error=outcome.error)
-                log.info("task %s failed on attempt %d; retrying in %.2f s", run.task_id, run.task.attempt,
-                         due - self._clock.time())  # fmt: skip
-            elif outcome.state is None or run.stop_event.is_set():
-                state = run.stop_state or TaskState.REVOKED
-                error = run.stop_error or TaskError(ErrorType.REVOKED, "stopped")
-                pending = ended_copy(run.task, state, self._clock.time(), error=error)
-            else:
-                pending = ended_copy(
-                    run.task, outcome.state, self._clock.time(), result=outcome.result, error=outcome.error
-                )
+            try:
+                pending, due = self._decide(run, outcome)
+            except Exception as exc:  # a bug deciding must end the run all the same, never leave it owned by nobody
+                log.exception("task %s: the server failed deciding how its run ended", run.task_id)
+                self._log_failure(run.task_id, exc)
+                error = TaskError(ErrorType.SERVER_ERROR, f"the server failed ending this run ({type(exc).__name__}: "
+                                  f"{exc}); the traceback is in the task's log")  # fmt: skip
+                pending, due = ended_copy(run.task, TaskState.FAILURE, self._clock.time(), error=error), None
             if pending.state is not TaskState.PENDING and not run.stop_event.is_set():
                 if not self._held:
                     self.held_since = self._clock.monotonic()
@@ -115,6 +111,24 @@ class Finisher:
             held, self._held, self.held_since = self._held, [], None
         if held:
             self.write_ends(held)
+
+    def _decide(self, run: Run, outcome: Outcome) -> tuple[Task, float | None]:
+        """The task as this run leaves it, and when it runs again if it is retried. Holds lock."""
+        due = self._retry_due(run, outcome)
+        if due is not None:
+            log.info("task %s failed on attempt %d; retrying in %.2f s", run.task_id, run.task.attempt,
+                     due - self._clock.time())  # fmt: skip
+            return ended_copy(run.task, TaskState.PENDING, self._clock.time(), error=outcome.error), due
+        if outcome.state is None or run.stop_event.is_set():
+            state = run.stop_state or TaskState.REVOKED
+            error = run.stop_error or TaskError(ErrorType.REVOKED, "stopped")
+            return ended_copy(run.task, state, self._clock.time(), error=error), None
+        return ended_copy(run.task, outcome.state, self._clock.time(), result=outcome.result, error=outcome.error), None
+
+    def _log_failure(self, task_id: str, exc: BaseException) -> None:
+        if self._logs is not None:
+            text = "".join(traceback.format_exception(exc))
+            self._logs.append(task_id, f"the server failed ending this run:\n{text}".encode("utf-8", "replace"))
 
     def _retry_due(self, run: Run, outcome: Outcome) -> float | None:
         """When a failed run is tried again, by its type's retry policy; None: it is not. Holds lock."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -42,6 +43,10 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after run number `attempt` failed."""
-        base = min(self.max_backoff, self.backoff * self.multiplier ** (attempt - 1))
+        try:
+            grown = self.backoff * self.multiplier ** (attempt - 1)
+        except OverflowError:  # past about 1,024 doublings: far beyond any cap
+            grown = math.inf
+        base = min(self.max_backoff, grown)
         spread = (rng or random).uniform(-self.jitter, self.jitter)
         return max(0.0, base * (1 + spread))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from typing import Any
@@ -149,4 +150,15 @@ def make_registry(gates: Gates) -> TaskRegistry:
     retry = RetryPolicy(max_attempts=3, backoff=10.0, multiplier=3.0, jitter=0.0, retry_on=(ConnectionError,))
     registry.register("flaky", flaky, retry=retry)
     registry.register("picky", picky, retry=retry)
+    # Attempts past 1,024: the backoff's power overflows a float long before such a count.
+    endless = RetryPolicy(max_attempts=1_000_000, backoff=0.001, max_backoff=0.002, retry_on=(ConnectionError,))
+    registry.register("flaky_for_long", flaky, retry=endless)
+    registry.register("flaky_broken_policy", flaky, retry=BrokenPolicy(retry_on=(ConnectionError,)))
     return registry
+
+
+class BrokenPolicy(RetryPolicy):
+    """A retry policy whose backoff fails: a stand-in for any bug in the engine around the end of a run."""
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        raise ArithmeticError("the backoff could not be computed")

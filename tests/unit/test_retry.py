@@ -22,6 +22,28 @@ def test_backoff_grows_exponentially_up_to_its_cap_with_bounded_jitter() -> None
     assert all(8.0 <= d <= 12.0 for d in delays) and len(set(delays)) > 100
 
 
+def test_the_backoff_of_an_attempt_far_past_a_thousand_is_the_cap_not_an_overflow() -> None:
+    policy = RetryPolicy(max_attempts=1_000_000, backoff=0.001, max_backoff=0.002, jitter=0.0)
+    assert [policy.delay(a) for a in (1, 1_025, 100_000, 999_999)] == [0.001, 0.002, 0.002, 0.002]
+
+
+def test_a_task_retried_more_than_a_thousand_times_ends(make_manager: MakeManager, gates) -> None:
+    manager = make_manager()
+    task_id = manager.submit("flaky_for_long", {"name": "long", "failures": 1_100}).task.task_id
+    final = wait_final(manager, task_id, timeout=60)
+    assert final.state is TaskState.SUCCESS and final.attempt == 1_101 and final.result == 1_101
+
+
+def test_a_failure_of_the_engine_deciding_an_end_ends_the_run_as_a_server_error(make_manager: MakeManager) -> None:
+    manager = make_manager()
+    task_id = manager.submit("flaky_broken_policy", {"name": "b", "failures": 1}).task.task_id
+    final = wait_final(manager, task_id)
+    assert final.state is TaskState.FAILURE and final.error is not None
+    assert final.error.type == "ServerError" and "ArithmeticError" in final.error.message
+    # The engine is whole: its worker runs the next task.
+    assert wait_final(manager, manager.submit("echo", {"value": "next"}).task.task_id).state is TaskState.SUCCESS
+
+
 def test_only_listed_errors_and_only_up_to_max_attempts_retry() -> None:
     policy = RetryPolicy(max_attempts=3, retry_on=(ConnectionError,))
     assert policy.should_retry(ConnectionError(), 1) and policy.should_retry(ConnectionResetError(), 2)
