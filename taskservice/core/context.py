@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -13,8 +14,23 @@ from taskservice.core.errors import StopTask
 if TYPE_CHECKING:
     from taskservice.core.paths import DataRoot, OpenedFolder, OpenedPaths
 
+# Progress counts travel as int64 (protobuf) and are stored as SQLite INTEGER.
+INT64_MAX = 2**63 - 1
+
 ProgressSink = Callable[[float | None, str, int | None, int | None], None]
 LogSink = Callable[[bytes], None]
+
+
+def check_progress(percent: object, current: object, total: object) -> None:
+    """ValueError, in the handler's own frame, for progress no watcher could be shown (a thread and a worker
+    process check alike)."""
+    for name, count in (("current", current), ("total", total)):
+        if count is not None and (not isinstance(count, int) or isinstance(count, bool) or abs(count) > INT64_MAX):
+            raise ValueError(f"ctx.progress({name}=...) must be a whole number within 64 bits, got {count!r}")
+    if percent is not None and (
+        isinstance(percent, bool) or not isinstance(percent, int | float) or not math.isfinite(percent)
+    ):
+        raise ValueError(f"ctx.progress(percent=...) must be a finite number, got {percent!r}")
 
 
 class StopSignal:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import traceback
 from collections.abc import Callable
@@ -239,18 +238,16 @@ def _execute(kind: TaskType, task: Task, data_root: DataRoot | None, lent: Handl
 def run_in_process(
     pool: ProcessPool, kind: TaskType, ctx: TaskContext, call_args: dict[str, Any], lent: HandlerContext
 ) -> Outcome:
-    """run_handler() in a worker process of `pool`: the same outcomes, the result under the same JSON rules."""
-    # The paths are this process's descriptors: the worker reaches them through this process's /proc entry.
-    ours = f"/proc/{os.getpid()}/fd/"
-    args = {k: ours + v[len(_SELF_FD) :] if isinstance(v, str) and v.startswith(_SELF_FD) else v
-            for k, v in call_args.items()}  # fmt: skip
+    """run_handler() in a worker process of `pool`: the same outcomes, the result under the same JSON rules. The
+    process gets the task's path descriptors (and no other of this process's): the args name its copies."""
+    args = call_args
     time_left = None if lent.deadline is None else max(0.0, lent.deadline - time.monotonic())
     meta = {"task_id": ctx.task_id, "task_type": ctx.task_type, "attempt": ctx.attempt, "args": args,
             "stop_grace": lent.stop_grace, "time_left": time_left, "min_free_bytes": ctx.min_free_bytes,
             "data_root": str(ctx.data_root) if ctx.data_root is not None else None,
             "given": {name: ctx.given_path(name) for name in args}}  # fmt: skip
     relay = Relay(lent.report, lambda data: ctx.write_log(data), lent.stop_event.is_set, lent.stop_grace)
-    done = pool.run(kind.handler, args, meta, relay)
+    done = pool.run(kind.handler, args, meta, relay, ctx.path_fds)
     if done.state is None or lent.stop_event.is_set():
         return Outcome(state=None)
     if done.state is TaskState.FAILURE:
@@ -260,9 +257,6 @@ def run_in_process(
         return Outcome(TaskState.SUCCESS, result=portable_result(value))
     except ValueError as exc:
         return Outcome(TaskState.FAILURE, error=TaskError(ErrorType.RESULT_NOT_JSON, str(exc)))
-
-
-_SELF_FD = "/proc/self/fd/"
 
 
 def _settle_outputs(opened: OpenedPaths, outcome: Outcome, lent: HandlerContext, *, keep_partial: bool) -> Outcome:

@@ -8,18 +8,23 @@ relaying what the handler reports to the real TaskContext:
   reporting 10,000 times a second costs the server a few messages;
 - logs: each line, in order;
 - a stop: a flag in shared memory the handler's check_stop(), progress() and sleep() read; after the stop grace
-  the process is killed (SIGKILL) and a fresh one takes its slot, so a handler stuck in C code really ends;
+  the process and its process group are killed (SIGKILL) and a fresh one takes its slot, so a handler stuck in C
+  code, and whatever it started, really end;
 - the end: the result as JSON text (the same rules as in thread mode), or the error with its traceback.
 
 A process that dies on its own (a segfault, os._exit, the OOM killer) ends its task FAILURE with error type
-WorkerProcessDied and the signal. A process is replaced after `max_tasks` tasks or once it holds more than
-`max_rss` bytes. Paths are the parent's descriptors, which the child reaches as /proc/<server pid>/fd/N.
+WorkerProcessDied and the signal; one that holds more than `max_rss` bytes while it runs is killed and its task
+ends FAILURE with MemoryLimitExceeded. A process is replaced after `max_tasks` tasks or once it holds more than
+`max_rss`. The task's path descriptors, and only those, are passed to the process (SCM_RIGHTS) with the call.
+
+Whatever happens while a call is under way, its slot goes back to the pool or its process is replaced
+(`ProcessPool.run`'s one exit), so no failure can shrink the pool. The child's side is process_child.py.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
+import contextlib
+import itertools
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -28,27 +33,25 @@ import queue
 import signal
 import threading
 import time
-import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from multiprocessing import reduction
 from typing import Any
 
-from taskservice.core.errors import RaisedElsewhere, StopTask
-from taskservice.core.models import TaskError, TaskState
+from taskservice.core.errors import RaisedElsewhere
+from taskservice.core.models import ErrorType, TaskError, TaskState
+from taskservice.core.process_child import child_main
 
 log = logging.getLogger(__name__)
 
 WORKER_PROCESS_DIED = "WorkerProcessDied"
-PROGRESS_SECONDS = 0.02
+MEMORY_LIMIT_EXCEEDED = "MemoryLimitExceeded"
 # How often the waiting thread looks at the stop flag and the process's health.
 POLL_SECONDS = 0.02
+# How often a running process's memory is measured against max_rss.
+RSS_CHECK_SECONDS = 0.1
 # A process is killed this much before the stop grace ends, so it is gone before the watchdog gives up on it.
 KILL_MARGIN = 0.8
-# Worker processes yield the CPU to the server: with every core busy running handlers, the event loop still answers
-# soon (GetState p99 with both cores busy: 8.0 ms at the same priority, 4.9-5.6 ms at nice 10-19; 1.3-2.8 ms idle).
-NICENESS = 19
-# How often a worker process looks whether the server still runs.
-SERVER_CHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +70,7 @@ class _Slot:
         self.stop = context.Value("b", 0, lock=False)
         parent, child = context.Pipe()
         self.conn: multiprocessing.connection.Connection = parent
-        self.process = context.Process(target=_child_main, args=(child, self.stop, os.getpid()), daemon=True)
+        self.process = context.Process(target=child_main, args=(child, self.stop, os.getpid()), daemon=True)
         self.process.start()
         child.close()
         self.tasks = 0
@@ -75,14 +78,38 @@ class _Slot:
     def close(self, *, kill: bool = False) -> None:
         if self.process.is_alive():
             if kill:
-                self.process.kill()
+                self._kill_group()
             else:
-                self.conn.send(None)
+                try:
+                    self.conn.send(None)
+                except OSError:
+                    self._kill_group()
         self.process.join(timeout=5)
         if self.process.is_alive():
             self.process.kill()
             self.process.join(timeout=5)
+        self._kill_group()  # whatever its handlers left running (children in its group)
         self.conn.close()
+
+    def _kill_group(self) -> None:
+        """SIGKILL to the process and every process in its group (it leads one of its own: process_child.py)."""
+        pid = self.process.pid
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # not its own group yet, or nobody left
+            os.killpg(pid, signal.SIGKILL)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+class Relay:
+    """What the waiting thread passes on to the task's real context."""
+
+    def __init__(self, progress: Any, log_line: Any, stop_requested: Any, stop_grace: float) -> None:
+        self.progress = progress
+        self.log = log_line
+        self.stop_requested = stop_requested
+        self.stop_grace = stop_grace
 
 
 class ProcessPool:
@@ -95,6 +122,7 @@ class ProcessPool:
         self._lock = threading.Lock()
         self._slots: set[_Slot] = set()
         self._closed = False
+        self._runs = itertools.count(1)
         self.replaced = 0  # processes replaced (killed, died, recycled): a metric, and for tests
 
     def start(self) -> None:
@@ -120,57 +148,28 @@ class ProcessPool:
         with self._lock:
             return [slot.process.pid for slot in self._slots if slot.process.pid is not None]
 
-    def run(self, handler: Any, args: dict[str, Any], meta: dict[str, Any], relay: Relay) -> ProcessOutcome:
-        """Call `handler(ctx, **args)` in a process of the pool; blocks until it ends (see the module docstring)."""
+    def run(
+        self, handler: Any, args: dict[str, Any], meta: dict[str, Any], relay: Relay, fds: tuple[int, ...] = ()
+    ) -> ProcessOutcome:
+        """Call `handler(ctx, **args)` in a process of the pool, passing it `fds`; blocks until it ends (see the
+        module docstring). The slot is given back, or its process replaced, whatever happens meanwhile."""
         slot = self._idle.get()
         while not slot.process.is_alive():  # killed while idle (from outside): it ran nothing of this task
             self._replace(slot, kill=True)
             slot = self._idle.get()
-        slot.stop.value = 0
+        healthy = False
         try:
-            slot.conn.send(("run", handler.__module__, handler.__qualname__, args, meta))
-        except (OSError, ValueError) as exc:
-            self._replace(slot, kill=True)
-            return ProcessOutcome(TaskState.FAILURE, error=TaskError(WORKER_PROCESS_DIED, f"could not send: {exc}"))
-        stopped_at: float | None = None
-        while True:
-            if relay.stop_requested() and stopped_at is None:
-                stopped_at = time.monotonic()
-                slot.stop.value = 1  # cooperative first
-            if stopped_at is not None and time.monotonic() - stopped_at > relay.stop_grace * KILL_MARGIN:
-                self._replace(slot, kill=True)
-                return ProcessOutcome(None)
-            try:
-                ready = slot.conn.poll(POLL_SECONDS)
-                message = slot.conn.recv() if ready else None
-            except (EOFError, OSError):
-                message = ("died",)
-            if message is None:
-                if not slot.process.is_alive():
-                    message = ("died",)
-                else:
-                    continue
-            kind = message[0]
-            if kind == "progress":
-                relay.progress(*message[1:])
-            elif kind == "log":
-                relay.log(message[1])
-            elif kind == "died":
-                slot.process.join(timeout=1)
-                died = _how_it_died(slot.process.exitcode)
-                self._replace(slot, kill=True)
-                if stopped_at is not None:
-                    return ProcessOutcome(None)
-                return ProcessOutcome(TaskState.FAILURE, error=TaskError(WORKER_PROCESS_DIED, died))
-            else:
+            outcome, healthy = _Call(slot, next(self._runs), relay, self.max_rss).run(handler, args, meta, fds)
+            return outcome
+        except Exception as exc:  # relaying failed (a bug of the server's): this run fails, the pool stays whole
+            log.exception("task %s: relaying its worker process failed", meta.get("task_id"))
+            error = f"the server failed relaying the worker process ({type(exc).__name__}: {exc}); it was replaced"
+            return ProcessOutcome(TaskState.FAILURE, error=TaskError(ErrorType.SERVER_ERROR, error))
+        finally:
+            if healthy:
                 self._release(slot)
-                if kind == "done":
-                    return ProcessOutcome(TaskState.SUCCESS, result_json=message[1])
-                if kind == "stopped":
-                    return ProcessOutcome(None)
-                name, text, formatted, *names = message[1:]
-                raised = RaisedElsewhere(text, tuple(names[0])) if names else None
-                return ProcessOutcome(TaskState.FAILURE, error=TaskError(name, text, formatted), raised=raised)
+            else:
+                self._replace(slot, kill=True)
 
     def _release(self, slot: _Slot) -> None:
         slot.tasks += 1
@@ -188,14 +187,106 @@ class ProcessPool:
             slot.close(kill=True)
 
 
-class Relay:
-    """What the waiting thread passes on to the task's real context."""
+class _Call:
+    """One handler call in one process, from the request to its end; `run` answers the outcome and whether the
+    process can take another call (False: it is killed and replaced)."""
 
-    def __init__(self, progress: Any, log_line: Any, stop_requested: Any, stop_grace: float) -> None:
-        self.progress = progress
-        self.log = log_line
-        self.stop_requested = stop_requested
-        self.stop_grace = stop_grace
+    def __init__(self, slot: _Slot, number: int, relay: Relay, max_rss: int) -> None:
+        self.slot = slot
+        self.number = number
+        self.relay = relay
+        self.max_rss = max_rss
+        self.stopped_at: float | None = None
+
+    def run(
+        self, handler: Any, args: dict[str, Any], meta: dict[str, Any], fds: tuple[int, ...]
+    ) -> tuple[ProcessOutcome, bool]:
+        slot = self.slot
+        slot.stop.value = 0
+        try:
+            slot.conn.send(("run", self.number, handler.__module__, handler.__qualname__, args, {**meta, "fds": fds}))
+            for fd in fds:
+                reduction.send_handle(slot.conn, fd, slot.process.pid)
+        except (OSError, ValueError) as exc:
+            return _failure(WORKER_PROCESS_DIED, f"could not send the task to the worker process: {exc}"), False
+        measured_at = time.monotonic()
+        while True:
+            if self.relay.stop_requested() and self.stopped_at is None:
+                self.stopped_at = time.monotonic()
+                slot.stop.value = 1  # cooperative first
+            if self.stopped_at is not None and time.monotonic() - self.stopped_at > self.relay.stop_grace * KILL_MARGIN:
+                return ProcessOutcome(None), False
+            if self.max_rss and time.monotonic() - measured_at >= RSS_CHECK_SECONDS:
+                measured_at = time.monotonic()
+                held = _rss(slot)
+                if held > self.max_rss:
+                    mib, limit = held / 2**20, self.max_rss / 2**20
+                    message = f"the worker process held {mib:.0f} MiB, more than --process-max-rss ({limit:.0f} MiB)"
+                    return _failure(MEMORY_LIMIT_EXCEEDED, message), False
+            ended = self._next_message()
+            if ended is not None:
+                return ended
+
+    def _next_message(self) -> tuple[ProcessOutcome, bool] | None:
+        """Relay one message, if one came; the call's end when it ended."""
+        slot = self.slot
+        try:
+            message = slot.conn.recv() if slot.conn.poll(POLL_SECONDS) else None
+        except (EOFError, OSError):
+            return self._died()
+        except Exception as exc:  # bytes that do not unpickle: nothing more from this pipe can be trusted
+            return _failure(ErrorType.SERVER_ERROR, f"the worker process sent a message that is not one: {exc}"), False
+        if message is None:
+            return None if slot.process.is_alive() else self._died()
+        if not isinstance(message, tuple) or len(message) < 2:
+            return _failure(ErrorType.SERVER_ERROR, f"the worker process sent {str(message)[:80]!r}"), False
+        run, kind, *payload = message
+        if run != self.number:
+            return None  # a late line of an earlier task's thread: it belongs to no current run
+        handle = _HANDLERS.get(kind)
+        if handle is None:
+            return _failure(ErrorType.SERVER_ERROR, f"the worker process sent an unknown message {kind!r}"), False
+        return handle(self, payload)
+
+    def _died(self) -> tuple[ProcessOutcome, bool]:
+        self.slot.process.join(timeout=1)
+        if self.stopped_at is not None:
+            return ProcessOutcome(None), False
+        return _failure(WORKER_PROCESS_DIED, _how_it_died(self.slot.process.exitcode)), False
+
+    def _progress(self, payload: list[Any]) -> None:
+        percent, message, current, total = payload
+        self.relay.progress(percent, message, current, total)
+
+    def _log(self, payload: list[Any]) -> None:
+        (data,) = payload
+        self.relay.log(data)
+
+    def _done(self, payload: list[Any]) -> tuple[ProcessOutcome, bool]:
+        (result_json,) = payload
+        return ProcessOutcome(TaskState.SUCCESS, result_json=result_json), True
+
+    def _stopped(self, payload: list[Any]) -> tuple[ProcessOutcome, bool]:
+        return ProcessOutcome(None), True
+
+    def _failed(self, payload: list[Any]) -> tuple[ProcessOutcome, bool]:
+        name, text, formatted, names = payload
+        raised = RaisedElsewhere(text, tuple(names)) if names else None
+        return ProcessOutcome(TaskState.FAILURE, error=TaskError(name, text, formatted), raised=raised), True
+
+
+_Handler = Callable[[_Call, list[Any]], "tuple[ProcessOutcome, bool] | None"]
+_HANDLERS: dict[str, _Handler] = {
+    "progress": _Call._progress,
+    "log": _Call._log,
+    "done": _Call._done,
+    "stopped": _Call._stopped,
+    "failed": _Call._failed,
+}
+
+
+def _failure(error_type: str, message: str) -> ProcessOutcome:
+    return ProcessOutcome(TaskState.FAILURE, error=TaskError(error_type, message))
 
 
 def _rss(slot: _Slot) -> int:
@@ -211,147 +302,3 @@ def _how_it_died(exitcode: int | None) -> str:
         name = signal.Signals(-exitcode).name if -exitcode in signal.Signals._value2member_map_ else str(-exitcode)
         return f"the worker process running this task was killed by {name}"
     return f"the worker process running this task exited with code {exitcode} before the handler returned"
-
-
-# ---------------------------------------------------------------------- in the child
-
-
-class ChildContext:
-    """The TaskContext a handler gets in a worker process: the same methods, relayed to the server."""
-
-    def __init__(self, conn: Any, stop: Any, meta: dict[str, Any]) -> None:
-        self._conn = conn
-        self._stop = stop
-        self._send_lock = threading.Lock()
-        self.task_id: str = meta["task_id"]
-        self.task_type: str = meta["task_type"]
-        self.attempt: int = meta["attempt"]
-        self.args: dict[str, Any] = meta["args"]
-        self.stop_grace: float = meta["stop_grace"]
-        self.deadline = None if meta["time_left"] is None else time.monotonic() + meta["time_left"]
-        self.data_root = Path(meta["data_root"]) if meta["data_root"] is not None else None
-        self.min_free_bytes: int = meta["min_free_bytes"]
-        self._given: dict[str, str] = meta["given"]
-        self._pending: tuple[Any, ...] | None = None
-        self._sent_at = 0.0
-        self._flusher: threading.Timer | None = None
-
-    @property
-    def stop_requested(self) -> bool:
-        return bool(self._stop.value)
-
-    def check_stop(self) -> None:
-        if self._stop.value:
-            raise StopTask()
-
-    def progress(self, percent: float | None = None, message: str = "", *, current: int | None = None,
-                 total: int | None = None) -> None:  # fmt: skip
-        self._pending = (percent, message, current, total)
-        now = time.monotonic()
-        if now - self._sent_at >= PROGRESS_SECONDS:
-            self.flush()
-        elif self._flusher is None:  # the latest goes out soon even if the handler reports no more
-            self._flusher = threading.Timer(PROGRESS_SECONDS, self.flush)
-            self._flusher.daemon = True
-            self._flusher.start()
-        self.check_stop()
-
-    def flush(self) -> None:
-        with self._send_lock:
-            pending, self._pending = self._pending, None
-            self._flusher = None
-            if pending is not None:
-                self._sent_at = time.monotonic()
-                self._conn.send(("progress", *pending))
-
-    def sleep(self, seconds: float) -> None:
-        end = time.monotonic() + max(0.0, seconds)
-        while True:
-            self.check_stop()
-            left = end - time.monotonic()
-            if left <= 0:
-                return
-            time.sleep(min(left, POLL_SECONDS))
-
-    def wait_for_stop(self, timeout: float | None = None) -> bool:
-        end = None if timeout is None else time.monotonic() + timeout
-        while not self._stop.value:
-            if end is not None and time.monotonic() >= end:
-                return False
-            time.sleep(POLL_SECONDS)
-        return True
-
-    def given_path(self, name: str) -> str:
-        """The path arg `name` as the client sent it (the handler's value is a descriptor path)."""
-        return self._given.get(name, "")
-
-    @property
-    def path_fds(self) -> tuple[int, ...]:
-        return ()  # the descriptors are the server's; this process reaches them by path only
-
-    def open_folder(self, relative: str) -> Any:
-        raise RuntimeError("open_folder() is not available in a worker process: declare the folder as a path arg")
-
-    def log(self, message: str) -> None:
-        self.write_log((message if message.endswith("\n") else message + "\n").encode("utf-8", "replace"))
-
-    def write_log(self, data: bytes) -> None:
-        self.flush()  # progress before the line it preceded
-        with self._send_lock:
-            self._conn.send(("log", data))
-
-
-def _die_with_the_server(server_pid: int) -> None:
-    """End this process once the server is gone (killed with SIGKILL, say): an idle process sees its pipe close,
-    but one running a handler would run it out for nobody. (Its parent is the forkserver, which lives as long as
-    any of its processes do, so the parent's death says nothing.)"""
-
-    def watch() -> None:
-        while True:
-            time.sleep(SERVER_CHECK_SECONDS)
-            try:
-                os.kill(server_pid, 0)
-            except ProcessLookupError:
-                os._exit(1)
-            except PermissionError:  # the pid was reused by another user's process: the server is gone
-                os._exit(1)
-
-    threading.Thread(target=watch, name="taskservice-server-watch", daemon=True).start()
-
-
-def _child_main(conn: Any, stop: Any, server_pid: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's Ctrl-C is the server's to handle
-    os.nice(NICENESS)
-    _die_with_the_server(server_pid)
-    while True:
-        try:
-            message = conn.recv()
-        except EOFError:
-            return
-        if message is None:
-            return
-        _, module, qualname, args, meta = message
-        ctx = ChildContext(conn, stop, meta)
-        try:
-            handler: Any = importlib.import_module(module)
-            for part in qualname.split("."):
-                handler = getattr(handler, part)
-            value = handler(ctx, **args)
-            ctx.flush()
-            try:
-                encoded = None if value is None else json.dumps(value, allow_nan=False, ensure_ascii=False)
-            except (TypeError, ValueError, RecursionError) as exc:
-                conn.send(("failed", "ResultNotJSON", f"the handler returned a value JSON cannot carry: {exc}", ""))
-                continue
-            conn.send(("done", encoded))
-        except StopTask:
-            ctx.flush()
-            conn.send(("stopped",))
-        except BaseException as exc:  # the handler's SystemExit too: the process must live on
-            ctx.flush()
-            if ctx.stop_requested:
-                conn.send(("stopped",))
-                continue
-            formatted = "".join(traceback.format_exception(exc))[-16384:]
-            names = tuple(f"{kind.__module__}.{kind.__qualname__}" for kind in type(exc).__mro__)
-            conn.send(("failed", type(exc).__name__, str(exc)[:4096], formatted, names))

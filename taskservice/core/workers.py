@@ -10,7 +10,6 @@ its place and the task it held ends FAILURE.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections import deque
@@ -18,6 +17,7 @@ from collections.abc import Callable, Collection
 
 from taskservice.core.board.base import Board, ClaimBatch
 from taskservice.core.clock import Clock
+from taskservice.core.context import check_progress
 from taskservice.core.errors import TaskServiceError
 from taskservice.core.execution import HandlerContext, Outcome, execute_task, printable
 from taskservice.core.finishing import Finisher
@@ -32,8 +32,6 @@ log = logging.getLogger("taskservice.core.manager")
 
 # Progress messages longer than this are cut; they go to every watcher.
 MAX_PROGRESS_MESSAGE = 1024
-# Progress counts travel as int64 (protobuf) and are stored as SQLite INTEGER.
-INT64_MAX = 2**63 - 1
 # Prefetching claims (see WorkerPool._prefetch): per worker, and only while handlers typically take less than this
 # (an average over the last few dozen runs, each weighing RUN_TIME_WEIGHT).
 PREFETCH_PER_WORKER = 4
@@ -280,13 +278,9 @@ class WorkerPool:
         return execute_task(kind, task, self._data_root, lent)
 
     def _report(self, run: Run, percent: float | None, message: str, current: int | None, total: int | None) -> None:
-        for name, count in (("current", current), ("total", total)):
-            if count is not None and (not isinstance(count, int) or isinstance(count, bool) or abs(count) > INT64_MAX):
-                raise ValueError(f"ctx.progress({name}=...) must be a whole number within 64 bits, got {count!r}")
+        check_progress(percent, current, total)
         if percent is None:
             percent = 100.0 * current / total if current is not None and total else run.task.progress.percent
-        if isinstance(percent, bool) or not isinstance(percent, int | float) or not math.isfinite(percent):
-            raise ValueError(f"ctx.progress(percent=...) must be a finite number, got {percent!r}")
         progress = Progress(
             percent=min(100.0, max(0.0, float(percent))),
             message=printable(str(message)[:MAX_PROGRESS_MESSAGE]),

@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import pytest
 from google.protobuf import duration_pb2
 
@@ -18,6 +19,7 @@ from tests.grpc.helpers import struct, wait_for_state, watch_all
 from tests.support.inprocess import StartServer
 from tests.support.process_types import register_process_types
 from tests.support.task_types import Gates, make_registry
+from tests.support.waiting import wait_async
 
 
 @pytest.fixture
@@ -115,13 +117,77 @@ async def test_paths_reach_the_process_through_the_servers_descriptors(
 
 
 async def test_a_process_past_its_memory_limit_is_replaced(start_server: StartServer) -> None:
-    import grpc as grpc_module
-
-    server = await start_server(process_workers=1, process_max_rss=1)  # every process is past 1 byte
-    async with grpc_module.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+    server = await start_server(process_workers=1, process_max_rss=200 * 2**20)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub = pb_grpc.TaskServiceStub(channel)
-        pids = {int((await ended(stub, await submit(stub, "proc.pid"))).result.number_value) for _ in range(3)}
-    assert len(pids) == 3, "each task found a fresh process"
+        before = int((await ended(stub, await submit(stub, "proc.pid"))).result.number_value)
+        hog = await ended(stub, await submit(stub, "proc.hog", mib=400))  # waits for a stop it never gets
+        assert hog.state == pb.TASK_STATE_FAILURE and hog.error.type == "MemoryLimitExceeded", hog.error
+        assert "--process-max-rss" in hog.error.message
+        after = await ended(stub, await submit(stub, "proc.pid"))
+        assert after.state == pb.TASK_STATE_SUCCESS and int(after.result.number_value) != before, "a fresh process"
+
+
+async def test_a_bad_progress_call_fails_as_in_a_thread_and_gives_its_slot_back(
+    stub: pb_grpc.TaskServiceStub, server: RunningServer
+) -> None:
+    for _ in range(5):  # more than the pool's 2 processes: none may be kept
+        task = await ended(stub, await submit(stub, "proc.bad_progress"))
+        assert task.state == pb.TASK_STATE_FAILURE and task.error.type == "ValueError", task.error
+        assert "ctx.progress(current=...) must be a whole number" in task.error.message
+    assert (await ended(stub, await submit(stub, "proc.pid"))).state == pb.TASK_STATE_SUCCESS
+    assert server.manager.stats().worker_processes == 2
+
+
+async def test_a_stop_kills_what_the_handler_started(stub: pb_grpc.TaskServiceStub) -> None:
+    task_id = await submit(stub, "proc.with_children")
+
+    async def child_pid() -> int | None:
+        log = b"".join([c.data async for c in stub.WatchLogs(pb.WatchLogsRequest(task_id=task_id), timeout=10)])
+        return int(log.split()[1]) if log.startswith(b"child ") else None
+
+    child = await wait_async(child_pid, what="the handler's child started")
+    await stub.Stop(pb.StopRequest(task_id=task_id))
+    assert (await ended(stub, task_id)).state == pb.TASK_STATE_REVOKED
+    await wait_async(lambda: _gone(child), what=f"the handler's child {child} killed with its worker process")
+
+
+async def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+async def test_a_line_logged_after_its_handler_returned_lands_in_no_other_task(start_server: StartServer) -> None:
+    server = await start_server(process_workers=1)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = pb_grpc.TaskServiceStub(channel)
+        assert (await ended(stub, await submit(stub, "proc.late_log"))).state == pb.TASK_STATE_SUCCESS
+        next_id = await submit(stub, "proc.cooperative", seconds=1.0)  # the same process, while the lines come
+        assert (await ended(stub, next_id)).state == pb.TASK_STATE_SUCCESS
+        log = b"".join([c.data async for c in stub.WatchLogs(pb.WatchLogsRequest(task_id=next_id), timeout=10)])
+        assert log == b""
+
+
+async def test_garbage_in_the_pipe_fails_that_task_only_and_the_next_results_are_their_own(
+    stub: pb_grpc.TaskServiceStub, server: RunningServer
+) -> None:
+    broken = await ended(stub, await submit(stub, "proc.garbage"))
+    assert broken.state == pb.TASK_STATE_FAILURE and broken.error.type == "ServerError", broken.error
+    for steps in range(3):
+        task = await ended(stub, await submit(stub, "proc.report", reports=steps + 1))
+        assert task.state == pb.TASK_STATE_SUCCESS and task.result.number_value == steps + 1
+    assert server.manager.stats().worker_processes == 2
+
+
+async def test_the_process_gets_the_tasks_descriptors(stub: pb_grpc.TaskServiceStub, tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "in.txt").write_text("hello")
+    task = await ended(stub, await submit(stub, "proc.holds", input_fpath="in.txt"))
+    assert task.state == pb.TASK_STATE_SUCCESS, task.error
+    assert [v.string_value for v in task.result.list_value.values] == [str(tmp_path / "data" / "in.txt")]
 
 
 async def test_a_retry_policy_matches_exceptions_raised_in_a_process_by_their_classes(

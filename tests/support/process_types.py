@@ -5,6 +5,8 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import subprocess
+import threading
 import time
 from typing import Any
 
@@ -80,8 +82,52 @@ def stubborn_error(ctx: TaskContext) -> None:
     raise KeyError("never retried: the policy names ValueError")
 
 
+def bad_progress(ctx: TaskContext) -> None:
+    """Reports a count that is not a whole number: the handler's own ValueError."""
+    ctx.progress(current=1.5, total=10)  # type: ignore[arg-type]
+
+
+def hog(ctx: TaskContext, *, mib: int) -> None:
+    """Holds `mib` MiB, touched, until stopped."""
+    held = bytearray(mib * 2**20)
+    for i in range(0, len(held), 4096):
+        held[i] = 1
+    ctx.sleep(3600)
+
+
+def with_children(ctx: TaskContext) -> None:
+    """Starts a child process and logs its pid, then ignores every stop: the stop must kill the child too."""
+    child = subprocess.Popen(["sleep", "3600"])
+    ctx.log(f"child {child.pid}")
+    time.sleep(3600)
+
+
+def late_log(ctx: TaskContext) -> None:
+    """Returns at once, leaving a thread that logs for a while after: those lines belong to no task."""
+
+    def chatter() -> None:
+        for i in range(40):
+            time.sleep(0.025)
+            ctx.log(f"late line {i}")
+
+    threading.Thread(target=chatter, daemon=True).start()
+
+
+def garbage(ctx: TaskContext) -> None:
+    """Writes bytes that are no message into the pipe to the server."""
+    ctx._conn.send_bytes(b"\x80\x05 not a pickle")  # type: ignore[attr-defined]
+    time.sleep(3600)
+
+
+def holds(ctx: TaskContext, *, input_fpath: InputFile) -> list[str]:
+    """What this process holds open besides the standard streams: the task's own descriptors only."""
+    return sorted(os.readlink(f"/proc/self/fd/{fd}") for fd in ctx.path_fds)
+
+
 def register_process_types(registry: TaskRegistry) -> TaskRegistry:
-    for handler in (report, pid, stuck_in_c, endless, crash, not_json, fail, upper, cooperative):
+    handlers = (report, pid, stuck_in_c, endless, crash, not_json, fail, upper, cooperative, bad_progress, hog,
+                with_children, late_log, garbage, holds)  # fmt: skip
+    for handler in handlers:
         registry.register(f"proc.{handler.__name__}", handler, isolation="process")
     policy = RetryPolicy(max_attempts=3, backoff=0.0, jitter=0.0, retry_on=(ValueError,))
     for handler in (flaky, stubborn_error):
