@@ -27,7 +27,7 @@ from taskservice.core.registry import TaskRegistry, default_registry
 from taskservice.core.store import StoreOpenError
 from taskservice.server import runtime
 from taskservice.server.auth import BearerTokenInterceptor, TokenFile, TokenFileError
-from taskservice.server.http import build_app, start_http
+from taskservice.server.http import build_app, host_rule, start_http
 from taskservice.server.metrics import Metrics
 from taskservice.server.servicer import TaskServiceServicer, task_service_handler
 from taskservice.server.settings import Settings
@@ -332,7 +332,9 @@ async def _serve_on(
         try:
             app = build_app(running.servicer, tokens=tokens, cors_origin=settings.http_cors_origin,
                             max_body_bytes=settings.max_message_bytes,
-                            legacy_task_type=settings.legacy_task_type)  # fmt: skip
+                            legacy_task_type=settings.legacy_task_type,
+                            hosts=host_rule(settings.http_listen.rpartition(":")[0],
+                                            settings.http_allowed_hosts))  # fmt: skip
             http = await start_http(app, settings)
         except OSError as exc:
             log.error("cannot serve HTTP on %s: %s (--http-listen off turns it off)", settings.http_listen, exc)

@@ -71,6 +71,9 @@ class Settings:
     http_port_file: str = ""
     # The one origin whose pages may call the HTTP API from a browser (CORS); empty: none.
     http_cors_origin: str = ""
+    # Host names the HTTP face answers besides loopback ones when it listens on loopback (DNS rebinding); listening
+    # elsewhere, any Host unless this names some. "*": any; "*.example.com": that domain's names.
+    http_allowed_hosts: tuple[str, ...] = ()
     # The task type the legacy POST /API/tasks call submits; empty: that call is off.
     legacy_task_type: str = ""
     # "process": every Python handler runs in a worker process; types may ask for one with isolation="process".
@@ -223,6 +226,12 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
         default=_env(env, "http_cors_origin", ""),
         help="the one origin (e.g. https://ops.example.com) whose pages may call the HTTP API; default: none",
     )
+    p.add_argument(
+        "--http-allowed-hosts",
+        default=_env(env, "http_allowed_hosts", ""),
+        help="comma-separated Host names the HTTP face answers besides loopback ones (e.g. tasks.example.com, "
+        "*.example.com, or * for any); a listener on loopback otherwise answers only localhost, 127.0.0.1, [::1]",
+    )
     p.set_defaults(env_tasks=env_tasks)
     return p
 
@@ -285,6 +294,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
         http_listen=ns.http_listen,
         http_port_file=ns.http_port_file,
         http_cors_origin=ns.http_cors_origin,
+        http_allowed_hosts=tuple(name.strip() for name in ns.http_allowed_hosts.split(",") if name.strip()),
         legacy_task_type=ns.legacy_task_type,
         isolation=ns.isolation,
         process_workers=ns.process_workers,

@@ -10,7 +10,7 @@ import pytest
 
 from taskservice.server.app import RunningServer
 from taskservice.server.auth import TokenFile
-from taskservice.server.http import build_app, start_http
+from taskservice.server.http import build_app, host_rule, start_http
 from taskservice.server.settings import Settings
 from tests.grpc.conftest import gates, start_server, task_types
 from tests.support.inprocess import StartServer, channel, server, stub
@@ -19,13 +19,22 @@ __all__ = ["StartServer", "channel", "gates", "server", "start_server", "stub", 
 
 
 class HttpFaces:
-    """start(server, tokens=None, cors_origin="") -> the base URL of an HTTP face of `server`."""
+    """start(server, ...) -> the base URL of an HTTP face of `server`, listening on 127.0.0.1."""
 
     def __init__(self) -> None:
         self.started: list[object] = []
 
-    async def start(self, server: RunningServer, *, tokens: TokenFile | None = None, cors_origin: str = "") -> str:
-        app = build_app(server.servicer, tokens=tokens, cors_origin=cors_origin)
+    async def start(
+        self,
+        server: RunningServer,
+        *,
+        tokens: TokenFile | None = None,
+        cors_origin: str = "",
+        allowed_hosts: tuple[str, ...] = (),
+        legacy_task_type: str = "",
+    ) -> str:
+        app = build_app(server.servicer, tokens=tokens, cors_origin=cors_origin, legacy_task_type=legacy_task_type,
+                        hosts=host_rule("127.0.0.1", allowed_hosts))  # fmt: skip
         http = await start_http(app, Settings(http_listen="127.0.0.1:0"))
         self.started.append(http)
         return f"http://127.0.0.1:{http.port}"

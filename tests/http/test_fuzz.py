@@ -91,3 +91,52 @@ def test_generated_requests_never_get_a_server_error(live: tuple[ServerProcess, 
         task_id = client.submit("sleep", {"seconds": 0}).task.task_id
         assert client.wait(task_id, timeout=10).state.value == "SUCCESS", "the server still serves"
     assert requests.get(f"{server.http_url}/v1/tasks/{task_id}", timeout=10).status_code == 200
+
+
+HOSTILE = st.sampled_from(["text_body", "form_body", "untyped_body", "foreign_origin", "null_origin", "foreign_host"])
+
+
+def _tasks(server: ServerProcess) -> list[tuple[str, str]]:
+    page = requests.get(f"{server.http_url}/v1/tasks", params={"pageSize": "1000"}, timeout=10).json()
+    return sorted((task["taskId"], task["state"]) for task in page["tasks"])
+
+
+def test_requests_from_other_sites_and_bodies_that_are_not_json_change_nothing(
+    live: tuple[ServerProcess, dict[str, Any]],
+) -> None:
+    """What a page of another site can send (a text/plain or form body, its own Origin, a rebound Host) against
+    every route: refused with a 4xx, never a 5xx, and the tasks are as they were."""
+    server, document = live
+    with TaskClient(server.address) as client:
+        client.submit("sleep", {"seconds": 3600}, task_id="long-running")
+    before = _tasks(server)
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(http_requests(document), HOSTILE)
+    def one(request: tuple[str, str, dict[str, Any], Any], how: str) -> None:
+        method, path, query, body = request
+        data = json.dumps(body if body is not None else {"all": True})
+        headers = {"Content-Type": "application/json"}
+        if how == "text_body":
+            headers["Content-Type"] = "text/plain"
+        elif how == "form_body":
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            data = "all=true&taskType=echo"
+        elif how == "untyped_body":
+            del headers["Content-Type"]
+        elif how == "foreign_origin":
+            headers["Origin"] = "https://attacker.example"
+        elif how == "null_origin":
+            headers["Origin"] = "null"
+        else:
+            headers["Host"] = "rebound.attacker.example"
+        with requests.request(method, server.http_url + path, params=query, data=data, timeout=10, stream=True,
+                              headers=headers) as response:  # fmt: skip
+            assert response.status_code < 500, (how, method, path, response.text[:500])
+            if method != "GET" or how == "foreign_host":
+                assert 400 <= response.status_code < 500, (how, method, path, response.status_code)
+
+    one()
+    assert _tasks(server) == before, "no hostile request changed a task"
+    with TaskClient(server.address) as client:
+        client.stop("long-running")

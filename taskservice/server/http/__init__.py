@@ -2,7 +2,8 @@
 
 Every route calls the gRPC servicer (gateway.py), so both faces share one implementation and one error table.
 With bearer tokens on, every /v1/ and /API/ route needs `Authorization: Bearer <token>` (never a cookie); CORS
-answers only the origin --http-cors-origin names.
+answers only the origin --http-cors-origin names. What is refused before any route runs (foreign Hosts, writes
+from other sites' pages, bodies that are not JSON) is guard.py's.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aiohttp import web
 from taskservice.server.auth import SCHEME, TokenFile
 from taskservice.server.http.errors import error_response
 from taskservice.server.http.gateway import Gateway, RpcAbort
+from taskservice.server.http.guard import HostRule, add_security_headers, guard, host_rule
 from taskservice.server.http.legacy import add_legacy_routes
 from taskservice.server.http.openapi import openapi_document
 from taskservice.server.http.routes import ROUTES, Route, unary
@@ -33,6 +35,7 @@ _BY_TEMPLATE = {(route.http_method, route.path): route for route in ROUTES}
 _PROTECTED = ("/v1/", "/API/")
 # The dashboard: static files that need no build step; the page itself holds no data, so it is open.
 STATIC = Path(__file__).parent / "static"
+LOOPBACK_ONLY = host_rule("127.0.0.1")
 
 
 @dataclass
@@ -51,9 +54,13 @@ def build_app(
     cors_origin: str = "",
     max_body_bytes: int = 16 * 2**20,
     legacy_task_type: str = "",
+    hosts: HostRule = LOOPBACK_ONLY,
 ) -> web.Application:
+    """`hosts`: the Host names answered (host_rule() of the listen address and --http-allowed-hosts)."""
     gateway = Gateway(servicer)
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[_errors, _preflight(cors_origin), _auth(tokens)])
+    middlewares = [_errors, guard(hosts, cors_origin), _preflight(cors_origin), _auth(tokens)]
+    app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
+    app.on_response_prepare.append(add_security_headers)
     if cors_origin:
         app.on_response_prepare.append(_cors_headers(cors_origin))
     for collection in ("tasks", "schedules"):
@@ -222,4 +229,4 @@ def _cors_headers(origin: str) -> Callable[[web.Request, web.StreamResponse], Aw
     return add
 
 
-__all__ = ["HttpServer", "build_app", "start_http"]
+__all__ = ["HttpServer", "build_app", "host_rule", "start_http"]
