@@ -230,7 +230,13 @@ _REASONS = {
 }
 
 
-def _refusal(exc: OSError, name: str) -> PathRefused:
+# The server is short of descriptors: no fault of the path's, so the OSError goes on (the RPC answers UNAVAILABLE).
+DESCRIPTOR_SHORTAGE = frozenset({errno.EMFILE, errno.ENFILE})
+
+
+def _refusal(exc: OSError, name: str) -> PathRefused | OSError:
+    if exc.errno in DESCRIPTOR_SHORTAGE:
+        return exc
     reason = _REASONS.get(exc.errno or 0, exc.strerror or str(exc))
     shown = name if len(name) <= 60 else name[:57] + "..."
     return PathRefused(f"cannot be opened: {shown!r} {reason}")

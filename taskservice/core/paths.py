@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
-from taskservice.core.beneath import NAME_MAX_BYTES, Beneath, PathRefused, descriptor_path
+from taskservice.core.beneath import DESCRIPTOR_SHORTAGE, NAME_MAX_BYTES, Beneath, PathRefused, descriptor_path
 from taskservice.core.errors import InvalidRequest
 
 
@@ -194,6 +194,8 @@ class StagedOutput:
                 os.unlink(temporary, dir_fd=parent_fd)
                 fd = os.open(temporary, flags, 0o666, dir_fd=parent_fd)
         except OSError as exc:
+            if exc.errno in DESCRIPTOR_SHORTAGE:
+                raise
             raise PathRefused(f"cannot be written: {exc.strerror or exc}") from None
         return cls(parent_fd, final_name, temporary, fd)
 

@@ -28,6 +28,7 @@ from taskservice.core.store import StoreOpenError
 from taskservice.server import runtime
 from taskservice.server.auth import BearerTokenInterceptor, TokenFile, TokenFileError
 from taskservice.server.http import build_app, host_rule, start_http
+from taskservice.server.http.connections import raise_descriptor_limit
 from taskservice.server.metrics import Metrics
 from taskservice.server.servicer import TaskServiceServicer, task_service_handler
 from taskservice.server.settings import Settings
@@ -192,6 +193,7 @@ def _write_port_file(path: str, port: int) -> None:
 
 async def serve(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT, then drain. A second signal exits at once."""
+    raise_descriptor_limit()  # clients, tasks' files and the database share them: as many as the system allows
     try:
         registry = load_task_modules(settings.tasks)
         catalog = load_commands(settings.commands) if settings.commands else CommandCatalog.empty()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import logging
 from collections import OrderedDict
@@ -20,6 +21,7 @@ from taskservice.core.events import Watcher
 from taskservice.core.logs import Logs
 from taskservice.core.manager import SubmitSpec, WorkerManager
 from taskservice.core.models import TaskEvent
+from taskservice.core.throttle import ThrottledLog
 from taskservice.core.validation import MAX_STOP_REASON, check_task_id
 from taskservice.server import convert, convert_schedules
 from taskservice.server.status import status_for
@@ -103,10 +105,17 @@ Request = TypeVar("Request")
 Response = TypeVar("Response")
 
 
+# A descriptor shortage lasts: said once per interval, with a count, not once per call.
+_descriptors_short = ThrottledLog(log)
+
+
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
     if isinstance(exc, TaskServiceError):
         status = status_for(exc)
         await context.abort(status.code, status.details, status.trailing_metadata)
+    if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+        _descriptors_short.log("out of file descriptors: calls are answered UNAVAILABLE (%s)", exc)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "the server has no file descriptor free; try again shortly")
     log.exception("unexpected error in an RPC", exc_info=exc)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log")
 

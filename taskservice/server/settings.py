@@ -74,6 +74,8 @@ class Settings:
     # Host names the HTTP face answers besides loopback ones when it listens on loopback (DNS rebinding); listening
     # elsewhere, any Host unless this names some. "*": any; "*.example.com": that domain's names.
     http_allowed_hosts: tuple[str, ...] = ()
+    # Open HTTP connections at most (never more than a quarter of the open files limit); past it, 503 and closed.
+    http_max_connections: int = 1000
     # The task type the legacy POST /API/tasks call submits; empty: that call is off.
     legacy_task_type: str = ""
     # "process": every Python handler runs in a worker process; types may ask for one with isolation="process".
@@ -232,6 +234,13 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
         help="comma-separated Host names the HTTP face answers besides loopback ones (e.g. tasks.example.com, "
         "*.example.com, or * for any); a listener on loopback otherwise answers only localhost, 127.0.0.1, [::1]",
     )
+    p.add_argument(
+        "--http-max-connections",
+        type=int,
+        default=int(_env(env, "http_max_connections", str(d.http_max_connections))),
+        help="open HTTP connections at most (and at most a quarter of the open files limit); past it a new one is "
+        "answered 503 and closed",
+    )
     p.set_defaults(env_tasks=env_tasks)
     return p
 
@@ -261,6 +270,8 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
         p.error("--tls-client-ca needs --tls-cert and --tls-key")
     if not 0 < ns.renew < ns.lease:
         p.error("--renew must be more than 0 and less than --lease (a lease must be renewed before it expires)")
+    if ns.http_max_connections < 1:
+        p.error("--http-max-connections must be at least 1")
     if ns.poll <= 0:
         p.error("--poll must be more than 0")
     if _looks_like_conninfo(ns.db):
@@ -294,6 +305,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
         http_listen=ns.http_listen,
         http_port_file=ns.http_port_file,
         http_cors_origin=ns.http_cors_origin,
+        http_max_connections=ns.http_max_connections,
         http_allowed_hosts=tuple(name.strip() for name in ns.http_allowed_hosts.split(",") if name.strip()),
         legacy_task_type=ns.legacy_task_type,
         isolation=ns.isolation,

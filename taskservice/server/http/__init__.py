@@ -18,6 +18,7 @@ import grpc
 from aiohttp import web
 
 from taskservice.server.auth import SCHEME, TokenFile
+from taskservice.server.http.connections import HEADER_SECONDS, cap_connections, connection_cap
 from taskservice.server.http.errors import error_response
 from taskservice.server.http.gateway import Gateway, RpcAbort
 from taskservice.server.http.guard import HostRule, add_security_headers, guard, host_rule
@@ -91,8 +92,9 @@ def build_app(
     return app
 
 
-async def start_http(app: web.Application, settings: Settings) -> HttpServer:
-    """Serve `app` on settings.http_listen (port 0: any), with TLS when the gRPC side has it."""
+async def start_http(app: web.Application, settings: Settings, *, header_seconds: float = HEADER_SECONDS) -> HttpServer:
+    """Serve `app` on settings.http_listen (port 0: any), with TLS when the gRPC side has it; at most
+    settings.http_max_connections at once, each sending its headers within `header_seconds` (connections.py)."""
     host, _, port = settings.http_listen.rpartition(":")
     context = None
     if settings.tls_cert:
@@ -103,8 +105,11 @@ async def start_http(app: web.Application, settings: Settings) -> HttpServer:
             context.verify_mode = ssl.CERT_REQUIRED
     # handler_cancellation: a client that goes away ends its handler, so an event stream lets go of its watcher
     # at once rather than at its next write.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0, handler_cancellation=True)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0, handler_cancellation=True,
+                           keepalive_timeout=header_seconds)  # fmt: skip
     await runner.setup()
+    assert runner.server is not None
+    cap_connections(runner.server, connection_cap(settings.http_max_connections))
     site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port), ssl_context=context)
     try:
         await site.start()

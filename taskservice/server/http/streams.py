@@ -88,11 +88,14 @@ MAX_FOLLOWED = 200
 async def many_events(gateway: Gateway, request: web.Request) -> web.StreamResponse:
     """GET /v1/events?taskIds=a,b,c: the events of several tasks in one stream (a browser holds only a few
     connections per server, and a page of the dashboard follows up to a hundred tasks). Each event's data carries
-    its taskId; a task that ends, or cannot be watched, just leaves the stream; the stream ends when all have."""
+    its taskId; a task that ends, or cannot be watched, just leaves the stream; the stream ends when all have. A client
+    that does not read gets the latest progress of each task and every state change, as on the per-task stream."""
     ids = list(dict.fromkeys(i for raw in request.query.getall("taskIds", []) for i in raw.split(",") if i))
     if not ids or len(ids) > MAX_FOLLOWED:
         return error_response(invalid(f"taskIds: 1 to {MAX_FOLLOWED} task ids, comma-separated", "taskIds"))
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    # Bounded: while the client does not read, each pump waits at its put, so its watcher holds only the latest
+    # progress and the state changes (it coalesces), as for a slow WatchProgress; memory stays flat.
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=len(ids))
 
     async def pump(task_id: str) -> None:
         try:
