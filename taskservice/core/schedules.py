@@ -94,15 +94,10 @@ class Firing:
 def firing_for(schedule: Schedule, now: float) -> Firing:
     """The due times of `schedule` that have come by `now`, as its catch-up policy keeps them, and the next one."""
     spec = schedule.spec
-    passed: list[float] = []
-    due = schedule.next_due
-    while due <= now and len(passed) <= MAX_CATCH_UP:
-        passed.append(due)
-        due = spec.next_after(due)
-    if due <= now:  # more than MAX_CATCH_UP passed: the ones after those are dropped as well
-        due = spec.next_after(now)
+    passed = latest_due_times(spec, schedule.next_due, now, MAX_CATCH_UP)
     if not passed:
-        return Firing([], due)
+        return Firing([], schedule.next_due)
+    due = spec.next_after(passed[-1])
     period = spec.next_after(passed[-1]) - passed[-1]
     on_time = min(ON_TIME_SECONDS, max(1.0, period / 2))
     if spec.catch_up is CatchUp.ALL:
@@ -112,6 +107,25 @@ def firing_for(schedule: Schedule, now: float) -> Firing:
     else:
         kept = []
     return Firing(kept, due)
+
+
+def latest_due_times(spec: ScheduleSpec, first: float, now: float, most: int) -> list[float]:
+    """The latest `most` due times from `first` (itself a due time) to `now`, oldest first: counted back from now,
+    so a long downtime costs `most` steps, not one per due time missed (a year of seconds)."""
+    if first > now:
+        return []
+    if spec.interval is not None:
+        last = math.floor((now - first) / spec.interval)
+        return [first + k * spec.interval for k in range(max(0, last - most + 1), last + 1)]
+    zone = ZoneInfo(spec.time_zone)
+    times = croniter(spec.cron, datetime.fromtimestamp(now, zone))
+    earlier = float(times.get_prev(datetime).timestamp())  # strictly before now: now itself may be due
+    found = [exactly_now] if (exactly_now := spec.next_after(earlier)) <= now else []
+    while len(found) < most and earlier >= first and (not found or earlier < found[-1]):
+        found.append(earlier)
+        earlier = float(times.get_prev(datetime).timestamp())
+    found.reverse()
+    return found
 
 
 def firing_task_id(schedule_id: str, due: float) -> str:

@@ -77,12 +77,11 @@ class Scheduler:
         except InvalidRequest as exc:
             fields = [(f"schedule.task.{name}", why) for name, why in exc.field_violations]
             raise InvalidRequest("the schedule's task would be refused", fields) from None
-        stored = self._board.add_schedule(Schedule(spec, created_at=now, next_due=first_due, paused=paused))
+        stored, created = self._board.add_schedule(Schedule(spec, created_at=now, next_due=first_due, paused=paused))
         if stored.spec.digest() != spec.digest():
             raise ScheduleConflict(
                 f"schedule {spec.schedule_id!r} exists with another definition; delete it first, or use another id"
             )
-        created = stored.created_at == now
         self.wake()
         return stored, created
 
@@ -183,6 +182,8 @@ class Scheduler:
                 answers = self._submit_many(requests).result(timeout=SUBMIT_WAIT_SECONDS)
             except TaskServiceError as exc:
                 answers = [exc]
+            except TimeoutError:  # the Submit is not durable yet: fire these due times again at the next pass
+                answers = [StoreUnavailable(f"its Submit was not durable within {SUBMIT_WAIT_SECONDS:g} s")]
         transient = next((a for a in answers if isinstance(a, TRANSIENT)), None)
         if transient is not None:  # not moved on: the next pass fires the same due times again
             self._failures.log("schedule %r could not submit its task: %s", schedule.schedule_id, transient)

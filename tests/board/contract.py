@@ -564,9 +564,9 @@ def test_schedules_are_added_once_read_listed_and_removed_across_a_reopen(
     board: Board, reopen: Callable[[Board], Board]
 ) -> None:
     first = a_schedule("nightly", paused=True)
-    assert board.add_schedule(first) == first
+    assert board.add_schedule(first) == (first, True)
     other = a_schedule("nightly", next_due=NOW + 999)
-    assert board.add_schedule(other) == first, "an id taken answers the schedule there"
+    assert board.add_schedule(other) == (first, False), "an id taken answers the schedule there"
     for schedule_id in ("b", "a", "c"):
         board.add_schedule(a_schedule(schedule_id))
     again = reopen(board)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import Future
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from taskservice.core.board.base import Answer
+from taskservice.core.board.local import LocalBoard
+from taskservice.core.clock import ManualClock
 from taskservice.core.errors import InvalidRequest
-from taskservice.core.models import SubmitSpec
+from taskservice.core.models import SubmitOutcome, SubmitSpec, Task, TaskState
 from taskservice.core.schedules import (
     MAX_CATCH_UP,
     CatchUp,
@@ -20,6 +25,9 @@ from taskservice.core.schedules import (
     spec_from_json,
     spec_to_json,
 )
+from taskservice.core.scheduling import Scheduler
+from taskservice.core.store import MemoryStore
+from tests.unit.conftest import MakeManager
 
 PARIS = ZoneInfo("Europe/Paris")
 TASK = SubmitSpec("echo", {"value": 1})
@@ -103,3 +111,62 @@ def test_a_definition_survives_its_storage_form() -> None:
     )  # fmt: skip
     assert spec_from_json("s", spec_to_json(spec)) == spec
     assert spec_from_json("s", spec_to_json(spec)).digest() == spec.digest()
+
+
+@pytest.mark.parametrize("spec", [every(60.0, CatchUp.ALL), ScheduleSpec("m", TASK, cron="* * * * *",
+                                                                           catch_up=CatchUp.ALL)])  # fmt: skip
+def test_a_catch_up_of_all_after_5000_missed_minutes_keeps_the_latest_1000(spec: ScheduleSpec) -> None:
+    start = at(2026, 11, 1, 0, 0)
+    now = start + 5000 * 60 + 30  # 5,001 due times passed, the last 30 s ago
+    firing = firing_for(Schedule(spec, created_at=start - 60, next_due=start), now=now)
+    assert len(firing.due) == MAX_CATCH_UP
+    assert firing.due[-1] == start + 5000 * 60, "the most recent due time is kept"
+    assert firing.due[0] == start + 4001 * 60 and firing.due == sorted(firing.due)
+    assert firing.next_due == start + 5001 * 60
+
+
+def test_a_due_time_exactly_now_counts_for_cron_and_interval_alike() -> None:
+    start = at(2026, 11, 1, 0, 0)
+    for spec in (every(60.0, CatchUp.ALL), ScheduleSpec("m", TASK, cron="* * * * *", catch_up=CatchUp.ALL)):
+        firing = firing_for(Schedule(spec, created_at=start - 60, next_due=start), now=start + 120)
+        assert firing.due == [start, start + 60, start + 120] and firing.next_due == start + 180, spec
+
+
+def test_a_year_of_missed_seconds_is_counted_back_from_now_at_once() -> None:
+    schedule = Schedule(every(1.0, CatchUp.ALL), created_at=0.0, next_due=1.0)
+    firing = firing_for(schedule, now=366 * 86400.0)
+    assert firing.due[-1] == 366 * 86400.0 and len(firing.due) == MAX_CATCH_UP
+
+
+def test_creating_one_schedule_twice_in_the_same_instant_says_created_once(make_manager: MakeManager) -> None:
+    manager = make_manager(clock=ManualClock())
+    assert manager.schedules.create(every(60.0))[1] is True
+    assert manager.schedules.create(every(60.0))[1] is False, "the same clock reading does not make it new"
+
+
+def test_a_firing_whose_submit_does_not_end_in_time_leaves_the_rest_of_the_pass_to_fire(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("taskservice.core.scheduling.SUBMIT_WAIT_SECONDS", 0.05)
+    clock = ManualClock()
+    board = LocalBoard(MemoryStore())
+    submitted: list[str] = []
+
+    def submit_many(requests: Sequence[SubmitSpec]) -> Future[list[Answer]]:
+        answered: Future[list[Answer]] = Future()
+        if requests[0].task_id.startswith("stuck:"):
+            return answered  # never durable
+        submitted.extend(request.task_id for request in requests)
+        answered.set_result(
+            [SubmitOutcome(Task(r.task_id, r.task_type, {}, TaskState.PENDING, 0.0), True) for r in requests]
+        )
+        return answered
+
+    scheduler = Scheduler(board, clock, submit_many, lambda spec, now: None, poll_seconds=1.0)
+    for schedule_id in ("stuck", "works"):
+        scheduler.create(ScheduleSpec(schedule_id, TASK, interval=10.0))
+    clock.advance(10.0)
+    assert scheduler.fire_due() == 2
+    assert [task_id.split(":")[0] for task_id in submitted] == ["works"], "the second schedule fired all the same"
+    assert scheduler.get("stuck").next_due == clock.time(), "the stuck one fires its due time again next pass"
+    board.close()

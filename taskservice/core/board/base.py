@@ -281,9 +281,9 @@ class Board(abc.ABC):
     # ------------------------------------------------------------------ schedules
 
     @abc.abstractmethod
-    def add_schedule(self, schedule: Schedule) -> Schedule:
+    def add_schedule(self, schedule: Schedule) -> tuple[Schedule, bool]:
         """Store `schedule` unless its id is taken; the schedule under its id then (this one, or the one that was
-        there). Durable when it returns."""
+        there), and whether this call stored it. Durable when it returns."""
 
     @abc.abstractmethod
     def get_schedule(self, schedule_id: str) -> Schedule | None: ...

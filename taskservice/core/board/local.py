@@ -733,14 +733,14 @@ class LocalBoard(OneWriter, Board):
 
     # ------------------------------------------------------------------ schedules
 
-    def add_schedule(self, schedule: Schedule) -> Schedule:
+    def add_schedule(self, schedule: Schedule) -> tuple[Schedule, bool]:
         with self._schedule_lock:
             existing = self._schedules.get(schedule.schedule_id)
             if existing is not None:
-                return existing.copy()
+                return existing.copy(), False
             self._store.put_schedule(schedule)
             self._schedules[schedule.schedule_id] = schedule.copy()
-            return schedule.copy()
+            return schedule.copy(), True
 
     def get_schedule(self, schedule_id: str) -> Schedule | None:
         with self._schedule_lock:

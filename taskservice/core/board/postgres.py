@@ -655,17 +655,17 @@ class PostgresBoard(OneWriter, Board):
 
     # ------------------------------------------------------------------ schedules
 
-    def add_schedule(self, schedule: Schedule) -> Schedule:
-        def add(cur: psycopg.Cursor[Any]) -> Schedule:
+    def add_schedule(self, schedule: Schedule) -> tuple[Schedule, bool]:
+        def add(cur: psycopg.Cursor[Any]) -> tuple[Schedule, bool]:
             cur.execute(
                 f"""INSERT INTO {SCHEDULES} ({SCHEDULE_COLUMNS}) VALUES (%s, %s::jsonb, %s, %s, %s, %s, %s, %s)
                     ON CONFLICT (schedule_id) DO NOTHING""",
                 schedule_row(schedule),
             )
             if cur.rowcount == 1:
-                return schedule.copy()
+                return schedule.copy(), True
             cur.execute(f"SELECT {_SCHEDULE_ROW} FROM {SCHEDULES} WHERE schedule_id = %s", (schedule.schedule_id,))
-            return schedule_from_row(cur.fetchone())
+            return schedule_from_row(cur.fetchone()), False
 
         return self._transact(add)  # type: ignore[no-any-return]
 
