@@ -18,7 +18,7 @@ from taskservice.core.models import Task, TaskFilter, TaskState
 from taskservice.core.retention import EXPIRE_BATCH, RetentionSweeper
 from taskservice.core.runs import RunTable
 from taskservice.core.stopping import settle
-from taskservice.core.validation import MAX_STOP_REASON
+from taskservice.core.validation import MAX_STOP_REASON, one_line
 
 
 class EndedTasks:
@@ -51,7 +51,7 @@ class EndedTasks:
                 return
             task, previous = answer
             if self._logs is not None:
-                why = f": {reason}" if reason else ""
+                why = f": {one_line(reason)}" if reason else ""
                 self._logs.append(task_id, f"[taskservice: retried by hand after {previous.value}{why}]\n".encode())
             with self._table.lock:
                 self._table.show(task, previous)

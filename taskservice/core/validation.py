@@ -29,6 +29,17 @@ MAX_STOP_REASON = 1024
 MAX_AFTER = 100
 
 
+# Control characters (C0, DEL, C1) and Unicode's line and paragraph separators: in a line of a log, each would
+# let a user's text (a stop reason, an id) start a line of its own that looks like the server's.
+_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+_CONTROLS.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def one_line(text: str) -> str:
+    """`text` with its control characters escaped (a newline becomes the two characters \\n): one log line."""
+    return text.translate(_CONTROLS)
+
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 

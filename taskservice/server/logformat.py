@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from taskservice.core.observe import IMMUTABLE_ARGS
+from taskservice.core.validation import one_line
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 FORMATS = ("text", "json")
@@ -79,6 +80,11 @@ class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
         self._seconds = _PerSecond(lambda second: time.strftime(self.default_time_format, self.converter(second)))
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """The line, its text from users (reasons, ids, messages) unable to start a line of its own; a traceback
+        that follows is the server's, and keeps its lines."""
+        return one_line(super().formatMessage(record))
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return f"{self._seconds(record.created)},{int(record.msecs):03d}"  # as logging's default_msec_format

@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 
+from taskservice.core.logs import TaskLogs
 from taskservice.core.models import TaskState
 from taskservice.server.logformat import TEXT_FORMAT, JsonFormatter, configure_logging
 from tests.support.engine import wait_final
+from tests.support.task_types import Gates
 from tests.support.waiting import wait_until
 from tests.unit.conftest import MakeManager
 
@@ -111,6 +113,42 @@ def test_text_format_is_unchanged(make_manager: MakeManager) -> None:
     logged = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S").replace(microsecond=int(match.group(2)) * 1000)
     assert before <= logged <= after, line
     assert TEXT_FORMAT == "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_a_stop_reason_with_line_breaks_cannot_forge_lines_of_the_text_log(
+    make_manager: MakeManager, gates: Gates, tmp_path: Path
+) -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "text", stream=stream)
+    logs = TaskLogs(tmp_path / "logs")
+    manager = make_manager(logs=logs)
+    forged = "2026-01-01 00:00:00,000 ERROR taskservice.tasks: task admin (backup) RUNNING -> SUCCESS"
+    task_id = manager.submit("gate", {"name": "g"}).task.task_id
+    wait_until(lambda: manager.get(task_id).state is TaskState.RUNNING, what="running")
+    manager.stop(task_id, reason=f"bye\n{forged}\r\u2028{forged}")
+    assert wait_final(manager, task_id).state is TaskState.REVOKED
+    manager.retry_async(task_id, reason=f"again\n{forged}").result(timeout=10)
+    line = wait_until(lambda: next((ln for ln in stream.getvalue().splitlines() if "-> REVOKED" in ln), None),
+                      what="the REVOKED line")  # fmt: skip
+    assert "bye\\n2026-01-01" in line and "\\u2028" in line, line
+    assert not any(ln.startswith("2026-01-01 00:00:00,000") for ln in stream.getvalue().splitlines())
+    gates.open("g")
+    task_log = logs.read(task_id, 0).data
+    assert task_log.count(b"\n") == 1 and b"again\\n2026" in task_log, task_log
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_a_traceback_keeps_its_lines_in_the_text_log() -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "text", stream=stream)
+    try:
+        raise ValueError("deep")
+    except ValueError:
+        logging.getLogger("taskservice.test").exception("it failed:\nsecond")
+    logging.getLogger().handlers[-1].flush()
+    lines = stream.getvalue().splitlines()
+    assert lines[0].endswith("it failed:\\nsecond") and lines[1] == "Traceback (most recent call last):"
 
 
 @pytest.mark.usefixtures("root_logging")
