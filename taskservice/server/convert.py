@@ -47,6 +47,18 @@ def timestamp_to_proto(seconds: float | None) -> timestamp_pb2.Timestamp | None:
     return stamp
 
 
+def timestamp_seconds(stamp: timestamp_pb2.Timestamp, field: str) -> float:
+    """A Timestamp as Unix seconds; InvalidRequest naming `field` for one outside protobuf's range (years 1 to
+    9999, nanos 0 to 999,999,999)."""
+    try:
+        return stamp.ToNanoseconds() / 1e9
+    except ValueError:
+        raise InvalidRequest(
+            f"{field} is not a valid time (seconds {stamp.seconds}, nanos {stamp.nanos})",
+            [(field, "must be a time from year 1 to 9999, with nanos from 0 to 999,999,999")],
+        ) from None
+
+
 def duration_seconds(duration: duration_pb2.Duration) -> float:
     return duration.seconds + duration.nanos / 1e9
 
@@ -86,7 +98,7 @@ def _value_from_proto(value: struct_pb2.Value, field: str) -> Any:
 
 def submit_spec_from_proto(request: pb.SubmitRequest) -> SubmitSpec:
     time_limit = duration_seconds(request.time_limit) if request.HasField("time_limit") else None
-    not_before = request.not_before.ToNanoseconds() / 1e9 if request.HasField("not_before") else None
+    not_before = timestamp_seconds(request.not_before, "not_before") if request.HasField("not_before") else None
     delay = duration_seconds(request.delay) if request.HasField("delay") else None
     retention = duration_seconds(request.retention) if request.HasField("retention") else None
     return SubmitSpec(
@@ -206,7 +218,7 @@ def delete_filter_from_proto(request: pb.DeleteTasksRequest) -> tuple[TaskFilter
             f"DeleteTasks deletes only ended tasks, not {', '.join(unfinished)}",
             [("states", "only SUCCESS, FAILURE, REVOKED, TIMED_OUT and LOST (empty: any end)")],
         )
-    ended_before = request.ended_before.ToNanoseconds() / 1e9 if request.HasField("ended_before") else None
+    ended_before = timestamp_seconds(request.ended_before, "ended_before") if request.HasField("ended_before") else None
     if task_filter == TaskFilter() and ended_before is None and not request.all:
         raise InvalidRequest(
             "DeleteTasks without a filter would delete every ended task",

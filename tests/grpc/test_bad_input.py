@@ -6,6 +6,7 @@ import asyncio
 
 import grpc
 import pytest
+from google.protobuf import timestamp_pb2
 from google.protobuf.descriptor import MethodDescriptor
 
 from taskservice.server.app import RunningServer
@@ -116,3 +117,16 @@ async def test_a_page_size_out_of_range_is_refused(stub: pb_grpc.TaskServiceStub
         await stub.ListTasks(pb.ListTasksRequest(page_size=page_size))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field_violations(caught.value) == ["page_size"]
+
+
+@pytest.mark.parametrize(("seconds", "nanos"), [(2**62, 0), (-(2**62), 0), (253_402_300_800, 0), (0, 2_000_000_000)])
+async def test_a_time_outside_protobufs_range_is_invalid_argument_naming_its_field(
+    stub: pb_grpc.TaskServiceStub, seconds: int, nanos: int
+) -> None:
+    stamp = timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+    for call, field in ((stub.Submit(pb.SubmitRequest(task_type="echo", not_before=stamp)), "not_before"),
+                        (stub.DeleteTasks(pb.DeleteTasksRequest(ended_before=stamp)), "ended_before")):  # fmt: skip
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+        assert field in caught.value.details()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
+from taskservice.server.app import RunningServer
+from tests.http.conftest import HttpFaces
 from tests.support.task_types import Gates
 
 
@@ -138,3 +140,28 @@ def test_the_proto_declares_the_routes_the_server_serves() -> None:
             declared[method.name] = (kind.upper(), getattr(rule, kind), rule.body)
     assert declared == {route.rpc: (route.http_method, route.path, route.body) for route in ROUTES}
     assert set(declared) == {m.name for m in pb.DESCRIPTOR.services_by_name["TaskService"].methods}, "every RPC"
+
+
+async def test_odd_input_that_once_made_500s_is_a_400_naming_what_is_wrong(
+    http: aiohttp.ClientSession, base_url: str, server: RunningServer, http_faces: HttpFaces
+) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    async with http.post(f"{base_url}/v1/tasks", data=deep, headers={"Content-Type": "application/json"}) as response:
+        assert response.status == 400 and (await response.json())["code"] == 3
+    nested_args = b'{"taskType": "echo", "args": {"value": ' + b"[" * 5_000 + b"]" * 5_000 + b"}}"
+    async with http.post(f"{base_url}/v1/tasks", data=nested_args,
+                         headers={"Content-Type": "application/json"}) as response:  # fmt: skip
+        assert response.status == 400, await response.text()
+    await call(http, "POST", f"{base_url}/v1/tasks", json={"taskType": "echo", "taskId": "e"})
+    for last_event_id in ("²", "١٢", str(2**64), "-1"):
+        async with http.get(f"{base_url}/v1/tasks/e/events", headers={"Last-Event-ID": last_event_id}) as response:
+            assert response.status == 400, last_event_id
+            assert "Last-Event-ID" in (await response.json())["message"]
+    legacy = await http_faces.start(server, legacy_task_type="echo")
+    for task_no in ("%C2%B2", "1" * 40):
+        async with http.get(f"{legacy}/API/tasks/{task_no}") as response:
+            assert response.status == 400, task_no
+            assert "task_no" in (await response.json())["message"]
+    async with http.post(f"{legacy}/API/tasks", data=b'{"task_no": 1, "args": {"x": ' + b"[" * 5_000 + b"]" * 5_000
+                         + b"}}", headers={"Content-Type": "application/json"}) as response:  # fmt: skip
+        assert response.status == 400, await response.text()

@@ -69,8 +69,8 @@ def _when(stamp: timestamp_pb2.Timestamp) -> str:
 
 
 def _task_no(text: str) -> int:
-    if not text.isdigit():
-        raise invalid(f"task_no must be a whole number, not {text[:40]!r}", "task_no")
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:  # "²" is a digit to str.isdigit()
+        raise invalid(f"task_no must be a whole number of at most 19 digits, not {text[:40]!r}", "task_no")
     return int(text)
 
 
@@ -109,9 +109,12 @@ def _submit(gateway: Gateway, task_type: str) -> Any:
         try:
             try:
                 body = json.loads(await request.read() or b"null")
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise invalid(f"the body is not JSON: {exc}", "body") from None
-            task_no, submit = _request(body, task_type)
+            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+                raise invalid(f"the body is not JSON this call can read: {exc}", "body") from None
+            try:
+                task_no, submit = _request(body, task_type)
+            except (ValueError, TypeError, RecursionError) as exc:  # args a Struct cannot carry
+                raise invalid(f"the body's args cannot be carried: {exc}", "args") from None
             answer = await gateway.unary("Submit", submit)
         except RpcAbort as abort:
             return _refused(abort)

@@ -76,6 +76,8 @@ async def build_request(route: Route, request: web.Request, path_value: str) -> 
             body = json.loads(await request.read() or b"{}")
         except (ValueError, UnicodeDecodeError) as exc:
             raise invalid(f"the request body is not JSON: {exc}", "body") from None
+        except RecursionError:
+            raise invalid("the request body is JSON nested too deeply", "body") from None
         if not isinstance(body, dict):
             raise invalid("the request body must be a JSON object", "body")
         fields.update(body if route.body == "*" else {route.body: body})
@@ -86,6 +88,8 @@ async def build_request(route: Route, request: web.Request, path_value: str) -> 
         json_format.ParseDict(fields, message)
     except json_format.ParseError as exc:
         raise invalid(f"the request does not fit {message.DESCRIPTOR.name}: {exc}", "body") from None
+    except RecursionError:
+        raise invalid(f"the request does not fit {message.DESCRIPTOR.name}: nested too deeply", "body") from None
     return message
 
 

@@ -31,7 +31,7 @@ async def events(gateway: Gateway, route: Route, request: web.Request, task_id: 
         assert isinstance(message, pb.WatchProgressRequest)
         last_event_id = request.headers.get("Last-Event-ID", "").strip()
         if last_event_id:
-            if not last_event_id.isdigit():
+            if not (last_event_id.isascii() and last_event_id.isdigit()) or int(last_event_id) >= 2**64:
                 raise invalid(f"Last-Event-ID must be an event's sequence, not {last_event_id[:40]!r}", "Last-Event-ID")
             message.after_sequence = int(last_event_id)
         stream = gateway.watch_sse(message)
