@@ -99,3 +99,21 @@ def test_with_tokens_the_page_asks_for_one_and_keeps_it_for_the_tab(browser: Any
         assert page.evaluate("sessionStorage.getItem('taskservice.token')") == "dash-token"
         assert context.cookies() == [], "never a cookie"
         context.close()
+
+
+def test_a_task_whose_id_ends_like_a_verb_opens_and_stops_from_the_dashboard(browser: Any, tmp_path: Path) -> None:
+    with ServerProcess(tmp_path / "t.db", workers=2) as server:
+        server.start()
+        with TaskClient(server.address) as client:
+            client.submit("sleep", {"seconds": 0}, task_id="report")
+            tricky = client.submit("sleep", {"seconds": 120}, task_id="report:wait").task.task_id
+            page = browser.new_page()
+            page.set_default_timeout(WAIT_MS)
+            page.goto(server.http_url + "/")
+            page.locator("a", has_text="report:wait").click()
+            page.locator("h2", has_text="report:wait").wait_for()
+            page.locator('[data-state="RUNNING"]').wait_for()  # the page of report:wait, not of report
+            page.click("#stop")
+            page.locator('[data-state="REVOKED"]').wait_for()
+            assert client.get(tricky).state.value == "REVOKED"
+            assert client.get("report").state.value == "SUCCESS"

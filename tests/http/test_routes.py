@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from taskservice.server.app import RunningServer
 from tests.http.conftest import HttpFaces
@@ -165,3 +166,24 @@ async def test_odd_input_that_once_made_500s_is_a_400_naming_what_is_wrong(
     async with http.post(f"{legacy}/API/tasks", data=b'{"task_no": 1, "args": {"x": ' + b"[" * 5_000 + b"]" * 5_000
                          + b"}}", headers={"Content-Type": "application/json"}) as response:  # fmt: skip
         assert response.status == 400, await response.text()
+
+
+async def test_an_id_that_ends_like_a_verb_is_read_with_its_colons_encoded(
+    http: aiohttp.ClientSession, base_url: str, gates: Gates
+) -> None:
+    def sent_as_is(path: str) -> URL:  # the client would otherwise turn %3A back into ':'
+        return URL(f"{base_url}/v1/tasks/{path}", encoded=True)
+
+    tasks = f"{base_url}/v1/tasks"
+    await call(http, "POST", tasks, json={"taskType": "echo", "taskId": "report", "args": {"value": 1}})
+    await call(http, "POST", tasks, json={"taskType": "gate", "taskId": "report:wait", "args": {"name": "rw"}})
+    status, got = await call(http, "GET", sent_as_is("report%3Await"))
+    assert status == 200 and got["task"]["taskId"] == "report:wait", got
+    status, waited = await call(http, "GET", sent_as_is("report:wait?timeout=10s"))
+    assert status == 200 and waited["done"] is True and waited["task"]["taskId"] == "report", "a literal colon: a verb"
+    status, stopped = await call(http, "POST", sent_as_is("report%3Await:stop"), json={})
+    assert status == 200 and stopped["task"]["taskId"] == "report:wait"
+    await call(http, "POST", tasks, json={"taskType": "echo", "taskId": "b:2026-12-01T01:30:00Z"})
+    for path in ("b:2026-12-01T01:30:00Z", "b%3A2026-12-01T01%3A30%3A00Z"):  # an unknown verb is part of the id
+        status, got = await call(http, "GET", sent_as_is(path))
+        assert status == 200 and got["task"]["taskId"] == "b:2026-12-01T01:30:00Z", path

@@ -13,6 +13,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 import grpc
 from aiohttp import web
@@ -138,17 +139,19 @@ def _collection(gateway: Gateway, collection: str) -> Handler:
 
 
 def _member(gateway: Gateway, collection: str) -> Handler:
-    """/v1/tasks/{id}, and its custom methods /v1/tasks/{id}:stop (ids may hold ':', so the last one counts)."""
+    """/v1/tasks/{id}, and its custom methods /v1/tasks/{id}:stop. Ids may hold ':' (a schedule's firings do): a
+    colon sent as %3A is always part of the id, and of the literal colons the last one before a known verb starts
+    the verb, so `report%3Await` is the task `report:wait` and `report:wait` waits for the task `report`."""
     key = "task_id" if collection == "tasks" else "schedule_id"
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        name = request.match_info["name"]
-        head, colon, verb = name.rpartition(":")
-        route = _route(request.method, f"/v1/{collection}/{{{key}}}:{verb}") if colon else None
+        raw = request.rel_url.raw_path.rsplit("/", 1)[1]  # as sent: %3A still tells an id's colon from a verb's
+        head, colon, verb = raw.rpartition(":")
+        route = _route(request.method, f"/v1/{collection}/{{{key}}}:{unquote(verb)}") if colon else None
         if route is not None:
-            return await unary(gateway, route, request, head)
+            return await unary(gateway, route, request, unquote(head))
         route = _route(request.method, f"/v1/{collection}/{{{key}}}")
-        return await unary(gateway, route, request, name) if route else _not_found(request)
+        return await unary(gateway, route, request, unquote(raw)) if route else _not_found(request)
 
     return handle
 
