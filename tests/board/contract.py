@@ -230,6 +230,26 @@ def test_retry_at_sends_a_run_back_to_pending_until_its_due_time(board: Board) -
     assert second.task.attempt == 2 and second.task.run_after is None
 
 
+def test_stop_listeners_are_called_with_no_board_lock_held(board: Board) -> None:
+    """A stop listener (the engine's watchdog) takes the engine's locks; called under the board's lock, it could
+    deadlock with a thread that holds an engine lock and calls the board."""
+    submit(board, [new("held")])
+    claim(board)
+    other_callers: list[bool] = []
+
+    def listener() -> None:
+        meanwhile = threading.Thread(target=board.next_due)  # another thread's board call must not wait on us
+        meanwhile.start()
+        meanwhile.join(timeout=5)
+        other_callers.append(not meanwhile.is_alive())
+
+    board.on_stop(listener)
+    result, error = stop(board, "held")
+    assert error is None and result is not None and result.effect is StopEffect.STOPPING
+    wait_until(lambda: other_callers, what="the stop listener called")
+    assert all(other_callers), "the listener ran while the board held its lock"
+
+
 def test_mark_stopping_by_the_owner_is_fenced(board: Board) -> None:
     submit(board, [new("t")])
     (owned,) = claim(board)

@@ -534,6 +534,8 @@ class LocalBoard(OneWriter, Board):
             return [*running, *(write for task_id, write in taken.items() if task_id not in self._lazy)]
 
     def request_stop(self, task_id: str, reason: str, now: float, then: StopThen) -> None:
+        owned: StopEffect | None = None  # set when the task runs: its owner stops it
+        final: Task | None = None
         with self._lock:
             task = self._unfinished.get(task_id)
             if task is not None and task.state is TaskState.PENDING and task_id not in self._revoking:
@@ -553,12 +555,13 @@ class LocalBoard(OneWriter, Board):
                     self._stops[task_id] = (owner.attempt, reason)
                 snapshot = task.copy()
                 self._writer.write(then=lambda _error: then(StopResult(effect, snapshot), None))
-                if effect is StopEffect.STOPPING:
-                    for listener in self._stop_listeners:
-                        listener()
-                return
-            else:
-                final = None
+                owned = effect
+        if owned is not None:
+            if owned is StopEffect.STOPPING:
+                # With no lock held: a listener (the watchdog) takes the engine's own locks, in their own order.
+                for listener in self._stop_listeners:
+                    listener()
+            return
         if final is None:
             stored = self._store.get(task_id)
             result = None if stored is None else StopResult(StopEffect.UNCHANGED, stored)
