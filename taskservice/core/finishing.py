@@ -13,7 +13,7 @@ import logging
 import random
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from taskservice.core.board.base import Board
@@ -75,6 +75,12 @@ class Finisher:
         # Ends decided and not yet handed to the board, with the monotonic time the first was held.
         self._held: list[tuple[Run, Task]] = []
         self.held_since: float | None = None
+        # Ends and requeues the storage refused, tried again together once a second by one timer (a long outage
+        # must not make a thread per end, nor lose the batching of ends).
+        self._refused_lock = threading.Lock()
+        self._refused_ends: list[tuple[Run, Task]] = []
+        self._refused_requeues: list[tuple[Run, Task, float]] = []
+        self._retry_timer: threading.Timer | None = None
 
     # ------------------------------------------------------------------ deciding
 
@@ -208,8 +214,7 @@ class Finisher:
     def write_ends(self, ends: list[tuple[Run, Task]]) -> None:
         def written(applied: list[bool], error: BaseException | None) -> None:
             if error is not None:
-                for run, final in ends:
-                    self._retry_write(run, final, error, lambda r=run, f=final: self.write_end(r, f))
+                self._write_later(error, ends=ends)
             else:
                 self._shown_many(
                     [(run, final if mine else None) for (run, final), mine in zip(ends, applied, strict=True)]
@@ -220,19 +225,42 @@ class Finisher:
     def requeue(self, run: Run, pending: Task, due: float) -> None:
         def written(applied: bool, error: BaseException | None) -> None:
             if error is not None:
-                self._retry_write(run, pending, error, lambda: self.requeue(run, pending, due))
+                self._write_later(error, requeues=[(run, pending, due)])
             else:
                 self._shown(run, pending if applied else None)
 
         self._board.retry_at(run.claim, pending, due, then=written)
 
-    def _retry_write(self, run: Run, task: Task, error: BaseException, again: Callable[[], None]) -> None:
+    def _write_later(
+        self,
+        error: BaseException,
+        *,
+        ends: Sequence[tuple[Run, Task]] = (),
+        requeues: Sequence[tuple[Run, Task, float]] = (),
+    ) -> None:
         if self._phase() is Phase.CLOSED:
-            return  # the next start reaps the task
-        self._refused.log("task %s: cannot record %s yet, retrying: %s", task.task_id, task.state.value, error)
-        timer = threading.Timer(END_WRITE_RETRY_SECONDS, again)
-        timer.daemon = True
-        timer.start()
+            return  # the next start reaps the tasks
+        first = (ends or requeues)[0][1]
+        self._refused.log("task %s and %d more: cannot record their ends yet, retrying: %s", first.task_id,
+                          len(ends) + len(requeues) - 1, error)  # fmt: skip
+        with self._refused_lock:
+            self._refused_ends.extend(ends)
+            self._refused_requeues.extend(requeues)
+            if self._retry_timer is None:
+                self._retry_timer = threading.Timer(END_WRITE_RETRY_SECONDS, self._write_refused)
+                self._retry_timer.daemon = True
+                self._retry_timer.start()
+
+    def _write_refused(self) -> None:
+        """The timer's turn: every refused end in one batch, and the refused requeues."""
+        with self._refused_lock:
+            ends, self._refused_ends = self._refused_ends, []
+            requeues, self._refused_requeues = self._refused_requeues, []
+            self._retry_timer = None
+        if ends:
+            self.write_ends(ends)
+        for run, pending, due in requeues:
+            self.requeue(run, pending, due)
 
     def _shown(self, run: Run, written: Task | None) -> None:
         self._shown_many([(run, written)])

@@ -599,3 +599,26 @@ def test_a_read_only_db_exits_with_the_documented_code(
     with _as_nobody(nobody_folder) as server:
         assert start_or_exit(server) == EXIT_BAD_DATABASE, server.log_tail()
         assert one_line_error(server.log()) and "tasks.db" in server.log(), server.log_tail()
+
+
+def test_ends_refused_for_a_while_are_retried_together_by_one_thread(faulty: BackgroundServer) -> None:
+    store, stub = _store(faulty), faulty.stub
+    store.refuse = lambda writes: any(isinstance(w, SaveTask) and w.task.state.is_terminal for w in writes)
+    threads_before = threading.active_count()
+    requests = [pb.SubmitRequest(task_type="echo", task_id=f"end-{i}", args=args(value=i)) for i in range(200)]
+    stub.SubmitBatch(pb.SubmitBatchRequest(requests=requests), timeout=10)
+    wait_until(lambda: all(store.was_refused("SaveTask", f"end-{i}", "SUCCESS") for i in range(200)), timeout=30,
+               what="every end refused at least once")  # fmt: skip
+    seen = [threads_before]
+    refused_before = len(store.refused)
+
+    def two_more_rounds() -> bool:  # sampling the threads all the while
+        seen.append(threading.active_count())
+        return len(store.refused) >= refused_before + 400
+
+    wait_until(two_more_rounds, timeout=15, what="two more rounds of retries")
+    most_threads = max(seen)
+    assert most_threads <= threads_before + 3, f"{most_threads - threads_before} more threads while ends were refused"
+    store.refuse = None
+    wait_until(lambda: all(store.state_of(f"end-{i}") == "SUCCESS" for i in range(200)), timeout=20,
+               what="every end written once the storage takes them")  # fmt: skip

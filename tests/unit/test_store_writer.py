@@ -83,3 +83,30 @@ def test_a_closed_writer_refuses_at_once(store: SQLiteStore) -> None:
     with pytest.raises(StoreUnavailable):
         writer.commit(InsertTask(task(2))).result(timeout=5)
     assert store.get("t1") is None
+
+
+class FullDisk(SQLiteStore):
+    """Refuses every write, as a full disk does; a write of nothing is no write and is not refused."""
+
+    def apply(self, writes):  # type: ignore[no-untyped-def]
+        if writes:
+            raise OSError(28, "No space left on device")
+
+    def probe_write(self) -> None:
+        raise OSError(28, "No space left on device")
+
+
+def test_a_batch_of_callbacks_alone_is_no_commit_and_says_nothing_of_health(tmp_path: Path) -> None:
+    store = FullDisk(tmp_path / "full.db")
+    writer = StoreWriter(store, progress_source=None)
+    heard: list[bool] = []
+    writer.health.listen(heard.append)
+    with pytest.raises(StoreUnavailable):
+        writer.commit(InsertTask(task(1))).result(timeout=5)
+    assert writer.healthy is False and heard == [False]
+    for _ in range(5):  # what waits its turn behind earlier writes (a Stop's answer does)
+        writer.commit().result(timeout=5)
+    assert writer.healthy is False and heard == [False], "no write succeeded: health must not flap to SERVING"
+    assert writer.commits == 0
+    writer.close()
+    store.close()

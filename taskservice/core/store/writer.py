@@ -142,6 +142,12 @@ class StoreWriter:
 
     def _commit(self, progress: list[Write], batch: list[tuple[Sequence[Write], Done]]) -> None:
         writes = [*progress, *(write for item_writes, _ in batch for write in item_writes)]
+        if not writes:
+            # Only callbacks that wait their turn behind earlier writes: nothing reached the store, so this is no
+            # commit, and says nothing of its health (during an outage it must not look like a write succeeded).
+            for _, then in batch:
+                self._tell(then, None)
+            return
         try:
             self._store.apply(coalesced(writes))
         except Exception as exc:
