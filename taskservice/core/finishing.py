@@ -241,8 +241,10 @@ class Finisher:
         if self._phase() is Phase.CLOSED:
             return  # the next start reaps the tasks
         first = (ends or requeues)[0][1]
-        self._refused.log("task %s and %d more: cannot record their ends yet, retrying: %s", first.task_id,
-                          len(ends) + len(requeues) - 1, error)  # fmt: skip
+        more = f" (and {len(ends) + len(requeues) - 1} more)" if len(ends) + len(requeues) > 1 else ""
+        self._refused.log(
+            "task %s: cannot record %s yet%s, retrying: %s", first.task_id, first.state.value, more, error
+        )
         with self._refused_lock:
             self._refused_ends.extend(ends)
             self._refused_requeues.extend(requeues)
