@@ -104,6 +104,14 @@ UNFINISHED = ("RUNNING", "STOPPING")
 # The queue's length is counted again at most this often (for --max-queue, which is approximate across nodes).
 QUEUE_COUNT_SECONDS = 1.0
 CONNECT_TIMEOUT_SECONDS = 5
+# How long a call waits for a pooled connection: while the pool is merely busy, and once the database was found away
+# (every connection gone, new ones refused), when a caller must hear UNAVAILABLE at once, not after the busy wait.
+POOL_WAIT_SECONDS = 10.0
+POOL_WAIT_AWAY_SECONDS = 1.0
+# The pool's attempts to reconnect back off (1, 2, 4 s...) and give up after this long; the next call that needs a
+# connection starts them again at once. So once the database is back, calls find it within a second or two, however
+# long it was away (with psycopg_pool's default of 5 minutes, the backoff had grown to a minute).
+POOL_RECONNECT_SECONDS = 2.0
 
 
 def redacted(dsn: str) -> str:
@@ -132,12 +140,15 @@ class PostgresBoard(OneWriter, Board):
             raise DatabaseUnreachable(f"cannot reach {self.where}: {str(exc).strip()}") from exc
         except psycopg.Error as exc:
             raise StoreOpenError(f"{self.where} cannot be used: {exc}") from exc
+        # Set when a call found the database away, cleared by the next that reached it.
+        self._away = False
         self._pool = psycopg_pool.ConnectionPool(
             dsn,
             min_size=1,
             max_size=pool_size,
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
-            timeout=30,
+            timeout=POOL_WAIT_SECONDS,
+            reconnect_timeout=POOL_RECONNECT_SECONDS,
             open=True,
             name="taskservice-pg",
         )
@@ -146,6 +157,7 @@ class PostgresBoard(OneWriter, Board):
         self._logs: DatabaseLogs | None = None
         self._count_lock = threading.Lock()
         self._queued = (0, 0.0)  # (count, monotonic time counted)
+        self._counting = False  # a count is queued on the writer
         self._ended_listeners: list[EndedListener] = []
 
     def _connect(self) -> psycopg.Connection[Any]:
@@ -158,11 +170,19 @@ class PostgresBoard(OneWriter, Board):
     def _transact(self, op: Callable[[psycopg.Cursor[Any]], Any]) -> Any:
         """`op`'s statements in one transaction on a pooled connection; StoreUnavailable when the database cannot
         answer."""
+        away = self._away or not self._writer.healthy
         try:
-            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                return op(cur)
+            with (
+                self._pool.connection(timeout=POOL_WAIT_AWAY_SECONDS if away else POOL_WAIT_SECONDS) as conn,
+                conn.transaction(),
+                conn.cursor() as cur,
+            ):
+                answer = op(cur)
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            self._away = True
             raise StoreUnavailable(f"the task database cannot be reached: {str(exc).strip()}") from exc
+        self._away = False
+        return answer
 
     def _settled(self, cascade: Cascade, released: bool) -> None:
         """After a commit that ended tasks: tell of the dependents it revoked, wake claimers for those released."""
@@ -636,17 +656,21 @@ class PostgresBoard(OneWriter, Board):
         return [(task_from_row(row), [(int(s), str(st)) for s, st in json.loads(row[-1])]) for row in rows]
 
     def queued(self) -> int:
+        """The queue's length as last counted; never waits for the database (Submit calls it on the event loop):
+        a count older than QUEUE_COUNT_SECONDS is made again by the writer, in its next transaction."""
         with self._count_lock:
             count, counted_at = self._queued
-        if time.monotonic() - counted_at < QUEUE_COUNT_SECONDS:
-            return count
-        try:
-            count = self._read(f"SELECT count(*) FROM {TASKS} WHERE state = 'PENDING'")[0][0]
-        except StoreUnavailable:
-            return count
-        with self._count_lock:
-            self._queued = (count, time.monotonic())
+            stale = time.monotonic() - counted_at >= QUEUE_COUNT_SECONDS and not self._counting
+            self._counting |= stale
+        if stale:
+            self._writer.submit(_count_pending, self._counted)
         return count
+
+    def _counted(self, count: int | None, error: BaseException | None) -> None:
+        with self._count_lock:
+            self._counting = False
+            if error is None and count is not None:
+                self._queued = (count, time.monotonic())
 
     def _count_added(self, delta: int) -> None:
         with self._count_lock:
@@ -734,6 +758,10 @@ _DELETED = Task("", "", {}, TaskState.SUCCESS, 0.0)
 
 def _unavailable(error: BaseException) -> StoreUnavailable:
     return error if isinstance(error, StoreUnavailable) else StoreUnavailable(str(error))
+
+
+def _count_pending(cur: psycopg.Cursor[Any]) -> int:
+    return int(cur.execute(f"SELECT count(*) FROM {TASKS} WHERE state = 'PENDING'").fetchone()[0])  # type: ignore[index]
 
 
 def _best_effort(result: Any, error: BaseException | None) -> None:
