@@ -100,7 +100,14 @@ class WorkerManager:
         # A bare store (tests, tools) gets a board of its own, which close() closes (the store stays open).
         self._owns_board = not isinstance(board, Board)
         self.board: Board = (
-            board if isinstance(board, Board) else LocalBoard(board, max_queue=self.config.max_queue, owns_store=False)
+            board
+            if isinstance(board, Board)
+            else LocalBoard(
+                board,
+                max_queue=self.config.max_queue,
+                max_queue_bytes=self.config.max_queue_bytes,
+                owns_store=False,
+            )
         )
         self._registry = registry
         self._clock = clock or SystemClock()

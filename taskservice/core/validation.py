@@ -21,9 +21,12 @@ MAX_TIME_LIMIT_SECONDS = 366 * 24 * 3600.0
 MAX_RUN_LATER_SECONDS = 366 * 24 * 3600.0
 NOT_BEFORE_PAST_TOLERANCE = 60.0
 MAX_RETENTION_SECONDS = 3660 * 24 * 3600.0
-MAX_LABELS = 64
-MAX_LABEL_KEY = 128
-MAX_LABEL_VALUE = 1024
+# Labels are for filtering and grouping, indexed and held with every queued task: small ones (as Kubernetes keeps
+# its keys to 63 characters), not a place for data.
+MAX_LABELS = 32
+MAX_LABEL_KEY = 63
+MAX_LABEL_VALUE = 256
+MAX_LABELS_BYTES = 4096  # keys and values together, UTF-8
 MAX_STOP_REASON = 1024
 # How many tasks one task may wait for (Submit's `after`).
 MAX_AFTER = 100
@@ -147,6 +150,10 @@ def check_labels(labels: dict[str, str]) -> None:
             violations.append((f"labels[{key[:40]!r}]", f"key must be 1-{MAX_LABEL_KEY} characters"))
         if len(value) > MAX_LABEL_VALUE:
             violations.append((f"labels[{key[:40]!r}]", f"value must be at most {MAX_LABEL_VALUE} characters"))
+    total = sum(len(key.encode("utf-8", "surrogatepass")) + len(value.encode("utf-8", "surrogatepass"))
+                for key, value in labels.items())  # fmt: skip
+    if total > MAX_LABELS_BYTES:
+        violations.append(("labels", f"keys and values take {total} bytes together, at most {MAX_LABELS_BYTES}"))
     if violations:
         raise InvalidRequest("invalid labels", violations)
 

@@ -217,7 +217,12 @@ async def serve(settings: Settings) -> int:
         try:
             board = resources.enter_context(
                 contextlib.closing(
-                    open_board(settings.db, max_queue=settings.max_queue, pool_size=settings.workers + READ_THREADS + 4)
+                    open_board(
+                        settings.db,
+                        max_queue=settings.max_queue,
+                        max_queue_bytes=settings.max_queue_bytes,
+                        pool_size=settings.workers + READ_THREADS + 4,
+                    )
                 )
             )
         except StoreInUse as exc:
@@ -255,6 +260,7 @@ async def _serve_on(
         config=ManagerConfig(
             workers=settings.workers,
             max_queue=settings.max_queue,
+            max_queue_bytes=settings.max_queue_bytes,
             default_time_limit=settings.default_time_limit or None,
             stop_grace=settings.stop_grace,
             lease_seconds=settings.lease,

@@ -38,6 +38,8 @@ class Settings:
     db: str = "taskservice.db"
     workers: int = 4
     max_queue: int = 100_000
+    # Bytes the queued tasks' args and labels may take in all (the embedded board holds the queue in memory).
+    max_queue_bytes: int = 2**30
     # 0 means tasks without their own time limit run unbounded.
     default_time_limit: float = 0.0
     stop_grace: float = 5.0
@@ -126,6 +128,12 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
         type=int,
         default=int(_env(env, "max_queue", str(d.max_queue))),
         help="queued tasks before Submit answers RESOURCE_EXHAUSTED",
+    )
+    p.add_argument(
+        "--max-queue-bytes",
+        type=parse_size,
+        default=parse_size(_env(env, "max_queue_bytes", "1GiB")),
+        help="bytes of args and labels the queued tasks may take in all before Submit answers RESOURCE_EXHAUSTED",
     )
     add_duration("--default-time-limit", "0", "time limit of tasks submitted without one (0: none)")
     add_duration(
@@ -262,6 +270,8 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
     ns = p.parse_args(argv)
     if ns.workers < 1:
         p.error("--workers must be at least 1")
+    if ns.max_queue_bytes < 1:
+        p.error("--max-queue-bytes must be at least 1 byte")
     if ns.max_queue < 1:
         p.error("--max-queue must be at least 1")
     if bool(ns.tls_cert) != bool(ns.tls_key):
@@ -281,6 +291,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
         db=ns.db,
         workers=ns.workers,
         max_queue=ns.max_queue,
+        max_queue_bytes=ns.max_queue_bytes,
         default_time_limit=ns.default_time_limit,
         stop_grace=ns.stop_grace,
         drain=ns.drain,

@@ -7,6 +7,7 @@ Times are given explicitly (`now`), so nothing here sleeps.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -140,6 +141,27 @@ def test_past_the_queue_limit_submits_are_refused(limited_board: Board) -> None:
     answers = submit(limited_board, [new(f"t{i}") for i in range(4)])
     assert [type(a).__name__ for a in answers] == ["SubmitOutcome"] * 3 + ["QueueFull"]
     assert isinstance(answers[3], QueueFull) and limited_board.queued() == 3
+
+
+def test_past_the_queue_byte_budget_submits_are_refused_and_room_returns_as_tasks_leave(
+    make_board: Callable[..., Board],
+) -> None:
+    board = make_board(max_queue_bytes=3_000)  # about three tasks of 900 bytes of args
+    bulky = {"blob": "x" * 880}
+    answers = submit(board, [new(f"b{i}", args=bulky) for i in range(5)])
+    kinds = [type(a).__name__ for a in answers]
+    assert kinds[:3] == ["SubmitOutcome"] * 3 and "QueueFull" in kinds, kinds
+    refused = next(a for a in answers if isinstance(a, QueueFull))
+    assert "--max-queue-bytes" in refused.message
+    assert submit(board, [new("small", args={"n": 1})])[0].created, "a small task still fits"
+    for held in claim(board, 10, now=NOW + 1):
+        finish(board, held, ended(held, TaskState.SUCCESS, now=NOW + 2))
+    wait_until(lambda: _fits(board, bulky), timeout=10, what="room for a bulky task once the queue emptied")
+
+
+def _fits(board: Board, args: dict[str, Any]) -> bool:
+    answer = submit(board, [new(f"later-{time.monotonic_ns()}", args=args)])[0]
+    return isinstance(answer, SubmitOutcome)
 
 
 # ---------------------------------------------------------------------------------------------- claiming

@@ -6,13 +6,14 @@ import asyncio
 
 import grpc
 import pytest
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 from google.protobuf.descriptor import MethodDescriptor
 
 from taskservice.server.app import RunningServer
 from taskservice.v1 import task_service_pb2 as pb
 from taskservice.v1 import task_service_pb2_grpc as pb_grpc
 from tests.grpc.helpers import field_violations, struct
+from tests.support.inprocess import StartServer
 
 
 def length_delimited(tag: int, payload: bytes) -> bytes:
@@ -130,3 +131,40 @@ async def test_a_time_outside_protobufs_range_is_invalid_argument_naming_its_fie
             await call
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
         assert field in caught.value.details()
+
+
+@pytest.mark.parametrize(
+    ("labels", "blamed"),
+    [
+        ({f"k{i}": "v" for i in range(33)}, "labels"),
+        ({"k" * 64: "v"}, "labels['" + "k" * 39),
+        ({"team": "v" * 257}, "labels['team']"),
+        ({f"key-{i:02d}-" + "k" * 50: "v" * 200 for i in range(16)}, "labels"),  # each fits, together 4 KiB+
+    ],
+)
+async def test_labels_past_their_limits_are_refused_naming_them(
+    stub: pb_grpc.TaskServiceStub, labels: dict[str, str], blamed: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Submit(pb.SubmitRequest(task_type="echo", labels=labels))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert any(field.startswith(blamed) for field in field_violations(caught.value)), field_violations(caught.value)
+
+
+async def test_past_the_queue_byte_budget_submit_is_resource_exhausted(start_server: StartServer) -> None:
+    server = await start_server(max_queue_bytes=20_000, workers=1)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = pb_grpc.TaskServiceStub(channel)
+        delayed = duration_pb2.Duration(seconds=3600)
+        refused = None
+        for i in range(40):  # 1 KB of args and labels each, run in an hour: they stay queued
+            request = pb.SubmitRequest(task_type="echo", args=struct(value="x" * 900), labels={"n": str(i)},
+                                       delay=delayed)  # fmt: skip
+            try:
+                await stub.Submit(request)
+            except grpc.aio.AioRpcError as err:
+                refused = err
+                break
+        assert refused is not None and refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "--max-queue-bytes" in (refused.details() or "")
+        assert 15 <= i <= 21, f"refused after {i} tasks of about 1 KB under a 20,000-byte budget"

@@ -1,5 +1,6 @@
 """The board: the one place task state changes (base.Board), over SQLite (the default) or memory (tests)."""
 
+from taskservice.core.board.answers import DEFAULT_MAX_QUEUE_BYTES
 from taskservice.core.board.base import (
     Board,
     Claim,
@@ -20,7 +21,9 @@ def is_database_url(db: str) -> bool:
     return db.startswith(("postgresql://", "postgres://"))
 
 
-def open_board(db: str, *, max_queue: int = 100_000, pool_size: int = 16) -> Board:
+def open_board(
+    db: str, *, max_queue: int = 100_000, max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES, pool_size: int = 16
+) -> Board:
     """The board `--db` names: a postgresql:// URL is a database that several servers share; a file path (or
     nothing) is the embedded SQLite file of one server."""
     if is_database_url(db):
@@ -30,8 +33,8 @@ def open_board(db: str, *, max_queue: int = 100_000, pool_size: int = 16) -> Boa
             raise StoreOpenError(
                 f"--db {db.split('://')[0]}://... needs PostgreSQL support: pip install 'taskservice[postgres]' ({exc})"
             ) from None
-        return PostgresBoard(db, max_queue=max_queue, pool_size=pool_size)
-    return SQLiteBoard(db, max_queue=max_queue)
+        return PostgresBoard(db, max_queue=max_queue, max_queue_bytes=max_queue_bytes, pool_size=pool_size)
+    return SQLiteBoard(db, max_queue=max_queue, max_queue_bytes=max_queue_bytes)
 
 
 __all__ = [

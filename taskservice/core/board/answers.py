@@ -3,9 +3,11 @@ the same id still on its way to disk, and the errors a board refuses a task with
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from taskservice.core.board.base import Answer, SubmitThen
 from taskservice.core.errors import QueueFull, StoreUnavailable, TaskConflict, TaskServiceError
@@ -50,6 +52,7 @@ class Inflight:
     """A new task whose row is being committed; a Submit of the same id meanwhile waits for its outcome."""
 
     task: Task
+    size: int = 0  # task_bytes() of it
     followers: list[Callable[[Answer], None]] = field(default_factory=list)
 
 
@@ -59,3 +62,21 @@ def not_created(answer: Answer) -> Answer:
 
 def queue_full(queued: int, limit: int) -> QueueFull:
     return QueueFull(f"the queue holds {queued} tasks, its limit (--max-queue {limit}); retry later")
+
+
+# What the args and labels of queued tasks may take in all (--max-queue-bytes).
+DEFAULT_MAX_QUEUE_BYTES = 2**30
+
+
+def task_bytes(args: dict[str, Any], labels: dict[str, str]) -> int:
+    """What a queued task's args (as JSON) and labels take: the part of it that a user decides."""
+    encoded = json.dumps(args, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return len(encoded) + sum(len(key.encode("utf-8", "surrogatepass")) + len(value.encode("utf-8", "surrogatepass"))
+                              for key, value in labels.items())  # fmt: skip
+
+
+def queue_bytes_full(queued: int, size: int, limit: int) -> QueueFull:
+    return QueueFull(
+        f"the queued tasks' args and labels take {queued:,} bytes; this task's {size:,} more would pass the limit "
+        f"(--max-queue-bytes {limit:,}); retry later, or pass large data as files"
+    )

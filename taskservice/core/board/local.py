@@ -21,7 +21,17 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 
-from taskservice.core.board.answers import Answers, Inflight, as_answer, conflict, not_created, queue_full
+from taskservice.core.board.answers import (
+    DEFAULT_MAX_QUEUE_BYTES,
+    Answers,
+    Inflight,
+    as_answer,
+    conflict,
+    not_created,
+    queue_bytes_full,
+    queue_full,
+    task_bytes,
+)
 from taskservice.core.board.base import (
     REAP_SEQUENCE_GAP,
     RETRYABLE_STATES,
@@ -70,19 +80,31 @@ class LocalBoard(OneWriter, Board):
     _writer: StoreWriter
 
     def __init__(
-        self, store: TaskStore, *, max_queue: int = 100_000, exclusive: bool = True, owns_store: bool = True
+        self,
+        store: TaskStore,
+        *,
+        max_queue: int = 100_000,
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+        exclusive: bool = True,
+        owns_store: bool = True,
     ) -> None:
         """`owns_store`: close() closes the store too (a board made over a store someone else holds leaves it)."""
         self.exclusive = exclusive
         self._store = store
         self._owns_store = owns_store
         self._max_queue = max_queue
+        self._max_queue_bytes = max_queue_bytes
         self._lock = threading.Lock()
         self._unfinished: dict[str, Task] = {}
         self._owners: dict[str, Claim] = {}
         self._ready: list[tuple[int, int, str]] = []  # (-priority, submission order, task id)
         self._delayed: list[tuple[float, int, str]] = []  # (run_after, submission order, task id)
         self._queued = 0
+        # The bytes of args and labels of the queued tasks (each one's in _sizes), and of those being inserted:
+        # the queue is held in memory, so --max-queue-bytes bounds what it takes as much as --max-queue does.
+        self._queued_bytes = 0
+        self._sizes: dict[str, int] = {}
+        self._inflight_bytes = 0
         self._inflight: dict[str, Inflight] = {}
         self._revoking: set[str] = set()
         self._progress: dict[str, SaveProgress] = {}
@@ -167,6 +189,7 @@ class LocalBoard(OneWriter, Board):
         answers = Answers(len(tasks), then)
         immediate: list[tuple[int, Answer]] = []
         created: list[tuple[int, Task]] = []
+        sizes = [task_bytes(new.args, new.labels) for new in tasks]  # before the lock: args may be a megabyte
         with self._lock:
             for index, new in enumerate(tasks):
                 try:
@@ -180,6 +203,8 @@ class LocalBoard(OneWriter, Board):
                     immediate.append((index, SubmitOutcome(found, created=False)))
                 elif self._queued + len(self._inflight) >= self._max_queue:
                     immediate.append((index, queue_full(self._queued, self._max_queue)))
+                elif self._queued_bytes + self._inflight_bytes + sizes[index] > self._max_queue_bytes:
+                    immediate.append((index, queue_bytes_full(self._queued_bytes, sizes[index], self._max_queue_bytes)))
                 else:
                     verdict = judge(new.after, self._dependency) if new.after else _NO_DEPENDENCIES
                     if verdict.unknown:
@@ -190,7 +215,8 @@ class LocalBoard(OneWriter, Board):
                         task = revoked_for(task, verdict.failed, now)
                     elif verdict.unmet:
                         self._wait(task.task_id, verdict.unmet)
-                    self._inflight[task.task_id] = Inflight(task)
+                    self._inflight[task.task_id] = Inflight(task, sizes[index])
+                    self._inflight_bytes += sizes[index]
                     created.append((index, task))
         if immediate:
             self._writer.write(then=lambda _error: answers.fill_many(immediate))
@@ -238,6 +264,17 @@ class LocalBoard(OneWriter, Board):
             after=new.after,
         )
 
+    def _count_queued(self, task_id: str, size: int) -> None:
+        """One more task queued, of `size` bytes. Holds _lock."""
+        self._queued += 1
+        self._queued_bytes += size
+        self._sizes[task_id] = size
+
+    def _uncount_queued(self, task_id: str) -> None:
+        """A queued task leaves the queue (claimed, revoked). Holds _lock."""
+        self._queued -= 1
+        self._queued_bytes -= self._sizes.pop(task_id, 0)
+
     def _inserted(self, created: list[tuple[int, Task]], answers: Answers, error: BaseException | None) -> None:
         """On the writer thread: the new rows are committed (or not): queue them, answer everyone."""
         failure = None if error is None else as_answer(error)
@@ -246,10 +283,12 @@ class LocalBoard(OneWriter, Board):
         with self._lock:
             for index, task in created:
                 inflight = self._inflight.pop(task.task_id)
+                size = inflight.size
+                self._inflight_bytes -= size
                 answer: Answer = failure if failure is not None else SubmitOutcome(task.copy(), created=True)
                 if failure is None and not task.state.is_terminal:
                     self._unfinished[task.task_id] = task
-                    self._queued += 1  # queued from now on (below, once its creator was told, it is claimable)
+                    self._count_queued(task.task_id, size)  # from now on (claimable below, once its creator knows)
                 elif failure is not None:
                     self._stop_waiting(task.task_id)
                     self._doomed.pop(task.task_id, None)
@@ -274,7 +313,7 @@ class LocalBoard(OneWriter, Board):
         """Put a PENDING task where claim() finds it (counted: it is in `_queued` already); one waiting for
         dependencies is only counted, and put there once they are met. Holds _lock."""
         if not counted:
-            self._queued += 1
+            self._count_queued(task.task_id, task_bytes(task.args, task.labels))
         if self._waiting.get(task.task_id):
             return
         if task.run_after is not None:
@@ -324,7 +363,7 @@ class LocalBoard(OneWriter, Board):
                 self._doomed[task_id] = dep
             return []
         self._revoking.add(task_id)
-        self._queued -= 1
+        self._uncount_queued(task_id)
         self._stop_waiting(task_id)
         return [(revoked_for(task, dep, dep.ended_at or time.time()), TaskState.PENDING)]
 
@@ -370,7 +409,7 @@ class LocalBoard(OneWriter, Board):
                 if task_types is not None and task.task_type not in task_types:
                     passed_over.append(entry)
                     continue
-                self._queued -= 1
+                self._uncount_queued(task.task_id)
                 task.state = TaskState.RUNNING
                 task.attempt += 1
                 task.started_at = now
@@ -540,7 +579,7 @@ class LocalBoard(OneWriter, Board):
             task = self._unfinished.get(task_id)
             if task is not None and task.state is TaskState.PENDING and task_id not in self._revoking:
                 self._revoking.add(task_id)
-                self._queued -= 1
+                self._uncount_queued(task_id)
                 final = task.copy()
                 final.state = TaskState.REVOKED
                 final.error = TaskError(ErrorType.REVOKED, reason)
@@ -728,6 +767,10 @@ class LocalBoard(OneWriter, Board):
     def queued(self) -> int:
         with self._lock:
             return self._queued
+
+    def queued_bytes(self) -> int:
+        with self._lock:
+            return self._queued_bytes
 
     def queued_tasks(self) -> list[Task]:
         """The PENDING tasks, for gauges that count them at start."""

@@ -29,7 +29,14 @@ from typing import Any
 import psycopg
 import psycopg_pool
 
-from taskservice.core.board.answers import Answers, conflict, queue_full
+from taskservice.core.board.answers import (
+    DEFAULT_MAX_QUEUE_BYTES,
+    Answers,
+    conflict,
+    queue_bytes_full,
+    queue_full,
+    task_bytes,
+)
 from taskservice.core.board.base import (
     REAP_SEQUENCE_GAP,
     RETRYABLE_STATES,
@@ -129,10 +136,18 @@ class PostgresBoard(OneWriter, Board):
     exclusive = False
     _writer: PgWriter
 
-    def __init__(self, dsn: str, *, max_queue: int = 100_000, pool_size: int = 16) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        max_queue: int = 100_000,
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+        pool_size: int = 16,
+    ) -> None:
         self.where = redacted(dsn)
         self._dsn = dsn
         self._max_queue = max_queue
+        self._max_queue_bytes = max_queue_bytes
         try:
             with self._connect() as conn:
                 migrate(conn, self.where)
@@ -156,7 +171,7 @@ class PostgresBoard(OneWriter, Board):
         self._listener = Listener(self._connect)
         self._logs: DatabaseLogs | None = None
         self._count_lock = threading.Lock()
-        self._queued = (0, 0.0)  # (count, monotonic time counted)
+        self._queued = (0, 0, 0.0)  # (count, bytes of args and labels, monotonic time counted)
         self._counting = False  # a count is queued on the writer
         self._ended_listeners: list[EndedListener] = []
 
@@ -196,10 +211,19 @@ class PostgresBoard(OneWriter, Board):
 
     def submit(self, tasks: Sequence[NewTask], now: float, then: SubmitThen) -> None:
         answers = Answers(len(tasks), then)
-        queued = self.queued()
+        queued, queued_bytes = self._queue_size()
         room = max(0, self._max_queue - queued)
-        admitted = list(enumerate(tasks))[:room]
-        refused = [(i, queue_full(queued, self._max_queue)) for i, _ in list(enumerate(tasks))[room:]]
+        admitted: list[tuple[int, NewTask]] = []
+        refused: list[tuple[int, Answer]] = []
+        for i, new in enumerate(tasks):
+            size = task_bytes(new.args, new.labels)
+            if len(admitted) >= room:
+                refused.append((i, queue_full(queued, self._max_queue)))
+            elif queued_bytes + size > self._max_queue_bytes:
+                refused.append((i, queue_bytes_full(queued_bytes, size, self._max_queue_bytes)))
+            else:
+                admitted.append((i, new))
+                queued_bytes += size
 
         def insert(cur: psycopg.Cursor[Any]) -> list[tuple[int, Answer]]:
             told: list[tuple[int, Answer]] = []
@@ -264,7 +288,8 @@ class PostgresBoard(OneWriter, Board):
                 told = [(i, _unavailable(error)) for i, _ in admitted]
             answers.fill_many([*refused, *sorted(told or [], key=lambda answer: answer[0])])
             if error is None:
-                self._count_added(sum(1 for _, a in told or [] if isinstance(a, SubmitOutcome) and a.created))
+                made = [a.task for _, a in told or [] if isinstance(a, SubmitOutcome) and a.created]
+                self._count_added(len(made), sum(task_bytes(task.args, task.labels) for task in made))
 
         if admitted:
             self._writer.submit(insert, done, notify="work")
@@ -656,26 +681,30 @@ class PostgresBoard(OneWriter, Board):
         return [(task_from_row(row), [(int(s), str(st)) for s, st in json.loads(row[-1])]) for row in rows]
 
     def queued(self) -> int:
-        """The queue's length as last counted; never waits for the database (Submit calls it on the event loop):
-        a count older than QUEUE_COUNT_SECONDS is made again by the writer, in its next transaction."""
+        return self._queue_size()[0]
+
+    def _queue_size(self) -> tuple[int, int]:
+        """The queue's length and the bytes of its args and labels, as last counted; never waits for the database
+        (Submit calls it on the event loop): a count older than QUEUE_COUNT_SECONDS is made again by the writer, in
+        its next transaction."""
         with self._count_lock:
-            count, counted_at = self._queued
+            count, size, counted_at = self._queued
             stale = time.monotonic() - counted_at >= QUEUE_COUNT_SECONDS and not self._counting
             self._counting |= stale
         if stale:
             self._writer.submit(_count_pending, self._counted)
-        return count
+        return count, size
 
-    def _counted(self, count: int | None, error: BaseException | None) -> None:
+    def _counted(self, counted: tuple[int, int] | None, error: BaseException | None) -> None:
         with self._count_lock:
             self._counting = False
-            if error is None and count is not None:
-                self._queued = (count, time.monotonic())
+            if error is None and counted is not None:
+                self._queued = (*counted, time.monotonic())
 
-    def _count_added(self, delta: int) -> None:
+    def _count_added(self, delta: int, size: int = 0) -> None:
         with self._count_lock:
-            count, counted_at = self._queued
-            self._queued = (max(0, count + delta), counted_at)
+            count, counted_bytes, counted_at = self._queued
+            self._queued = (max(0, count + delta), max(0, counted_bytes + size), counted_at)
 
     # ------------------------------------------------------------------ schedules
 
@@ -760,8 +789,14 @@ def _unavailable(error: BaseException) -> StoreUnavailable:
     return error if isinstance(error, StoreUnavailable) else StoreUnavailable(str(error))
 
 
-def _count_pending(cur: psycopg.Cursor[Any]) -> int:
-    return int(cur.execute(f"SELECT count(*) FROM {TASKS} WHERE state = 'PENDING'").fetchone()[0])  # type: ignore[index]
+def _count_pending(cur: psycopg.Cursor[Any]) -> tuple[int, int]:
+    """The queued tasks, and what their args and labels take (as stored: jsonb, maybe compressed)."""
+    row = cur.execute(
+        f"""SELECT count(*), coalesce(sum(pg_column_size(args) + pg_column_size(labels)), 0)
+            FROM {TASKS} WHERE state = 'PENDING'"""
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
 
 
 def _best_effort(result: Any, error: BaseException | None) -> None:

@@ -14,6 +14,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+from taskservice.core.board.answers import DEFAULT_MAX_QUEUE_BYTES
 from taskservice.core.board.local import LocalBoard
 from taskservice.core.store.base import StoreOpenError
 from taskservice.core.store.sqlite import SQLiteStore
@@ -24,7 +25,9 @@ class StoreInUse(StoreOpenError):
 
 
 class SQLiteBoard(LocalBoard):
-    def __init__(self, path: str | Path, *, max_queue: int = 100_000) -> None:
+    def __init__(
+        self, path: str | Path, *, max_queue: int = 100_000, max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
+    ) -> None:
         self.path = Path(path)
         self._lock_fd = _lock(self.path)
         try:
@@ -33,7 +36,7 @@ class SQLiteBoard(LocalBoard):
             os.close(self._lock_fd)
             raise
         try:
-            super().__init__(store, max_queue=max_queue)
+            super().__init__(store, max_queue=max_queue, max_queue_bytes=max_queue_bytes)
         except BaseException as exc:
             store.close()
             os.close(self._lock_fd)
