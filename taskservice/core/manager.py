@@ -384,6 +384,15 @@ class WorkerManager:
         self.board.submit([new], now, then=lambda answers: self._submitted([new], answers, [answer]))
         return answer
 
+    def submit_reads_storage(self, requests: Sequence[SubmitSpec]) -> bool:
+        """Whether submitting these reads files or the board's storage before it returns (a task id to look up, a
+        dependency, a path to open), so that an event loop should call it from another thread."""
+        for request in requests:
+            kind = self._registry.get(request.task_type)
+            if request.task_id or request.after or (kind is not None and kind.path_params):
+                return True
+        return False
+
     def submit_many(self, requests: Sequence[SubmitSpec]) -> Future[list[Answer]]:
         """Submit each request as submit_async() would, all new tasks in one durable commit.
 

@@ -175,7 +175,8 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
     @_unary
     async def Submit(self, request: pb.SubmitRequest, context: Any) -> pb.SubmitResponse:
         spec = convert.submit_spec_from_proto(request)
-        pending = self._manager.submit_async(
+        submit = functools.partial(
+            self._manager.submit_async,
             spec.task_type,
             spec.args,
             task_id=spec.task_id or None,
@@ -187,6 +188,9 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
             retention=spec.retention,
             after=spec.after,
         )
+        # Off the event loop when it reads storage: a disk (or a slow file system under --data-root) must not
+        # hold up every other call.
+        pending = await self._read(submit) if self._manager.submit_reads_storage([spec]) else submit()
         outcome = await self._waker.wrap(pending)
         return pb.SubmitResponse(task=convert.task_to_proto(outcome.task), created=outcome.created)
 
@@ -205,7 +209,11 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
                 exc.message = f"requests[{index}]: {exc.message}"
                 specs.append(exc)
         valid = [spec for spec in specs if isinstance(spec, SubmitSpec)]
-        outcomes = iter(await self._waker.wrap(self._manager.submit_many(valid)))
+        if self._manager.submit_reads_storage(valid):
+            submitted = await self._read(self._manager.submit_many, valid)
+        else:
+            submitted = self._manager.submit_many(valid)
+        outcomes = iter(await self._waker.wrap(submitted))
         results = [convert.batch_result_to_proto(spec if isinstance(spec, TaskServiceError) else next(outcomes))
                    for spec in specs]  # fmt: skip
         return pb.SubmitBatchResponse(results=results)
@@ -223,7 +231,9 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
     @_unary
     async def Stop(self, request: pb.StopRequest, context: Any) -> pb.StopResponse:
         check_task_id(request.task_id)
-        task = await self._waker.wrap(self._manager.stop_async(request.task_id, request.reason[:MAX_STOP_REASON]))
+        # Off the event loop: a task that has ended is read from storage.
+        stopping = await self._read(self._manager.stop_async, request.task_id, request.reason[:MAX_STOP_REASON])
+        task = await self._waker.wrap(stopping)
         return pb.StopResponse(task=convert.task_to_proto(task))
 
     @_unary

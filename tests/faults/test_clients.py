@@ -9,6 +9,7 @@ import json
 import random
 import signal
 import sys
+import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
@@ -394,3 +395,48 @@ async def test_a_retry_that_joins_a_submit_whose_caller_gave_up_is_answered_once
         assert time.monotonic() - started < 2, "answered when the commit landed"
         assert (await final(stub, "retried")).state == pb.TASK_STATE_SUCCESS
         await assert_service_fine(running, stub)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A storage read that hangs
+
+
+class SlowReadStore(PausableStore):
+    """Reads of the tasks named `slow-*` wait until let go: a disk (or network file system) that hangs."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.reads_go = threading.Event()
+        self.reading = threading.Event()
+
+    def get(self, task_id: str) -> Any:
+        if task_id.startswith("slow-"):
+            self.reading.set()
+            self.reads_go.wait(30)
+        return super().get(task_id)
+
+
+async def test_a_hanging_storage_read_holds_up_neither_the_event_loop_nor_other_tasks(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    store = SlowReadStore(tmp_path / "slow-reads.db")
+    server = await start_server(store=store)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as chan:
+        stub = pb_grpc.TaskServiceStub(chan)
+        hanging = [asyncio.ensure_future(submit(stub, "echo", task_id="slow-1", value=1)),
+                   asyncio.ensure_future(stub.Stop(pb.StopRequest(task_id="slow-2"), timeout=30))]  # fmt: skip
+        await eventually(store.reading.is_set, what="a Submit reading the storage")
+        try:
+            # Meanwhile the event loop answers, and other tasks are claimed, run and ended (board lock free).
+            started = time.monotonic()
+            others = [await submit(stub, "echo", value=i) for i in range(5)]
+            for task_id in others:
+                assert (await final(stub, task_id)).state == pb.TASK_STATE_SUCCESS
+            assert time.monotonic() - started < 10
+            assert not hanging[0].done()
+        finally:
+            store.reads_go.set()
+        assert await hanging[0] == "slow-1"
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await hanging[1]
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND

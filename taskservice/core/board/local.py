@@ -18,7 +18,7 @@ import heapq
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import replace
 
 from taskservice.core.board.answers import (
@@ -161,12 +161,25 @@ class LocalBoard(OneWriter, Board):
         found = self._unfinished.get(task_id) or self._store.get(task_id)
         return found if found is not None else _DELETED
 
-    def _dependency(self, task_id: str) -> Task | None:
-        """A dependency as it is now, or None for no such task. Holds _lock."""
+    def _read_stored(self, task_ids: Iterable[str]) -> dict[str, Task | None]:
+        """The stored rows of those tasks that are not in memory now, read before taking _lock: a disk read must not
+        hold up every claim and end. (A task that leaves memory meanwhile is read again under the lock: rare.)"""
+        return {
+            task_id: self._store.get(task_id)
+            for task_id in set(task_ids)
+            if task_id not in self._unfinished and task_id not in self._inflight
+        }
+
+    def _dependency(self, task_id: str, stored: dict[str, Task | None]) -> Task | None:
+        """A dependency as it is now, or None for no such task; `stored` from _read_stored(). Holds _lock."""
         inflight = self._inflight.get(task_id)
         if inflight is not None:
             return inflight.task
-        return self._unfinished.get(task_id) or self._store.get(task_id)
+        return self._unfinished.get(task_id) or self._stored(task_id, stored)
+
+    def _stored(self, task_id: str, stored: dict[str, Task | None]) -> Task | None:
+        """The row of a task not in memory, from `stored` (read before the lock). Holds _lock."""
+        return stored[task_id] if task_id in stored else self._store.get(task_id)
 
     def _wait(self, task_id: str, unmet: Collection[str]) -> None:
         """`task_id` waits for `unmet` to end. Holds _lock."""
@@ -190,10 +203,13 @@ class LocalBoard(OneWriter, Board):
         immediate: list[tuple[int, Answer]] = []
         created: list[tuple[int, Task]] = []
         sizes = [task_bytes(new.args, new.labels) for new in tasks]  # before the lock: args may be a megabyte
+        stored = self._read_stored(
+            [new.task_id for new in tasks if not new.fresh_id] + [dep for new in tasks for dep in new.after]
+        )
         with self._lock:
             for index, new in enumerate(tasks):
                 try:
-                    found = self._find_same(new)
+                    found = self._find_same(new, stored)
                 except TaskServiceError as exc:
                     immediate.append((index, exc))
                     continue
@@ -206,7 +222,9 @@ class LocalBoard(OneWriter, Board):
                 elif self._queued_bytes + self._inflight_bytes + sizes[index] > self._max_queue_bytes:
                     immediate.append((index, queue_bytes_full(self._queued_bytes, sizes[index], self._max_queue_bytes)))
                 else:
-                    verdict = judge(new.after, self._dependency) if new.after else _NO_DEPENDENCIES
+                    verdict = (
+                        judge(new.after, lambda dep: self._dependency(dep, stored)) if new.after else _NO_DEPENDENCIES
+                    )
                     if verdict.unknown:
                         immediate.append((index, unknown_dependencies(new.task_id, verdict.unknown)))
                         continue
@@ -226,9 +244,9 @@ class LocalBoard(OneWriter, Board):
                 then=lambda error: self._inserted(created, answers, error),
             )
 
-    def _find_same(self, new: NewTask) -> Task | Inflight | None:
+    def _find_same(self, new: NewTask, stored: dict[str, Task | None]) -> Task | Inflight | None:
         """The task already under this id (or its commit on the way), when the request is the same; TaskConflict
-        when it is not; None for a free id. Holds _lock."""
+        when it is not; None for a free id. `stored` from _read_stored(). Holds _lock."""
         if new.fresh_id:
             return None
         inflight = self._inflight.get(new.task_id)
@@ -238,7 +256,7 @@ class LocalBoard(OneWriter, Board):
             return inflight
         existing = self._unfinished.get(new.task_id)
         if existing is None:
-            existing = self._store.get(new.task_id)
+            existing = self._stored(new.task_id, stored)
         if existing is None:
             return None
         if existing.request_digest != new.request_digest:
@@ -683,8 +701,11 @@ class LocalBoard(OneWriter, Board):
         refusal: TaskServiceError | None = TaskNotFound(task_id) if stored is None else None
         if stored is not None and stored.state not in RETRYABLE_STATES:
             refusal = not_retryable(stored)
+        dependencies = self._read_stored(stored.after) if stored is not None else {}
         with self._lock:
-            verdict = judge(stored.after, lambda dep: self._dependency(dep) or _DELETED) if stored else None
+            verdict = (
+                judge(stored.after, lambda dep: self._dependency(dep, dependencies) or _DELETED) if stored else None
+            )
             if verdict is not None and verdict.failed is not None:
                 refusal = not_retryable_before(task_id, verdict.failed)
             elif verdict is not None and verdict.unmet and refusal is None:
