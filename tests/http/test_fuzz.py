@@ -4,6 +4,7 @@ query or body, the answer is never a 5xx, errors are google.rpc.Status bodies, a
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -105,11 +106,23 @@ def test_requests_from_other_sites_and_bodies_that_are_not_json_change_nothing(
     live: tuple[ServerProcess, dict[str, Any]],
 ) -> None:
     """What a page of another site can send (a text/plain or form body, its own Origin, a rebound Host) against
-    every route: refused with a 4xx, never a 5xx, and the tasks are as they were."""
+    every route, while clients that never finish their headers or never read hold connections open: refused with a
+    4xx, never a 5xx, the tasks are as they were, and the server's memory stays bounded."""
     server, document = live
     with TaskClient(server.address) as client:
         client.submit("sleep", {"seconds": 3600}, task_id="long-running")
     before = _tasks(server)
+    rss_before = _rss(server)
+    host, port = server.http_url.removeprefix("http://").rsplit(":", 1)
+    stuck = []
+    for i in range(60):  # half never end their headers, half ask for an event stream and never read it
+        sock = socket.create_connection((host, int(port)))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        if i % 2:
+            sock.sendall(b"GET /v1/events?taskIds=long-running HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        else:
+            sock.sendall(b"POST /v1/tasks:stop HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n")
+        stuck.append(sock)
 
     @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
     @given(http_requests(document), HOSTILE)
@@ -136,7 +149,19 @@ def test_requests_from_other_sites_and_bodies_that_are_not_json_change_nothing(
             if method != "GET" or how == "foreign_host":
                 assert 400 <= response.status_code < 500, (how, method, path, response.status_code)
 
-    one()
+    try:
+        one()
+    finally:
+        for sock in stuck:
+            sock.close()
     assert _tasks(server) == before, "no hostile request changed a task"
+    growth = _rss(server) - rss_before
+    assert growth < 64 * 2**20, f"the server grew by {growth / 2**20:.0f} MiB"
     with TaskClient(server.address) as client:
         client.stop("long-running")
+
+
+def _rss(server: ServerProcess) -> int:
+    assert server.proc is not None
+    with open(f"/proc/{server.proc.pid}/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
