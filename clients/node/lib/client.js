@@ -95,7 +95,10 @@ class TaskClient {
    * @param {string} [options.protoPath] task_service.proto to load (default env TASKSERVICE_PROTO,
    *                                    else the repository's copy)
    * @param {string[]} [options.includeDirs] proto import paths (default: the proto tree's root)
-   * @param {number} [options.watchRetries]  reconnect attempts of a watch in a row (default 8)
+   * @param {number} [options.reconnectTimeoutMs] how long a broken watch or wait keeps reconnecting to a
+   *                                    server that does not answer (default 30000, as the Python client)
+   * @param {number} [options.watchRetries]  reconnect attempts of a watch in a row at most (default: no limit
+   *                                    but reconnectTimeoutMs)
    * @param {number} [options.watchBackoffMs] first reconnect delay, doubled each time up to 2 s (default 100)
    * @param {object} [options.channelOptions] extra grpc-js channel options
    */
@@ -103,7 +106,8 @@ class TaskClient {
     this.address = options.address || env('TASKSERVICE_ADDR') || DEFAULT_ADDRESS;
     this.token = options.token !== undefined ? options.token : env('TASKSERVICE_TOKEN');
     this.timeoutMs = options.timeoutMs !== undefined ? options.timeoutMs : DEFAULT_TIMEOUT_MS;
-    this.watchRetries = options.watchRetries !== undefined ? options.watchRetries : 8;
+    this.reconnectTimeoutMs = options.reconnectTimeoutMs !== undefined ? options.reconnectTimeoutMs : 30_000;
+    this.watchRetries = options.watchRetries !== undefined ? options.watchRetries : Infinity;
     this.watchBackoffMs = options.watchBackoffMs !== undefined ? options.watchBackoffMs : 100;
 
     const tlsCa = options.tlsCa !== undefined ? options.tlsCa : env('TASKSERVICE_TLS_CA');
@@ -363,7 +367,7 @@ class TaskClient {
    * The first event is a snapshot (unless afterSequence is given), then every state change and
    * progress update, each with a growing `sequence` (BigInt). Once it has received an event, a watch
    * whose stream breaks (UNAVAILABLE, or an early end) reconnects with afterSequence = the last
-   * sequence seen, up to `watchRetries` times in a row with a doubling backoff; on OUT_OF_RANGE it
+   * sequence seen, for up to `reconnectTimeoutMs` with a doubling backoff; on OUT_OF_RANGE it
    * goes on from a fresh snapshot. A watch that never received an event fails at once. Any other
    * error rejects the iteration with a TaskServiceError. Breaking out of the loop cancels the stream.
    *
@@ -380,7 +384,7 @@ class TaskClient {
     let last = convert.toSequence(afterSequence); // a bad value rejects the first next(), like any error
     let resync = false; // after OUT_OF_RANGE the fresh snapshot may carry any sequence
     let connected = false;
-    let failures = 0;
+    const failing = { failures: 0, since: 0 };
     for (;;) {
       if (deadline !== null && Date.now() >= deadline) {
         throw new TaskServiceError({ code: Status.DEADLINE_EXCEEDED, details: `watch of task ${taskId} timed out` });
@@ -395,7 +399,7 @@ class TaskClient {
           received += 1;
           const event = convert.eventFromProto(message);
           connected = true;
-          failures = 0;
+          failing.failures = 0;
           if (!resync && event.sequence <= last) continue; // already seen before a reconnect
           resync = false;
           last = event.sequence;
@@ -422,11 +426,25 @@ class TaskClient {
         resync = true;
         continue;
       }
-      if (error.code !== Status.UNAVAILABLE || !connected || failures >= this.watchRetries) throw error;
-      const wait = Math.min(this.watchBackoffMs * 2 ** failures, 2000);
-      failures += 1;
+      const wait = this._reconnectAfter(error, connected, failing);
+      if (wait === null) throw error;
       await delay(deadline !== null ? Math.max(0, Math.min(wait, deadline - Date.now())) : wait);
     }
+  }
+
+  /**
+   * How long to wait before reconnecting after `error`, or null to give up: only UNAVAILABLE of a server that
+   * answered before, for up to reconnectTimeoutMs (and watchRetries) from the first failure in a row. A server
+   * restarting under load may take tens of seconds; `failing` ({failures, since}) is the caller's count.
+   */
+  _reconnectAfter(error, connected, failing) {
+    if (error.code !== Status.UNAVAILABLE || !connected) return null;
+    const now = Date.now();
+    if (failing.failures === 0) failing.since = now;
+    if (failing.failures >= this.watchRetries || now - failing.since >= this.reconnectTimeoutMs) return null;
+    const wait = Math.min(this.watchBackoffMs * 2 ** failing.failures, 2000);
+    failing.failures += 1;
+    return wait;
   }
 
   /**
@@ -450,7 +468,7 @@ class TaskClient {
   async wait(taskId, opts = {}) {
     const deadline = opts.timeoutMs ? Date.now() + opts.timeoutMs : null;
     let connected = false;
-    let failures = 0;
+    const failing = { failures: 0, since: 0 };
     for (;;) {
       const leftMs = deadline === null ? WAIT_CALL_MS : Math.max(0, Math.min(deadline - Date.now(), WAIT_CALL_MS));
       let answer;
@@ -458,14 +476,13 @@ class TaskClient {
         answer = await this.waitTask(taskId, { timeoutSeconds: leftMs / 1000, timeoutMs: leftMs + WAIT_CALL_GRACE_MS });
       } catch (err) {
         if (err.code === Status.UNIMPLEMENTED) return this._waitByWatch(taskId, deadline);
-        if (err.code !== Status.UNAVAILABLE || !connected || failures >= this.watchRetries) throw err;
-        const wait = Math.min(this.watchBackoffMs * 2 ** failures, 2000);
-        failures += 1;
+        const wait = this._reconnectAfter(err, connected, failing);
+        if (wait === null) throw err;
         await delay(deadline !== null ? Math.max(0, Math.min(wait, deadline - Date.now())) : wait);
         continue;
       }
       connected = true;
-      failures = 0;
+      failing.failures = 0;
       if (answer.done) return answer.task;
       if (deadline !== null && Date.now() >= deadline) {
         throw new TaskServiceError({
