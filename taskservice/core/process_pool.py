@@ -24,6 +24,7 @@ Whatever happens while a call is under way, its slot goes back to the pool or it
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import itertools
 import logging
 import multiprocessing
@@ -52,6 +53,7 @@ POLL_SECONDS = 0.02
 RSS_CHECK_SECONDS = 0.1
 # A process is killed this much before the stop grace ends, so it is gone before the watchdog gives up on it.
 KILL_MARGIN = 0.8
+PR_SET_DUMPABLE = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +128,7 @@ class ProcessPool:
         self.replaced = 0  # processes replaced (killed, died, recycled): a metric, and for tests
 
     def start(self) -> None:
+        _keep_out_of_proc()
         for _ in range(self.size):
             self._add()
 
@@ -287,6 +290,18 @@ _HANDLERS: dict[str, _Handler] = {
 
 def _failure(error_type: str, message: str) -> ProcessOutcome:
     return ProcessOutcome(TaskState.FAILURE, error=TaskError(error_type, message))
+
+
+def _keep_out_of_proc() -> None:
+    """Make the server non-dumpable (prctl PR_SET_DUMPABLE 0): a process of its user (a handler in a worker process)
+    can then no longer open the server's /proc/<pid>/fd, mem or environ, only root can. It also means no core file
+    and no py-spy but as root; a process still reaches its own /proc/self."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+            log.warning("cannot make the server non-dumpable: %s", os.strerror(ctypes.get_errno()))
+    except (OSError, AttributeError) as exc:  # not Linux
+        log.warning("cannot make the server non-dumpable: %s", exc)
 
 
 def _rss(slot: _Slot) -> int:

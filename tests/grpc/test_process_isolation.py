@@ -3,6 +3,7 @@ stuck in C code or in an endless loop, a process that dies, recycling, results J
 
 from __future__ import annotations
 
+import ctypes
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -197,3 +198,13 @@ async def test_a_retry_policy_matches_exceptions_raised_in_a_process_by_their_cl
     assert flaky.state == pb.TASK_STATE_SUCCESS and flaky.attempt == 3, "FlakyError is a ValueError: retried twice"
     stubborn = await ended(stub, await submit(stub, "proc.stubborn_error"))
     assert stubborn.state == pb.TASK_STATE_FAILURE and stubborn.attempt == 1, "a KeyError is not retried"
+
+
+PR_GET_DUMPABLE = 3
+
+
+async def test_a_server_running_worker_processes_is_not_dumpable(server: RunningServer) -> None:
+    """So a worker process of the server's (non-root) user cannot open the server's /proc/<pid>/fd: a handler
+    reaches only the descriptors passed to it. (This test's process is the server's.)"""
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0
