@@ -223,7 +223,8 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
         "--process-max-rss",
         type=parse_size,
         default=parse_size(_env(env, "process_max_rss", str(d.process_max_rss))),
-        help="replace a worker process once it holds more memory than this, e.g. 1GiB (0: never)",
+        help="kill a worker process holding more memory than this, e.g. 1GiB, while it runs a task (which fails "
+        "MemoryLimitExceeded) or after (0: never)",
     )
     p.add_argument(
         "--legacy-task-type",
