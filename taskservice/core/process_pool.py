@@ -54,6 +54,8 @@ RSS_CHECK_SECONDS = 0.1
 # A process is killed this much before the stop grace ends, so it is gone before the watchdog gives up on it.
 KILL_MARGIN = 0.8
 PR_SET_DUMPABLE = 4
+# How often a call waiting for an idle process tries again to start those that could not be started.
+REFILL_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,11 +143,22 @@ class ProcessPool:
     def _replace(self, slot: _Slot, *, kill: bool) -> None:
         with self._lock:
             self._slots.discard(slot)
-            closed = self._closed
         slot.close(kill=kill)
         self.replaced += 1
-        if not closed:
-            self._add()
+        self._refill()
+
+    def _refill(self) -> None:
+        """Start processes until the pool has its size again. One that cannot start now (no memory, no descriptor
+        free) is started again by the next call: the pool never stays smaller than it should."""
+        while True:
+            with self._lock:
+                if self._closed or len(self._slots) >= self.size:
+                    return
+            try:
+                self._add()
+            except OSError as exc:
+                log.error("cannot start a worker process (the next task tries again): %s", exc)
+                return
 
     def pids(self) -> list[int]:
         with self._lock:
@@ -156,10 +169,7 @@ class ProcessPool:
     ) -> ProcessOutcome:
         """Call `handler(ctx, **args)` in a process of the pool, passing it `fds`; blocks until it ends (see the
         module docstring). The slot is given back, or its process replaced, whatever happens meanwhile."""
-        slot = self._idle.get()
-        while not slot.process.is_alive():  # killed while idle (from outside): it ran nothing of this task
-            self._replace(slot, kill=True)
-            slot = self._idle.get()
+        slot = self._take()
         healthy = False
         try:
             outcome, healthy = _Call(slot, next(self._runs), relay, self.max_rss).run(handler, args, meta, fds)
@@ -173,6 +183,18 @@ class ProcessPool:
                 self._release(slot)
             else:
                 self._replace(slot, kill=True)
+
+    def _take(self) -> _Slot:
+        """An idle process, waiting for one; the pool is refilled meanwhile if a process could not be started."""
+        while True:
+            self._refill()
+            try:
+                slot = self._idle.get(timeout=REFILL_SECONDS)
+            except queue.Empty:
+                continue
+            if slot.process.is_alive():
+                return slot
+            self._replace(slot, kill=True)  # killed while idle (from outside): it ran nothing of this task
 
     def _release(self, slot: _Slot) -> None:
         slot.tasks += 1
