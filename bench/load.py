@@ -199,7 +199,8 @@ async def single_tasks(
     """`count` single Submits, `concurrency` in flight; tasks/s until all are finished.
 
     wait="poll": completion seen through ListTasks once all are submitted; wait="watch": each Submit is followed
-    by one WatchProgress of its task to the end (what a client that wants each result does).
+    by one WatchProgress of its task to the end (what a client that wants each result does); wait="watch_tasks":
+    one WatchTasks stream of them all, once all are submitted, to its end (what wait_all() does).
     """
     request = pb.SubmitRequest(task_type=task_type)
     request.args.update(args or {})
@@ -209,6 +210,7 @@ async def single_tasks(
         stubs = [pb_grpc.TaskServiceStub(c) for c in channels]
         stub = stubs[0]
         left = [count]
+        submitted_ids: list[str] = []
         start = time.perf_counter()
 
         async def submitter(index: int) -> None:
@@ -216,6 +218,7 @@ async def single_tasks(
             while left[0] > 0:
                 left[0] -= 1
                 task_id = (await own.Submit(request, timeout=60)).task.task_id
+                submitted_ids.append(task_id)
                 if wait == "watch":
                     async for event in own.WatchProgress(pb.WatchProgressRequest(task_id=task_id), timeout=60):
                         if event.HasField("task") and event.state in TERMINAL:
@@ -223,6 +226,11 @@ async def single_tasks(
 
         await asyncio.gather(*(submitter(i) for i in range(concurrency)))
         submitted = time.perf_counter()
+        if wait == "watch_tasks":
+            for first in range(0, len(submitted_ids), 10_000):
+                watched = pb.WatchTasksRequest(task_ids=submitted_ids[first : first + 10_000])
+                async for _ in stub.WatchTasks(watched, timeout=timeout):
+                    pass
         await _until_all_done(stub, start + timeout)
         elapsed = time.perf_counter() - start
     finally:

@@ -1056,6 +1056,50 @@ def _unimplemented(err: TaskServiceError) -> bool:
     return err.code is grpc.StatusCode.UNIMPLEMENTED
 
 
+class _ManyCursor(_WatchCursor):
+    """The state of one WatchTasks across reconnects: per task, the last sequence seen; done once every task has
+    ended. A reconnect asks again for the tasks not ended, each after its own last sequence."""
+
+    def __init__(self, task_ids: Sequence[str], *, ignore_missing: bool, reconnect_timeout: float,
+                 timeout: float | None, security: Security | None) -> None:  # fmt: skip
+        super().__init__(f"{len(task_ids)} tasks", 0, reconnect_timeout=reconnect_timeout, timeout=timeout,
+                         security=security)  # fmt: skip
+        self._ignore_missing = ignore_missing
+        self._open = dict.fromkeys(task_ids, 0)  # task id -> the last sequence seen of it
+
+    @property
+    def done(self) -> bool:
+        return not self._open
+
+    def request(self) -> pb.WatchTasksRequest:  # type: ignore[override]
+        return pb.WatchTasksRequest(
+            task_ids=list(self._open),
+            after_sequences={task_id: seen for task_id, seen in self._open.items() if seen},
+            ignore_missing=self._ignore_missing,
+        )
+
+    def accept(self, message: pb.WatchTasksResponse) -> tuple[TaskEvent, ...]:  # type: ignore[override]
+        self._received += 1
+        self._failing_since, self._failures, self._connected = None, 0, True
+        fresh: list[TaskEvent] = []
+        for item in message.events:
+            event = event_from_pb(item)
+            seen = self._open.get(event.task_id)
+            if seen is None or event.sequence <= seen:
+                continue  # ended already, or seen before a reconnect
+            if event.state.is_terminal:
+                del self._open[event.task_id]
+            else:
+                self._open[event.task_id] = event.sequence
+            fresh.append(event)
+        return tuple(fresh)
+
+    def _ended_cleanly(self) -> None:
+        """The server ends a WatchTasks OK only once every task it watched has ended: those still open ended
+        before the sequence resumed after, or do not exist (ignore_missing)."""
+        self._open.clear()
+
+
 class _LogCursor(_WatchCursor):
     """The state of one WatchLogs across reconnects: the next offset; done when a stream ends with OK."""
 
@@ -1133,6 +1177,11 @@ class _ClientBase(abc.ABC):
             security=self.security,
             started=started,
         )
+
+    def _many_cursor(self, task_ids: Sequence[str], timeout: float | None, ignore_missing: bool) -> _ManyCursor:
+        unique = list(dict.fromkeys(task_ids))
+        return _ManyCursor(unique, ignore_missing=ignore_missing, reconnect_timeout=self.reconnect_timeout,
+                           timeout=timeout, security=self.security)  # fmt: skip
 
     def _wait_cursor(self, task_id: str, timeout: float | None) -> _WaitCursor:
         return _WaitCursor(task_id, reconnect_timeout=self.reconnect_timeout, timeout=timeout, security=self.security)
@@ -1359,6 +1408,24 @@ class TaskClient(_ClientBase):
         """A task's log from `offset` on; with follow, until the task ends. Reconnects like watch()."""
         cursor = _LogCursor(task_id, offset, follow, reconnect_timeout=self.reconnect_timeout, security=self.security)
         return self._follow(cursor, self._stub.WatchLogs)
+
+    def watch_many(
+        self, task_ids: Sequence[str], *, timeout: float | None = None, ignore_missing: bool = False
+    ) -> Iterator[TaskEvent]:
+        """The events of many tasks (up to 10,000) in one WatchTasks stream, until every one has ended; each
+        reconnect resumes every task after its last event. TaskNotFound for unknown ids unless ignore_missing."""
+        return self._follow(self._many_cursor(task_ids, timeout, ignore_missing), self._stub.WatchTasks)
+
+    def as_completed(self, task_ids: Sequence[str], *, timeout: float | None = None) -> Iterator[Task]:
+        """Each task as it ends, in the order they end (one WatchTasks stream); DeadlineExceeded after `timeout`."""
+        for event in self.watch_many(task_ids, timeout=timeout):
+            if event.state.is_terminal and event.task is not None:
+                yield event.task
+
+    def wait_all(self, task_ids: Sequence[str], timeout: float | None = None) -> Sequence[Task]:
+        """Every task once ended, in the order given (one WatchTasks stream); DeadlineExceeded after `timeout`."""
+        ended = {task.task_id: task for task in self.as_completed(task_ids, timeout=timeout)}
+        return [ended[task_id] for task_id in task_ids]
 
     def _follow(self, cursor: _WatchCursor, method: Any) -> Iterator[Any]:
         while True:
@@ -1590,6 +1657,23 @@ class AsyncTaskClient(_ClientBase):
         """A task's log from `offset` on; with follow, until the task ends. Reconnects like watch()."""
         cursor = _LogCursor(task_id, offset, follow, reconnect_timeout=self.reconnect_timeout, security=self.security)
         return self._follow(cursor, self._stub.WatchLogs)
+
+    def watch_many(
+        self, task_ids: Sequence[str], *, timeout: float | None = None, ignore_missing: bool = False
+    ) -> AsyncIterator[TaskEvent]:
+        """The events of many tasks in one WatchTasks stream (see TaskClient.watch_many)."""
+        return self._follow(self._many_cursor(task_ids, timeout, ignore_missing), self._stub.WatchTasks)
+
+    async def as_completed(self, task_ids: Sequence[str], *, timeout: float | None = None) -> AsyncIterator[Task]:
+        """Each task as it ends, in the order they end (see TaskClient.as_completed)."""
+        async for event in self.watch_many(task_ids, timeout=timeout):
+            if event.state.is_terminal and event.task is not None:
+                yield event.task
+
+    async def wait_all(self, task_ids: Sequence[str], timeout: float | None = None) -> Sequence[Task]:
+        """Every task once ended, in the order given (see TaskClient.wait_all)."""
+        ended = {task.task_id: task async for task in self.as_completed(task_ids, timeout=timeout)}
+        return [ended[task_id] for task_id in task_ids]
 
     async def _follow(self, cursor: _WatchCursor, method: Any) -> AsyncIterator[Any]:
         while True:

@@ -26,6 +26,8 @@ from taskservice.core.validation import MAX_STOP_REASON, check_task_id
 from taskservice.server import convert, convert_schedules
 from taskservice.server.status import status_for
 from taskservice.server.waker import LoopWaker
+from taskservice.server.watch_many import ManyWatch
+from taskservice.server.watch_many import stream as watch_stream
 from taskservice.v1 import task_service_pb2 as pb
 from taskservice.v1 import task_service_pb2_grpc as pb_grpc
 
@@ -292,6 +294,23 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
         finally:
             self._streams.discard(wake)
             self._manager.unwatch(request.task_id, watcher)
+
+    async def WatchTasks(
+        self, request: pb.WatchTasksRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[bytes]:  # encoded WatchTasksResponse messages
+        watch = ManyWatch(self._manager, self._waker, self._read)
+        try:
+            try:
+                _check_decoded(request)
+                await watch.attach(request)
+            except Exception as exc:
+                await _abort(context, exc)
+            self._streams.add(watch.wake)
+            async for data in watch_stream(watch, self._encode, lambda: self._closing, context):
+                yield data
+        finally:
+            self._streams.discard(watch.wake)
+            watch.close()
 
     @_unary
     async def StopTasks(self, request: pb.StopTasksRequest, context: Any) -> pb.StopTasksResponse:

@@ -60,6 +60,11 @@ class TaskServiceStub:
                 request_serializer=taskservice_dot_v1_dot_task__service__pb2.WatchProgressRequest.SerializeToString,
                 response_deserializer=taskservice_dot_v1_dot_task__service__pb2.WatchProgressResponse.FromString,
                 _registered_method=True)
+        self.WatchTasks = channel.unary_stream(
+                '/taskservice.v1.TaskService/WatchTasks',
+                request_serializer=taskservice_dot_v1_dot_task__service__pb2.WatchTasksRequest.SerializeToString,
+                response_deserializer=taskservice_dot_v1_dot_task__service__pb2.WatchTasksResponse.FromString,
+                _registered_method=True)
         self.ListTasks = channel.unary_unary(
                 '/taskservice.v1.TaskService/ListTasks',
                 request_serializer=taskservice_dot_v1_dot_task__service__pb2.ListTasksRequest.SerializeToString,
@@ -171,6 +176,16 @@ class TaskServiceServicer:
     def WatchProgress(self, request, context):
         """WatchProgress streams a snapshot, then every state change and progress update, and ends with
         status OK right after the event that carries a terminal state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchTasks(self, request, context):
+        """WatchTasks streams the events of many tasks in one stream: for each task, what WatchProgress would send
+        (a snapshot, then every state change and progress update; each event carries its task id and that task's
+        sequence), and ends with status OK right after every task has sent its terminal event. The tasks are named
+        by id (up to 10,000), or are the unfinished tasks matching the filters when the call starts.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -313,6 +328,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.WatchProgress,
                     request_deserializer=taskservice_dot_v1_dot_task__service__pb2.WatchProgressRequest.FromString,
                     response_serializer=taskservice_dot_v1_dot_task__service__pb2.WatchProgressResponse.SerializeToString,
+            ),
+            'WatchTasks': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchTasks,
+                    request_deserializer=taskservice_dot_v1_dot_task__service__pb2.WatchTasksRequest.FromString,
+                    response_serializer=taskservice_dot_v1_dot_task__service__pb2.WatchTasksResponse.SerializeToString,
             ),
             'ListTasks': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTasks,
@@ -521,6 +541,33 @@ class TaskService:
             '/taskservice.v1.TaskService/WatchProgress',
             taskservice_dot_v1_dot_task__service__pb2.WatchProgressRequest.SerializeToString,
             taskservice_dot_v1_dot_task__service__pb2.WatchProgressResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/taskservice.v1.TaskService/WatchTasks',
+            taskservice_dot_v1_dot_task__service__pb2.WatchTasksRequest.SerializeToString,
+            taskservice_dot_v1_dot_task__service__pb2.WatchTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

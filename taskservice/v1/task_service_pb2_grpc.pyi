@@ -56,6 +56,12 @@ class TaskServiceStub:
     """WatchProgress streams a snapshot, then every state change and progress update, and ends with
     status OK right after the event that carries a terminal state.
     """
+    WatchTasks: _grpc.UnaryStreamMultiCallable[_task_service_pb2.WatchTasksRequest, _task_service_pb2.WatchTasksResponse]
+    """WatchTasks streams the events of many tasks in one stream: for each task, what WatchProgress would send
+    (a snapshot, then every state change and progress update; each event carries its task id and that task's
+    sequence), and ends with status OK right after every task has sent its terminal event. The tasks are named
+    by id (up to 10,000), or are the unfinished tasks matching the filters when the call starts.
+    """
     ListTasks: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.ListTasksRequest, _task_service_pb2.ListTasksResponse]
     """ListTasks pages through tasks, newest first."""
     WatchLogs: _grpc.UnaryStreamMultiCallable[_task_service_pb2.WatchLogsRequest, _task_service_pb2.WatchLogsResponse]
@@ -127,6 +133,12 @@ class TaskServiceAsyncStub(TaskServiceStub):
     WatchProgress: _aio.UnaryStreamMultiCallable[_task_service_pb2.WatchProgressRequest, _task_service_pb2.WatchProgressResponse]  # type: ignore[assignment]
     """WatchProgress streams a snapshot, then every state change and progress update, and ends with
     status OK right after the event that carries a terminal state.
+    """
+    WatchTasks: _aio.UnaryStreamMultiCallable[_task_service_pb2.WatchTasksRequest, _task_service_pb2.WatchTasksResponse]  # type: ignore[assignment]
+    """WatchTasks streams the events of many tasks in one stream: for each task, what WatchProgress would send
+    (a snapshot, then every state change and progress update; each event carries its task id and that task's
+    sequence), and ends with status OK right after every task has sent its terminal event. The tasks are named
+    by id (up to 10,000), or are the unfinished tasks matching the filters when the call starts.
     """
     ListTasks: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ListTasksRequest, _task_service_pb2.ListTasksResponse]  # type: ignore[assignment]
     """ListTasks pages through tasks, newest first."""
@@ -226,6 +238,18 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_task_service_pb2.WatchProgressResponse], _abc.AsyncIterator[_task_service_pb2.WatchProgressResponse]]:
         """WatchProgress streams a snapshot, then every state change and progress update, and ends with
         status OK right after the event that carries a terminal state.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchTasks(
+        self,
+        request: _task_service_pb2.WatchTasksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_task_service_pb2.WatchTasksResponse], _abc.AsyncIterator[_task_service_pb2.WatchTasksResponse]]:
+        """WatchTasks streams the events of many tasks in one stream: for each task, what WatchProgress would send
+        (a snapshot, then every state change and progress update; each event carries its task id and that task's
+        sequence), and ends with status OK right after every task has sent its terminal event. The tasks are named
+        by id (up to 10,000), or are the unfinished tasks matching the filters when the call starts.
         """
 
     @_abc_1.abstractmethod

@@ -109,6 +109,21 @@ def test_wait_exits_with_the_final_state_or_10_when_its_timeout_passes_first(tas
     assert json.loads(waited.out)["state"] == "FAILURE"
 
 
+def test_wait_for_several_tasks_prints_each_as_it_ends_and_exits_with_the_first_that_did_not_succeed(
+    taskctl: Taskctl,
+) -> None:
+    fine = [taskctl.submit_id("sleep", "--arg", "seconds=0") for _ in range(2)]
+    failed = taskctl.submit_id("demo", "--arg", "fail_rate=1", "--arg", "steps=1", "--arg", "step_seconds=0.01")
+    both = taskctl("wait", *fine, failed)
+    assert both.code == 3, both
+    assert sorted(line.split()[0] for line in both.out.splitlines()) == sorted([*fine, failed])
+    assert taskctl("wait", *fine).code == 0
+    long = taskctl.submit_id("sleep", "--arg", "seconds=60")
+    early = taskctl("wait", fine[0], long, "--timeout", "300ms")
+    assert early.code == 10, early
+    taskctl("stop", long)
+
+
 def test_run_later_with_delay_or_not_before_lists_as_scheduled_and_shows_when(taskctl: Taskctl) -> None:
     later = taskctl.submit_id("sleep", "--arg", "seconds=0", "--delay", "1h")
     in_two_hours = (datetime.now(UTC) + timedelta(hours=2)).isoformat()

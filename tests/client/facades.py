@@ -24,6 +24,9 @@ class ClientFacade(Protocol):
     def iter_tasks(self, **filters: Any) -> list[Task]: ...
     def watch(self, task_id: str, on_event: OnEvent | None = None, **options: Any) -> list[TaskEvent]: ...
     def wait(self, task_id: str, timeout: float | None = None) -> Task: ...
+    def watch_many(self, task_ids: list[str], **options: Any) -> list[TaskEvent]: ...
+    def as_completed(self, task_ids: list[str], **options: Any) -> list[Task]: ...
+    def wait_all(self, task_ids: list[str], timeout: float | None = None) -> list[Task]: ...
     def call(self, method: str, *args: Any, **options: Any) -> Any: ...
     def close(self) -> None: ...
 
@@ -54,6 +57,15 @@ class SyncFacade:
 
     def wait(self, task_id: str, timeout: float | None = None) -> Task:
         return self.client.wait(task_id, timeout)
+
+    def watch_many(self, task_ids: list[str], **options: Any) -> list[TaskEvent]:
+        return list(self.client.watch_many(task_ids, **options))
+
+    def as_completed(self, task_ids: list[str], **options: Any) -> list[Task]:
+        return list(self.client.as_completed(task_ids, **options))
+
+    def wait_all(self, task_ids: list[str], timeout: float | None = None) -> list[Task]:
+        return list(self.client.wait_all(task_ids, timeout))
 
     def call(self, method: str, *args: Any, **options: Any) -> Any:
         """Any other unary method, by name."""
@@ -115,6 +127,15 @@ class AsyncFacade:
 
     def wait(self, task_id: str, timeout: float | None = None) -> Task:
         return self._run(self.client.wait(task_id, timeout))
+
+    def watch_many(self, task_ids: list[str], **options: Any) -> list[TaskEvent]:
+        return self._run(_collect(self.client.watch_many(task_ids, **options)))
+
+    def as_completed(self, task_ids: list[str], **options: Any) -> list[Task]:
+        return self._run(_collect(self.client.as_completed(task_ids, **options)))
+
+    def wait_all(self, task_ids: list[str], timeout: float | None = None) -> list[Task]:
+        return list(self._run(self.client.wait_all(task_ids, timeout)))
 
     def call(self, method: str, *args: Any, **options: Any) -> Any:
         """Any other unary method, by name."""

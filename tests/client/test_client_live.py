@@ -262,3 +262,18 @@ async def test_async_client_waits_concurrently(server_process: ServerProcess) ->
         assert [f.state for f in finals] == [TaskState.SUCCESS] * 4
         listed = [t.task_id async for t in client.iter_tasks(states=[TaskState.SUCCESS], page_size=3)]
         assert sorted(listed) == sorted(s.task.task_id for s in submitted)
+
+
+def test_wait_all_and_as_completed_follow_many_tasks_on_one_stream(client: ClientFacade) -> None:
+    slow = client.submit("demo", {"steps": 10, "step_seconds": 0.05}).task.task_id
+    quick = [client.submit("demo", FAST_DEMO).task.task_id for _ in range(3)]
+    ended = client.wait_all([slow, *quick], timeout=30)
+    assert [task.task_id for task in ended] == [slow, *quick], "in the order asked"
+    assert {task.state for task in ended} == {TaskState.SUCCESS}
+    order = [task.task_id for task in client.as_completed([slow, *quick], timeout=30)]
+    assert sorted(order) == sorted([slow, *quick])
+    events = client.watch_many([slow, *quick], timeout=30)
+    assert {event.task_id for event in events} == {slow, *quick}
+    with pytest.raises(TaskNotFound):
+        client.wait_all([slow, "no-such-task"], timeout=10)
+    assert [e.task_id for e in client.watch_many([slow, "no-such-task"], ignore_missing=True)] == [slow]

@@ -123,3 +123,17 @@ async def _until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-u
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "condition did not hold in time"
         await asyncio.sleep(0.01)
+
+
+async def test_many_tasks_stream_as_one_and_unknown_ids_are_404_unless_left_out(
+    http: aiohttp.ClientSession, base_url: str
+) -> None:
+    for name in ("m1", "m2"):
+        await http.post(f"{base_url}/v1/tasks", json={"taskType": "echo", "taskId": name, "args": {"value": name}})
+    events = await sse(http, f"{base_url}/v1/events?taskIds=m1,m2")
+    assert {json.loads(e["data"])["taskId"] for e in events} == {"m1", "m2"}
+    assert sum(json.loads(e["data"])["state"] == "TASK_STATE_SUCCESS" for e in events) == 2
+    async with http.get(f"{base_url}/v1/events", params={"taskIds": "m1,gone"}) as missing:
+        assert missing.status == 404 and "gone" in (await missing.json())["message"]
+    left_out = await sse(http, f"{base_url}/v1/events?taskIds=m1,gone&ignoreMissing=true")
+    assert {json.loads(e["data"])["taskId"] for e in left_out} == {"m1"}

@@ -433,6 +433,54 @@ class TaskClient {
   }
 
   /**
+   * The events of many tasks (up to 10,000) in one WatchTasks stream, as an async iterator that ends once every
+   * task has ended. Each event carries its taskId; a reconnect resumes every task after its last event, as
+   * watch() does. Unknown ids reject with NOT_FOUND unless ignoreMissing.
+   *
+   * @param {string[]} taskIds
+   * @param {{timeoutMs?: number, ignoreMissing?: boolean}} [opts] timeoutMs bounds the whole watch
+   */
+  async *watchMany(taskIds, opts = {}) {
+    const deadline = opts.timeoutMs ? Date.now() + opts.timeoutMs : null;
+    const open = new Map([...new Set(taskIds)].map((taskId) => [taskId, 0n])); // task id -> last sequence seen
+    let connected = false;
+    const failing = { failures: 0, since: 0 };
+    while (open.size > 0) {
+      if (deadline !== null && Date.now() >= deadline) {
+        throw new TaskServiceError({ code: Status.DEADLINE_EXCEEDED, details: `watch of ${taskIds.length} tasks timed out` });
+      }
+      const afterSequences = {};
+      for (const [taskId, seen] of open) if (seen > 0n) afterSequences[taskId] = seen.toString();
+      const request = { taskIds: [...open.keys()], afterSequences, ignoreMissing: Boolean(opts.ignoreMissing) };
+      const call = this._stub.WatchTasks(request, this._metadata(), deadline !== null ? { deadline: new Date(deadline) } : {});
+      call.on('error', () => {}); // read through the iterator below
+      let error = null;
+      try {
+        for await (const message of call) {
+          connected = true;
+          failing.failures = 0;
+          for (const item of message.events) {
+            const event = convert.eventFromProto(item);
+            const seen = open.get(event.taskId);
+            if (seen === undefined || event.sequence <= seen) continue; // ended already, or seen before a reconnect
+            if (convert.isTerminal(event.state)) open.delete(event.taskId);
+            else open.set(event.taskId, event.sequence);
+            yield event;
+          }
+        }
+      } catch (err) {
+        error = TaskServiceError.fromGrpc(err);
+      } finally {
+        call.cancel();
+      }
+      if (error === null) return; // the server ends it OK only once every task it watched has ended
+      const wait = this._reconnectAfter(error, connected, failing);
+      if (wait === null) throw error;
+      await delay(deadline !== null ? Math.max(0, Math.min(wait, deadline - Date.now())) : wait);
+    }
+  }
+
+  /**
    * How long to wait before reconnecting after `error`, or null to give up: only UNAVAILABLE of a server that
    * answered before, for up to reconnectTimeoutMs (and watchRetries) from the first failure in a row. A server
    * restarting under load may take tens of seconds; `failing` ({failures, since}) is the caller's count.

@@ -397,3 +397,20 @@ describe('TaskService', () => {
 
   });
 });
+
+test('watchMany follows several tasks on one stream until every one has ended', LIMIT, async () => {
+  const ids = [];
+  for (let i = 0; i < 3; i += 1) ids.push((await client.submit('demo', { steps: 3, step_seconds: 0.01 })).task.taskId);
+  const ended = new Set();
+  for await (const event of client.watchMany(ids, { timeoutMs: 20_000 })) {
+    assert.ok(ids.includes(event.taskId));
+    if (event.state === 'SUCCESS') ended.add(event.taskId);
+  }
+  assert.deepEqual([...ended].sort(), [...ids].sort());
+  await assert.rejects(
+    (async () => {
+      for await (const event of client.watchMany([ids[0], 'no-such-task'])) assert.fail(`unexpected ${event.state}`);
+    })(),
+    (err) => err.codeName === 'NOT_FOUND',
+  );
+});

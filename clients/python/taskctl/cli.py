@@ -202,8 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("watch", commands.watch, "follow a task's progress to its end (exit code: its final state)")
     p.add_argument("task_id", metavar="ID")
 
-    p = command("wait", commands.wait, "wait until a task ends, quietly (exit code: its final state; 10: --timeout)")
-    p.add_argument("task_id", metavar="ID")
+    p = command(
+        "wait",
+        commands.wait,
+        "wait until tasks end, quietly, printing each as it ends (exit code: the final state of the first that did "
+        "not succeed, in the order given; 10: --timeout)",
+    )
+    p.add_argument("task_ids", metavar="ID", nargs="+")
 
     p = command("logs", commands.logs, "print a task's log (a command's stdout/stderr, or its ctx.log lines)")
     p.add_argument("task_id", metavar="ID")

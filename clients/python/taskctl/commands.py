@@ -133,9 +133,12 @@ def retry(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCod
 
 
 def wait(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
-    """Wait, without printing progress, until the task ends (exit code: its state) or --timeout passes."""
+    """Wait, without printing progress, until the tasks end (exit code: the state of the first, in the order
+    given, that did not succeed) or --timeout passes. Several tasks are followed on one stream (WatchTasks)."""
+    if len(ns.task_ids) > 1:
+        return _wait_all(client, ns, output)
     try:
-        task = client.wait(ns.task_id, timeout=ns.timeout)
+        task = client.wait(ns.task_ids[0], timeout=ns.timeout)
     except DeadlineExceeded as err:
         if err.task is None:  # the server did not answer in time: an RPC error like any other
             raise
@@ -143,6 +146,18 @@ def wait(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode
         return ExitCode.NOT_DONE
     _print_task(task, output, long=False)
     return for_state(task.state)
+
+
+def _wait_all(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
+    ended: dict[str, Task] = {}
+    try:
+        for task in client.as_completed(ns.task_ids, timeout=ns.timeout):
+            _print_task(task, output, long=False)
+            ended[task.task_id] = task
+    except DeadlineExceeded:
+        return ExitCode.NOT_DONE
+    codes = [for_state(ended[task_id].state) for task_id in dict.fromkeys(ns.task_ids)]
+    return next((code for code in codes if code is not ExitCode.OK), ExitCode.OK)
 
 
 def logs(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:

@@ -72,7 +72,7 @@ def build_app(
     app.router.add_get("/v1/taskTypes", _collection(gateway, "taskTypes"))
 
     async def followed(request: web.Request) -> web.StreamResponse:
-        return await many_events(gateway, request)
+        return await many_events(gateway, _BY_TEMPLATE[("GET", "/v1/events")], request)
 
     app.router.add_get("/v1/events", followed)
     app.router.add_get("/v1/tasks/{name}/events", _stream(gateway, events, "/v1/tasks/{task_id}/events"))

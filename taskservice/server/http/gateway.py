@@ -59,16 +59,26 @@ class Gateway:
         self.servicer = servicer
         self._sse: OrderedDict[bytes, bytes] = OrderedDict()
 
-    async def watch_sse(self, request: pb.WatchProgressRequest) -> AsyncIterator[bytes]:
-        """WatchProgress's events as Server-Sent Events (id, event, data lines); RpcAbort as for unary()."""
-        async for data in self.servicer.WatchProgress(request, _Context()):  # type: ignore[arg-type]
-            encoded = self._sse.get(data)
-            if encoded is None:
-                encoded = sse_event(pb.WatchProgressResponse.FromString(data))
-                self._sse[data] = encoded
-                if len(self._sse) > SSE_CACHE:
-                    self._sse.popitem(last=False)
-            yield encoded
+    async def watch_sse(self, request: pb.WatchProgressRequest | pb.WatchTasksRequest) -> AsyncIterator[bytes]:
+        """The events of WatchProgress (or of WatchTasks) as Server-Sent Events (id, event, data lines); RpcAbort
+        as for unary()."""
+        if isinstance(request, pb.WatchProgressRequest):
+            async for data in self.servicer.WatchProgress(request, _Context()):  # type: ignore[arg-type]
+                yield self._sse_of(data)
+            return
+        async for data in self.servicer.WatchTasks(request, _Context()):  # type: ignore[arg-type]
+            # One SSE event per task event: a browser's EventSource takes them one by one.
+            yield b"".join(sse_event(event) for event in pb.WatchTasksResponse.FromString(data).events)
+
+    def _sse_of(self, data: bytes) -> bytes:
+        """An encoded WatchProgressResponse as an SSE event, made once for all the watchers of that event."""
+        encoded = self._sse.get(data)
+        if encoded is None:
+            encoded = sse_event(pb.WatchProgressResponse.FromString(data))
+            self._sse[data] = encoded
+            if len(self._sse) > SSE_CACHE:
+                self._sse.popitem(last=False)
+        return encoded
 
     async def unary(self, method: str, request: Message) -> Any:
         """The response of a unary RPC; RpcAbort for any other status than OK."""

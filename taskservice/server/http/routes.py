@@ -42,6 +42,13 @@ ROUTES = (
     Route("DELETE", "/v1/tasks/{task_id}", "DeleteTask", "", "delete an ended task"),
     Route("GET", "/v1/tasks/{task_id}/events", "WatchProgress", "", "Server-Sent Events: state changes, progress"),
     Route("GET", "/v1/tasks/{task_id}/logs", "WatchLogs", "", "the task's log, from an offset; follow to its end"),
+    Route(
+        "GET",
+        "/v1/events",
+        "WatchTasks",
+        "",
+        "Server-Sent Events of many tasks: by id, or the unfinished ones a filter matches",
+    ),
     Route("POST", "/v1/schedules", "CreateSchedule", "schedule", "create a schedule"),
     Route("GET", "/v1/schedules", "ListSchedules", "", "schedules in id order"),
     Route("GET", "/v1/schedules/{schedule_id}", "GetSchedule", "", "a schedule"),

@@ -38,11 +38,18 @@ async def events(gateway: Gateway, route: Route, request: web.Request, task_id: 
         first = await anext(stream, None)  # errors of the request itself come before the first event
     except RpcAbort as abort:
         return error_response(abort)
+    return await _serve_events(request, first, stream)
+
+
+async def _serve_events(request: web.Request, first: bytes | None, stream: AsyncIterator[bytes]) -> web.StreamResponse:
+    """The SSE response: `first`, then the rest of `stream` with keepalives; an error after the first event is an
+    `event: error` (the server shutting down), and the stream ends."""
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
     await response.prepare(request)
     if first is None:  # resumed after the terminal event: nothing follows
+        await stream.aclose()  # type: ignore[attr-defined]
         return response
     try:
         await response.write(first)
@@ -53,7 +60,7 @@ async def events(gateway: Gateway, route: Route, request: web.Request, task_id: 
     except (ConnectionResetError, asyncio.CancelledError):
         pass  # the client went away: the watcher is detached as the stream closes
     finally:
-        await stream.aclose()
+        await stream.aclose()  # type: ignore[attr-defined]
     return response
 
 
@@ -81,55 +88,19 @@ async def _with_keepalives(stream: AsyncIterator[bytes], response: web.StreamRes
                 await pending
 
 
-# The most tasks one /v1/events stream follows (a dashboard page shows at most 100).
-MAX_FOLLOWED = 200
-
-
-async def many_events(gateway: Gateway, request: web.Request) -> web.StreamResponse:
-    """GET /v1/events?taskIds=a,b,c: the events of several tasks in one stream (a browser holds only a few
-    connections per server, and a page of the dashboard follows up to a hundred tasks). Each event's data carries
-    its taskId; a task that ends, or cannot be watched, just leaves the stream; the stream ends when all have. A client
-    that does not read gets the latest progress of each task and every state change, as on the per-task stream."""
-    ids = list(dict.fromkeys(i for raw in request.query.getall("taskIds", []) for i in raw.split(",") if i))
-    if not ids or len(ids) > MAX_FOLLOWED:
-        return error_response(invalid(f"taskIds: 1 to {MAX_FOLLOWED} task ids, comma-separated", "taskIds"))
-    # Bounded: while the client does not read, each pump waits at its put, so its watcher holds only the latest
-    # progress and the state changes (it coalesces), as for a slow WatchProgress; memory stays flat.
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=len(ids))
-
-    async def pump(task_id: str) -> None:
-        try:
-            async for event in gateway.watch_sse(pb.WatchProgressRequest(task_id=task_id)):
-                await queue.put(event)
-        except RpcAbort:
-            pass  # unknown, or the server is shutting down: this task leaves the stream
-        finally:
-            await queue.put(None)
-
-    pumps = [asyncio.ensure_future(pump(task_id)) for task_id in ids]
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    )
-    await response.prepare(request)
-
-    async def merged() -> AsyncIterator[bytes]:
-        open_streams = len(pumps)
-        while open_streams:
-            item = await queue.get()
-            if item is None:
-                open_streams -= 1
-            else:
-                yield item
-
+async def many_events(gateway: Gateway, route: Route, request: web.Request) -> web.StreamResponse:
+    """GET /v1/events?taskIds=a,b,c (or the WatchTasks filters): the events of many tasks in one stream, WatchTasks
+    over Server-Sent Events (a browser holds only a few connections per server, and a page of the dashboard follows
+    up to a hundred tasks). Each event's data carries its taskId; the stream ends once every task has ended. A
+    client that does not read gets each task's latest progress and every state change, as on the per-task stream."""
     try:
-        async for event in _with_keepalives(merged(), response):
-            await response.write(event)
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
-    finally:
-        for task in pumps:
-            task.cancel()
-    return response
+        message = await build_request(route, request, "")
+        assert isinstance(message, pb.WatchTasksRequest)
+        stream = gateway.watch_sse(message)
+        first = await anext(stream, None)  # errors of the request itself come before the first event
+    except RpcAbort as abort:
+        return error_response(abort)
+    return await _serve_events(request, first, stream)
 
 
 async def logs(gateway: Gateway, route: Route, request: web.Request, task_id: str) -> web.StreamResponse:

@@ -175,7 +175,7 @@ async function tasksPage() {
     stream = null;
     if (!ids.length) return;
     stream = new AbortController();
-    follow(`/v1/events?taskIds=${ids.map(encodeURIComponent).join(',')}`, (event) => {
+    follow(`/v1/events?ignoreMissing=true&taskIds=${ids.map(encodeURIComponent).join(',')}`, (event) => {
       for (const node of body.querySelectorAll(`[data-task-id="${CSS.escape(event.taskId)}"]`)) {
         if (node.tagName === 'PROGRESS') node.value = (event.progress && event.progress.percent) || 0;
         else if (event.task) node.replaceWith(stateCell(event.task));
