@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Strict type check of the typed Python client (what users import):  scripts/typecheck.sh [PATH ...]
+# Strict type check of the whole server and the typed Python client (what users import):
+# scripts/typecheck.sh [PATH ...]
 #
-# Default: mypy --strict taskservice/client.py. Needs mypy and types-grpcio in .venv, and the [tool.mypy]
+# Default: mypy --strict taskservice (the engine, the server, taskservice/client.py) and taskctl. Needs mypy and types-grpcio in .venv, and the [tool.mypy]
 # override in pyproject.toml that lets mypy read the .pyi files googleapis-common-protos ships without a
 # py.typed marker (google.rpc). The cache lives in .venv so the work tree stays clean.
 set -euo pipefail
@@ -17,6 +18,6 @@ if [[ -z "$mypy" ]]; then
 fi
 
 if [[ $# -eq 0 ]]; then
-    set -- taskservice/client.py
+    set -- taskservice clients/python/taskctl
 fi
 exec "$mypy" --strict --cache-dir "${MYPY_CACHE_DIR:-.venv/.mypy_cache}" "$@"

@@ -17,6 +17,7 @@ Submits and claims, let running tasks finish for the drain, stop what is left as
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import secrets
@@ -25,7 +26,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from taskservice.core.admission import Admission, SubmitSpec
+from taskservice.core.admission import Admission
 from taskservice.core.board.base import REAP_SEQUENCE_GAP, Answer, Board, NewTask
 from taskservice.core.board.local import LocalBoard
 from taskservice.core.clock import Clock, SystemClock
@@ -39,6 +40,7 @@ from taskservice.core.models import (
     ErrorType,
     StopCount,
     SubmitOutcome,
+    SubmitSpec,
     Task,
     TaskError,
     TaskEvent,
@@ -499,7 +501,7 @@ class WorkerManager:
 
     # ----------------------------------------------------------------- introspection
 
-    def task_types(self) -> list[TypeInfo]:
+    def task_types(self) -> builtins.list[TypeInfo]:
         """The registered task types, by name, with what each takes."""
         return [describe(kind) for kind in sorted(self._registry, key=lambda kind: kind.name)]
 

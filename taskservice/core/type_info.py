@@ -7,7 +7,7 @@ from __future__ import annotations
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from taskservice.core.constraints import Constraint, Length, OneOf, Range
 from taskservice.core.registry import TaskType
@@ -48,12 +48,12 @@ def _arg(name: str, annotation: Any, required: bool, role: Any) -> ArgInfo:
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # X | None: what X says
         present = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
         annotation = present[0] if len(present) == 1 else annotation
-    base, metadata = annotation, ()
+    base, metadata = annotation, cast(tuple[Any, ...], ())
     if typing.get_origin(annotation) is typing.Annotated:
         base, *rest = typing.get_args(annotation)
         metadata = tuple(rest)
     choices: tuple[Any, ...] = ()
-    rules = []
+    rules: list[str] = []
     for item in metadata:
         if isinstance(item, OneOf):
             choices = item.choices

@@ -65,7 +65,9 @@ class TokenFile:
         return matched
 
 
-def _rejection(code: grpc.StatusCode, message: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+def _rejection(
+    code: grpc.StatusCode, message: str, handler: grpc.RpcMethodHandler[Any, Any]
+) -> grpc.RpcMethodHandler[Any, Any]:
     """A handler of the same kind as `handler` that answers `code` without running anything."""
 
     async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -95,17 +97,17 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, tokens: TokenFile) -> None:
         self._tokens = tokens
 
-    async def intercept_service(
+    async def intercept_service(  # type: ignore[override] # grpc's stub makes it generic; any handler passes
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
-        method = handler_call_details.method or ""  # type: ignore[attr-defined]
+        method = handler_call_details.method or ""
         if handler is None or method.startswith(OPEN_SERVICES):
             return handler
         presented = ""
-        for key, value in handler_call_details.invocation_metadata or ():  # type: ignore[attr-defined]
+        for key, value in handler_call_details.invocation_metadata or ():
             if key == METADATA_KEY and isinstance(value, str):
                 presented = value
         if not presented:

@@ -32,7 +32,7 @@ def state_to_proto(state: TaskState) -> pb.TaskState.ValueType:
 
 
 def state_from_proto(number: int, field: str) -> TaskState:
-    state = _STATE_FROM_PROTO.get(number)  # type: ignore[call-overload]
+    state: TaskState | None = _STATE_FROM_PROTO.get(number)  # type: ignore[call-overload]
     if state is None:
         names = ", ".join(s.value for s in TaskState)
         raise InvalidRequest(f"unknown task state {number}", [(field, f"must be one of {names}")])

@@ -68,7 +68,7 @@ def schedule_to_proto(schedule: Schedule) -> pb.Schedule:
     )
     message.task.args.update(task.args)
     if spec.interval is not None:
-        message.interval.CopyFrom(duration_to_proto(spec.interval))
+        message.interval.FromNanoseconds(round(spec.interval * 1e9))
     else:
         message.cron.CopyFrom(pb.CronSchedule(expression=spec.cron, time_zone=spec.time_zone))
     return message

@@ -20,7 +20,7 @@ from taskservice.core.errors import InvalidRequest, ShuttingDown, TaskServiceErr
 from taskservice.core.events import Watcher
 from taskservice.core.logs import Logs
 from taskservice.core.manager import SubmitSpec, WorkerManager
-from taskservice.core.models import TaskEvent
+from taskservice.core.models import Task, TaskEvent
 from taskservice.core.throttle import ThrottledLog
 from taskservice.core.validation import MAX_STOP_REASON, check_task_id
 from taskservice.server import convert, convert_schedules
@@ -215,10 +215,16 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
             submitted = await self._read(self._manager.submit_many, valid)
         else:
             submitted = self._manager.submit_many(valid)
-        outcomes = iter(await self._waker.wrap(submitted))
+        answers = await self._waker.wrap(submitted)
+        outcomes = iter(answers)
         results = [convert.batch_result_to_proto(spec if isinstance(spec, TaskServiceError) else next(outcomes))
                    for spec in specs]  # fmt: skip
         return pb.SubmitBatchResponse(results=results)
+
+    async def _task(self, task_id: str) -> Task:
+        """A task as it is now: from memory when this server runs it, else read off the event loop."""
+        task = self._manager.get_now(task_id)
+        return task if task is not None else await self._read(self._manager.get, task_id)
 
     async def _read(self, function: Callable[..., T], *args: Any) -> T:
         """`function(*args)` on the read threads."""
@@ -227,7 +233,7 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
     @_unary
     async def GetState(self, request: pb.GetStateRequest, context: Any) -> pb.GetStateResponse:
         check_task_id(request.task_id)
-        task = self._manager.get_now(request.task_id) or await self._read(self._manager.get, request.task_id)
+        task = await self._task(request.task_id)
         return pb.GetStateResponse(task=convert.task_to_proto(task))
 
     @_unary
@@ -258,7 +264,7 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
             tasks.append(message)
         return pb.ListTasksResponse(tasks=tasks, next_page_token=convert.encode_page_token(next_before))
 
-    async def WatchProgress(
+    async def WatchProgress(  # type: ignore[override] # yields messages already encoded (see _encode)
         self, request: pb.WatchProgressRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[bytes]:  # encoded WatchProgressResponse messages
         wake = asyncio.Event()
@@ -295,7 +301,7 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
             self._streams.discard(wake)
             self._manager.unwatch(request.task_id, watcher)
 
-    async def WatchTasks(
+    async def WatchTasks(  # type: ignore[override] # yields messages already encoded (see _encode)
         self, request: pb.WatchTasksRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[bytes]:  # encoded WatchTasksResponse messages
         watch = ManyWatch(self._manager, self._waker, self._read)
@@ -410,7 +416,7 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
         finally:
             self._streams.discard(wake)
             self._manager.unwatch(request.task_id, watcher)
-        task = self._manager.get_now(request.task_id) or await self._read(self._manager.get, request.task_id)
+        task = await self._task(request.task_id)
         return pb.WaitTaskResponse(task=convert.task_to_proto(task), done=task.state.is_terminal)
 
     async def WatchLogs(

@@ -45,4 +45,5 @@ def rich_status(code: grpc.StatusCode, message: str, field_violations: list[tupl
             )
         )
         status.details.append(detail)
-    return rpc_status.to_status(status)
+    rich: grpc.Status = rpc_status.to_status(status)
+    return rich

@@ -115,7 +115,8 @@ class ManyWatch:
                 check_task_id(task_id)
             return task_ids
         task_filter = _unfinished_filter(request)
-        return await self._read(self._matching, task_filter)
+        matching: list[str] = await self._read(self._matching, task_filter)
+        return matching
 
     def _matching(self, task_filter: TaskFilter) -> list[str]:
         """On a read thread: the ids of the tasks the filter matches now, at most MAX_WATCHED."""

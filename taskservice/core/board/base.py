@@ -13,6 +13,7 @@ the caller's thread, so a caller may hold its own lock when it asks. Reads retur
 from __future__ import annotations
 
 import abc
+import builtins
 import enum
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -265,11 +266,11 @@ class Board(abc.ABC):
     def queued(self) -> int:
         """How many tasks are PENDING (waiting to run, or for their retry)."""
 
-    def queued_tasks(self) -> list[Task]:
+    def queued_tasks(self) -> builtins.list[Task]:
         """The PENDING tasks, where the board can list them cheaply (for gauges counted at start); else none."""
         return []
 
-    def stops_for(self, node: str) -> list[tuple[str, int, str]]:
+    def stops_for(self, node: str) -> builtins.list[tuple[str, int, str]]:
         """Stops asked (request_stop) of tasks `node` runs, as (task id, attempt, reason); each is told once. The
         owner looks on a hint from on_stop() and at every poll, so a lost hint only delays a stop."""
         return []
@@ -289,7 +290,7 @@ class Board(abc.ABC):
     def get_schedule(self, schedule_id: str) -> Schedule | None: ...
 
     @abc.abstractmethod
-    def list_schedules(self, after_id: str, limit: int) -> list[Schedule]:
+    def list_schedules(self, after_id: str, limit: int) -> builtins.list[Schedule]:
         """Schedules in id order, those with ids after `after_id` ("" : from the first)."""
 
     @abc.abstractmethod
@@ -303,7 +304,7 @@ class Board(abc.ABC):
         """The schedule removed, or None when there was none. Durable when it returns."""
 
     @abc.abstractmethod
-    def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+    def due_schedules(self, now: float, limit: int) -> builtins.list[Schedule]:
         """Schedules not paused whose next due time has come by `now`, earliest first."""
 
     def next_schedule_due(self) -> float | None:
@@ -323,7 +324,7 @@ class Board(abc.ABC):
     def on_stop(self, listener: Callable[[], None]) -> None:  # noqa: B027 - optional
         """Call `listener()` (quick, any thread) when a stop was asked of a running task: its owner looks now."""
 
-    def on_ended(self, listener: Callable[[list[tuple[Task, TaskState]]], None]) -> None:  # noqa: B027 - optional
+    def on_ended(self, listener: Callable[[builtins.list[tuple[Task, TaskState]]], None]) -> None:  # noqa: B027 - optional
         """Call `listener([(task, the state it had), ...])` (any thread) once tasks the board ended by itself are
         durable: dependents of a task that ended other than SUCCESS (see dependencies.py)."""
 

@@ -14,6 +14,7 @@ read best in one place.
 
 from __future__ import annotations
 
+import builtins
 import heapq
 import logging
 import threading
@@ -214,7 +215,7 @@ class LocalBoard(OneWriter, Board):
                     immediate.append((index, exc))
                     continue
                 if isinstance(found, Inflight):
-                    found.followers.append(lambda answer, i=index: answers.fill(i, not_created(answer)))
+                    found.followers.append(_follower(answers, index))
                 elif found is not None:
                     immediate.append((index, SubmitOutcome(found, created=False)))
                 elif self._queued + len(self._inflight) >= self._max_queue:
@@ -633,6 +634,7 @@ class LocalBoard(OneWriter, Board):
                     self._unfinished.pop(task_id, None)
                     self._stop_waiting(task_id)
                 else:  # still PENDING: it will run after all
+                    assert task is not None  # it was PENDING in memory: that is how `final` was made
                     self._enqueue(task)
             if error is None:
                 then(StopResult(StopEffect.REVOKED, final), None)
@@ -793,7 +795,7 @@ class LocalBoard(OneWriter, Board):
         with self._lock:
             return self._queued_bytes
 
-    def queued_tasks(self) -> list[Task]:
+    def queued_tasks(self) -> builtins.list[Task]:
         """The PENDING tasks, for gauges that count them at start."""
         with self._lock:
             return [t.copy() for t in self._unfinished.values() if t.state is TaskState.PENDING]
@@ -814,7 +816,7 @@ class LocalBoard(OneWriter, Board):
             found = self._schedules.get(schedule_id)
             return found.copy() if found is not None else None
 
-    def list_schedules(self, after_id: str, limit: int) -> list[Schedule]:
+    def list_schedules(self, after_id: str, limit: int) -> builtins.list[Schedule]:
         with self._schedule_lock:
             ids = sorted(schedule_id for schedule_id in self._schedules if schedule_id > after_id)[:limit]
             return [self._schedules[schedule_id].copy() for schedule_id in ids]
@@ -835,7 +837,7 @@ class LocalBoard(OneWriter, Board):
             self._store.delete_schedule(schedule_id)
             return self._schedules.pop(schedule_id)
 
-    def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+    def due_schedules(self, now: float, limit: int) -> builtins.list[Schedule]:
         with self._schedule_lock:
             due = [s for s in self._schedules.values() if not s.paused and s.next_due <= now]
             return [s.copy() for s in sorted(due, key=lambda s: s.next_due)[:limit]]
@@ -872,3 +874,8 @@ _DELETED = Task("", "", {}, TaskState.SUCCESS, 0.0)
 
 def _same_run(owner: Claim, claim: Claim) -> bool:
     return owner.node == claim.node and owner.attempt == claim.attempt
+
+
+def _follower(answers: Answers, index: int) -> Callable[[Answer], None]:
+    """Tells a Submit of an id being inserted by another what that insert answered (not created by it)."""
+    return lambda answer: answers.fill(index, not_created(answer))

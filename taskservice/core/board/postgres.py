@@ -19,6 +19,7 @@ docs/architecture.md, "The PostgreSQL board".
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import threading
@@ -129,7 +130,8 @@ def redacted(dsn: str) -> str:
         return "the --db database"
     info.pop("password", None)
     host, db = info.get("host", "localhost"), info.get("dbname", "")
-    return f"postgresql://{info.get('user', '') + '@' if info.get('user') else ''}{host}/{db}"
+    user = info.get("user")
+    return f"postgresql://{f'{user}@' if user else ''}{host}/{db}"
 
 
 class PostgresBoard(OneWriter, Board):
@@ -180,7 +182,8 @@ class PostgresBoard(OneWriter, Board):
 
     def _read(self, query: str, params: Any = ()) -> list[tuple[Any, ...]]:
         """A statement on a pooled connection; StoreUnavailable when the database cannot answer."""
-        return self._transact(lambda cur: cur.execute(query, params).fetchall())
+        rows: list[tuple[Any, ...]] = self._transact(lambda cur: cur.execute(query, params).fetchall())
+        return rows
 
     def _transact(self, op: Callable[[psycopg.Cursor[Any]], Any]) -> Any:
         """`op`'s statements in one transaction on a pooled connection; StoreUnavailable when the database cannot
@@ -357,8 +360,12 @@ class PostgresBoard(OneWriter, Board):
         return ClaimBatch(
             list(claims.values()),
             durable=lambda task_id: self._start(claims[task_id], wait=True),
-            started=lambda task_id: self._start(claims[task_id], wait=False),
+            started=lambda task_id: self._start_soon(claims[task_id]),
         )
+
+    def _start_soon(self, claim: Claim) -> None:
+        """_start() without waiting: for a type safe to run again, its handler starts at once."""
+        self._start(claim, wait=False)
 
     def _start(self, claim: Claim, *, wait: bool) -> BaseException | None:
         """Record that a claim's handler starts (started_at): until then a reap sends the task back to PENDING,
@@ -646,6 +653,7 @@ class PostgresBoard(OneWriter, Board):
                 RETURNING {T_COLUMNS}, c.before""",
             {"now": now, "rerun": list(rerunnable), "etype": ErrorType.SERVER_RESTARTED, "gap": REAP_SEQUENCE_GAP},
         )
+        changed: list[tuple[Task, TaskState]]
         changed, cascade = self._transact(reaped)
         self._settled(*cascade)
         if any(task.state is TaskState.PENDING for task, _ in changed):
@@ -669,7 +677,7 @@ class PostgresBoard(OneWriter, Board):
         )
         return [task_from_row(row) for row in rows]
 
-    def changed_since(self, known: dict[str, int]) -> list[tuple[Task, list[tuple[int, str]]]]:
+    def changed_since(self, known: dict[str, int]) -> builtins.list[tuple[Task, builtins.list[tuple[int, str]]]]:
         """Of the tasks in `known` (id -> the event sequence a node has shown), those that moved on, each with its
         recent state changes (sequence, state): for the watchers on a node of tasks that other nodes run."""
         rows = self._read(
@@ -726,7 +734,7 @@ class PostgresBoard(OneWriter, Board):
         rows = self._read(f"SELECT {_SCHEDULE_ROW} FROM {SCHEDULES} WHERE schedule_id = %s", (schedule_id,))
         return schedule_from_row(rows[0]) if rows else None
 
-    def list_schedules(self, after_id: str, limit: int) -> list[Schedule]:
+    def list_schedules(self, after_id: str, limit: int) -> builtins.list[Schedule]:
         rows = self._read(
             f"SELECT {_SCHEDULE_ROW} FROM {SCHEDULES} WHERE schedule_id > %s ORDER BY schedule_id LIMIT %s",
             (after_id, limit),
@@ -747,7 +755,7 @@ class PostgresBoard(OneWriter, Board):
         rows = self._read(f"DELETE FROM {SCHEDULES} WHERE schedule_id = %s RETURNING {_SCHEDULE_ROW}", (schedule_id,))
         return schedule_from_row(rows[0]) if rows else None
 
-    def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+    def due_schedules(self, now: float, limit: int) -> builtins.list[Schedule]:
         rows = self._read(
             f"""SELECT {_SCHEDULE_ROW} FROM {SCHEDULES} WHERE NOT paused AND next_due <= %s
                 ORDER BY next_due LIMIT %s""",

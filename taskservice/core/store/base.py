@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -67,16 +68,16 @@ class TaskStore(abc.ABC):
         """Tasks matching the filter with submission order below before_order (all when None), newest first."""
 
     @abc.abstractmethod
-    def ended_ids(self, task_filter: TaskFilter, ended_before: float | None, limit: int) -> list[str]:
+    def ended_ids(self, task_filter: TaskFilter, ended_before: float | None, limit: int) -> builtins.list[str]:
         """Up to `limit` ended tasks matching the filter (that ended before `ended_before`, if given), oldest end
         first."""
 
     @abc.abstractmethod
-    def expired_ids(self, now: float, retention: float, limit: int) -> list[str]:
+    def expired_ids(self, now: float, retention: float, limit: int) -> builtins.list[str]:
         """Up to `limit` ended tasks kept past their retention by `now` (see expired()), oldest end first."""
 
     @abc.abstractmethod
-    def load_unfinished(self) -> list[Task]:
+    def load_unfinished(self) -> builtins.list[Task]:
         """Tasks in PENDING, RUNNING or STOPPING, in submission order."""
 
     @abc.abstractmethod
@@ -87,7 +88,7 @@ class TaskStore(abc.ABC):
     def count(self) -> int: ...
 
     @abc.abstractmethod
-    def load_schedules(self) -> list[Schedule]: ...
+    def load_schedules(self) -> builtins.list[Schedule]: ...
 
     @abc.abstractmethod
     def put_schedule(self, schedule: Schedule) -> None:

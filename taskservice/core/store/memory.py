@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import threading
 from collections.abc import Callable, Sequence
@@ -72,20 +73,20 @@ class MemoryStore(TaskStore):
                         break
             return found
 
-    def ended_ids(self, task_filter: TaskFilter, ended_before: float | None, limit: int) -> list[str]:
+    def ended_ids(self, task_filter: TaskFilter, ended_before: float | None, limit: int) -> builtins.list[str]:
         return self._oldest_ends(
-            lambda t: matches(t, task_filter) and (ended_before is None or t.ended_at < ended_before), limit
+            lambda t: matches(t, task_filter) and (ended_before is None or (t.ended_at or 0.0) < ended_before), limit
         )
 
-    def expired_ids(self, now: float, retention: float, limit: int) -> list[str]:
+    def expired_ids(self, now: float, retention: float, limit: int) -> builtins.list[str]:
         return self._oldest_ends(lambda t: expired(t, now, retention), limit)
 
-    def _oldest_ends(self, wanted: Callable[[Task], bool], limit: int) -> list[str]:
+    def _oldest_ends(self, wanted: Callable[[Task], bool], limit: int) -> builtins.list[str]:
         with self._lock:
             ended = [t for t in self._tasks.values() if t.state.is_terminal and t.ended_at is not None]
         return [t.task_id for t in sorted(ended, key=lambda t: t.ended_at or 0.0) if wanted(t)][:limit]
 
-    def load_unfinished(self) -> list[Task]:
+    def load_unfinished(self) -> builtins.list[Task]:
         with self._lock:
             tasks = [t.copy() for t in self._tasks.values() if t.state in UNFINISHED_STATES]
         return sorted(tasks, key=lambda t: t.submit_order)
@@ -98,7 +99,7 @@ class MemoryStore(TaskStore):
         with self._lock:
             return len(self._tasks)
 
-    def load_schedules(self) -> list[Schedule]:
+    def load_schedules(self) -> builtins.list[Schedule]:
         with self._lock:
             return [schedule.copy() for schedule in self._schedules.values()]
 

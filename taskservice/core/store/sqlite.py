@@ -7,6 +7,7 @@ throttled rate (the manager batches it), so the last fraction of a second of pro
 
 from __future__ import annotations
 
+import builtins
 import functools
 import itertools
 import json
@@ -391,7 +392,7 @@ class SQLiteStore(TaskStore):
         rows = self._query(f"SELECT {_COLUMNS} FROM tasks {clause} ORDER BY seq DESC LIMIT ?", [*params, limit])
         return [task_from_row(row) for row in rows]
 
-    def ended_ids(self, task_filter: TaskFilter, ended_before: float | None, limit: int) -> list[str]:
+    def ended_ids(self, task_filter: TaskFilter, ended_before: float | None, limit: int) -> builtins.list[str]:
         where, params = _filter_sql(task_filter)
         where.append(f"ended_at IS NOT NULL AND state IN ({', '.join('?' * len(ENDED_STATES))})")
         params.extend(state.value for state in ENDED_STATES)
@@ -401,7 +402,7 @@ class SQLiteStore(TaskStore):
         sql = f"SELECT task_id FROM tasks WHERE {' AND '.join(where)} ORDER BY ended_at LIMIT ?"
         return [row[0] for row in self._query(sql, [*params, limit])]
 
-    def expired_ids(self, now: float, retention: float, limit: int) -> list[str]:
+    def expired_ids(self, now: float, retention: float, limit: int) -> builtins.list[str]:
         # As store.base.expired(): a task's own retention, else the server's; 0 keeps for ever. Read in the order
         # of tasks_by_end, stopping at `limit`: `+state` keeps the planner off tasks_by_state, through which it
         # would sort every ended task at each sweep (70 ms for 300,000, and more as a backlog grows).
@@ -412,7 +413,7 @@ class SQLiteStore(TaskStore):
         params = [*(state.value for state in ENDED_STATES), retention, now - retention, now, limit]
         return [row[0] for row in self._query(sql, params)]
 
-    def load_unfinished(self) -> list[Task]:
+    def load_unfinished(self) -> builtins.list[Task]:
         states = [s.value for s in UNFINISHED_STATES]
         rows = self._query(
             f"SELECT {_COLUMNS} FROM tasks WHERE state IN ({', '.join('?' * len(states))}) ORDER BY seq",
@@ -421,12 +422,12 @@ class SQLiteStore(TaskStore):
         return [task_from_row(row) for row in rows]
 
     def max_order(self) -> int:
-        return self._query("SELECT coalesce(max(seq), 0) FROM tasks")[0][0]
+        return int(self._query("SELECT coalesce(max(seq), 0) FROM tasks")[0][0])
 
     def count(self) -> int:
-        return self._query("SELECT count(*) FROM tasks")[0][0]
+        return int(self._query("SELECT count(*) FROM tasks")[0][0])
 
-    def load_schedules(self) -> list[Schedule]:
+    def load_schedules(self) -> builtins.list[Schedule]:
         return [schedule_from_row(row) for row in self._query(f"SELECT {SCHEDULE_COLUMNS} FROM schedules")]
 
     def put_schedule(self, schedule: Schedule) -> None:

@@ -17,6 +17,7 @@ from urllib.parse import unquote
 
 import grpc
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from taskservice.server.auth import SCHEME, TokenFile
 from taskservice.server.http.connections import HEADER_SECONDS, cap_connections, connection_cap
@@ -60,7 +61,7 @@ def build_app(
 ) -> web.Application:
     """`hosts`: the Host names answered (host_rule() of the listen address and --http-allowed-hosts)."""
     gateway = Gateway(servicer)
-    middlewares = [_errors, guard(hosts, cors_origin), _preflight(cors_origin), _auth(tokens)]
+    middlewares: list[Middleware] = [_errors, guard(hosts, cors_origin), _preflight(cors_origin), _auth(tokens)]
     app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
     app.on_response_prepare.append(add_security_headers)
     if cors_origin:
@@ -193,7 +194,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(RpcAbort(grpc.StatusCode.INTERNAL, "internal error; see the server log"))
 
 
-def _auth(tokens: TokenFile | None) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def _auth(tokens: TokenFile | None) -> Middleware:
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         if tokens is None or request.method == "OPTIONS" or not request.path.startswith(_PROTECTED):
@@ -212,7 +213,7 @@ def _auth(tokens: TokenFile | None) -> Callable[[web.Request, Handler], Awaitabl
     return check
 
 
-def _preflight(origin: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def _preflight(origin: str) -> Middleware:
     """A CORS preflight from the allowed origin is answered here (its headers come from _cors_headers)."""
 
     @web.middleware

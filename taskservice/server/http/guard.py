@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import grpc
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from taskservice.server.http.errors import error_response
 from taskservice.server.http.gateway import RpcAbort
@@ -94,7 +95,7 @@ def _netloc(origin: str) -> str:
     return rest.rstrip("/") if sep and scheme in ("http", "https") else ""
 
 
-def guard(rule: HostRule, cors_origin: str = "") -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def guard(rule: HostRule, cors_origin: str = "") -> Middleware:
     trusted = _netloc(cors_origin)
 
     @web.middleware

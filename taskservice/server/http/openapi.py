@@ -4,7 +4,7 @@ Durations as "1.5s"), and google.rpc.Status for every error."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf import descriptor
 
@@ -59,7 +59,8 @@ def openapi_document() -> dict[str, Any]:
 
 
 def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
-    request = request_class(route.rpc).DESCRIPTOR
+    # The C (upb) and Python descriptor classes have one interface; the stubs name both.
+    request = cast(descriptor.Descriptor, request_class(route.rpc).DESCRIPTOR)
     method = pb.DESCRIPTOR.services_by_name["TaskService"].methods_by_name[route.rpc]
     in_path = {part.split("}")[0] for part in route.path.split("{")[1:]}
     parameters = [
@@ -90,6 +91,7 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
     }
     if route.body:
         body = request if route.body == "*" else request.fields_by_name[route.body].message_type
+        assert body is not None
         operation["requestBody"] = {
             "required": route.body != "*",
             "content": {"application/json": {"schema": _ref(body, schemas)}},
@@ -129,8 +131,8 @@ def _field_schema(field: descriptor.FieldDescriptor, schemas: dict[str, Any]) ->
 
 
 def _single(field: descriptor.FieldDescriptor, schemas: dict[str, Any]) -> dict[str, Any]:
-    if field.type == FD.TYPE_MESSAGE:
+    if field.type == FD.TYPE_MESSAGE and field.message_type is not None:
         return _ref(field.message_type, schemas)
-    if field.type == FD.TYPE_ENUM:
+    if field.type == FD.TYPE_ENUM and field.enum_type is not None:
         return {"type": "string", "enum": [value.name for value in field.enum_type.values]}
     return dict(_SCALARS.get(field.type, {"type": "string"}))

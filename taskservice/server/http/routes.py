@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from google.protobuf import descriptor, json_format
@@ -77,7 +77,9 @@ def to_json(message: Message) -> dict[str, Any]:
 async def build_request(route: Route, request: web.Request, path_value: str) -> Message:
     """The RPC's request from the path, the query and the body; RpcAbort (INVALID_ARGUMENT) when they do not make
     one, naming what is wrong."""
-    fields: dict[str, Any] = _query_fields(request_class(route.rpc).DESCRIPTOR, request.query)
+    # The C (upb) and Python descriptor classes have one interface; the stubs name both.
+    message_type = cast(descriptor.Descriptor, request_class(route.rpc).DESCRIPTOR)
+    fields: dict[str, Any] = _query_fields(message_type, request.query)
     if route.body and request.can_read_body:
         try:
             body = json.loads(await request.read() or b"{}")
@@ -124,7 +126,11 @@ def _query_value(field: descriptor.FieldDescriptor, value: str) -> Any:
         if value.lower() not in ("true", "false", "1", "0"):
             raise invalid(f"{field.json_name} must be true or false, not {value!r}", field.json_name)
         return value.lower() in ("true", "1")
-    if field.type == descriptor.FieldDescriptor.TYPE_ENUM and field.enum_type.name == "TaskState":
+    if (
+        field.type == descriptor.FieldDescriptor.TYPE_ENUM
+        and field.enum_type is not None
+        and field.enum_type.name == "TaskState"
+    ):
         upper = value.upper()
         return upper if upper.startswith(_STATE_PREFIX) else _STATE_PREFIX + upper
     return value
