@@ -77,6 +77,7 @@ def test_the_database_away_under_load_loses_nothing_and_the_server_recovers_by_i
         submitter.start()
         wait_until(lambda: len(acknowledged) > 20, what="Submits flowing")
         _away_for_a_while(proxy)
+        back_at = len(acknowledged)
         with grpc.insecure_channel(server.address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
 
@@ -86,7 +87,7 @@ def test_the_database_away_under_load_loses_nothing_and_the_server_recovers_by_i
                     == health_pb2.HealthCheckResponse.SERVING
                 )
 
-            wait_until(lambda: len(acknowledged) > len(refused) + 40 and serving(), timeout=60,
+            wait_until(lambda: len(acknowledged) > back_at + 40 and serving(), timeout=60,
                        what="Submits accepted again and health SERVING")  # fmt: skip
         stop.set()
         submitter.join(timeout=10)

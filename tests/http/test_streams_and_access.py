@@ -41,6 +41,9 @@ async def test_events_stream_every_state_change_with_sequences_and_resume_after_
     )
     watching = asyncio.ensure_future(sse(http, f"{base_url}/v1/tasks/s/events"))
     await _until(lambda: server.manager.stats().watchers >= 1)
+    attached_at = _sequence(server, "s")
+    # A few progress reports while it is watched (on a busy machine the handler may be slow to make them).
+    await _until(lambda: _sequence(server, "s") >= attached_at + 3)
     gates.open("s")
     events = await watching
     sequences = [int(e["id"]) for e in events]
@@ -137,3 +140,8 @@ async def test_many_tasks_stream_as_one_and_unknown_ids_are_404_unless_left_out(
         assert missing.status == 404 and "gone" in (await missing.json())["message"]
     left_out = await sse(http, f"{base_url}/v1/events?taskIds=m1,gone&ignoreMissing=true")
     assert {json.loads(e["data"])["taskId"] for e in left_out} == {"m1"}
+
+
+def _sequence(server: RunningServer, task_id: str) -> int:
+    task = server.manager.get_now(task_id)
+    return task.event_sequence if task is not None else 0
