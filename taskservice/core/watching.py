@@ -57,16 +57,21 @@ class Watching:
         return self._watch_ended(stored, watcher, after_sequence)
 
     def watch_now(self, task_id: str, watcher: Watcher, after_sequence: int = 0) -> bool | None:
-        """watch() when it needs no read of storage (an unfinished task held in memory); else None, and the caller
-        calls watch() where waiting is allowed."""
+        """watch() when it needs no read of storage (an unfinished task held in memory, or one whose end this node
+        showed a moment ago); else None, and the caller calls watch() where waiting is allowed."""
         watcher.last_sequence = after_sequence
         with self._table.lock:
             run = self._table.runs.get(task_id)
             task = run.task if run is not None else self._board.peek(task_id)
-            if task is None or task.state.is_terminal:
-                return None
-            self._attach(task, watcher, after_sequence)
-            return True
+            if task is not None and not task.state.is_terminal:
+                self._attach(task, watcher, after_sequence)
+                return True
+            # On a board of its own, what this node showed last is the task's latest state; another node sharing the
+            # board may have retried it since, so there the board is read.
+            shown = self._table.recent.get(task_id) if run is None and self._board.exclusive else None
+            if shown is not None and shown.state.is_terminal:  # its end, durable: only a retry here changes it
+                return self._watch_ended(shown.copy(), watcher, after_sequence)
+            return None
 
     def _attach(self, task: Task, watcher: Watcher, after_sequence: int) -> None:
         """A watcher of an unfinished task, from a snapshot or after a sequence. Holds lock."""

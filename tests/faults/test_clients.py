@@ -410,7 +410,7 @@ class SlowReadStore(PausableStore):
         self.reading = threading.Event()
 
     def get(self, task_id: str) -> Any:
-        if task_id.startswith("slow-"):
+        if task_id.startswith("slow-") and not self.reads_go.is_set():
             self.reading.set()
             self.reads_go.wait(30)
         return super().get(task_id)
@@ -440,3 +440,26 @@ async def test_a_hanging_storage_read_holds_up_neither_the_event_loop_nor_other_
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await hanging[1]
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_watch_of_a_task_that_just_ended_here_needs_no_storage_read(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    store = SlowReadStore(tmp_path / "recent.db")
+    store.reads_go.set()  # reads go through while the tasks are submitted
+    server = await start_server(store=store)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as chan:
+        stub = pb_grpc.TaskServiceStub(chan)
+        task_ids = [await submit(stub, "echo", task_id=f"slow-{i}", value=i) for i in range(3)]
+        for task_id in task_ids:
+            await final(stub, task_id)
+        try:
+            # From now on every read of these tasks from storage hangs: the watches must not need one.
+            store.reads_go.clear()
+            store.reading.clear()
+            for task_id in task_ids:
+                events = await watch_to_end(stub, task_id, timeout=5)
+                assert events[-1].state == pb.TASK_STATE_SUCCESS
+            assert not store.reading.is_set()
+        finally:
+            store.reads_go.set()
