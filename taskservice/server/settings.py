@@ -77,7 +77,7 @@ class Settings:
     # elsewhere, any Host unless this names some. "*": any; "*.example.com": that domain's names.
     http_allowed_hosts: tuple[str, ...] = ()
     # Open HTTP connections at most (never more than a quarter of the open files limit); past it, 503 and closed.
-    http_max_connections: int = 1000
+    http_max_connections: int = 4096
     # The task type the legacy POST /API/tasks call submits; empty: that call is off.
     legacy_task_type: str = ""
     # "process": every Python handler runs in a worker process; types may ask for one with isolation="process".
