@@ -22,6 +22,7 @@ from taskservice.core.validation import (
     check_retention,
     check_task_id,
     check_time_limit,
+    label_bytes,
     new_task_id,
     request_digest,
     run_after_for,
@@ -39,7 +40,7 @@ class Admission:
     def check(self, request: SubmitSpec, now: float) -> NewTask:
         """The request as a NewTask, or InvalidRequest naming the field to blame. `now`: the server's time."""
         kind = self._registry.require(request.task_type)
-        check_json_args(request.args)
+        size = check_json_args(request.args) + label_bytes(request.labels)
         normalised = kind.validate_args(request.args)
         check_paths(kind, normalised, self._data_root)
         if request.task_id:
@@ -73,6 +74,7 @@ class Admission:
         return NewTask(
             task_id=request.task_id or new_task_id(),
             fresh_id=not request.task_id,
+            size=size,
             task_type=request.task_type,
             args=normalised,
             request_digest=digest,

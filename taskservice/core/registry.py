@@ -191,8 +191,8 @@ def coerce(value: Any, annotation: Any) -> Any:
     raise TypeError(f"has a type ({annotation!r}) that JSON args cannot carry")
 
 
-def check_json_args(args: Any) -> None:
-    """Reject args that are not plain JSON: non-finite numbers, or too large to store."""
+def check_json_args(args: Any) -> int:
+    """Reject args that are not plain JSON: non-finite numbers, or too large to store; else their size as JSON."""
     try:
         encoded = json.dumps(args, allow_nan=False, separators=(",", ":"))
     except ValueError:
@@ -205,6 +205,7 @@ def check_json_args(args: Any) -> None:
             f"args are {len(encoded)} bytes as JSON, more than the {MAX_ARGS_BYTES} allowed",
             [("args", "too large: pass a path to a file instead")],
         )
+    return len(encoded)
 
 
 _SUPPORTED_SCALARS = {int, float, str, bool, list, dict, Any}

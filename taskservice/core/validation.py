@@ -141,6 +141,12 @@ def check_after(after: Sequence[str], task_id: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(after))
 
 
+def label_bytes(labels: dict[str, str]) -> int:
+    """What labels take: their keys and values, UTF-8."""
+    return sum(len(key.encode("utf-8", "surrogatepass")) + len(value.encode("utf-8", "surrogatepass"))
+               for key, value in labels.items())  # fmt: skip
+
+
 def check_labels(labels: dict[str, str]) -> None:
     violations = []
     if len(labels) > MAX_LABELS:
@@ -150,8 +156,7 @@ def check_labels(labels: dict[str, str]) -> None:
             violations.append((f"labels[{key[:40]!r}]", f"key must be 1-{MAX_LABEL_KEY} characters"))
         if len(value) > MAX_LABEL_VALUE:
             violations.append((f"labels[{key[:40]!r}]", f"value must be at most {MAX_LABEL_VALUE} characters"))
-    total = sum(len(key.encode("utf-8", "surrogatepass")) + len(value.encode("utf-8", "surrogatepass"))
-                for key, value in labels.items())  # fmt: skip
+    total = label_bytes(labels)
     if total > MAX_LABELS_BYTES:
         violations.append(("labels", f"keys and values take {total} bytes together, at most {MAX_LABELS_BYTES}"))
     if violations:

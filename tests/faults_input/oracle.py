@@ -25,7 +25,14 @@ from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
 from taskservice.core.registry import MAX_ARGS_BYTES
-from taskservice.core.validation import MAX_LABEL_KEY, MAX_LABEL_VALUE, MAX_LABELS, MAX_LABELS_BYTES, MAX_STOP_REASON
+from taskservice.core.validation import (
+    MAX_LABEL_KEY,
+    MAX_LABEL_VALUE,
+    MAX_LABELS,
+    MAX_LABELS_BYTES,
+    MAX_STOP_REASON,
+    label_bytes,
+)
 from taskservice.server.convert import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from taskservice.server.servicer import MAX_BATCH
 from taskservice.server.settings import Settings
@@ -465,10 +472,8 @@ class World:
         for key, value in request.labels.items():
             if not key or len(key) > MAX_LABEL_KEY or len(value) > MAX_LABEL_VALUE:
                 invalid.append(f"label {key[:20]!r}: key of {len(key)}, value of {len(value)} characters")
-        label_bytes = sum(len(k.encode("utf-8", "surrogatepass")) + len(v.encode("utf-8", "surrogatepass"))
-                          for k, v in request.labels.items())  # fmt: skip
-        if label_bytes > MAX_LABELS_BYTES:
-            invalid.append(f"labels of {label_bytes} bytes")
+        if label_bytes(dict(request.labels)) > MAX_LABELS_BYTES:
+            invalid.append(f"labels of {label_bytes(dict(request.labels))} bytes")
         if invalid:
             plan = Plan({Code.INVALID_ARGUMENT}, "; ".join(invalid[:5]))
             plan.after = lambda outcome: self._nothing_stored(request.task_id)

@@ -9,9 +9,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskservice.core.board.base import Answer, SubmitThen
+from taskservice.core.board.base import Answer, NewTask, SubmitThen
 from taskservice.core.errors import QueueFull, StoreUnavailable, TaskConflict, TaskServiceError
 from taskservice.core.models import SubmitOutcome, Task
+from taskservice.core.validation import label_bytes
 
 
 def conflict(existing: Task) -> TaskConflict:
@@ -69,10 +70,14 @@ DEFAULT_MAX_QUEUE_BYTES = 2**30
 
 
 def task_bytes(args: dict[str, Any], labels: dict[str, str]) -> int:
-    """What a queued task's args (as JSON) and labels take: the part of it that a user decides."""
-    encoded = json.dumps(args, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
-    return len(encoded) + sum(len(key.encode("utf-8", "surrogatepass")) + len(value.encode("utf-8", "surrogatepass"))
-                              for key, value in labels.items())  # fmt: skip
+    """What a queued task's args (as JSON, as admission measures them) and labels take: the part a user decides.
+    A Submit carries it measured (NewTask.size); tasks read back from storage are measured here."""
+    return len(json.dumps(args, separators=(",", ":"))) + label_bytes(labels)
+
+
+def size_of(new: NewTask) -> int:
+    """A new task's size for --max-queue-bytes: as admission measured it, or measured now."""
+    return new.size or task_bytes(new.args, new.labels)
 
 
 def queue_bytes_full(queued: int, size: int, limit: int) -> QueueFull:

@@ -55,6 +55,8 @@ class NewTask:
     retention: float | None = None
     # Ids of tasks that must succeed before this one is claimed (each must exist: InvalidRequest otherwise).
     after: tuple[str, ...] = ()
+    # Bytes its args (as JSON) and labels take, as admission measured them (0: not measured), for --max-queue-bytes.
+    size: int = 0
 
 
 @dataclass(frozen=True, slots=True)

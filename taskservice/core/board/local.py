@@ -31,6 +31,7 @@ from taskservice.core.board.answers import (
     not_created,
     queue_bytes_full,
     queue_full,
+    size_of,
     task_bytes,
 )
 from taskservice.core.board.base import (
@@ -203,7 +204,7 @@ class LocalBoard(OneWriter, Board):
         answers = Answers(len(tasks), then)
         immediate: list[tuple[int, Answer]] = []
         created: list[tuple[int, Task]] = []
-        sizes = [task_bytes(new.args, new.labels) for new in tasks]  # before the lock: args may be a megabyte
+        sizes = [size_of(new) for new in tasks]  # measured at admission; before the lock otherwise
         stored = self._read_stored(
             [new.task_id for new in tasks if not new.fresh_id] + [dep for new in tasks for dep in new.after]
         )

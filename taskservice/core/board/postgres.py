@@ -36,7 +36,7 @@ from taskservice.core.board.answers import (
     conflict,
     queue_bytes_full,
     queue_full,
-    task_bytes,
+    size_of,
 )
 from taskservice.core.board.base import (
     REAP_SEQUENCE_GAP,
@@ -219,7 +219,7 @@ class PostgresBoard(OneWriter, Board):
         admitted: list[tuple[int, NewTask]] = []
         refused: list[tuple[int, Answer]] = []
         for i, new in enumerate(tasks):
-            size = task_bytes(new.args, new.labels)
+            size = size_of(new)
             if len(admitted) >= room:
                 refused.append((i, queue_full(queued, self._max_queue)))
             elif queued_bytes + size > self._max_queue_bytes:
@@ -291,8 +291,9 @@ class PostgresBoard(OneWriter, Board):
                 told = [(i, _unavailable(error)) for i, _ in admitted]
             answers.fill_many([*refused, *sorted(told or [], key=lambda answer: answer[0])])
             if error is None:
-                made = [a.task for _, a in told or [] if isinstance(a, SubmitOutcome) and a.created]
-                self._count_added(len(made), sum(task_bytes(task.args, task.labels) for task in made))
+                sizes = {new.task_id: size_of(new) for _, new in admitted}
+                made = [a.task.task_id for _, a in told or [] if isinstance(a, SubmitOutcome) and a.created]
+                self._count_added(len(made), sum(sizes.get(task_id, 0) for task_id in made))
 
         if admitted:
             self._writer.submit(insert, done, notify="work")
