@@ -86,6 +86,15 @@ class Admission:
             after=after,
         )
 
+    def reads_storage(self, requests: Sequence[SubmitSpec]) -> bool:
+        """Whether admitting and submitting these reads files or the board's storage before it returns (a task id to
+        look up, a dependency, a path to open)."""
+        for request in requests:
+            kind = self._registry.get(request.task_type)
+            if request.task_id or request.after or (kind is not None and kind.path_params):
+                return True
+        return False
+
     def check_each(self, requests: Sequence[SubmitSpec], now: float) -> list[NewTask | TaskServiceError]:
         """check() of every request; a refused one gets its error in its place."""
         checked: list[NewTask | TaskServiceError] = []

@@ -387,13 +387,8 @@ class WorkerManager:
         return answer
 
     def submit_reads_storage(self, requests: Sequence[SubmitSpec]) -> bool:
-        """Whether submitting these reads files or the board's storage before it returns (a task id to look up, a
-        dependency, a path to open), so that an event loop should call it from another thread."""
-        for request in requests:
-            kind = self._registry.get(request.task_type)
-            if request.task_id or request.after or (kind is not None and kind.path_params):
-                return True
-        return False
+        """Whether submitting these waits for storage (see Admission.reads_storage): call it off an event loop."""
+        return self._admission.reads_storage(requests)
 
     def submit_many(self, requests: Sequence[SubmitSpec]) -> Future[list[Answer]]:
         """Submit each request as submit_async() would, all new tasks in one durable commit.
