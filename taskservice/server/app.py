@@ -219,6 +219,7 @@ async def serve(settings: Settings) -> int:
                 contextlib.closing(
                     open_board(
                         settings.db,
+                        sqlite_lifecycle=settings.sqlite_lifecycle,
                         max_queue=settings.max_queue,
                         max_queue_bytes=settings.max_queue_bytes,
                         pool_size=settings.workers + READ_THREADS + 4,

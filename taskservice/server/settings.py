@@ -36,6 +36,9 @@ class Settings:
     listen: str = "127.0.0.1:50051"
     # An SQLite file (the embedded default, one server), or a postgresql:// URL that several servers share.
     db: str = "taskservice.db"
+    # How an SQLite --db decides: "memory" keeps the queue in this process, "sql" runs the lifecycle in SQL as on
+    # PostgreSQL (the file the only truth). Until "sql" replaces it.
+    sqlite_lifecycle: str = "memory"
     workers: int = 4
     max_queue: int = 100_000
     # Bytes the queued tasks' args and labels may take in all (the embedded board holds the queue in memory).
@@ -121,6 +124,12 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
         "--db",
         default=_env(env, "db", d.db),
         help="where tasks live: an SQLite file (one server), or postgresql://user@host/db (servers sharing it)",
+    )
+    p.add_argument(
+        "--sqlite-lifecycle",
+        choices=("memory", "sql"),
+        default=_env(env, "sqlite_lifecycle", d.sqlite_lifecycle),
+        help="with an SQLite --db: keep the queue in memory (memory), or decide in SQL, the file the only truth (sql)",
     )
     p.add_argument("--workers", type=int, default=int(_env(env, "workers", str(d.workers))), help="worker threads")
     p.add_argument(
@@ -290,6 +299,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
     return Settings(
         listen=ns.listen,
         db=ns.db,
+        sqlite_lifecycle=ns.sqlite_lifecycle,
         workers=ns.workers,
         max_queue=ns.max_queue,
         max_queue_bytes=ns.max_queue_bytes,

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from taskservice.core.board import Board, MemoryBoard, SQLiteBoard
+from taskservice.core.board.sqlite_shared import SharedSQLiteBoard
 from tests.board.contract import *  # noqa: F403 - the contract's tests run here
 from tests.board.contract import new, submit
 from tests.support.postgres import pg_database, pg_dsn
@@ -17,7 +18,7 @@ __all__ = ["pg_database", "pg_dsn"]
 Factory = Callable[..., Board]
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
+@pytest.fixture(params=["memory", "sqlite", "sqlite-sql", "postgres"])
 def make_board(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
     opened: list[Board] = []
     memory = MemoryBoard().memory
@@ -29,6 +30,8 @@ def make_board(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Facto
             board = MemoryBoard(memory, **options)  # type: ignore[arg-type]
         elif request.param == "sqlite":
             board = SQLiteBoard(tmp_path / "t.db", **options)  # type: ignore[arg-type]
+        elif request.param == "sqlite-sql":
+            board = SharedSQLiteBoard(tmp_path / "t.db", **options)  # type: ignore[arg-type]
         else:
             from taskservice.core.board.postgres import PostgresBoard
 

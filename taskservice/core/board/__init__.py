@@ -22,10 +22,15 @@ def is_database_url(db: str) -> bool:
 
 
 def open_board(
-    db: str, *, max_queue: int = 100_000, max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES, pool_size: int = 16
+    db: str,
+    *,
+    sqlite_lifecycle: str = "memory",
+    max_queue: int = 100_000,
+    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+    pool_size: int = 16,
 ) -> Board:
     """The board `--db` names: a postgresql:// URL is a database that several servers share; a file path (or
-    nothing) is the embedded SQLite file of one server."""
+    nothing) is the embedded SQLite file of one server, whose lifecycle runs in memory or in SQL."""
     if is_database_url(db):
         try:
             from taskservice.core.board.postgres import PostgresBoard
@@ -34,6 +39,10 @@ def open_board(
                 f"--db {db.split('://')[0]}://... needs PostgreSQL support: pip install 'taskservice[postgres]' ({exc})"
             ) from None
         return PostgresBoard(db, max_queue=max_queue, max_queue_bytes=max_queue_bytes, pool_size=pool_size)
+    if sqlite_lifecycle == "sql":
+        from taskservice.core.board.sqlite_shared import SharedSQLiteBoard
+
+        return SharedSQLiteBoard(db, max_queue=max_queue, max_queue_bytes=max_queue_bytes)
     return SQLiteBoard(db, max_queue=max_queue, max_queue_bytes=max_queue_bytes)
 
 

@@ -29,7 +29,7 @@ class SQLiteBoard(LocalBoard):
         self, path: str | Path, *, max_queue: int = 100_000, max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
     ) -> None:
         self.path = Path(path)
-        self._lock_fd = _lock(self.path)
+        self._lock_fd = lock_file(self.path)
         try:
             store = SQLiteStore(self.path)
         except BaseException:
@@ -64,7 +64,7 @@ def _unusable(path: Path, exc: sqlite3.DatabaseError) -> StoreOpenError:
     )
 
 
-def _lock(path: Path) -> int:
+def lock_file(path: Path) -> int:
     """Hold `<path>.lock` exclusively; StoreInUse naming the holder when another process does."""
     lock_path = path.with_name(path.name + ".lock")
     try:

@@ -38,7 +38,7 @@ from taskservice.core.task_rows import task_from_row
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 # Bump with a migration in MIGRATIONS when the schema changes; old files are migrated on open.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -103,10 +103,29 @@ MIGRATIONS: dict[int, str] = {
         last_error   TEXT NOT NULL DEFAULT ''
     );
     """,
+    # The lifecycle in SQL (board/sqlite_queries.py), which several engine processes share: who runs a task and
+    # until when, a stop asked of it, its unmet dependencies (waits, and their count), its last state changes.
+    # Claims and reaps read partial indexes over the unfinished tasks only.
+    6: """
+    ALTER TABLE tasks ADD COLUMN owner TEXT;
+    ALTER TABLE tasks ADD COLUMN lease_until REAL;
+    ALTER TABLE tasks ADD COLUMN stop_reason TEXT;
+    ALTER TABLE tasks ADD COLUMN waiting INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN transitions TEXT NOT NULL DEFAULT '[]';
+    CREATE TABLE waits (
+        dep_id  TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        PRIMARY KEY (dep_id, task_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX waits_by_task ON waits (task_id);
+    CREATE INDEX tasks_ready ON tasks (priority DESC, seq) WHERE state = 'PENDING' AND waiting = 0;
+    CREATE INDEX tasks_leased ON tasks (lease_until) WHERE state IN ('RUNNING', 'STOPPING');
+    CREATE INDEX tasks_owned ON tasks (owner) WHERE state IN ('RUNNING', 'STOPPING');
+    """,
 }
 
 # In the order task_from_row reads.
-_COLUMNS = (
+COLUMNS = (
     "seq, task_id, task_type, args, state, priority, labels, time_limit, submitted_at, started_at, ended_at, "
     "attempt, progress_percent, progress_message, progress_current, progress_total, progress_updated_at, "
     "result, error_type, error_message, error_traceback, sequence, request_digest, run_after, retention, after_ids"
@@ -142,7 +161,7 @@ def _placeholders(columns: int, rows: int) -> str:
 
 @functools.cache
 def _insert_sql(rows: int) -> str:
-    return f"INSERT INTO tasks ({_COLUMNS}) VALUES {_placeholders(_MOST_COLUMNS, rows)}"
+    return f"INSERT INTO tasks ({COLUMNS}) VALUES {_placeholders(_MOST_COLUMNS, rows)}"
 
 
 @functools.cache
@@ -258,6 +277,41 @@ _DELETE_LABELS_SQL = "DELETE FROM task_labels WHERE seq = (SELECT seq FROM tasks
 _DELETE_TASK_SQL = "DELETE FROM tasks WHERE task_id = ?"
 
 
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """WAL mode, durable commits, and the schema at SCHEMA_VERSION; StoreOpenError for a file this server must
+    not touch."""
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if mode.lower() != "wal":
+        raise StoreOpenError(f"{path}: cannot switch to WAL mode (got {mode!r})")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreOpenError(
+            f"{path} has schema version {version}, newer than this taskservice knows "
+            f"({SCHEMA_VERSION}); run a newer taskservice or point --db at another file"
+        )
+    if version == 0:
+        tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        if tables:
+            names = ", ".join(sorted(t[0] for t in tables))
+            raise StoreOpenError(
+                f"{path} is an SQLite database of something else (tables: {names}); point --db at a new file"
+            )
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Statements are split on ';' so that they run inside this transaction (executescript commits).
+            for statement in MIGRATIONS[target].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {target}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
 class SQLiteStore(TaskStore):
     """Tasks in one SQLite file. One connection writes (the manager's writer thread), one reads."""
 
@@ -292,37 +346,7 @@ class SQLiteStore(TaskStore):
         return conn
 
     def _migrate(self) -> None:
-        conn = self._writer
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if mode.lower() != "wal":
-            raise StoreOpenError(f"{self.path}: cannot switch to WAL mode (got {mode!r})")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StoreOpenError(
-                f"{self.path} has schema version {version}, newer than this taskservice knows "
-                f"({SCHEMA_VERSION}); run a newer taskservice or point --db at another file"
-            )
-        if version == 0:
-            tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-            if tables:
-                names = ", ".join(sorted(t[0] for t in tables))
-                raise StoreOpenError(
-                    f"{self.path} is an SQLite database of something else (tables: {names}); point --db at a new file"
-                )
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                # Statements are split on ';' so that they run inside this transaction (executescript commits).
-                for statement in MIGRATIONS[target].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {target}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        migrate(self._writer, self.path)
 
     def apply(self, writes: Sequence[Write]) -> None:
         if not writes:
@@ -380,7 +404,7 @@ class SQLiteStore(TaskStore):
                 raise
 
     def get(self, task_id: str) -> Task | None:
-        rows = self._query(f"SELECT {_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,))
+        rows = self._query(f"SELECT {COLUMNS} FROM tasks WHERE task_id = ?", (task_id,))
         return task_from_row(rows[0]) if rows else None
 
     def list(self, task_filter: TaskFilter, *, before_order: int | None, limit: int) -> list[Task]:
@@ -389,7 +413,7 @@ class SQLiteStore(TaskStore):
             where.append("seq < ?")
             params.append(before_order)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._query(f"SELECT {_COLUMNS} FROM tasks {clause} ORDER BY seq DESC LIMIT ?", [*params, limit])
+        rows = self._query(f"SELECT {COLUMNS} FROM tasks {clause} ORDER BY seq DESC LIMIT ?", [*params, limit])
         return [task_from_row(row) for row in rows]
 
     def ended_ids(self, task_filter: TaskFilter, ended_before: float | None, limit: int) -> builtins.list[str]:
@@ -416,7 +440,7 @@ class SQLiteStore(TaskStore):
     def load_unfinished(self) -> builtins.list[Task]:
         states = [s.value for s in UNFINISHED_STATES]
         rows = self._query(
-            f"SELECT {_COLUMNS} FROM tasks WHERE state IN ({', '.join('?' * len(states))}) ORDER BY seq",
+            f"SELECT {COLUMNS} FROM tasks WHERE state IN ({', '.join('?' * len(states))}) ORDER BY seq",
             states,
         )
         return [task_from_row(row) for row in rows]

@@ -1,27 +1,23 @@
-"""Group commit on PostgreSQL: one thread runs every operation queued meanwhile in one transaction.
+"""Group commit: one thread runs every operation queued meanwhile in one transaction, on either dialect.
 
 An operation is a function of a cursor (its statements) and a callback told its result once the transaction
-committed, or the error. At most one NOTIFY per transaction, and only when an operation asked for one: a hint that
-work is there or a stop was asked, never task data (a NOTIFY takes a global lock at commit; one per task would
-cap the whole cluster at a few hundred tasks a second). One failing operation does not fail the others of its
-transaction: they are run again one by one. While the database refuses work, the writer reconnects every
-second and says so through `health`.
+committed, or the error. An operation may ask for a hint (`work`, `stop`): the dialect's session sends at most
+one per transaction, naming every hint asked (on PostgreSQL a NOTIFY at commit, which takes a global lock, so one
+per task would cap the whole cluster at a few hundred tasks a second). One failing operation does not fail the
+others of its transaction: they are run again one by one. While the database refuses work, the writer tries again
+every second and says so through `health`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-import psycopg
-
-from taskservice.core.board.pg_schema import CHANNEL
 from taskservice.core.errors import StoreUnavailable
 from taskservice.core.throttle import ThrottledLog
 from taskservice.core.write_health import WriteHealth
@@ -32,22 +28,38 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 512
 RECONNECT_SECONDS = 1.0
 
-Op = Callable[[psycopg.Cursor[Any]], Any]
+Op = Callable[[Any], Any]
 Told = Callable[[Any, BaseException | None], None]
+
+
+class Session(Protocol):
+    """A dialect's writing connection: what the writer needs of it."""
+
+    # Errors of the connection or the storage as a whole (the operations never ran): health turns false.
+    lost_errors: tuple[type[BaseException], ...]
+    # Errors of one operation (a constraint, a bad value): that operation fails alone.
+    op_errors: tuple[type[BaseException], ...]
+
+    def transaction(self, ops: list[Op], hints: list[str]) -> list[Any]:
+        """Run `ops` in one transaction (connecting first when needed) and send `hints` with its commit."""
+
+    def reset(self) -> None:
+        """The connection failed: drop it; the next transaction connects again."""
+
+    def close(self) -> None: ...
 
 
 @dataclass(slots=True)
 class _Queued:
     op: Op
     then: Told
-    notify: str  # "" or the hint to send once committed ("work", "stop")
+    hint: str  # "" or the hint to send once committed
 
 
-class PgWriter:
-    def __init__(self, connect: Callable[[], psycopg.Connection[Any]]) -> None:
-        self._connect = connect
+class GroupWriter:
+    def __init__(self, session: Session, *, name: str) -> None:
+        self._session = session
         self.health = WriteHealth()
-        self._conn: psycopg.Connection[Any] | None = None
         self._cond = threading.Condition()
         self._queue: deque[_Queued] = deque()
         self._closing = False
@@ -55,7 +67,7 @@ class PgWriter:
         self._failures = ThrottledLog(log)
         # After a failed connection, batches fail at once until this monotonic time (no wait per caller).
         self._retry_at = 0.0
-        self._thread = threading.Thread(target=self._run, name="taskservice-pg-writer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, op: Op, then: Told, *, notify: str = "") -> None:
@@ -69,7 +81,10 @@ class PgWriter:
         threading.Thread(target=_tell, args=(then, None, closed), daemon=True).start()
 
     def call(self, op: Op, *, notify: str = "") -> Any:
-        """submit() and wait for the result (raises the error)."""
+        """submit() and wait for the result (raises the error). On the writer's own thread (a callback that asks
+        the board for more), `op` runs at once in a transaction of its own: the connection is free there."""
+        if threading.current_thread() is self._thread:
+            return self._session.transaction([op], [notify] if notify else [])[0]
         done = threading.Event()
         outcome: list[Any] = [None, None]
 
@@ -102,9 +117,10 @@ class PgWriter:
     def _probe(self) -> None:
         try:
             self._transaction([])
-        except psycopg.Error as exc:
-            if not isinstance(exc, _NotYet):
-                self._lost(exc)
+        except _NotYet:
+            return
+        except (*self._session.lost_errors, *self._session.op_errors) as exc:
+            self._lost(exc)
             return
         self.health.set(True)
 
@@ -114,11 +130,11 @@ class PgWriter:
         except _NotYet as exc:  # failed a moment ago: callers are told at once, without another try
             self._fail(batch, exc)
             return
-        except psycopg.OperationalError as exc:  # the connection: the operations never ran
+        except self._session.lost_errors as exc:  # the connection or the storage: the operations never ran
             self._lost(exc)
             self._fail(batch, exc)
             return
-        except psycopg.Error as exc:
+        except self._session.op_errors as exc:
             if len(batch) > 1:  # one bad operation: run them alone, so that only it fails
                 for item in batch:
                     self._commit([item])
@@ -131,30 +147,15 @@ class PgWriter:
             _tell(item.then, result, None)
 
     def _transaction(self, batch: list[_Queued]) -> list[Any]:
-        conn = self._connection()
-        results = []
-        with conn.transaction(), conn.cursor() as cur:
-            for item in batch:
-                results.append(item.op(cur))
-            hints = sorted({item.notify for item in batch if item.notify})
-            if hints:
-                cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, ",".join(hints)))
-        return results
-
-    def _connection(self) -> psycopg.Connection[Any]:
-        if self._conn is None or self._conn.closed:
-            if time.monotonic() < self._retry_at:
-                raise _NotYet("the task database could not be reached a moment ago")
-            self._conn = self._connect()
-        return self._conn
+        if time.monotonic() < self._retry_at:
+            raise _NotYet("the task database could not be reached a moment ago")
+        hints = sorted({item.hint for item in batch if item.hint})
+        return self._session.transaction([item.op for item in batch], hints)
 
     def _lost(self, exc: BaseException) -> None:
-        self._failures.log("the task database cannot be reached: %s", exc)
+        self._failures.log("the task database cannot be written: %s", exc)
         self.health.set(False)
-        if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._conn.close()
-        self._conn = None
+        self._session.reset()
         self._retry_at = time.monotonic() + RECONNECT_SECONDS
 
     def _fail(self, batch: list[_Queued], exc: BaseException) -> None:
@@ -173,11 +174,10 @@ class PgWriter:
             self._closing = True
             self._cond.notify()
         self._thread.join(timeout=10)
-        if self._conn is not None and not self._conn.closed:
-            self._conn.close()
+        self._session.close()
 
 
-class _NotYet(psycopg.OperationalError):
+class _NotYet(Exception):
     """The connection failed less than RECONNECT_SECONDS ago: not tried again yet."""
 
 

@@ -1,0 +1,475 @@
+"""The task lifecycle, written once: every Board operation as statements of a dialect (queries.py), run through
+its driver: writes that answer someone through the group-commit writer (writer.py), claims, renewals and reaps as
+transactions of their own, reads where the driver reads.
+
+What each operation decides (the queue's room, a Submit's answers, its dependencies, an end's cascade, the counts)
+lives here; what differs between PostgreSQL and SQLite (SQL, connections, how hints travel) lives in the dialect.
+The design: docs/architecture.md, "The board".
+"""
+
+from __future__ import annotations
+
+import builtins
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, Protocol
+
+from taskservice.core.board.answers import (
+    DEFAULT_MAX_QUEUE_BYTES,
+    Answers,
+    conflict,
+    queue_bytes_full,
+    queue_full,
+    size_of,
+)
+from taskservice.core.board.base import (
+    Answer,
+    Board,
+    Claim,
+    ClaimBatch,
+    FencedManyThen,
+    FencedThen,
+    NewTask,
+    OneWriter,
+    Renewal,
+    RetryThen,
+    StopEffect,
+    StopResult,
+    StopThen,
+    SubmitThen,
+    TaskThen,
+    not_ended,
+    not_retryable,
+)
+from taskservice.core.board.dependencies import (
+    EndedListener,
+    judge,
+    not_retryable_before,
+    revoked_for,
+    unknown_dependencies,
+)
+from taskservice.core.board.sql.queries import Birth, Cursor, Queries
+from taskservice.core.board.sql.settle import Cascade, Settled, settle
+from taskservice.core.board.sql.writer import GroupWriter, Op
+from taskservice.core.errors import StoreUnavailable, TaskNotFound
+from taskservice.core.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState
+from taskservice.core.schedules import Schedule
+
+# The queue's length is counted again at most this often (for --max-queue, approximate across servers).
+QUEUE_COUNT_SECONDS = 1.0
+
+
+class Driver(Protocol):
+    """A dialect's connection to its database: its statements, its writer, and the rest."""
+
+    @property
+    def queries(self) -> Queries: ...
+
+    @property
+    def writer(self) -> GroupWriter: ...
+
+    def transact(self, op: Op) -> Any:
+        """`op`'s statements in one transaction, durable when it returns; StoreUnavailable when the database
+        cannot answer. Never called on the event loop."""
+
+    def read(self, op: Op) -> Any:
+        """`op`'s reads; StoreUnavailable when the database cannot answer. Never called on the event loop."""
+
+    def on_hint(self, hint: str, listener: Callable[[], None]) -> None:
+        """Call `listener` when a commit (of any server on the database) sent `hint`."""
+
+    def task_logs(self) -> Any:
+        """Where task logs live when every server must read them; None: in local files."""
+
+    def close(self) -> None: ...
+
+
+class SqlBoard(OneWriter, Board):
+    _writer: GroupWriter
+
+    def __init__(
+        self,
+        driver: Driver,
+        *,
+        max_queue: int = 100_000,
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+        exclusive: bool = False,
+    ) -> None:
+        self.exclusive = exclusive
+        self._driver = driver
+        self._q = driver.queries
+        self._writer = driver.writer
+        self._max_queue = max_queue
+        self._max_queue_bytes = max_queue_bytes
+        self._count_lock = threading.Lock()
+        self._queued = (0, 0, 0.0)  # (count, bytes of args and labels, monotonic time counted)
+        self._counting = False  # a count is queued on the writer
+        self._ended_listeners: list[EndedListener] = []
+
+    def _write(self, op: Callable[[Cursor], Any]) -> Any:
+        return self._driver.transact(op)
+
+    def _read(self, op: Callable[[Cursor], Any]) -> Any:
+        return self._driver.read(op)
+
+    def _settled(self, cascade: Cascade, released: bool) -> None:
+        """After a commit that ended tasks: tell of the dependents it revoked, wake claimers for those released."""
+        if cascade:
+            for listener in self._ended_listeners:
+                listener(cascade)
+        if released:
+            self._writer.submit(_nothing, _best_effort, notify="work")
+
+    # ------------------------------------------------------------------ submission
+
+    def submit(self, tasks: Sequence[NewTask], now: float, then: SubmitThen) -> None:
+        answers = Answers(len(tasks), then)
+        queued, queued_bytes = self._queue_size()
+        room = max(0, self._max_queue - queued)
+        admitted: list[tuple[int, NewTask]] = []
+        refused: list[tuple[int, Answer]] = []
+        for i, new in enumerate(tasks):
+            size = size_of(new)
+            if len(admitted) >= room:
+                refused.append((i, queue_full(queued, self._max_queue)))
+            elif queued_bytes + size > self._max_queue_bytes:
+                refused.append((i, queue_bytes_full(queued_bytes, size, self._max_queue_bytes)))
+            else:
+                admitted.append((i, new))
+                queued_bytes += size
+
+        def insert(cur: Cursor) -> list[tuple[int, Answer]]:
+            told: list[tuple[int, Answer]] = []
+            new, births, unmet = self._plan_dependencies(cur, admitted, told, now)
+            waiting = {task_id: len(deps) for task_id, deps in unmet.items()}
+            created = self._q.insert(cur, new, births, waiting, now) if new else {}
+            self._q.add_waits(cur, [(task_id, dep) for task_id in created for dep in unmet.get(task_id, ())])
+            taken = [t.task_id for t in new if t.task_id not in created]
+            existing = self._q.tasks(cur, taken) if taken else {}
+            seen: set[str] = set()
+            for index, task in admitted:
+                if task.task_id not in births:
+                    continue  # refused by _plan_dependencies
+                fresh = created.get(task.task_id)
+                if fresh is not None and task.task_id not in seen:
+                    seen.add(task.task_id)
+                    told.append((index, SubmitOutcome(fresh, created=True)))
+                    continue
+                other = fresh or existing.get(task.task_id)
+                if other is None:  # deleted meanwhile: rare; the client may retry
+                    told.append((index, StoreUnavailable(f"task {task.task_id!r} changed meanwhile; retry")))
+                elif other.request_digest != task.request_digest:
+                    told.append((index, conflict(other)))
+                else:
+                    told.append((index, SubmitOutcome(other, created=False)))
+            return told
+
+        def done(told: list[tuple[int, Answer]] | None, error: BaseException | None) -> None:
+            if error is not None:
+                told = [(i, _unavailable(error)) for i, _ in admitted]
+            answers.fill_many([*refused, *sorted(told or [], key=lambda answer: answer[0])])
+            if error is None:
+                sizes = {new.task_id: size_of(new) for _, new in admitted}
+                made = [a.task.task_id for _, a in told or [] if isinstance(a, SubmitOutcome) and a.created]
+                self._count_added(len(made), sum(sizes.get(task_id, 0) for task_id in made))
+
+        if admitted:
+            self._writer.submit(insert, done, notify="work")
+        else:
+            self._writer.submit(lambda cur: [], done)
+
+    def _plan_dependencies(
+        self, cur: Cursor, admitted: list[tuple[int, NewTask]], told: list[tuple[int, Answer]], now: float
+    ) -> tuple[list[NewTask], dict[str, Birth], dict[str, tuple[str, ...]]]:
+        """What the submitted tasks' dependencies make of them: the tasks to insert, each one's (state, error type,
+        error message) at birth (REVOKED when a dependency failed already), and the dependencies each must wait
+        for. A task naming one that does not exist is answered into `told` and not inserted."""
+        wanted = {dep for _, task in admitted for dep in task.after}
+        stored = self._q.tasks(cur, wanted, lock=True) if wanted else {}
+        births: dict[str, Birth] = {}
+        unmet: dict[str, tuple[str, ...]] = {}
+        batch: dict[str, Task] = {}  # earlier tasks of this batch, as they will be born
+        new: list[NewTask] = []
+        for index, task in admitted:
+            verdict = judge(task.after, lambda dep: stored.get(dep) or batch.get(dep))
+            if verdict.unknown:
+                told.append((index, unknown_dependencies(task.task_id, verdict.unknown)))
+                continue
+            born = Task(task.task_id, task.task_type, {}, TaskState.PENDING, now)
+            if verdict.failed is not None:
+                born = revoked_for(born, verdict.failed, now)
+            unmet[task.task_id] = verdict.unmet if verdict.failed is None else ()
+            error = born.error
+            births[task.task_id] = (born.state.value, error.type if error else None, error.message if error else None)
+            batch.setdefault(task.task_id, born)
+            new.append(task)
+        return new, births, unmet
+
+    # ------------------------------------------------------------------ running
+
+    def claim(
+        self, node: str, task_types: Collection[str] | None, n: int, *, lease_until: float, now: float
+    ) -> ClaimBatch:
+        claimed: list[Task] = self._write(lambda cur: self._q.claim(cur, node, task_types, n, lease_until, now))
+        tasks = sorted(claimed, key=lambda t: (-t.priority, t.submit_order))
+        for task in tasks:
+            task.started_at = now  # on disk once its handler starts (see _start)
+        if tasks:
+            self._count_added(-len(tasks))
+        claims = {task.task_id: Claim(task, node, lease_until) for task in tasks}
+        return ClaimBatch(
+            list(claims.values()),
+            durable=lambda task_id: self._start(claims[task_id], wait=True),
+            started=lambda task_id: self._start_soon(claims[task_id]),
+        )
+
+    def _start_soon(self, claim: Claim) -> None:
+        """_start() without waiting: for a type safe to run again, its handler starts at once."""
+        self._start(claim, wait=False)
+
+    def _start(self, claim: Claim, *, wait: bool) -> BaseException | None:
+        """Record that a claim's handler starts (started_at): until then a reap sends the task back to PENDING,
+        whatever its type, since it never ran. Waited for before a handler that must not run twice starts."""
+        started_at = claim.task.started_at or time.time()
+
+        def started(cur: Cursor) -> None:
+            self._q.start(cur, claim, started_at)
+
+        if not wait:
+            self._writer.submit(started, _best_effort)
+            return None
+        try:
+            self._writer.call(started)
+        except Exception as exc:
+            return exc
+        return None
+
+    def renew(self, node: str, claims: Sequence[Claim], lease_until: float) -> Renewal:
+        ids = [claim.task_id for claim in claims]
+        held: set[tuple[str, int]] = self._write(lambda cur: self._q.renew(cur, node, ids, lease_until))
+        return Renewal([claim for claim in claims if (claim.task_id, claim.attempt) not in held])
+
+    def mark_stopping(self, claim: Claim, task: Task, then: FencedThen) -> None:
+        self._writer.submit(
+            lambda cur: self._q.mark_stopping(cur, claim, task.event_sequence),
+            lambda applied, error: then(bool(applied), error),
+        )
+
+    def finish_many(self, ends: Sequence[tuple[Claim, Task]], then: FencedManyThen) -> None:
+        def finish(cur: Cursor) -> tuple[list[bool], Settled]:
+            written = self._q.finish(cur, ends)
+            applied = [claim.task_id in written for claim, _ in ends]
+            mine = [final for (_, final), ok in zip(ends, applied, strict=True) if ok]
+            return applied, settle(self._q, cur, mine, time.time())
+
+        def done(outcome: tuple[list[bool], Settled] | None, error: BaseException | None) -> None:
+            then(outcome[0] if outcome else [False] * len(ends), error)
+            if outcome is not None:
+                self._settled(*outcome[1])
+
+        self._writer.submit(finish, done)
+
+    def retry_at(self, claim: Claim, task: Task, due: float, then: FencedThen) -> None:
+        def done(applied: bool | None, failure: BaseException | None) -> None:
+            if applied:
+                self._count_added(1)
+            then(bool(applied), failure)
+
+        self._writer.submit(lambda cur: self._q.retry_at(cur, claim, task, due), done, notify="work")
+
+    def save_progress(self, updates: Sequence[tuple[Claim, Progress, int]]) -> None:
+        if updates:
+            rows = list(updates)
+            self._writer.submit(lambda cur: self._q.save_progress(cur, rows), _best_effort)
+
+    def request_stop(self, task_id: str, reason: str, now: float, then: StopThen) -> None:
+        def stop(cur: Cursor) -> tuple[StopResult | None, Settled | None]:
+            revoked = self._q.revoke_pending(cur, task_id, reason, now)
+            if revoked is not None:
+                self._q.stop_waiting(cur, [task_id])
+                return StopResult(StopEffect.REVOKED, revoked), settle(self._q, cur, [revoked], now)
+            flagged = self._q.flag_stop(cur, task_id, reason)
+            if flagged is not None:
+                return StopResult(StopEffect.STOPPING, flagged), None
+            found = self._q.tasks(cur, [task_id]).get(task_id)
+            return (None if found is None else StopResult(StopEffect.UNCHANGED, found)), None
+
+        def done(outcome: tuple[StopResult | None, Settled | None] | None, error: BaseException | None) -> None:
+            result = outcome[0] if outcome is not None else None
+            if error is None and result is None:
+                error = TaskNotFound(task_id)
+            elif result is not None and result.effect is StopEffect.REVOKED:
+                self._count_added(-1)
+            then(result, error)
+            if outcome is not None and outcome[1] is not None:
+                self._settled(*outcome[1])
+
+        self._writer.submit(stop, done, notify="stop")
+
+    def delete(self, task_id: str, then: TaskThen) -> None:
+        def gone(cur: Cursor) -> Task | BaseException:
+            deleted = self._q.delete(cur, task_id)
+            if deleted is not None:
+                return deleted
+            found = self._q.tasks(cur, [task_id]).get(task_id)
+            return TaskNotFound(task_id) if found is None else not_ended(found)
+
+        self._writer.submit(gone, lambda outcome, error: _answer(then, outcome, error))
+
+    def delete_ended(self, task_filter: TaskFilter, ended_before: float | None, limit: int) -> list[str]:
+        ids: list[str] = self._write(lambda cur: self._q.delete_ended(cur, task_filter, ended_before, limit))
+        return ids
+
+    def expire(self, now: float, retention: float, limit: int) -> list[str]:
+        ids: list[str] = self._write(lambda cur: self._q.expire(cur, now, retention, limit))
+        return ids
+
+    def retry(self, task_id: str, now: float, then: RetryThen) -> None:
+        def again(cur: Cursor) -> tuple[Task, TaskState] | BaseException:
+            # Its dependencies first: one that failed refuses the retry, those not ended are waited for again.
+            after = self._q.retryable_after(cur, task_id) or []
+            stored = self._q.tasks(cur, after, lock=True) if after else {}
+            verdict = judge(after, lambda dep: stored.get(dep, _DELETED))
+            if verdict.failed is not None:
+                return not_retryable_before(task_id, verdict.failed)
+            self._q.add_waits(cur, [(task_id, dep) for dep in verdict.unmet])
+            outcome = self._q.retry(cur, task_id, len(verdict.unmet))
+            if outcome is not None:
+                return outcome
+            found = self._q.tasks(cur, [task_id]).get(task_id)
+            return TaskNotFound(task_id) if found is None else not_retryable(found)
+
+        def done(outcome: tuple[Task, TaskState] | BaseException | None, error: BaseException | None) -> None:
+            if error is None and not isinstance(outcome, BaseException):
+                self._count_added(1)
+            _answer(then, outcome, error)
+
+        self._writer.submit(again, done, notify="work")
+
+    def stops_for(self, node: str) -> list[tuple[str, int, str]]:
+        stops: list[tuple[str, int, str]] = self._read(lambda cur: self._q.stops_for(cur, node))
+        return stops
+
+    def reap(self, now: float, rerunnable: Collection[str]) -> list[tuple[Task, TaskState]]:
+        def reaped(cur: Cursor) -> tuple[list[tuple[Task, TaskState]], Settled]:
+            changed = self._q.reap(cur, now, rerunnable)
+            return changed, settle(self._q, cur, [task for task, _ in changed if task.state is TaskState.LOST], now)
+
+        changed: list[tuple[Task, TaskState]]
+        changed, cascade = self._write(reaped)
+        self._settled(*cascade)
+        if any(task.state is TaskState.PENDING for task, _ in changed):
+            self._count_added(sum(task.state is TaskState.PENDING for task, _ in changed))
+            self._writer.submit(_nothing, _best_effort, notify="work")
+        return changed
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, task_id: str) -> Task | None:
+        found: dict[str, Task] = self._read(lambda cur: self._q.tasks(cur, [task_id]))
+        return found.get(task_id)
+
+    def list(self, task_filter: TaskFilter, *, before_order: int | None, limit: int) -> list[Task]:
+        tasks: list[Task] = self._read(lambda cur: self._q.list(cur, task_filter, before_order, limit))
+        return tasks
+
+    def changed_since(self, known: dict[str, int]) -> builtins.list[tuple[Task, builtins.list[tuple[int, str]]]]:
+        changed: list[tuple[Task, list[tuple[int, str]]]] = self._read(lambda cur: self._q.changed_since(cur, known))
+        return changed
+
+    def queued(self) -> int:
+        return self._queue_size()[0]
+
+    def _queue_size(self) -> tuple[int, int]:
+        """The queue's length and the bytes of its args and labels, as last counted; never waits for the database
+        (Submit calls it on the event loop): a count older than QUEUE_COUNT_SECONDS is made again by the writer, in
+        its next transaction."""
+        with self._count_lock:
+            count, size, counted_at = self._queued
+            stale = time.monotonic() - counted_at >= QUEUE_COUNT_SECONDS and not self._counting
+            self._counting |= stale
+        if stale:
+            self._writer.submit(self._q.count_pending, self._counted)
+        return count, size
+
+    def _counted(self, counted: tuple[int, int] | None, error: BaseException | None) -> None:
+        with self._count_lock:
+            self._counting = False
+            if error is None and counted is not None:
+                self._queued = (*counted, time.monotonic())
+
+    def _count_added(self, delta: int, size: int = 0) -> None:
+        with self._count_lock:
+            count, counted_bytes, counted_at = self._queued
+            self._queued = (max(0, count + delta), max(0, counted_bytes + size), counted_at)
+
+    # ------------------------------------------------------------------ schedules
+
+    def add_schedule(self, schedule: Schedule) -> tuple[Schedule, bool]:
+        def add(cur: Cursor) -> tuple[Schedule, bool]:
+            if self._q.insert_schedule(cur, schedule):
+                return schedule.copy(), True
+            return self._q.schedules(cur, schedule.schedule_id, "", 1)[0], False
+
+        added: tuple[Schedule, bool] = self._write(add)
+        return added
+
+    def get_schedule(self, schedule_id: str) -> Schedule | None:
+        found: list[Schedule] = self._read(lambda cur: self._q.schedules(cur, schedule_id, "", 1))
+        return found[0] if found else None
+
+    def list_schedules(self, after_id: str, limit: int) -> builtins.list[Schedule]:
+        page: list[Schedule] = self._read(lambda cur: self._q.schedules(cur, None, after_id, limit))
+        return page
+
+    def save_schedule(self, schedule: Schedule, expected: Schedule) -> bool:
+        return bool(self._write(lambda cur: self._q.update_schedule(cur, schedule, expected)))
+
+    def remove_schedule(self, schedule_id: str) -> Schedule | None:
+        removed: Schedule | None = self._write(lambda cur: self._q.delete_schedule(cur, schedule_id))
+        return removed
+
+    def due_schedules(self, now: float, limit: int) -> builtins.list[Schedule]:
+        due: list[Schedule] = self._read(lambda cur: self._q.due_schedules(cur, now, limit))
+        return due
+
+    # ------------------------------------------------------------------ life
+
+    def task_logs(self) -> Any:
+        return self._driver.task_logs()
+
+    def on_work(self, listener: Callable[[], None]) -> None:
+        self._driver.on_hint("work", listener)
+
+    def on_stop(self, listener: Callable[[], None]) -> None:
+        self._driver.on_hint("stop", listener)
+
+    def on_ended(self, listener: EndedListener) -> None:
+        self._ended_listeners.append(listener)
+
+    def close(self) -> None:
+        self._driver.close()
+
+
+# A dependency no longer stored: only an ended task can be deleted, so it counts as met.
+_DELETED = Task("", "", {}, TaskState.SUCCESS, 0.0)
+
+
+def _nothing(cur: Cursor) -> None:
+    """A transaction that only carries a hint."""
+
+
+def _unavailable(error: BaseException) -> StoreUnavailable:
+    return error if isinstance(error, StoreUnavailable) else StoreUnavailable(str(error))
+
+
+def _best_effort(result: Any, error: BaseException | None) -> None:
+    """For writes whose loss only costs a moment of progress, or a hint: a later one makes up for it."""
+
+
+def _answer(then: Callable[[Any, BaseException | None], None], outcome: Any, error: BaseException | None) -> None:
+    """Tell `then` of an outcome that may be an error the transaction decided on."""
+    if error is None and isinstance(outcome, BaseException):
+        error = outcome
+    then(None if error is not None else outcome, error)

@@ -1,0 +1,126 @@
+"""The statements of the lifecycle, named: what each dialect (PostgreSQL, SQLite) writes in its own SQL.
+
+Each method runs inside a transaction its caller opened (`cur` is the dialect's cursor) and states its
+precondition in its WHERE clause; the lifecycle (lifecycle.py) decides what to run and what it means, once for
+both dialects. A method returns domain objects (Task, Schedule), never rows.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, Protocol
+
+from taskservice.core.board.base import Claim, NewTask
+from taskservice.core.models import Progress, Task, TaskError, TaskFilter, TaskState
+from taskservice.core.schedules import Schedule
+
+Cursor = Any
+# A task's state at its birth, with the error of a dependency that failed already: (state, error type, message).
+Birth = tuple[str, str | None, str | None]
+
+
+class Queries(Protocol):
+    # ------------------------------------------------------------------ submission and dependencies
+
+    def insert(
+        self, cur: Cursor, tasks: Sequence[NewTask], births: Mapping[str, Birth], waiting: Mapping[str, int], now: float
+    ) -> dict[str, Task]:
+        """The tasks whose ids were free, inserted (PENDING, or as `births` says); the created ones by id."""
+
+    def tasks(self, cur: Cursor, task_ids: Collection[str], *, lock: bool = False) -> dict[str, Task]:
+        """The stored tasks among `task_ids`; `lock`: held against ends until the transaction commits (who decides
+        on a dependency reads it so, and an end updates its row first: the two never miss each other)."""
+
+    def add_waits(self, cur: Cursor, waits: Sequence[tuple[str, str]]) -> None:
+        """Rows of (task id, a dependency it waits for)."""
+
+    def release(self, cur: Cursor, succeeded: Sequence[str]) -> bool:
+        """Dependencies that succeeded: their dependents wait for one fewer; whether any waits for none now."""
+
+    def take_waits(self, cur: Cursor, failed: Sequence[str]) -> builtins.list[tuple[str, str]]:
+        """Dependencies that failed: their waits removed; each dependent once, with one failed dependency."""
+
+    def revoke_waiting(self, cur: Cursor, doomed: Sequence[tuple[str, TaskError]], now: float) -> builtins.list[Task]:
+        """PENDING dependents -> REVOKED with the error given; the tasks revoked."""
+
+    def stop_waiting(self, cur: Cursor, task_ids: Sequence[str]) -> None:
+        """These tasks ended while they waited: their waits removed."""
+
+    # ------------------------------------------------------------------ running
+
+    def claim(
+        self, cur: Cursor, node: str, task_types: Collection[str] | None, n: int, lease_until: float, now: float
+    ) -> builtins.list[Task]:
+        """Up to n claimable tasks (PENDING, waiting for nothing, due) -> RUNNING for `node`; started_at empty."""
+
+    def start(self, cur: Cursor, claim: Claim, started_at: float) -> None:
+        """A claim's handler starts: started_at recorded (a reap sends a task back to PENDING until then)."""
+
+    def renew(
+        self, cur: Cursor, node: str, task_ids: Sequence[str], lease_until: float
+    ) -> builtins.set[tuple[str, int]]:
+        """Leases of `node`'s unfinished tasks extended; (task id, attempt) of each renewed."""
+
+    def mark_stopping(self, cur: Cursor, claim: Claim, sequence: int) -> bool: ...
+
+    def finish(self, cur: Cursor, ends: Sequence[tuple[Claim, Task]]) -> builtins.set[str]:
+        """Ends written where the claim still owns the task; the ids written."""
+
+    def retry_at(self, cur: Cursor, claim: Claim, task: Task, due: float) -> bool: ...
+
+    def save_progress(self, cur: Cursor, updates: Sequence[tuple[Claim, Progress, int]]) -> None: ...
+
+    def revoke_pending(self, cur: Cursor, task_id: str, reason: str, now: float) -> Task | None:
+        """PENDING -> REVOKED (a Stop); the task revoked, or None."""
+
+    def flag_stop(self, cur: Cursor, task_id: str, reason: str) -> Task | None:
+        """A RUNNING task's stop asked, for its owner; the task, or None."""
+
+    def stops_for(self, cur: Cursor, node: str) -> builtins.list[tuple[str, int, str]]: ...
+
+    def reap(self, cur: Cursor, now: float, rerunnable: Collection[str]) -> builtins.list[tuple[Task, TaskState]]:
+        """Expired leases -> LOST, or PENDING (types safe to re-run, and handlers that never started)."""
+
+    def retryable_after(self, cur: Cursor, task_id: str) -> builtins.list[str] | None:
+        """The dependencies of a task ended in a retryable state, its row locked; None when it is not one."""
+
+    def retry(self, cur: Cursor, task_id: str, waiting: int) -> tuple[Task, TaskState] | None:
+        """A retryable ended task -> PENDING (as base.retried() makes it), waiting for `waiting` dependencies."""
+
+    # ------------------------------------------------------------------ removal
+
+    def delete(self, cur: Cursor, task_id: str) -> Task | None:
+        """An ended task removed; the task as it was, or None."""
+
+    def delete_ended(
+        self, cur: Cursor, task_filter: TaskFilter, ended_before: float | None, limit: int
+    ) -> builtins.list[str]: ...
+
+    def expire(self, cur: Cursor, now: float, retention: float, limit: int) -> builtins.list[str]: ...
+
+    # ------------------------------------------------------------------ reads
+
+    def list(
+        self, cur: Cursor, task_filter: TaskFilter, before_order: int | None, limit: int
+    ) -> builtins.list[Task]: ...
+
+    def changed_since(
+        self, cur: Cursor, known: Mapping[str, int]
+    ) -> builtins.list[tuple[Task, builtins.list[tuple[int, str]]]]: ...
+
+    def count_pending(self, cur: Cursor) -> tuple[int, int]:
+        """The queued tasks, and the bytes their args and labels take as stored."""
+
+    # ------------------------------------------------------------------ schedules
+
+    def insert_schedule(self, cur: Cursor, schedule: Schedule) -> bool: ...
+
+    def schedules(self, cur: Cursor, schedule_id: str | None, after_id: str, limit: int) -> builtins.list[Schedule]:
+        """One schedule (`schedule_id`), or a page of them in id order after `after_id`."""
+
+    def update_schedule(self, cur: Cursor, schedule: Schedule, expected: Schedule) -> bool: ...
+
+    def delete_schedule(self, cur: Cursor, schedule_id: str) -> Schedule | None: ...
+
+    def due_schedules(self, cur: Cursor, now: float, limit: int) -> builtins.list[Schedule]: ...

@@ -1,0 +1,151 @@
+"""The SQLite dialect of the lifecycle: one file, the database the only truth, as on PostgreSQL.
+
+Beside the embedded default (sqlite.py, which keeps the queue in memory) until it replaces it. Every write goes
+through the group-commit writer's connection (`BEGIN IMMEDIATE`: the file's write lock, so claims need no row
+locks); reads go on a connection per reading thread, which WAL lets read while the writer writes. Hints (work is
+there, a stop was asked) are told to this process's listeners after the commit that sent them.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from taskservice.core.board.answers import DEFAULT_MAX_QUEUE_BYTES
+from taskservice.core.board.sql.lifecycle import SqlBoard
+from taskservice.core.board.sql.writer import GroupWriter, Op
+from taskservice.core.board.sqlite import lock_file
+from taskservice.core.board.sqlite_queries import UNFINISHED, SQLiteQueries
+from taskservice.core.errors import StoreUnavailable
+from taskservice.core.store.base import StoreOpenError
+from taskservice.core.store.sqlite import migrate
+
+BUSY_TIMEOUT_SECONDS = 30
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) and cover a whole batch.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_SECONDS)
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+class SQLiteSession:
+    """The writer's connection: a batch in one `BEGIN IMMEDIATE` transaction; its hints told after the commit."""
+
+    lost_errors: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
+    op_errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+
+    def __init__(self, path: Path, told: Callable[[list[str]], None]) -> None:
+        self._path = path
+        self._told = told
+        self._conn: sqlite3.Connection | None = None
+
+    def transaction(self, ops: list[Op], hints: list[str]) -> list[Any]:
+        if self._conn is None:
+            self._conn = _connect(self._path)
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = conn.cursor()
+            results = [op(cur) for op in ops]
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        if hints:
+            self._told(hints)
+        return results
+
+    def reset(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+
+    def close(self) -> None:
+        self.reset()
+
+
+class SQLiteDriver:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = _connect(path)
+        except sqlite3.Error as exc:
+            raise StoreOpenError(f"cannot open {path}: {exc}") from exc
+        try:
+            migrate(conn, path)
+        except sqlite3.DatabaseError as exc:
+            raise StoreOpenError(f"{path} is not a usable taskservice database: {exc}") from exc
+        finally:
+            conn.close()
+        self.queries = SQLiteQueries()
+        self._listeners: dict[str, list[Callable[[], None]]] = {}
+        self.writer = GroupWriter(SQLiteSession(path, self._tell), name="taskservice-sqlite-writer")
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    def transact(self, op: Op) -> Any:
+        return self.writer.call(op)
+
+    def read(self, op: Op) -> Any:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = _connect(self.path)
+            with self._readers_lock:
+                self._readers.append(conn)
+        try:
+            return op(conn.cursor())
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"the task database {self.path} cannot be read: {exc}") from exc
+
+    def on_hint(self, hint: str, listener: Callable[[], None]) -> None:
+        self._listeners.setdefault(hint, []).append(listener)
+
+    def _tell(self, hints: list[str]) -> None:
+        for hint in hints:
+            for listener in self._listeners.get(hint, []):
+                listener()
+
+    def task_logs(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.writer.close()
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+
+
+class SharedSQLiteBoard(SqlBoard):
+    """The lifecycle in SQL over one SQLite file, which one server (its supervisor) holds: `<db>.lock`, as the
+    embedded board's (sqlite.py). What a previous server left running is its to reap when it opens."""
+
+    def __init__(
+        self, path: str | Path, *, max_queue: int = 100_000, max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
+    ) -> None:
+        self.path = Path(path)
+        self._lock_fd = lock_file(self.path)
+        try:
+            driver = SQLiteDriver(self.path)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+        super().__init__(driver, max_queue=max_queue, max_queue_bytes=max_queue_bytes, exclusive=True)
+        # The leases of whoever held the file before have ended with it: the first reap takes their tasks.
+        driver.transact(lambda cur: cur.execute(f"UPDATE tasks SET lease_until = 0 WHERE {UNFINISHED}"))
+
+    def close(self) -> None:
+        super().close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = -1
