@@ -167,10 +167,16 @@ class ServerProcess:
         """A task's state and attempt as committed to the db (read beside the running server), or None.
 
         GetState shows RUNNING as soon as a worker takes a task, a moment before it is on disk. A test that
-        kills the server and expects what a crash does to a RUNNING task waits for this to say RUNNING first.
+        kills the server and expects what a crash does to a RUNNING task waits for this to say RUNNING first:
+        it does once the handler's start is on disk too (a claimed task whose handler never started is PENDING
+        again after a crash, whatever its type), "CLAIMED" before.
         """
         with contextlib.closing(sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True)) as conn:
-            row = conn.execute("SELECT state, attempt FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+            row = conn.execute(
+                "SELECT CASE WHEN state = 'RUNNING' AND started_at IS NULL THEN 'CLAIMED' ELSE state END, attempt "
+                "FROM tasks WHERE task_id = ?",
+                (task_id,),
+            ).fetchone()
         return (row[0], row[1]) if row else None
 
     def log(self) -> str:

@@ -22,16 +22,17 @@ from taskservice.core.board.sqlite import lock_file
 from taskservice.core.board.sqlite_queries import UNFINISHED, SQLiteQueries
 from taskservice.core.errors import StoreUnavailable
 from taskservice.core.store.base import StoreOpenError
-from taskservice.core.store.sqlite import migrate
+from taskservice.core.store.sqlite import COLUMNS, damage, migrate
 
 BUSY_TIMEOUT_SECONDS = 30
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, *, settings: bool = True) -> sqlite3.Connection:
     # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) and cover a whole batch.
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_SECONDS)
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA foreign_keys=ON")
+    if settings:
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
     return conn
 
 
@@ -77,13 +78,33 @@ class SQLiteDriver:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            conn = _connect(path)
+            conn = _connect(path, settings=False)
         except sqlite3.Error as exc:
             raise StoreOpenError(f"cannot open {path}: {exc}") from exc
         try:
             migrate(conn, path)
         except sqlite3.DatabaseError as exc:
+            conn.close()
             raise StoreOpenError(f"{path} is not a usable taskservice database: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        try:
+            # What is unfinished is read whole (as a recovery would): damage where the queue lives is found now,
+            # not by the first claim.
+            conn.execute(f"SELECT {COLUMNS} FROM tasks WHERE state IN ('PENDING', 'RUNNING', 'STOPPING')").fetchall()
+            # A file the server cannot write is refused now, not at the first Submit; after the reads above, so
+            # that a damaged file is found before anything is written to it. The leases of whoever held the file
+            # before ended with it: the first reap takes their tasks.
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(f"UPDATE tasks SET lease_until = 0 WHERE {UNFINISHED}")
+            conn.execute("PRAGMA user_version = " + str(conn.execute("PRAGMA user_version").fetchone()[0]))
+            conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise StoreOpenError(
+                f"{path} cannot be used ({exc}); restore it from a backup, make it writable, or point --db at "
+                "another file"
+            ) from exc
         finally:
             conn.close()
         self.queries = SQLiteQueries()
@@ -104,7 +125,10 @@ class SQLiteDriver:
                 self._readers.append(conn)
         try:
             return op(conn.cursor())
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:
+            damaged = damage(exc, self.path)
+            if damaged is not None:
+                raise damaged from exc
             raise StoreUnavailable(f"the task database {self.path} cannot be read: {exc}") from exc
 
     def on_hint(self, hint: str, listener: Callable[[], None]) -> None:
@@ -141,8 +165,6 @@ class SharedSQLiteBoard(SqlBoard):
             os.close(self._lock_fd)
             raise
         super().__init__(driver, max_queue=max_queue, max_queue_bytes=max_queue_bytes, exclusive=True)
-        # The leases of whoever held the file before have ended with it: the first reap takes their tasks.
-        driver.transact(lambda cur: cur.execute(f"UPDATE tasks SET lease_until = 0 WHERE {UNFINISHED}"))
 
     def close(self) -> None:
         super().close()

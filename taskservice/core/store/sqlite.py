@@ -312,6 +312,16 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
             raise
 
 
+def damage(exc: sqlite3.DatabaseError, path: Path) -> StoreDamaged | None:
+    """StoreDamaged when a read failed with `exc` because the file's pages are not what SQLite wrote."""
+    if getattr(exc, "sqlite_errorcode", None) not in _DAMAGED:
+        return None
+    return StoreDamaged(
+        f"the task database {path} is damaged ({exc}); stop the server and restore the file from a backup, or "
+        "recover what is readable with `sqlite3 FILE .recover`"
+    )
+
+
 class SQLiteStore(TaskStore):
     """Tasks in one SQLite file. One connection writes (the manager's writer thread), one reads."""
 
@@ -396,12 +406,10 @@ class SQLiteStore(TaskStore):
             try:
                 return self._reader.execute(sql, params).fetchall()
             except sqlite3.DatabaseError as exc:
-                if getattr(exc, "sqlite_errorcode", None) in _DAMAGED:
-                    raise StoreDamaged(
-                        f"the task database {self.path} is damaged ({exc}); stop the server and restore the file "
-                        "from a backup, or recover what is readable with `sqlite3 FILE .recover`"
-                    ) from exc
-                raise
+                damaged = damage(exc, self.path)
+                if damaged is None:
+                    raise
+                raise damaged from exc
 
     def get(self, task_id: str) -> Task | None:
         rows = self._query(f"SELECT {COLUMNS} FROM tasks WHERE task_id = ?", (task_id,))
