@@ -210,6 +210,35 @@ def single_task_scenarios(table: Table, tmp: Path, echo_rate: float) -> None:
             polled = ours["tasks_per_s"]
 
 
+PROCS_ROUNDS = 3
+PROCS_CONNECTIONS = 4
+
+
+def procs_scenarios(table: Table, tmp: Path) -> None:
+    """The default type (sleep 0), 5,000 single Submits over 4 connections (a server of several processes spreads
+    connections, not calls), waited by poll: the embedded default (the queue in memory, one process), the SQL
+    lifecycle on one process, and --procs 2; the median of 3 rounds, in turn."""
+    variants = {
+        "memory": ["--sqlite-lifecycle", "memory"],
+        "sql": ["--sqlite-lifecycle", "sql"],
+        "procs2": ["--procs", "2"],
+    }
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for number in range(PROCS_ROUNDS):
+        for name, args in variants.items():
+            with serve(tmp / f"procs-{name}-{number}.db", workers=4, extra_args=args) as server:
+                server.start(timeout=60)
+                ours = load("single_tasks", address=server.address, count=NOOP_TASKS, concurrency=SUBMIT_CONCURRENCY,
+                            timeout=300, task_type="sleep", args={"seconds": 0}, wait="poll",
+                            connections=PROCS_CONNECTIONS)  # fmt: skip
+            rates[name].append(ours["tasks_per_s"])
+    memory, sql, procs2 = (statistics.median(rates[name]) for name in variants)
+    table.row(f"{NOOP_TASKS} sleep(0) tasks, {PROCS_CONNECTIONS} connections, by poll: SQLite in SQL, 1 process",
+              "tasks/s", sql, memory, "higher", "", "baseline: the queue in memory (default), 1 process")  # fmt: skip
+    table.row(f"{NOOP_TASKS} sleep(0) tasks, {PROCS_CONNECTIONS} connections, by poll: --procs 2", "tasks/s",
+              procs2, memory, "higher", ">= 1.6", "baseline: the default server, 1 process")  # fmt: skip
+
+
 def getstate_scenarios(table: Table, tmp: Path) -> None:
     """GetState latency with a million finished tasks stored, beside the same with a thousand.
 
@@ -436,6 +465,7 @@ GROUPS = {
     "dashboard": dashboard,
     "isolation": isolation,
     "postgres": postgres,
+    "procs": procs_scenarios,
 }
 
 

@@ -32,8 +32,11 @@ TERMINAL = {
 }
 
 
-def _channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, options=server_options(Settings()))
+def _channel(address: str, *, own_connection: bool = False) -> grpc.aio.Channel:
+    """A channel; `own_connection`: one TCP connection of its own (channels to one address share one otherwise),
+    as separate clients have: a server of several processes (--procs) spreads connections, not calls."""
+    options = [*server_options(Settings()), *([("grpc.use_local_subchannel_pool", 1)] if own_connection else [])]
+    return grpc.aio.insecure_channel(address, options=options)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -195,8 +198,10 @@ async def single_tasks(
     task_type: str = "noop",
     args: dict[str, Any] | None = None,
     wait: str = "poll",
+    connections: int = 1,
 ) -> dict[str, Any]:
-    """`count` single Submits, `concurrency` in flight; tasks/s until all are finished.
+    """`count` single Submits, `concurrency` in flight over `connections` connections per address; tasks/s until
+    all are finished.
 
     wait="poll": completion seen through ListTasks once all are submitted; wait="watch": each Submit is followed
     by one WatchProgress of its task to the end (what a client that wants each result does); wait="watch_tasks":
@@ -205,7 +210,7 @@ async def single_tasks(
     request = pb.SubmitRequest(task_type=task_type)
     request.args.update(args or {})
     addresses = address if isinstance(address, list) else [address]
-    channels = [_channel(a) for a in addresses]
+    channels = [_channel(a, own_connection=connections > 1) for _ in range(connections) for a in addresses]
     try:
         stubs = [pb_grpc.TaskServiceStub(c) for c in channels]
         stub = stubs[0]

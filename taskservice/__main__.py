@@ -18,6 +18,10 @@ def main(argv: list[str] | None = None) -> int:
 
     config = settings.parse(args[1:])
     configure_logging(config.log_level, config.log_format)
+    if config.procs != 1 and not config.supervised:
+        from taskservice.server.supervisor import Supervisor
+
+        return Supervisor(config, args[1:]).run()
     return asyncio.run(app.serve(config))
 
 

@@ -78,7 +78,12 @@ def _shutting_down() -> ShuttingDown:
 
 def node_name() -> str:
     """This server's name on the board: host, process, and a random part (a restarted process is another node)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    return f"{node_prefix(os.getpid())}{secrets.token_hex(3)}"
+
+
+def node_prefix(pid: int) -> str:
+    """How the names of the nodes process `pid` of this host runs begin."""
+    return f"{socket.gethostname()}:{pid}:"
 
 
 class WorkerManager:

@@ -27,6 +27,7 @@ from taskservice.core.registry import TaskRegistry, default_registry
 from taskservice.core.store import StoreOpenError
 from taskservice.server import runtime
 from taskservice.server.auth import BearerTokenInterceptor, TokenFile, TokenFileError
+from taskservice.server.engine_process import die_with_supervisor, siblings_of
 from taskservice.server.http import build_app, host_rule, start_http
 from taskservice.server.http.connections import raise_descriptor_limit
 from taskservice.server.metrics import Metrics
@@ -131,7 +132,10 @@ async def build_server(
 
     Interceptors run in order, the first outermost.
     """
-    server = grpc.aio.server(options=server_options(settings), interceptors=list(interceptors))
+    options = server_options(settings)
+    if settings.supervised:  # every engine process of this server listens on the same port
+        options.append(("grpc.so_reuseport", 1))
+    server = grpc.aio.server(options=options, interceptors=list(interceptors))
     reads = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="taskservice-read")
     servicer = TaskServiceServicer(manager, LoopWaker(asyncio.get_running_loop()), manager.logs, reads)
     server.add_generic_rpc_handlers((task_service_handler(servicer),))
@@ -183,7 +187,7 @@ def load_task_modules(modules: tuple[str, ...], registry: TaskRegistry = default
     return registry
 
 
-def _write_port_file(path: str, port: int) -> None:
+def write_port_file(path: str, port: int) -> None:
     # Written then renamed, so a reader never sees half a number.
     target = Path(path)
     temporary = target.with_name(target.name + ".tmp")
@@ -193,6 +197,8 @@ def _write_port_file(path: str, port: int) -> None:
 
 async def serve(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT, then drain. A second signal exits at once."""
+    if settings.supervised:
+        die_with_supervisor()
     raise_descriptor_limit()  # clients, tasks' files and the database share them: as many as the system allows
     try:
         registry = load_task_modules(settings.tasks)
@@ -220,6 +226,7 @@ async def serve(settings: Settings) -> int:
                     open_board(
                         settings.db,
                         sqlite_lifecycle=settings.sqlite_lifecycle,
+                        siblings=siblings_of(settings),
                         max_queue=settings.max_queue,
                         max_queue_bytes=settings.max_queue_bytes,
                         pool_size=settings.workers + READ_THREADS + 4,
@@ -305,6 +312,8 @@ async def _serve_on(
             await running.shutdown(0)
             return EXIT_CANNOT_LISTEN
         log.info("metrics on http://%s:%d/metrics", settings.metrics_listen.rsplit(":", 1)[0], metrics_port)
+        if settings.metrics_port_file:
+            write_port_file(settings.metrics_port_file, metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -354,9 +363,9 @@ async def _serve_on(
                  http.port)  # fmt: skip
     runtime.settle_after_start()
     if settings.http_port_file and http is not None:  # first: whoever reads the gRPC port finds this one there
-        _write_port_file(settings.http_port_file, http.port)
+        write_port_file(settings.http_port_file, http.port)
     if settings.port_file:
-        _write_port_file(settings.port_file, running.port)
+        write_port_file(settings.port_file, running.port)
     await stop.wait()
     await running.shutdown(settings.drain, before_stop=http.close if http is not None else None)
     if metrics is not None:

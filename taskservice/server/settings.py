@@ -39,6 +39,11 @@ class Settings:
     # How an SQLite --db decides: "memory" keeps the queue in this process, "sql" runs the lifecycle in SQL as on
     # PostgreSQL (the file the only truth). Until "sql" replaces it.
     sqlite_lifecycle: str = "memory"
+    # Engine processes, each a whole server on the same ports (SO_REUSEPORT) under one supervisor; 0: one per core.
+    procs: int = 1
+    # Set by a supervisor for the processes it runs: "slot/count/folder of the sibling sockets".
+    supervised: str = ""
+    metrics_port_file: str = ""
     workers: int = 4
     max_queue: int = 100_000
     # Bytes the queued tasks' args and labels may take in all (the embedded board holds the queue in memory).
@@ -131,6 +136,14 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
         default=_env(env, "sqlite_lifecycle", d.sqlite_lifecycle),
         help="with an SQLite --db: keep the queue in memory (memory), or decide in SQL, the file the only truth (sql)",
     )
+    p.add_argument(
+        "--procs",
+        type=int,
+        default=int(_env(env, "procs", str(d.procs))),
+        help="engine processes, each serving the same ports, sharing the database (0: one per core); more than 1 "
+        "with an SQLite --db decides in SQL (--sqlite-lifecycle sql)",
+    )
+    p.add_argument("--supervised", default="", help=argparse.SUPPRESS)
     p.add_argument("--workers", type=int, default=int(_env(env, "workers", str(d.workers))), help="worker threads")
     p.add_argument(
         "--max-queue",
@@ -201,6 +214,11 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--metrics-listen", default=_env(env, "metrics_listen", ""), help="host:port serving Prometheus /metrics"
+    )
+    p.add_argument(
+        "--metrics-port-file",
+        default=_env(env, "metrics_port_file", ""),
+        help="write the bound metrics port here once serving",
     )
     p.add_argument(
         "--http-listen",
@@ -292,6 +310,8 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
         p.error("--renew must be more than 0 and less than --lease (a lease must be renewed before it expires)")
     if ns.http_max_connections < 1:
         p.error("--http-max-connections must be at least 1")
+    if ns.procs < 0:
+        p.error("--procs must be 0 (one per core) or more")
     if ns.poll <= 0:
         p.error("--poll must be more than 0")
     if _looks_like_conninfo(ns.db):
@@ -300,6 +320,9 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
         listen=ns.listen,
         db=ns.db,
         sqlite_lifecycle=ns.sqlite_lifecycle,
+        procs=ns.procs,
+        supervised=ns.supervised,
+        metrics_port_file=ns.metrics_port_file,
         workers=ns.workers,
         max_queue=ns.max_queue,
         max_queue_bytes=ns.max_queue_bytes,

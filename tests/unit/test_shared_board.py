@@ -1,26 +1,45 @@
 """Two engines (two servers) on one board they share: a Stop sent to one reaches the task the other runs, and a
-server that lost its lease stops its handler and writes nothing (the board is an in-memory twin of a shared one)."""
+server that lost its lease stops its handler and writes nothing. The board is an in-memory twin of a shared one,
+or one SQLite file that two engine processes of one server share (each its own board over it, hints between them
+through their sibling sockets), as `--procs` runs them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from taskservice.core.board import MemoryBoard
+from taskservice.core.board import Board, MemoryBoard
+from taskservice.core.board.siblings import Siblings
+from taskservice.core.board.sqlite_shared import SharedSQLiteBoard
 from taskservice.core.manager import WorkerManager
 from taskservice.core.models import TaskState
 from tests.support.task_types import Gates
 from tests.support.waiting import wait_until
 from tests.unit.conftest import MakeManager
 
+BoardOf = Callable[[int], Board]
 
-@pytest.fixture
-def board() -> Iterator[MemoryBoard]:
-    """Requested before make_manager, so that it closes after the servers do."""
-    shared = MemoryBoard(exclusive=False)
-    yield shared
-    shared.close()
+
+@pytest.fixture(params=["memory-twin", "sqlite-processes"])
+def board_of(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BoardOf]:
+    """The board engine number i uses. Requested before make_manager, so that the boards close after the servers."""
+    opened: dict[int, Board] = {}
+    twin = MemoryBoard(exclusive=False) if request.param == "memory-twin" else None
+
+    def of(i: int) -> Board:
+        if twin is not None:
+            return twin
+        if i not in opened:
+            opened[i] = SharedSQLiteBoard(tmp_path / "t.db", lock=False, siblings=Siblings(tmp_path, i, 2))
+        return opened[i]
+
+    yield of
+    for board in opened.values():
+        board.close()
+    if twin is not None:
+        twin.close()
 
 
 def owner_of(task_id: str, *managers: WorkerManager) -> WorkerManager:
@@ -34,9 +53,12 @@ def owner_of(task_id: str, *managers: WorkerManager) -> WorkerManager:
 
 
 def test_a_stop_sent_to_one_server_reaches_the_task_another_runs(
-    board: MemoryBoard, make_manager: MakeManager, gates: Gates
+    board_of: BoardOf, make_manager: MakeManager, gates: Gates
 ) -> None:
-    first, second = make_manager(board, workers=1), make_manager(board, workers=1)
+    board = board_of(0)
+    # No poll in the test's time: only the hint (a listener here, a sibling's socket there) brings the stop.
+    first = make_manager(board, workers=1, poll_seconds=3600)
+    second = make_manager(board_of(1), workers=1, poll_seconds=3600)
     task_id = first.submit("gate", {"name": "held"}).task.task_id
     owner = owner_of(task_id, first, second)
     other = second if owner is first else first
@@ -48,8 +70,9 @@ def test_a_stop_sent_to_one_server_reaches_the_task_another_runs(
 
 
 def test_a_server_that_lost_its_lease_stops_the_handler_and_its_late_end_changes_nothing(
-    board: MemoryBoard, make_manager: MakeManager, gates: Gates
+    board_of: BoardOf, make_manager: MakeManager, gates: Gates
 ) -> None:
+    board = board_of(0)
     manager = make_manager(board, workers=1, renew_seconds=0.05)
     task_id = manager.submit("gate", {"name": "slow"}).task.task_id
     owner_of(task_id, manager)

@@ -13,6 +13,7 @@ from taskservice.core.board.base import (
 )
 from taskservice.core.board.local import LocalBoard
 from taskservice.core.board.memory import MemoryBoard
+from taskservice.core.board.siblings import Siblings
 from taskservice.core.board.sqlite import SQLiteBoard, StoreInUse
 from taskservice.core.store.base import StoreOpenError
 
@@ -25,12 +26,14 @@ def open_board(
     db: str,
     *,
     sqlite_lifecycle: str = "memory",
+    siblings: Siblings | None = None,
     max_queue: int = 100_000,
     max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
     pool_size: int = 16,
 ) -> Board:
     """The board `--db` names: a postgresql:// URL is a database that several servers share; a file path (or
-    nothing) is the embedded SQLite file of one server, whose lifecycle runs in memory or in SQL."""
+    nothing) is the embedded SQLite file of one server, whose lifecycle runs in memory or in SQL: always in SQL
+    for one of the engine processes of a server (`siblings`: see siblings.py)."""
     if is_database_url(db):
         try:
             from taskservice.core.board.postgres import PostgresBoard
@@ -39,10 +42,12 @@ def open_board(
                 f"--db {db.split('://')[0]}://... needs PostgreSQL support: pip install 'taskservice[postgres]' ({exc})"
             ) from None
         return PostgresBoard(db, max_queue=max_queue, max_queue_bytes=max_queue_bytes, pool_size=pool_size)
-    if sqlite_lifecycle == "sql":
+    if sqlite_lifecycle == "sql" or siblings is not None:
         from taskservice.core.board.sqlite_shared import SharedSQLiteBoard
 
-        return SharedSQLiteBoard(db, max_queue=max_queue, max_queue_bytes=max_queue_bytes)
+        return SharedSQLiteBoard(
+            db, max_queue=max_queue, max_queue_bytes=max_queue_bytes, lock=siblings is None, siblings=siblings
+        )
     return SQLiteBoard(db, max_queue=max_queue, max_queue_bytes=max_queue_bytes)
 
 

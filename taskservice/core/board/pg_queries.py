@@ -284,6 +284,14 @@ class PgQueries:
         )
         return [(task_from_row(row), TaskState(row[-1])) for row in cur.fetchall()]
 
+    def end_leases(self, cur: Cursor, owner_prefix: str) -> int:
+        cur.execute(
+            f"""UPDATE {TASKS} SET lease_until = 0
+                WHERE state IN ('RUNNING', 'STOPPING') AND left(owner, length(%s)) = %s""",
+            (owner_prefix, owner_prefix),
+        )
+        return int(cur.rowcount)
+
     def retryable_after(self, cur: Cursor, task_id: str) -> list[str] | None:
         cur.execute(
             f"SELECT after_ids::text FROM {TASKS} WHERE task_id = %s AND state = ANY(%s) FOR UPDATE",

@@ -294,6 +294,13 @@ class SQLiteQueries:
         )  # fmt: skip
         return [(task, TaskState(before[task.submit_order])) for task in map(task_from_row, cur.fetchall())]
 
+    def end_leases(self, cur: Cursor, owner_prefix: str) -> int:
+        cur.execute(
+            f"UPDATE tasks SET lease_until = 0 WHERE {UNFINISHED} AND substr(owner, 1, length(?)) = ?",
+            (owner_prefix, owner_prefix),
+        )
+        return int(cur.rowcount)
+
     def retryable_after(self, cur: Cursor, task_id: str) -> list[str] | None:
         cur.execute(
             f"SELECT after_ids FROM tasks WHERE task_id = ? AND state IN {_in(RETRYABLE)}", (task_id, *RETRYABLE)

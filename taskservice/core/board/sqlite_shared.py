@@ -8,14 +8,16 @@ there, a stop was asked) are told to this process's listeners after the commit t
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from taskservice.core.board.answers import DEFAULT_MAX_QUEUE_BYTES
+from taskservice.core.board.siblings import Siblings
 from taskservice.core.board.sql.lifecycle import SqlBoard
 from taskservice.core.board.sql.writer import GroupWriter, Op
 from taskservice.core.board.sqlite import lock_file
@@ -42,24 +44,33 @@ class SQLiteSession:
     lost_errors: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
     op_errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
 
-    def __init__(self, path: Path, told: Callable[[list[str]], None]) -> None:
+    def __init__(self, path: Path, told: Callable[[list[str]], None], *, shared: bool) -> None:
         self._path = path
         self._told = told
         self._conn: sqlite3.Connection | None = None
+        # Between the engine processes of one server, writers take turns on a lock file first: the kernel hands it
+        # to the next waiter at once, where SQLite's own busy wait sleeps 1, 2, 5... ms between looks.
+        self._turns = os.open(f"{path}.writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644) if shared else -1
 
     def transaction(self, ops: list[Op], hints: list[str]) -> list[Any]:
         if self._conn is None:
             self._conn = _connect(self._path)
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
+        if self._turns >= 0:
+            fcntl.flock(self._turns, fcntl.LOCK_EX)
         try:
-            cur = conn.cursor()
-            results = [op(cur) for op in ops]
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.cursor()
+                results = [op(cur) for op in ops]
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        finally:
+            if self._turns >= 0:
+                fcntl.flock(self._turns, fcntl.LOCK_UN)
         if hints:
             self._told(hints)
         return results
@@ -71,10 +82,13 @@ class SQLiteSession:
 
     def close(self) -> None:
         self.reset()
+        if self._turns >= 0:
+            os.close(self._turns)
+            self._turns = -1
 
 
 class SQLiteDriver:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, siblings: Siblings | None = None, expire_leases: bool = True) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -95,9 +109,11 @@ class SQLiteDriver:
             conn.execute(f"SELECT {COLUMNS} FROM tasks WHERE state IN ('PENDING', 'RUNNING', 'STOPPING')").fetchall()
             # A file the server cannot write is refused now, not at the first Submit; after the reads above, so
             # that a damaged file is found before anything is written to it. The leases of whoever held the file
-            # before ended with it: the first reap takes their tasks.
+            # before ended with it (unless this is one of several processes of one server): the first reap takes
+            # their tasks.
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute(f"UPDATE tasks SET lease_until = 0 WHERE {UNFINISHED}")
+            if expire_leases:
+                conn.execute(f"UPDATE tasks SET lease_until = 0 WHERE {UNFINISHED}")
             conn.execute("PRAGMA user_version = " + str(conn.execute("PRAGMA user_version").fetchone()[0]))
             conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
@@ -109,7 +125,12 @@ class SQLiteDriver:
             conn.close()
         self.queries = SQLiteQueries()
         self._listeners: dict[str, list[Callable[[], None]]] = {}
-        self.writer = GroupWriter(SQLiteSession(path, self._tell), name="taskservice-sqlite-writer")
+        self._siblings = siblings
+        if siblings is not None:
+            siblings.start(self._tell_here)
+        self.writer = GroupWriter(
+            SQLiteSession(path, self._tell, shared=siblings is not None), name="taskservice-sqlite-writer"
+        )
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -135,6 +156,12 @@ class SQLiteDriver:
         self._listeners.setdefault(hint, []).append(listener)
 
     def _tell(self, hints: list[str]) -> None:
+        """A commit here sent `hints`: to this process's listeners and its siblings'."""
+        if self._siblings is not None:
+            self._siblings.send(hints)
+        self._tell_here(hints)
+
+    def _tell_here(self, hints: Iterable[str]) -> None:
         for hint in hints:
             for listener in self._listeners.get(hint, []):
                 listener()
@@ -144,6 +171,8 @@ class SQLiteDriver:
 
     def close(self) -> None:
         self.writer.close()
+        if self._siblings is not None:
+            self._siblings.close()
         with self._readers_lock:
             for conn in self._readers:
                 conn.close()
@@ -151,20 +180,31 @@ class SQLiteDriver:
 
 
 class SharedSQLiteBoard(SqlBoard):
-    """The lifecycle in SQL over one SQLite file, which one server (its supervisor) holds: `<db>.lock`, as the
-    embedded board's (sqlite.py). What a previous server left running is its to reap when it opens."""
+    """The lifecycle in SQL over one SQLite file, which one server holds: `<db>.lock`, as the embedded board's
+    (sqlite.py). What a previous server left running is its to reap when it opens.
+
+    With `siblings`, this is one of the engine processes of one server (`--procs`): their supervisor holds the
+    lock and reaped at start; they share the file as nodes share PostgreSQL (leases, fenced writes), and tell each
+    other of work and stops through `siblings`."""
 
     def __init__(
-        self, path: str | Path, *, max_queue: int = 100_000, max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
+        self,
+        path: str | Path,
+        *,
+        max_queue: int = 100_000,
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+        lock: bool = True,
+        siblings: Siblings | None = None,
     ) -> None:
         self.path = Path(path)
-        self._lock_fd = lock_file(self.path)
+        self._lock_fd = lock_file(self.path) if lock else -1
         try:
-            driver = SQLiteDriver(self.path)
+            driver = SQLiteDriver(self.path, siblings=siblings, expire_leases=siblings is None)
         except BaseException:
-            os.close(self._lock_fd)
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
             raise
-        super().__init__(driver, max_queue=max_queue, max_queue_bytes=max_queue_bytes, exclusive=True)
+        super().__init__(driver, max_queue=max_queue, max_queue_bytes=max_queue_bytes, exclusive=siblings is None)
 
     def close(self) -> None:
         super().close()

@@ -112,7 +112,9 @@ async def start_http(app: web.Application, settings: Settings, *, header_seconds
     await runner.setup()
     assert runner.server is not None
     cap_connections(runner.server, connection_cap(settings.http_max_connections))
-    site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port), ssl_context=context)
+    # Every engine process of a server (--procs) listens on the same port.
+    site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port), ssl_context=context,
+                       reuse_port=bool(settings.supervised))  # fmt: skip
     try:
         await site.start()
     except OSError:

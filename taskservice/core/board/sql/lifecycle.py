@@ -364,6 +364,12 @@ class SqlBoard(OneWriter, Board):
             self._writer.submit(_nothing, _best_effort, notify="work")
         return changed
 
+    def end_leases(self, owner_prefix: str) -> int:
+        """The leases of a process that is gone (its node names start with `owner_prefix`) ended now, so that the
+        next reap takes its tasks rather than waiting a lease for them. How many."""
+        ended: int = self._write(lambda cur: self._q.end_leases(cur, owner_prefix))
+        return ended
+
     # ------------------------------------------------------------------ reads
 
     def get(self, task_id: str) -> Task | None:

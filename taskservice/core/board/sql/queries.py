@@ -82,6 +82,10 @@ class Queries(Protocol):
     def reap(self, cur: Cursor, now: float, rerunnable: Collection[str]) -> builtins.list[tuple[Task, TaskState]]:
         """Expired leases -> LOST, or PENDING (types safe to re-run, and handlers that never started)."""
 
+    def end_leases(self, cur: Cursor, owner_prefix: str) -> int:
+        """The leases of the owners whose names start with `owner_prefix` ended now (their process is gone): the
+        next reap takes their tasks. How many."""
+
     def retryable_after(self, cur: Cursor, task_id: str) -> builtins.list[str] | None:
         """The dependencies of a task ended in a retryable state, its row locked; None when it is not one."""
 
