@@ -7,7 +7,7 @@ from pathlib import Path
 
 from taskservice.core.models import Task, TaskState
 from taskservice.core.store import SQLiteStore
-from taskservice.core.store.sqlite import _COLUMNS, _insert_row
+from taskservice.core.store.sqlite import COLUMNS, _insert_row
 
 CHUNK = 50_000
 
@@ -41,7 +41,7 @@ def fill(path: Path, count: int, state: TaskState) -> list[str]:
             )
             rows.append(_insert_row(task))
         conn.execute("BEGIN")
-        conn.executemany(f"INSERT INTO tasks ({_COLUMNS}) VALUES ({', '.join('?' * len(rows[0]))})", rows)
+        conn.executemany(f"INSERT INTO tasks ({COLUMNS}) VALUES ({', '.join('?' * len(rows[0]))})", rows)
         conn.execute("COMMIT")
     conn.close()
     return ids
