@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from taskservice.core.board.base import REAP_SEQUENCE_GAP, Claim, NewTask
@@ -57,6 +57,25 @@ def filter_sql(task_filter: TaskFilter) -> tuple[list[str], list[Any]]:
     return where, params
 
 
+# A statement binds the rows of many writes at once, in a few sizes the statement cache keeps: each statement is a
+# trip out of the GIL and back, which a busy event loop makes slow (see store/sqlite.py).
+_ROWS_PER_STATEMENT = (64, 16, 4, 1)
+_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, 0, 1, ?, json_array(json_array(1, ?)), ?, ?, ?, ?, ?, ?, ?)"
+
+
+def _chunks(rows: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    """`rows` in runs of the sizes of _ROWS_PER_STATEMENT, largest first."""
+    start = 0
+    for size in _ROWS_PER_STATEMENT:
+        while len(rows) - start >= size:
+            yield rows[start : start + size]
+            start += size
+
+
+def _values(row: str, count: int) -> str:
+    return ", ".join([row] * count)
+
+
 def _task(cur: Cursor) -> Task | None:
     row = cur.fetchone()
     return None if row is None else task_from_row(row)
@@ -68,31 +87,30 @@ class SQLiteQueries:
     def insert(
         self, cur: Cursor, tasks: Sequence[NewTask], births: Mapping[str, Birth], waiting: Mapping[str, int], now: float
     ) -> dict[str, Task]:
-        created: dict[str, Task] = {}
+        rows = []
         for t in tasks:
             state, error_type, error_message = births[t.task_id]
+            rows.append((
+                t.task_id, t.task_type, dumps(t.args), state, t.priority, dumps(t.labels), t.time_limit, now,
+                t.request_digest, state, t.run_after, t.retention, dumps(list(t.after)) if t.after else None,
+                waiting.get(t.task_id, 0), None if state == "PENDING" else now, error_type, error_message,
+            ))  # fmt: skip
+        created: dict[str, Task] = {}
+        for chunk in _chunks(rows):
+            # Of a repeated id in one statement, the first row is inserted and the next ones conflict with it.
             cur.execute(
                 f"""INSERT INTO tasks (task_id, task_type, args, state, priority, labels, time_limit, submitted_at,
                         attempt, sequence, request_digest, transitions, run_after, retention, after_ids, waiting,
                         ended_at, error_type, error_message)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 1, ?, json_array(json_array(1, ?)), ?, ?, ?, ?, ?, ?, ?)
+                    VALUES {_values(_INSERT_ROW, len(chunk))}
                     ON CONFLICT (task_id) DO NOTHING
                     RETURNING {COLUMNS}""",
-                (
-                    t.task_id, t.task_type, dumps(t.args), state, t.priority, dumps(t.labels), t.time_limit, now,
-                    t.request_digest, state, t.run_after, t.retention, dumps(list(t.after)) if t.after else None,
-                    waiting.get(t.task_id, 0), None if state == "PENDING" else now, error_type, error_message,
-                ),
-            )  # fmt: skip
-            task = _task(cur)
-            if task is None:
-                continue
-            created[task.task_id] = task
-            if t.labels:
-                cur.executemany(
-                    "INSERT INTO task_labels (seq, key, value) VALUES (?, ?, ?)",
-                    [(task.submit_order, key, value) for key, value in t.labels.items()],
-                )
+                [value for row in chunk for value in row],
+            )
+            created.update((row[1], task_from_row(row)) for row in cur.fetchall())
+        labels = [(task.submit_order, key, value) for task in created.values() for key, value in task.labels.items()]
+        if labels:
+            cur.executemany("INSERT INTO task_labels (seq, key, value) VALUES (?, ?, ?)", labels)
         return created
 
     def tasks(self, cur: Cursor, task_ids: Collection[str], *, lock: bool = False) -> dict[str, Task]:
@@ -109,15 +127,17 @@ class SQLiteQueries:
         cur.executemany("INSERT OR IGNORE INTO waits (task_id, dep_id) VALUES (?, ?)", waits)
 
     def release(self, cur: Cursor, succeeded: Sequence[str]) -> bool:
+        met: list[str] = []
+        for chunk in _chunks(list(succeeded)):
+            cur.execute(f"DELETE FROM waits WHERE dep_id IN {_in(chunk)} RETURNING task_id", chunk)
+            met.extend(task_id for (task_id,) in cur.fetchall())
         released = False
-        for dep in succeeded:
-            cur.execute("DELETE FROM waits WHERE dep_id = ? RETURNING task_id", (dep,))
-            for (task_id,) in cur.fetchall():
-                cur.execute(
-                    "UPDATE tasks SET waiting = max(waiting - 1, 0) WHERE task_id = ? RETURNING waiting", (task_id,)
-                )
-                row = cur.fetchone()
-                released |= row is not None and row[0] == 0
+        for task_id in met:  # a dependent per dependency met: rare beside the ends that release nobody
+            cur.execute(
+                "UPDATE tasks SET waiting = max(waiting - 1, 0) WHERE task_id = ? RETURNING waiting", (task_id,)
+            )
+            row = cur.fetchone()
+            released |= row is not None and row[0] == 0
         return released
 
     def take_waits(self, cur: Cursor, failed: Sequence[str]) -> list[tuple[str, str]]:
@@ -194,22 +214,23 @@ class SQLiteQueries:
 
     def finish(self, cur: Cursor, ends: Sequence[tuple[Claim, Task]]) -> set[str]:
         written: set[str] = set()
-        for claim, final in ends:
-            task_id, attempt, node, state, result, etype, emsg, etb, ended, pp, pm, pc, pt, pu, seq, started = end_row(
-                claim, final
-            )
+        for chunk in _chunks([end_row(claim, final) for claim, final in ends]):
+            # v.column1..16: id, attempt, node, state, result, error type, message, traceback, ended, the five
+            # progress values, sequence, started (end_row's order).
             cur.execute(
-                f"""UPDATE tasks SET state = ?, result = ?, error_type = ?, error_message = ?, error_traceback = ?,
-                        ended_at = ?, started_at = ?, progress_percent = ?, progress_message = ?,
-                        progress_current = ?, progress_total = ?, progress_updated_at = ?, sequence = ?,
-                        owner = NULL, lease_until = NULL, stop_reason = NULL,
-                        transitions = {transition_sql("?", "?")}
-                    WHERE task_id = ? AND owner = ? AND attempt = ? AND {UNFINISHED}""",
-                (state, result, etype, emsg, etb, ended, started, pp, pm, pc, pt, pu, seq, seq, state, task_id, node,
-                 attempt),
-            )  # fmt: skip
-            if cur.rowcount == 1:
-                written.add(task_id)
+                f"""UPDATE tasks SET state = v.column4, result = v.column5, error_type = v.column6,
+                        error_message = v.column7, error_traceback = v.column8, ended_at = v.column9,
+                        progress_percent = v.column10, progress_message = v.column11, progress_current = v.column12,
+                        progress_total = v.column13, progress_updated_at = v.column14, sequence = v.column15,
+                        started_at = v.column16, owner = NULL, lease_until = NULL, stop_reason = NULL,
+                        transitions = {transition_sql("v.column15", "v.column4")}
+                    FROM (VALUES {_values("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", len(chunk))}) AS v
+                    WHERE tasks.task_id = v.column1 AND tasks.attempt = v.column2 AND tasks.owner = v.column3
+                        AND tasks.{UNFINISHED}
+                    RETURNING tasks.task_id""",
+                [value for row in chunk for value in row],
+            )
+            written.update(task_id for (task_id,) in cur.fetchall())
         return written
 
     def retry_at(self, cur: Cursor, claim: Claim, task: Task, due: float) -> bool:
