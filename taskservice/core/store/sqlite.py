@@ -255,7 +255,7 @@ def _write_rows(
         done += statements * size
 
 
-def _filter_sql(task_filter: TaskFilter) -> tuple[list[str], list[Any]]:
+def filter_sql(task_filter: TaskFilter) -> tuple[list[str], list[Any]]:
     """The WHERE conditions of a ListTasks filter, and their parameters."""
     where: list[str] = []
     params: list[Any] = []
@@ -416,7 +416,7 @@ class SQLiteStore(TaskStore):
         return task_from_row(rows[0]) if rows else None
 
     def list(self, task_filter: TaskFilter, *, before_order: int | None, limit: int) -> list[Task]:
-        where, params = _filter_sql(task_filter)
+        where, params = filter_sql(task_filter)
         if before_order is not None:
             where.append("seq < ?")
             params.append(before_order)
@@ -425,7 +425,7 @@ class SQLiteStore(TaskStore):
         return [task_from_row(row) for row in rows]
 
     def ended_ids(self, task_filter: TaskFilter, ended_before: float | None, limit: int) -> builtins.list[str]:
-        where, params = _filter_sql(task_filter)
+        where, params = filter_sql(task_filter)
         where.append(f"ended_at IS NOT NULL AND state IN ({', '.join('?' * len(ENDED_STATES))})")
         params.extend(state.value for state in ENDED_STATES)
         if ended_before is not None:
