@@ -37,7 +37,7 @@ PRUNE_TO_SHARE = 0.8
 
 
 class Logs(Protocol):
-    """Where task logs live: local files (TaskLogs), or a database every server reads (board/pg_logs.py)."""
+    """Where task logs live: local files (TaskLogs), or a database every server reads (board/postgres/logs.py)."""
 
     def append(self, task_id: str, data: bytes) -> None: ...
     def read(self, task_id: str, offset: int, max_bytes: int = ...) -> LogChunk: ...

@@ -9,7 +9,7 @@ import os
 import signal
 from pathlib import Path
 
-from taskservice.core.board.siblings import Siblings
+from taskservice.core.board.sqlite.siblings import Siblings
 from taskservice.server.settings import Settings
 
 log = logging.getLogger("taskservice")

@@ -70,12 +70,12 @@ class Supervisor:
         db = self.settings.db
         try:
             if is_database_url(db):
-                from taskservice.core.board.postgres import PostgresBoard
+                from taskservice.core.board.postgres.board import PostgresBoard
 
                 self._board = PostgresBoard(db, pool_size=2)
             else:
-                from taskservice.core.board.sqlite import lock_file
-                from taskservice.core.board.sqlite_shared import SharedSQLiteBoard
+                from taskservice.core.board.embedded import lock_file
+                from taskservice.core.board.sqlite.board import SharedSQLiteBoard
 
                 self._lock_fd = lock_file(Path(db))
                 self._board = SharedSQLiteBoard(db, lock=False)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from taskservice.core.board import Board, MemoryBoard, SQLiteBoard
-from taskservice.core.board.sqlite_shared import SharedSQLiteBoard
+from taskservice.core.board.sqlite.board import SharedSQLiteBoard
 from tests.board.contract import *  # noqa: F403 - the contract's tests run here
 from tests.board.contract import new, submit
 from tests.support.postgres import pg_database, pg_dsn
@@ -33,7 +33,7 @@ def make_board(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Facto
         elif request.param == "sqlite-sql":
             board = SharedSQLiteBoard(tmp_path / "t.db", **options)  # type: ignore[arg-type]
         else:
-            from taskservice.core.board.postgres import PostgresBoard
+            from taskservice.core.board.postgres.board import PostgresBoard
 
             board = PostgresBoard(dsn, **options)  # type: ignore[arg-type]
         opened.append(board)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from taskservice.core.board import Board, MemoryBoard
-from taskservice.core.board.siblings import Siblings
-from taskservice.core.board.sqlite_shared import SharedSQLiteBoard
+from taskservice.core.board.sqlite.board import SharedSQLiteBoard
+from taskservice.core.board.sqlite.siblings import Siblings
 from taskservice.core.manager import WorkerManager
 from taskservice.core.models import TaskState
 from tests.support.task_types import Gates

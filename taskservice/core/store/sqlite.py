@@ -103,7 +103,7 @@ MIGRATIONS: dict[int, str] = {
         last_error   TEXT NOT NULL DEFAULT ''
     );
     """,
-    # The lifecycle in SQL (board/sqlite_queries.py), which several engine processes share: who runs a task and
+    # The lifecycle in SQL (board/sqlite/queries.py), which several engine processes share: who runs a task and
     # until when, a stop asked of it, its unmet dependencies (waits, and their count), its last state changes.
     # Claims and reaps read partial indexes over the unfinished tasks only.
     6: """

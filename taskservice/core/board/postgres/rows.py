@@ -1,10 +1,9 @@
-"""Task rows of the PostgreSQL board, both ways; JSON values travel as text, so each side decides its own parsing."""
+"""Task rows of the PostgreSQL dialect, both ways; JSON values travel as text, so each side decides its own
+parsing."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
+from taskservice.core.board.sql.rows import TRANSITIONS_KEPT, dumps
 from taskservice.core.task_rows import task_from_row
 
 __all__ = ["COLUMNS", "TRANSITIONS_KEPT", "T_COLUMNS", "dumps", "task_from_row", "transition_sql"]
@@ -18,12 +17,6 @@ COLUMNS = (
 )
 # The same, of a table aliased `t` (in UPDATE ... FROM ... RETURNING).
 T_COLUMNS = ", ".join(f"t.{column.strip()}" for column in COLUMNS.split(","))
-# How many state changes a row remembers for the watchers of other servers (see transitions in pg_schema.py).
-TRANSITIONS_KEPT = 8
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 def transition_sql(sequence: str, state: str) -> str:

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from taskservice.core.board.answers import DEFAULT_MAX_QUEUE_BYTES
-from taskservice.core.board.siblings import Siblings
+from taskservice.core.board.embedded import lock_file
 from taskservice.core.board.sql.lifecycle import SqlBoard
 from taskservice.core.board.sql.writer import GroupWriter, Op
-from taskservice.core.board.sqlite import lock_file
-from taskservice.core.board.sqlite_queries import UNFINISHED, SQLiteQueries
+from taskservice.core.board.sqlite.queries import UNFINISHED, SQLiteQueries
+from taskservice.core.board.sqlite.siblings import Siblings
 from taskservice.core.errors import StoreUnavailable
 from taskservice.core.store.base import StoreOpenError
 from taskservice.core.store.sqlite import COLUMNS, damage, migrate
@@ -181,7 +181,7 @@ class SQLiteDriver:
 
 class SharedSQLiteBoard(SqlBoard):
     """The lifecycle in SQL over one SQLite file, which one server holds: `<db>.lock`, as the embedded board's
-    (sqlite.py). What a previous server left running is its to reap when it opens.
+    (embedded.py). What a previous server left running is its to reap when it opens.
 
     With `siblings`, this is one of the engine processes of one server (`--procs`): their supervisor holds the
     lock and reaped at start; they share the file as nodes share PostgreSQL (leases, fenced writes), and tell each

@@ -12,15 +12,15 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from taskservice.core.board.base import REAP_SEQUENCE_GAP, RETRYABLE_STATES, Claim, NewTask
-from taskservice.core.board.pg_rows import COLUMNS, T_COLUMNS, dumps, task_from_row, transition_sql
-from taskservice.core.board.pg_schema import SCHEDULES, TASKS, WAITS
+from taskservice.core.board.base import REAP_SEQUENCE_GAP, Claim, NewTask
+from taskservice.core.board.postgres.rows import COLUMNS, T_COLUMNS, task_from_row, transition_sql
+from taskservice.core.board.postgres.schema import SCHEDULES, TASKS, WAITS
 from taskservice.core.board.sql.queries import Birth, Cursor
+from taskservice.core.board.sql.rows import RETRYABLE, dumps, end_row, progress_row
 from taskservice.core.models import ErrorType, Progress, Task, TaskError, TaskFilter, TaskState
 from taskservice.core.schedules import SCHEDULE_COLUMNS, Schedule, schedule_from_row, schedule_row
 
 ENDED = sorted(state.value for state in TaskState if state.is_terminal)
-RETRYABLE = sorted(state.value for state in RETRYABLE_STATES)
 # A schedule row with its definition as text, as schedule_from_row() reads it.
 _SCHEDULE_ROW = SCHEDULE_COLUMNS.replace("definition", "definition::text")
 
@@ -426,20 +426,3 @@ class PgQueries:
             (now, limit),
         )
         return [schedule_from_row(row) for row in cur.fetchall()]
-
-
-def end_row(claim: Claim, final: Task) -> tuple[Any, ...]:
-    """An end's values, in the order of the finish statements' columns (both dialects)."""
-    p, e = final.progress, final.error
-    return (
-        claim.task_id, claim.attempt, claim.node, final.state.value,
-        None if final.result is None else dumps(final.result),
-        e.type if e else None, e.message if e else None, e.traceback if e else None,
-        final.ended_at, p.percent, p.message, p.current, p.total, p.updated_at, final.event_sequence,
-        final.started_at,
-    )  # fmt: skip
-
-
-def progress_row(claim: Claim, progress: Progress, sequence: int) -> tuple[Any, ...]:
-    p = progress
-    return (claim.task_id, claim.node, claim.attempt, p.percent, p.message, p.current, p.total, p.updated_at, sequence)

@@ -1,11 +1,11 @@
 """The PostgreSQL dialect: several servers (nodes) share one database, and the database is the only truth.
 
-The lifecycle is sql/lifecycle.py's, its statements pg_queries.py's; this module connects them to PostgreSQL:
+The lifecycle is sql/lifecycle.py's, its statements queries.py's; this module connects them to PostgreSQL:
 - Writes that must be durable before anyone is told (Submit, ends, retries, stops) go through the group-commit
   writer on a connection of its own; claims, renewals, reaps and reads are transactions on a pooled connection,
   durable when they return.
 - Wake-ups: one NOTIFY per commit at most, as a hint without task data; each node listens on one connection
-  (pg_listen.py) and polls about every second besides, so a lost notification only delays work or a stop.
+  (listen.py) and polls about every second besides, so a lost notification only delays work or a stop.
 - Times are the nodes' clocks (keep them in sync, e.g. with NTP): leases are tens of seconds, far above clock skew.
 
 Nothing here runs on the event loop; a slow or lost database blocks only the thread that asked. The design:
@@ -23,10 +23,10 @@ import psycopg_pool
 
 from taskservice.core.board.answers import DEFAULT_MAX_QUEUE_BYTES
 from taskservice.core.board.base import DatabaseUnreachable
-from taskservice.core.board.pg_listen import Listener
-from taskservice.core.board.pg_logs import DatabaseLogs
-from taskservice.core.board.pg_queries import PgQueries
-from taskservice.core.board.pg_schema import CHANNEL, migrate
+from taskservice.core.board.postgres.listen import Listener
+from taskservice.core.board.postgres.logs import DatabaseLogs
+from taskservice.core.board.postgres.queries import PgQueries
+from taskservice.core.board.postgres.schema import CHANNEL, migrate
 from taskservice.core.board.sql.lifecycle import SqlBoard
 from taskservice.core.board.sql.writer import GroupWriter, Op
 from taskservice.core.errors import StoreUnavailable

@@ -14,9 +14,8 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from taskservice.core.board.base import REAP_SEQUENCE_GAP, Claim, NewTask
-from taskservice.core.board.pg_queries import RETRYABLE, end_row, progress_row
-from taskservice.core.board.pg_rows import TRANSITIONS_KEPT, dumps
 from taskservice.core.board.sql.queries import Birth, Cursor
+from taskservice.core.board.sql.rows import RETRYABLE, TRANSITIONS_KEPT, dumps, end_row, progress_row
 from taskservice.core.models import ErrorType, Progress, Task, TaskError, TaskFilter, TaskState
 from taskservice.core.schedules import SCHEDULE_COLUMNS, Schedule, schedule_from_row, schedule_row
 from taskservice.core.store.base import ENDED_STATES

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import psycopg_pool
 
-from taskservice.core.board.pg_schema import LOGS
+from taskservice.core.board.postgres.schema import LOGS
 from taskservice.core.logs import DEFAULT_MAX_LOG_BYTES, MAX_CHUNK_BYTES, LogChunk
 from taskservice.core.throttle import ThrottledLog
 

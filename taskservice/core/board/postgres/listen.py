@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from taskservice.core.board.pg_schema import CHANNEL
+from taskservice.core.board.postgres.schema import CHANNEL
 from taskservice.core.throttle import ThrottledLog
 
 log = logging.getLogger(__name__)
