@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -9,9 +11,11 @@ import pytest
 
 from taskservice.core.board import Board, MemoryBoard, SQLiteBoard
 from taskservice.core.board.sqlite.board import SharedSQLiteBoard
+from taskservice.core.models import TaskState
 from tests.board.contract import *  # noqa: F403 - the contract's tests run here
-from tests.board.contract import new, submit
+from tests.board.contract import claim, ended, finish, new, submit
 from tests.support.postgres import pg_database, pg_dsn
+from tests.support.waiting import wait_until
 
 __all__ = ["pg_database", "pg_dsn"]
 
@@ -74,3 +78,27 @@ def test_a_second_board_on_one_sqlite_file_is_refused_while_the_first_is_open(tm
     finally:
         first.close()
     SQLiteBoard(tmp_path / "t.db").close()  # free again once the first closed
+
+
+def test_a_file_the_memory_queue_wrote_keeps_its_dependents_waiting_under_the_sql_lifecycle(tmp_path: Path) -> None:
+    """The in-memory board keeps waits in memory only: the SQL lifecycle builds them from `after` when it opens the
+    file, and a dependency that had failed revokes its dependents then."""
+    memory_queue = SQLiteBoard(tmp_path / "t.db")
+    submit(memory_queue, [new("doomed"), new("never", after=("doomed",)), new("first"), new("then", after=("first",))])
+    (doomed,) = claim(memory_queue, 1)
+    assert finish(memory_queue, doomed, ended(doomed, TaskState.FAILURE))
+    wait_until(lambda: memory_queue.get("never").state is TaskState.REVOKED, what="its dependent revoked")  # type: ignore[union-attr]
+    memory_queue.close()
+    # What a crash between an end and its dependents' revocation leaves: a waiting task whose dependency failed.
+    with contextlib.closing(sqlite3.connect(tmp_path / "t.db")) as conn, conn:
+        conn.execute("UPDATE tasks SET state = 'PENDING', ended_at = NULL, error_type = NULL WHERE task_id = 'never'")
+
+    board = SharedSQLiteBoard(tmp_path / "t.db")
+    try:
+        never = board.get("never")
+        assert never is not None and never.state is TaskState.REVOKED and "doomed" in never.error.message  # type: ignore[union-attr]
+        (first,) = claim(board, 10)  # "then" waits for it
+        assert first.task_id == "first" and finish(board, first, ended(first, TaskState.SUCCESS))
+        assert [c.task_id for c in claim(board, 10)] == ["then"]
+    finally:
+        board.close()

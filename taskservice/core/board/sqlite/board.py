@@ -12,6 +12,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,15 @@ from typing import Any
 from taskservice.core.board.answers import DEFAULT_MAX_QUEUE_BYTES
 from taskservice.core.board.embedded import lock_file
 from taskservice.core.board.sql.lifecycle import SqlBoard
+from taskservice.core.board.sql.queries import Cursor
+from taskservice.core.board.sql.settle import settle
 from taskservice.core.board.sql.writer import GroupWriter, Op
 from taskservice.core.board.sqlite.queries import UNFINISHED, SQLiteQueries
 from taskservice.core.board.sqlite.siblings import Siblings
 from taskservice.core.errors import StoreUnavailable
 from taskservice.core.store.base import StoreOpenError
 from taskservice.core.store.sqlite import COLUMNS, damage, migrate
+from taskservice.core.task_rows import task_from_row
 
 BUSY_TIMEOUT_SECONDS = 30
 
@@ -205,6 +209,38 @@ class SharedSQLiteBoard(SqlBoard):
                 os.close(self._lock_fd)
             raise
         super().__init__(driver, max_queue=max_queue, max_queue_bytes=max_queue_bytes, exclusive=siblings is None)
+        if siblings is None:
+            try:
+                self._recount_waits()
+            except BaseException:
+                self.close()
+                raise
+
+    def _recount_waits(self) -> None:
+        """The waits of the tasks that wait for others, as rows: the board that keeps its queue in memory (which
+        may have written this file) kept them in memory only. A dependency that ended other than SUCCESS revokes
+        its dependents now, down the chain."""
+
+        def recount(cur: Cursor) -> None:
+            cur.execute(
+                """INSERT OR IGNORE INTO waits (task_id, dep_id)
+                   SELECT t.task_id, d.value FROM tasks t, json_each(t.after_ids) d
+                   WHERE t.state = 'PENDING' AND t.after_ids IS NOT NULL
+                       AND EXISTS (SELECT 1 FROM tasks x WHERE x.task_id = d.value AND x.state != 'SUCCESS')"""
+            )
+            cur.execute(
+                """UPDATE tasks SET waiting = (SELECT count(*) FROM waits w WHERE w.task_id = tasks.task_id)
+                   WHERE state = 'PENDING' AND after_ids IS NOT NULL"""
+            )
+            cur.execute(
+                f"""SELECT {COLUMNS} FROM tasks WHERE task_id IN (SELECT dep_id FROM waits)
+                    AND state IN ('FAILURE', 'TIMED_OUT', 'REVOKED', 'LOST')"""
+            )
+            failed = [task_from_row(row) for row in cur.fetchall()]
+            if failed:
+                settle(self._q, cur, failed, time.time())
+
+        self._write(recount)
 
     def close(self) -> None:
         super().close()
