@@ -1,5 +1,6 @@
 """The watchers on this server of tasks that other servers run (a shared database): their changes are read from
-the board twenty times a second and shown here as if this server had made them.
+the board twenty times a second, or at once when a sibling process says a task moved on (board.on_moved), and
+shown here as if this server had made them.
 
 Every state change reaches them (the board keeps each task's last few, with their sequences), in sequence order;
 progress arrives as the owner writes it (every 0.1 s), latest wins. The stream of a watcher ends right after the
@@ -30,6 +31,8 @@ class Relay:
         self._phase = phase
         self._now = now
         self._stop = threading.Event()
+        self._moved = threading.Event()
+        board.on_moved(self._moved.set)
         self._thread = threading.Thread(target=self._loop, name="taskservice-relay", daemon=True)
 
     def start(self) -> None:
@@ -37,10 +40,16 @@ class Relay:
 
     def close(self) -> None:
         self._stop.set()
+        self._moved.set()
         self._thread.join(timeout=2)
 
     def _loop(self) -> None:
-        while not self._stop.wait(RELAY_SECONDS):
+        while True:
+            # A hint that a task another process runs moved on (its siblings' channel) brings the round forward.
+            self._moved.wait(RELAY_SECONDS)
+            self._moved.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.relay_once()
             except TaskServiceError as exc:  # the database is away: the next round tries again

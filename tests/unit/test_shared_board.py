@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from taskservice.core import relay
 from taskservice.core.board import Board, MemoryBoard
 from taskservice.core.board.sqlite.board import SharedSQLiteBoard
 from taskservice.core.board.sqlite.siblings import Siblings
+from taskservice.core.events import Watcher
 from taskservice.core.manager import WorkerManager
 from taskservice.core.models import TaskState
 from tests.support.task_types import Gates
@@ -82,3 +84,29 @@ def test_a_server_that_lost_its_lease_stops_the_handler_and_its_late_end_changes
     wait_until(lambda: not manager._table.runs, what="the server noticed at its next renewal and dropped the run")
     gates.open("slow")
     assert board.get(task_id).state is TaskState.LOST  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def sibling_boards(tmp_path: Path) -> Iterator[list[SharedSQLiteBoard]]:
+    """Two engine processes' boards over one SQLite file; requested before make_manager, so they close after."""
+    boards = [SharedSQLiteBoard(tmp_path / "t.db", lock=False, siblings=Siblings(tmp_path, i, 2)) for i in range(2)]
+    yield boards
+    for board in boards:
+        board.close()
+
+
+def test_progress_of_a_task_a_sibling_process_runs_reaches_a_watcher_here_through_the_hint(
+    sibling_boards: list[SharedSQLiteBoard], make_manager: MakeManager, gates: Gates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay's poll is out of the test's time: only the sibling's `moved` hint can bring the progress of the
+    task the other process runs to the watcher here."""
+    monkeypatch.setattr(relay, "RELAY_SECONDS", 3600.0)
+    runner = make_manager(sibling_boards[0], workers=1, progress_seconds=0.02)
+    task_id = runner.submit("progress_then_wait", {"name": "ticking"}).task.task_id
+    owner_of(task_id, runner)
+    watching = make_manager(sibling_boards[1], workers=1)  # started once the task runs on the other: cannot take it
+    watcher = Watcher()
+    assert watching.watch(task_id, watcher)
+    seen = wait_until(lambda: [e for e in watcher.drain() if not e.is_state_change], what="progress relayed")
+    assert seen[-1].progress.message.startswith("tick")
+    gates.open("ticking")

@@ -323,6 +323,10 @@ class Board(abc.ABC):
     def on_work(self, listener: Callable[[], None]) -> None:  # noqa: B027 - optional
         """Call `listener()` (quick, any thread) when tasks may have become claimable."""
 
+    def on_moved(self, listener: Callable[[], None]) -> None:  # noqa: B027 - optional
+        """Call `listener()` (quick, any thread) when a task run by another process of this server moved on (its
+        progress, its state): its watchers here look now rather than at their next poll."""
+
     def on_stop(self, listener: Callable[[], None]) -> None:  # noqa: B027 - optional
         """Call `listener()` (quick, any thread) when a stop was asked of a running task: its owner looks now."""
 

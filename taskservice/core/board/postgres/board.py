@@ -33,6 +33,7 @@ from taskservice.core.errors import StoreUnavailable
 from taskservice.core.store.base import StoreOpenError
 
 CONNECT_TIMEOUT_SECONDS = 5
+NOTIFIED = ("work", "stop")
 # How long a call waits for a pooled connection: while the pool is merely busy, and once the database was found away
 # (every connection gone, new ones refused), when a caller must hear UNAVAILABLE at once, not after the busy wait.
 POOL_WAIT_SECONDS = 10.0
@@ -70,8 +71,10 @@ class PgSession:
             self._conn = self._connect()
         with self._conn.transaction(), self._conn.cursor() as cur:
             results = [op(cur) for op in ops]
-            if hints:
-                cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, ",".join(hints)))
+            # Only the hints worth a NOTIFY (a global lock at commit): not `moved`, which other nodes poll for.
+            notified = [hint for hint in hints if hint in NOTIFIED]
+            if notified:
+                cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, ",".join(notified)))
         return results
 
     def reset(self) -> None:

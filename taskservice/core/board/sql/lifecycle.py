@@ -254,6 +254,7 @@ class SqlBoard(OneWriter, Board):
         self._writer.submit(
             lambda cur: self._q.mark_stopping(cur, claim, task.event_sequence),
             lambda applied, error: then(bool(applied), error),
+            notify="moved",
         )
 
     def finish_many(self, ends: Sequence[tuple[Claim, Task]], then: FencedManyThen) -> None:
@@ -268,7 +269,7 @@ class SqlBoard(OneWriter, Board):
             if outcome is not None:
                 self._settled(*outcome[1])
 
-        self._writer.submit(finish, done)
+        self._writer.submit(finish, done, notify="moved")
 
     def retry_at(self, claim: Claim, task: Task, due: float, then: FencedThen) -> None:
         def done(applied: bool | None, failure: BaseException | None) -> None:
@@ -281,7 +282,7 @@ class SqlBoard(OneWriter, Board):
     def save_progress(self, updates: Sequence[tuple[Claim, Progress, int]]) -> None:
         if updates:
             rows = list(updates)
-            self._writer.submit(lambda cur: self._q.save_progress(cur, rows), _best_effort)
+            self._writer.submit(lambda cur: self._q.save_progress(cur, rows), _best_effort, notify="moved")
 
     def request_stop(self, task_id: str, reason: str, now: float, then: StopThen) -> None:
         def stop(cur: Cursor) -> tuple[StopResult | None, Settled | None]:
@@ -450,6 +451,9 @@ class SqlBoard(OneWriter, Board):
 
     def on_stop(self, listener: Callable[[], None]) -> None:
         self._driver.on_hint("stop", listener)
+
+    def on_moved(self, listener: Callable[[], None]) -> None:
+        self._driver.on_hint("moved", listener)
 
     def on_ended(self, listener: EndedListener) -> None:
         self._ended_listeners.append(listener)
