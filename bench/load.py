@@ -302,14 +302,21 @@ async def idle_watchers(address: str, task_ids: list[str], per_task: int, ready_
     return {"streams": total, "streams_with_end": sum(ends)}
 
 
-async def stop_across(submit_at: str, watch_at: str, stop_at: str, samples: int) -> dict[str, Any]:
+async def stop_across(
+    submit_at: str, watch_at: str, stop_at: str, samples: int, fresh_connections: bool = False
+) -> dict[str, Any]:
     """Milliseconds from a Stop sent to one server to the REVOKED event on a watch held on another, of a task that
-    a third may run (progress every 10 ms); and from each progress report to its arrival on the watch."""
+    a third may run (progress every 10 ms); and from each progress report to its arrival on the watch.
+    `fresh_connections`: the watch and the Stop of each sample on connections of their own, which a server of
+    several processes (--procs) hands to any of them."""
     stops: list[float] = []
     progress: list[float] = []
     async with _channel(submit_at) as a, _channel(watch_at) as b, _channel(stop_at) as c:
         submitter, watcher, stopper = (pb_grpc.TaskServiceStub(x) for x in (a, b, c))
         for _ in range(samples):
+            if fresh_connections:
+                b, c = _channel(watch_at, own_connection=True), _channel(stop_at, own_connection=True)
+                watcher, stopper = pb_grpc.TaskServiceStub(b), pb_grpc.TaskServiceStub(c)
             request = pb.SubmitRequest(task_type="demo")
             request.args.update({"steps": 100_000, "step_seconds": 0.01})
             task_id = (await submitter.Submit(request)).task.task_id
@@ -328,6 +335,9 @@ async def stop_across(submit_at: str, watch_at: str, stop_at: str, samples: int)
                     stops.append((time.perf_counter() - start) * 1000)
                     break
             watch.cancel()
+            if fresh_connections:
+                await b.close()
+                await c.close()
     return {"stop_p50_ms": statistics.median(stops), "stop_p99_ms": percentile(stops, 0.99),
             "progress_p50_ms": statistics.median(progress), "progress_p99_ms": percentile(progress, 0.99),
             "samples": len(stops)}  # fmt: skip

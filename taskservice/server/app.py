@@ -280,8 +280,9 @@ async def _serve_on(
             process_workers=settings.process_workers,
             process_max_tasks=settings.process_max_tasks,
             process_max_rss=settings.process_max_rss,
-            # Watchers on other servers read progress from the database: often enough for 20 updates a second.
-            progress_seconds=0.25 if board.exclusive else 0.05,
+            # Watchers on other servers read progress from the database: often enough for 20 updates a second; on
+            # an SQLite file shared by engine processes, the write also wakes the watcher's process at once.
+            progress_seconds=0.25 if board.exclusive else 0.02 if board.writes_wake_siblings else 0.05,
         ),
     )
     # Metrics outermost, so that calls the token check refuses are counted too.

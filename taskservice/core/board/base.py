@@ -169,6 +169,8 @@ class Board(abc.ABC):
     # One process owns this board's storage (the embedded SQLite file): it may run tasks of any type, and what a
     # previous process left running is reaped when it opens.
     exclusive: bool = False
+    # Writes tell the other processes on this board at once (moved hints, see on_moved): their watchers need no poll.
+    writes_wake_siblings: bool = False
 
     # ------------------------------------------------------------------ submission
 

@@ -209,6 +209,7 @@ class SharedSQLiteBoard(SqlBoard):
                 os.close(self._lock_fd)
             raise
         super().__init__(driver, max_queue=max_queue, max_queue_bytes=max_queue_bytes, exclusive=siblings is None)
+        self.writes_wake_siblings = siblings is not None
         if siblings is None:
             try:
                 self._recount_waits()
