@@ -97,3 +97,13 @@ def test_a_second_server_on_the_file_is_refused_while_the_supervisor_holds_it(tm
             with contextlib.suppress(ServerStartError):
                 second.start()
             assert second.proc is not None and second.proc.wait(timeout=30) == 6, second.log_tail()
+
+
+def test_handlers_in_worker_processes_run_under_every_engine_process(tmp_path: Path) -> None:
+    with _server(tmp_path, "--isolation", "process", "--process-workers", "1") as server:
+        server.start(timeout=60)
+        with TaskClient(server.address) as client:
+            ids = [client.submit("test.pid", {}).task.task_id for _ in range(20)]
+            ran_in = {client.wait(task_id, timeout=60).result for task_id in ids}
+        assert server.proc is not None and server.proc.pid not in ran_in and len(ran_in) >= 1
+        assert "Traceback" not in server.log(), server.log_tail()
