@@ -57,6 +57,11 @@ class QueueFull(TaskServiceError):
 class ShuttingDown(TaskServiceError):
     """The server is draining and takes no new tasks."""
 
+    def __init__(
+        self, message: str = "the server is shutting down and takes no new tasks; retry on another instance"
+    ) -> None:
+        super().__init__(message)
+
 
 class WrongState(TaskServiceError):
     """The task exists, but its state does not allow what was asked (a retry of a task that has not failed)."""

@@ -20,14 +20,12 @@ from __future__ import annotations
 import builtins
 import logging
 import os
-import secrets
-import socket
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
 from taskservice.core.admission import Admission
-from taskservice.core.board.base import REAP_SEQUENCE_GAP, Answer, Board, NewTask
+from taskservice.core.board.base import Answer, Board, NewTask
 from taskservice.core.board.local import LocalBoard
 from taskservice.core.clock import Clock, SystemClock
 from taskservice.core.config import ManagerConfig, ManagerStats
@@ -48,6 +46,7 @@ from taskservice.core.models import (
     TaskPage,
     TaskState,
 )
+from taskservice.core.nodes import node_name
 from taskservice.core.observe import TaskListener, TransitionLog
 from taskservice.core.paths import DataRoot
 from taskservice.core.process_pool import ProcessPool
@@ -64,26 +63,10 @@ from taskservice.core.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RESTART_SEQUENCE_GAP", "ManagerConfig", "ManagerStats", "SubmitSpec", "WorkerManager"]
+__all__ = ["ManagerConfig", "ManagerStats", "SubmitSpec", "WorkerManager"]
 
-# Kept under its old name: the jump of a reaped task's event sequence (see board/base.py).
-RESTART_SEQUENCE_GAP = REAP_SEQUENCE_GAP
 # At shutdown, how long past the stop grace to wait for the watchdog to abandon handlers that ignore the stop.
 SHUTDOWN_ABANDON_MARGIN = 0.5
-
-
-def _shutting_down() -> ShuttingDown:
-    return ShuttingDown("the server is shutting down and takes no new tasks; retry on another instance")
-
-
-def node_name() -> str:
-    """This server's name on the board: host, process, and a random part (a restarted process is another node)."""
-    return f"{node_prefix(os.getpid())}{secrets.token_hex(3)}"
-
-
-def node_prefix(pid: int) -> str:
-    """How the names of the nodes process `pid` of this host runs begin."""
-    return f"{socket.gethostname()}:{pid}:"
 
 
 class WorkerManager:
@@ -374,17 +357,9 @@ class WorkerManager:
         """
         now = self._clock.time()
         spec = SubmitSpec(
-            task_type,
-            args or {},
-            task_id or "",
-            time_limit,
-            priority,
-            labels or {},
-            not_before,
-            delay,
-            retention,
+            task_type, args or {}, task_id or "", time_limit, priority, labels or {}, not_before, delay, retention,
             tuple(after),
-        )
+        )  # fmt: skip
         new = self._admission.check(spec, now)
         self._refuse_when_draining()
         answer: Future[SubmitOutcome] = Future()
@@ -404,7 +379,7 @@ class WorkerManager:
         now = self._clock.time()
         checked = self._admission.check_each(requests, now)
         if self._phase is not Phase.SERVING:
-            checked = [item if isinstance(item, TaskServiceError) else _shutting_down() for item in checked]
+            checked = [item if isinstance(item, TaskServiceError) else ShuttingDown() for item in checked]
         result: Future[list[Answer]] = Future()
         new = [item for item in checked if isinstance(item, NewTask)]
 
@@ -421,7 +396,7 @@ class WorkerManager:
 
     def _refuse_when_draining(self) -> None:
         if self._phase is not Phase.SERVING:
-            raise _shutting_down()
+            raise ShuttingDown()
 
     def _submitted(self, new: list[NewTask], answers: list[Answer], futures: list[Future[SubmitOutcome]]) -> None:
         """On the board's thread: tell the listeners of the tasks created, then the callers."""

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from taskservice.core.board import DatabaseUnreachable, StoreInUse, is_database_url
 from taskservice.core.board.sql.lifecycle import SqlBoard
-from taskservice.core.manager import node_prefix
+from taskservice.core.nodes import node_prefix
 from taskservice.core.store import StoreOpenError
 from taskservice.server import app
 from taskservice.server.metrics_sum import summed_metrics

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taskservice.core.manager import RESTART_SEQUENCE_GAP
+from taskservice.core.board.base import REAP_SEQUENCE_GAP
 from taskservice.core.models import ErrorType, Task, TaskState
 from taskservice.core.store import InsertTask, SQLiteStore
 from tests.support.engine import wait_final
@@ -39,7 +39,7 @@ def test_running_tasks_become_lost_and_pending_ones_run_in_order(
         lost = manager.get(task_id)
         assert lost.state is TaskState.LOST
         assert lost.error is not None and lost.error.type == ErrorType.SERVER_RESTARTED
-        assert lost.event_sequence > RESTART_SEQUENCE_GAP
+        assert lost.event_sequence > REAP_SEQUENCE_GAP
     assert wait_final(manager, "left-3").state is TaskState.SUCCESS
     assert wait_final(manager, "left-4").state is TaskState.SUCCESS
     assert gates.ran == ["first", "second"]
