@@ -10,9 +10,12 @@ import signal
 import urllib.request
 from pathlib import Path
 
-from taskservice.client import TaskClient, TaskState
+from taskservice.client import Task, TaskClient, TaskState, Unavailable
+from tests.support.postgres import pg_database, pg_dsn
 from tests.support.server import ServerProcess, ServerStartError
 from tests.support.waiting import wait_until
+
+__all__ = ["pg_database", "pg_dsn"]
 
 PROCS_MODULE = '''
 import os
@@ -36,11 +39,21 @@ def hold(ctx: TaskContext, *, folder: str) -> int:
 '''
 
 
-def _server(tmp_path: Path, *extra: str) -> ServerProcess:
+def _server(tmp_path: Path, *extra: str, db: str = "") -> ServerProcess:
     (tmp_path / "procs_tasks.py").write_text(PROCS_MODULE)
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    return ServerProcess(tmp_path / "t.db", workers=2, env=env,
+    return ServerProcess(db or tmp_path / "t.db", workers=2, env=env,
                          extra_args=["--procs", "2", "--tasks", "procs_tasks", *extra])  # fmt: skip
+
+
+def _ended(client: TaskClient, task_id: str) -> Task | None:
+    """The task once it ended; None before, or while the client's connection was to the process that died (the
+    next call connects again, to a live one)."""
+    try:
+        task = client.get(task_id)
+    except Unavailable:
+        return None
+    return task if task.state.is_terminal else None
 
 
 def test_every_engine_process_runs_tasks_of_one_queue_on_one_port(tmp_path: Path) -> None:
@@ -63,8 +76,7 @@ def test_a_killed_engine_process_is_replaced_and_its_task_ends_without_waiting_f
             owner = int(wait_until(lambda: next(iter(os.listdir(folder)), None), what="the task runs"))
             os.kill(owner, signal.SIGKILL)
             # A lease of five minutes: only the supervisor ending the dead process's leases ends it this soon.
-            final = wait_until(lambda: (t := client.get(task_id)).state.is_terminal and t, timeout=30,
-                               what="the dead process's task ended")  # fmt: skip
+            final = wait_until(lambda: _ended(client, task_id), timeout=30, what="the dead process's task ended")
             assert final.state is TaskState.LOST, final
             again = client.submit("test.pid", {}).task.task_id
             assert client.wait(again, timeout=30).state is TaskState.SUCCESS
@@ -109,3 +121,21 @@ def test_handlers_in_worker_processes_run_under_every_engine_process(tmp_path: P
         supervisor = server.proc.pid if server.proc is not None else None
         assert all(isinstance(final.result, int) and final.result != supervisor for final in finals)
         assert "Traceback" not in server.log(), server.log_tail()
+
+
+def test_engine_processes_share_a_postgresql_database_and_a_dead_ones_task_ends_at_once(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "running"
+    folder.mkdir()
+    with _server(tmp_path, "--state-dir", str(tmp_path / "state"), "--lease", "5m", db=pg_dsn) as server:
+        server.start(timeout=30)
+        with TaskClient(server.address) as client:
+            ids = [client.submit("test.pid", {}).task.task_id for _ in range(60)]
+            pids = {client.wait(task_id, timeout=60).result for task_id in ids}
+            assert len(pids) == 2, f"ran on {pids}"
+            held = client.submit("test.hold", {"folder": str(folder)}).task.task_id
+            owner = int(wait_until(lambda: next(iter(os.listdir(folder)), None), what="the task runs"))
+            os.kill(owner, signal.SIGKILL)
+            final = wait_until(lambda: _ended(client, held), timeout=30, what="the dead process's task ended")
+            assert final.state is TaskState.LOST, final
