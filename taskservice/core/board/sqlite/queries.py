@@ -389,12 +389,13 @@ class SQLiteQueries:
     def changed_since(
         self, cur: Cursor, known: Mapping[str, int]
     ) -> builtins.list[tuple[Task, builtins.list[tuple[int, str]]]]:
-        changed = []
-        for task_id, seen in known.items():
-            cur.execute(f"SELECT {COLUMNS}, transitions FROM tasks WHERE task_id = ? AND sequence > ?", (task_id, seen))
-            for row in cur.fetchall():
-                changed.append((task_from_row(row), [(int(s), str(st)) for s, st in json.loads(row[-1])]))
-        return changed
+        # One statement for every followed task (a relay round runs at each sibling's write): {id: sequence shown}.
+        cur.execute(
+            f"""SELECT {COLUMNS}, transitions FROM tasks JOIN json_each(?) AS k ON tasks.task_id = k.key
+                WHERE tasks.sequence > k.value""",
+            (dumps(dict(known)),),
+        )
+        return [(task_from_row(row), [(int(s), str(st)) for s, st in json.loads(row[-1])]) for row in cur.fetchall()]
 
     def count_pending(self, cur: Cursor) -> tuple[int, int]:
         row = cur.execute(
