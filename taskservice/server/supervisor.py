@@ -135,6 +135,7 @@ class Supervisor:
     def run(self) -> int:
         code = self.open_board()
         if code:
+            self.close()
             return code
         try:
             self._listen = self._reserve(self.settings.listen)
@@ -144,6 +145,7 @@ class Supervisor:
             )  # fmt: skip
         except OSError as exc:
             log.error("cannot listen on %s: %s", self.settings.listen, exc)
+            self.close()
             return app.EXIT_CANNOT_LISTEN
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
