@@ -38,7 +38,7 @@ class Settings:
     db: str = "taskservice.db"
     # How an SQLite --db decides: "memory" keeps the queue in this process, "sql" runs the lifecycle in SQL as on
     # PostgreSQL (the file the only truth). Until "sql" replaces it.
-    sqlite_lifecycle: str = "memory"
+    sqlite_lifecycle: str = "sql"
     # Engine processes, each a whole server on the same ports (SO_REUSEPORT) under one supervisor; 0: one per core.
     procs: int = 1
     # Set by a supervisor for the processes it runs: "slot/count/folder of the sibling sockets".

@@ -143,6 +143,32 @@ def test_past_the_queue_limit_submits_are_refused(limited_board: Board) -> None:
     assert isinstance(answers[3], QueueFull) and limited_board.queued() == 3
 
 
+def test_racing_submits_take_exactly_the_queues_room_and_a_retry_of_a_stored_task_is_answered(
+    limited_board: Board,
+) -> None:
+    answers: list[Any] = []
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        got = submit(limited_board, [new(f"r{i}-{j}") for j in range(2)])
+        with lock:
+            answers.extend(got)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert sum(isinstance(a, SubmitOutcome) and a.created for a in answers) == 3, answers
+    assert all(isinstance(a, SubmitOutcome | QueueFull) for a in answers), answers
+    # The queue is full, yet a retry of a stored task gets it, and a different request under its id conflicts.
+    stored = next(a.task for a in answers if isinstance(a, SubmitOutcome))
+    (again,) = submit(limited_board, [new(stored.task_id)])
+    assert isinstance(again, SubmitOutcome) and not again.created and again.task.task_id == stored.task_id
+    (other,) = submit(limited_board, [new(stored.task_id, digest="another request")])
+    assert isinstance(other, TaskConflict)
+
+
 def test_past_the_queue_byte_budget_submits_are_refused_and_room_returns_as_tasks_leave(
     make_board: Callable[..., Board],
 ) -> None:

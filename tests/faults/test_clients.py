@@ -23,7 +23,7 @@ from taskservice.core.models import TaskEvent
 from taskservice.server.app import RunningServer
 from taskservice.v1 import task_service_pb2 as pb
 from taskservice.v1 import task_service_pb2_grpc as pb_grpc
-from tests.faults.conftest import PausableStore, StartServer
+from tests.faults.conftest import StartServer
 from tests.faults.helpers import (
     assert_service_fine,
     connect,
@@ -37,6 +37,7 @@ from tests.faults.helpers import (
 )
 from tests.grpc.helpers import eventually, struct
 from tests.support.fault_task_types import Probe
+from tests.support.faulty_board import FaultyBoard
 from tests.support.task_types import Gates
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -325,8 +326,8 @@ async def test_a_watch_whose_deadline_passes_ends_deadline_exceeded_and_leaves_n
 async def test_submit_and_stop_whose_deadline_passes_while_the_disk_is_slow_take_effect_exactly_once(
     start_server: StartServer, tmp_path: Path, gates: Gates
 ) -> None:
-    store = PausableStore(tmp_path / "slow.db")
-    running = await start_server(store=store, workers=1)
+    store = FaultyBoard(tmp_path / "slow.db")
+    running = await start_server(board=store, workers=1)
     async with connect(running) as stub:
         blocker = await submit(stub, "gate", name="hold")
         await wait_state(stub, blocker, {pb.TASK_STATE_RUNNING})
@@ -368,8 +369,8 @@ async def test_submit_and_stop_whose_deadline_passes_while_the_disk_is_slow_take
 async def test_a_retry_that_joins_a_submit_whose_caller_gave_up_is_answered_once_the_commit_lands(
     start_server: StartServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = PausableStore(tmp_path / "slow.db")
-    running = await start_server(store=store, workers=1)
+    store = FaultyBoard(tmp_path / "slow.db")
+    running = await start_server(board=store, workers=1)
     accepted: list[Future[Any]] = []
     submit_async = running.manager.submit_async
 
@@ -401,7 +402,7 @@ async def test_a_retry_that_joins_a_submit_whose_caller_gave_up_is_answered_once
 # A storage read that hangs
 
 
-class SlowReadStore(PausableStore):
+class SlowReadBoard(FaultyBoard):
     """Reads of the tasks named `slow-*` wait until let go: a disk (or network file system) that hangs."""
 
     def __init__(self, path: Path) -> None:
@@ -419,13 +420,13 @@ class SlowReadStore(PausableStore):
 async def test_a_hanging_storage_read_holds_up_neither_the_event_loop_nor_other_tasks(
     start_server: StartServer, tmp_path: Path
 ) -> None:
-    store = SlowReadStore(tmp_path / "slow-reads.db")
-    server = await start_server(store=store)
+    store = SlowReadBoard(tmp_path / "slow-reads.db")
+    server = await start_server(board=store)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as chan:
         stub = pb_grpc.TaskServiceStub(chan)
-        hanging = [asyncio.ensure_future(submit(stub, "echo", task_id="slow-1", value=1)),
-                   asyncio.ensure_future(stub.Stop(pb.StopRequest(task_id="slow-2"), timeout=30))]  # fmt: skip
-        await eventually(store.reading.is_set, what="a Submit reading the storage")
+        hanging = [asyncio.ensure_future(stub.GetState(pb.GetStateRequest(task_id=f"slow-{i}"), timeout=30))
+                   for i in (1, 2)]  # fmt: skip
+        await eventually(store.reading.is_set, what="a GetState reading the storage")
         try:
             # Meanwhile the event loop answers, and other tasks are claimed, run and ended (board lock free).
             started = time.monotonic()
@@ -436,18 +437,18 @@ async def test_a_hanging_storage_read_holds_up_neither_the_event_loop_nor_other_
             assert not hanging[0].done()
         finally:
             store.reads_go.set()
-        assert await hanging[0] == "slow-1"
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await hanging[1]
-        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        for call in hanging:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await call
+            assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_a_watch_of_a_task_that_just_ended_here_needs_no_storage_read(
     start_server: StartServer, tmp_path: Path
 ) -> None:
-    store = SlowReadStore(tmp_path / "recent.db")
+    store = SlowReadBoard(tmp_path / "recent.db")
     store.reads_go.set()  # reads go through while the tasks are submitted
-    server = await start_server(store=store)
+    server = await start_server(board=store)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as chan:
         stub = pb_grpc.TaskServiceStub(chan)
         task_ids = [await submit(stub, "echo", task_id=f"slow-{i}", value=i) for i in range(3)]

@@ -1,7 +1,8 @@
 """An in-process server on its own event-loop thread, so that synchronous tests (hypothesis) can drive it.
 
-A real grpc.aio server on 127.0.0.1 port 0 over a real store (SQLite by default, or any TaskStore such as
-the fault-injecting one of test_storage_faults.py), with the test task types of tests/support/task_types.py.
+A real grpc.aio server on 127.0.0.1 port 0 over a real board (the server's SQLite board by default, or one given,
+such as the fault-injecting one of tests/support/faulty_board.py), with the test task types of
+tests/support/task_types.py.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from typing import Any, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from taskservice.core.board import Board
+from taskservice.core.board.sqlite.board import SharedSQLiteBoard
 from taskservice.core.logs import TaskLogs
 from taskservice.core.manager import ManagerConfig, WorkerManager
+from taskservice.core.models import TaskFilter
 from taskservice.core.paths import DataRoot
-from taskservice.core.store import SQLiteStore
-from taskservice.core.store.base import TaskStore
 from taskservice.server.app import RunningServer, build_server
 from taskservice.server.settings import Settings
 from taskservice.v1 import task_service_pb2 as pb
@@ -44,25 +46,25 @@ ROOMY_CLIENT = [
 
 
 class BackgroundServer:
-    """A started server whose event loop runs in a daemon thread; stop() shuts it down and closes the store."""
+    """A started server whose event loop runs in a daemon thread; stop() shuts it down and closes the board."""
 
     def __init__(
         self,
         tmp_path: Path,
         *,
-        store: TaskStore | None = None,
+        board: Board | None = None,
         workers: int = 4,
         stop_grace: float = 0.5,
         max_message_bytes: int | None = None,
     ) -> None:
         self.tmp_path = tmp_path
-        self.store = store if store is not None else SQLiteStore(tmp_path / "tasks.db")
+        self.board = board if board is not None else SharedSQLiteBoard(tmp_path / "tasks.db")
         self.gates = Gates()
         (tmp_path / "data").mkdir(exist_ok=True)
         registry = make_registry(self.gates)
         self.task_types = frozenset(registry.names())
         self.manager = WorkerManager(
-            self.store,
+            self.board,
             registry,
             config=ManagerConfig(workers=workers, stop_grace=stop_grace),
             data_root=DataRoot(tmp_path / "data"),
@@ -113,7 +115,7 @@ class BackgroundServer:
         self.stub.ListTasks(pb.ListTasksRequest(page_size=1), timeout=5)
 
     def stop(self) -> None:
-        """Shut down and close the store; safe to call twice."""
+        """Shut down and close the board; safe to call twice."""
         if self._stopped:
             return
         self._stopped = True
@@ -126,7 +128,16 @@ class BackgroundServer:
             self.manager.close()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
-        self.store.close()
+        self.board.close()
+
+    def count(self) -> int:
+        """How many tasks the board holds."""
+        return len(self.board.list(TaskFilter(), before_order=None, limit=1_000_000))
+
+    def max_order(self) -> int:
+        """The submit order of the newest task (0 when there is none)."""
+        newest = self.board.list(TaskFilter(), before_order=None, limit=1)
+        return newest[0].submit_order if newest else 0
 
     def __enter__(self) -> BackgroundServer:
         return self.start()

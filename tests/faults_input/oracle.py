@@ -166,7 +166,7 @@ class World:
     def __init__(self, server: BackgroundServer) -> None:
         self.server = server
         self.known: dict[str, Known] = {}
-        self.next_seq = server.store.max_order() + 1
+        self.next_seq = server.max_order() + 1
         assert self.next_seq == 1, "a World needs a fresh database"
         # True while the world holds only tasks whose seq, labels and state it knows exactly.
         self.exact_listing = True
@@ -250,7 +250,7 @@ class World:
 
     def check(self, method: str, data: bytes) -> Outcome:
         """Send one request; assert the code, the answer, the store and the server's health."""
-        before = self.server.store.count()
+        before = self.server.count()
         plan = self.plan(method, data)
         outcome = send(self.server.channel, method, data, timeout=plan.timeout, max_responses=plan.max_responses)
         TALLY[(method, outcome.code.name)] += 1
@@ -269,8 +269,8 @@ class World:
         if plan.after is not None:
             plan.after(outcome)
         stored = plan.stored if outcome.code == Code.OK else 0
-        if self.server.store.count() != before + stored:
-            raise AssertionError(f"the store went from {before} to {self.server.store.count()} tasks: {context()}")
+        if self.server.count() != before + stored:
+            raise AssertionError(f"the store went from {before} to {self.server.count()} tasks: {context()}")
         self.server.assert_healthy()
         return outcome
 

@@ -566,7 +566,7 @@ def test_junk_on_the_port_does_not_disturb_a_working_client(tmp_path: Path) -> N
         assert len(sent) > 100, f"only {len(sent)} junk connections were made"
         TALLY[("tcp junk", "connections")] += len(sent)
         server.assert_healthy()
-        assert server.store.count() == rounds
+        assert server.count() == rounds
 
 
 def _struct(**values: Any) -> struct_pb2.Struct:
@@ -660,7 +660,7 @@ def test_submit_batch_answer_fits_or_stores_nothing(plain_server: BackgroundServ
     good = pb.SubmitRequest(task_type="echo").SerializeToString()
     bad = pb.SubmitRequest(task_type="x" * 6_000_000).SerializeToString()
     outcome = send(plain_server.channel, "SubmitBatch", length_delimited(1, good) + length_delimited(1, bad))
-    stored = plain_server.store.count()
+    stored = plain_server.count()
     assert outcome.code == Code.OK or stored == 0, f"{outcome.code.name} ({outcome.details[:100]}), {stored} stored"
     assert outcome.code == Code.OK, f"{outcome.code.name}: {outcome.details[:100]}"
 

@@ -19,15 +19,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import taskservice
+from taskservice.core.board.sqlite.board import SharedSQLiteBoard
 from taskservice.core.manager import ManagerConfig, WorkerManager
 from taskservice.core.models import Task, TaskState
-from taskservice.core.store import InsertTask, SQLiteStore
 from taskservice.server.app import RunningServer, build_server
 from taskservice.server.auth import BearerTokenInterceptor, TokenFile
 from taskservice.server.metrics import Metrics
 from taskservice.server.settings import Settings
 from taskservice.v1 import task_service_pb2 as pb
 from taskservice.v1 import task_service_pb2_grpc as pb_grpc
+from tests.board.contract import new, submit
 from tests.grpc.helpers import struct, wait_for_state, watch_all
 from tests.support.task_types import Gates, make_registry
 from tests.support.waiting import wait_until
@@ -89,10 +90,10 @@ def dump(samples: Samples) -> str:
 @pytest.fixture
 async def start_metered(tmp_path: Path, gates: Gates) -> AsyncIterator[StartMetered]:
     """Start a server as tests/grpc/conftest.py does, with Metrics as listener, bound stats, interceptor and HTTP."""
-    started: list[tuple[RunningServer, SQLiteStore, Metrics, grpc.aio.Channel]] = []
+    started: list[tuple[RunningServer, SharedSQLiteBoard, Metrics, grpc.aio.Channel]] = []
 
     async def start(**config: object) -> Metered:
-        store = SQLiteStore(tmp_path / f"tasks-{len(started)}.db")
+        store = SharedSQLiteBoard(tmp_path / f"tasks-{len(started)}.db")
         metrics = Metrics()
         manager = WorkerManager(
             store,
@@ -293,7 +294,7 @@ async def test_outermost_metrics_count_what_the_auth_interceptor_rejects(tmp_pat
     """The wiring app.py uses: [metrics.interceptor(), BearerTokenInterceptor(...)], metrics first (outermost)."""
     token_file = tmp_path / "tokens"
     token_file.write_text("s3cret\n")
-    store = SQLiteStore(tmp_path / "auth.db")
+    store = SharedSQLiteBoard(tmp_path / "auth.db")
     metrics = Metrics()
     manager = WorkerManager(store, make_registry(gates), config=ManagerConfig(workers=1), listeners=[metrics])
     metrics.bind(manager.stats)
@@ -396,20 +397,10 @@ def _exposition(metrics: Metrics) -> str:
 
 def test_tasks_queued_before_a_restart_count_as_unfinished(tmp_path: Path, gates: Gates) -> None:
     """The tasks a restart finds PENDING made no transition in this process, yet they are unfinished work."""
-    store = SQLiteStore(tmp_path / "tasks.db")
-    queued = [
-        Task(
-            f"q{i}",
-            "gate",
-            {"name": f"q{i}"},
-            TaskState.PENDING,
-            submitted_at=1.0,
-            submit_order=i + 1,
-            event_sequence=1,
-        )
-        for i in range(3)
-    ]
-    store.apply([InsertTask(task) for task in queued])
+    before = SharedSQLiteBoard(tmp_path / "tasks.db")
+    submit(before, [new(f"q{i}", "gate", args={"name": f"q{i}"}) for i in range(3)])
+    before.close()
+    store = SharedSQLiteBoard(tmp_path / "tasks.db")
     metrics = Metrics()
     # One worker: the first task holds it at its gate, the other two stay queued.
     manager = WorkerManager(store, make_registry(gates), listeners=[metrics], config=ManagerConfig(workers=1))

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from taskservice.client import TaskClient
 from tests.support.server import ServerProcess
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -111,6 +112,8 @@ def test_requests_from_other_sites_and_bodies_that_are_not_json_change_nothing(
     server, document = live
     with TaskClient(server.address) as client:
         client.submit("sleep", {"seconds": 3600}, task_id="long-running")
+    # Once it runs, nothing but a request may change it: the claim is not a hostile request's doing.
+    wait_until(lambda: ("long-running", "TASK_STATE_RUNNING") in _tasks(server), what="long-running to start")
     before = _tasks(server)
     rss_before = _rss(server)
     host, port = server.http_url.removeprefix("http://").rsplit(":", 1)

@@ -11,11 +11,12 @@ from pathlib import Path
 import grpc
 import pytest
 
+from taskservice.core.board import Board
+from taskservice.core.board.sqlite.board import SharedSQLiteBoard
 from taskservice.core.logs import TaskLogs
 from taskservice.core.manager import ManagerConfig, WorkerManager
 from taskservice.core.paths import DataRoot
 from taskservice.core.registry import TaskRegistry
-from taskservice.core.store import SQLiteStore
 from taskservice.server.app import RunningServer, build_server
 from taskservice.server.settings import Settings
 from taskservice.v1 import task_service_pb2_grpc as pb_grpc
@@ -24,18 +25,20 @@ StartServer = Callable[..., Awaitable[RunningServer]]
 
 
 class InProcessServers:
-    """start(store=None, **ManagerConfig fields) -> a started server; close() shuts every one down."""
+    """start(board=None, **ManagerConfig fields) -> a started server; close() shuts every one down."""
 
     def __init__(self, tmp_path: Path, make_registry: Callable[[], TaskRegistry]) -> None:
         self._tmp = tmp_path
         self._make_registry = make_registry
-        self.started: list[tuple[RunningServer, SQLiteStore]] = []
+        self.started: list[tuple[RunningServer, Board]] = []
 
-    async def start(self, store: SQLiteStore | None = None, **config: object) -> RunningServer:
+    async def start(self, board: Board | None = None, **config: object) -> RunningServer:
         index = len(self.started)
-        store = store if store is not None else SQLiteStore(self._tmp / f"tasks-{index}.db")
+        if board is None:  # the queue's room is the board's to enforce, as in the server
+            room = {key: config[key] for key in ("max_queue", "max_queue_bytes") if key in config}
+            board = SharedSQLiteBoard(self._tmp / f"tasks-{index}.db", **room)  # type: ignore[arg-type]
         manager = WorkerManager(
-            store,
+            board,
             self._make_registry(),
             config=ManagerConfig(**{"workers": 4, "stop_grace": 0.5, **config}),  # type: ignore[arg-type]
             data_root=DataRoot(self._tmp / "data"),
@@ -43,16 +46,16 @@ class InProcessServers:
         )
         manager.start()
         running = await build_server(manager, Settings(listen="127.0.0.1:0"))
-        self.started.append((running, store))
+        self.started.append((running, board))
         return running
 
     async def close(self) -> None:
-        for running, store in self.started:
-            resume = getattr(store, "resume", None)  # a store a test paused must let the shutdown write
+        for running, board in self.started:
+            resume = getattr(board, "resume", None)  # a board a test paused must let the shutdown write
             if resume is not None:
                 resume()
             await running.shutdown(0)
-            store.close()
+            board.close()
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def is_database_url(db: str) -> bool:
 def open_board(
     db: str,
     *,
-    sqlite_lifecycle: str = "memory",
+    sqlite_lifecycle: str = "sql",
     siblings: Siblings | None = None,
     max_queue: int = 100_000,
     max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,

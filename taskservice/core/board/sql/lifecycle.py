@@ -10,7 +10,6 @@ The design: docs/architecture.md, "The board".
 from __future__ import annotations
 
 import builtins
-import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol
@@ -19,8 +18,6 @@ from taskservice.core.board.answers import (
     DEFAULT_MAX_QUEUE_BYTES,
     Answers,
     conflict,
-    queue_bytes_full,
-    queue_full,
     size_of,
 )
 from taskservice.core.board.base import (
@@ -50,14 +47,12 @@ from taskservice.core.board.dependencies import (
     unknown_dependencies,
 )
 from taskservice.core.board.sql.queries import Birth, Cursor, Queries
+from taskservice.core.board.sql.room import QueueRoom
 from taskservice.core.board.sql.settle import Cascade, Settled, settle
 from taskservice.core.board.sql.writer import GroupWriter, Op
 from taskservice.core.errors import StoreUnavailable, TaskNotFound
 from taskservice.core.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState
 from taskservice.core.schedules import Schedule
-
-# The queue's length is counted again at most this often (for --max-queue, approximate across servers).
-QUEUE_COUNT_SECONDS = 1.0
 
 
 class Driver(Protocol):
@@ -100,11 +95,8 @@ class SqlBoard(OneWriter, Board):
         self._driver = driver
         self._q = driver.queries
         self._writer = driver.writer
-        self._max_queue = max_queue
-        self._max_queue_bytes = max_queue_bytes
-        self._count_lock = threading.Lock()
-        self._queued = (0, 0, 0.0)  # (count, bytes of args and labels, monotonic time counted)
-        self._counting = False  # a count is queued on the writer
+        self._room = QueueRoom(self._writer, self._q.count_pending, max_queue=max_queue,
+                               max_queue_bytes=max_queue_bytes)  # fmt: skip
         self._ended_listeners: list[EndedListener] = []
 
     def _write(self, op: Callable[[Cursor], Any]) -> Any:
@@ -125,22 +117,14 @@ class SqlBoard(OneWriter, Board):
 
     def submit(self, tasks: Sequence[NewTask], now: float, then: SubmitThen) -> None:
         answers = Answers(len(tasks), then)
-        queued, queued_bytes = self._queue_size()
-        room = max(0, self._max_queue - queued)
-        admitted: list[tuple[int, NewTask]] = []
-        refused: list[tuple[int, Answer]] = []
-        for i, new in enumerate(tasks):
-            size = size_of(new)
-            if len(admitted) >= room:
-                refused.append((i, queue_full(queued, self._max_queue)))
-            elif queued_bytes + size > self._max_queue_bytes:
-                refused.append((i, queue_bytes_full(queued_bytes, size, self._max_queue_bytes)))
-            else:
-                admitted.append((i, new))
-                queued_bytes += size
+        held = [0, 0]  # the queue's room this Submit holds (room.py): count, bytes
 
         def insert(cur: Cursor) -> list[tuple[int, Answer]]:
-            told: list[tuple[int, Answer]] = []
+            admitted, told = self._room.take(tasks, held)
+            if told:
+                told = self._known(cur, tasks, told)
+            if not admitted:
+                return told
             new, births, unmet = self._plan_dependencies(cur, admitted, told, now)
             waiting = {task_id: len(deps) for task_id, deps in unmet.items()}
             created = self._q.insert(cur, new, births, waiting, now) if new else {}
@@ -167,17 +151,33 @@ class SqlBoard(OneWriter, Board):
 
         def done(told: list[tuple[int, Answer]] | None, error: BaseException | None) -> None:
             if error is not None:
-                told = [(i, _unavailable(error)) for i, _ in admitted]
-            answers.fill_many([*refused, *sorted(told or [], key=lambda answer: answer[0])])
-            if error is None:
-                sizes = {new.task_id: size_of(new) for _, new in admitted}
-                made = [a.task.task_id for _, a in told or [] if isinstance(a, SubmitOutcome) and a.created]
-                self._count_added(len(made), sum(sizes.get(task_id, 0) for task_id in made))
+                told = [(i, _unavailable(error)) for i in range(len(tasks))]
+            answers.fill_many(sorted(told or [], key=lambda answer: answer[0]))
+            sizes = {new.task_id: size_of(new) for new in tasks}
+            made = [a.task.task_id for _, a in told or [] if isinstance(a, SubmitOutcome) and a.created]
+            self._room.add(len(made) - held[0], sum(sizes[task_id] for task_id in made) - held[1])
 
-        if admitted:
-            self._writer.submit(insert, done, notify="work")
-        else:
-            self._writer.submit(lambda cur: [], done)
+        # No hint when the queue looked full: a flood of refused Submits must not wake every claimer (a NOTIFY each,
+        # on PostgreSQL). Workers poll, should room have opened meanwhile.
+        queued = self._room.size()[0]
+        self._writer.submit(insert, done, notify="work" if queued < self._room.max_queue else "")
+
+    def _known(
+        self, cur: Cursor, tasks: Sequence[NewTask], refused: list[tuple[int, Answer]]
+    ) -> list[tuple[int, Answer]]:
+        """Of the tasks refused for want of room, those stored already are answered as any Submit of them is: a
+        client's retry of an acknowledged Submit gets its task even while the queue is full."""
+        stored = self._q.tasks(cur, [tasks[i].task_id for i, _ in refused])
+        answered: list[tuple[int, Answer]] = []
+        for i, refusal in refused:
+            other = stored.get(tasks[i].task_id)
+            if other is None:
+                answered.append((i, refusal))
+            elif other.request_digest != tasks[i].request_digest:
+                answered.append((i, conflict(other)))
+            else:
+                answered.append((i, SubmitOutcome(other, created=False)))
+        return answered
 
     def _plan_dependencies(
         self, cur: Cursor, admitted: list[tuple[int, NewTask]], told: list[tuple[int, Answer]], now: float
@@ -216,7 +216,7 @@ class SqlBoard(OneWriter, Board):
         for task in tasks:
             task.started_at = now  # on disk once its handler starts (see _start)
         if tasks:
-            self._count_added(-len(tasks))
+            self._room.add(-len(tasks))
         claims = {task.task_id: Claim(task, node, lease_until) for task in tasks}
         return ClaimBatch(
             list(claims.values()),
@@ -274,7 +274,7 @@ class SqlBoard(OneWriter, Board):
     def retry_at(self, claim: Claim, task: Task, due: float, then: FencedThen) -> None:
         def done(applied: bool | None, failure: BaseException | None) -> None:
             if applied:
-                self._count_added(1)
+                self._room.add(1)
             then(bool(applied), failure)
 
         self._writer.submit(lambda cur: self._q.retry_at(cur, claim, task, due), done, notify="work")
@@ -301,7 +301,7 @@ class SqlBoard(OneWriter, Board):
             if error is None and result is None:
                 error = TaskNotFound(task_id)
             elif result is not None and result.effect is StopEffect.REVOKED:
-                self._count_added(-1)
+                self._room.add(-1)
             then(result, error)
             if outcome is not None and outcome[1] is not None:
                 self._settled(*outcome[1])
@@ -343,7 +343,7 @@ class SqlBoard(OneWriter, Board):
 
         def done(outcome: tuple[Task, TaskState] | BaseException | None, error: BaseException | None) -> None:
             if error is None and not isinstance(outcome, BaseException):
-                self._count_added(1)
+                self._room.add(1)
             _answer(then, outcome, error)
 
         self._writer.submit(again, done, notify="work")
@@ -361,7 +361,7 @@ class SqlBoard(OneWriter, Board):
         changed, cascade = self._write(reaped)
         self._settled(*cascade)
         if any(task.state is TaskState.PENDING for task, _ in changed):
-            self._count_added(sum(task.state is TaskState.PENDING for task, _ in changed))
+            self._room.add(sum(task.state is TaskState.PENDING for task, _ in changed))
             self._writer.submit(_nothing, _best_effort, notify="work")
         return changed
 
@@ -386,30 +386,14 @@ class SqlBoard(OneWriter, Board):
         return changed
 
     def queued(self) -> int:
-        return self._queue_size()[0]
+        return self._room.size()[0]
 
-    def _queue_size(self) -> tuple[int, int]:
-        """The queue's length and the bytes of its args and labels, as last counted; never waits for the database
-        (Submit calls it on the event loop): a count older than QUEUE_COUNT_SECONDS is made again by the writer, in
-        its next transaction."""
-        with self._count_lock:
-            count, size, counted_at = self._queued
-            stale = time.monotonic() - counted_at >= QUEUE_COUNT_SECONDS and not self._counting
-            self._counting |= stale
-        if stale:
-            self._writer.submit(self._q.count_pending, self._counted)
-        return count, size
-
-    def _counted(self, counted: tuple[int, int] | None, error: BaseException | None) -> None:
-        with self._count_lock:
-            self._counting = False
-            if error is None and counted is not None:
-                self._queued = (*counted, time.monotonic())
-
-    def _count_added(self, delta: int, size: int = 0) -> None:
-        with self._count_lock:
-            count, counted_bytes, counted_at = self._queued
-            self._queued = (max(0, count + delta), max(0, counted_bytes + size), counted_at)
+    def queued_tasks(self) -> builtins.list[Task]:
+        # Only a board this server holds alone: on a shared one, each server counts the transitions it makes.
+        if not self.exclusive:
+            return []
+        pending = TaskFilter(states=frozenset({TaskState.PENDING}))
+        return self._read(lambda cur: self._q.list(cur, pending, None, self._room.max_queue))  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ schedules
 

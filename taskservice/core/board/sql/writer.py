@@ -65,8 +65,10 @@ class GroupWriter:
         self._closing = False
         self.commits = 0
         self._failures = ThrottledLog(log)
-        # After a failed connection, batches fail at once until this monotonic time (no wait per caller).
+        # After a failed connection, batches fail at once until this monotonic time (no wait per caller), with the
+        # reason it failed: a person needs "disk is full", not "failed a moment ago".
         self._retry_at = 0.0
+        self._last_failure = ""
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -148,7 +150,7 @@ class GroupWriter:
 
     def _transaction(self, batch: list[_Queued]) -> list[Any]:
         if time.monotonic() < self._retry_at:
-            raise _NotYet("the task database could not be reached a moment ago")
+            raise _NotYet(f"it failed a moment ago ({self._last_failure})")
         hints = sorted({item.hint for item in batch if item.hint})
         return self._session.transaction([item.op for item in batch], hints)
 
@@ -157,6 +159,7 @@ class GroupWriter:
         self.health.set(False)
         self._session.reset()
         self._retry_at = time.monotonic() + RECONNECT_SECONDS
+        self._last_failure = str(exc).strip() or type(exc).__name__
 
     def _fail(self, batch: list[_Queued], exc: BaseException) -> None:
         error = StoreUnavailable(f"the task database could not be written: {exc}".strip())
