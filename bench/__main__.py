@@ -216,11 +216,9 @@ PROCS_CONNECTIONS = 4
 
 def procs_scenarios(table: Table, tmp: Path) -> None:
     """The default type (sleep 0), 5,000 single Submits over 4 connections (a server of several processes spreads
-    connections, not calls), waited by poll: the embedded default (the queue in memory, one process), the SQL
-    lifecycle on one process, and --procs 2; the median of 3 rounds, in turn."""
+    connections, not calls), waited by poll: one process, and --procs 2; the median of 3 rounds, in turn."""
     variants = {
-        "memory": ["--sqlite-lifecycle", "memory"],
-        "sql": ["--sqlite-lifecycle", "sql"],
+        "one": ["--procs", "1"],
         "procs2": ["--procs", "2"],
     }
     rates: dict[str, list[float]] = {name: [] for name in variants}
@@ -232,15 +230,13 @@ def procs_scenarios(table: Table, tmp: Path) -> None:
                             timeout=300, task_type="sleep", args={"seconds": 0}, wait="poll",
                             connections=PROCS_CONNECTIONS)  # fmt: skip
             rates[name].append(ours["tasks_per_s"])
-    memory, sql, procs2 = (statistics.median(rates[name]) for name in variants)
+    one, procs2 = (statistics.median(rates[name]) for name in variants)
     with serve(tmp / "procs-across.db", workers=4, extra_args=["--procs", "2"]) as server:
         server.start(timeout=60)
         across = load("stop_across", submit_at=server.address, watch_at=server.address, stop_at=server.address,
                       samples=STOP_SAMPLES, fresh_connections=True)  # fmt: skip
-    table.row(f"{NOOP_TASKS} sleep(0) tasks, {PROCS_CONNECTIONS} connections, by poll: SQLite in SQL, 1 process",
-              "tasks/s", sql, memory, "higher", "", "baseline: the queue in memory (default), 1 process")  # fmt: skip
     table.row(f"{NOOP_TASKS} sleep(0) tasks, {PROCS_CONNECTIONS} connections, by poll: --procs 2", "tasks/s",
-              procs2, memory, "higher", ">= 1.6", "baseline: the default server, 1 process")  # fmt: skip
+              procs2, one, "higher", ">= 1.6", "baseline: the same server, 1 process")  # fmt: skip
     note = "--procs 2; the watch and the Stop on connections of their own (any process)"
     table.row("Stop -> REVOKED on a watch, p99", "ms", across["stop_p99_ms"], None, "lower", "<= 50 ms", note)
     table.row("progress report -> a watch, p99", "ms", across["progress_p99_ms"], None, "lower", "<= 50 ms", note)

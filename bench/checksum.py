@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from taskservice.core.board.sqlite.board import SQLiteBoard
 from taskservice.core.manager import WorkerManager
 from taskservice.core.models import TaskState
 from taskservice.core.paths import DataRoot
 from taskservice.core.registry import TaskRegistry
-from taskservice.core.store import MemoryStore
 from taskservice.tasks.files import register_file_tasks
 from tests.support.engine import wait_final
 
@@ -71,7 +71,7 @@ def checksum_scenario(tmp_dir: Path) -> dict[str, Any]:
     path = Path(tmp_dir) / "checksum-1gib.bin"
     registry = TaskRegistry()
     register_file_tasks(registry)
-    store = MemoryStore()
+    store = SQLiteBoard(Path(tmp_dir) / "checksum-tasks.db")
     manager = WorkerManager(store, registry, data_root=DataRoot(tmp_dir))
     manager.start()
     try:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from taskservice.core.board.sqlite.board import SQLiteBoard
+from taskservice.core.board.sqlite.schema import COLUMNS, task_row
 from taskservice.core.models import Task, TaskState
-from taskservice.core.store import SQLiteStore
-from taskservice.core.store.sqlite import COLUMNS, _insert_row
 
 CHUNK = 50_000
 
 
 def fill(path: Path, count: int, state: TaskState) -> list[str]:
     """`count` demo tasks in `state`, ids t0..t{count-1}; returns the ids."""
-    SQLiteStore(path).close()  # creates the schema
+    SQLiteBoard(path).close()  # creates the schema
     import sqlite3
 
     conn = sqlite3.connect(path, isolation_level=None)
@@ -39,7 +39,7 @@ def fill(path: Path, count: int, state: TaskState) -> list[str]:
                 event_sequence=3 if finished else 1,
                 request_digest="bench",
             )
-            rows.append(_insert_row(task))
+            rows.append(task_row(task))
         conn.execute("BEGIN")
         conn.executemany(f"INSERT INTO tasks ({COLUMNS}) VALUES ({', '.join('?' * len(rows[0]))})", rows)
         conn.execute("COMMIT")

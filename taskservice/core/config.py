@@ -10,9 +10,6 @@ class ManagerConfig:
     """Tunables; each is a server flag and a TASKSERVICE_* environment variable."""
 
     workers: int = 4
-    max_queue: int = 100_000
-    # Bytes of args and labels the queued tasks may take in all.
-    max_queue_bytes: int = 2**30
     # Seconds; None means tasks without their own limit run unbounded.
     default_time_limit: float | None = None
     # Seconds a handler gets to return after a stop or its time limit before it is abandoned.

@@ -71,6 +71,10 @@ class StoreUnavailable(TaskServiceError):
     """The database could not write; nothing was acknowledged."""
 
 
+class StoreOpenError(Exception):
+    """The database cannot be used (corrupt, foreign, or written by a newer version)."""
+
+
 class StoreDamaged(TaskServiceError):
     """The database file is damaged where this read looked; restore it from a backup."""
 

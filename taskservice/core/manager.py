@@ -26,7 +26,6 @@ from typing import Any
 
 from taskservice.core.admission import Admission
 from taskservice.core.board.base import Answer, Board, NewTask
-from taskservice.core.board.local import LocalBoard
 from taskservice.core.clock import Clock, SystemClock
 from taskservice.core.config import ManagerConfig, ManagerStats
 from taskservice.core.ended import EndedTasks
@@ -55,7 +54,6 @@ from taskservice.core.relay import Relay
 from taskservice.core.runs import Phase, RunTable
 from taskservice.core.scheduling import Scheduler
 from taskservice.core.stopping import Stopping, settle
-from taskservice.core.store.base import TaskStore, matches
 from taskservice.core.type_info import TypeInfo, describe
 from taskservice.core.watchdog import Watchdog
 from taskservice.core.watching import Watching
@@ -74,7 +72,7 @@ class WorkerManager:
 
     def __init__(
         self,
-        board: Board | TaskStore,
+        board: Board,
         registry: TaskRegistry,
         *,
         config: ManagerConfig | None = None,
@@ -87,18 +85,7 @@ class WorkerManager:
         self.config = config or ManagerConfig()
         if self.config.workers < 1:
             raise ValueError("workers must be at least 1")
-        # A bare store (tests, tools) gets a board of its own, which close() closes (the store stays open).
-        self._owns_board = not isinstance(board, Board)
-        self.board: Board = (
-            board
-            if isinstance(board, Board)
-            else LocalBoard(
-                board,
-                max_queue=self.config.max_queue,
-                max_queue_bytes=self.config.max_queue_bytes,
-                owns_store=False,
-            )
-        )
+        self.board = board
         self._registry = registry
         self._clock = clock or SystemClock()
         self.node = node or node_name()
@@ -285,8 +272,6 @@ class WorkerManager:
             self._processes.close()
         if self._relay is not None:
             self._relay.close()
-        if self._owns_board:
-            self.board.close()
 
     @property
     def accepting(self) -> bool:
@@ -426,7 +411,7 @@ class WorkerManager:
         more = len(found) > page_size
         found = self._table.overlay(found[:page_size])
         next_before = found[-1].submit_order if more and found else None
-        tasks = [t for t in found if matches(t, task_filter)]  # again: a task run here may have moved on
+        tasks = [t for t in found if task_filter.matches(t)]  # again: a task run here may have moved on
         return TaskPage(tasks, next_before)
 
     # ----------------------------------------------------------------- watch

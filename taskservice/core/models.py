@@ -180,6 +180,16 @@ class TaskFilter:
     # Only PENDING tasks with a run_after (submitted to run later, or waiting for a retry).
     scheduled: bool = False
 
+    def matches(self, task: Task) -> bool:
+        """Whether `task` passes the filter, as the boards' queries decide it."""
+        if self.states and task.state not in self.states:
+            return False
+        if self.task_type and task.task_type != self.task_type:
+            return False
+        if self.scheduled and (task.state is not TaskState.PENDING or task.run_after is None):
+            return False
+        return all(task.labels.get(key) == value for key, value in self.labels)
+
 
 @dataclass(slots=True, frozen=True)
 class StopCount:

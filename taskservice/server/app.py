@@ -19,12 +19,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from taskservice.core.board import Board, DatabaseUnreachable, StoreInUse, open_board
-from taskservice.core.errors import RegistryError, StoreDamaged, StoreUnavailable
+from taskservice.core.errors import RegistryError, StoreDamaged, StoreOpenError, StoreUnavailable
 from taskservice.core.logs import Logs, TaskLogs
 from taskservice.core.manager import ManagerConfig, WorkerManager
 from taskservice.core.paths import DataRoot
 from taskservice.core.registry import TaskRegistry, default_registry
-from taskservice.core.store import StoreOpenError
 from taskservice.server import runtime
 from taskservice.server.auth import BearerTokenInterceptor, TokenFile, TokenFileError
 from taskservice.server.engine_process import die_with_supervisor, siblings_of
@@ -160,7 +159,7 @@ async def build_server(
         pending.add(task)  # held until done: the loop keeps only weak references to tasks
         task.add_done_callback(pending.discard)
 
-    def store_health(writable: bool) -> None:  # on the store writer's thread
+    def store_health(writable: bool) -> None:  # on the board writer's thread
         with contextlib.suppress(RuntimeError):  # the loop is closed: the server is gone
             loop.call_soon_threadsafe(publish, writable)
 
@@ -225,7 +224,6 @@ async def serve(settings: Settings) -> int:
                 contextlib.closing(
                     open_board(
                         settings.db,
-                        sqlite_lifecycle=settings.sqlite_lifecycle,
                         siblings=siblings_of(settings),
                         max_queue=settings.max_queue,
                         max_queue_bytes=settings.max_queue_bytes,
@@ -267,8 +265,6 @@ async def _serve_on(
         logs=logs,
         config=ManagerConfig(
             workers=settings.workers,
-            max_queue=settings.max_queue,
-            max_queue_bytes=settings.max_queue_bytes,
             default_time_limit=settings.default_time_limit or None,
             stop_grace=settings.stop_grace,
             lease_seconds=settings.lease,

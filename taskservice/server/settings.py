@@ -38,7 +38,6 @@ class Settings:
     db: str = "taskservice.db"
     # How an SQLite --db decides: "memory" keeps the queue in this process, "sql" runs the lifecycle in SQL as on
     # PostgreSQL (the file the only truth). Until "sql" replaces it.
-    sqlite_lifecycle: str = "sql"
     # Engine processes, each a whole server on the same ports (SO_REUSEPORT) under one supervisor; 0: one per core.
     procs: int = 1
     # Set by a supervisor for the processes it runs: "slot/count/folder of the sibling sockets".
@@ -131,17 +130,10 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
         help="where tasks live: an SQLite file (one server), or postgresql://user@host/db (servers sharing it)",
     )
     p.add_argument(
-        "--sqlite-lifecycle",
-        choices=("memory", "sql"),
-        default=_env(env, "sqlite_lifecycle", d.sqlite_lifecycle),
-        help="with an SQLite --db: keep the queue in memory (memory), or decide in SQL, the file the only truth (sql)",
-    )
-    p.add_argument(
         "--procs",
         type=int,
         default=int(_env(env, "procs", str(d.procs))),
-        help="engine processes, each serving the same ports, sharing the database (0: one per core); more than 1 "
-        "with an SQLite --db decides in SQL (--sqlite-lifecycle sql)",
+        help="engine processes, each serving the same ports, sharing the database (0: one per core)",
     )
     p.add_argument("--supervised", default="", help=argparse.SUPPRESS)
     p.add_argument("--workers", type=int, default=int(_env(env, "workers", str(d.workers))), help="worker threads")
@@ -319,7 +311,6 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
     return Settings(
         listen=ns.listen,
         db=ns.db,
-        sqlite_lifecycle=ns.sqlite_lifecycle,
         procs=ns.procs,
         supervised=ns.supervised,
         metrics_port_file=ns.metrics_port_file,

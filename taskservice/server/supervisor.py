@@ -28,8 +28,8 @@ from pathlib import Path
 
 from taskservice.core.board import DatabaseUnreachable, StoreInUse, is_database_url
 from taskservice.core.board.sql.lifecycle import SqlBoard
+from taskservice.core.errors import StoreOpenError
 from taskservice.core.nodes import node_prefix
-from taskservice.core.store import StoreOpenError
 from taskservice.server import app
 from taskservice.server.metrics_sum import summed_metrics
 from taskservice.server.settings import Settings
@@ -74,11 +74,11 @@ class Supervisor:
 
                 self._board = PostgresBoard(db, pool_size=2)
             else:
-                from taskservice.core.board.embedded import lock_file
-                from taskservice.core.board.sqlite.board import SharedSQLiteBoard
+                from taskservice.core.board.sqlite.board import SQLiteBoard
+                from taskservice.core.board.sqlite.lock import lock_file
 
                 self._lock_fd = lock_file(Path(db))
-                self._board = SharedSQLiteBoard(db, lock=False)
+                self._board = SQLiteBoard(db, lock=False)
         except StoreInUse as exc:
             log.error("%s", exc)
             return app.EXIT_DATABASE_IN_USE
@@ -110,7 +110,6 @@ class Supervisor:
         extra = [
             "--procs", "1",
             "--supervised", f"{slot}/{self.count}/{self._folder}",
-            "--sqlite-lifecycle", "sql",
             "--listen", self._listen,
             "--port-file", str(own) + ".port",
             "--http-listen", self._http_listen,

@@ -1,4 +1,4 @@
-"""The board contract (contract.py) run against every board this project ships: in memory, SQLite, PostgreSQL."""
+"""The board contract (contract.py) run against every board this project ships: SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from taskservice.core.board import Board, MemoryBoard, SQLiteBoard
-from taskservice.core.board.sqlite.board import SharedSQLiteBoard
+from taskservice.core.board import Board, SQLiteBoard
 from taskservice.core.models import TaskState
 from tests.board.contract import *  # noqa: F403 - the contract's tests run here
 from tests.board.contract import claim, ended, finish, new, submit
@@ -22,20 +21,15 @@ __all__ = ["pg_database", "pg_dsn"]
 Factory = Callable[..., Board]
 
 
-@pytest.fixture(params=["memory", "sqlite", "sqlite-sql", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def make_board(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
     opened: list[Board] = []
-    memory = MemoryBoard().memory
     dsn = request.getfixturevalue("pg_dsn") if request.param == "postgres" else ""
 
     def make(**options: object) -> Board:
         board: Board
-        if request.param == "memory":
-            board = MemoryBoard(memory, **options)  # type: ignore[arg-type]
-        elif request.param == "sqlite":
+        if request.param == "sqlite":
             board = SQLiteBoard(tmp_path / "t.db", **options)  # type: ignore[arg-type]
-        elif request.param == "sqlite-sql":
-            board = SharedSQLiteBoard(tmp_path / "t.db", **options)  # type: ignore[arg-type]
         else:
             from taskservice.core.board.postgres.board import PostgresBoard
 
@@ -80,20 +74,23 @@ def test_a_second_board_on_one_sqlite_file_is_refused_while_the_first_is_open(tm
     SQLiteBoard(tmp_path / "t.db").close()  # free again once the first closed
 
 
-def test_a_file_the_memory_queue_wrote_keeps_its_dependents_waiting_under_the_sql_lifecycle(tmp_path: Path) -> None:
-    """The in-memory board keeps waits in memory only: the SQL lifecycle builds them from `after` when it opens the
-    file, and a dependency that had failed revokes its dependents then."""
-    memory_queue = SQLiteBoard(tmp_path / "t.db")
-    submit(memory_queue, [new("doomed"), new("never", after=("doomed",)), new("first"), new("then", after=("first",))])
-    (doomed,) = claim(memory_queue, 1)
-    assert finish(memory_queue, doomed, ended(doomed, TaskState.FAILURE))
-    wait_until(lambda: memory_queue.get("never").state is TaskState.REVOKED, what="its dependent revoked")  # type: ignore[union-attr]
-    memory_queue.close()
-    # What a crash between an end and its dependents' revocation leaves: a waiting task whose dependency failed.
+def test_a_file_an_older_server_wrote_keeps_its_dependents_waiting(tmp_path: Path) -> None:
+    """Servers before the SQL lifecycle kept the waits in memory only: the board builds them from `after` when it
+    opens the file, and a dependency that had failed revokes its dependents then."""
+    older = SQLiteBoard(tmp_path / "t.db")
+    submit(older, [new("doomed"), new("never", after=("doomed",)), new("first"), new("then", after=("first",))])
+    (doomed,) = claim(older, 1)
+    assert finish(older, doomed, ended(doomed, TaskState.FAILURE))
+    wait_until(lambda: older.get("never").state is TaskState.REVOKED, what="its dependent revoked")  # type: ignore[union-attr]
+    older.close()
+    # What an older server left: no waits as rows, and (a crash between an end and its dependents' revocation) a
+    # waiting task whose dependency failed.
     with contextlib.closing(sqlite3.connect(tmp_path / "t.db")) as conn, conn:
         conn.execute("UPDATE tasks SET state = 'PENDING', ended_at = NULL, error_type = NULL WHERE task_id = 'never'")
+        conn.execute("UPDATE tasks SET waiting = 0")
+        conn.execute("DELETE FROM waits")
 
-    board = SharedSQLiteBoard(tmp_path / "t.db")
+    board = SQLiteBoard(tmp_path / "t.db")
     try:
         never = board.get("never")
         assert never is not None and never.state is TaskState.REVOKED and "doomed" in never.error.message  # type: ignore[union-attr]

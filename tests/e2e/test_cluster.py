@@ -151,7 +151,10 @@ def test_a_server_cut_off_loses_its_leases_and_its_late_end_changes_nothing(node
     with TaskClient(second.address) as b:
         task_id = b.submit("test.wait_forever", {}).task.task_id
         wait_until(lambda: b.get(task_id).state is TaskState.RUNNING, what="the task runs somewhere")
-        owner = next(n for n in nodes if f"{task_id} (test.wait_forever) PENDING -> RUNNING" in n.log())
+        # The database says RUNNING once the claim commits, a moment before its owner logs it.
+        owner = wait_until(lambda: next((n for n in nodes if f"{task_id} (test.wait_forever) PENDING -> RUNNING"
+                                         in n.log()), None), what="the owner's log of the claim")  # fmt: skip
+        assert owner is not None
         others = [n for n in nodes if n is not owner]
         assert owner.proc is not None
         # Its start in the database, as another server reads it, not only its claim: the owner shows its own claim

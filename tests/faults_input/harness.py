@@ -17,7 +17,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from taskservice.core.board import Board
-from taskservice.core.board.sqlite.board import SharedSQLiteBoard
+from taskservice.core.board.sqlite.board import SQLiteBoard
 from taskservice.core.logs import TaskLogs
 from taskservice.core.manager import ManagerConfig, WorkerManager
 from taskservice.core.models import TaskFilter
@@ -26,6 +26,7 @@ from taskservice.server.app import RunningServer, build_server
 from taskservice.server.settings import Settings
 from taskservice.v1 import task_service_pb2 as pb
 from taskservice.v1 import task_service_pb2_grpc as pb_grpc
+from tests.support.engine import stored
 from tests.support.task_types import Gates, make_registry
 from tests.support.waiting import wait_until
 
@@ -58,7 +59,7 @@ class BackgroundServer:
         max_message_bytes: int | None = None,
     ) -> None:
         self.tmp_path = tmp_path
-        self.board = board if board is not None else SharedSQLiteBoard(tmp_path / "tasks.db")
+        self.board = board if board is not None else SQLiteBoard(tmp_path / "tasks.db")
         self.gates = Gates()
         (tmp_path / "data").mkdir(exist_ok=True)
         registry = make_registry(self.gates)
@@ -132,7 +133,7 @@ class BackgroundServer:
 
     def count(self) -> int:
         """How many tasks the board holds."""
-        return len(self.board.list(TaskFilter(), before_order=None, limit=1_000_000))
+        return stored(self.board)
 
     def max_order(self) -> int:
         """The submit order of the newest task (0 when there is none)."""

@@ -27,7 +27,7 @@ import pytest
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from taskservice.core.board.sqlite.board import SharedSQLiteBoard
+from taskservice.core.board.sqlite.board import SQLiteBoard
 from taskservice.core.models import TaskFilter, TaskState
 from taskservice.v1 import task_service_pb2 as pb
 from taskservice.v1 import task_service_pb2_grpc as pb_grpc
@@ -141,7 +141,7 @@ def test_disk_full_refuses_submits_keeps_serving_and_recovers_by_itself(faulty: 
 
     # Nothing acknowledged is lost: the file, opened afresh, holds every acknowledged task in its final state.
     faulty.stop()
-    reopened = SharedSQLiteBoard(faulty.tmp_path / "tasks.db")
+    reopened = SQLiteBoard(faulty.tmp_path / "tasks.db")
     try:
         assert {t: reopened.get(t).state.value for t in expected} == expected  # type: ignore[union-attr]
         assert reopened.get("during-1").state is TaskState.SUCCESS  # type: ignore[union-attr]
@@ -472,7 +472,7 @@ def test_a_new_db_on_a_read_only_mount_stops_the_server(read_only_mount: Path) -
     assert not db.exists()
 
 
-# Regression (fixed in c13734e): SQLiteStore._connect() runs outside the try that maps sqlite3 errors to
+# Regression (fixed in c13734e): the store's _connect() ran outside the try that maps sqlite3 errors to
 # StoreOpenError: a db that cannot be created (read-only folder) ends the server with exit code 1 and a traceback, not
 # exit code 3
 def test_a_new_db_on_a_read_only_mount_exits_with_the_documented_code(read_only_mount: Path) -> None:

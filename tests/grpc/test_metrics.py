@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import taskservice
-from taskservice.core.board.sqlite.board import SharedSQLiteBoard
+from taskservice.core.board.sqlite.board import SQLiteBoard
 from taskservice.core.manager import ManagerConfig, WorkerManager
 from taskservice.core.models import Task, TaskState
 from taskservice.server.app import RunningServer, build_server
@@ -90,10 +90,10 @@ def dump(samples: Samples) -> str:
 @pytest.fixture
 async def start_metered(tmp_path: Path, gates: Gates) -> AsyncIterator[StartMetered]:
     """Start a server as tests/grpc/conftest.py does, with Metrics as listener, bound stats, interceptor and HTTP."""
-    started: list[tuple[RunningServer, SharedSQLiteBoard, Metrics, grpc.aio.Channel]] = []
+    started: list[tuple[RunningServer, SQLiteBoard, Metrics, grpc.aio.Channel]] = []
 
     async def start(**config: object) -> Metered:
-        store = SharedSQLiteBoard(tmp_path / f"tasks-{len(started)}.db")
+        store = SQLiteBoard(tmp_path / f"tasks-{len(started)}.db")
         metrics = Metrics()
         manager = WorkerManager(
             store,
@@ -294,7 +294,7 @@ async def test_outermost_metrics_count_what_the_auth_interceptor_rejects(tmp_pat
     """The wiring app.py uses: [metrics.interceptor(), BearerTokenInterceptor(...)], metrics first (outermost)."""
     token_file = tmp_path / "tokens"
     token_file.write_text("s3cret\n")
-    store = SharedSQLiteBoard(tmp_path / "auth.db")
+    store = SQLiteBoard(tmp_path / "auth.db")
     metrics = Metrics()
     manager = WorkerManager(store, make_registry(gates), config=ManagerConfig(workers=1), listeners=[metrics])
     metrics.bind(manager.stats)
@@ -397,10 +397,10 @@ def _exposition(metrics: Metrics) -> str:
 
 def test_tasks_queued_before_a_restart_count_as_unfinished(tmp_path: Path, gates: Gates) -> None:
     """The tasks a restart finds PENDING made no transition in this process, yet they are unfinished work."""
-    before = SharedSQLiteBoard(tmp_path / "tasks.db")
+    before = SQLiteBoard(tmp_path / "tasks.db")
     submit(before, [new(f"q{i}", "gate", args={"name": f"q{i}"}) for i in range(3)])
     before.close()
-    store = SharedSQLiteBoard(tmp_path / "tasks.db")
+    store = SQLiteBoard(tmp_path / "tasks.db")
     metrics = Metrics()
     # One worker: the first task holds it at its gate, the other two stay queued.
     manager = WorkerManager(store, make_registry(gates), listeners=[metrics], config=ManagerConfig(workers=1))

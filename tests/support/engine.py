@@ -1,12 +1,18 @@
-"""Waiting on engine tasks with deadlines, through the same watcher API the server uses."""
+"""Waiting on engine tasks with deadlines, through the same watcher API the server uses; what a board holds."""
 
 from __future__ import annotations
 
 import time
 
+from taskservice.core.board import Board
 from taskservice.core.events import Watcher
 from taskservice.core.manager import WorkerManager
-from taskservice.core.models import Task, TaskEvent, TaskState
+from taskservice.core.models import Task, TaskEvent, TaskFilter, TaskState
+
+
+def stored(board: Board) -> int:
+    """How many tasks `board` holds."""
+    return len(board.list(TaskFilter(), before_order=None, limit=1_000_000))
 
 
 def events_until_terminal(manager: WorkerManager, task_id: str, timeout: float = 10.0) -> list[TaskEvent]:

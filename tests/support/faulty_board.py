@@ -1,6 +1,6 @@
 """A real SQLite board whose writes fail or wait on the test's word: storage faults injected under the lifecycle.
 
-The board is the server's own (`SharedSQLiteBoard`, the lifecycle in SQL over a real file); only the dialect's
+The board is the server's own (`SQLiteBoard`, the lifecycle in SQL over a real file); only the dialect's
 statements that write are watched. A refused statement raises SQLite's own "database or disk is full" inside the
 writer's transaction, so the whole transaction rolls back and the writer handles it as it would a real full disk.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from taskservice.core.board.sql.queries import Queries
-from taskservice.core.board.sqlite.board import SharedSQLiteBoard
+from taskservice.core.board.sqlite.board import SQLiteBoard
 
 DISK_FULL = "database or disk is full"
 
@@ -70,7 +70,7 @@ class _WatchedQueries:
         return watched
 
 
-class FaultyBoard(SharedSQLiteBoard):
+class FaultyBoard(SQLiteBoard):
     """SQLite in SQL, except that writes fail like a full disk while `full` is set or `refuse(writes)` says so,
     and wait while `pause()` holds them (a disk slow to commit)."""
 

@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from taskservice.core.board import Board
-from taskservice.core.board.sqlite.board import SharedSQLiteBoard
+from taskservice.core.board.sqlite.board import SQLiteBoard
 from taskservice.core.logs import TaskLogs
 from taskservice.core.manager import ManagerConfig, WorkerManager
 from taskservice.core.paths import DataRoot
@@ -34,9 +34,9 @@ class InProcessServers:
 
     async def start(self, board: Board | None = None, **config: object) -> RunningServer:
         index = len(self.started)
+        room = {key: config.pop(key) for key in ("max_queue", "max_queue_bytes") if key in config}
         if board is None:  # the queue's room is the board's to enforce, as in the server
-            room = {key: config[key] for key in ("max_queue", "max_queue_bytes") if key in config}
-            board = SharedSQLiteBoard(self._tmp / f"tasks-{index}.db", **room)  # type: ignore[arg-type]
+            board = SQLiteBoard(self._tmp / f"tasks-{index}.db", **room)  # type: ignore[arg-type]
         manager = WorkerManager(
             board,
             self._make_registry(),

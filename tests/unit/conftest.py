@@ -5,13 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from taskservice.core.board import Board
+from taskservice.core.board import Board, SQLiteBoard
 from taskservice.core.clock import Clock
 from taskservice.core.logs import TaskLogs
 from taskservice.core.manager import ManagerConfig, WorkerManager
 from taskservice.core.observe import TaskListener
 from taskservice.core.paths import DataRoot
-from taskservice.core.store import MemoryStore, SQLiteStore, TaskStore
 from tests.support.task_types import Gates, make_registry
 
 
@@ -26,21 +25,29 @@ MakeManager = Callable[..., WorkerManager]
 
 
 @pytest.fixture
-def make_manager(gates: Gates) -> Iterator[MakeManager]:
-    """Build started managers (in-memory store unless one is given); all are closed after the test."""
+def make_manager(gates: Gates, tmp_path: Path) -> Iterator[MakeManager]:
+    """Build started managers, each on a board of its own unless one is given: an SQLite file in the test's folder,
+    or at `db` (the queue's room, max_queue and max_queue_bytes, goes to that board); all are closed after the
+    test, then the boards made here."""
     made: list[WorkerManager] = []
+    boards: list[Board] = []
 
     def make(
-        store: TaskStore | Board | None = None,
+        board: Board | None = None,
         listeners: Sequence[TaskListener] = (),
         *,
         data_root: DataRoot | None = None,
         logs: TaskLogs | None = None,
         clock: Clock | None = None,
+        db: Path | None = None,
         **config: object,
     ) -> WorkerManager:
+        room = {key: config.pop(key) for key in ("max_queue", "max_queue_bytes") if key in config}
+        if board is None:
+            board = SQLiteBoard(db or tmp_path / f"tasks-{len(boards)}.db", **room)  # type: ignore[arg-type]
+            boards.append(board)
         manager = WorkerManager(
-            store or MemoryStore(),
+            board,
             make_registry(gates),
             config=ManagerConfig(**config),  # type: ignore[arg-type]
             listeners=listeners,
@@ -56,15 +63,5 @@ def make_manager(gates: Gates) -> Iterator[MakeManager]:
     gates.open_all()
     for manager in made:
         manager.close()
-
-
-@pytest.fixture
-def sqlite_path(tmp_path: Path) -> Path:
-    return tmp_path / "tasks.db"
-
-
-@pytest.fixture
-def sqlite_store(sqlite_path: Path) -> Iterator[SQLiteStore]:
-    store = SQLiteStore(sqlite_path)
-    yield store
-    store.close()
+    for board in boards:
+        board.close()

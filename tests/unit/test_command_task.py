@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
+from taskservice.core.board import SQLiteBoard
 from taskservice.core.errors import InvalidRequest
 from taskservice.core.logs import TaskLogs
 from taskservice.core.manager import ManagerConfig, WorkerManager
 from taskservice.core.models import Task, TaskState
 from taskservice.core.paths import DataRoot
 from taskservice.core.registry import TaskRegistry
-from taskservice.core.store import MemoryStore
 from taskservice.tasks.command import (
     CommandCatalog,
     CommandConfigError,
@@ -119,7 +119,7 @@ class Harness:
         registry = TaskRegistry()
         register_command_task(registry, catalog)
         manager = WorkerManager(
-            MemoryStore(),
+            SQLiteBoard(self.tmp / f"tasks-{len(self._managers)}.db"),
             registry,
             config=ManagerConfig(workers=2, stop_grace=STOP_GRACE),
             data_root=DataRoot(self.root),
@@ -135,6 +135,7 @@ class Harness:
     def close(self) -> None:
         for manager in self._managers:
             manager.close()
+            manager.board.close()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from taskservice.core.board import SQLiteBoard
 from taskservice.core.context import TaskContext
 from taskservice.core.errors import InvalidRequest
 from taskservice.core.events import Watcher
@@ -21,10 +22,9 @@ from taskservice.core.manager import ManagerConfig, WorkerManager
 from taskservice.core.models import TaskEvent, TaskState
 from taskservice.core.paths import DataRoot
 from taskservice.core.registry import TaskRegistry, default_registry
-from taskservice.core.store import MemoryStore
 from taskservice.tasks import files
 from taskservice.tasks.files import register_file_tasks
-from tests.support.engine import wait_final
+from tests.support.engine import stored, wait_final
 
 MIB = 1024 * 1024
 # Sparse: costs no disk, and takes seconds to hash or copy, so a stop surely lands mid-file.
@@ -51,7 +51,7 @@ class Harness:
     def __init__(self, tmp_path: Path, min_free_bytes: int = 0) -> None:
         self.root = DataRoot(tmp_path / "data", min_free_bytes=min_free_bytes)
         (self.root.root / "in").mkdir()
-        self.store = MemoryStore()
+        self.store = SQLiteBoard(tmp_path / "tasks.db")
         self.release = threading.Event()
         registry = TaskRegistry()
         register_file_tasks(registry)
@@ -154,7 +154,7 @@ def test_an_unknown_algorithm_or_gzip_level_is_refused_at_submit(harness: Harnes
         with pytest.raises(InvalidRequest) as caught:
             harness.manager.submit("file.compress", {"input_fpath": "in/x.bin", "output_fpath": "o.gz", "level": level})
         assert [field for field, _ in caught.value.field_violations] == ["args.level"]
-    assert harness.store.count() == 0
+    assert stored(harness.store) == 0
 
 
 def test_copy_compress_decompress_round_trip_byte_for_byte(harness: Harness) -> None:

@@ -17,8 +17,7 @@ from taskservice.core.errors import (
 )
 from taskservice.core.events import Watcher
 from taskservice.core.models import ALLOWED_TRANSITIONS, ErrorType, TaskState
-from taskservice.core.store import MemoryStore
-from tests.support.engine import events_until_terminal, wait_final, wait_state
+from tests.support.engine import events_until_terminal, stored, wait_final, wait_state
 from tests.support.waiting import wait_until
 from tests.unit.conftest import MakeManager
 
@@ -86,8 +85,7 @@ def test_higher_priority_runs_first_and_fifo_within_a_priority(make_manager: Mak
 
 
 def test_queue_bound_rejects_with_queue_full_and_stores_nothing(make_manager: MakeManager) -> None:
-    store = MemoryStore()
-    manager = make_manager(store, workers=1, max_queue=2)
+    manager = make_manager(workers=1, max_queue=2)
     blocker = manager.submit("gate", {"name": "b"}).task.task_id
     wait_state(manager, blocker, TaskState.RUNNING)
     manager.submit("echo")
@@ -96,7 +94,7 @@ def test_queue_bound_rejects_with_queue_full_and_stores_nothing(make_manager: Ma
         manager.submit("echo", task_id="one-too-many")
     with pytest.raises(TaskNotFound):
         manager.get("one-too-many")
-    assert store.count() == 3
+    assert stored(manager.board) == 3
 
 
 def test_time_limit_stops_the_task_as_timed_out(make_manager: MakeManager) -> None:
@@ -289,12 +287,11 @@ def test_concurrent_identical_submits_create_one_task(make_manager: MakeManager)
 def test_args_that_do_not_fit_the_signature_are_rejected_before_storing(
     make_manager: MakeManager, args: dict, field: str
 ) -> None:
-    store = MemoryStore()
-    manager = make_manager(store)
+    manager = make_manager()
     with pytest.raises(InvalidRequest) as caught:
         manager.submit("typed", args)
     assert field in [f for f, _ in caught.value.field_violations]
-    assert store.count() == 0
+    assert stored(manager.board) == 0
 
 
 def test_args_are_normalised_to_the_handler_types(make_manager: MakeManager) -> None:
@@ -336,8 +333,8 @@ def test_shutdown_refuses_submits(make_manager: MakeManager) -> None:
 
 
 def test_close_after_drain_stops_what_still_runs_as_a_shutdown_not_a_crash(make_manager: MakeManager) -> None:
-    store = MemoryStore()
-    manager = make_manager(store, workers=3)
+    manager = make_manager(workers=3)
+    store = manager.board
     running = manager.submit("gate", {"name": "g"}).task.task_id
     rerunnable = manager.submit("rerunnable_gate", {"name": "r"}).task.task_id
     stubborn = manager.submit("stubborn", {"name": "s", "seconds": 30}).task.task_id
@@ -370,8 +367,9 @@ def test_listeners_hear_every_transition_in_order(make_manager: MakeManager) -> 
 
 
 def test_a_stop_after_close_answers_instead_of_hanging(make_manager: MakeManager, gates) -> None:
-    """The store writer used to call a closed write's callback inline, on the thread that held the manager's lock,
-    and the callback took that lock again: stop_async of a PENDING task after close() never returned."""
+    """A writer once called a closed write's callback inline, on the thread that held the manager's lock, and the
+    callback took that lock again: stop_async of a PENDING task after close() never returned. The server closes
+    the board after the manager, as here."""
     from taskservice.core.errors import StoreUnavailable
 
     manager = make_manager(workers=1, stop_grace=0.2)
@@ -379,5 +377,6 @@ def test_a_stop_after_close_answers_instead_of_hanging(make_manager: MakeManager
     wait_state(manager, blocker, TaskState.RUNNING)
     pending = manager.submit("echo", {"value": 1}).task.task_id
     manager.close()
+    manager.board.close()
     with pytest.raises(StoreUnavailable, match="closed"):
         manager.stop_async(pending).result(timeout=5)

@@ -11,8 +11,7 @@ import pytest
 from taskservice.core.errors import InvalidRequest
 from taskservice.core.models import TaskState
 from taskservice.core.paths import DataRoot, PathRole
-from taskservice.core.store import MemoryStore
-from tests.support.engine import wait_final
+from tests.support.engine import stored, wait_final
 from tests.support.waiting import wait_until
 from tests.unit.conftest import MakeManager
 
@@ -141,14 +140,13 @@ def test_a_legal_255_byte_output_name_is_staged_and_moved_into_place(root: DataR
 
 
 def test_submit_refuses_escaping_paths_and_stores_nothing(make_manager: MakeManager, root: DataRoot) -> None:
-    store = MemoryStore()
-    manager = make_manager(store, data_root=root)
+    manager = make_manager(data_root=root)
     with pytest.raises(InvalidRequest) as caught:
         manager.submit("read_input", {"input_fpath": "in/link-out.txt"})
     assert caught.value.field_violations[0][0] == "args.input_fpath"
     with pytest.raises(InvalidRequest):
         manager.submit("write_output", {"output_fpath": "../outside.txt"})
-    assert store.count() == 0
+    assert stored(manager.board) == 0
     final = wait_final(manager, manager.submit("read_input", {"input_fpath": "in/a.txt"}).task.task_id)
     assert final.result == "hello"
     assert final.args == {"input_fpath": "in/a.txt"}, "the task keeps the path as submitted"

@@ -1,10 +1,15 @@
-"""What a start does with what the last run left in the store."""
+"""What a start does with what the last run left in the file."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+from pathlib import Path
+
+from taskservice.core.board import SQLiteBoard
 from taskservice.core.board.base import REAP_SEQUENCE_GAP
+from taskservice.core.board.sqlite.schema import COLUMNS, task_row
 from taskservice.core.models import ErrorType, Task, TaskState
-from taskservice.core.store import InsertTask, SQLiteStore
 from tests.support.engine import wait_final
 from tests.unit.conftest import MakeManager
 
@@ -19,22 +24,32 @@ def leftover(seq: int, task_type: str, state: TaskState, **args: object) -> Task
         submit_order=seq,
         event_sequence=3,
         attempt=1 if state is not TaskState.PENDING else 0,
+        started_at=1.5 if state is not TaskState.PENDING else None,  # its handler had started
         request_digest="d",
     )
 
 
+def left_behind(tmp_path: Path, *tasks: Task) -> Path:
+    """A file holding `tasks` as a server that died left them (written straight, no server running)."""
+    db = tmp_path / "tasks.db"
+    SQLiteBoard(db).close()  # the schema
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        marks = ", ".join("?" * len(COLUMNS.split(",")))
+        conn.executemany(f"INSERT INTO tasks ({COLUMNS}) VALUES ({marks})", [task_row(task) for task in tasks])
+    return db
+
+
 def test_running_tasks_become_lost_and_pending_ones_run_in_order(
-    make_manager: MakeManager, sqlite_store: SQLiteStore, gates
+    make_manager: MakeManager, tmp_path: Path, gates
 ) -> None:
-    sqlite_store.apply(
-        [
-            InsertTask(leftover(1, "record", TaskState.RUNNING, tag="was-running")),
-            InsertTask(leftover(2, "record", TaskState.STOPPING, tag="was-stopping")),
-            InsertTask(leftover(3, "record", TaskState.PENDING, tag="first")),
-            InsertTask(leftover(4, "record", TaskState.PENDING, tag="second")),
-        ]
+    db = left_behind(
+        tmp_path,
+        leftover(1, "record", TaskState.RUNNING, tag="was-running"),
+        leftover(2, "record", TaskState.STOPPING, tag="was-stopping"),
+        leftover(3, "record", TaskState.PENDING, tag="first"),
+        leftover(4, "record", TaskState.PENDING, tag="second"),
     )
-    manager = make_manager(sqlite_store, workers=1)
+    manager = make_manager(db=db, workers=1)
     for task_id in ("left-1", "left-2"):
         lost = manager.get(task_id)
         assert lost.state is TaskState.LOST
@@ -45,31 +60,27 @@ def test_running_tasks_become_lost_and_pending_ones_run_in_order(
     assert gates.ran == ["first", "second"]
 
 
-def test_task_types_that_allow_it_are_run_again_after_a_crash(
-    make_manager: MakeManager, sqlite_store: SQLiteStore, gates
-) -> None:
-    sqlite_store.apply([InsertTask(leftover(1, "rerunnable", TaskState.RUNNING, name="again"))])
-    manager = make_manager(sqlite_store)
+def test_task_types_that_allow_it_are_run_again_after_a_crash(make_manager: MakeManager, tmp_path: Path, gates) -> None:
+    manager = make_manager(db=left_behind(tmp_path, leftover(1, "rerunnable", TaskState.RUNNING, name="again")))
     final = wait_final(manager, "left-1")
     assert final.state is TaskState.SUCCESS and final.attempt == 2
     assert gates.ran == ["again"]
 
 
 def test_queued_tasks_of_a_type_no_longer_loaded_fail_with_a_clear_error(
-    make_manager: MakeManager, sqlite_store: SQLiteStore
+    make_manager: MakeManager, tmp_path: Path
 ) -> None:
-    sqlite_store.apply([InsertTask(leftover(1, "plugin.gone", TaskState.PENDING))])
-    manager = make_manager(sqlite_store)
+    manager = make_manager(db=left_behind(tmp_path, leftover(1, "plugin.gone", TaskState.PENDING)))
     final = wait_final(manager, "left-1")
     assert final.state is TaskState.FAILURE
     assert final.error is not None and "--tasks" in final.error.message
 
 
-def test_progress_is_persisted_at_a_throttled_rate(make_manager: MakeManager, sqlite_store: SQLiteStore) -> None:
-    manager = make_manager(sqlite_store)
+def test_progress_is_persisted_at_a_throttled_rate(make_manager: MakeManager) -> None:
+    manager = make_manager()
     task_id = manager.submit("spin", {"reports": 20_000}).task.task_id
     final = wait_final(manager, task_id, timeout=30)
     assert final.progress.current == 20_000
     # A commit per report would be 20,000; group commit plus throttled progress keeps it to a handful.
     assert manager.stats().store_commits < 100
-    assert sqlite_store.get(task_id).progress.current == 20_000  # type: ignore[union-attr]
+    assert manager.board.get(task_id).progress.current == 20_000  # type: ignore[union-attr]

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import Future
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from taskservice.core.board import SQLiteBoard
 from taskservice.core.board.base import Answer
-from taskservice.core.board.local import LocalBoard
 from taskservice.core.clock import ManualClock
 from taskservice.core.errors import InvalidRequest
 from taskservice.core.models import SubmitOutcome, SubmitSpec, Task, TaskState
@@ -26,7 +27,6 @@ from taskservice.core.schedules import (
     spec_to_json,
 )
 from taskservice.core.scheduling import Scheduler
-from taskservice.core.store import MemoryStore
 from tests.unit.conftest import MakeManager
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -145,11 +145,11 @@ def test_creating_one_schedule_twice_in_the_same_instant_says_created_once(make_
 
 
 def test_a_firing_whose_submit_does_not_end_in_time_leaves_the_rest_of_the_pass_to_fire(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr("taskservice.core.scheduling.SUBMIT_WAIT_SECONDS", 0.05)
     clock = ManualClock()
-    board = LocalBoard(MemoryStore())
+    board = SQLiteBoard(tmp_path / "tasks.db")
     submitted: list[str] = []
 
     def submit_many(requests: Sequence[SubmitSpec]) -> Future[list[Answer]]:

@@ -1,7 +1,7 @@
 """Two engines (two servers) on one board they share: a Stop sent to one reaches the task the other runs, and a
-server that lost its lease stops its handler and writes nothing. The board is an in-memory twin of a shared one,
-or one SQLite file that two engine processes of one server share (each its own board over it, hints between them
-through their sibling sockets), as `--procs` runs them."""
+server that lost its lease stops its handler and writes nothing. The board is one SQLite file that two engine
+processes of one server share (each its own board over it, hints between them through their sibling sockets), as
+`--procs` runs them."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from taskservice.core import relay
-from taskservice.core.board import Board, MemoryBoard
-from taskservice.core.board.sqlite.board import SharedSQLiteBoard
+from taskservice.core.board import Board
+from taskservice.core.board.sqlite.board import SQLiteBoard
 from taskservice.core.board.sqlite.siblings import Siblings
 from taskservice.core.events import Watcher
 from taskservice.core.manager import WorkerManager
@@ -24,24 +24,20 @@ from tests.unit.conftest import MakeManager
 BoardOf = Callable[[int], Board]
 
 
-@pytest.fixture(params=["memory-twin", "sqlite-processes"])
-def board_of(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BoardOf]:
-    """The board engine number i uses. Requested before make_manager, so that the boards close after the servers."""
+@pytest.fixture
+def board_of(tmp_path: Path) -> Iterator[BoardOf]:
+    """The board engine number i uses: the engine processes of one server on one SQLite file. Requested before
+    make_manager, so that the boards close after the servers."""
     opened: dict[int, Board] = {}
-    twin = MemoryBoard(exclusive=False) if request.param == "memory-twin" else None
 
     def of(i: int) -> Board:
-        if twin is not None:
-            return twin
         if i not in opened:
-            opened[i] = SharedSQLiteBoard(tmp_path / "t.db", lock=False, siblings=Siblings(tmp_path, i, 2))
+            opened[i] = SQLiteBoard(tmp_path / "t.db", lock=False, siblings=Siblings(tmp_path, i, 2))
         return opened[i]
 
     yield of
     for board in opened.values():
         board.close()
-    if twin is not None:
-        twin.close()
 
 
 def owner_of(task_id: str, *managers: WorkerManager) -> WorkerManager:
@@ -87,16 +83,16 @@ def test_a_server_that_lost_its_lease_stops_the_handler_and_its_late_end_changes
 
 
 @pytest.fixture
-def sibling_boards(tmp_path: Path) -> Iterator[list[SharedSQLiteBoard]]:
+def sibling_boards(tmp_path: Path) -> Iterator[list[SQLiteBoard]]:
     """Two engine processes' boards over one SQLite file; requested before make_manager, so they close after."""
-    boards = [SharedSQLiteBoard(tmp_path / "t.db", lock=False, siblings=Siblings(tmp_path, i, 2)) for i in range(2)]
+    boards = [SQLiteBoard(tmp_path / "t.db", lock=False, siblings=Siblings(tmp_path, i, 2)) for i in range(2)]
     yield boards
     for board in boards:
         board.close()
 
 
 def test_progress_of_a_task_a_sibling_process_runs_reaches_a_watcher_here_through_the_hint(
-    sibling_boards: list[SharedSQLiteBoard], make_manager: MakeManager, gates: Gates, monkeypatch: pytest.MonkeyPatch
+    sibling_boards: list[SQLiteBoard], make_manager: MakeManager, gates: Gates, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The relay's poll is out of the test's time: only the sibling's `moved` hint can bring the progress of the
     task the other process runs to the watcher here."""

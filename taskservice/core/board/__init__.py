@@ -1,9 +1,7 @@
 """The board: the one place task state changes (base.Board).
 
-- sql/: the lifecycle written once (SqlBoard) above a dialect per database: postgres/ (servers sharing one
-  database) and sqlite/ (one file; what --procs and --sqlite-lifecycle sql run).
-- local.py, embedded.py, memory.py: the in-memory queue over the store (the embedded default until the SQLite
-  dialect replaces it), and its in-memory twin for tests.
+- sql/: the lifecycle written once (SqlBoard) above a dialect per database: sqlite/ (the embedded default: one
+  file, one server, or the engine processes of one server) and postgres/ (servers sharing one database).
 - answers.py, dependencies.py: what every board answers and decides alike.
 """
 
@@ -18,11 +16,10 @@ from taskservice.core.board.base import (
     StopEffect,
     StopResult,
 )
-from taskservice.core.board.embedded import SQLiteBoard, StoreInUse
-from taskservice.core.board.local import LocalBoard
-from taskservice.core.board.memory import MemoryBoard
+from taskservice.core.board.sqlite.board import SQLiteBoard
+from taskservice.core.board.sqlite.lock import StoreInUse
 from taskservice.core.board.sqlite.siblings import Siblings
-from taskservice.core.store.base import StoreOpenError
+from taskservice.core.errors import StoreOpenError
 
 
 def is_database_url(db: str) -> bool:
@@ -32,15 +29,14 @@ def is_database_url(db: str) -> bool:
 def open_board(
     db: str,
     *,
-    sqlite_lifecycle: str = "sql",
     siblings: Siblings | None = None,
     max_queue: int = 100_000,
     max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
     pool_size: int = 16,
 ) -> Board:
     """The board `--db` names: a postgresql:// URL is a database that several servers share; a file path (or
-    nothing) is the embedded SQLite file of one server, whose lifecycle runs in memory or in SQL: always in SQL
-    for one of the engine processes of a server (`siblings`: see sqlite/siblings.py)."""
+    nothing) is the embedded SQLite file of one server, or of one of its engine processes (`siblings`: see
+    sqlite/siblings.py)."""
     if is_database_url(db):
         try:
             from taskservice.core.board.postgres.board import PostgresBoard
@@ -49,13 +45,8 @@ def open_board(
                 f"--db {db.split('://')[0]}://... needs PostgreSQL support: pip install 'taskservice[postgres]' ({exc})"
             ) from None
         return PostgresBoard(db, max_queue=max_queue, max_queue_bytes=max_queue_bytes, pool_size=pool_size)
-    if sqlite_lifecycle == "sql" or siblings is not None:
-        from taskservice.core.board.sqlite.board import SharedSQLiteBoard
-
-        return SharedSQLiteBoard(
-            db, max_queue=max_queue, max_queue_bytes=max_queue_bytes, lock=siblings is None, siblings=siblings
-        )
-    return SQLiteBoard(db, max_queue=max_queue, max_queue_bytes=max_queue_bytes)
+    return SQLiteBoard(db, max_queue=max_queue, max_queue_bytes=max_queue_bytes, lock=siblings is None,
+                       siblings=siblings)  # fmt: skip
 
 
 __all__ = [
@@ -63,8 +54,6 @@ __all__ = [
     "Claim",
     "ClaimBatch",
     "DatabaseUnreachable",
-    "LocalBoard",
-    "MemoryBoard",
     "NewTask",
     "Renewal",
     "SQLiteBoard",

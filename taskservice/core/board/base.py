@@ -19,10 +19,9 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from taskservice.core.errors import TaskServiceError, WrongState
+from taskservice.core.errors import StoreOpenError, TaskServiceError, WrongState
 from taskservice.core.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState
 from taskservice.core.schedules import Schedule
-from taskservice.core.store.base import StoreOpenError
 from taskservice.core.write_health import WriteHealth
 
 # Event sequences of tasks a reap takes from a lost owner jump by this much, so that they stay above any sequence

@@ -29,8 +29,7 @@ from taskservice.core.board.postgres.queries import PgQueries
 from taskservice.core.board.postgres.schema import CHANNEL, migrate
 from taskservice.core.board.sql.lifecycle import SqlBoard
 from taskservice.core.board.sql.writer import GroupWriter, Op
-from taskservice.core.errors import StoreUnavailable
-from taskservice.core.store.base import StoreOpenError
+from taskservice.core.errors import StoreOpenError, StoreUnavailable
 
 CONNECT_TIMEOUT_SECONDS = 5
 NOTIFIED = ("work", "stop")

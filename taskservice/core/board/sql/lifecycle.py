@@ -46,6 +46,7 @@ from taskservice.core.board.dependencies import (
     revoked_for,
     unknown_dependencies,
 )
+from taskservice.core.board.sql.due import SoonestDue
 from taskservice.core.board.sql.queries import Birth, Cursor, Queries
 from taskservice.core.board.sql.room import QueueRoom
 from taskservice.core.board.sql.settle import Cascade, Settled, settle
@@ -95,6 +96,7 @@ class SqlBoard(OneWriter, Board):
         self._driver = driver
         self._q = driver.queries
         self._writer = driver.writer
+        self._soonest = SoonestDue()
         self._room = QueueRoom(self._writer, self._q.count_pending, max_queue=max_queue,
                                max_queue_bytes=max_queue_bytes)  # fmt: skip
         self._ended_listeners: list[EndedListener] = []
@@ -154,8 +156,10 @@ class SqlBoard(OneWriter, Board):
                 told = [(i, _unavailable(error)) for i in range(len(tasks))]
             answers.fill_many(sorted(told or [], key=lambda answer: answer[0]))
             sizes = {new.task_id: size_of(new) for new in tasks}
-            made = [a.task.task_id for _, a in told or [] if isinstance(a, SubmitOutcome) and a.created]
-            self._room.add(len(made) - held[0], sum(sizes[task_id] for task_id in made) - held[1])
+            made = [a.task for _, a in told or [] if isinstance(a, SubmitOutcome) and a.created]
+            self._room.add(len(made) - held[0], sum(sizes[task.task_id] for task in made) - held[1])
+            for task in made:
+                self._soonest.add(task.run_after)
 
         # No hint when the queue looked full: a flood of refused Submits must not wake every claimer (a NOTIFY each,
         # on PostgreSQL). Workers poll, should room have opened meanwhile.
@@ -211,6 +215,7 @@ class SqlBoard(OneWriter, Board):
     def claim(
         self, node: str, task_types: Collection[str] | None, n: int, *, lease_until: float, now: float
     ) -> ClaimBatch:
+        self._soonest.claimed_at(now)
         claimed: list[Task] = self._write(lambda cur: self._q.claim(cur, node, task_types, n, lease_until, now))
         tasks = sorted(claimed, key=lambda t: (-t.priority, t.submit_order))
         for task in tasks:
@@ -275,6 +280,7 @@ class SqlBoard(OneWriter, Board):
         def done(applied: bool | None, failure: BaseException | None) -> None:
             if applied:
                 self._room.add(1)
+                self._soonest.add(due)
             then(bool(applied), failure)
 
         self._writer.submit(lambda cur: self._q.retry_at(cur, claim, task, due), done, notify="work")
@@ -384,6 +390,9 @@ class SqlBoard(OneWriter, Board):
     def changed_since(self, known: dict[str, int]) -> builtins.list[tuple[Task, builtins.list[tuple[int, str]]]]:
         changed: list[tuple[Task, list[tuple[int, str]]]] = self._read(lambda cur: self._q.changed_since(cur, known))
         return changed
+
+    def next_due(self) -> float | None:
+        return self._soonest.get()
 
     def queued(self) -> int:
         return self._room.size()[0]

@@ -1,9 +1,10 @@
-"""The SQLite dialect of the lifecycle: one file, the database the only truth, as on PostgreSQL.
+"""The SQLite dialect of the lifecycle, the embedded default: one file, the database the only truth, as on
+PostgreSQL.
 
-Beside the embedded default (sqlite.py, which keeps the queue in memory) until it replaces it. Every write goes
-through the group-commit writer's connection (`BEGIN IMMEDIATE`: the file's write lock, so claims need no row
-locks); reads go on a connection per reading thread, which WAL lets read while the writer writes. Hints (work is
-there, a stop was asked) are told to this process's listeners after the commit that sent them.
+Every write goes through the group-commit writer's connection (`BEGIN IMMEDIATE`: the file's write lock, so
+claims need no row locks); reads go on a connection per reading thread, which WAL lets read while the writer
+writes. Hints (work is there, a stop was asked) are told to this process's listeners after the commit that sent
+them.
 """
 
 from __future__ import annotations
@@ -18,16 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from taskservice.core.board.answers import DEFAULT_MAX_QUEUE_BYTES
-from taskservice.core.board.embedded import lock_file
 from taskservice.core.board.sql.lifecycle import SqlBoard
 from taskservice.core.board.sql.queries import Cursor
 from taskservice.core.board.sql.settle import settle
 from taskservice.core.board.sql.writer import GroupWriter, Op
+from taskservice.core.board.sqlite.lock import lock_file
 from taskservice.core.board.sqlite.queries import UNFINISHED, SQLiteQueries
+from taskservice.core.board.sqlite.schema import COLUMNS, damage, migrate
 from taskservice.core.board.sqlite.siblings import Siblings
-from taskservice.core.errors import StoreUnavailable
-from taskservice.core.store.base import StoreOpenError
-from taskservice.core.store.sqlite import COLUMNS, damage, migrate
+from taskservice.core.errors import StoreOpenError, StoreUnavailable
 from taskservice.core.task_rows import task_from_row
 
 BUSY_TIMEOUT_SECONDS = 30
@@ -183,9 +183,9 @@ class SQLiteDriver:
             self._readers.clear()
 
 
-class SharedSQLiteBoard(SqlBoard):
-    """The lifecycle in SQL over one SQLite file, which one server holds: `<db>.lock`, as the embedded board's
-    (embedded.py). What a previous server left running is its to reap when it opens.
+class SQLiteBoard(SqlBoard):
+    """The lifecycle in SQL over one SQLite file, which one server holds (`<db>.lock`: lock.py). What a previous
+    server left running is its to reap when it opens.
 
     With `siblings`, this is one of the engine processes of one server (`--procs`): their supervisor holds the
     lock and reaped at start; they share the file as nodes share PostgreSQL (leases, fenced writes), and tell each

@@ -16,14 +16,12 @@ from typing import Any
 from taskservice.core.board.base import REAP_SEQUENCE_GAP, Claim, NewTask
 from taskservice.core.board.sql.queries import Birth, Cursor
 from taskservice.core.board.sql.rows import RETRYABLE, TRANSITIONS_KEPT, dumps, end_row, progress_row
+from taskservice.core.board.sqlite.schema import COLUMNS
 from taskservice.core.models import ErrorType, Progress, Task, TaskError, TaskFilter, TaskState
 from taskservice.core.schedules import SCHEDULE_COLUMNS, Schedule, schedule_from_row, schedule_row
-from taskservice.core.store.base import ENDED_STATES
-from taskservice.core.store.sqlite import COLUMNS
-from taskservice.core.store.sqlite import filter_sql as store_filter_sql
 from taskservice.core.task_rows import task_from_row
 
-ENDED = [state.value for state in ENDED_STATES]
+ENDED = [state.value for state in TaskState if state.is_terminal]
 UNFINISHED = "state IN ('RUNNING', 'STOPPING')"
 
 
@@ -41,12 +39,24 @@ def transition_sql(sequence: str, state: str) -> str:
 
 def filter_sql(task_filter: TaskFilter) -> tuple[list[str], list[Any]]:
     """The WHERE conditions of a ListTasks filter (never none), and their parameters."""
-    where, params = store_filter_sql(task_filter)
-    return ["1", *where], params
+    where: list[str] = ["1"]
+    params: list[Any] = []
+    if task_filter.states:
+        where.append(f"state IN ({', '.join('?' * len(task_filter.states))})")
+        params.extend(sorted(s.value for s in task_filter.states))
+    if task_filter.task_type:
+        where.append("task_type = ?")
+        params.append(task_filter.task_type)
+    if task_filter.scheduled:
+        where.append("state = 'PENDING' AND run_after IS NOT NULL")
+    for key, value in task_filter.labels:
+        where.append("EXISTS (SELECT 1 FROM task_labels l WHERE l.seq = tasks.seq AND l.key = ? AND l.value = ?)")
+        params.extend((key, value))
+    return where, params
 
 
 # A statement binds the rows of many writes at once, in a few sizes the statement cache keeps: each statement is a
-# trip out of the GIL and back, which a busy event loop makes slow (see store/sqlite.py).
+# trip out of the GIL and back, which a busy event loop makes slow.
 _ROWS_PER_STATEMENT = (64, 16, 4, 1)
 _INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, 0, 1, ?, json_array(json_array(1, ?)), ?, ?, ?, ?, ?, ?, ?)"
 

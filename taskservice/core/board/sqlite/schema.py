@@ -1,0 +1,172 @@
+"""The embedded SQLite file's schema: its versions and their migrations, its columns, and what a damaged file
+looks like. The board that reads and writes it is board.py beside this, in the statements of queries.py.
+
+Durability: every commit is synchronous=FULL in WAL mode, so an acknowledged Submit and every state change survive
+a crash of the process or of the machine.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from taskservice.core.board.sql.rows import dumps
+from taskservice.core.errors import StoreDamaged, StoreOpenError
+from taskservice.core.models import Task
+
+_DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+# Bump with a migration in MIGRATIONS when the schema changes; old files are migrated on open.
+SCHEMA_VERSION = 6
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE tasks (
+        seq                 INTEGER PRIMARY KEY,   -- submission order
+        task_id             TEXT NOT NULL UNIQUE,
+        task_type           TEXT NOT NULL,
+        args                TEXT NOT NULL,         -- JSON object
+        state               TEXT NOT NULL,
+        priority            INTEGER NOT NULL,
+        labels              TEXT NOT NULL,         -- JSON object, also in task_labels for filtering
+        time_limit          REAL,
+        submitted_at        REAL NOT NULL,
+        started_at          REAL,
+        ended_at            REAL,
+        attempt             INTEGER NOT NULL,
+        progress_percent    REAL NOT NULL DEFAULT 0,
+        progress_message    TEXT NOT NULL DEFAULT '',
+        progress_current    INTEGER NOT NULL DEFAULT 0,
+        progress_total      INTEGER NOT NULL DEFAULT 0,
+        progress_updated_at REAL,
+        result              TEXT,                  -- JSON value, NULL when none
+        error_type          TEXT,
+        error_message       TEXT,
+        error_traceback     TEXT,
+        sequence            INTEGER NOT NULL,      -- latest event sequence
+        request_digest      TEXT NOT NULL
+    );
+    CREATE INDEX tasks_by_state ON tasks (state, seq);
+    CREATE INDEX tasks_by_type ON tasks (task_type, seq);
+    CREATE TABLE task_labels (
+        seq   INTEGER NOT NULL REFERENCES tasks (seq),
+        key   TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (seq, key)
+    );
+    CREATE INDEX task_labels_by_pair ON task_labels (key, value, seq);
+    """,
+    # A retry's backoff is durable: the task is not claimed again before run_after (Unix seconds).
+    2: """
+    ALTER TABLE tasks ADD COLUMN run_after REAL;
+    """,
+    # Retention: a task's own (seconds; NULL: the server's, 0: for ever), and ended tasks found by their end.
+    3: """
+    ALTER TABLE tasks ADD COLUMN retention REAL;
+    CREATE INDEX tasks_by_end ON tasks (ended_at) WHERE ended_at IS NOT NULL;
+    """,
+    # Dependencies: the ids a task was submitted to run after (JSON array; NULL: none).
+    4: """
+    ALTER TABLE tasks ADD COLUMN after_ids TEXT;
+    """,
+    # Schedules: a definition (JSON) and where it stands.
+    5: """
+    CREATE TABLE schedules (
+        schedule_id  TEXT PRIMARY KEY,
+        definition   TEXT NOT NULL,
+        paused       INTEGER NOT NULL,
+        next_due     REAL NOT NULL,
+        created_at   REAL NOT NULL,
+        last_due     REAL,
+        last_task_id TEXT NOT NULL DEFAULT '',
+        last_error   TEXT NOT NULL DEFAULT ''
+    );
+    """,
+    # The lifecycle in SQL (board/sqlite/queries.py), which several engine processes share: who runs a task and
+    # until when, a stop asked of it, its unmet dependencies (waits, and their count), its last state changes.
+    # Claims and reaps read partial indexes over the unfinished tasks only.
+    6: """
+    ALTER TABLE tasks ADD COLUMN owner TEXT;
+    ALTER TABLE tasks ADD COLUMN lease_until REAL;
+    ALTER TABLE tasks ADD COLUMN stop_reason TEXT;
+    ALTER TABLE tasks ADD COLUMN waiting INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN transitions TEXT NOT NULL DEFAULT '[]';
+    CREATE TABLE waits (
+        dep_id  TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        PRIMARY KEY (dep_id, task_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX waits_by_task ON waits (task_id);
+    CREATE INDEX tasks_ready ON tasks (priority DESC, seq) WHERE state = 'PENDING' AND waiting = 0;
+    CREATE INDEX tasks_leased ON tasks (lease_until) WHERE state IN ('RUNNING', 'STOPPING');
+    CREATE INDEX tasks_owned ON tasks (owner) WHERE state IN ('RUNNING', 'STOPPING');
+    """,
+}
+
+# In the order task_from_row reads.
+COLUMNS = (
+    "seq, task_id, task_type, args, state, priority, labels, time_limit, submitted_at, started_at, ended_at, "
+    "attempt, progress_percent, progress_message, progress_current, progress_total, progress_updated_at, "
+    "result, error_type, error_message, error_traceback, sequence, request_digest, run_after, retention, after_ids"
+)
+
+
+def task_row(task: Task) -> tuple[Any, ...]:
+    """A whole task as a row of COLUMNS (tools and tests that write a file straight, with no server)."""
+    p = task.progress
+    e = task.error
+    return (
+        task.submit_order, task.task_id, task.task_type, dumps(task.args), task.state.value, task.priority,
+        dumps(task.labels), task.time_limit, task.submitted_at, task.started_at, task.ended_at,
+        task.attempt, p.percent, p.message, p.current, p.total, p.updated_at,
+        None if task.result is None else dumps(task.result),
+        e.type if e else None, e.message if e else None, e.traceback if e else None,
+        task.event_sequence, task.request_digest, task.run_after, task.retention,
+        dumps(list(task.after)) if task.after else None,
+    )  # fmt: skip
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """WAL mode, durable commits, and the schema at SCHEMA_VERSION; StoreOpenError for a file this server must
+    not touch."""
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if mode.lower() != "wal":
+        raise StoreOpenError(f"{path}: cannot switch to WAL mode (got {mode!r})")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreOpenError(
+            f"{path} has schema version {version}, newer than this taskservice knows "
+            f"({SCHEMA_VERSION}); run a newer taskservice or point --db at another file"
+        )
+    if version == 0:
+        tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        if tables:
+            names = ", ".join(sorted(t[0] for t in tables))
+            raise StoreOpenError(
+                f"{path} is an SQLite database of something else (tables: {names}); point --db at a new file"
+            )
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Statements are split on ';' so that they run inside this transaction (executescript commits).
+            for statement in MIGRATIONS[target].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {target}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def damage(exc: sqlite3.DatabaseError, path: Path) -> StoreDamaged | None:
+    """StoreDamaged when a read failed with `exc` because the file's pages are not what SQLite wrote."""
+    if getattr(exc, "sqlite_errorcode", None) not in _DAMAGED:
+        return None
+    return StoreDamaged(
+        f"the task database {path} is damaged ({exc}); stop the server and restore the file from a backup, or "
+        "recover what is readable with `sqlite3 FILE .recover`"
+    )
