@@ -32,7 +32,7 @@ from bench.fill import fill
 from bench.isolation import CPU_TASKS, ISOLATED_NOOP_TASKS, REPORTS, isolation_scenarios
 from bench.load import percentile
 from bench.retention import RETENTION, TASKS, WINDOW, retention_scenario
-from taskservice.core.models import TaskState
+from taskservice.core.model.models import TaskState
 from taskservice.v1 import task_service_pb2 as pb
 from tests.support.server import ServerProcess
 

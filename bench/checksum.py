@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from taskservice.core.board.sqlite.board import SQLiteBoard
-from taskservice.core.manager import WorkerManager
-from taskservice.core.models import TaskState
-from taskservice.core.paths import DataRoot
-from taskservice.core.registry import TaskRegistry
+from taskservice.core.engine.manager import WorkerManager
+from taskservice.core.handlers.paths import DataRoot
+from taskservice.core.handlers.registry import TaskRegistry
+from taskservice.core.model.models import TaskState
 from taskservice.tasks.files import register_file_tasks
 from tests.support.engine import wait_final
 

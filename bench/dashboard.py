@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.fill import fill
-from taskservice.core.models import TaskState
+from taskservice.core.model.models import TaskState
 from taskservice.v1 import task_service_pb2 as pb
 
 CHROMIUM = "/usr/bin/chromium"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from taskservice.core.board.sqlite.board import SQLiteBoard
 from taskservice.core.board.sqlite.schema import COLUMNS, task_row
-from taskservice.core.models import Task, TaskState
+from taskservice.core.model.models import Task, TaskState
 
 CHUNK = 50_000
 

@@ -1,6 +1,7 @@
 """taskservice: a gRPC task service. Submit long jobs, ask their state, stop them, watch their progress live.
 
-For writing task types: `from taskservice import TaskContext, task`. For calling a server:
+For writing task types: `from taskservice import TaskContext, task` (and InputFile, OutputFile, RetryPolicy,
+Length, OneOf, Range, StopTask). For calling a server:
 `from taskservice.client import TaskClient`.
 """
 
@@ -11,22 +12,38 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Length", "OneOf", "Range", "StopTask", "TaskContext", "__version__", "task"]
+__all__ = [
+    "InputFile",
+    "Length",
+    "OneOf",
+    "OutputFile",
+    "Range",
+    "RetryPolicy",
+    "StopTask",
+    "TaskContext",
+    "__version__",
+    "task",
+]
 
 if TYPE_CHECKING:
-    from taskservice.core.constraints import Length, OneOf, Range
-    from taskservice.core.context import TaskContext
-    from taskservice.core.errors import StopTask
-    from taskservice.core.registry import task
+    from taskservice.core.handlers.constraints import Length, OneOf, Range
+    from taskservice.core.handlers.context import TaskContext
+    from taskservice.core.handlers.paths import InputFile, OutputFile
+    from taskservice.core.handlers.registry import task
+    from taskservice.core.handlers.retry import RetryPolicy
+    from taskservice.core.model.errors import StopTask
 
 # Loaded on first use, so that `import taskservice.client` does not pull in the engine.
 _LAZY = {
-    "Length": "taskservice.core.constraints",
-    "OneOf": "taskservice.core.constraints",
-    "Range": "taskservice.core.constraints",
-    "TaskContext": "taskservice.core.context",
-    "StopTask": "taskservice.core.errors",
-    "task": "taskservice.core.registry",
+    "Length": "taskservice.core.handlers.constraints",
+    "OneOf": "taskservice.core.handlers.constraints",
+    "Range": "taskservice.core.handlers.constraints",
+    "TaskContext": "taskservice.core.handlers.context",
+    "InputFile": "taskservice.core.handlers.paths",
+    "OutputFile": "taskservice.core.handlers.paths",
+    "RetryPolicy": "taskservice.core.handlers.retry",
+    "StopTask": "taskservice.core.model.errors",
+    "task": "taskservice.core.handlers.registry",
 }
 
 

@@ -19,11 +19,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from taskservice.core.board import Board, DatabaseUnreachable, StoreInUse, open_board
-from taskservice.core.errors import RegistryError, StoreDamaged, StoreOpenError, StoreUnavailable
-from taskservice.core.logs import Logs, TaskLogs
-from taskservice.core.manager import ManagerConfig, WorkerManager
-from taskservice.core.paths import DataRoot
-from taskservice.core.registry import TaskRegistry, default_registry
+from taskservice.core.engine.manager import ManagerConfig, WorkerManager
+from taskservice.core.handlers.logs import Logs, TaskLogs
+from taskservice.core.handlers.paths import DataRoot
+from taskservice.core.handlers.registry import TaskRegistry, default_registry
+from taskservice.core.model.errors import RegistryError, StoreDamaged, StoreOpenError, StoreUnavailable
 from taskservice.server import runtime
 from taskservice.server.auth import BearerTokenInterceptor, TokenFile, TokenFileError
 from taskservice.server.engine_process import die_with_supervisor, siblings_of

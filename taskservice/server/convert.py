@@ -9,11 +9,11 @@ from typing import Any
 
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
-from taskservice.core.errors import InvalidRequest, TaskServiceError
-from taskservice.core.manager import SubmitSpec
-from taskservice.core.models import Progress, SubmitOutcome, Task, TaskError, TaskEvent, TaskFilter, TaskState
-from taskservice.core.type_info import TypeInfo
-from taskservice.core.validation import MAX_LABELS
+from taskservice.core.engine.manager import SubmitSpec
+from taskservice.core.engine.validation import MAX_LABELS
+from taskservice.core.handlers.type_info import TypeInfo
+from taskservice.core.model.errors import InvalidRequest, TaskServiceError
+from taskservice.core.model.models import Progress, SubmitOutcome, Task, TaskError, TaskEvent, TaskFilter, TaskState
 from taskservice.server.status import status_code_for
 from taskservice.v1 import task_service_pb2 as pb
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 
-from taskservice.core.errors import InvalidRequest
-from taskservice.core.schedules import CatchUp, Schedule, ScheduleSpec
+from taskservice.core.model.errors import InvalidRequest
+from taskservice.core.model.schedules import CatchUp, Schedule, ScheduleSpec
 from taskservice.server.convert import (
     duration_seconds,
     duration_to_proto,

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from taskservice.core.observe import IMMUTABLE_ARGS
-from taskservice.core.validation import one_line
+from taskservice.core.engine.observe import IMMUTABLE_ARGS
+from taskservice.core.engine.validation import one_line
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 FORMATS = ("text", "json")

@@ -44,8 +44,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 import taskservice
-from taskservice.core.manager import ManagerStats
-from taskservice.core.models import Task, TaskState
+from taskservice.core.engine.manager import ManagerStats
+from taskservice.core.model.models import Task, TaskState
 
 log = logging.getLogger(__name__)
 

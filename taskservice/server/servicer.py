@@ -16,13 +16,13 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import DecodeError
 
-from taskservice.core.errors import InvalidRequest, ShuttingDown, TaskServiceError
-from taskservice.core.events import Watcher
-from taskservice.core.logs import Logs
-from taskservice.core.manager import SubmitSpec, WorkerManager
-from taskservice.core.models import Task, TaskEvent
-from taskservice.core.throttle import ThrottledLog
-from taskservice.core.validation import MAX_STOP_REASON, check_task_id
+from taskservice.core.engine.manager import SubmitSpec, WorkerManager
+from taskservice.core.engine.throttle import ThrottledLog
+from taskservice.core.engine.validation import MAX_STOP_REASON, check_task_id
+from taskservice.core.handlers.logs import Logs
+from taskservice.core.model.errors import InvalidRequest, ShuttingDown, TaskServiceError
+from taskservice.core.model.events import Watcher
+from taskservice.core.model.models import Task, TaskEvent
 from taskservice.server import convert, convert_schedules
 from taskservice.server.status import status_for
 from taskservice.server.waker import LoopWaker

@@ -7,7 +7,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from taskservice.core import errors
+from taskservice.core.model import errors
 
 STATUS_BY_ERROR: dict[type[errors.TaskServiceError], grpc.StatusCode] = {
     errors.TaskNotFound: grpc.StatusCode.NOT_FOUND,

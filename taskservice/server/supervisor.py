@@ -28,8 +28,8 @@ from pathlib import Path
 
 from taskservice.core.board import DatabaseUnreachable, StoreInUse, is_database_url
 from taskservice.core.board.sql.lifecycle import SqlBoard
-from taskservice.core.errors import StoreOpenError
-from taskservice.core.nodes import node_prefix
+from taskservice.core.engine.nodes import node_prefix
+from taskservice.core.model.errors import StoreOpenError
 from taskservice.server import app
 from taskservice.server.metrics_sum import summed_metrics
 from taskservice.server.settings import Settings

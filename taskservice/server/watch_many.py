@@ -14,11 +14,11 @@ from typing import Any
 
 import grpc
 
-from taskservice.core.errors import InvalidRequest, SequenceOutOfRange, TaskNotFound
-from taskservice.core.events import Watcher
-from taskservice.core.manager import WorkerManager
-from taskservice.core.models import TaskEvent, TaskFilter, TaskState
-from taskservice.core.validation import check_task_id
+from taskservice.core.engine.manager import WorkerManager
+from taskservice.core.engine.validation import check_task_id
+from taskservice.core.model.errors import InvalidRequest, SequenceOutOfRange, TaskNotFound
+from taskservice.core.model.events import Watcher
+from taskservice.core.model.models import TaskEvent, TaskFilter, TaskState
 from taskservice.server import convert
 from taskservice.server.waker import LoopWaker
 from taskservice.v1 import task_service_pb2 as pb

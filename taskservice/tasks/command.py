@@ -32,10 +32,10 @@ import signal
 from collections.abc import Iterator
 from typing import Any
 
-from taskservice.core.context import TaskContext
-from taskservice.core.errors import InvalidRequest
-from taskservice.core.paths import InputFile, OpenedFolder, OutputFile
-from taskservice.core.registry import TaskRegistry, TaskType
+from taskservice.core.handlers.context import TaskContext
+from taskservice.core.handlers.paths import InputFile, OpenedFolder, OutputFile
+from taskservice.core.handlers.registry import TaskRegistry, TaskType
+from taskservice.core.model.errors import InvalidRequest
 from taskservice.tasks.command_config import load_commands
 from taskservice.tasks.command_run import MAX_STDERR_TAIL_CHARS, CommandFailed, run_process
 from taskservice.tasks.command_spec import RESERVED_ARGS, CommandCatalog, CommandConfigError, CommandSpec

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from taskservice.core.validation import MAX_TIME_LIMIT_SECONDS, parse_duration
+from taskservice.core.engine.validation import MAX_TIME_LIMIT_SECONDS, parse_duration
 from taskservice.tasks.command_spec import (
     ARG_TYPES,
     PATH_ARGS,

@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO
 
-from taskservice.core.context import TaskContext
-from taskservice.core.errors import StopTask
+from taskservice.core.handlers.context import TaskContext
+from taskservice.core.model.errors import StopTask
 
 # How often the handler looks at the child and publishes progress.
 POLL_SECONDS = 0.05

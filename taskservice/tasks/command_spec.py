@@ -17,9 +17,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from taskservice.core.errors import InvalidRequest
-from taskservice.core.paths import CLEAR_NODES_ARG
-from taskservice.core.registry import coerce
+from taskservice.core.handlers.paths import CLEAR_NODES_ARG
+from taskservice.core.handlers.registry import coerce
+from taskservice.core.model.errors import InvalidRequest
 
 PATH_ARGS = ("input_fpath", "output_fpath")
 # Args of the `command` task type itself; a command's own args cannot take these names.

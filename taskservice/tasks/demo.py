@@ -6,9 +6,9 @@ import random
 import time
 from typing import Annotated
 
-from taskservice.core.constraints import Range
-from taskservice.core.context import TaskContext
-from taskservice.core.registry import task
+from taskservice.core.handlers.constraints import Range
+from taskservice.core.handlers.context import TaskContext
+from taskservice.core.handlers.registry import task
 
 # A demo is for trying the service: a day of steps at most.
 MAX_STEPS = 1_000_000

@@ -15,10 +15,10 @@ import zlib
 from collections.abc import Callable
 from typing import Annotated, Any, BinaryIO, Protocol
 
-from taskservice.core.constraints import OneOf, Range
-from taskservice.core.context import TaskContext
-from taskservice.core.paths import InputFile, OutputFile
-from taskservice.core.registry import TaskRegistry, default_registry
+from taskservice.core.handlers.constraints import OneOf, Range
+from taskservice.core.handlers.context import TaskContext
+from taskservice.core.handlers.paths import InputFile, OutputFile
+from taskservice.core.handlers.registry import TaskRegistry, default_registry
 
 CHUNK_BYTES = 1024 * 1024
 # Seconds between two progress reports: each costs a lock, an event to every watcher and a store write.

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from taskservice.core.constraints import Range
-from taskservice.core.context import TaskContext
-from taskservice.core.registry import task
-from taskservice.core.validation import MAX_TIME_LIMIT_SECONDS
+from taskservice.core.engine.validation import MAX_TIME_LIMIT_SECONDS
+from taskservice.core.handlers.constraints import Range
+from taskservice.core.handlers.context import TaskContext
+from taskservice.core.handlers.registry import task
 
 TICKS = 10
 

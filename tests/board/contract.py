@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from taskservice.core.board.base import Board, Claim, NewTask, StopEffect, StopResult
-from taskservice.core.errors import InvalidRequest, QueueFull, TaskConflict, TaskNotFound, WrongState
-from taskservice.core.models import Progress, SubmitOutcome, SubmitSpec, Task, TaskError, TaskFilter, TaskState
-from taskservice.core.schedules import Schedule, ScheduleSpec
+from taskservice.core.model.errors import InvalidRequest, QueueFull, TaskConflict, TaskNotFound, WrongState
+from taskservice.core.model.models import Progress, SubmitOutcome, SubmitSpec, Task, TaskError, TaskFilter, TaskState
+from taskservice.core.model.schedules import Schedule, ScheduleSpec
 from tests.support.waiting import wait_until
 
 NOW = 1_000_000.0

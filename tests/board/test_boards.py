@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from taskservice.core.board import Board, SQLiteBoard
-from taskservice.core.models import TaskState
+from taskservice.core.model.models import TaskState
 from tests.board.contract import *  # noqa: F403 - the contract's tests run here
 from tests.board.contract import claim, ended, finish, new, submit
 from tests.support.postgres import pg_database, pg_dsn

@@ -18,8 +18,8 @@ from typing import Any
 import grpc
 import pytest
 
-from taskservice.core.events import Watcher
-from taskservice.core.models import TaskEvent
+from taskservice.core.model.events import Watcher
+from taskservice.core.model.models import TaskEvent
 from taskservice.server.app import RunningServer
 from taskservice.v1 import task_service_pb2 as pb
 from taskservice.v1 import task_service_pb2_grpc as pb_grpc

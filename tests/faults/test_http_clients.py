@@ -186,6 +186,11 @@ def test_http_clients_cannot_take_the_descriptors_tasks_need_and_a_shortage_is_u
         # gRPC connections are not capped: take every descriptor with bare ones, then ask for a file task.
         hogs = [open_socket(limited.address) for _ in range(300)]
         try:
+            # The kernel completes the connections before the server accepts them: wait until it has.
+            assert limited.proc is not None
+            fds = Path(f"/proc/{limited.proc.pid}/fd")
+            wait_until(lambda: len(list(fds.iterdir())) >= limited.files - 4, timeout=20,
+                       what="the server's descriptors all taken")  # fmt: skip
             with pytest.raises(Unavailable) as refused:
                 client.submit("file.checksum", {"input_fpath": "in.bin"})
             assert "file descriptor" in str(refused.value)

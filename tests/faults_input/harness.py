@@ -18,10 +18,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from taskservice.core.board import Board
 from taskservice.core.board.sqlite.board import SQLiteBoard
-from taskservice.core.logs import TaskLogs
-from taskservice.core.manager import ManagerConfig, WorkerManager
-from taskservice.core.models import TaskFilter
-from taskservice.core.paths import DataRoot
+from taskservice.core.engine.manager import ManagerConfig, WorkerManager
+from taskservice.core.handlers.logs import TaskLogs
+from taskservice.core.handlers.paths import DataRoot
+from taskservice.core.model.models import TaskFilter
 from taskservice.server.app import RunningServer, build_server
 from taskservice.server.settings import Settings
 from taskservice.v1 import task_service_pb2 as pb

@@ -24,8 +24,7 @@ import grpc
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
-from taskservice.core.registry import MAX_ARGS_BYTES
-from taskservice.core.validation import (
+from taskservice.core.engine.validation import (
     MAX_LABEL_KEY,
     MAX_LABEL_VALUE,
     MAX_LABELS,
@@ -33,6 +32,7 @@ from taskservice.core.validation import (
     MAX_STOP_REASON,
     label_bytes,
 )
+from taskservice.core.handlers.registry import MAX_ARGS_BYTES
 from taskservice.server.convert import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from taskservice.server.servicer import MAX_BATCH
 from taskservice.server.settings import Settings

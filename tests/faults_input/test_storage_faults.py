@@ -28,7 +28,7 @@ from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from taskservice.core.board.sqlite.board import SQLiteBoard
-from taskservice.core.models import TaskFilter, TaskState
+from taskservice.core.model.models import TaskFilter, TaskState
 from taskservice.v1 import task_service_pb2 as pb
 from taskservice.v1 import task_service_pb2_grpc as pb_grpc
 from tests.faults_input.harness import BackgroundServer, wait_for_state

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from taskservice.core.registry import TaskRegistry
+from taskservice.core.handlers.registry import TaskRegistry
 from tests.support.inprocess import InProcessServers, StartServer, channel, server, stub
 from tests.support.task_types import Gates, make_registry
 

@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import taskservice
 from taskservice.core.board.sqlite.board import SQLiteBoard
-from taskservice.core.manager import ManagerConfig, WorkerManager
-from taskservice.core.models import Task, TaskState
+from taskservice.core.engine.manager import ManagerConfig, WorkerManager
+from taskservice.core.model.models import Task, TaskState
 from taskservice.server.app import RunningServer, build_server
 from taskservice.server.auth import BearerTokenInterceptor, TokenFile
 from taskservice.server.metrics import Metrics
@@ -361,7 +361,7 @@ def test_unbound_metrics_have_no_engine_gauges_and_two_instances_do_not_clash() 
 
 
 def test_worker_processes_and_their_replacements_are_exported() -> None:
-    from taskservice.core.config import ManagerStats
+    from taskservice.core.engine.config import ManagerStats
 
     metrics = Metrics()
     stats = ManagerStats(workers=4, busy_workers=1, abandoned_handlers=0, queued=0, live=1, watchers=0,

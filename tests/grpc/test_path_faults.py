@@ -19,9 +19,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from taskservice.core.context import TaskContext
-from taskservice.core.paths import DataRoot, InputFile, OutputFile
-from taskservice.core.registry import TaskRegistry
+from taskservice.core.handlers.context import TaskContext
+from taskservice.core.handlers.paths import DataRoot, InputFile, OutputFile
+from taskservice.core.handlers.registry import TaskRegistry
 from taskservice.server.app import RunningServer
 from taskservice.tasks.files import register_file_tasks
 from taskservice.v1 import task_service_pb2 as pb

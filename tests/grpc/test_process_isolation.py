@@ -12,7 +12,7 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2
 
-from taskservice.core.registry import TaskRegistry
+from taskservice.core.handlers.registry import TaskRegistry
 from taskservice.server.app import RunningServer
 from taskservice.v1 import task_service_pb2 as pb
 from taskservice.v1 import task_service_pb2_grpc as pb_grpc

@@ -8,7 +8,7 @@ import json
 import aiohttp
 import pytest
 
-from taskservice.core.models import TaskFilter
+from taskservice.core.model.models import TaskFilter
 from taskservice.server.app import RunningServer
 from taskservice.server.http import host_rule
 from tests.http.conftest import HttpFaces

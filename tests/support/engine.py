@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 from taskservice.core.board import Board
-from taskservice.core.events import Watcher
-from taskservice.core.manager import WorkerManager
-from taskservice.core.models import Task, TaskEvent, TaskFilter, TaskState
+from taskservice.core.engine.manager import WorkerManager
+from taskservice.core.model.events import Watcher
+from taskservice.core.model.models import Task, TaskEvent, TaskFilter, TaskState
 
 
 def stored(board: Board) -> int:

@@ -12,8 +12,8 @@ import threading
 import time
 from typing import Any
 
-from taskservice.core.context import TaskContext
-from taskservice.core.registry import TaskRegistry
+from taskservice.core.handlers.context import TaskContext
+from taskservice.core.handlers.registry import TaskRegistry
 from tests.support.task_types import Gates, make_registry
 
 MIB = 1024 * 1024

@@ -13,10 +13,10 @@ import pytest
 
 from taskservice.core.board import Board
 from taskservice.core.board.sqlite.board import SQLiteBoard
-from taskservice.core.logs import TaskLogs
-from taskservice.core.manager import ManagerConfig, WorkerManager
-from taskservice.core.paths import DataRoot
-from taskservice.core.registry import TaskRegistry
+from taskservice.core.engine.manager import ManagerConfig, WorkerManager
+from taskservice.core.handlers.logs import TaskLogs
+from taskservice.core.handlers.paths import DataRoot
+from taskservice.core.handlers.registry import TaskRegistry
 from taskservice.server.app import RunningServer, build_server
 from taskservice.server.settings import Settings
 from taskservice.v1 import task_service_pb2_grpc as pb_grpc

@@ -11,9 +11,9 @@ import time
 from typing import Any
 
 from taskservice import TaskContext
-from taskservice.core.paths import InputFile, OutputFile
-from taskservice.core.registry import TaskRegistry
-from taskservice.core.retry import RetryPolicy
+from taskservice.core.handlers.paths import InputFile, OutputFile
+from taskservice.core.handlers.registry import TaskRegistry
+from taskservice.core.handlers.retry import RetryPolicy
 
 
 def report(ctx: TaskContext, *, reports: int) -> int:

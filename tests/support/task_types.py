@@ -7,10 +7,10 @@ import threading
 import time
 from typing import Any
 
-from taskservice.core.context import TaskContext
-from taskservice.core.paths import InputFile, OutputFile
-from taskservice.core.registry import TaskRegistry
-from taskservice.core.retry import RetryPolicy
+from taskservice.core.handlers.context import TaskContext
+from taskservice.core.handlers.paths import InputFile, OutputFile
+from taskservice.core.handlers.registry import TaskRegistry
+from taskservice.core.handlers.retry import RetryPolicy
 from taskservice.tasks.demo import demo
 from taskservice.tasks.sleep import sleep
 

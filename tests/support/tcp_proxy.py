@@ -100,8 +100,12 @@ class TcpProxy:
 
 
 def _reset(sock: socket.socket) -> None:
-    """Close with an RST, as a database that went away does, not a polite FIN."""
+    """Close with an RST, as a database that went away does, not a polite FIN. The shutdown first: a close alone
+    does not wake a pump thread blocked in recv() on the socket, which keeps it open (and the connection with it,
+    neither reset nor answered) for as long as no byte arrives."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 
 from taskservice.core.board import Board, SQLiteBoard
-from taskservice.core.clock import Clock
-from taskservice.core.logs import TaskLogs
-from taskservice.core.manager import ManagerConfig, WorkerManager
-from taskservice.core.observe import TaskListener
-from taskservice.core.paths import DataRoot
+from taskservice.core.engine.clock import Clock
+from taskservice.core.engine.manager import ManagerConfig, WorkerManager
+from taskservice.core.engine.observe import TaskListener
+from taskservice.core.handlers.logs import TaskLogs
+from taskservice.core.handlers.paths import DataRoot
 from tests.support.task_types import Gates, make_registry
 
 

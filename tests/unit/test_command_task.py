@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 
 from taskservice.core.board import SQLiteBoard
-from taskservice.core.errors import InvalidRequest
-from taskservice.core.logs import TaskLogs
-from taskservice.core.manager import ManagerConfig, WorkerManager
-from taskservice.core.models import Task, TaskState
-from taskservice.core.paths import DataRoot
-from taskservice.core.registry import TaskRegistry
+from taskservice.core.engine.manager import ManagerConfig, WorkerManager
+from taskservice.core.handlers.logs import TaskLogs
+from taskservice.core.handlers.paths import DataRoot
+from taskservice.core.handlers.registry import TaskRegistry
+from taskservice.core.model.errors import InvalidRequest
+from taskservice.core.model.models import Task, TaskState
 from taskservice.tasks.command import (
     CommandCatalog,
     CommandConfigError,

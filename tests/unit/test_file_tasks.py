@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 
 from taskservice.core.board import SQLiteBoard
-from taskservice.core.context import TaskContext
-from taskservice.core.errors import InvalidRequest
-from taskservice.core.events import Watcher
-from taskservice.core.logs import TaskLogs
-from taskservice.core.manager import ManagerConfig, WorkerManager
-from taskservice.core.models import TaskEvent, TaskState
-from taskservice.core.paths import DataRoot
-from taskservice.core.registry import TaskRegistry, default_registry
+from taskservice.core.engine.manager import ManagerConfig, WorkerManager
+from taskservice.core.handlers.context import TaskContext
+from taskservice.core.handlers.logs import TaskLogs
+from taskservice.core.handlers.paths import DataRoot
+from taskservice.core.handlers.registry import TaskRegistry, default_registry
+from taskservice.core.model.errors import InvalidRequest
+from taskservice.core.model.events import Watcher
+from taskservice.core.model.models import TaskEvent, TaskState
 from taskservice.tasks import files
 from taskservice.tasks.files import register_file_tasks
 from tests.support.engine import stored, wait_final

@@ -8,7 +8,7 @@ import sys
 
 def test_core_does_not_import_grpc_or_generated_code() -> None:
     probe = (
-        "import sys, taskservice.core.manager, taskservice.core.board, taskservice.tasks; "
+        "import sys, taskservice.core.engine.manager, taskservice.core.board, taskservice.tasks; "
         "bad = sorted(m for m in sys.modules if m == 'grpc' or m.startswith(('grpc.', 'taskservice.v1', "
         "'taskservice.server', 'google.protobuf'))); print(bad); sys.exit(1 if bad else 0)"
     )

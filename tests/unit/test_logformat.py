@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from taskservice.core.logs import TaskLogs
-from taskservice.core.models import TaskState
+from taskservice.core.handlers.logs import TaskLogs
+from taskservice.core.model.models import TaskState
 from taskservice.server.logformat import TEXT_FORMAT, JsonFormatter, configure_logging
 from tests.support.engine import wait_final
 from tests.support.task_types import Gates
@@ -231,7 +231,7 @@ def test_the_message_is_made_when_logged_not_when_written() -> None:
 def test_a_repeating_fault_line_is_written_at_most_once_per_interval_with_a_count(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from taskservice.core.throttle import ThrottledLog
+    from taskservice.core.engine.throttle import ThrottledLog
 
     now = [100.0]
     throttled = ThrottledLog(logging.getLogger("test.throttle"), interval=5.0, clock=lambda: now[0])

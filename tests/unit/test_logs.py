@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from taskservice.core.logs import TaskLogs
-from taskservice.core.models import TaskState
-from taskservice.core.paths import DataRoot
+from taskservice.core.handlers.logs import TaskLogs
+from taskservice.core.handlers.paths import DataRoot
+from taskservice.core.model.models import TaskState
 from tests.support.engine import wait_final
 from tests.support.task_types import Gates
 from tests.unit.conftest import MakeManager

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from taskservice.core.errors import (
+from taskservice.core.model.errors import (
     InvalidRequest,
     QueueFull,
     SequenceOutOfRange,
@@ -15,8 +15,8 @@ from taskservice.core.errors import (
     TaskConflict,
     TaskNotFound,
 )
-from taskservice.core.events import Watcher
-from taskservice.core.models import ALLOWED_TRANSITIONS, ErrorType, TaskState
+from taskservice.core.model.events import Watcher
+from taskservice.core.model.models import ALLOWED_TRANSITIONS, ErrorType, TaskState
 from tests.support.engine import events_until_terminal, stored, wait_final, wait_state
 from tests.support.waiting import wait_until
 from tests.unit.conftest import MakeManager
@@ -370,7 +370,7 @@ def test_a_stop_after_close_answers_instead_of_hanging(make_manager: MakeManager
     """A writer once called a closed write's callback inline, on the thread that held the manager's lock, and the
     callback took that lock again: stop_async of a PENDING task after close() never returned. The server closes
     the board after the manager, as here."""
-    from taskservice.core.errors import StoreUnavailable
+    from taskservice.core.model.errors import StoreUnavailable
 
     manager = make_manager(workers=1, stop_grace=0.2)
     blocker = manager.submit("gate", {"name": "blocker"}).task.task_id

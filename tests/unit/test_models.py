@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from taskservice.core.models import Progress, Task, TaskError, TaskState
+from taskservice.core.model.models import Progress, Task, TaskError, TaskState
 
 
 def test_copy_carries_every_field_and_shares_no_mutable_part() -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from taskservice.core.errors import InvalidRequest
-from taskservice.core.models import TaskState
-from taskservice.core.paths import DataRoot, PathRole
+from taskservice.core.handlers.paths import DataRoot, PathRole
+from taskservice.core.model.errors import InvalidRequest
+from taskservice.core.model.models import TaskState
 from tests.support.engine import stored, wait_final
 from tests.support.waiting import wait_until
 from tests.unit.conftest import MakeManager

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from taskservice.core.context import TaskContext
-from taskservice.core.process_child import ChildContext
+from taskservice.core.handlers.context import TaskContext
+from taskservice.core.handlers.process_child import ChildContext
 
 
 def test_the_process_context_has_everything_the_thread_context_has() -> None:

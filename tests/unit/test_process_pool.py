@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from taskservice.core import process_pool
-from taskservice.core.models import TaskState
-from taskservice.core.process_pool import ProcessPool, Relay
+from taskservice.core.handlers import process_pool
+from taskservice.core.handlers.process_pool import ProcessPool, Relay
+from taskservice.core.model.models import TaskState
 from tests.support import process_types
 
 META = {"task_id": "t", "task_type": "x", "attempt": 1, "args": {}, "stop_grace": 5.0, "time_left": None,

@@ -9,7 +9,7 @@ from pathlib import Path
 from taskservice.core.board import SQLiteBoard
 from taskservice.core.board.base import REAP_SEQUENCE_GAP
 from taskservice.core.board.sqlite.schema import COLUMNS, task_row
-from taskservice.core.models import ErrorType, Task, TaskState
+from taskservice.core.model.models import ErrorType, Task, TaskState
 from tests.support.engine import wait_final
 from tests.unit.conftest import MakeManager
 

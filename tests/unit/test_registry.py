@@ -5,9 +5,9 @@ from typing import Annotated, Any
 import pytest
 
 from taskservice import Length, OneOf, Range
-from taskservice.core.context import TaskContext
-from taskservice.core.errors import InvalidRequest, RegistryError
-from taskservice.core.registry import TaskRegistry, default_registry
+from taskservice.core.handlers.context import TaskContext
+from taskservice.core.handlers.registry import TaskRegistry, default_registry
+from taskservice.core.model.errors import InvalidRequest, RegistryError
 
 
 def handler(ctx: TaskContext, *, n: int = 1) -> int:

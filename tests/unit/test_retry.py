@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from taskservice.core.clock import ManualClock
-from taskservice.core.models import TaskState
-from taskservice.core.retry import RetryPolicy
+from taskservice.core.engine.clock import ManualClock
+from taskservice.core.handlers.retry import RetryPolicy
+from taskservice.core.model.models import TaskState
 from tests.support.engine import wait_final
 from tests.support.waiting import wait_until
 from tests.unit.conftest import MakeManager

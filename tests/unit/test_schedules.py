@@ -12,10 +12,11 @@ import pytest
 
 from taskservice.core.board import SQLiteBoard
 from taskservice.core.board.base import Answer
-from taskservice.core.clock import ManualClock
-from taskservice.core.errors import InvalidRequest
-from taskservice.core.models import SubmitOutcome, SubmitSpec, Task, TaskState
-from taskservice.core.schedules import (
+from taskservice.core.engine.clock import ManualClock
+from taskservice.core.engine.scheduling import Scheduler
+from taskservice.core.model.errors import InvalidRequest
+from taskservice.core.model.models import SubmitOutcome, SubmitSpec, Task, TaskState
+from taskservice.core.model.schedules import (
     MAX_CATCH_UP,
     CatchUp,
     Schedule,
@@ -26,7 +27,6 @@ from taskservice.core.schedules import (
     spec_from_json,
     spec_to_json,
 )
-from taskservice.core.scheduling import Scheduler
 from tests.unit.conftest import MakeManager
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -147,7 +147,7 @@ def test_creating_one_schedule_twice_in_the_same_instant_says_created_once(make_
 def test_a_firing_whose_submit_does_not_end_in_time_leaves_the_rest_of_the_pass_to_fire(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr("taskservice.core.scheduling.SUBMIT_WAIT_SECONDS", 0.05)
+    monkeypatch.setattr("taskservice.core.engine.scheduling.SUBMIT_WAIT_SECONDS", 0.05)
     clock = ManualClock()
     board = SQLiteBoard(tmp_path / "tasks.db")
     submitted: list[str] = []

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from taskservice.core import relay
 from taskservice.core.board import Board
 from taskservice.core.board.sqlite.board import SQLiteBoard
 from taskservice.core.board.sqlite.siblings import Siblings
-from taskservice.core.events import Watcher
-from taskservice.core.manager import WorkerManager
-from taskservice.core.models import TaskState
+from taskservice.core.engine import relay
+from taskservice.core.engine.manager import WorkerManager
+from taskservice.core.model.events import Watcher
+from taskservice.core.model.models import TaskState
 from tests.support.task_types import Gates
 from tests.support.waiting import wait_until
 from tests.unit.conftest import MakeManager

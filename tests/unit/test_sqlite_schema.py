@@ -9,8 +9,8 @@ import pytest
 
 from taskservice.core.board import SQLiteBoard
 from taskservice.core.board.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
-from taskservice.core.errors import StoreOpenError
-from taskservice.core.models import TaskState
+from taskservice.core.model.errors import StoreOpenError
+from taskservice.core.model.models import TaskState
 from tests.board.contract import new, submit
 
 

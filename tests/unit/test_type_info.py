@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from taskservice import Length, OneOf, Range, TaskContext
-from taskservice.core.paths import InputFile, OutputFile
-from taskservice.core.registry import TaskRegistry
-from taskservice.core.type_info import ArgInfo, describe
+from taskservice.core.handlers.paths import InputFile, OutputFile
+from taskservice.core.handlers.registry import TaskRegistry
+from taskservice.core.handlers.type_info import ArgInfo, describe
 
 
 def test_args_are_described_from_the_signature() -> None:

@@ -7,9 +7,7 @@ import json
 import re
 from typing import Annotated
 
-from taskservice import Range, TaskContext, task
-from taskservice.core.paths import InputFile, OutputFile
-from taskservice.core.retry import RetryPolicy
+from taskservice import InputFile, OutputFile, Range, RetryPolicy, TaskContext, task
 
 CHUNK_BYTES = 1024 * 1024
 WORD = re.compile(r"[\w']+")

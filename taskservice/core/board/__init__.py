@@ -19,7 +19,7 @@ from taskservice.core.board.base import (
 from taskservice.core.board.sqlite.board import SQLiteBoard
 from taskservice.core.board.sqlite.lock import StoreInUse
 from taskservice.core.board.sqlite.siblings import Siblings
-from taskservice.core.errors import StoreOpenError
+from taskservice.core.model.errors import StoreOpenError
 
 
 def is_database_url(db: str) -> bool:

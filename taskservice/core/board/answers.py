@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taskservice.core.board.base import Answer, NewTask, SubmitThen
-from taskservice.core.errors import QueueFull, StoreUnavailable, TaskConflict, TaskServiceError
-from taskservice.core.models import SubmitOutcome, Task
-from taskservice.core.validation import label_bytes
+from taskservice.core.engine.validation import label_bytes
+from taskservice.core.model.errors import QueueFull, StoreUnavailable, TaskConflict, TaskServiceError
+from taskservice.core.model.models import SubmitOutcome, Task
 
 
 def conflict(existing: Task) -> TaskConflict:

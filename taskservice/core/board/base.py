@@ -19,10 +19,10 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from taskservice.core.errors import StoreOpenError, TaskServiceError, WrongState
-from taskservice.core.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState
-from taskservice.core.schedules import Schedule
-from taskservice.core.write_health import WriteHealth
+from taskservice.core.engine.write_health import WriteHealth
+from taskservice.core.model.errors import StoreOpenError, TaskServiceError, WrongState
+from taskservice.core.model.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState
+from taskservice.core.model.schedules import Schedule
 
 # Event sequences of tasks a reap takes from a lost owner jump by this much, so that they stay above any sequence
 # a watcher saw before (the owner published progress that was never written).

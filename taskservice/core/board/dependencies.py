@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from taskservice.core.errors import InvalidRequest, WrongState
-from taskservice.core.models import ErrorType, Task, TaskError, TaskState
+from taskservice.core.model.errors import InvalidRequest, WrongState
+from taskservice.core.model.models import ErrorType, Task, TaskError, TaskState
 
 # The part of a failed dependency's own error quoted in its dependents' errors (a chain nests them).
 QUOTED_ERROR_CHARS = 500

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from taskservice.core.throttle import ThrottledLog
+from taskservice.core.engine.throttle import ThrottledLog
 
 log = logging.getLogger("taskservice.http")
 

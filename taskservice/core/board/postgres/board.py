@@ -29,7 +29,7 @@ from taskservice.core.board.postgres.queries import PgQueries
 from taskservice.core.board.postgres.schema import CHANNEL, migrate
 from taskservice.core.board.sql.lifecycle import SqlBoard
 from taskservice.core.board.sql.writer import GroupWriter, Op
-from taskservice.core.errors import StoreOpenError, StoreUnavailable
+from taskservice.core.model.errors import StoreOpenError, StoreUnavailable
 
 CONNECT_TIMEOUT_SECONDS = 5
 NOTIFIED = ("work", "stop")

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from taskservice.core.board.postgres.schema import CHANNEL
-from taskservice.core.throttle import ThrottledLog
+from taskservice.core.engine.throttle import ThrottledLog
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import psycopg
 import psycopg_pool
 
 from taskservice.core.board.postgres.schema import LOGS
-from taskservice.core.logs import DEFAULT_MAX_LOG_BYTES, MAX_CHUNK_BYTES, LogChunk
-from taskservice.core.throttle import ThrottledLog
+from taskservice.core.engine.throttle import ThrottledLog
+from taskservice.core.handlers.logs import DEFAULT_MAX_LOG_BYTES, MAX_CHUNK_BYTES, LogChunk
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from taskservice.core.board.postgres.rows import COLUMNS, T_COLUMNS, task_from_r
 from taskservice.core.board.postgres.schema import SCHEDULES, TASKS, WAITS
 from taskservice.core.board.sql.queries import Birth, Cursor
 from taskservice.core.board.sql.rows import RETRYABLE, dumps, end_row, progress_row
-from taskservice.core.models import ErrorType, Progress, Task, TaskError, TaskFilter, TaskState
-from taskservice.core.schedules import SCHEDULE_COLUMNS, Schedule, schedule_from_row, schedule_row
+from taskservice.core.model.models import ErrorType, Progress, Task, TaskError, TaskFilter, TaskState
+from taskservice.core.model.schedules import SCHEDULE_COLUMNS, Schedule, schedule_from_row, schedule_row
 
 ENDED = sorted(state.value for state in TaskState if state.is_terminal)
 # A schedule row with its definition as text, as schedule_from_row() reads it.

@@ -4,7 +4,7 @@ parsing."""
 from __future__ import annotations
 
 from taskservice.core.board.sql.rows import TRANSITIONS_KEPT, dumps
-from taskservice.core.task_rows import task_from_row
+from taskservice.core.board.task_rows import task_from_row
 
 __all__ = ["COLUMNS", "TRANSITIONS_KEPT", "T_COLUMNS", "dumps", "task_from_row", "transition_sql"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskservice.core.errors import StoreOpenError
+from taskservice.core.model.errors import StoreOpenError
 
 SCHEMA_VERSION = 4
 TASKS = "taskservice_tasks"

@@ -51,9 +51,9 @@ from taskservice.core.board.sql.queries import Birth, Cursor, Queries
 from taskservice.core.board.sql.room import QueueRoom
 from taskservice.core.board.sql.settle import Cascade, Settled, settle
 from taskservice.core.board.sql.writer import GroupWriter, Op
-from taskservice.core.errors import StoreUnavailable, TaskNotFound
-from taskservice.core.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState
-from taskservice.core.schedules import Schedule
+from taskservice.core.model.errors import StoreUnavailable, TaskNotFound
+from taskservice.core.model.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState
+from taskservice.core.model.schedules import Schedule
 
 
 class Driver(Protocol):

@@ -12,8 +12,8 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 from taskservice.core.board.base import Claim, NewTask
-from taskservice.core.models import Progress, Task, TaskError, TaskFilter, TaskState
-from taskservice.core.schedules import Schedule
+from taskservice.core.model.models import Progress, Task, TaskError, TaskFilter, TaskState
+from taskservice.core.model.schedules import Schedule
 
 Cursor = Any
 # A task's state at its birth, with the error of a dependency that failed already: (state, error type, message).

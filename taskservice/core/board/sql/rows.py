@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from taskservice.core.board.base import RETRYABLE_STATES, Claim
-from taskservice.core.models import Progress, Task
+from taskservice.core.model.models import Progress, Task
 
 # How many state changes a row remembers for the watchers of other servers (its `transitions`).
 TRANSITIONS_KEPT = 8

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from taskservice.core.board.dependencies import failure_of
 from taskservice.core.board.sql.queries import Cursor, Queries
-from taskservice.core.models import Task, TaskState
+from taskservice.core.model.models import Task, TaskState
 
 Cascade = list[tuple[Task, TaskState]]
 # What settle() found: the tasks it revoked (each with the state it had), and whether any stopped waiting.

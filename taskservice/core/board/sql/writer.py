@@ -18,9 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from taskservice.core.errors import StoreUnavailable
-from taskservice.core.throttle import ThrottledLog
-from taskservice.core.write_health import WriteHealth
+from taskservice.core.engine.throttle import ThrottledLog
+from taskservice.core.engine.write_health import WriteHealth
+from taskservice.core.model.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 

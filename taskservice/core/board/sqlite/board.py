@@ -27,8 +27,8 @@ from taskservice.core.board.sqlite.lock import lock_file
 from taskservice.core.board.sqlite.queries import UNFINISHED, SQLiteQueries
 from taskservice.core.board.sqlite.schema import COLUMNS, damage, migrate
 from taskservice.core.board.sqlite.siblings import Siblings
-from taskservice.core.errors import StoreOpenError, StoreUnavailable
-from taskservice.core.task_rows import task_from_row
+from taskservice.core.board.task_rows import task_from_row
+from taskservice.core.model.errors import StoreOpenError, StoreUnavailable
 
 BUSY_TIMEOUT_SECONDS = 30
 

@@ -10,7 +10,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from taskservice.core.errors import StoreOpenError
+from taskservice.core.model.errors import StoreOpenError
 
 
 class StoreInUse(StoreOpenError):

@@ -17,9 +17,9 @@ from taskservice.core.board.base import REAP_SEQUENCE_GAP, Claim, NewTask
 from taskservice.core.board.sql.queries import Birth, Cursor
 from taskservice.core.board.sql.rows import RETRYABLE, TRANSITIONS_KEPT, dumps, end_row, progress_row
 from taskservice.core.board.sqlite.schema import COLUMNS
-from taskservice.core.models import ErrorType, Progress, Task, TaskError, TaskFilter, TaskState
-from taskservice.core.schedules import SCHEDULE_COLUMNS, Schedule, schedule_from_row, schedule_row
-from taskservice.core.task_rows import task_from_row
+from taskservice.core.board.task_rows import task_from_row
+from taskservice.core.model.models import ErrorType, Progress, Task, TaskError, TaskFilter, TaskState
+from taskservice.core.model.schedules import SCHEDULE_COLUMNS, Schedule, schedule_from_row, schedule_row
 
 ENDED = [state.value for state in TaskState if state.is_terminal]
 UNFINISHED = "state IN ('RUNNING', 'STOPPING')"

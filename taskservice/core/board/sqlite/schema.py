@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from taskservice.core.board.sql.rows import dumps
-from taskservice.core.errors import StoreDamaged, StoreOpenError
-from taskservice.core.models import Task
+from taskservice.core.model.errors import StoreDamaged, StoreOpenError
+from taskservice.core.model.models import Task
 
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 

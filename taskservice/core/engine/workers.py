@@ -16,19 +16,19 @@ from collections import deque
 from collections.abc import Callable, Collection
 
 from taskservice.core.board.base import Board, ClaimBatch
-from taskservice.core.clock import Clock
-from taskservice.core.context import check_progress
-from taskservice.core.errors import TaskServiceError
-from taskservice.core.execution import HandlerContext, Outcome, execute_task, printable
-from taskservice.core.finishing import Finisher
-from taskservice.core.logs import Logs
-from taskservice.core.models import ErrorType, Progress, TaskError, TaskState
-from taskservice.core.paths import DataRoot
-from taskservice.core.process_pool import ProcessPool
-from taskservice.core.registry import TaskRegistry, TaskType
-from taskservice.core.runs import Phase, Run, RunTable, Worker
+from taskservice.core.engine.clock import Clock
+from taskservice.core.engine.finishing import Finisher
+from taskservice.core.engine.runs import Phase, Run, RunTable, Worker
+from taskservice.core.handlers.context import check_progress
+from taskservice.core.handlers.execution import HandlerContext, Outcome, execute_task, printable
+from taskservice.core.handlers.logs import Logs
+from taskservice.core.handlers.paths import DataRoot
+from taskservice.core.handlers.process_pool import ProcessPool
+from taskservice.core.handlers.registry import TaskRegistry, TaskType
+from taskservice.core.model.errors import TaskServiceError
+from taskservice.core.model.models import ErrorType, Progress, TaskError, TaskState
 
-log = logging.getLogger("taskservice.core.manager")
+log = logging.getLogger("taskservice.core.engine.manager")
 
 # Progress messages longer than this are cut; they go to every watcher.
 MAX_PROGRESS_MESSAGE = 1024

@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from taskservice.core.models import Task, TaskState
+from taskservice.core.model.models import Task, TaskState
 
 transitions_log = logging.getLogger("taskservice.tasks")
 

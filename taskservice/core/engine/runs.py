@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taskservice.core.board.base import Claim, ClaimBatch
-from taskservice.core.context import StopSignal
-from taskservice.core.events import EventHub
-from taskservice.core.models import Progress, Task, TaskError, TaskEvent, TaskState
-from taskservice.core.observe import TaskListener
+from taskservice.core.engine.observe import TaskListener
+from taskservice.core.handlers.context import StopSignal
+from taskservice.core.model.events import EventHub
+from taskservice.core.model.models import Progress, Task, TaskError, TaskEvent, TaskState
 
 log = logging.getLogger(__name__)
 

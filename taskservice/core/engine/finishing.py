@@ -17,15 +17,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from taskservice.core.board.base import Board
-from taskservice.core.clock import Clock
-from taskservice.core.execution import Outcome
-from taskservice.core.logs import Logs
-from taskservice.core.models import ErrorType, Task, TaskError, TaskState
-from taskservice.core.registry import TaskRegistry
-from taskservice.core.runs import Phase, Run, RunTable
-from taskservice.core.throttle import ThrottledLog
+from taskservice.core.engine.clock import Clock
+from taskservice.core.engine.runs import Phase, Run, RunTable
+from taskservice.core.engine.throttle import ThrottledLog
+from taskservice.core.handlers.execution import Outcome
+from taskservice.core.handlers.logs import Logs
+from taskservice.core.handlers.registry import TaskRegistry
+from taskservice.core.model.models import ErrorType, Task, TaskError, TaskState
 
-log = logging.getLogger("taskservice.core.manager")
+log = logging.getLogger("taskservice.core.engine.manager")
 
 # How long to wait between tries when the storage refuses an end.
 END_WRITE_RETRY_SECONDS = 1.0

@@ -14,9 +14,9 @@ import threading
 from collections.abc import Callable
 
 from taskservice.core.board.base import Board
-from taskservice.core.errors import TaskServiceError
-from taskservice.core.models import Task, TaskEvent, TaskState
-from taskservice.core.runs import Phase, RunTable
+from taskservice.core.engine.runs import Phase, RunTable
+from taskservice.core.model.errors import TaskServiceError
+from taskservice.core.model.models import Task, TaskEvent, TaskState
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ import threading
 from collections.abc import Callable
 
 from taskservice.core.board.base import Board
-from taskservice.core.clock import Clock
-from taskservice.core.errors import TaskServiceError
-from taskservice.core.throttle import ThrottledLog
+from taskservice.core.engine.clock import Clock
+from taskservice.core.engine.throttle import ThrottledLog
+from taskservice.core.model.errors import TaskServiceError
 
-log = logging.getLogger("taskservice.core.retention")
+log = logging.getLogger("taskservice.core.engine.retention")
 
 # Tasks deleted per commit: first, and at most (about 40 ms of the writer's time on SQLite), and the pause between
 # two batches of one sweep.

@@ -16,8 +16,9 @@ from concurrent.futures import Future
 from dataclasses import replace
 
 from taskservice.core.board.base import Answer, Board
-from taskservice.core.clock import Clock
-from taskservice.core.errors import (
+from taskservice.core.engine.clock import Clock
+from taskservice.core.engine.throttle import ThrottledLog
+from taskservice.core.model.errors import (
     InvalidRequest,
     QueueFull,
     ScheduleNotFound,
@@ -26,9 +27,8 @@ from taskservice.core.errors import (
     TaskConflict,
     TaskServiceError,
 )
-from taskservice.core.models import SubmitOutcome, SubmitSpec
-from taskservice.core.schedules import Schedule, ScheduleSpec, check_spec, firing_for, firing_task_id
-from taskservice.core.throttle import ThrottledLog
+from taskservice.core.model.models import SubmitOutcome, SubmitSpec
+from taskservice.core.model.schedules import Schedule, ScheduleSpec, check_spec, firing_for, firing_task_id
 
 log = logging.getLogger(__name__)
 

@@ -24,16 +24,29 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from taskservice.core.admission import Admission
 from taskservice.core.board.base import Answer, Board, NewTask
-from taskservice.core.clock import Clock, SystemClock
-from taskservice.core.config import ManagerConfig, ManagerStats
-from taskservice.core.ended import EndedTasks
-from taskservice.core.errors import ShuttingDown, TaskNotFound, TaskServiceError
-from taskservice.core.events import EventHub, Watcher
-from taskservice.core.finishing import Finisher
-from taskservice.core.logs import Logs
-from taskservice.core.models import (
+from taskservice.core.engine.admission import Admission
+from taskservice.core.engine.clock import Clock, SystemClock
+from taskservice.core.engine.config import ManagerConfig, ManagerStats
+from taskservice.core.engine.ended import EndedTasks
+from taskservice.core.engine.finishing import Finisher
+from taskservice.core.engine.nodes import node_name
+from taskservice.core.engine.observe import TaskListener, TransitionLog
+from taskservice.core.engine.relay import Relay
+from taskservice.core.engine.runs import Phase, RunTable
+from taskservice.core.engine.scheduling import Scheduler
+from taskservice.core.engine.stopping import Stopping, settle
+from taskservice.core.engine.watchdog import Watchdog
+from taskservice.core.engine.watching import Watching
+from taskservice.core.engine.workers import WorkerPool
+from taskservice.core.handlers.logs import Logs
+from taskservice.core.handlers.paths import DataRoot
+from taskservice.core.handlers.process_pool import ProcessPool
+from taskservice.core.handlers.registry import TaskRegistry, TaskType
+from taskservice.core.handlers.type_info import TypeInfo, describe
+from taskservice.core.model.errors import ShuttingDown, TaskNotFound, TaskServiceError
+from taskservice.core.model.events import EventHub, Watcher
+from taskservice.core.model.models import (
     ErrorType,
     StopCount,
     SubmitOutcome,
@@ -45,19 +58,6 @@ from taskservice.core.models import (
     TaskPage,
     TaskState,
 )
-from taskservice.core.nodes import node_name
-from taskservice.core.observe import TaskListener, TransitionLog
-from taskservice.core.paths import DataRoot
-from taskservice.core.process_pool import ProcessPool
-from taskservice.core.registry import TaskRegistry, TaskType
-from taskservice.core.relay import Relay
-from taskservice.core.runs import Phase, RunTable
-from taskservice.core.scheduling import Scheduler
-from taskservice.core.stopping import Stopping, settle
-from taskservice.core.type_info import TypeInfo, describe
-from taskservice.core.watchdog import Watchdog
-from taskservice.core.watching import Watching
-from taskservice.core.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 

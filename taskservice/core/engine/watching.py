@@ -8,10 +8,10 @@ wait on a disk or a network), and whatever this node showed of the task meanwhil
 from __future__ import annotations
 
 from taskservice.core.board.base import Board
-from taskservice.core.errors import SequenceOutOfRange, TaskNotFound
-from taskservice.core.events import EventHub, Watcher
-from taskservice.core.models import Task
-from taskservice.core.runs import RunTable
+from taskservice.core.engine.runs import RunTable
+from taskservice.core.model.errors import SequenceOutOfRange, TaskNotFound
+from taskservice.core.model.events import EventHub, Watcher
+from taskservice.core.model.models import Task
 
 
 def _ahead(task_id: str, after_sequence: int, latest: int) -> SequenceOutOfRange:

@@ -19,9 +19,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
-from taskservice.core.errors import InvalidRequest
-from taskservice.core.models import SubmitSpec
-from taskservice.core.validation import TASK_ID_PATTERN
+from taskservice.core.engine.validation import TASK_ID_PATTERN
+from taskservice.core.model.errors import InvalidRequest
+from taskservice.core.model.models import SubmitSpec
 
 # A firing's task id is `<schedule id>:<due time>`, 21 characters after the schedule id; task ids stop at 128.
 MAX_SCHEDULE_ID = 100

@@ -15,12 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from taskservice.core.context import LogSink, ProgressSink, StopSignal, TaskContext
-from taskservice.core.errors import InvalidRequest, StopTask
-from taskservice.core.models import ErrorType, Task, TaskError, TaskState
-from taskservice.core.paths import CLEAR_NODES_ARG, DataRoot, OpenedPaths
-from taskservice.core.process_pool import ProcessPool, Relay
-from taskservice.core.registry import TaskType
+from taskservice.core.handlers.context import LogSink, ProgressSink, StopSignal, TaskContext
+from taskservice.core.handlers.paths import CLEAR_NODES_ARG, DataRoot, OpenedPaths
+from taskservice.core.handlers.process_pool import ProcessPool, Relay
+from taskservice.core.handlers.registry import TaskType
+from taskservice.core.model.errors import InvalidRequest, StopTask
+from taskservice.core.model.models import ErrorType, Task, TaskError, TaskState
 
 log = logging.getLogger(__name__)
 

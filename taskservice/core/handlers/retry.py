@@ -6,7 +6,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from taskservice.core.errors import RaisedElsewhere
+from taskservice.core.model.errors import RaisedElsewhere
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, cast
 
-from taskservice.core.constraints import Constraint, Length, OneOf, Range
-from taskservice.core.registry import TaskType
+from taskservice.core.handlers.constraints import Constraint, Length, OneOf, Range
+from taskservice.core.handlers.registry import TaskType
 
 _KINDS = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
 

@@ -11,12 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from taskservice.core.board.base import NewTask
-from taskservice.core.errors import InvalidRequest, TaskServiceError
-from taskservice.core.execution import check_paths
-from taskservice.core.models import SubmitSpec
-from taskservice.core.paths import DataRoot
-from taskservice.core.registry import TaskRegistry, check_json_args
-from taskservice.core.validation import (
+from taskservice.core.engine.validation import (
     check_after,
     check_labels,
     check_retention,
@@ -27,6 +22,11 @@ from taskservice.core.validation import (
     request_digest,
     run_after_for,
 )
+from taskservice.core.handlers.execution import check_paths
+from taskservice.core.handlers.paths import DataRoot
+from taskservice.core.handlers.registry import TaskRegistry, check_json_args
+from taskservice.core.model.errors import InvalidRequest, TaskServiceError
+from taskservice.core.model.models import SubmitSpec
 
 
 class Admission:

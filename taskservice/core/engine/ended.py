@@ -10,15 +10,15 @@ from __future__ import annotations
 from concurrent.futures import Future
 
 from taskservice.core.board.base import Board
-from taskservice.core.clock import Clock
-from taskservice.core.errors import TaskNotFound
-from taskservice.core.events import EventHub
-from taskservice.core.logs import Logs
-from taskservice.core.models import Task, TaskFilter, TaskState
-from taskservice.core.retention import EXPIRE_BATCH, RetentionSweeper
-from taskservice.core.runs import RunTable
-from taskservice.core.stopping import settle
-from taskservice.core.validation import MAX_STOP_REASON, one_line
+from taskservice.core.engine.clock import Clock
+from taskservice.core.engine.retention import EXPIRE_BATCH, RetentionSweeper
+from taskservice.core.engine.runs import RunTable
+from taskservice.core.engine.stopping import settle
+from taskservice.core.engine.validation import MAX_STOP_REASON, one_line
+from taskservice.core.handlers.logs import Logs
+from taskservice.core.model.errors import TaskNotFound
+from taskservice.core.model.events import EventHub
+from taskservice.core.model.models import Task, TaskFilter, TaskState
 
 
 class EndedTasks:

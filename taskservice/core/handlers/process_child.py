@@ -19,8 +19,8 @@ from multiprocessing import reduction
 from pathlib import Path
 from typing import Any
 
-from taskservice.core.context import check_progress
-from taskservice.core.errors import StopTask
+from taskservice.core.handlers.context import check_progress
+from taskservice.core.model.errors import StopTask
 
 PROGRESS_SECONDS = 0.02
 # How often a waiting handler (sleep, wait_for_stop) looks at the stop flag.

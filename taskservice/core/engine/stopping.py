@@ -11,12 +11,12 @@ from dataclasses import replace
 from typing import Any
 
 from taskservice.core.board.base import Board, StopEffect, StopResult
-from taskservice.core.clock import Clock
-from taskservice.core.errors import TaskNotFound
-from taskservice.core.finishing import Finisher
-from taskservice.core.models import ErrorType, StopCount, Task, TaskError, TaskFilter, TaskPage, TaskState
-from taskservice.core.runs import Run, RunTable
-from taskservice.core.validation import MAX_STOP_REASON
+from taskservice.core.engine.clock import Clock
+from taskservice.core.engine.finishing import Finisher
+from taskservice.core.engine.runs import Run, RunTable
+from taskservice.core.engine.validation import MAX_STOP_REASON
+from taskservice.core.model.errors import TaskNotFound
+from taskservice.core.model.models import ErrorType, StopCount, Task, TaskError, TaskFilter, TaskPage, TaskState
 
 # A bulk stop: the states it stops, and how many tasks it lists at a time.
 STOPPABLE_STATES = frozenset({TaskState.PENDING, TaskState.RUNNING})

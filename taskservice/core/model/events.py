@@ -12,8 +12,8 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
-from taskservice.core.errors import SequenceOutOfRange
-from taskservice.core.models import TaskEvent
+from taskservice.core.model.errors import SequenceOutOfRange
+from taskservice.core.model.models import TaskEvent
 
 # State changes a channel keeps for replay. A task has a handful (PENDING, RUNNING, STOPPING, an end,
 # and one PENDING/RUNNING pair per retry), so this bound is only reached by pathological retry counts.

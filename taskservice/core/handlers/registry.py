@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Union
 
-from taskservice.core.constraints import Constraint, Length, OneOf, Range, check_constraints
-from taskservice.core.errors import InvalidRequest, RegistryError
-from taskservice.core.paths import CLEAR_NODES_ARG, PathRole, path_role
-from taskservice.core.retry import RetryPolicy
+from taskservice.core.handlers.constraints import Constraint, Length, OneOf, Range, check_constraints
+from taskservice.core.handlers.paths import CLEAR_NODES_ARG, PathRole, path_role
+from taskservice.core.handlers.retry import RetryPolicy
+from taskservice.core.model.errors import InvalidRequest, RegistryError
 
 Handler = Callable[..., Any]
 

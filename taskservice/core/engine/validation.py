@@ -12,7 +12,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from taskservice.core.errors import InvalidRequest
+from taskservice.core.model.errors import InvalidRequest
 
 TASK_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # Longer than any job anyone should leave unattended; also keeps deadlines far from float trouble.

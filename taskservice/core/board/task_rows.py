@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from taskservice.core.models import Progress, Task, TaskError, TaskState
+from taskservice.core.model.models import Progress, Task, TaskError, TaskState
 
 # How many columns a task row has; a query may select more after them (the board's own).
 TASK_ROW_COLUMNS = 26

@@ -16,14 +16,14 @@ import threading
 from collections.abc import Callable, Collection
 
 from taskservice.core.board.base import Board
-from taskservice.core.clock import Clock
-from taskservice.core.errors import TaskServiceError
-from taskservice.core.finishing import HOLD_ENDS_SECONDS, Finisher
-from taskservice.core.models import ErrorType, TaskError, TaskState
-from taskservice.core.runs import Phase, Run, RunTable
-from taskservice.core.throttle import ThrottledLog
+from taskservice.core.engine.clock import Clock
+from taskservice.core.engine.finishing import HOLD_ENDS_SECONDS, Finisher
+from taskservice.core.engine.runs import Phase, Run, RunTable
+from taskservice.core.engine.throttle import ThrottledLog
+from taskservice.core.model.errors import TaskServiceError
+from taskservice.core.model.models import ErrorType, TaskError, TaskState
 
-log = logging.getLogger("taskservice.core.manager")
+log = logging.getLogger("taskservice.core.engine.manager")
 
 
 class Watchdog:

@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from multiprocessing import reduction
 from typing import Any
 
-from taskservice.core.errors import RaisedElsewhere
-from taskservice.core.models import ErrorType, TaskError, TaskState
-from taskservice.core.process_child import child_main
+from taskservice.core.handlers.process_child import child_main
+from taskservice.core.model.errors import RaisedElsewhere
+from taskservice.core.model.models import ErrorType, TaskError, TaskState
 
 log = logging.getLogger(__name__)
 

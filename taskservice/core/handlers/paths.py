@@ -23,8 +23,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
-from taskservice.core.beneath import DESCRIPTOR_SHORTAGE, NAME_MAX_BYTES, Beneath, PathRefused, descriptor_path
-from taskservice.core.errors import InvalidRequest
+from taskservice.core.handlers.beneath import DESCRIPTOR_SHORTAGE, NAME_MAX_BYTES, Beneath, PathRefused, descriptor_path
+from taskservice.core.model.errors import InvalidRequest
 
 
 class PathRole(enum.Enum):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from taskservice.core.throttle import ThrottledLog
+from taskservice.core.engine.throttle import ThrottledLog
 
 log = logging.getLogger(__name__)
 

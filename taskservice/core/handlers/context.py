@@ -9,10 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from taskservice.core.errors import StopTask
+from taskservice.core.model.errors import StopTask
 
 if TYPE_CHECKING:
-    from taskservice.core.paths import DataRoot, OpenedFolder, OpenedPaths
+    from taskservice.core.handlers.paths import DataRoot, OpenedFolder, OpenedPaths
 
 # Progress counts travel as int64 (protobuf) and are stored as SQLite INTEGER.
 INT64_MAX = 2**63 - 1
