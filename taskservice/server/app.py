@@ -203,6 +203,10 @@ async def serve(settings: Settings) -> int:
         registry = load_task_modules(settings.tasks)
         catalog = load_commands(settings.commands) if settings.commands else CommandCatalog.empty()
         register_command_task(registry, catalog)
+        unknown = sorted(set(settings.only_types) - set(registry.names()))
+        if unknown:
+            loaded = ", ".join(registry.names())
+            raise RegistryError(f"--only-types names {', '.join(unknown)}, not task types here; choose from {loaded}")
         if settings.legacy_task_type and settings.legacy_task_type.partition(":")[0] not in registry.names():
             raise RegistryError(
                 f"--legacy-task-type {settings.legacy_task_type!r} is not a task type here; "
@@ -266,6 +270,7 @@ async def _serve_on(
         config=ManagerConfig(
             workers=settings.workers,
             default_time_limit=settings.default_time_limit or None,
+            only_types=frozenset(settings.only_types),
             stop_grace=settings.stop_grace,
             lease_seconds=settings.lease,
             renew_seconds=settings.renew,

@@ -45,7 +45,7 @@ class Settings:
     metrics_port_file: str = ""
     workers: int = 4
     max_queue: int = 100_000
-    # Bytes the queued tasks' args and labels may take in all (the embedded board holds the queue in memory).
+    # Bytes the queued tasks' args and labels may take in all.
     max_queue_bytes: int = 2**30
     # 0 means tasks without their own time limit run unbounded.
     default_time_limit: float = 0.0
@@ -53,6 +53,8 @@ class Settings:
     # Seconds running tasks get to finish after SIGTERM/SIGINT before they are stopped.
     drain: float = 10.0
     tasks: tuple[str, ...] = ()
+    # The task types this server claims (empty: all it has loaded); for servers sharing a PostgreSQL database.
+    only_types: tuple[str, ...] = ()
     # Every path argument must stay inside this folder.
     data_root: str = "data"
     # File tasks stop writing before their output would leave less than this free on its file system.
@@ -161,6 +163,13 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
         metavar="MODULE",
         default=None,
         help="import MODULE to register its task types (repeatable; env: comma-separated)",
+    )
+    p.add_argument(
+        "--only-types",
+        default=_env(env, "only_types", ""),
+        metavar="TYPE,...",
+        help="claim only tasks of these types (servers sharing a PostgreSQL database: a GPU node, a node near the "
+        "data); the other types are left to the other servers",
     )
     p.add_argument("--data-root", default=_env(env, "data_root", d.data_root), help="folder path args must stay in")
     p.add_argument(
@@ -306,6 +315,10 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
         p.error("--procs must be 0 (one per core) or more")
     if ns.poll <= 0:
         p.error("--poll must be more than 0")
+    only_types = tuple(sorted({name.strip() for name in ns.only_types.split(",") if name.strip()}))
+    if only_types and not ns.db.startswith(("postgresql://", "postgres://")):
+        p.error("--only-types is for servers sharing a PostgreSQL database: alone on an SQLite file, a server would "
+                "leave the other types queued for ever")  # fmt: skip
     if _looks_like_conninfo(ns.db):
         p.error("--db takes a PostgreSQL database as a URL, postgresql://user@host:port/dbname, not key=value pairs")
     return Settings(
@@ -321,6 +334,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
         stop_grace=ns.stop_grace,
         drain=ns.drain,
         tasks=tuple(ns.tasks if ns.tasks is not None else ns.env_tasks),
+        only_types=only_types,
         data_root=ns.data_root,
         min_free_space=ns.min_free_space,
         state_dir=ns.state_dir or _default_state_dir(ns.db),

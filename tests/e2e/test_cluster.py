@@ -201,3 +201,25 @@ def test_three_servers_fire_a_schedule_once_per_due_time_and_go_on_when_one_is_k
         assert all((b - a).total_seconds() == 1 for a, b in itertools.pairwise(dues)), f"none missed: {dues}"
         for task_id in ids[:3]:
             assert c.wait(task_id, timeout=30).state is TaskState.SUCCESS
+
+
+def test_a_node_that_runs_only_some_types_leaves_the_rest_to_the_others(pg_dsn: str, tmp_path: Path) -> None:
+    with ExitStack() as stack:
+        only_noop, any_type = (
+            stack.enter_context(
+                ServerProcess(pg_dsn, workers=2, extra_args=["--state-dir", str(tmp_path / name), *flags])
+            )
+            for name, flags in (("only-noop", ["--only-types", "noop"]), ("any", []))
+        )
+        only_noop.start()
+        with TaskClient(only_noop.address) as client:
+            sleeps = [client.submit("sleep", {"seconds": 0}).task.task_id for _ in range(10)]
+            noops = [client.submit("noop", {}).task.task_id for _ in range(10)]
+            for task_id in noops:
+                assert client.wait(task_id, timeout=30).state is TaskState.SUCCESS
+            assert {client.get(task_id).state for task_id in sleeps} == {TaskState.PENDING}, "sleep is not its type"
+            any_type.start()  # the sleeps run once a server that runs them is there
+            for task_id in sleeps:
+                assert client.wait(task_id, timeout=30).state is TaskState.SUCCESS
+        assert "(sleep) PENDING -> RUNNING" not in only_noop.log()
+        assert only_noop.log().count("(noop) PENDING -> RUNNING") == 10

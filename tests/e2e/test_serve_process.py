@@ -77,6 +77,13 @@ def test_a_missing_task_module_fails_at_start_up(tmp_path: Path) -> None:
     assert "no_such_module_here" in result.stderr
 
 
+def test_only_types_naming_a_type_not_loaded_fails_at_start_up() -> None:
+    # Refused before the database is opened: this one is never reached.
+    result = run_serve(["--db", "postgresql://nobody@127.0.0.1:1/tasks", "--only-types", "noop,gpu.render"])
+    assert result.returncode == 2
+    assert "--only-types names gpu.render, not task types here" in result.stderr
+
+
 def test_a_second_server_on_the_same_database_file_is_refused_and_the_first_serves_on(tmp_path: Path) -> None:
     with ServerProcess(tmp_path / "t.db") as first, ServerProcess(tmp_path / "t.db") as second:
         first.start()

@@ -380,3 +380,11 @@ def test_a_stop_after_close_answers_instead_of_hanging(make_manager: MakeManager
     manager.board.close()
     with pytest.raises(StoreUnavailable, match="closed"):
         manager.stop_async(pending).result(timeout=5)
+
+
+def test_a_node_told_to_run_only_some_types_leaves_the_others_queued(make_manager: MakeManager, gates) -> None:
+    manager = make_manager(workers=1, only_types=frozenset({"echo"}))
+    left = manager.submit("gate", {"name": "not-here"}).task.task_id
+    ran = manager.submit("echo", {"value": 1}).task.task_id  # submitted after: claimed first only if gate is skipped
+    assert wait_final(manager, ran).state is TaskState.SUCCESS
+    assert manager.get(left).state is TaskState.PENDING and gates.ran == []

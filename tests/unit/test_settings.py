@@ -85,3 +85,13 @@ def test_a_libpq_key_value_db_is_a_usage_error_not_an_sqlite_file(capsys: pytest
         parse(["--db", "host=127.0.0.1 dbname=tasks user=postgres"], environ={})
     assert "postgresql://" in capsys.readouterr().err
     assert parse(["--db", "my-host=1.db"], environ={}).db == "my-host=1.db"
+
+
+def test_only_types_are_a_set_for_servers_sharing_postgresql(capsys: pytest.CaptureFixture[str]) -> None:
+    shared = "postgresql://u@db.example/tasks"
+    assert parse(["--db", shared, "--only-types", "sleep, noop,sleep"], environ={}).only_types == ("noop", "sleep")
+    assert parse(["--db", shared], environ={"TASKSERVICE_ONLY_TYPES": "demo"}).only_types == ("demo",)
+    assert parse([], environ={}).only_types == ()
+    with pytest.raises(SystemExit):
+        parse(["--only-types", "sleep"], environ={})  # an SQLite file: the other types would wait for ever
+    assert "--only-types is for servers sharing a PostgreSQL database" in capsys.readouterr().err

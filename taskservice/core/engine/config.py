@@ -18,6 +18,8 @@ class ManagerConfig:
     lease_seconds: float = 30.0
     renew_seconds: float = 10.0
     reap_seconds: float = 10.0
+    # The task types this node claims; empty: every type it has loaded (on a shared board), or any (alone).
+    only_types: frozenset[str] = frozenset()
     # How long an idle worker waits before it looks for work without being told of any.
     poll_seconds: float = 1.0
     # How often the latest progress of running tasks is handed to the board.

@@ -136,6 +136,7 @@ class WorkerManager:
             early_stop=lambda run: self._stopping.registered(run),
             wake_watchdog=lambda: self._watchdog.wake(),
             processes=lambda kind: self._processes if self._in_process(kind) else None,
+            only_types=self.config.only_types,
         )
         self._stopping = Stopping(self._table, self.board, self._finisher, self._clock)
         self._ended = EndedTasks(self._table, self.board, self._clock, logs, self.events, self.config.retention)

@@ -59,6 +59,7 @@ class WorkerPool:
         early_stop: Callable[[Run], None],
         wake_watchdog: Callable[[], None],
         processes: Callable[[TaskType], ProcessPool | None] = lambda kind: None,
+        only_types: frozenset[str] = frozenset(),
     ) -> None:
         """`processes(kind)`: the pool of worker processes a task of `kind` runs in, or None for this thread."""
         self._processes = processes
@@ -89,8 +90,10 @@ class WorkerPool:
         # Runs whose progress moved since it was last handed to the board.
         self.dirty: dict[str, Run] = {}
         # Exclusive boards hold tasks of any type: a leftover of a type no longer loaded is claimed and fails with
-        # a clear error. Shared boards leave such tasks to the servers that run their type.
-        self._types: Collection[str] | None = None if board.exclusive else frozenset(registry.names())
+        # a clear error. Shared boards leave such tasks to the servers that run their type, and a node told to run
+        # only some types (--only-types) leaves the rest to the others.
+        loaded = None if board.exclusive else frozenset(registry.names())
+        self._types: Collection[str] | None = only_types or loaded
 
     # ------------------------------------------------------------------ threads
 
