@@ -271,6 +271,7 @@ async def _serve_on(
             workers=settings.workers,
             default_time_limit=settings.default_time_limit or None,
             only_types=frozenset(settings.only_types),
+            only_labels=settings.only_labels,
             stop_grace=settings.stop_grace,
             lease_seconds=settings.lease,
             renew_seconds=settings.renew,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taskservice.core.engine import validation
+from taskservice.core.model.errors import InvalidRequest
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|TiB)?\s*$")
 _UNIT_BYTES = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, None: 1}
@@ -55,6 +56,8 @@ class Settings:
     tasks: tuple[str, ...] = ()
     # The task types this server claims (empty: all it has loaded); for servers sharing a PostgreSQL database.
     only_types: tuple[str, ...] = ()
+    # Labels (key, value) a task must carry for this server to claim it; for servers sharing PostgreSQL too.
+    only_labels: tuple[tuple[str, str], ...] = ()
     # Every path argument must stay inside this folder.
     data_root: str = "data"
     # File tasks stop writing before their output would leave less than this free on its file system.
@@ -170,6 +173,12 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
         metavar="TYPE,...",
         help="claim only tasks of these types (servers sharing a PostgreSQL database: a GPU node, a node near the "
         "data); the other types are left to the other servers",
+    )
+    p.add_argument(
+        "--only-labels",
+        default=_env(env, "only_labels", ""),
+        metavar="KEY=VALUE,...",
+        help="claim only tasks carrying every one of these labels (servers sharing a PostgreSQL database)",
     )
     p.add_argument("--data-root", default=_env(env, "data_root", d.data_root), help="folder path args must stay in")
     p.add_argument(
@@ -289,6 +298,24 @@ def _default_state_dir(db: str) -> str:
     return str(Path(db).with_name(Path(db).stem + "-state"))
 
 
+def _labels(p: argparse.ArgumentParser, text: str) -> tuple[tuple[str, str], ...]:
+    """`key=value,key=value` as sorted pairs; a usage error when a pair has no `=`, a key twice, or a label no task
+    could carry (the limits a Submit's labels are held to)."""
+    pairs: dict[str, str] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        key, equals, value = item.partition("=")
+        if not equals or key.strip() in pairs:
+            p.error(f"--only-labels takes key=value pairs, each key once, separated by commas; got {item!r}")
+        pairs[key.strip()] = value.strip()
+    try:
+        validation.check_labels(pairs)
+    except InvalidRequest as exc:
+        p.error(f"--only-labels: {'; '.join(f'{field}: {why}' for field, why in exc.field_violations)}")
+    return tuple(sorted(pairs.items()))
+
+
 def _looks_like_conninfo(db: str) -> bool:
     """A libpq "host=... dbname=..." string, which would otherwise become an oddly named SQLite file."""
     return bool(re.match(r"^\s*(host|dbname|user|port|hostaddr|service)\s*=", db))
@@ -316,9 +343,11 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
     if ns.poll <= 0:
         p.error("--poll must be more than 0")
     only_types = tuple(sorted({name.strip() for name in ns.only_types.split(",") if name.strip()}))
-    if only_types and not ns.db.startswith(("postgresql://", "postgres://")):
-        p.error("--only-types is for servers sharing a PostgreSQL database: alone on an SQLite file, a server would "
-                "leave the other types queued for ever")  # fmt: skip
+    only_labels = _labels(p, ns.only_labels)
+    for flag, given in (("--only-types", only_types), ("--only-labels", only_labels)):
+        if given and not ns.db.startswith(("postgresql://", "postgres://")):
+            p.error(f"{flag} is for servers sharing a PostgreSQL database: alone on an SQLite file, a server would "
+                    "leave the other tasks queued for ever")  # fmt: skip
     if _looks_like_conninfo(ns.db):
         p.error("--db takes a PostgreSQL database as a URL, postgresql://user@host:port/dbname, not key=value pairs")
     return Settings(
@@ -335,6 +364,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
         drain=ns.drain,
         tasks=tuple(ns.tasks if ns.tasks is not None else ns.env_tasks),
         only_types=only_types,
+        only_labels=only_labels,
         data_root=ns.data_root,
         min_free_space=ns.min_free_space,
         state_dir=ns.state_dir or _default_state_dir(ns.db),

@@ -213,6 +213,16 @@ def test_claims_take_only_the_types_the_node_runs(board: Board) -> None:
     assert [c.task_id for c in claim(board, 5, types={"echo"})] == ["e1", "e2"]
 
 
+def test_claims_take_only_tasks_carrying_every_label_asked(board: Board) -> None:
+    submit(board, [new("none"), new("eu", labels={"region": "eu"}), new("eu-gpu", labels={"region": "eu", "gpu": "1"}),
+                   new("us-gpu", labels={"region": "us", "gpu": "1"})])  # fmt: skip
+    batch = board.claim("node-a", None, 5, lease_until=NOW + LEASE, now=NOW, labels=[("gpu", "1"), ("region", "eu")])
+    assert [c.task_id for c in batch.claims] == ["eu-gpu"]
+    batch = board.claim("node-a", None, 5, lease_until=NOW + LEASE, now=NOW, labels=[("region", "eu")])
+    assert [c.task_id for c in batch.claims] == ["eu"]
+    assert [c.task_id for c in claim(board, 5)] == ["none", "us-gpu"]
+
+
 # ---------------------------------------------------------------------------------------------- ending
 
 

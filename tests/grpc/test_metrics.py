@@ -205,14 +205,15 @@ async def test_queue_depth_rises_while_the_only_worker_is_blocked_and_falls_afte
         gates.open(name)  # open() also makes the gates of tasks that have not started yet
     for task_id in [first, *queued]:
         await wait_for_state(stub, task_id, pb.TASK_STATE_SUCCESS)
+    # A watcher sees an end a moment before the listeners count it: wait for the counts too.
     idle = await metered.until(
-        lambda s: value(s, "taskservice_queue_depth") == 0 and value(s, "taskservice_busy_workers") == 0,
-        "queue drained and the worker idle",
-    )
+        lambda s: value(s, "taskservice_queue_depth") == 0 and value(s, "taskservice_busy_workers") == 0
+        and value(s, "taskservice_tasks_total", task_type="gate", state="SUCCESS") == 3,
+        "queue drained, the worker idle and every end counted",
+    )  # fmt: skip
     assert value(idle, "taskservice_worker_utilisation") == 0.0
     assert value(idle, "taskservice_unfinished_tasks", task_type="gate", state="PENDING") == 0
     assert value(idle, "taskservice_unfinished_tasks", task_type="gate", state="RUNNING") == 0
-    assert value(idle, "taskservice_tasks_total", task_type="gate", state="SUCCESS") == 3
 
 
 async def test_watchers_gauge_follows_open_streams_and_cancelled_streams_count_as_cancelled(

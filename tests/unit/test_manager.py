@@ -388,3 +388,11 @@ def test_a_node_told_to_run_only_some_types_leaves_the_others_queued(make_manage
     ran = manager.submit("echo", {"value": 1}).task.task_id  # submitted after: claimed first only if gate is skipped
     assert wait_final(manager, ran).state is TaskState.SUCCESS
     assert manager.get(left).state is TaskState.PENDING and gates.ran == []
+
+
+def test_a_node_told_to_run_only_labelled_tasks_leaves_the_others_queued(make_manager: MakeManager, gates) -> None:
+    manager = make_manager(workers=1, only_labels=(("team", "a"),))
+    left = manager.submit("gate", {"name": "not-here"}, labels={"team": "b"}).task.task_id
+    ran = manager.submit("echo", {"value": 1}, labels={"team": "a"}).task.task_id
+    assert wait_final(manager, ran).state is TaskState.SUCCESS
+    assert manager.get(left).state is TaskState.PENDING and gates.ran == []

@@ -95,3 +95,18 @@ def test_only_types_are_a_set_for_servers_sharing_postgresql(capsys: pytest.Capt
     with pytest.raises(SystemExit):
         parse(["--only-types", "sleep"], environ={})  # an SQLite file: the other types would wait for ever
     assert "--only-types is for servers sharing a PostgreSQL database" in capsys.readouterr().err
+
+
+def test_only_labels_are_key_value_pairs_for_servers_sharing_postgresql(capsys: pytest.CaptureFixture[str]) -> None:
+    shared = ["--db", "postgresql://u@db.example/tasks"]
+    assert parse([*shared, "--only-labels", "region=eu, gpu=1"], environ={}).only_labels == (
+        ("gpu", "1"),
+        ("region", "eu"),
+    )
+    for bad, why in (("region", "key=value pairs"), ("a=1,a=2", "each key once"), ("=eu", "key must be 1-63")):
+        with pytest.raises(SystemExit):
+            parse([*shared, "--only-labels", bad], environ={})
+        assert why in capsys.readouterr().err, bad
+    with pytest.raises(SystemExit):
+        parse(["--only-labels", "region=eu"], environ={})
+    assert "--only-labels is for servers sharing a PostgreSQL database" in capsys.readouterr().err

@@ -183,10 +183,18 @@ class Board(abc.ABC):
 
     @abc.abstractmethod
     def claim(
-        self, node: str, task_types: Collection[str] | None, n: int, *, lease_until: float, now: float
+        self,
+        node: str,
+        task_types: Collection[str] | None,
+        n: int,
+        *,
+        lease_until: float,
+        now: float,
+        labels: Sequence[tuple[str, str]] = (),
     ) -> ClaimBatch:
-        """Up to n PENDING tasks whose run_after has come, of `task_types` (None: any), by priority then submission
-        order: each becomes RUNNING, owned by `node`, attempt + 1, leased until `lease_until`."""
+        """Up to n PENDING tasks whose run_after has come, of `task_types` (None: any) and carrying every one of
+        `labels` (key, value), by priority then submission order: each becomes RUNNING, owned by `node`, attempt
+        + 1, leased until `lease_until`."""
 
     @abc.abstractmethod
     def renew(self, node: str, claims: Sequence[Claim], lease_until: float) -> Renewal:

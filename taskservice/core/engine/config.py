@@ -20,6 +20,8 @@ class ManagerConfig:
     reap_seconds: float = 10.0
     # The task types this node claims; empty: every type it has loaded (on a shared board), or any (alone).
     only_types: frozenset[str] = frozenset()
+    # Labels (key, value) a task must carry for this node to claim it; none: any task.
+    only_labels: tuple[tuple[str, str], ...] = ()
     # How long an idle worker waits before it looks for work without being told of any.
     poll_seconds: float = 1.0
     # How often the latest progress of running tasks is handed to the board.

@@ -137,6 +137,7 @@ class WorkerManager:
             wake_watchdog=lambda: self._watchdog.wake(),
             processes=lambda kind: self._processes if self._in_process(kind) else None,
             only_types=self.config.only_types,
+            only_labels=self.config.only_labels,
         )
         self._stopping = Stopping(self._table, self.board, self._finisher, self._clock)
         self._ended = EndedTasks(self._table, self.board, self._clock, logs, self.events, self.config.retention)

@@ -60,6 +60,7 @@ class WorkerPool:
         wake_watchdog: Callable[[], None],
         processes: Callable[[TaskType], ProcessPool | None] = lambda kind: None,
         only_types: frozenset[str] = frozenset(),
+        only_labels: tuple[tuple[str, str], ...] = (),
     ) -> None:
         """`processes(kind)`: the pool of worker processes a task of `kind` runs in, or None for this thread."""
         self._processes = processes
@@ -94,6 +95,7 @@ class WorkerPool:
         # only some types (--only-types) leaves the rest to the others.
         loaded = None if board.exclusive else frozenset(registry.names())
         self._types: Collection[str] | None = only_types or loaded
+        self._labels = only_labels
 
     # ------------------------------------------------------------------ threads
 
@@ -224,7 +226,8 @@ class WorkerPool:
         self._table.lock.release()
         try:
             now = self._clock.time()
-            batch = self._board.claim(self._node, self._types, n, lease_until=now + self._lease_seconds, now=now)
+            batch = self._board.claim(self._node, self._types, n, lease_until=now + self._lease_seconds, now=now,
+                                      labels=self._labels)  # fmt: skip
         except TaskServiceError as exc:
             log.warning("cannot claim tasks: %s", exc)
             batch = ClaimBatch([])

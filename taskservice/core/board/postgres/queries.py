@@ -134,14 +134,22 @@ class PgQueries:
     # ------------------------------------------------------------------ running
 
     def claim(
-        self, cur: Cursor, node: str, task_types: Collection[str] | None, n: int, lease_until: float, now: float
+        self,
+        cur: Cursor,
+        node: str,
+        task_types: Collection[str] | None,
+        n: int,
+        lease_until: float,
+        now: float,
+        labels: Sequence[tuple[str, str]] = (),
     ) -> list[Task]:
         types_clause = "AND task_type = ANY(%(types)s)" if task_types is not None else ""
+        labels_clause = "AND labels @> %(labels)s::jsonb" if labels else ""
         cur.execute(
             f"""WITH picked AS (
                     SELECT submit_order FROM {TASKS}
                     WHERE state = 'PENDING' AND waiting = 0 AND (run_after IS NULL OR run_after <= %(now)s)
-                        {types_clause}
+                        {types_clause} {labels_clause}
                     ORDER BY priority DESC, submit_order LIMIT %(n)s
                     FOR UPDATE SKIP LOCKED)
                 UPDATE {TASKS} t SET state = 'RUNNING', attempt = t.attempt + 1, started_at = NULL,
@@ -151,8 +159,9 @@ class PgQueries:
                     transitions = {transition_sql("t.event_sequence + 1", "'RUNNING'")}
                 FROM picked WHERE t.submit_order = picked.submit_order
                 RETURNING {T_COLUMNS}""",
-            {"now": now, "n": n, "node": node, "lease": lease_until, "types": list(task_types or [])},
-        )
+            {"now": now, "n": n, "node": node, "lease": lease_until, "types": list(task_types or []),
+             "labels": dumps(dict(labels))},
+        )  # fmt: skip
         return [task_from_row(row) for row in cur.fetchall()]
 
     def start(self, cur: Cursor, claim: Claim, started_at: float) -> None:

@@ -50,9 +50,17 @@ class Queries(Protocol):
     # ------------------------------------------------------------------ running
 
     def claim(
-        self, cur: Cursor, node: str, task_types: Collection[str] | None, n: int, lease_until: float, now: float
+        self,
+        cur: Cursor,
+        node: str,
+        task_types: Collection[str] | None,
+        n: int,
+        lease_until: float,
+        now: float,
+        labels: Sequence[tuple[str, str]] = (),
     ) -> builtins.list[Task]:
-        """Up to n claimable tasks (PENDING, waiting for nothing, due) -> RUNNING for `node`; started_at empty."""
+        """Up to n claimable tasks (PENDING, waiting for nothing, due; of `task_types`, None: any; carrying every
+        one of `labels`) -> RUNNING for `node`; started_at empty."""
 
     def start(self, cur: Cursor, claim: Claim, started_at: float) -> None:
         """A claim's handler starts: started_at recorded (a reap sends a task back to PENDING until then)."""

@@ -23,6 +23,8 @@ from taskservice.core.model.schedules import SCHEDULE_COLUMNS, Schedule, schedul
 
 ENDED = [state.value for state in TaskState if state.is_terminal]
 UNFINISHED = "state IN ('RUNNING', 'STOPPING')"
+# A task carries the label (key, value): one such condition per label a claim asks for.
+_HAS_LABEL = " AND EXISTS (SELECT 1 FROM task_labels l WHERE l.seq = tasks.seq AND l.key = ? AND l.value = ?)"
 
 
 def _in(values: Collection[Any]) -> str:
@@ -167,10 +169,18 @@ class SQLiteQueries:
     # ------------------------------------------------------------------ running
 
     def claim(
-        self, cur: Cursor, node: str, task_types: Collection[str] | None, n: int, lease_until: float, now: float
+        self,
+        cur: Cursor,
+        node: str,
+        task_types: Collection[str] | None,
+        n: int,
+        lease_until: float,
+        now: float,
+        labels: Sequence[tuple[str, str]] = (),
     ) -> list[Task]:
         types = sorted(task_types) if task_types is not None else []
         types_clause = f"AND task_type IN {_in(types)}" if task_types is not None else ""
+        labels_clause = _HAS_LABEL * len(labels)
         cur.execute(
             f"""UPDATE tasks SET state = 'RUNNING', attempt = attempt + 1, started_at = NULL, run_after = NULL,
                     owner = ?, lease_until = ?, stop_reason = NULL, progress_percent = 0, progress_message = '',
@@ -179,9 +189,10 @@ class SQLiteQueries:
                 WHERE seq IN (
                     SELECT seq FROM tasks
                     WHERE state = 'PENDING' AND waiting = 0 AND (run_after IS NULL OR run_after <= ?) {types_clause}
+                        {labels_clause}
                     ORDER BY priority DESC, seq LIMIT ?)
                 RETURNING {COLUMNS}""",
-            (node, lease_until, now, *types, n),
+            (node, lease_until, now, *types, *[part for label in labels for part in label], n),
         )
         return [task_from_row(row) for row in cur.fetchall()]
 
