@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from taskservice.core.board.base import Board, Claim, NewTask, StopEffect, StopResult
+from taskservice.core.board.base import ANY_TASK, Board, Claim, ClaimScope, NewTask, StopEffect, StopResult
 from taskservice.core.model.errors import InvalidRequest, QueueFull, TaskConflict, TaskNotFound, WrongState
 from taskservice.core.model.models import Progress, SubmitOutcome, SubmitSpec, Task, TaskError, TaskFilter, TaskState
 from taskservice.core.model.schedules import Schedule, ScheduleSpec
@@ -53,7 +53,8 @@ def submit(board: Board, tasks: Sequence[NewTask], now: float = NOW) -> list[Any
 
 
 def claim(board: Board, n: int = 1, *, node: str = "node-a", types: Any = None, now: float = NOW) -> list[Claim]:
-    batch = board.claim(node, types, n, lease_until=now + LEASE, now=now)
+    scope = ClaimScope(frozenset(types) if types is not None else None)
+    batch = board.claim(node, scope, n, lease_until=now + LEASE, now=now)
     assert all(batch.wait_durable(claim.task_id) is None for claim in batch.claims)
     return batch.claims
 
@@ -216,9 +217,10 @@ def test_claims_take_only_the_types_the_node_runs(board: Board) -> None:
 def test_claims_take_only_tasks_carrying_every_label_asked(board: Board) -> None:
     submit(board, [new("none"), new("eu", labels={"region": "eu"}), new("eu-gpu", labels={"region": "eu", "gpu": "1"}),
                    new("us-gpu", labels={"region": "us", "gpu": "1"})])  # fmt: skip
-    batch = board.claim("node-a", None, 5, lease_until=NOW + LEASE, now=NOW, labels=[("gpu", "1"), ("region", "eu")])
+    eu_gpu = ClaimScope(labels=(("gpu", "1"), ("region", "eu")))
+    batch = board.claim("node-a", eu_gpu, 5, lease_until=NOW + LEASE, now=NOW)
     assert [c.task_id for c in batch.claims] == ["eu-gpu"]
-    batch = board.claim("node-a", None, 5, lease_until=NOW + LEASE, now=NOW, labels=[("region", "eu")])
+    batch = board.claim("node-a", ClaimScope(labels=(("region", "eu"),)), 5, lease_until=NOW + LEASE, now=NOW)
     assert [c.task_id for c in batch.claims] == ["eu"]
     assert [c.task_id for c in claim(board, 5)] == ["none", "us-gpu"]
 
@@ -264,7 +266,7 @@ def test_a_claimed_task_whose_handler_never_started_is_reaped_back_to_pending_wh
     board: Board,
 ) -> None:
     submit(board, [new("waited", "echo"), new("started", "echo")])
-    batch = board.claim("node-a", None, 2, lease_until=NOW + LEASE, now=NOW)
+    batch = board.claim("node-a", ANY_TASK, 2, lease_until=NOW + LEASE, now=NOW)
     started = next(c for c in batch.claims if c.task_id == "started")
     assert batch.wait_durable(started.task_id) is None  # its handler is about to start
     changed = {t.task_id: (t.state, t.attempt) for t, _ in board.reap(NOW + LEASE + 1, rerunnable=set())}

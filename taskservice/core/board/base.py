@@ -59,6 +59,17 @@ class NewTask:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimScope:
+    """The PENDING tasks a node may claim: of `types` (None: any type) and carrying every one of `labels`."""
+
+    types: frozenset[str] | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+ANY_TASK = ClaimScope()
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """A task a node runs: RUNNING, owned by `node` for attempt `task.attempt`, leased until `lease_until`.
 
@@ -182,19 +193,9 @@ class Board(abc.ABC):
     # ------------------------------------------------------------------ running
 
     @abc.abstractmethod
-    def claim(
-        self,
-        node: str,
-        task_types: Collection[str] | None,
-        n: int,
-        *,
-        lease_until: float,
-        now: float,
-        labels: Sequence[tuple[str, str]] = (),
-    ) -> ClaimBatch:
-        """Up to n PENDING tasks whose run_after has come, of `task_types` (None: any) and carrying every one of
-        `labels` (key, value), by priority then submission order: each becomes RUNNING, owned by `node`, attempt
-        + 1, leased until `lease_until`."""
+    def claim(self, node: str, scope: ClaimScope, n: int, *, lease_until: float, now: float) -> ClaimBatch:
+        """Up to n PENDING tasks within `scope` whose run_after has come, by priority then submission order: each
+        becomes RUNNING, owned by `node`, attempt + 1, leased until `lease_until`."""
 
     @abc.abstractmethod
     def renew(self, node: str, claims: Sequence[Claim], lease_until: float) -> Renewal:

@@ -13,9 +13,9 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 
-from taskservice.core.board.base import Board, ClaimBatch
+from taskservice.core.board.base import Board, ClaimBatch, ClaimScope
 from taskservice.core.engine.clock import Clock
 from taskservice.core.engine.finishing import Finisher
 from taskservice.core.engine.runs import Phase, Run, RunTable, Worker
@@ -94,8 +94,7 @@ class WorkerPool:
         # a clear error. Shared boards leave such tasks to the servers that run their type, and a node told to run
         # only some types (--only-types) leaves the rest to the others.
         loaded = None if board.exclusive else frozenset(registry.names())
-        self._types: Collection[str] | None = only_types or loaded
-        self._labels = only_labels
+        self._scope = ClaimScope(only_types or loaded, only_labels)
 
     # ------------------------------------------------------------------ threads
 
@@ -226,8 +225,7 @@ class WorkerPool:
         self._table.lock.release()
         try:
             now = self._clock.time()
-            batch = self._board.claim(self._node, self._types, n, lease_until=now + self._lease_seconds, now=now,
-                                      labels=self._labels)  # fmt: skip
+            batch = self._board.claim(self._node, self._scope, n, lease_until=now + self._lease_seconds, now=now)
         except TaskServiceError as exc:
             log.warning("cannot claim tasks: %s", exc)
             batch = ClaimBatch([])

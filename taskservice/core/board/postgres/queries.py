@@ -12,7 +12,7 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from taskservice.core.board.base import REAP_SEQUENCE_GAP, Claim, NewTask
+from taskservice.core.board.base import REAP_SEQUENCE_GAP, Claim, ClaimScope, NewTask
 from taskservice.core.board.postgres.rows import COLUMNS, T_COLUMNS, task_from_row, transition_sql
 from taskservice.core.board.postgres.schema import SCHEDULES, TASKS, WAITS
 from taskservice.core.board.sql.queries import Birth, Cursor
@@ -133,18 +133,9 @@ class PgQueries:
 
     # ------------------------------------------------------------------ running
 
-    def claim(
-        self,
-        cur: Cursor,
-        node: str,
-        task_types: Collection[str] | None,
-        n: int,
-        lease_until: float,
-        now: float,
-        labels: Sequence[tuple[str, str]] = (),
-    ) -> list[Task]:
-        types_clause = "AND task_type = ANY(%(types)s)" if task_types is not None else ""
-        labels_clause = "AND labels @> %(labels)s::jsonb" if labels else ""
+    def claim(self, cur: Cursor, node: str, scope: ClaimScope, n: int, lease_until: float, now: float) -> list[Task]:
+        types_clause = "AND task_type = ANY(%(types)s)" if scope.types is not None else ""
+        labels_clause = "AND labels @> %(labels)s::jsonb" if scope.labels else ""
         cur.execute(
             f"""WITH picked AS (
                     SELECT submit_order FROM {TASKS}
@@ -159,8 +150,8 @@ class PgQueries:
                     transitions = {transition_sql("t.event_sequence + 1", "'RUNNING'")}
                 FROM picked WHERE t.submit_order = picked.submit_order
                 RETURNING {T_COLUMNS}""",
-            {"now": now, "n": n, "node": node, "lease": lease_until, "types": list(task_types or []),
-             "labels": dumps(dict(labels))},
+            {"now": now, "n": n, "node": node, "lease": lease_until, "types": sorted(scope.types or []),
+             "labels": dumps(dict(scope.labels))},
         )  # fmt: skip
         return [task_from_row(row) for row in cur.fetchall()]
 

@@ -25,6 +25,7 @@ from taskservice.core.board.base import (
     Board,
     Claim,
     ClaimBatch,
+    ClaimScope,
     FencedManyThen,
     FencedThen,
     NewTask,
@@ -212,18 +213,9 @@ class SqlBoard(OneWriter, Board):
 
     # ------------------------------------------------------------------ running
 
-    def claim(
-        self,
-        node: str,
-        task_types: Collection[str] | None,
-        n: int,
-        *,
-        lease_until: float,
-        now: float,
-        labels: Sequence[tuple[str, str]] = (),
-    ) -> ClaimBatch:
+    def claim(self, node: str, scope: ClaimScope, n: int, *, lease_until: float, now: float) -> ClaimBatch:
         self._soonest.claimed_at(now)
-        claimed: list[Task] = self._write(lambda cur: self._q.claim(cur, node, task_types, n, lease_until, now, labels))
+        claimed: list[Task] = self._write(lambda cur: self._q.claim(cur, node, scope, n, lease_until, now))
         tasks = sorted(claimed, key=lambda t: (-t.priority, t.submit_order))
         for task in tasks:
             task.started_at = now  # on disk once its handler starts (see _start)

@@ -11,7 +11,7 @@ import builtins
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol
 
-from taskservice.core.board.base import Claim, NewTask
+from taskservice.core.board.base import Claim, ClaimScope, NewTask
 from taskservice.core.model.models import Progress, Task, TaskError, TaskFilter, TaskState
 from taskservice.core.model.schedules import Schedule
 
@@ -50,17 +50,10 @@ class Queries(Protocol):
     # ------------------------------------------------------------------ running
 
     def claim(
-        self,
-        cur: Cursor,
-        node: str,
-        task_types: Collection[str] | None,
-        n: int,
-        lease_until: float,
-        now: float,
-        labels: Sequence[tuple[str, str]] = (),
+        self, cur: Cursor, node: str, scope: ClaimScope, n: int, lease_until: float, now: float
     ) -> builtins.list[Task]:
-        """Up to n claimable tasks (PENDING, waiting for nothing, due; of `task_types`, None: any; carrying every
-        one of `labels`) -> RUNNING for `node`; started_at empty."""
+        """Up to n claimable tasks (PENDING, waiting for nothing, due, within `scope`) -> RUNNING for `node`;
+        started_at empty."""
 
     def start(self, cur: Cursor, claim: Claim, started_at: float) -> None:
         """A claim's handler starts: started_at recorded (a reap sends a task back to PENDING until then)."""

@@ -13,7 +13,7 @@ import json
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
-from taskservice.core.board.base import REAP_SEQUENCE_GAP, Claim, NewTask
+from taskservice.core.board.base import REAP_SEQUENCE_GAP, Claim, ClaimScope, NewTask
 from taskservice.core.board.sql.queries import Birth, Cursor
 from taskservice.core.board.sql.rows import RETRYABLE, TRANSITIONS_KEPT, dumps, end_row, progress_row
 from taskservice.core.board.sqlite.schema import COLUMNS
@@ -168,19 +168,10 @@ class SQLiteQueries:
 
     # ------------------------------------------------------------------ running
 
-    def claim(
-        self,
-        cur: Cursor,
-        node: str,
-        task_types: Collection[str] | None,
-        n: int,
-        lease_until: float,
-        now: float,
-        labels: Sequence[tuple[str, str]] = (),
-    ) -> list[Task]:
-        types = sorted(task_types) if task_types is not None else []
-        types_clause = f"AND task_type IN {_in(types)}" if task_types is not None else ""
-        labels_clause = _HAS_LABEL * len(labels)
+    def claim(self, cur: Cursor, node: str, scope: ClaimScope, n: int, lease_until: float, now: float) -> list[Task]:
+        types = sorted(scope.types) if scope.types is not None else []
+        types_clause = f"AND task_type IN {_in(types)}" if scope.types is not None else ""
+        labels_clause = _HAS_LABEL * len(scope.labels)
         cur.execute(
             f"""UPDATE tasks SET state = 'RUNNING', attempt = attempt + 1, started_at = NULL, run_after = NULL,
                     owner = ?, lease_until = ?, stop_reason = NULL, progress_percent = 0, progress_message = '',
@@ -192,7 +183,7 @@ class SQLiteQueries:
                         {labels_clause}
                     ORDER BY priority DESC, seq LIMIT ?)
                 RETURNING {COLUMNS}""",
-            (node, lease_until, now, *types, *[part for label in labels for part in label], n),
+            (node, lease_until, now, *types, *[part for label in scope.labels for part in label], n),
         )
         return [task_from_row(row) for row in cur.fetchall()]
 
