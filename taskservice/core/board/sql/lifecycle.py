@@ -146,10 +146,8 @@ class SqlBoard(OneWriter, Board):
                 other = fresh or existing.get(task.task_id)
                 if other is None:  # deleted meanwhile: rare; the client may retry
                     told.append((index, StoreUnavailable(f"task {task.task_id!r} changed meanwhile; retry")))
-                elif other.request_digest != task.request_digest:
-                    told.append((index, conflict(other)))
                 else:
-                    told.append((index, SubmitOutcome(other, created=False)))
+                    told.append((index, _stored_answer(other, task)))
             return told
 
         def done(told: list[tuple[int, Answer]] | None, error: BaseException | None) -> None:
@@ -173,16 +171,10 @@ class SqlBoard(OneWriter, Board):
         """Of the tasks refused for want of room, those stored already are answered as any Submit of them is: a
         client's retry of an acknowledged Submit gets its task even while the queue is full."""
         stored = self._q.tasks(cur, [tasks[i].task_id for i, _ in refused])
-        answered: list[tuple[int, Answer]] = []
-        for i, refusal in refused:
-            other = stored.get(tasks[i].task_id)
-            if other is None:
-                answered.append((i, refusal))
-            elif other.request_digest != tasks[i].request_digest:
-                answered.append((i, conflict(other)))
-            else:
-                answered.append((i, SubmitOutcome(other, created=False)))
-        return answered
+        return [
+            (i, refusal if tasks[i].task_id not in stored else _stored_answer(stored[tasks[i].task_id], tasks[i]))
+            for i, refusal in refused
+        ]
 
     def _plan_dependencies(
         self, cur: Cursor, admitted: list[tuple[int, NewTask]], told: list[tuple[int, Answer]], now: float
@@ -460,6 +452,11 @@ _DELETED = Task("", "", {}, TaskState.SUCCESS, 0.0)
 
 def _nothing(cur: Cursor) -> None:
     """A transaction that only carries a hint."""
+
+
+def _stored_answer(stored: Task, new: NewTask) -> Answer:
+    """A Submit of an id stored already: that task when the request is the same, else a conflict."""
+    return SubmitOutcome(stored, created=False) if stored.request_digest == new.request_digest else conflict(stored)
 
 
 def _unavailable(error: BaseException) -> StoreUnavailable:
