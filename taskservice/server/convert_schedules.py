@@ -74,12 +74,12 @@ def schedule_to_proto(schedule: Schedule) -> pb.Schedule:
     return message
 
 
-def encode_schedule_page_token(after_id: str) -> str:
+def encode_id_page_token(after_id: str) -> str:
     return base64.urlsafe_b64encode(f"{_PAGE_TOKEN_PREFIX}{after_id}".encode()).decode() if after_id else ""
 
 
-def decode_schedule_page_token(token: str) -> str:
-    """The schedule id a page continues after; InvalidRequest for a token no response gave."""
+def decode_id_page_token(token: str) -> str:
+    """The id (of a schedule, a limit) a page continues after; InvalidRequest for a token no response gave."""
     if not token:
         return ""
     try:

@@ -4,27 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import functools
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from taskservice.core.engine.manager import SubmitSpec, WorkerManager
-from taskservice.core.engine.throttle import ThrottledLog
 from taskservice.core.engine.validation import MAX_STOP_REASON, check_task_id
 from taskservice.core.handlers.logs import Logs
 from taskservice.core.model.errors import InvalidRequest, ShuttingDown, TaskServiceError
 from taskservice.core.model.events import Watcher
 from taskservice.core.model.models import Task, TaskEvent
 from taskservice.server import convert, convert_schedules
-from taskservice.server.status import status_for
+from taskservice.server.limit_rpcs import LimitRpcs
+from taskservice.server.rpc_errors import UndecodableRequest, abort_for, check_decoded
+from taskservice.server.rpc_errors import unary as _unary
 from taskservice.server.waker import LoopWaker
 from taskservice.server.watch_many import ManyWatch
 from taskservice.server.watch_many import stream as watch_stream
@@ -43,14 +42,6 @@ MAX_BATCH = 10_000
 MAX_ENCODED_EVENTS = 10_000
 # A ListTasks page stops short of this many bytes of tasks (messages are capped at 16 MiB; tasks can be 2 MiB).
 MAX_PAGE_BYTES = 8 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class UndecodableRequest:
-    """Stands in for a request whose bytes are not the message they should be (garbage, too deeply nested)."""
-
-    message_type: str
-    reason: str
 
 
 def _tolerant_parser(message_class: Any) -> Callable[[bytes], Any]:
@@ -94,52 +85,10 @@ def task_service_handler(servicer: TaskServiceServicer) -> grpc.GenericRpcHandle
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
-def _check_decoded(request: Any) -> None:
-    if isinstance(request, UndecodableRequest):
-        raise InvalidRequest(
-            f"the request is not a valid {request.message_type}: {request.reason}",
-            [("request", "send a well-formed protobuf message (nesting depth under 100)")],
-        )
-
-
 T = TypeVar("T")
-Request = TypeVar("Request")
-Response = TypeVar("Response")
 
 
-# A descriptor shortage lasts: said once per interval, with a count, not once per call.
-_descriptors_short = ThrottledLog(log)
-
-
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
-    if isinstance(exc, TaskServiceError):
-        status = status_for(exc)
-        await context.abort(status.code, status.details, status.trailing_metadata)
-    if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
-        _descriptors_short.log("out of file descriptors: calls are answered UNAVAILABLE (%s)", exc)
-        await context.abort(grpc.StatusCode.UNAVAILABLE, "the server has no file descriptor free; try again shortly")
-    log.exception("unexpected error in an RPC", exc_info=exc)
-    await context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log")
-
-
-def _unary(
-    method: Callable[[Any, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]],
-) -> Callable[[Any, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]]:
-    """Map engine errors to their status, in the one way status.py defines."""
-
-    @functools.wraps(method)
-    async def wrapper(self: Any, request: Request, context: grpc.aio.ServicerContext[Any, Any]) -> Response:
-        try:
-            _check_decoded(request)
-            return await method(self, request, context)
-        except Exception as exc:
-            await _abort(context, exc)
-            raise  # unreachable: abort raises
-
-    return wrapper
-
-
-class TaskServiceServicer(pb_grpc.TaskServiceServicer):
+class TaskServiceServicer(LimitRpcs, pb_grpc.TaskServiceServicer):
     def __init__(
         self, manager: WorkerManager, waker: LoopWaker, logs: Logs | None = None, reads: Executor | None = None
     ) -> None:
@@ -270,13 +219,13 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
         wake = asyncio.Event()
         watcher = Watcher(notify=lambda: self._waker.wake(wake))
         try:
-            _check_decoded(request)
+            check_decoded(request)
             check_task_id(request.task_id)
             more = self._manager.watch_now(request.task_id, watcher, request.after_sequence)
             if more is None:
                 more = await self._read(self._manager.watch, request.task_id, watcher, request.after_sequence)
         except Exception as exc:
-            await _abort(context, exc)
+            await abort_for(context, exc)
         if not more:
             return  # resumed after the terminal event: nothing follows it, the stream ends OK
         self._streams.add(wake)
@@ -307,10 +256,10 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
         watch = ManyWatch(self._manager, self._waker, self._read)
         try:
             try:
-                _check_decoded(request)
+                check_decoded(request)
                 await watch.attach(request)
             except Exception as exc:
-                await _abort(context, exc)
+                await abort_for(context, exc)
             self._streams.add(watch.wake)
             async for data in watch_stream(watch, self._encode, lambda: self._closing, context):
                 yield data
@@ -350,11 +299,11 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
     @_unary
     async def ListSchedules(self, request: pb.ListSchedulesRequest, context: Any) -> pb.ListSchedulesResponse:
         page_size = convert.page_size_from_proto(request.page_size)
-        after_id = convert_schedules.decode_schedule_page_token(request.page_token)
+        after_id = convert_schedules.decode_id_page_token(request.page_token)
         found, next_after = await self._read(self._manager.schedules.list, page_size, after_id)
         return pb.ListSchedulesResponse(
             schedules=[convert_schedules.schedule_to_proto(schedule) for schedule in found],
-            next_page_token=convert_schedules.encode_schedule_page_token(next_after),
+            next_page_token=convert_schedules.encode_id_page_token(next_after),
         )
 
     @_unary
@@ -424,13 +373,13 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
     ) -> AsyncIterator[pb.WatchLogsResponse]:
         logs = self._logs
         try:
-            _check_decoded(request)
+            check_decoded(request)
             check_task_id(request.task_id)
             await self._read(self._manager.get, request.task_id)  # NOT_FOUND for an unknown task
             if logs is None:
                 raise InvalidRequest("this server keeps no task logs", [])
         except Exception as exc:
-            await _abort(context, exc)
+            await abort_for(context, exc)
             return
         offset = request.offset
         ended = False

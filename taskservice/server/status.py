@@ -12,6 +12,7 @@ from taskservice.core.model import errors
 STATUS_BY_ERROR: dict[type[errors.TaskServiceError], grpc.StatusCode] = {
     errors.TaskNotFound: grpc.StatusCode.NOT_FOUND,
     errors.ScheduleNotFound: grpc.StatusCode.NOT_FOUND,
+    errors.LimitNotFound: grpc.StatusCode.NOT_FOUND,
     errors.InvalidRequest: grpc.StatusCode.INVALID_ARGUMENT,
     errors.TaskConflict: grpc.StatusCode.ALREADY_EXISTS,
     errors.QueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED,

@@ -98,6 +98,40 @@ CATCH_UP_ALL: CatchUp.ValueType  # 3
 """One task for each (at most the latest 1,000)."""
 Global___CatchUp: _TypeAlias = CatchUp  # noqa: Y015
 
+class _OnFull:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OnFullEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OnFull.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ON_FULL_UNSPECIFIED: _OnFull.ValueType  # 0
+    ON_FULL_QUEUE: _OnFull.ValueType  # 1
+    """It waits its turn, PENDING."""
+    ON_FULL_REFUSE_NEWEST: _OnFull.ValueType  # 2
+    """It is refused (RESOURCE_EXHAUSTED, naming the limit) once max_running + max_waiting of its group are running
+    or waiting.
+    """
+    ON_FULL_STOP_OLDEST: _OnFull.ValueType  # 3
+    """It is queued, and the group's oldest tasks beyond max_running (counting it) are stopped, as Stop does, with a
+    reason naming the limit: for work where only the latest matters.
+    """
+
+class OnFull(_OnFull, metaclass=_OnFullEnumTypeWrapper):
+    """OnFull says what a Submit does when its group of a limit has max_running tasks running."""
+
+ON_FULL_UNSPECIFIED: OnFull.ValueType  # 0
+ON_FULL_QUEUE: OnFull.ValueType  # 1
+"""It waits its turn, PENDING."""
+ON_FULL_REFUSE_NEWEST: OnFull.ValueType  # 2
+"""It is refused (RESOURCE_EXHAUSTED, naming the limit) once max_running + max_waiting of its group are running
+or waiting.
+"""
+ON_FULL_STOP_OLDEST: OnFull.ValueType  # 3
+"""It is queued, and the group's oldest tasks beyond max_running (counting it) are stopped, as Stop does, with a
+reason naming the limit: for work where only the latest matters.
+"""
+Global___OnFull: _TypeAlias = OnFull  # noqa: Y015
+
 @_typing.final
 class Progress(_message.Message):
     """Progress is what a handler last reported."""
@@ -207,6 +241,7 @@ class Task(_message.Message):
     SCHEDULED_AT_FIELD_NUMBER: _builtins.int
     RETENTION_FIELD_NUMBER: _builtins.int
     AFTER_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     task_type: _builtins.str
     state: Global___TaskState.ValueType
@@ -251,6 +286,10 @@ class Task(_message.Message):
     def after(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The tasks it was submitted to run after (SubmitRequest.after)."""
 
+    @_builtins.property
+    def waiting_for(self) -> Global___WaitingFor:
+        """What holds a PENDING task back, besides a free worker; unset when nothing does (and once it runs)."""
+
     def __init__(
         self,
         *,
@@ -271,14 +310,47 @@ class Task(_message.Message):
         scheduled_at: _timestamp_pb2.Timestamp | None = ...,
         retention: _duration_pb2.Duration | None = ...,
         after: _abc.Iterable[_builtins.str] | None = ...,
+        waiting_for: Global___WaitingFor | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "ended_at", b"ended_at", "error", b"error", "progress", b"progress", "result", b"result", "retention", b"retention", "scheduled_at", b"scheduled_at", "started_at", b"started_at", "submitted_at", b"submitted_at", "time_limit", b"time_limit"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "ended_at", b"ended_at", "error", b"error", "progress", b"progress", "result", b"result", "retention", b"retention", "scheduled_at", b"scheduled_at", "started_at", b"started_at", "submitted_at", b"submitted_at", "time_limit", b"time_limit", "waiting_for", b"waiting_for"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "args", b"args", "attempt", b"attempt", "ended_at", b"ended_at", "error", b"error", "labels", b"labels", "priority", b"priority", "progress", b"progress", "result", b"result", "retention", b"retention", "scheduled_at", b"scheduled_at", "started_at", b"started_at", "state", b"state", "submitted_at", b"submitted_at", "task_id", b"task_id", "task_type", b"task_type", "time_limit", b"time_limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "args", b"args", "attempt", b"attempt", "ended_at", b"ended_at", "error", b"error", "labels", b"labels", "priority", b"priority", "progress", b"progress", "result", b"result", "retention", b"retention", "scheduled_at", b"scheduled_at", "started_at", b"started_at", "state", b"state", "submitted_at", b"submitted_at", "task_id", b"task_id", "task_type", b"task_type", "time_limit", b"time_limit", "waiting_for", b"waiting_for"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Task: _TypeAlias = Task  # noqa: Y015
+
+@_typing.final
+class WaitingFor(_message.Message):
+    """WaitingFor says why a PENDING task has not started."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_IDS_FIELD_NUMBER: _builtins.int
+    TASK_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def limit_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The limits that allow no more of its group now (max_running running, or no start left of its rate), as the
+        server's last claim found them.
+        """
+
+    @_builtins.property
+    def task_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Its dependencies (Task.after) that have not succeeded yet."""
+
+    def __init__(
+        self,
+        *,
+        limit_ids: _abc.Iterable[_builtins.str] | None = ...,
+        task_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit_ids", b"limit_ids", "task_ids", b"task_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WaitingFor: _TypeAlias = WaitingFor  # noqa: Y015
 
 @_typing.final
 class SubmitRequest(_message.Message):
@@ -1579,6 +1651,366 @@ class DeleteScheduleResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteScheduleResponse: _TypeAlias = DeleteScheduleResponse  # noqa: Y015
+
+@_typing.final
+class Limit(_message.Message):
+    """Limit caps the tasks of a kind, per group: how many run at once, and how often they start. A task falls under
+    it when its type and labels match; it starts only when every limit it falls under allows it, and waits PENDING
+    (Task.waiting_for names the limit) until then. The groups of limits also take fair turns: within a priority,
+    the claim takes them in turn, in proportion to their weights.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class WeightsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    LIMIT_ID_FIELD_NUMBER: _builtins.int
+    TASK_TYPE_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    KEY_LABEL_FIELD_NUMBER: _builtins.int
+    MAX_RUNNING_FIELD_NUMBER: _builtins.int
+    RATE_FIELD_NUMBER: _builtins.int
+    ON_FULL_FIELD_NUMBER: _builtins.int
+    MAX_WAITING_FIELD_NUMBER: _builtins.int
+    WEIGHTS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    limit_id: _builtins.str
+    """1-100 of [A-Za-z0-9._:-]."""
+    task_type: _builtins.str
+    """The tasks it covers: of this type (empty: every type) and carrying every one of these labels."""
+    key_label: _builtins.str
+    """The label whose value splits the tasks it covers into groups, each with its own count and rate (e.g.
+    "customer"); a task without the label is in the group "". Empty: all in one group.
+    """
+    max_running: _builtins.int
+    """At most this many RUNNING (or STOPPING) per group at any moment, across every server; 0: no cap."""
+    on_full: Global___OnFull.ValueType
+    """What a Submit does when its group is full (ON_FULL_QUEUE when unset)."""
+    max_waiting: _builtins.int
+    """With ON_FULL_REFUSE_NEWEST: how many may wait beyond max_running before a Submit is refused."""
+    @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def rate(self) -> Global___Rate:
+        """At most rate.count starts per rate.period per group; unset: no rate."""
+
+    @_builtins.property
+    def weights(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """A group's share of turns, by its key_label value (weight 1 when not named); each above 0, at most 1000."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """Output only."""
+
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        limit_id: _builtins.str = ...,
+        task_type: _builtins.str = ...,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        key_label: _builtins.str = ...,
+        max_running: _builtins.int = ...,
+        rate: Global___Rate | None = ...,
+        on_full: Global___OnFull.ValueType = ...,
+        max_waiting: _builtins.int = ...,
+        weights: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "rate", b"rate", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "key_label", b"key_label", "labels", b"labels", "limit_id", b"limit_id", "max_running", b"max_running", "max_waiting", b"max_waiting", "on_full", b"on_full", "rate", b"rate", "task_type", b"task_type", "updated_at", b"updated_at", "weights", b"weights"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Limit: _TypeAlias = Limit  # noqa: Y015
+
+@_typing.final
+class Rate(_message.Message):
+    """Rate is a token bucket: count starts per period, at most burst at once after a quiet spell."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    BURST_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    """1 to 1,000,000."""
+    burst: _builtins.int
+    """0 means 1: starts spaced evenly, period / count apart."""
+    @_builtins.property
+    def period(self) -> _duration_pb2.Duration:
+        """1 ms to 366 days."""
+
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+        period: _duration_pb2.Duration | None = ...,
+        burst: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["period", b"period"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["burst", b"burst", "count", b"count", "period", b"period"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Rate: _TypeAlias = Rate  # noqa: Y015
+
+@_typing.final
+class CreateLimitRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def limit(self) -> Global___Limit: ...
+    def __init__(
+        self,
+        *,
+        limit: Global___Limit | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateLimitRequest: _TypeAlias = CreateLimitRequest  # noqa: Y015
+
+@_typing.final
+class CreateLimitResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    created: _builtins.bool
+    """False when the same definition was there already."""
+    @_builtins.property
+    def limit(self) -> Global___Limit: ...
+    def __init__(
+        self,
+        *,
+        limit: Global___Limit | None = ...,
+        created: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateLimitResponse: _TypeAlias = CreateLimitResponse  # noqa: Y015
+
+@_typing.final
+class GetLimitRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_ID_FIELD_NUMBER: _builtins.int
+    limit_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        limit_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit_id", b"limit_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLimitRequest: _TypeAlias = GetLimitRequest  # noqa: Y015
+
+@_typing.final
+class GetLimitResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def limit(self) -> Global___Limit: ...
+    def __init__(
+        self,
+        *,
+        limit: Global___Limit | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLimitResponse: _TypeAlias = GetLimitResponse  # noqa: Y015
+
+@_typing.final
+class ListLimitsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most 1000; 0 means 100."""
+    page_token: _builtins.str
+    """From a previous response's next_page_token."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLimitsRequest: _TypeAlias = ListLimitsRequest  # noqa: Y015
+
+@_typing.final
+class ListLimitsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMITS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def limits(self) -> _containers.RepeatedCompositeFieldContainer[Global___Limit]: ...
+    def __init__(
+        self,
+        *,
+        limits: _abc.Iterable[Global___Limit] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLimitsResponse: _TypeAlias = ListLimitsResponse  # noqa: Y015
+
+@_typing.final
+class UpdateLimitRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def limit(self) -> Global___Limit:
+        """The whole new definition, under an existing limit_id."""
+
+    def __init__(
+        self,
+        *,
+        limit: Global___Limit | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateLimitRequest: _TypeAlias = UpdateLimitRequest  # noqa: Y015
+
+@_typing.final
+class UpdateLimitResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def limit(self) -> Global___Limit: ...
+    def __init__(
+        self,
+        *,
+        limit: Global___Limit | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateLimitResponse: _TypeAlias = UpdateLimitResponse  # noqa: Y015
+
+@_typing.final
+class DeleteLimitRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_ID_FIELD_NUMBER: _builtins.int
+    limit_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        limit_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit_id", b"limit_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteLimitRequest: _TypeAlias = DeleteLimitRequest  # noqa: Y015
+
+@_typing.final
+class DeleteLimitResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def limit(self) -> Global___Limit:
+        """The limit as it was."""
+
+    def __init__(
+        self,
+        *,
+        limit: Global___Limit | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteLimitResponse: _TypeAlias = DeleteLimitResponse  # noqa: Y015
 
 @_typing.final
 class ListTaskTypesRequest(_message.Message):

@@ -135,6 +135,31 @@ class TaskServiceStub:
                 request_serializer=taskservice_dot_v1_dot_task__service__pb2.DeleteScheduleRequest.SerializeToString,
                 response_deserializer=taskservice_dot_v1_dot_task__service__pb2.DeleteScheduleResponse.FromString,
                 _registered_method=True)
+        self.CreateLimit = channel.unary_unary(
+                '/taskservice.v1.TaskService/CreateLimit',
+                request_serializer=taskservice_dot_v1_dot_task__service__pb2.CreateLimitRequest.SerializeToString,
+                response_deserializer=taskservice_dot_v1_dot_task__service__pb2.CreateLimitResponse.FromString,
+                _registered_method=True)
+        self.GetLimit = channel.unary_unary(
+                '/taskservice.v1.TaskService/GetLimit',
+                request_serializer=taskservice_dot_v1_dot_task__service__pb2.GetLimitRequest.SerializeToString,
+                response_deserializer=taskservice_dot_v1_dot_task__service__pb2.GetLimitResponse.FromString,
+                _registered_method=True)
+        self.ListLimits = channel.unary_unary(
+                '/taskservice.v1.TaskService/ListLimits',
+                request_serializer=taskservice_dot_v1_dot_task__service__pb2.ListLimitsRequest.SerializeToString,
+                response_deserializer=taskservice_dot_v1_dot_task__service__pb2.ListLimitsResponse.FromString,
+                _registered_method=True)
+        self.UpdateLimit = channel.unary_unary(
+                '/taskservice.v1.TaskService/UpdateLimit',
+                request_serializer=taskservice_dot_v1_dot_task__service__pb2.UpdateLimitRequest.SerializeToString,
+                response_deserializer=taskservice_dot_v1_dot_task__service__pb2.UpdateLimitResponse.FromString,
+                _registered_method=True)
+        self.DeleteLimit = channel.unary_unary(
+                '/taskservice.v1.TaskService/DeleteLimit',
+                request_serializer=taskservice_dot_v1_dot_task__service__pb2.DeleteLimitRequest.SerializeToString,
+                response_deserializer=taskservice_dot_v1_dot_task__service__pb2.DeleteLimitResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -301,6 +326,43 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateLimit(self, request, context):
+        """Creates a limit: how many tasks of a kind run at once and how often they start, per group. The same
+        definition again answers the limit with created=false; another one under the id is ALREADY_EXISTS. Every
+        server obeys it from its next claim.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLimit(self, request, context):
+        """A limit as defined; NOT_FOUND for an unknown id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLimits(self, request, context):
+        """Limits in id order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateLimit(self, request, context):
+        """Replaces a limit's definition (its id stays); in force from the next claim. NOT_FOUND for an unknown id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteLimit(self, request, context):
+        """Removes a limit: the tasks it held back may start from the next claim.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -403,6 +465,31 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.DeleteSchedule,
                     request_deserializer=taskservice_dot_v1_dot_task__service__pb2.DeleteScheduleRequest.FromString,
                     response_serializer=taskservice_dot_v1_dot_task__service__pb2.DeleteScheduleResponse.SerializeToString,
+            ),
+            'CreateLimit': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateLimit,
+                    request_deserializer=taskservice_dot_v1_dot_task__service__pb2.CreateLimitRequest.FromString,
+                    response_serializer=taskservice_dot_v1_dot_task__service__pb2.CreateLimitResponse.SerializeToString,
+            ),
+            'GetLimit': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLimit,
+                    request_deserializer=taskservice_dot_v1_dot_task__service__pb2.GetLimitRequest.FromString,
+                    response_serializer=taskservice_dot_v1_dot_task__service__pb2.GetLimitResponse.SerializeToString,
+            ),
+            'ListLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLimits,
+                    request_deserializer=taskservice_dot_v1_dot_task__service__pb2.ListLimitsRequest.FromString,
+                    response_serializer=taskservice_dot_v1_dot_task__service__pb2.ListLimitsResponse.SerializeToString,
+            ),
+            'UpdateLimit': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateLimit,
+                    request_deserializer=taskservice_dot_v1_dot_task__service__pb2.UpdateLimitRequest.FromString,
+                    response_serializer=taskservice_dot_v1_dot_task__service__pb2.UpdateLimitResponse.SerializeToString,
+            ),
+            'DeleteLimit': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteLimit,
+                    request_deserializer=taskservice_dot_v1_dot_task__service__pb2.DeleteLimitRequest.FromString,
+                    response_serializer=taskservice_dot_v1_dot_task__service__pb2.DeleteLimitResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -946,6 +1033,141 @@ class TaskService:
             '/taskservice.v1.TaskService/DeleteSchedule',
             taskservice_dot_v1_dot_task__service__pb2.DeleteScheduleRequest.SerializeToString,
             taskservice_dot_v1_dot_task__service__pb2.DeleteScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateLimit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.v1.TaskService/CreateLimit',
+            taskservice_dot_v1_dot_task__service__pb2.CreateLimitRequest.SerializeToString,
+            taskservice_dot_v1_dot_task__service__pb2.CreateLimitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLimit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.v1.TaskService/GetLimit',
+            taskservice_dot_v1_dot_task__service__pb2.GetLimitRequest.SerializeToString,
+            taskservice_dot_v1_dot_task__service__pb2.GetLimitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.v1.TaskService/ListLimits',
+            taskservice_dot_v1_dot_task__service__pb2.ListLimitsRequest.SerializeToString,
+            taskservice_dot_v1_dot_task__service__pb2.ListLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateLimit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.v1.TaskService/UpdateLimit',
+            taskservice_dot_v1_dot_task__service__pb2.UpdateLimitRequest.SerializeToString,
+            taskservice_dot_v1_dot_task__service__pb2.UpdateLimitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteLimit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.v1.TaskService/DeleteLimit',
+            taskservice_dot_v1_dot_task__service__pb2.DeleteLimitRequest.SerializeToString,
+            taskservice_dot_v1_dot_task__service__pb2.DeleteLimitResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -109,6 +109,19 @@ class TaskServiceStub:
     """The task types this server runs, with the args each takes (for forms, and `taskctl types`)."""
     DeleteSchedule: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.DeleteScheduleRequest, _task_service_pb2.DeleteScheduleResponse]
     """Removes a schedule; the tasks it submitted stay."""
+    CreateLimit: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.CreateLimitRequest, _task_service_pb2.CreateLimitResponse]
+    """Creates a limit: how many tasks of a kind run at once and how often they start, per group. The same
+    definition again answers the limit with created=false; another one under the id is ALREADY_EXISTS. Every
+    server obeys it from its next claim.
+    """
+    GetLimit: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.GetLimitRequest, _task_service_pb2.GetLimitResponse]
+    """A limit as defined; NOT_FOUND for an unknown id."""
+    ListLimits: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.ListLimitsRequest, _task_service_pb2.ListLimitsResponse]
+    """Limits in id order."""
+    UpdateLimit: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.UpdateLimitRequest, _task_service_pb2.UpdateLimitResponse]
+    """Replaces a limit's definition (its id stays); in force from the next claim. NOT_FOUND for an unknown id."""
+    DeleteLimit: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.DeleteLimitRequest, _task_service_pb2.DeleteLimitResponse]
+    """Removes a limit: the tasks it held back may start from the next claim."""
 
 @_typing.type_check_only
 class TaskServiceAsyncStub(TaskServiceStub):
@@ -187,6 +200,19 @@ class TaskServiceAsyncStub(TaskServiceStub):
     """The task types this server runs, with the args each takes (for forms, and `taskctl types`)."""
     DeleteSchedule: _aio.UnaryUnaryMultiCallable[_task_service_pb2.DeleteScheduleRequest, _task_service_pb2.DeleteScheduleResponse]  # type: ignore[assignment]
     """Removes a schedule; the tasks it submitted stay."""
+    CreateLimit: _aio.UnaryUnaryMultiCallable[_task_service_pb2.CreateLimitRequest, _task_service_pb2.CreateLimitResponse]  # type: ignore[assignment]
+    """Creates a limit: how many tasks of a kind run at once and how often they start, per group. The same
+    definition again answers the limit with created=false; another one under the id is ALREADY_EXISTS. Every
+    server obeys it from its next claim.
+    """
+    GetLimit: _aio.UnaryUnaryMultiCallable[_task_service_pb2.GetLimitRequest, _task_service_pb2.GetLimitResponse]  # type: ignore[assignment]
+    """A limit as defined; NOT_FOUND for an unknown id."""
+    ListLimits: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ListLimitsRequest, _task_service_pb2.ListLimitsResponse]  # type: ignore[assignment]
+    """Limits in id order."""
+    UpdateLimit: _aio.UnaryUnaryMultiCallable[_task_service_pb2.UpdateLimitRequest, _task_service_pb2.UpdateLimitResponse]  # type: ignore[assignment]
+    """Replaces a limit's definition (its id stays); in force from the next claim. NOT_FOUND for an unknown id."""
+    DeleteLimit: _aio.UnaryUnaryMultiCallable[_task_service_pb2.DeleteLimitRequest, _task_service_pb2.DeleteLimitResponse]  # type: ignore[assignment]
+    """Removes a limit: the tasks it held back may start from the next claim."""
 
 class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
     """TaskService runs long jobs on the server's worker threads."""
@@ -382,5 +408,48 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_task_service_pb2.DeleteScheduleResponse, _abc.Awaitable[_task_service_pb2.DeleteScheduleResponse]]:
         """Removes a schedule; the tasks it submitted stay."""
+
+    @_abc_1.abstractmethod
+    def CreateLimit(
+        self,
+        request: _task_service_pb2.CreateLimitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.CreateLimitResponse, _abc.Awaitable[_task_service_pb2.CreateLimitResponse]]:
+        """Creates a limit: how many tasks of a kind run at once and how often they start, per group. The same
+        definition again answers the limit with created=false; another one under the id is ALREADY_EXISTS. Every
+        server obeys it from its next claim.
+        """
+
+    @_abc_1.abstractmethod
+    def GetLimit(
+        self,
+        request: _task_service_pb2.GetLimitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.GetLimitResponse, _abc.Awaitable[_task_service_pb2.GetLimitResponse]]:
+        """A limit as defined; NOT_FOUND for an unknown id."""
+
+    @_abc_1.abstractmethod
+    def ListLimits(
+        self,
+        request: _task_service_pb2.ListLimitsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.ListLimitsResponse, _abc.Awaitable[_task_service_pb2.ListLimitsResponse]]:
+        """Limits in id order."""
+
+    @_abc_1.abstractmethod
+    def UpdateLimit(
+        self,
+        request: _task_service_pb2.UpdateLimitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.UpdateLimitResponse, _abc.Awaitable[_task_service_pb2.UpdateLimitResponse]]:
+        """Replaces a limit's definition (its id stays); in force from the next claim. NOT_FOUND for an unknown id."""
+
+    @_abc_1.abstractmethod
+    def DeleteLimit(
+        self,
+        request: _task_service_pb2.DeleteLimitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.DeleteLimitResponse, _abc.Awaitable[_task_service_pb2.DeleteLimitResponse]]:
+        """Removes a limit: the tasks it held back may start from the next claim."""
 
 def add_TaskServiceServicer_to_server(servicer: TaskServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

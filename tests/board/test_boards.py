@@ -13,6 +13,7 @@ from taskservice.core.board import Board, SQLiteBoard
 from taskservice.core.model.models import TaskState
 from tests.board.contract import *  # noqa: F403 - the contract's tests run here
 from tests.board.contract import claim, ended, finish, new, submit
+from tests.board.limits_contract import *  # noqa: F403 - and those of limits
 from tests.support.postgres import pg_database, pg_dsn
 from tests.support.waiting import wait_until
 

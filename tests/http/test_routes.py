@@ -116,6 +116,23 @@ async def test_schedules_over_http(http: aiohttp.ClientSession, base_url: str) -
     assert status == 400 and "never fires" in body["message"]
 
 
+async def test_limits_over_http(http: aiohttp.ClientSession, base_url: str) -> None:
+    definition = {"limitId": "imports", "keyLabel": "customer", "maxRunning": 3, "rate": {"count": 5, "period": "2s"}}
+    status, created = await call(http, "POST", f"{base_url}/v1/limits", json=definition)
+    assert status == 200 and created["created"] is True and created["limit"]["rate"]["period"] == "2s"
+    status, replaced = await call(http, "PUT", f"{base_url}/v1/limits/imports", json={"maxRunning": 4})
+    assert status == 200 and replaced["limit"]["maxRunning"] == 4 and replaced["limit"]["limitId"] == "imports"
+    assert "rate" not in replaced["limit"], "PUT replaces the whole definition"
+    status, listed = await call(http, "GET", f"{base_url}/v1/limits")
+    assert status == 200 and [limit["limitId"] for limit in listed["limits"]] == ["imports"]
+    status, deleted = await call(http, "DELETE", f"{base_url}/v1/limits/imports")
+    assert status == 200 and deleted["limit"]["maxRunning"] == 4
+    status, missing = await call(http, "GET", f"{base_url}/v1/limits/imports")
+    assert status == 404 and "imports" in missing["message"]
+    status, refused = await call(http, "POST", f"{base_url}/v1/limits", json={"limitId": "x", "maxRunning": -2})
+    assert status == 400 and refused["details"][0]["fieldViolations"][0]["field"] == "limit.max_running"
+
+
 async def test_task_ids_with_colons_reach_their_task(http: aiohttp.ClientSession, base_url: str) -> None:
     await call(
         http, "POST", f"{base_url}/v1/tasks", json={"taskType": "echo", "taskId": "nightly:2026-12-01T02:00:00Z"}

@@ -60,7 +60,7 @@ def pg_dsn(pg_database: str) -> str:
 
     with psycopg.connect(pg_database, autocommit=True) as conn:
         tables = {row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
-        ours = sorted(tables & {"taskservice_tasks", "taskservice_logs", "taskservice_waits", "taskservice_schedules"})
+        ours = sorted(t for t in tables if t.startswith("taskservice_") and t != "taskservice_schema")
         if ours:
             conn.execute(f"TRUNCATE {', '.join(ours)} RESTART IDENTITY")
     return pg_database

@@ -17,6 +17,7 @@ from taskservice.core.board.base import (
     StopEffect,
     StopResult,
 )
+from taskservice.core.board.sql.turns import Fairness
 from taskservice.core.board.sqlite.board import SQLiteBoard
 from taskservice.core.board.sqlite.lock import StoreInUse
 from taskservice.core.board.sqlite.siblings import Siblings
@@ -34,6 +35,7 @@ def open_board(
     max_queue: int = 100_000,
     max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
     pool_size: int = 16,
+    fairness: Fairness | None = None,
 ) -> Board:
     """The board `--db` names: a postgresql:// URL is a database that several servers share; a file path (or
     nothing) is the embedded SQLite file of one server, or of one of its engine processes (`siblings`: see
@@ -45,9 +47,10 @@ def open_board(
             raise StoreOpenError(
                 f"--db {db.split('://')[0]}://... needs PostgreSQL support: pip install 'taskservice[postgres]' ({exc})"
             ) from None
-        return PostgresBoard(db, max_queue=max_queue, max_queue_bytes=max_queue_bytes, pool_size=pool_size)
+        return PostgresBoard(db, max_queue=max_queue, max_queue_bytes=max_queue_bytes, pool_size=pool_size,
+                             fairness=fairness)  # fmt: skip
     return SQLiteBoard(db, max_queue=max_queue, max_queue_bytes=max_queue_bytes, lock=siblings is None,
-                       siblings=siblings)  # fmt: skip
+                       siblings=siblings, fairness=fairness)  # fmt: skip
 
 
 __all__ = [

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from taskservice.core.engine.write_health import WriteHealth
 from taskservice.core.model.errors import StoreOpenError, TaskServiceError, WrongState
+from taskservice.core.model.limits import Limit
 from taskservice.core.model.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState
 from taskservice.core.model.schedules import Schedule
 
@@ -56,6 +57,8 @@ class NewTask:
     after: tuple[str, ...] = ()
     # Bytes its args (as JSON) and labels take, as admission measured them (0: not measured), for --max-queue-bytes.
     size: int = 0
+    # Its place in fair turns among tasks of its priority (board/sql/turns.py): set by the board at insertion.
+    turn: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +326,27 @@ class Board(abc.ABC):
         """The earliest next due time of the schedules not paused, when the board knows every change of them (no
         other server adds any); None: look every poll."""
         return None
+
+    # ------------------------------------------------------------------ limits
+
+    @abc.abstractmethod
+    def add_limit(self, limit: Limit) -> tuple[Limit, bool]:
+        """Store `limit` unless its id is taken; the limit under its id then, and whether this call stored it."""
+
+    @abc.abstractmethod
+    def get_limit(self, limit_id: str) -> Limit | None: ...
+
+    @abc.abstractmethod
+    def list_limits(self, after_id: str, limit: int) -> builtins.list[Limit]:
+        """Limits in id order, those with ids after `after_id` ("": from the first)."""
+
+    @abc.abstractmethod
+    def save_limit(self, limit: Limit) -> bool:
+        """Replace a limit's definition; False when it is gone. The next claim of every server obeys it."""
+
+    @abc.abstractmethod
+    def remove_limit(self, limit_id: str) -> Limit | None:
+        """The limit removed, or None when there was none."""
 
     # ------------------------------------------------------------------ life
 

@@ -10,6 +10,7 @@
 - stopping (stopping.py): a Stop of a task run here, or asked of the board for one run elsewhere;
 - the relay (relay.py): on a shared board, the changes of tasks other servers run, for the watchers here;
 - the scheduler (scheduling.py): schedules by hand, and their firings when due.
+- limits by hand (limits.py): the board enforces them at each claim.
 
 Its life is one Phase: NEW -> SERVING -> DRAINING -> CLOSED. Shutdown is ordered and bounded: stop taking
 Submits and claims, let running tasks finish for the drain, stop what is left as Stop would, flush.
@@ -30,6 +31,7 @@ from taskservice.core.engine.clock import Clock, SystemClock
 from taskservice.core.engine.config import ManagerConfig, ManagerStats
 from taskservice.core.engine.ended import EndedTasks
 from taskservice.core.engine.finishing import Finisher
+from taskservice.core.engine.limits import LimitBook
 from taskservice.core.engine.nodes import node_name
 from taskservice.core.engine.observe import TaskListener, TransitionLog
 from taskservice.core.engine.relay import Relay
@@ -160,6 +162,7 @@ class WorkerManager:
         self.schedules = Scheduler(
             self.board, self._clock, self.submit_many, self._admission.check, self.config.poll_seconds
         )
+        self.limits = LimitBook(self.board, self._clock, self._workers.wake)
         if logs is not None:
             logs.protect(lambda task_id: task_id in self._table.runs or self._unfinished_here(task_id))
         self.board.on_work(self._workers.wake)

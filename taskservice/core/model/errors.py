@@ -31,6 +31,12 @@ class ScheduleNotFound(TaskServiceError):
         self.schedule_id = schedule_id
 
 
+class LimitNotFound(TaskServiceError):
+    def __init__(self, limit_id: str) -> None:
+        super().__init__(f"no limit with id {_shorten(limit_id, MAX_FIELD_CHARS)!r}")
+        self.limit_id = limit_id
+
+
 class InvalidRequest(TaskServiceError):
     """The request cannot be accepted as it is; field_violations point at the fields to blame."""
 

@@ -35,6 +35,12 @@ log = logging.getLogger("taskservice.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _BY_TEMPLATE = {(route.http_method, route.path): route for route in ROUTES}
+# The routes of one member of a collection, /v1/{collection}/{its id}[:verb], by (method, collection, verb).
+_MEMBERS = {
+    (route.http_method, route.path.split("/")[2], route.path.rsplit("}", 1)[1].removeprefix(":")): route
+    for route in ROUTES
+    if route.path.count("/") == 3 and "{" in route.path
+}
 _PROTECTED = ("/v1/", "/API/")
 # The dashboard: static files that need no build step; the page itself holds no data, so it is open.
 STATIC = Path(__file__).parent / "static"
@@ -66,7 +72,7 @@ def build_app(
     app.on_response_prepare.append(add_security_headers)
     if cors_origin:
         app.on_response_prepare.append(_cors_headers(cors_origin))
-    for collection in ("tasks", "schedules"):
+    for collection in ("tasks", "schedules", "limits"):
         app.router.add_route("*", f"/v1/{collection}", _collection(gateway, collection))
         app.router.add_route("*", f"/v1/{collection}:{{verb}}", _collection(gateway, collection))
         app.router.add_route("*", f"/v1/{collection}/{{name}}", _member(gateway, collection))
@@ -145,15 +151,14 @@ def _member(gateway: Gateway, collection: str) -> Handler:
     """/v1/tasks/{id}, and its custom methods /v1/tasks/{id}:stop. Ids may hold ':' (a schedule's firings do): a
     colon sent as %3A is always part of the id, and of the literal colons the last one before a known verb starts
     the verb, so `report%3Await` is the task `report:wait` and `report:wait` waits for the task `report`."""
-    key = "task_id" if collection == "tasks" else "schedule_id"
 
     async def handle(request: web.Request) -> web.StreamResponse:
         raw = request.rel_url.raw_path.rsplit("/", 1)[1]  # as sent: %3A still tells an id's colon from a verb's
         head, colon, verb = raw.rpartition(":")
-        route = _route(request.method, f"/v1/{collection}/{{{key}}}:{unquote(verb)}") if colon else None
+        route = _MEMBERS.get((request.method, collection, unquote(verb))) if colon else None
         if route is not None:
             return await unary(gateway, route, request, unquote(head))
-        route = _route(request.method, f"/v1/{collection}/{{{key}}}")
+        route = _MEMBERS.get((request.method, collection, ""))
         return await unary(gateway, route, request, unquote(raw)) if route else _not_found(request)
 
     return handle
@@ -234,7 +239,7 @@ def _cors_headers(origin: str) -> Callable[[web.Request, web.StreamResponse], Aw
         if request.headers.get("Origin") == origin:
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Last-Event-ID"
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, DELETE"
             response.headers["Vary"] = "Origin"
 
     return add

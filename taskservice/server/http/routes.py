@@ -56,6 +56,11 @@ ROUTES = (
     Route("POST", "/v1/schedules/{schedule_id}:resume", "ResumeSchedule", "*", "resume a schedule"),
     Route("DELETE", "/v1/schedules/{schedule_id}", "DeleteSchedule", "", "delete a schedule"),
     Route("GET", "/v1/taskTypes", "ListTaskTypes", "", "the task types this server runs, with their args"),
+    Route("POST", "/v1/limits", "CreateLimit", "limit", "create a limit"),
+    Route("GET", "/v1/limits", "ListLimits", "", "limits in id order"),
+    Route("GET", "/v1/limits/{limit_id}", "GetLimit", "", "a limit"),
+    Route("PUT", "/v1/limits/{limit.limit_id}", "UpdateLimit", "limit", "replace a limit's definition"),
+    Route("DELETE", "/v1/limits/{limit_id}", "DeleteLimit", "", "delete a limit"),
 )
 
 _SERVICE = pb.DESCRIPTOR.services_by_name["TaskService"]
@@ -91,7 +96,14 @@ async def build_request(route: Route, request: web.Request, path_value: str) -> 
             raise invalid("the request body must be a JSON object", "body")
         fields.update(body if route.body == "*" else {route.body: body})
     if "{" in route.path:
-        fields[route.path.split("{", 1)[1].split("}", 1)[0]] = path_value
+        *outer, name = route.path.split("{", 1)[1].split("}", 1)[0].split(".")
+        into = fields
+        for part in outer:  # {limit.limit_id}: the id of the body's limit, whatever the body says
+            if not isinstance(into.get(part), dict):
+                into[part] = {}
+            into = into[part]
+        into.pop(_camel(name), None)
+        into[name] = path_value
     message = request_class(route.rpc)()
     try:
         json_format.ParseDict(fields, message)
@@ -100,6 +112,11 @@ async def build_request(route: Route, request: web.Request, path_value: str) -> 
     except RecursionError:
         raise invalid(f"the request does not fit {message.DESCRIPTOR.name}: nested too deeply", "body") from None
     return message
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
 
 
 def _query_fields(message: descriptor.Descriptor, query: Any) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from taskservice.core.board.postgres.logs import DatabaseLogs
 from taskservice.core.board.postgres.queries import PgQueries
 from taskservice.core.board.postgres.schema import CHANNEL, migrate
 from taskservice.core.board.sql.lifecycle import SqlBoard
+from taskservice.core.board.sql.turns import Fairness
 from taskservice.core.board.sql.writer import GroupWriter, Op
 from taskservice.core.model.errors import StoreOpenError, StoreUnavailable
 
@@ -160,7 +161,10 @@ class PostgresBoard(SqlBoard):
         max_queue: int = 100_000,
         max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         pool_size: int = 16,
+        fairness: Fairness | None = None,
     ) -> None:
         driver = PgDriver(dsn, pool_size=pool_size)
         self.where = driver.where
-        super().__init__(driver, max_queue=max_queue, max_queue_bytes=max_queue_bytes, exclusive=False)
+        super().__init__(
+            driver, max_queue=max_queue, max_queue_bytes=max_queue_bytes, exclusive=False, fairness=fairness
+        )

@@ -13,7 +13,8 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from taskservice.core.board.base import REAP_SEQUENCE_GAP, Claim, ClaimScope, NewTask
-from taskservice.core.board.postgres.rows import COLUMNS, T_COLUMNS, task_from_row, transition_sql
+from taskservice.core.board.postgres.limit_queries import PgLimitQueries
+from taskservice.core.board.postgres.rows import CLAIMED, COLUMNS, T_COLUMNS, task_from_row, transition_sql
 from taskservice.core.board.postgres.schema import SCHEDULES, TASKS, WAITS
 from taskservice.core.board.sql.queries import Birth, Cursor
 from taskservice.core.board.sql.rows import RETRYABLE, dumps, end_row, progress_row
@@ -43,7 +44,7 @@ def filter_sql(task_filter: TaskFilter) -> tuple[list[str], list[Any]]:
     return where, params
 
 
-class PgQueries:
+class PgQueries(PgLimitQueries):
     # ------------------------------------------------------------------ submission and dependencies
 
     def insert(
@@ -52,12 +53,13 @@ class PgQueries:
         cur.execute(
             f"""INSERT INTO {TASKS} (task_id, task_type, args, state, priority, labels, time_limit, submitted_at,
                     event_sequence, request_digest, transitions, run_after, retention, after_ids, waiting,
-                    ended_at, error_type, error_message)
+                    ended_at, error_type, error_message, turn)
                 SELECT i, ty, a::jsonb, st, p, l::jsonb, tl, %s, 1, d, jsonb_build_array(jsonb_build_array(1, st)),
-                    ra, rt, af::jsonb, w, CASE WHEN st = 'PENDING' THEN NULL ELSE %s END, et, em
+                    ra, rt, af::jsonb, w, CASE WHEN st = 'PENDING' THEN NULL ELSE %s END, et, em, tu
                 FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::text[], %s::float8[], %s::text[],
-                    %s::float8[], %s::float8[], %s::text[], %s::text[], %s::int[], %s::text[], %s::text[])
-                    AS v(i, ty, a, p, l, tl, d, ra, rt, af, st, w, et, em)
+                    %s::float8[], %s::float8[], %s::text[], %s::text[], %s::int[], %s::text[], %s::text[],
+                    %s::float8[])
+                    AS v(i, ty, a, p, l, tl, d, ra, rt, af, st, w, et, em, tu)
                 ON CONFLICT (task_id) DO NOTHING
                 RETURNING {COLUMNS}""",
             (
@@ -77,6 +79,7 @@ class PgQueries:
                 [waiting.get(t.task_id, 0) for t in tasks],
                 [births[t.task_id][1] for t in tasks],
                 [births[t.task_id][2] for t in tasks],
+                [t.turn for t in tasks],
             ),
         )
         return {row[1]: task_from_row(row) for row in cur.fetchall()}
@@ -141,13 +144,9 @@ class PgQueries:
                     SELECT submit_order FROM {TASKS}
                     WHERE state = 'PENDING' AND waiting = 0 AND (run_after IS NULL OR run_after <= %(now)s)
                         {types_clause} {labels_clause}
-                    ORDER BY priority DESC, submit_order LIMIT %(n)s
+                    ORDER BY priority DESC, turn, submit_order LIMIT %(n)s
                     FOR UPDATE SKIP LOCKED)
-                UPDATE {TASKS} t SET state = 'RUNNING', attempt = t.attempt + 1, started_at = NULL,
-                    run_after = NULL, owner = %(node)s, lease_until = %(lease)s, stop_reason = NULL,
-                    progress_percent = 0, progress_message = '', progress_current = 0, progress_total = 0,
-                    progress_updated_at = NULL, event_sequence = t.event_sequence + 1,
-                    transitions = {transition_sql("t.event_sequence + 1", "'RUNNING'")}
+                UPDATE {TASKS} t SET {CLAIMED}
                 FROM picked WHERE t.submit_order = picked.submit_order
                 RETURNING {T_COLUMNS}""",
             {"now": now, "n": n, "node": node, "lease": lease_until, "types": sorted(scope.types or []),

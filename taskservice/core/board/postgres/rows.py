@@ -6,7 +6,7 @@ from __future__ import annotations
 from taskservice.core.board.sql.rows import TRANSITIONS_KEPT, dumps
 from taskservice.core.board.task_rows import task_from_row
 
-__all__ = ["COLUMNS", "TRANSITIONS_KEPT", "T_COLUMNS", "dumps", "task_from_row", "transition_sql"]
+__all__ = ["CLAIMED", "COLUMNS", "TRANSITIONS_KEPT", "T_COLUMNS", "dumps", "task_from_row", "transition_sql"]
 
 # In the order task_from_row reads.
 COLUMNS = (
@@ -26,3 +26,10 @@ def transition_sql(sequence: str, state: str) -> str:
         f"(CASE WHEN jsonb_array_length(t.transitions) >= {TRANSITIONS_KEPT} THEN t.transitions - 0 "
         f"ELSE t.transitions END || jsonb_build_array(jsonb_build_array({sequence}, {state})))"
     )
+
+
+# A claimed task, of a table aliased `t`: RUNNING for node %(node)s, leased until %(lease)s, its progress cleared.
+CLAIMED = f"""state = 'RUNNING', attempt = t.attempt + 1, started_at = NULL, run_after = NULL, owner = %(node)s,
+    lease_until = %(lease)s, stop_reason = NULL, progress_percent = 0, progress_message = '', progress_current = 0,
+    progress_total = 0, progress_updated_at = NULL, event_sequence = t.event_sequence + 1,
+    transitions = {transition_sql("t.event_sequence + 1", "'RUNNING'")}"""

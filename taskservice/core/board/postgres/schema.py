@@ -12,15 +12,23 @@ from typing import Any
 
 from taskservice.core.model.errors import StoreOpenError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 TASKS = "taskservice_tasks"
 LOGS = "taskservice_logs"
 # Dependencies not met yet: (a task, one it waits for); its `waiting` counts them.
 WAITS = "taskservice_waits"
 SCHEDULES = "taskservice_schedules"
+LIMITS = "taskservice_limits"
+# Each limit group's token bucket (limits with a rate).
+BUCKETS = "taskservice_limit_buckets"
+# Each fairness group's next turn (board/sql/turns.py).
+TURNS = "taskservice_turns"
 VERSION_TABLE = "taskservice_schema"
 # Any number: the key of the advisory lock migrations hold.
 MIGRATION_LOCK = 0x7461736B  # "task"
+# The key of the advisory lock claims hold while limits exist: a claim counts a group's running tasks, and the
+# count holds until it commits.
+CLAIM_LOCK = 0x6C696D74  # "limt"
 CHANNEL = "taskservice"
 
 MIGRATIONS: dict[int, list[str]] = {
@@ -106,6 +114,30 @@ MIGRATIONS: dict[int, list[str]] = {
         )""",
         f"CREATE INDEX taskservice_schedules_due ON {SCHEDULES} (next_due) WHERE NOT paused",
     ],
+    # Flow control: limits, their groups' token buckets, and fair turns (a task's place among its group's).
+    5: [
+        f"""CREATE TABLE {LIMITS} (
+            limit_id    text PRIMARY KEY,
+            definition  jsonb NOT NULL,
+            created_at  double precision NOT NULL,
+            updated_at  double precision NOT NULL
+        )""",
+        f"""CREATE TABLE {BUCKETS} (
+            limit_id text NOT NULL,
+            grp      text NOT NULL,
+            tokens   double precision NOT NULL,
+            at       double precision NOT NULL,
+            PRIMARY KEY (limit_id, grp)
+        )""",
+        f"""CREATE TABLE {TURNS} (
+            grp       text PRIMARY KEY,
+            next_turn double precision NOT NULL
+        )""",
+        f"ALTER TABLE {TASKS} ADD COLUMN turn double precision NOT NULL DEFAULT 0",
+        "DROP INDEX taskservice_ready",
+        f"""CREATE INDEX taskservice_ready ON {TASKS} (priority DESC, turn, submit_order)
+            WHERE state = 'PENDING' AND waiting = 0""",
+    ],
 }
 
 
@@ -116,7 +148,7 @@ def migrate(conn: Any, where: str) -> None:
         tables = {row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
         if VERSION_TABLE in tables:
             version = conn.execute(f"SELECT max(version) FROM {VERSION_TABLE}").fetchone()[0] or 0
-        elif tables & {TASKS, LOGS, WAITS, SCHEDULES}:
+        elif tables & {TASKS, LOGS, WAITS, SCHEDULES, LIMITS}:
             raise StoreOpenError(
                 f"{where} holds taskservice tables without a schema version (a foreign or damaged schema); point --db "
                 "at another database"

@@ -48,9 +48,12 @@ from taskservice.core.board.dependencies import (
     unknown_dependencies,
 )
 from taskservice.core.board.sql.due import SoonestDue
+from taskservice.core.board.sql.limit_store import LimitStore
+from taskservice.core.board.sql.limiting import Limiter
 from taskservice.core.board.sql.queries import Birth, Cursor, Queries
 from taskservice.core.board.sql.room import QueueRoom
 from taskservice.core.board.sql.settle import Cascade, Settled, settle
+from taskservice.core.board.sql.turns import Fairness, Turns
 from taskservice.core.board.sql.writer import GroupWriter, Op
 from taskservice.core.model.errors import StoreUnavailable, TaskNotFound
 from taskservice.core.model.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState
@@ -82,7 +85,7 @@ class Driver(Protocol):
     def close(self) -> None: ...
 
 
-class SqlBoard(OneWriter, Board):
+class SqlBoard(LimitStore, OneWriter, Board):
     _writer: GroupWriter
 
     def __init__(
@@ -92,6 +95,7 @@ class SqlBoard(OneWriter, Board):
         max_queue: int = 100_000,
         max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         exclusive: bool = False,
+        fairness: Fairness | None = None,
     ) -> None:
         self.exclusive = exclusive
         self._driver = driver
@@ -101,6 +105,8 @@ class SqlBoard(OneWriter, Board):
         self._room = QueueRoom(self._writer, self._q.count_pending, max_queue=max_queue,
                                max_queue_bytes=max_queue_bytes)  # fmt: skip
         self._ended_listeners: list[EndedListener] = []
+        self._limiter = Limiter(self._q, self._soonest)
+        self._turns = Turns(self._q, fairness or Fairness())
 
     def _write(self, op: Callable[[Cursor], Any]) -> Any:
         return self._driver.transact(op)
@@ -129,6 +135,7 @@ class SqlBoard(OneWriter, Board):
             if not admitted:
                 return told
             new, births, unmet = self._plan_dependencies(cur, admitted, told, now)
+            new = self._turns.stamp(cur, new, self._limiter.recent(cur))
             waiting = {task_id: len(deps) for task_id, deps in unmet.items()}
             created = self._q.insert(cur, new, births, waiting, now) if new else {}
             self._q.add_waits(cur, [(task_id, dep) for task_id in created for dep in unmet.get(task_id, ())])
@@ -207,7 +214,7 @@ class SqlBoard(OneWriter, Board):
 
     def claim(self, node: str, scope: ClaimScope, n: int, *, lease_until: float, now: float) -> ClaimBatch:
         self._soonest.claimed_at(now)
-        claimed: list[Task] = self._write(lambda cur: self._q.claim(cur, node, scope, n, lease_until, now))
+        claimed: list[Task] = self._write(lambda cur: self._claim(cur, node, scope, n, lease_until, now))
         tasks = sorted(claimed, key=lambda t: (-t.priority, t.submit_order))
         for task in tasks:
             task.started_at = now  # on disk once its handler starts (see _start)
@@ -219,6 +226,14 @@ class SqlBoard(OneWriter, Board):
             durable=lambda task_id: self._start(claims[task_id], wait=True),
             started=lambda task_id: self._start_soon(claims[task_id]),
         )
+
+    def _claim(
+        self, cur: Cursor, node: str, scope: ClaimScope, n: int, lease_until: float, now: float
+    ) -> builtins.list[Task]:
+        specs = self._limiter.read(cur)
+        if not specs:
+            return self._q.claim(cur, node, scope, n, lease_until, now)
+        return self._limiter.claim(cur, specs, node, scope, n, lease_until, now)
 
     def _start_soon(self, claim: Claim) -> None:
         """_start() without waiting: for a type safe to run again, its handler starts at once."""

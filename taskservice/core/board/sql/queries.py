@@ -12,15 +12,61 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 from taskservice.core.board.base import Claim, ClaimScope, NewTask
+from taskservice.core.model.limits import Bucket, Limit, LimitSpec
 from taskservice.core.model.models import Progress, Task, TaskError, TaskFilter, TaskState
 from taskservice.core.model.schedules import Schedule
 
 Cursor = Any
 # A task's state at its birth, with the error of a dependency that failed already: (state, error type, message).
 Birth = tuple[str, str | None, str | None]
+# The groups of a limit that may not start one more task now (None: all of them): a claim leaves their tasks out.
+HeldBack = tuple[LimitSpec, frozenset[str] | None]
+# A task a claim may take: (its submission order, its type, its labels).
+Candidate = tuple[int, str, dict[str, str]]
 
 
-class Queries(Protocol):
+class LimitQueries(Protocol):
+    def insert_limit(self, cur: Cursor, limit: Limit) -> bool:
+        """The limit stored, unless its id is taken; whether it was."""
+
+    def limits(self, cur: Cursor, limit_id: str | None, after_id: str, n: int) -> builtins.list[Limit]:
+        """One limit (`limit_id`), or a page of them in id order after `after_id`."""
+
+    def update_limit(self, cur: Cursor, limit: Limit) -> bool:
+        """A limit's definition replaced, its token buckets emptied of history (full again); whether it existed."""
+
+    def delete_limit(self, cur: Cursor, limit_id: str) -> Limit | None: ...
+
+    def hold_claims(self, cur: Cursor) -> None:
+        """Claims of every server wait for this one's transaction: the running tasks it counts stay as counted."""
+
+    def running_labels(self, cur: Cursor) -> builtins.list[tuple[str, dict[str, str]]]:
+        """(type, labels) of every RUNNING and STOPPING task, of every server."""
+
+    def buckets(self, cur: Cursor, limit_ids: Collection[str]) -> dict[tuple[str, str], Bucket]:
+        """The token buckets of these limits' groups, by (limit id, group)."""
+
+    def save_buckets(self, cur: Cursor, buckets: Mapping[tuple[str, str], Bucket]) -> None: ...
+
+    def candidates(
+        self, cur: Cursor, scope: ClaimScope, held_back: Sequence[HeldBack], n: int, now: float
+    ) -> builtins.list[Candidate]:
+        """Up to n claimable tasks in claim order, but those of the groups `held_back`; on PostgreSQL, locked."""
+
+    def take(self, cur: Cursor, orders: Sequence[int], node: str, lease_until: float) -> builtins.list[Task]:
+        """The PENDING tasks of these submission orders -> RUNNING for `node` (as claim() does)."""
+
+    def turn_floor(self, cur: Cursor) -> float:
+        """The turn of the task that would be claimed next (ignoring limits), or past every group's when none."""
+
+    def next_turns(self, cur: Cursor, groups: Collection[str]) -> dict[str, float]:
+        """Each known group's next turn."""
+
+    def save_turns(self, cur: Cursor, turns: Mapping[str, float]) -> None:
+        """Groups' next turns, never moved back."""
+
+
+class Queries(LimitQueries, Protocol):
     # ------------------------------------------------------------------ submission and dependencies
 
     def insert(

@@ -22,6 +22,7 @@ from taskservice.core.board.answers import DEFAULT_MAX_QUEUE_BYTES
 from taskservice.core.board.sql.lifecycle import SqlBoard
 from taskservice.core.board.sql.queries import Cursor
 from taskservice.core.board.sql.settle import settle
+from taskservice.core.board.sql.turns import Fairness
 from taskservice.core.board.sql.writer import GroupWriter, Op
 from taskservice.core.board.sqlite.lock import lock_file
 from taskservice.core.board.sqlite.queries import UNFINISHED, SQLiteQueries
@@ -199,6 +200,7 @@ class SQLiteBoard(SqlBoard):
         max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         lock: bool = True,
         siblings: Siblings | None = None,
+        fairness: Fairness | None = None,
     ) -> None:
         self.path = Path(path)
         self._lock_fd = lock_file(self.path) if lock else -1
@@ -208,7 +210,9 @@ class SQLiteBoard(SqlBoard):
             if self._lock_fd >= 0:
                 os.close(self._lock_fd)
             raise
-        super().__init__(driver, max_queue=max_queue, max_queue_bytes=max_queue_bytes, exclusive=siblings is None)
+        super().__init__(
+            driver, max_queue=max_queue, max_queue_bytes=max_queue_bytes, exclusive=siblings is None, fairness=fairness
+        )
         self.writes_wake_siblings = siblings is not None
         if siblings is None:
             try:

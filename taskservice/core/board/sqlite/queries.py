@@ -15,7 +15,9 @@ from typing import Any
 
 from taskservice.core.board.base import REAP_SEQUENCE_GAP, Claim, ClaimScope, NewTask
 from taskservice.core.board.sql.queries import Birth, Cursor
-from taskservice.core.board.sql.rows import RETRYABLE, TRANSITIONS_KEPT, dumps, end_row, progress_row
+from taskservice.core.board.sql.rows import RETRYABLE, dumps, end_row, progress_row
+from taskservice.core.board.sqlite.limit_queries import SQLiteLimitQueries
+from taskservice.core.board.sqlite.rows import CLAIMED, transition_sql
 from taskservice.core.board.sqlite.schema import COLUMNS
 from taskservice.core.board.task_rows import task_from_row
 from taskservice.core.model.models import ErrorType, Progress, Task, TaskError, TaskFilter, TaskState
@@ -29,14 +31,6 @@ _HAS_LABEL = " AND EXISTS (SELECT 1 FROM task_labels l WHERE l.seq = tasks.seq A
 
 def _in(values: Collection[Any]) -> str:
     return f"({', '.join('?' * len(values))})"
-
-
-def transition_sql(sequence: str, state: str) -> str:
-    """The new value of `transitions` after a state change: the oldest out once TRANSITIONS_KEPT are kept."""
-    return (
-        f"json_insert(CASE WHEN json_array_length(transitions) >= {TRANSITIONS_KEPT} "
-        f"THEN json_remove(transitions, '$[0]') ELSE transitions END, '$[#]', json_array({sequence}, {state}))"
-    )
 
 
 def filter_sql(task_filter: TaskFilter) -> tuple[list[str], list[Any]]:
@@ -60,7 +54,7 @@ def filter_sql(task_filter: TaskFilter) -> tuple[list[str], list[Any]]:
 # A statement binds the rows of many writes at once, in a few sizes the statement cache keeps: each statement is a
 # trip out of the GIL and back, which a busy event loop makes slow.
 _ROWS_PER_STATEMENT = (64, 16, 4, 1)
-_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, 0, 1, ?, json_array(json_array(1, ?)), ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, 0, 1, ?, json_array(json_array(1, ?)), ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _chunks(rows: Sequence[Any]) -> Iterator[Sequence[Any]]:
@@ -81,7 +75,7 @@ def _task(cur: Cursor) -> Task | None:
     return None if row is None else task_from_row(row)
 
 
-class SQLiteQueries:
+class SQLiteQueries(SQLiteLimitQueries):
     # ------------------------------------------------------------------ submission and dependencies
 
     def insert(
@@ -93,7 +87,7 @@ class SQLiteQueries:
             rows.append((
                 t.task_id, t.task_type, dumps(t.args), state, t.priority, dumps(t.labels), t.time_limit, now,
                 t.request_digest, state, t.run_after, t.retention, dumps(list(t.after)) if t.after else None,
-                waiting.get(t.task_id, 0), None if state == "PENDING" else now, error_type, error_message,
+                waiting.get(t.task_id, 0), None if state == "PENDING" else now, error_type, error_message, t.turn,
             ))  # fmt: skip
         created: dict[str, Task] = {}
         for chunk in _chunks(rows):
@@ -101,7 +95,7 @@ class SQLiteQueries:
             cur.execute(
                 f"""INSERT INTO tasks (task_id, task_type, args, state, priority, labels, time_limit, submitted_at,
                         attempt, sequence, request_digest, transitions, run_after, retention, after_ids, waiting,
-                        ended_at, error_type, error_message)
+                        ended_at, error_type, error_message, turn)
                     VALUES {_values(_INSERT_ROW, len(chunk))}
                     ON CONFLICT (task_id) DO NOTHING
                     RETURNING {COLUMNS}""",
@@ -173,15 +167,12 @@ class SQLiteQueries:
         types_clause = f"AND task_type IN {_in(types)}" if scope.types is not None else ""
         labels_clause = _HAS_LABEL * len(scope.labels)
         cur.execute(
-            f"""UPDATE tasks SET state = 'RUNNING', attempt = attempt + 1, started_at = NULL, run_after = NULL,
-                    owner = ?, lease_until = ?, stop_reason = NULL, progress_percent = 0, progress_message = '',
-                    progress_current = 0, progress_total = 0, progress_updated_at = NULL, sequence = sequence + 1,
-                    transitions = {transition_sql("sequence + 1", "'RUNNING'")}
+            f"""UPDATE tasks SET {CLAIMED}
                 WHERE seq IN (
                     SELECT seq FROM tasks
                     WHERE state = 'PENDING' AND waiting = 0 AND (run_after IS NULL OR run_after <= ?) {types_clause}
                         {labels_clause}
-                    ORDER BY priority DESC, seq LIMIT ?)
+                    ORDER BY priority DESC, turn, seq LIMIT ?)
                 RETURNING {COLUMNS}""",
             (node, lease_until, now, *types, *[part for label in scope.labels for part in label], n),
         )

@@ -18,7 +18,7 @@ from taskservice.core.model.models import Task
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 # Bump with a migration in MIGRATIONS when the schema changes; old files are migrated on open.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -101,6 +101,30 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX tasks_ready ON tasks (priority DESC, seq) WHERE state = 'PENDING' AND waiting = 0;
     CREATE INDEX tasks_leased ON tasks (lease_until) WHERE state IN ('RUNNING', 'STOPPING');
     CREATE INDEX tasks_owned ON tasks (owner) WHERE state IN ('RUNNING', 'STOPPING');
+    """,
+    # Flow control: limits, their groups' token buckets, and fair turns (a task's place among its group's, in
+    # claim order; each group's next turn in `turns`).
+    7: """
+    CREATE TABLE limits (
+        limit_id   TEXT PRIMARY KEY,
+        definition TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE limit_buckets (
+        limit_id TEXT NOT NULL,
+        grp      TEXT NOT NULL,
+        tokens   REAL NOT NULL,
+        at       REAL NOT NULL,
+        PRIMARY KEY (limit_id, grp)
+    ) WITHOUT ROWID;
+    CREATE TABLE turns (
+        grp       TEXT PRIMARY KEY,
+        next_turn REAL NOT NULL
+    ) WITHOUT ROWID;
+    ALTER TABLE tasks ADD COLUMN turn REAL NOT NULL DEFAULT 0;
+    DROP INDEX tasks_ready;
+    CREATE INDEX tasks_ready ON tasks (priority DESC, turn, seq) WHERE state = 'PENDING' AND waiting = 0;
     """,
 }
 

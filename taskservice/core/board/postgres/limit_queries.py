@@ -1,0 +1,156 @@
+"""The statements of limits and fair turns in PostgreSQL (see sql/queries.py, LimitQueries, for what each means).
+
+While limits exist, every claim holds one advisory lock until it commits (hold_claims): the running tasks a claim
+counts cannot change under it by another node's claim, so a group's cap holds exactly across nodes. Ends, stops
+and reaps need no lock: they only lower the count.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from taskservice.core.board.base import ClaimScope
+from taskservice.core.board.postgres.rows import CLAIMED, T_COLUMNS, dumps, task_from_row
+from taskservice.core.board.postgres.schema import BUCKETS, CLAIM_LOCK, LIMITS, TASKS, TURNS
+from taskservice.core.board.sql.queries import Cursor, HeldBack
+from taskservice.core.model.limits import LIMIT_COLUMNS, Bucket, Limit, limit_from_row, limit_row
+from taskservice.core.model.models import Task
+
+_LIMIT_ROW = LIMIT_COLUMNS.replace("definition", "definition::text")
+
+
+def held_back_sql(held_back: Sequence[HeldBack]) -> tuple[str, list[Any]]:
+    """Conditions that leave out the tasks of the groups that may not start one more, and their parameters."""
+    sql: list[str] = []
+    params: list[Any] = []
+    for spec, groups in held_back:
+        parts = ["TRUE"]
+        if spec.task_type:
+            parts.append("task_type = %s")
+            params.append(spec.task_type)
+        if spec.labels:
+            parts.append("labels @> %s::jsonb")
+            params.append(dumps(dict(spec.labels)))
+        if groups is not None and spec.key_label:
+            parts.append("coalesce(labels->>%s, '') = ANY(%s)")
+            params += [spec.key_label, sorted(groups)]
+        sql.append(f" AND NOT ({' AND '.join(parts)})")
+    return "".join(sql), params
+
+
+class PgLimitQueries:
+    # ------------------------------------------------------------------ limits
+
+    def insert_limit(self, cur: Cursor, limit: Limit) -> bool:
+        cur.execute(
+            f"INSERT INTO {LIMITS} ({LIMIT_COLUMNS}) VALUES (%s, %s::jsonb, %s, %s) ON CONFLICT DO NOTHING",
+            limit_row(limit),
+        )
+        return bool(cur.rowcount)
+
+    def limits(self, cur: Cursor, limit_id: str | None, after_id: str, n: int) -> builtins.list[Limit]:
+        if limit_id is not None:
+            cur.execute(f"SELECT {_LIMIT_ROW} FROM {LIMITS} WHERE limit_id = %s", (limit_id,))
+        else:
+            cur.execute(f"SELECT {_LIMIT_ROW} FROM {LIMITS} WHERE limit_id > %s ORDER BY limit_id LIMIT %s",
+                        (after_id, n))  # fmt: skip
+        return [limit_from_row(row) for row in cur.fetchall()]
+
+    def update_limit(self, cur: Cursor, limit: Limit) -> bool:
+        limit_id, definition, _, updated_at = limit_row(limit)
+        cur.execute(
+            f"UPDATE {LIMITS} SET definition = %s::jsonb, updated_at = %s WHERE limit_id = %s",
+            (definition, updated_at, limit_id),
+        )
+        updated = bool(cur.rowcount)
+        if updated:  # a new rate starts from full buckets
+            cur.execute(f"DELETE FROM {BUCKETS} WHERE limit_id = %s", (limit_id,))
+        return updated
+
+    def delete_limit(self, cur: Cursor, limit_id: str) -> Limit | None:
+        cur.execute(f"DELETE FROM {LIMITS} WHERE limit_id = %s RETURNING {_LIMIT_ROW}", (limit_id,))
+        row = cur.fetchone()
+        cur.execute(f"DELETE FROM {BUCKETS} WHERE limit_id = %s", (limit_id,))
+        return None if row is None else limit_from_row(row)
+
+    # ------------------------------------------------------------------ claims under limits
+
+    def hold_claims(self, cur: Cursor) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK,))
+
+    def running_labels(self, cur: Cursor) -> builtins.list[tuple[str, dict[str, str]]]:
+        cur.execute(f"SELECT task_type, labels::text FROM {TASKS} WHERE state IN ('RUNNING', 'STOPPING')")
+        return [(task_type, json.loads(labels)) for task_type, labels in cur.fetchall()]
+
+    def buckets(self, cur: Cursor, limit_ids: Collection[str]) -> dict[tuple[str, str], Bucket]:
+        cur.execute(f"SELECT limit_id, grp, tokens, at FROM {BUCKETS} WHERE limit_id = ANY(%s)", (list(limit_ids),))
+        return {(limit_id, grp): Bucket(tokens, at) for limit_id, grp, tokens, at in cur.fetchall()}
+
+    def save_buckets(self, cur: Cursor, buckets: Mapping[tuple[str, str], Bucket]) -> None:
+        if buckets:
+            keys = list(buckets)
+            cur.execute(
+                f"""INSERT INTO {BUCKETS} (limit_id, grp, tokens, at)
+                    SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[], %s::float8[])
+                    ON CONFLICT (limit_id, grp) DO UPDATE SET tokens = excluded.tokens, at = excluded.at""",
+                ([k[0] for k in keys], [k[1] for k in keys], [buckets[k].tokens for k in keys],
+                 [buckets[k].at for k in keys]),
+            )  # fmt: skip
+
+    def candidates(
+        self, cur: Cursor, scope: ClaimScope, held_back: Sequence[HeldBack], n: int, now: float
+    ) -> builtins.list[tuple[int, str, dict[str, str]]]:
+        held_sql, held_params = held_back_sql(held_back)
+        types_clause = "AND task_type = ANY(%s)" if scope.types is not None else ""
+        labels_clause = "AND labels @> %s::jsonb" if scope.labels else ""
+        params: list[Any] = [now]
+        if scope.types is not None:
+            params.append(sorted(scope.types))
+        if scope.labels:
+            params.append(dumps(dict(scope.labels)))
+        cur.execute(
+            f"""SELECT submit_order, task_type, labels::text FROM {TASKS}
+                WHERE state = 'PENDING' AND waiting = 0 AND (run_after IS NULL OR run_after <= %s)
+                    {types_clause} {labels_clause} {held_sql}
+                ORDER BY priority DESC, turn, submit_order LIMIT %s
+                FOR UPDATE SKIP LOCKED""",
+            [*params, *held_params, n],
+        )
+        return [(order, task_type, json.loads(labels)) for order, task_type, labels in cur.fetchall()]
+
+    def take(self, cur: Cursor, orders: Sequence[int], node: str, lease_until: float) -> builtins.list[Task]:
+        if not orders:
+            return []
+        cur.execute(
+            f"""UPDATE {TASKS} t SET {CLAIMED}
+                WHERE t.submit_order = ANY(%(orders)s) AND t.state = 'PENDING'
+                RETURNING {T_COLUMNS}""",
+            {"orders": list(orders), "node": node, "lease": lease_until},
+        )
+        return [task_from_row(row) for row in cur.fetchall()]
+
+    # ------------------------------------------------------------------ fair turns
+
+    def turn_floor(self, cur: Cursor) -> float:
+        cur.execute(
+            f"""SELECT coalesce(
+                    (SELECT turn FROM {TASKS} WHERE state = 'PENDING' AND waiting = 0 AND run_after IS NULL
+                     ORDER BY priority DESC, turn, submit_order LIMIT 1),
+                    (SELECT max(next_turn) FROM {TURNS}), 0)"""
+        )
+        return float(cur.fetchone()[0])
+
+    def next_turns(self, cur: Cursor, groups: Collection[str]) -> dict[str, float]:
+        cur.execute(f"SELECT grp, next_turn FROM {TURNS} WHERE grp = ANY(%s)", (sorted(groups),))
+        return dict(cur.fetchall())
+
+    def save_turns(self, cur: Cursor, turns: Mapping[str, float]) -> None:
+        if turns:
+            cur.execute(
+                f"""INSERT INTO {TURNS} (grp, next_turn) SELECT * FROM unnest(%s::text[], %s::float8[])
+                    ON CONFLICT (grp) DO UPDATE SET next_turn = greatest({TURNS}.next_turn, excluded.next_turn)""",
+                (list(turns), list(turns.values())),
+            )

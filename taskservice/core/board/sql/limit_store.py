@@ -1,0 +1,44 @@
+"""Limits as the board stores them: definitions in a table every server reads at each claim (limiting.py)."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from typing import Any
+
+from taskservice.core.board.sql.queries import Cursor, Queries
+from taskservice.core.model.limits import Limit
+
+
+class LimitStore:
+    _q: Queries
+
+    def _write(self, op: Callable[[Cursor], Any]) -> Any:
+        raise NotImplementedError  # the board's: a transaction of its own
+
+    def _read(self, op: Callable[[Cursor], Any]) -> Any:
+        raise NotImplementedError  # the board's
+
+    def add_limit(self, limit: Limit) -> tuple[Limit, bool]:
+        def add(cur: Cursor) -> tuple[Limit, bool]:
+            if self._q.insert_limit(cur, limit):
+                return limit, True
+            return self._q.limits(cur, limit.limit_id, "", 1)[0], False
+
+        added: tuple[Limit, bool] = self._write(add)
+        return added
+
+    def get_limit(self, limit_id: str) -> Limit | None:
+        found: list[Limit] = self._read(lambda cur: self._q.limits(cur, limit_id, "", 1))
+        return found[0] if found else None
+
+    def list_limits(self, after_id: str, limit: int) -> builtins.list[Limit]:
+        page: list[Limit] = self._read(lambda cur: self._q.limits(cur, None, after_id, limit))
+        return page
+
+    def save_limit(self, limit: Limit) -> bool:
+        return bool(self._write(lambda cur: self._q.update_limit(cur, limit)))
+
+    def remove_limit(self, limit_id: str) -> Limit | None:
+        removed: Limit | None = self._write(lambda cur: self._q.delete_limit(cur, limit_id))
+        return removed

@@ -1,0 +1,146 @@
+"""The statements of limits and fair turns in SQLite (see sql/queries.py, LimitQueries, for what each means).
+
+A claim runs in the writer's `BEGIN IMMEDIATE` transaction, which holds the file's write lock against every other
+writer, in this process or another (`--procs`): the running tasks it counts cannot change under it, so a group's
+cap holds exactly with no lock of its own. A task's group is read from `task_labels`, whose keys need no quoting.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from taskservice.core.board.base import ClaimScope
+from taskservice.core.board.sql.queries import Cursor, HeldBack
+from taskservice.core.board.sqlite.rows import CLAIMED
+from taskservice.core.board.sqlite.schema import COLUMNS
+from taskservice.core.board.task_rows import task_from_row
+from taskservice.core.model.limits import LIMIT_COLUMNS, Bucket, Limit, limit_from_row, limit_row
+from taskservice.core.model.models import Task
+
+_HAS_LABEL = "EXISTS (SELECT 1 FROM task_labels l WHERE l.seq = tasks.seq AND l.key = ? AND l.value = ?)"
+_LABEL_VALUE = "coalesce((SELECT value FROM task_labels l WHERE l.seq = tasks.seq AND l.key = ?), '')"
+
+
+def _in(values: Collection[Any]) -> str:
+    return f"({', '.join('?' * len(values))})"
+
+
+def held_back_sql(held_back: Sequence[HeldBack]) -> tuple[str, list[Any]]:
+    """Conditions that leave out the tasks of the groups that may not start one more, and their parameters."""
+    sql: list[str] = []
+    params: list[Any] = []
+    for spec, groups in held_back:
+        parts = ["1"]
+        if spec.task_type:
+            parts.append("task_type = ?")
+            params.append(spec.task_type)
+        for key, value in spec.labels:
+            parts.append(_HAS_LABEL)
+            params += [key, value]
+        if groups is not None and spec.key_label:
+            parts.append(f"{_LABEL_VALUE} IN {_in(groups)}")
+            params += [spec.key_label, *sorted(groups)]
+        sql.append(f" AND NOT ({' AND '.join(parts)})")
+    return "".join(sql), params
+
+
+class SQLiteLimitQueries:
+    # ------------------------------------------------------------------ limits
+
+    def insert_limit(self, cur: Cursor, limit: Limit) -> bool:
+        cur.execute(f"INSERT OR IGNORE INTO limits ({LIMIT_COLUMNS}) VALUES (?, ?, ?, ?)", limit_row(limit))
+        return bool(cur.rowcount)
+
+    def limits(self, cur: Cursor, limit_id: str | None, after_id: str, n: int) -> builtins.list[Limit]:
+        if limit_id is not None:
+            cur.execute(f"SELECT {LIMIT_COLUMNS} FROM limits WHERE limit_id = ?", (limit_id,))
+        else:
+            cur.execute(f"SELECT {LIMIT_COLUMNS} FROM limits WHERE limit_id > ? ORDER BY limit_id LIMIT ?",
+                        (after_id, n))  # fmt: skip
+        return [limit_from_row(row) for row in cur.fetchall()]
+
+    def update_limit(self, cur: Cursor, limit: Limit) -> bool:
+        limit_id, definition, _, updated_at = limit_row(limit)
+        cur.execute("UPDATE limits SET definition = ?, updated_at = ? WHERE limit_id = ?",
+                    (definition, updated_at, limit_id))  # fmt: skip
+        updated = bool(cur.rowcount)
+        if updated:  # a new rate starts from full buckets
+            cur.execute("DELETE FROM limit_buckets WHERE limit_id = ?", (limit_id,))
+        return updated
+
+    def delete_limit(self, cur: Cursor, limit_id: str) -> Limit | None:
+        cur.execute(f"DELETE FROM limits WHERE limit_id = ? RETURNING {LIMIT_COLUMNS}", (limit_id,))
+        row = cur.fetchone()
+        cur.execute("DELETE FROM limit_buckets WHERE limit_id = ?", (limit_id,))
+        return None if row is None else limit_from_row(row)
+
+    # ------------------------------------------------------------------ claims under limits
+
+    def hold_claims(self, cur: Cursor) -> None:
+        """Nothing to take: the transaction holds the file's write lock."""
+
+    def running_labels(self, cur: Cursor) -> builtins.list[tuple[str, dict[str, str]]]:
+        cur.execute("SELECT task_type, labels FROM tasks WHERE state IN ('RUNNING', 'STOPPING')")
+        return [(task_type, json.loads(labels)) for task_type, labels in cur.fetchall()]
+
+    def buckets(self, cur: Cursor, limit_ids: Collection[str]) -> dict[tuple[str, str], Bucket]:
+        ids = sorted(limit_ids)
+        cur.execute(f"SELECT limit_id, grp, tokens, at FROM limit_buckets WHERE limit_id IN {_in(ids)}", ids)
+        return {(limit_id, grp): Bucket(tokens, at) for limit_id, grp, tokens, at in cur.fetchall()}
+
+    def save_buckets(self, cur: Cursor, buckets: Mapping[tuple[str, str], Bucket]) -> None:
+        cur.executemany(
+            "INSERT OR REPLACE INTO limit_buckets (limit_id, grp, tokens, at) VALUES (?, ?, ?, ?)",
+            [(limit_id, grp, bucket.tokens, bucket.at) for (limit_id, grp), bucket in buckets.items()],
+        )
+
+    def candidates(
+        self, cur: Cursor, scope: ClaimScope, held_back: Sequence[HeldBack], n: int, now: float
+    ) -> builtins.list[tuple[int, str, dict[str, str]]]:
+        held_sql, held_params = held_back_sql(held_back)
+        types = sorted(scope.types) if scope.types is not None else []
+        types_clause = f"AND task_type IN {_in(types)}" if scope.types is not None else ""
+        labels_clause = "".join(f" AND {_HAS_LABEL}" for _ in scope.labels)
+        cur.execute(
+            f"""SELECT seq, task_type, labels FROM tasks
+                WHERE state = 'PENDING' AND waiting = 0 AND (run_after IS NULL OR run_after <= ?) {types_clause}
+                    {labels_clause} {held_sql}
+                ORDER BY priority DESC, turn, seq LIMIT ?""",
+            [now, *types, *[part for label in scope.labels for part in label], *held_params, n],
+        )
+        return [(seq, task_type, json.loads(labels)) for seq, task_type, labels in cur.fetchall()]
+
+    def take(self, cur: Cursor, orders: Sequence[int], node: str, lease_until: float) -> builtins.list[Task]:
+        if not orders:
+            return []
+        cur.execute(
+            f"UPDATE tasks SET {CLAIMED} WHERE seq IN {_in(orders)} AND state = 'PENDING' RETURNING {COLUMNS}",
+            [node, lease_until, *orders],
+        )
+        return [task_from_row(row) for row in cur.fetchall()]
+
+    # ------------------------------------------------------------------ fair turns
+
+    def turn_floor(self, cur: Cursor) -> float:
+        cur.execute(
+            """SELECT coalesce(
+                   (SELECT turn FROM tasks WHERE state = 'PENDING' AND waiting = 0 AND run_after IS NULL
+                    ORDER BY priority DESC, turn, seq LIMIT 1),
+                   (SELECT max(next_turn) FROM turns), 0)"""
+        )
+        return float(cur.fetchone()[0])
+
+    def next_turns(self, cur: Cursor, groups: Collection[str]) -> dict[str, float]:
+        wanted = sorted(groups)
+        cur.execute(f"SELECT grp, next_turn FROM turns WHERE grp IN {_in(wanted)}", wanted)
+        return dict(cur.fetchall())
+
+    def save_turns(self, cur: Cursor, turns: Mapping[str, float]) -> None:
+        cur.executemany(
+            "INSERT INTO turns (grp, next_turn) VALUES (?, ?) "
+            "ON CONFLICT (grp) DO UPDATE SET next_turn = max(next_turn, excluded.next_turn)",
+            list(turns.items()),
+        )

@@ -1,0 +1,67 @@
+"""Limits by hand: create (idempotent), read, list, change and delete, checked before the board stores them.
+
+The board enforces them at every claim (board/sql/limiting.py); a change wakes this server's idle workers, since
+a raised cap or a deleted limit may let a waiting task start now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from taskservice.core.board.base import Board
+from taskservice.core.engine.clock import Clock
+from taskservice.core.model.errors import LimitNotFound, TaskConflict
+from taskservice.core.model.limits import Limit, LimitSpec, check_limit
+
+
+class LimitConflict(TaskConflict):
+    """Another definition is stored under the id."""
+
+
+class LimitBook:
+    def __init__(self, board: Board, clock: Clock, wake: Callable[[], None]) -> None:
+        self._board = board
+        self._clock = clock
+        self._wake = wake
+
+    def create(self, spec: LimitSpec) -> tuple[Limit, bool]:
+        """Store a new limit; the same definition again is the limit there (created=False), another one under its
+        id LimitConflict. InvalidRequest naming the field to blame."""
+        check_limit(spec)
+        now = self._clock.time()
+        stored, created = self._board.add_limit(Limit(spec, created_at=now, updated_at=now))
+        if stored.spec.digest() != spec.digest():
+            raise LimitConflict(
+                f"limit {spec.limit_id!r} exists with another definition; update it, or delete it first"
+            )
+        return stored, created
+
+    def get(self, limit_id: str) -> Limit:
+        found = self._board.get_limit(limit_id)
+        if found is None:
+            raise LimitNotFound(limit_id)
+        return found
+
+    def list(self, page_size: int, after_id: str = "") -> tuple[list[Limit], str]:
+        """A page of limits in id order, and the id to continue after ("" on the last page)."""
+        found = self._board.list_limits(after_id, page_size + 1)
+        more = len(found) > page_size
+        page = found[:page_size]
+        return page, page[-1].limit_id if more and page else ""
+
+    def update(self, spec: LimitSpec) -> Limit:
+        """The limit's new definition, in force from the next claim of every server."""
+        check_limit(spec)
+        before = self.get(spec.limit_id)
+        changed = Limit(spec, created_at=before.created_at, updated_at=self._clock.time())
+        if not self._board.save_limit(changed):
+            raise LimitNotFound(spec.limit_id)
+        self._wake()
+        return changed
+
+    def delete(self, limit_id: str) -> Limit:
+        removed = self._board.remove_limit(limit_id)
+        if removed is None:
+            raise LimitNotFound(limit_id)
+        self._wake()
+        return removed
