@@ -13,21 +13,23 @@ import abc
 import asyncio
 import contextlib
 import enum
-import math
 import os
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, TypeVar
+from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 import grpc.aio
-from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
+from taskservice.client_limits import AsyncLimitMethods, Limit, LimitMethods, LimitPage, LimitResult, parse_rate
+from taskservice.client_wire import R, duration_to_seconds, seconds_to_duration, timestamp_to_datetime
+from taskservice.client_wire import Unary as _Unary
 from taskservice.v1 import task_service_pb2 as pb
 from taskservice.v1 import task_service_pb2_grpc as pb_grpc
 
@@ -37,6 +39,9 @@ __all__ = [
     "DeadlineExceeded",
     "FailedPrecondition",
     "InvalidArgument",
+    "Limit",
+    "LimitPage",
+    "LimitResult",
     "LogChunk",
     "OutOfRange",
     "Progress",
@@ -57,6 +62,7 @@ __all__ = [
     "TaskState",
     "TaskTypeInfo",
     "Unavailable",
+    "parse_rate",
 ]
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
@@ -456,25 +462,6 @@ def _field_violations(status_bytes: bytes) -> list[tuple[str, str]]:
 # Conversion between protobuf and plain Python
 
 
-def timestamp_to_datetime(ts: timestamp_pb2.Timestamp) -> datetime:
-    """A Timestamp as an aware UTC datetime."""
-    return ts.ToDatetime(tzinfo=UTC)
-
-
-def duration_to_seconds(d: duration_pb2.Duration) -> float:
-    """A Duration as float seconds."""
-    return d.seconds + d.nanos / 1e9
-
-
-def seconds_to_duration(seconds: float) -> duration_pb2.Duration:
-    """Float seconds as a Duration (nanosecond precision)."""
-    if not math.isfinite(seconds):
-        raise ValueError(f"a duration must be finite, got {seconds!r}")
-    d = duration_pb2.Duration()
-    d.FromTimedelta(timedelta(seconds=seconds))
-    return d
-
-
 def _normalize_numbers(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer() and abs(value) <= _MAX_EXACT_INT:
         return int(value)
@@ -638,17 +625,6 @@ def list_request(
 
 # ---------------------------------------------------------------------------------------------------
 # Shared call plumbing
-
-R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class _Unary(Generic[R]):
-    """One unary call: stub method name, request, and how to turn the response into plain data."""
-
-    method: str
-    request: Any
-    convert: Callable[[Any], R]
 
 
 def _submit_call(task_type: str, args: Mapping[str, Any] | None, **options: Any) -> _Unary[SubmitResult]:
@@ -1187,7 +1163,7 @@ class _ClientBase(abc.ABC):
         return _WaitCursor(task_id, reconnect_timeout=self.reconnect_timeout, timeout=timeout, security=self.security)
 
 
-class TaskClient(_ClientBase):
+class TaskClient(LimitMethods, _ClientBase):
     """Synchronous client. Use as a context manager, or call close().
 
     `address` None means $TASKSERVICE_ADDR, else 127.0.0.1:50051. `timeout` is the deadline of each
@@ -1465,7 +1441,7 @@ class TaskClient(_ClientBase):
         return cursor.final_task() or self.get(task_id)
 
 
-class AsyncTaskClient(_ClientBase):
+class AsyncTaskClient(AsyncLimitMethods, _ClientBase):
     """asyncio client on grpc.aio with the same methods as TaskClient, as coroutines.
 
     Create it inside a running event loop; use `async with`, or await close().

@@ -227,6 +227,31 @@ def test_schedule_commands_create_show_list_pause_resume_and_delete(taskctl: Tas
     assert taskctl("schedule", "create", "both", "sleep").code == 2, "--cron or --every is required"
 
 
+def test_limit_commands_create_show_list_update_and_delete(taskctl: Taskctl) -> None:
+    made = taskctl("limit", "create", "imports", "--type", "sleep", "--key", "customer", "--max-running", "3",
+                   "--rate", "10/s")  # fmt: skip
+    assert (
+        made.code == 0
+        and made.out.strip() == "imports: type sleep per customer: at most 3 running, at most 10/s starts"
+    )
+    again = taskctl("limit", "create", "imports", "--type", "sleep", "--key", "customer", "--max-running", "3",
+                    "--rate", "10/s")  # fmt: skip
+    assert again.code == 0 and again.out.endswith("(already created)\n"), again
+    other = taskctl("limit", "create", "imports", "--max-running", "1")
+    assert other.code == 8 and "another definition" in other.err, other
+    updated = taskctl("limit", "update", "imports", "--label", "team=data", "--max-running", "5", "--json")
+    assert json.loads(updated.out)["max_running"] == 5 and json.loads(updated.out)["rate"] is None, updated
+    listed = taskctl("limit", "list").out.splitlines()
+    assert listed[0].split()[:2] == ["LIMIT", "ID"] and listed[1].split()[:2] == ["imports", "team=data"], listed
+    assert "at most 5 running" in taskctl("limit", "get", "imports").out
+    assert taskctl("limit", "delete", "imports").out.strip() == "imports deleted"
+    assert taskctl("limit", "get", "imports").code == 7, "NOT_FOUND"
+    bad = taskctl("limit", "create", "bad", "--rate", "often")
+    assert bad.code == 2 and "COUNT/PERIOD" in bad.err, bad
+    refused = taskctl("limit", "create", "bad", "--max-running", "-1")
+    assert "limit.max_running" in refused.err and refused.code != 0, refused
+
+
 def test_types_lists_the_task_types_with_their_args(taskctl: Taskctl) -> None:
     shown = taskctl("types")
     assert shown.code == 0, shown

@@ -84,6 +84,28 @@ def test_schedules_are_created_fire_and_are_paused_listed_and_deleted(client: Cl
     assert caught.value.field_violations[0][0] == "schedule.cron.expression"
 
 
+def test_limits_are_created_read_listed_replaced_and_deleted(client: ClientFacade) -> None:
+    name = f"per-customer-{client.kind}"
+    definition = {"task_type": "demo", "key_label": "customer", "max_running": 2, "rate": "5/30s", "burst": 2}
+    made = client.call("create_limit", name, **definition)
+    assert made.created and made.limit.rate == (5, 30.0, 2) and made.limit.on_full == "QUEUE"
+    assert client.call("create_limit", name, **definition).created is False
+    with pytest.raises(c.AlreadyExists):
+        client.call("create_limit", name, max_running=9)
+    updated = client.call("update_limit", name, key_label="customer", max_running=3, weights={"gold": 2.0})
+    assert updated.max_running == 3 and updated.rate is None and updated.weights == {"gold": 2.0}
+    assert client.call("get_limit", name) == updated
+    assert name in [limit.limit_id for limit in client.call("list_limits").limits]
+    assert client.call("delete_limit", name).limit_id == name
+    with pytest.raises(TaskNotFound):
+        client.call("get_limit", name)
+    with pytest.raises(InvalidArgument) as caught:
+        client.call("create_limit", "bad", max_running=-1)
+    assert caught.value.field_violations[0][0] == "limit.max_running"
+    with pytest.raises(ValueError, match="COUNT/PERIOD"):
+        client.call("create_limit", "bad", rate="often")
+
+
 def test_a_watch_resumed_after_the_terminal_event_ends_at_once(client: ClientFacade) -> None:
     task_id = client.submit("demo", FAST_DEMO).task.task_id
     terminal = client.watch(task_id)[-1]

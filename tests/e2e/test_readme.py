@@ -99,6 +99,7 @@ QUICKSTART_EXITS = {
     "taskctl logs": 0,
     "taskctl schedule create": 0,
     "taskctl schedule list": 0,
+    "taskctl limit create": 0,
 }
 
 

@@ -317,6 +317,45 @@ class TaskClient {
   }
 
   /**
+   * Creates a limit: at most opts.maxRunning tasks running at once and/or opts.rate starts ('10/s', '100/m',
+   * '5/30s', or {count, periodSeconds}) per group of the tasks it covers (opts.taskType, opts.labels), the groups
+   * made by the value of the label opts.keyLabel (e.g. 'customer'). opts.onFull: 'QUEUE' (default),
+   * 'REFUSE_NEWEST' (past maxRunning + opts.maxWaiting) or 'STOP_OLDEST'; opts.weights: a group's share of fair
+   * turns. Resolves to {limit, created}; created is false when the same definition was there already (another
+   * one under the id rejects with ALREADY_EXISTS).
+   * @param {{taskType?: string, labels?: Object<string,string>, keyLabel?: string, maxRunning?: number, rate?: string|{count: number, periodSeconds: number}, burst?: number, onFull?: 'QUEUE'|'REFUSE_NEWEST'|'STOP_OLDEST', maxWaiting?: number, weights?: Object<string,number>, timeoutMs?: number}} [opts]
+   */
+  async createLimit(limitId, opts = {}) {
+    const response = await this._unary('CreateLimit', { limit: convert.limitToProto(limitId, opts) }, opts.timeoutMs);
+    return { limit: convert.limitFromProto(response.limit), created: Boolean(response.created) };
+  }
+
+  /** A limit as defined; rejects with NOT_FOUND for an unknown id. */
+  async getLimit(limitId, opts = {}) {
+    const response = await this._unary('GetLimit', { limitId }, opts.timeoutMs);
+    return convert.limitFromProto(response.limit);
+  }
+
+  /** One page of limits in id order: {limits, nextPageToken} ('' on the last page). */
+  async listLimits(opts = {}) {
+    const request = { pageSize: opts.pageSize || 0, pageToken: opts.pageToken || '' };
+    const response = await this._unary('ListLimits', request, opts.timeoutMs);
+    return { limits: (response.limits || []).map(convert.limitFromProto), nextPageToken: response.nextPageToken || '' };
+  }
+
+  /** Replaces a limit's whole definition (opts as createLimit takes them); in force from the next claim. */
+  async updateLimit(limitId, opts = {}) {
+    const response = await this._unary('UpdateLimit', { limit: convert.limitToProto(limitId, opts) }, opts.timeoutMs);
+    return convert.limitFromProto(response.limit);
+  }
+
+  /** Removes a limit: what it held back may start. Resolves to the limit as it was. */
+  async deleteLimit(limitId, opts = {}) {
+    const response = await this._unary('DeleteLimit', { limitId }, opts.timeoutMs);
+    return convert.limitFromProto(response.limit);
+  }
+
+  /**
    * The task types the server runs, by name: [{name, description, args: [{name, kind, required, pathRole,
    * choices, rule}], acceptsExtraArgs, rerunOnRestart}].
    */

@@ -248,6 +248,55 @@ function scheduleFromProto(s) {
   };
 }
 
+const ON_FULL = ['QUEUE', 'REFUSE_NEWEST', 'STOP_OLDEST'];
+const RATE = /^\s*(\d+)\s*\/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|h|d)\s*$/;
+const UNIT_SECONDS = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
+
+/** '10/s', '100/m', '5/30s' or {count, periodSeconds} -> {count, periodSeconds}; TypeError for anything else. */
+function parseRate(rate) {
+  if (typeof rate === 'object' && rate !== null) return { count: rate.count, periodSeconds: rate.periodSeconds };
+  const match = RATE.exec(String(rate));
+  if (!match) throw new TypeError(`rate is COUNT/PERIOD, e.g. 10/s, 100/m or 5/30s; got ${String(rate)}`);
+  return { count: Number(match[1]), periodSeconds: Number(match[2] || 1) * UNIT_SECONDS[match[3]] };
+}
+
+/** A limit's definition (createLimit's opts) -> the Limit message. */
+function limitToProto(limitId, opts) {
+  const onFull = String(opts.onFull || 'QUEUE').toUpperCase();
+  if (!ON_FULL.includes(onFull)) throw new TypeError(`onFull must be one of ${ON_FULL.join(', ')}`);
+  const limit = {
+    limitId,
+    taskType: opts.taskType || '',
+    labels: { ...(opts.labels || {}) },
+    keyLabel: opts.keyLabel || '',
+    maxRunning: opts.maxRunning || 0,
+    onFull: `ON_FULL_${onFull}`,
+    maxWaiting: opts.maxWaiting || 0,
+    weights: { ...(opts.weights || {}) },
+  };
+  if (opts.rate !== undefined && opts.rate !== null) {
+    const { count, periodSeconds } = parseRate(opts.rate);
+    limit.rate = { count, period: durationToProto(periodSeconds, 'rate'), burst: opts.burst || 0 };
+  }
+  return limit;
+}
+
+function limitFromProto(l) {
+  return {
+    limitId: l.limitId,
+    taskType: l.taskType || '',
+    labels: { ...(l.labels || {}) },
+    keyLabel: l.keyLabel || '',
+    maxRunning: Number(l.maxRunning || 0),
+    rate: l.rate ? { count: Number(l.rate.count), periodSeconds: durationFromProto(l.rate.period), burst: Number(l.rate.burst || 1) } : null,
+    onFull: String(l.onFull || 'ON_FULL_QUEUE').replace('ON_FULL_', ''),
+    maxWaiting: Number(l.maxWaiting || 0),
+    weights: { ...(l.weights || {}) },
+    createdAt: timestampFromProto(l.createdAt),
+    updatedAt: timestampFromProto(l.updatedAt),
+  };
+}
+
 function eventFromProto(e) {
   return {
     taskId: e.taskId,
@@ -291,6 +340,9 @@ module.exports = {
   timestampToProto,
   catchUpToProto,
   scheduleFromProto,
+  parseRate,
+  limitToProto,
+  limitFromProto,
   progressFromProto,
   taskFromProto,
   eventFromProto,

@@ -283,6 +283,27 @@ describe('TaskService', () => {
     await rejectsWith(client.createSchedule('never', 'sleep', { seconds: 0 }, { cron: '0 0 30 2 *' }), Status.INVALID_ARGUMENT);
   });
 
+  test('limits: created once, read, listed, replaced and deleted; bad ones are INVALID_ARGUMENT', LIMIT, async () => {
+    const id = unique('node-limit');
+    const made = await client.createLimit(id, { taskType: 'sleep', keyLabel: 'customer', maxRunning: 2, rate: '10/s' });
+    assert.equal(made.created, true);
+    assert.deepEqual(made.limit.rate, { count: 10, periodSeconds: 1, burst: 1 });
+    assert.equal(made.limit.onFull, 'QUEUE');
+    const again = await client.createLimit(id, { taskType: 'sleep', keyLabel: 'customer', maxRunning: 2, rate: '10/s' });
+    assert.equal(again.created, false);
+    await rejectsWith(client.createLimit(id, { maxRunning: 9 }), Status.ALREADY_EXISTS);
+    const updated = await client.updateLimit(id, { keyLabel: 'customer', maxRunning: 3, weights: { gold: 2 } });
+    assert.equal(updated.maxRunning, 3);
+    assert.equal(updated.rate, null);
+    assert.deepEqual(updated.weights, { gold: 2 });
+    assert.equal((await client.getLimit(id)).maxRunning, 3);
+    assert.ok((await client.listLimits({ pageSize: 1000 })).limits.some((l) => l.limitId === id));
+    assert.equal((await client.deleteLimit(id)).limitId, id);
+    await rejectsWith(client.getLimit(id), Status.NOT_FOUND);
+    await rejectsWith(client.createLimit(unique('bad'), { maxRunning: -1 }), Status.INVALID_ARGUMENT);
+    await assert.rejects(client.createLimit(unique('bad'), { rate: 'often' }), TypeError);
+  });
+
   test('taskTypes lists every type with its args', LIMIT, async () => {
     const types = await client.taskTypes();
     const checksum = types.find((t) => t.name === 'file.checksum');

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from taskctl import commands, schedules
+from taskctl import commands, limits, schedules
 from taskctl.exitcodes import ExitCode, describe_all, for_error
 from taskctl.output import Output
 from taskctl.parsing import STRING_ARG_PREFIX, parse_duration, parse_time, split_key_value
@@ -238,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     schedule = sub.add_parser("schedule", help=about, description=about)
     schedule_commands = schedule.add_subparsers(dest="schedule_command", required=True, metavar="SUBCOMMAND")
     schedules.add_commands(_command_adder(schedule_commands), _duration, _key_value)
+
+    about = "limits: how many tasks of a kind run at once, and how often they start, per group"
+    limit = sub.add_parser("limit", help=about, description=about)
+    limit_commands = limit.add_subparsers(dest="limit_command", required=True, metavar="SUBCOMMAND")
+    limits.add_commands(_command_adder(limit_commands), _key_value)
     return parser
 
 
