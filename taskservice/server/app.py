@@ -232,6 +232,7 @@ async def serve(settings: Settings) -> int:
                         max_queue=settings.max_queue,
                         max_queue_bytes=settings.max_queue_bytes,
                         pool_size=settings.workers + READ_THREADS + 4,
+                        fairness=settings.fairness,
                     )
                 )
             )

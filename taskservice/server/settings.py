@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from taskservice.core.board.sql.turns import Fairness
 from taskservice.core.engine import validation
 from taskservice.core.model.errors import InvalidRequest
+from taskservice.core.model.limits import MAX_WEIGHT
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|TiB)?\s*$")
 _UNIT_BYTES = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, None: 1}
@@ -58,6 +61,8 @@ class Settings:
     only_types: tuple[str, ...] = ()
     # Labels (key, value) a task must carry for this server to claim it; for servers sharing PostgreSQL too.
     only_labels: tuple[tuple[str, str], ...] = ()
+    # How tasks take turns within a priority (board/sql/turns.py).
+    fairness: Fairness = field(default_factory=Fairness)
     # Every path argument must stay inside this folder.
     data_root: str = "data"
     # File tasks stop writing before their output would leave less than this free on its file system.
@@ -180,6 +185,19 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
         metavar="KEY=VALUE,...",
         help="claim only tasks carrying every one of these labels (servers sharing a PostgreSQL database)",
     )
+    p.add_argument(
+        "--fairness-label",
+        default=_env(env, "fairness_label", ""),
+        metavar="KEY",
+        help="within a priority, tasks take turns by this label's value (e.g. customer), whatever the limits; "
+        "default: by the groups of the limits (every server on a database should say the same)",
+    )
+    p.add_argument(
+        "--fairness-weights",
+        default=_env(env, "fairness_weights", ""),
+        metavar="VALUE=WEIGHT,...",
+        help="with --fairness-label: a value's share of turns (default 1), e.g. bigco=3,trial=0.5",
+    )
     p.add_argument("--data-root", default=_env(env, "data_root", d.data_root), help="folder path args must stay in")
     p.add_argument(
         "--min-free-space",
@@ -298,7 +316,7 @@ def _default_state_dir(db: str) -> str:
     return str(Path(db).with_name(Path(db).stem + "-state"))
 
 
-def _labels(p: argparse.ArgumentParser, text: str) -> tuple[tuple[str, str], ...]:
+def _labels(p: argparse.ArgumentParser, text: str, flag: str = "--only-labels") -> tuple[tuple[str, str], ...]:
     """`key=value,key=value` as sorted pairs; a usage error when a pair has no `=`, a key twice, or a label no task
     could carry (the limits a Submit's labels are held to)."""
     pairs: dict[str, str] = {}
@@ -307,13 +325,32 @@ def _labels(p: argparse.ArgumentParser, text: str) -> tuple[tuple[str, str], ...
             continue
         key, equals, value = item.partition("=")
         if not equals or key.strip() in pairs:
-            p.error(f"--only-labels takes key=value pairs, each key once, separated by commas; got {item!r}")
+            p.error(f"{flag} takes key=value pairs, each key once, separated by commas; got {item!r}")
         pairs[key.strip()] = value.strip()
     try:
         validation.check_labels(pairs)
     except InvalidRequest as exc:
-        p.error(f"--only-labels: {'; '.join(f'{field}: {why}' for field, why in exc.field_violations)}")
+        p.error(f"{flag}: {'; '.join(f'{field}: {why}' for field, why in exc.field_violations)}")
     return tuple(sorted(pairs.items()))
+
+
+def _fairness(p: argparse.ArgumentParser, label: str, weights_text: str) -> Fairness:
+    """--fairness-label and its --fairness-weights; a usage error for a weight that is no number above 0."""
+    if weights_text and not label:
+        p.error("--fairness-weights weighs the values of --fairness-label: name the label too")
+    weights: dict[str, float] = {}
+    for value, weight in _labels(p, weights_text, "--fairness-weights"):
+        try:
+            weights[value] = float(weight)
+        except ValueError:
+            weights[value] = -1.0
+        if not (math.isfinite(weights[value]) and 0 < weights[value] <= MAX_WEIGHT):
+            p.error(f"--fairness-weights: the weight of {value!r} must be a number above 0, at most {MAX_WEIGHT:g}")
+    try:
+        validation.check_labels({label: ""} if label else {})
+    except InvalidRequest:
+        p.error(f"--fairness-label must be a label key of 1-{validation.MAX_LABEL_KEY} characters")
+    return Fairness(label.strip(), weights)
 
 
 def _looks_like_conninfo(db: str) -> bool:
@@ -365,6 +402,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
         tasks=tuple(ns.tasks if ns.tasks is not None else ns.env_tasks),
         only_types=only_types,
         only_labels=only_labels,
+        fairness=_fairness(p, ns.fairness_label, ns.fairness_weights),
         data_root=ns.data_root,
         min_free_space=ns.min_free_space,
         state_dir=ns.state_dir or _default_state_dir(ns.db),

@@ -7,9 +7,12 @@ from collections import Counter
 from collections.abc import Callable
 
 from taskservice.core.board.base import Board
-from taskservice.core.model.limits import Limit, LimitSpec, Rate
-from taskservice.core.model.models import TaskState
+from taskservice.core.board.sql.turns import Fairness
+from taskservice.core.model.errors import QueueFull
+from taskservice.core.model.limits import Limit, LimitSpec, OnFull, Rate
+from taskservice.core.model.models import SubmitOutcome, TaskState
 from tests.board.contract import NOW, claim, ended, finish, new, submit
+from tests.support.waiting import wait_until
 
 
 def a_limit(limit_id: str, **fields: object) -> Limit:
@@ -128,3 +131,39 @@ def test_weights_give_groups_turns_in_proportion(board: Board) -> None:
     submit(board, [customer(f"f{i}", "free") for i in range(40)] + [customer(f"g{i}", "gold") for i in range(40)])
     first = [c.task.labels["customer"] for c in claim(board, 40)]
     assert Counter(first) == {"gold": 30, "free": 10}
+
+
+def test_refuse_newest_refuses_past_max_running_and_max_waiting_of_a_group_only(board: Board) -> None:
+    board.add_limit(a_limit("imports", key_label="customer", max_running=1, on_full=OnFull.REFUSE_NEWEST,
+                            max_waiting=2))  # fmt: skip
+    answers = submit(board, [customer(f"a{i}", "a") for i in range(4)] + [customer("b0", "b")])
+    assert [type(answer).__name__ for answer in answers] == ["SubmitOutcome"] * 3 + ["QueueFull", "SubmitOutcome"]
+    assert "limit 'imports' is full of customer=a" in str(answers[3])
+    again = submit(board, [customer("a0", "a")])[0]
+    assert isinstance(again, SubmitOutcome) and not again.created, "a retry of a stored task is answered with it"
+    (running,) = [c for c in claim(board, 10) if c.task_id == "a0"]
+    assert isinstance(submit(board, [customer("a9", "a")])[0], QueueFull), "running and waiting both count"
+    assert finish(board, running, ended(running, TaskState.SUCCESS))
+    assert isinstance(submit(board, [customer("a9", "a")])[0], SubmitOutcome), "an end makes room"
+
+
+def test_stop_oldest_names_the_groups_older_tasks_beyond_max_running(board: Board) -> None:
+    heard: list[list[tuple[str, str]]] = []
+    board.on_displaced(heard.append)
+    board.add_limit(a_limit("latest", task_type="build", key_label="repo", max_running=1,
+                            on_full=OnFull.STOP_OLDEST))  # fmt: skip
+    submit(board, [new("b1", "build", labels={"repo": "web"})])
+    assert [c.task_id for c in claim(board, 10)] == ["b1"]
+    submit(board, [new("b2", "build", labels={"repo": "web"}), new("x1", "build", labels={"repo": "api"})])
+    wait_until(lambda: heard, what="the displaced tasks told")
+    assert [task_id for task_id, _ in heard[0]] == ["b1"]
+    assert heard[0][0][1] == "stopped by limit 'latest': newer tasks of repo=web took its place"
+
+
+def test_the_operators_fairness_label_makes_the_turns_with_no_limit_at_all(make_board: Callable[..., Board]) -> None:
+    board = make_board(fairness=Fairness("tenant", {"big": 2.0}))
+    submit(board, [new(f"s{i}", labels={"tenant": "small"}) for i in range(30)])
+    submit(board, [new(f"b{i}", labels={"tenant": "big"}) for i in range(30)])
+    submit(board, [new(f"n{i}") for i in range(30)])
+    first = [c.task_id[0] for c in claim(board, 20)]
+    assert Counter(first) == {"b": 10, "s": 5, "n": 5}, first

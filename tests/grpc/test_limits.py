@@ -110,3 +110,34 @@ async def test_the_server_runs_at_most_max_running_of_a_group_and_the_others_mea
         return await states(stub, "a3") == [pb.TASK_STATE_RUNNING]
 
     await eventually_holds(a3_runs, 10.0, "a raised cap lets a3 start")
+
+
+async def test_refuse_newest_is_resource_exhausted_naming_the_limit(stub: pb_grpc.TaskServiceStub) -> None:
+    full = per_customer("imports", max_running=1, on_full=pb.ON_FULL_REFUSE_NEWEST, max_waiting=1)
+    await stub.CreateLimit(pb.CreateLimitRequest(limit=full))
+    await gated(stub, "a0", "a")
+    await gated(stub, "a1", "a")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await gated(stub, "a2", "a")
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "limit 'imports' is full of customer=a" in refused.value.details()
+    await gated(stub, "b0", "b")  # another group has room
+
+
+async def test_stop_oldest_stops_the_running_task_for_the_newer_one(stub: pb_grpc.TaskServiceStub) -> None:
+    latest = per_customer("latest", max_running=1, on_full=pb.ON_FULL_STOP_OLDEST)
+    await stub.CreateLimit(pb.CreateLimitRequest(limit=latest))
+    await gated(stub, "build-1", "web")
+
+    async def first_runs() -> bool:
+        return await states(stub, "build-1") == [pb.TASK_STATE_RUNNING]
+
+    await eventually_holds(first_runs, 10.0, "the first build running")
+    await gated(stub, "build-2", "web")
+
+    async def second_runs() -> bool:
+        return await states(stub, "build-1", "build-2") == [pb.TASK_STATE_REVOKED, pb.TASK_STATE_RUNNING]
+
+    await eventually_holds(second_runs, 10.0, "the older build stopped, the newer one running")
+    stopped = (await stub.GetState(pb.GetStateRequest(task_id="build-1"))).task
+    assert "stopped by limit 'latest': newer tasks of customer=web took its place" in stopped.error.message

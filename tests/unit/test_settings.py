@@ -110,3 +110,18 @@ def test_only_labels_are_key_value_pairs_for_servers_sharing_postgresql(capsys: 
     with pytest.raises(SystemExit):
         parse(["--only-labels", "region=eu"], environ={})
     assert "--only-labels is for servers sharing a PostgreSQL database" in capsys.readouterr().err
+
+
+def test_fairness_is_a_label_key_and_weights_of_its_values(capsys: pytest.CaptureFixture[str]) -> None:
+    settings = parse(["--fairness-label", "customer", "--fairness-weights", "bigco=3, trial=0.5"], environ={})
+    assert settings.fairness.label == "customer" and dict(settings.fairness.weights) == {"bigco": 3.0, "trial": 0.5}
+    assert parse([], environ={"TASKSERVICE_FAIRNESS_LABEL": "team"}).fairness.label == "team"
+    for args, why in (
+        (["--fairness-weights", "a=2"], "name the label too"),
+        (["--fairness-label", "c", "--fairness-weights", "a=0"], "above 0"),
+        (["--fairness-label", "c", "--fairness-weights", "a=lots"], "above 0"),
+        (["--fairness-label", "k" * 64], "label key of 1-63"),
+    ):
+        with pytest.raises(SystemExit):
+            parse(args, environ={})
+        assert why in capsys.readouterr().err, args

@@ -368,6 +368,10 @@ class Board(abc.ABC):
         """Call `listener([(task, the state it had), ...])` (any thread) once tasks the board ended by itself are
         durable: dependents of a task that ended other than SUCCESS (see dependencies.py)."""
 
+    def on_displaced(self, listener: Callable[[builtins.list[tuple[str, str]]], None]) -> None:  # noqa: B027 - optional
+        """Call `listener([(task id, reason), ...])` (any thread) once a Submit under a STOP_OLDEST limit is durable:
+        the older tasks of its group it displaces, to stop as a Stop would (on_full.py)."""
+
     def on_health(self, listener: Callable[[bool], None]) -> None:  # noqa: B027 - optional
         """Call `listener(False)` when the storage refuses writes, `listener(True)` once it takes them again."""
 

@@ -168,6 +168,7 @@ class WorkerManager:
         self.board.on_work(self._workers.wake)
         self.board.on_health(self._store_health_changed)
         self.board.on_ended(self._ended_by_board)
+        self.board.on_displaced(self._displaced)
 
     def _in_process(self, kind: TaskType) -> bool:
         """Whether tasks of `kind` run in a worker process: it says so, or the server runs every Python handler
@@ -396,6 +397,11 @@ class WorkerManager:
                     self._table.notify(answer.task, None)
         for future, answer in zip(futures, answers, strict=False):
             settle(future, answer)
+
+    def _displaced(self, stops: builtins.list[tuple[str, str]]) -> None:
+        """Older tasks a STOP_OLDEST limit gives up for newer ones: stopped as a Stop would."""
+        for task_id, why in stops:
+            self._stopping.stop_because(task_id, why)
 
     # ----------------------------------------------------------------- read
 

@@ -50,7 +50,10 @@ class Stopping:
         finished: unchanged. The Future resolves to the task as it is after the request.
         """
         reason = reason[:MAX_STOP_REASON]
-        why = f"stopped by a client: {reason}" if reason else "stopped by a client"
+        return self.stop_because(task_id, f"stopped by a client: {reason}" if reason else "stopped by a client")
+
+    def stop_because(self, task_id: str, why: str) -> Future[Task]:
+        """stop_async() with the task's error message `why` (a limit's STOP_OLDEST names itself)."""
         result: Future[Task] = Future()
         with self._table.lock:
             run = self._table.runs.get(task_id)

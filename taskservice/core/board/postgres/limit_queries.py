@@ -16,10 +16,26 @@ from taskservice.core.board.base import ClaimScope
 from taskservice.core.board.postgres.rows import CLAIMED, T_COLUMNS, dumps, task_from_row
 from taskservice.core.board.postgres.schema import BUCKETS, CLAIM_LOCK, LIMITS, TASKS, TURNS
 from taskservice.core.board.sql.queries import Cursor, HeldBack
-from taskservice.core.model.limits import LIMIT_COLUMNS, Bucket, Limit, limit_from_row, limit_row
+from taskservice.core.model.limits import LIMIT_COLUMNS, Bucket, Limit, LimitSpec, limit_from_row, limit_row
 from taskservice.core.model.models import Task
 
 _LIMIT_ROW = LIMIT_COLUMNS.replace("definition", "definition::text")
+
+
+def covers_sql(spec: LimitSpec, groups: Collection[str] | None) -> tuple[str, list[Any]]:
+    """A condition true of the tasks `spec` covers in `groups` (None: in any), and its parameters."""
+    parts = ["TRUE"]
+    params: list[Any] = []
+    if spec.task_type:
+        parts.append("task_type = %s")
+        params.append(spec.task_type)
+    if spec.labels:
+        parts.append("labels @> %s::jsonb")
+        params.append(dumps(dict(spec.labels)))
+    if groups is not None and spec.key_label:
+        parts.append("coalesce(labels->>%s, '') = ANY(%s)")
+        params += [spec.key_label, sorted(groups)]
+    return " AND ".join(parts), params
 
 
 def held_back_sql(held_back: Sequence[HeldBack]) -> tuple[str, list[Any]]:
@@ -27,17 +43,9 @@ def held_back_sql(held_back: Sequence[HeldBack]) -> tuple[str, list[Any]]:
     sql: list[str] = []
     params: list[Any] = []
     for spec, groups in held_back:
-        parts = ["TRUE"]
-        if spec.task_type:
-            parts.append("task_type = %s")
-            params.append(spec.task_type)
-        if spec.labels:
-            parts.append("labels @> %s::jsonb")
-            params.append(dumps(dict(spec.labels)))
-        if groups is not None and spec.key_label:
-            parts.append("coalesce(labels->>%s, '') = ANY(%s)")
-            params += [spec.key_label, sorted(groups)]
-        sql.append(f" AND NOT ({' AND '.join(parts)})")
+        covered, more = covers_sql(spec, groups)
+        sql.append(f" AND NOT ({covered})")
+        params += more
     return "".join(sql), params
 
 
@@ -131,6 +139,15 @@ class PgLimitQueries:
             {"orders": list(orders), "node": node, "lease": lease_until},
         )
         return [task_from_row(row) for row in cur.fetchall()]
+
+    def in_group(self, cur: Cursor, spec: LimitSpec, group: str, n: int) -> builtins.list[tuple[str, str]]:
+        covered, params = covers_sql(spec, [group])
+        cur.execute(
+            f"""SELECT task_id, state FROM {TASKS} WHERE state IN ('PENDING', 'RUNNING', 'STOPPING') AND {covered}
+                ORDER BY submit_order DESC LIMIT %s""",
+            [*params, n],
+        )
+        return [(task_id, state) for task_id, state in cur.fetchall()]
 
     # ------------------------------------------------------------------ fair turns
 

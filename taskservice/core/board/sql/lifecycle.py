@@ -50,12 +50,14 @@ from taskservice.core.board.dependencies import (
 from taskservice.core.board.sql.due import SoonestDue
 from taskservice.core.board.sql.limit_store import LimitStore
 from taskservice.core.board.sql.limiting import Limiter
+from taskservice.core.board.sql.on_full import refuse_newest, stop_oldest
 from taskservice.core.board.sql.queries import Birth, Cursor, Queries
 from taskservice.core.board.sql.room import QueueRoom
 from taskservice.core.board.sql.settle import Cascade, Settled, settle
 from taskservice.core.board.sql.turns import Fairness, Turns
 from taskservice.core.board.sql.writer import GroupWriter, Op
 from taskservice.core.model.errors import StoreUnavailable, TaskNotFound
+from taskservice.core.model.limits import LimitSpec
 from taskservice.core.model.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState
 from taskservice.core.model.schedules import Schedule
 
@@ -105,6 +107,7 @@ class SqlBoard(LimitStore, OneWriter, Board):
         self._room = QueueRoom(self._writer, self._q.count_pending, max_queue=max_queue,
                                max_queue_bytes=max_queue_bytes)  # fmt: skip
         self._ended_listeners: list[EndedListener] = []
+        self._displaced_listeners: list[Callable[[list[tuple[str, str]]], None]] = []
         self._limiter = Limiter(self._q, self._soonest)
         self._turns = Turns(self._q, fairness or Fairness())
 
@@ -127,6 +130,7 @@ class SqlBoard(LimitStore, OneWriter, Board):
     def submit(self, tasks: Sequence[NewTask], now: float, then: SubmitThen) -> None:
         answers = Answers(len(tasks), then)
         held = [0, 0]  # the queue's room this Submit holds (room.py): count, bytes
+        displaced: list[tuple[str, str]] = []  # older tasks the new ones stop (on_full.py)
 
         def insert(cur: Cursor) -> list[tuple[int, Answer]]:
             admitted, told = self._room.take(tasks, held)
@@ -135,9 +139,12 @@ class SqlBoard(LimitStore, OneWriter, Board):
             if not admitted:
                 return told
             new, births, unmet = self._plan_dependencies(cur, admitted, told, now)
-            new = self._turns.stamp(cur, new, self._limiter.recent(cur))
+            specs = self._limiter.recent(cur)
+            new = self._refuse_newest(cur, admitted, new, births, told, specs)
+            new = self._turns.stamp(cur, new, specs)
             waiting = {task_id: len(deps) for task_id, deps in unmet.items()}
             created = self._q.insert(cur, new, births, waiting, now) if new else {}
+            displaced[:] = stop_oldest(self._q, cur, list(created.values()), specs) if created else []
             self._q.add_waits(cur, [(task_id, dep) for task_id in created for dep in unmet.get(task_id, ())])
             taken = [t.task_id for t in new if t.task_id not in created]
             existing = self._q.tasks(cur, taken) if taken else {}
@@ -166,6 +173,9 @@ class SqlBoard(LimitStore, OneWriter, Board):
             self._room.add(len(made) - held[0], sum(sizes[task.task_id] for task in made) - held[1])
             for task in made:
                 self._soonest.add(task.run_after)
+            if displaced and error is None:
+                for listener in self._displaced_listeners:
+                    listener(list(displaced))
 
         # No hint when the queue looked full: a flood of refused Submits must not wake every claimer (a NOTIFY each,
         # on PostgreSQL). Workers poll, should room have opened meanwhile.
@@ -182,6 +192,23 @@ class SqlBoard(LimitStore, OneWriter, Board):
             (i, refusal if tasks[i].task_id not in stored else _stored_answer(stored[tasks[i].task_id], tasks[i]))
             for i, refusal in refused
         ]
+
+    def _refuse_newest(
+        self, cur: Cursor, admitted: list[tuple[int, NewTask]], new: list[NewTask], births: dict[str, Birth],
+        told: list[tuple[int, Answer]], specs: Sequence[LimitSpec],
+    ) -> list[NewTask]:  # fmt: skip
+        """Of `new`, those REFUSE_NEWEST limits leave room for; the others are answered into `told` (a task stored
+        already, as any Submit of it is) and taken out of `births`."""
+        kept, refused = refuse_newest(self._q, cur, new, specs)
+        if refused:
+            stored = self._q.tasks(cur, refused)
+            for index, task in admitted:
+                if task.task_id in refused and task.task_id in births:
+                    known = stored.get(task.task_id)
+                    told.append((index, refused[task.task_id] if known is None else _stored_answer(known, task)))
+            for task_id in refused:
+                births.pop(task_id, None)
+        return kept
 
     def _plan_dependencies(
         self, cur: Cursor, admitted: list[tuple[int, NewTask]], told: list[tuple[int, Answer]], now: float
@@ -456,6 +483,9 @@ class SqlBoard(LimitStore, OneWriter, Board):
 
     def on_ended(self, listener: EndedListener) -> None:
         self._ended_listeners.append(listener)
+
+    def on_displaced(self, listener: Callable[[builtins.list[tuple[str, str]]], None]) -> None:
+        self._displaced_listeners.append(listener)
 
     def close(self) -> None:
         self._driver.close()

@@ -56,6 +56,9 @@ class LimitQueries(Protocol):
     def take(self, cur: Cursor, orders: Sequence[int], node: str, lease_until: float) -> builtins.list[Task]:
         """The PENDING tasks of these submission orders -> RUNNING for `node` (as claim() does)."""
 
+    def in_group(self, cur: Cursor, spec: LimitSpec, group: str, n: int) -> builtins.list[tuple[str, str]]:
+        """(id, state) of the unfinished tasks `spec` covers in `group`, newest first, at most n."""
+
     def turn_floor(self, cur: Cursor) -> float:
         """The turn of the task that would be claimed next (ignoring limits), or past every group's when none."""
 

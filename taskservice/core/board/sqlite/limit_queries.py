@@ -17,7 +17,7 @@ from taskservice.core.board.sql.queries import Cursor, HeldBack
 from taskservice.core.board.sqlite.rows import CLAIMED
 from taskservice.core.board.sqlite.schema import COLUMNS
 from taskservice.core.board.task_rows import task_from_row
-from taskservice.core.model.limits import LIMIT_COLUMNS, Bucket, Limit, limit_from_row, limit_row
+from taskservice.core.model.limits import LIMIT_COLUMNS, Bucket, Limit, LimitSpec, limit_from_row, limit_row
 from taskservice.core.model.models import Task
 
 _HAS_LABEL = "EXISTS (SELECT 1 FROM task_labels l WHERE l.seq = tasks.seq AND l.key = ? AND l.value = ?)"
@@ -28,22 +28,30 @@ def _in(values: Collection[Any]) -> str:
     return f"({', '.join('?' * len(values))})"
 
 
+def covers_sql(spec: LimitSpec, groups: Collection[str] | None) -> tuple[str, list[Any]]:
+    """A condition true of the tasks `spec` covers in `groups` (None: in any), and its parameters."""
+    parts = ["1"]
+    params: list[Any] = []
+    if spec.task_type:
+        parts.append("task_type = ?")
+        params.append(spec.task_type)
+    for key, value in spec.labels:
+        parts.append(_HAS_LABEL)
+        params += [key, value]
+    if groups is not None and spec.key_label:
+        parts.append(f"{_LABEL_VALUE} IN {_in(groups)}")
+        params += [spec.key_label, *sorted(groups)]
+    return " AND ".join(parts), params
+
+
 def held_back_sql(held_back: Sequence[HeldBack]) -> tuple[str, list[Any]]:
     """Conditions that leave out the tasks of the groups that may not start one more, and their parameters."""
     sql: list[str] = []
     params: list[Any] = []
     for spec, groups in held_back:
-        parts = ["1"]
-        if spec.task_type:
-            parts.append("task_type = ?")
-            params.append(spec.task_type)
-        for key, value in spec.labels:
-            parts.append(_HAS_LABEL)
-            params += [key, value]
-        if groups is not None and spec.key_label:
-            parts.append(f"{_LABEL_VALUE} IN {_in(groups)}")
-            params += [spec.key_label, *sorted(groups)]
-        sql.append(f" AND NOT ({' AND '.join(parts)})")
+        covered, more = covers_sql(spec, groups)
+        sql.append(f" AND NOT ({covered})")
+        params += more
     return "".join(sql), params
 
 
@@ -121,6 +129,15 @@ class SQLiteLimitQueries:
             [node, lease_until, *orders],
         )
         return [task_from_row(row) for row in cur.fetchall()]
+
+    def in_group(self, cur: Cursor, spec: LimitSpec, group: str, n: int) -> builtins.list[tuple[str, str]]:
+        covered, params = covers_sql(spec, [group])
+        cur.execute(
+            f"""SELECT task_id, state FROM tasks WHERE state IN ('PENDING', 'RUNNING', 'STOPPING') AND {covered}
+                ORDER BY seq DESC LIMIT ?""",
+            [*params, n],
+        )
+        return [(task_id, state) for task_id, state in cur.fetchall()]
 
     # ------------------------------------------------------------------ fair turns
 
