@@ -30,6 +30,7 @@ from bench.cluster import cluster_scenarios
 from bench.dashboard import MOVING, STORED, dashboard_scenario
 from bench.fill import fill
 from bench.isolation import CPU_TASKS, ISOLATED_NOOP_TASKS, REPORTS, isolation_scenarios
+from bench.limits import limits_scenarios
 from bench.load import percentile
 from bench.retention import RETENTION, TASKS, WINDOW, retention_scenario
 from taskservice.core.model.models import TaskState
@@ -451,6 +452,11 @@ def retention(table: Table, tmp: Path) -> None:
               "tasks/s", last["tasks_per_s"], first["tasks_per_s"], "higher", ">= 0.9")  # fmt: skip
 
 
+def limits(table: Table, tmp: Path) -> None:
+    """A noisy neighbour's backlog beside a quiet customer, and what a limit costs (bench/limits.py)."""
+    limits_scenarios(table, tmp, serve, load)
+
+
 def postgres(table: Table, tmp: Path) -> None:
     """Servers sharing one PostgreSQL (bench/cluster.py); skipped, saying so, without one."""
     cluster_scenarios(table, tmp, serve, load)
@@ -469,6 +475,7 @@ GROUPS = {
     "isolation": isolation,
     "postgres": postgres,
     "procs": procs_scenarios,
+    "limits": limits,
 }
 
 

@@ -177,6 +177,9 @@ class Task:
     retention: float | None = None
     # The tasks it was submitted to run after.
     after: tuple[str, ...] = ()
+    # What holds a PENDING task back: the limits whose group is full, the dependencies not met yet.
+    waiting_for_limits: tuple[str, ...] = ()
+    waiting_for_tasks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -543,6 +546,8 @@ def task_from_pb(t: pb.Task) -> Task:
         scheduled_at=when("scheduled_at"),
         retention=duration_to_seconds(t.retention) if t.HasField("retention") else None,
         after=tuple(t.after),
+        waiting_for_limits=tuple(t.waiting_for.limit_ids),
+        waiting_for_tasks=tuple(t.waiting_for.task_ids),
     )
 
 

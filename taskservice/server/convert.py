@@ -13,7 +13,16 @@ from taskservice.core.engine.manager import SubmitSpec
 from taskservice.core.engine.validation import MAX_LABELS
 from taskservice.core.handlers.type_info import TypeInfo
 from taskservice.core.model.errors import InvalidRequest, TaskServiceError
-from taskservice.core.model.models import Progress, SubmitOutcome, Task, TaskError, TaskEvent, TaskFilter, TaskState
+from taskservice.core.model.models import (
+    Progress,
+    SubmitOutcome,
+    Task,
+    TaskError,
+    TaskEvent,
+    TaskFilter,
+    TaskState,
+    WaitingFor,
+)
 from taskservice.server.status import status_code_for
 from taskservice.v1 import task_service_pb2 as pb
 
@@ -144,7 +153,7 @@ def _error_to_proto(error: TaskError | None) -> pb.TaskError | None:
     return pb.TaskError(type=error.type, message=error.message, traceback=error.traceback)
 
 
-def task_to_proto(task: Task) -> pb.Task:
+def task_to_proto(task: Task, waiting: WaitingFor | None = None) -> pb.Task:
     message = pb.Task(
         task_id=task.task_id,
         task_type=task.task_type,
@@ -163,6 +172,8 @@ def task_to_proto(task: Task) -> pb.Task:
         after=task.after,
     )
     message.args.update(task.args)
+    if waiting is not None:
+        message.waiting_for.CopyFrom(pb.WaitingFor(limit_ids=waiting.limit_ids, task_ids=waiting.task_ids))
     if task.result is not None or task.state is TaskState.SUCCESS:
         json_format.ParseDict(task.result, message.result)
     return message

@@ -19,7 +19,7 @@ from taskservice.core.engine.validation import MAX_STOP_REASON, check_task_id
 from taskservice.core.handlers.logs import Logs
 from taskservice.core.model.errors import InvalidRequest, ShuttingDown, TaskServiceError
 from taskservice.core.model.events import Watcher
-from taskservice.core.model.models import Task, TaskEvent
+from taskservice.core.model.models import Task, TaskEvent, TaskState
 from taskservice.server import convert, convert_schedules
 from taskservice.server.limit_rpcs import LimitRpcs
 from taskservice.server.rpc_errors import UndecodableRequest, abort_for, check_decoded
@@ -183,7 +183,8 @@ class TaskServiceServicer(LimitRpcs, pb_grpc.TaskServiceServicer):
     async def GetState(self, request: pb.GetStateRequest, context: Any) -> pb.GetStateResponse:
         check_task_id(request.task_id)
         task = await self._task(request.task_id)
-        return pb.GetStateResponse(task=convert.task_to_proto(task))
+        waiting = await self._read(self._manager.waiting_for, [task]) if task.state is TaskState.PENDING else {}
+        return pb.GetStateResponse(task=convert.task_to_proto(task, waiting.get(task.task_id)))
 
     @_unary
     async def Stop(self, request: pb.StopRequest, context: Any) -> pb.StopResponse:
@@ -201,11 +202,12 @@ class TaskServiceServicer(LimitRpcs, pb_grpc.TaskServiceServicer):
         if len(request.labels) > convert.MAX_LABEL_FILTERS:
             return pb.ListTasksResponse()  # no task has that many labels (and SQLite limits the filters)
         page = await self._read(self._manager.list, task_filter, page_size, before)
+        waiting = await self._read(self._manager.waiting_for, page.tasks)
         tasks: list[pb.Task] = []
         size = 0
         next_before = page.next_before
         for task in page.tasks:
-            message = convert.task_to_proto(task)
+            message = convert.task_to_proto(task, waiting.get(task.task_id))
             size += message.ByteSize()
             if tasks and size > MAX_PAGE_BYTES:
                 next_before = task.submit_order + 1  # the rest, from this task on, on the next page

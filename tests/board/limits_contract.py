@@ -167,3 +167,19 @@ def test_the_operators_fairness_label_makes_the_turns_with_no_limit_at_all(make_
     submit(board, [new(f"n{i}") for i in range(30)])
     first = [c.task_id[0] for c in claim(board, 20)]
     assert Counter(first) == {"b": 10, "s": 5, "n": 5}, first
+
+
+def test_a_pending_task_says_what_it_waits_for_a_full_limit_or_unmet_dependencies(board: Board) -> None:
+    board.add_limit(a_limit("per-customer", key_label="customer", max_running=1))
+    submit(board, [customer("a0", "a"), customer("a1", "a"), customer("b0", "b"), new("dep"),
+                   new("after", after=("dep", "a0"))])  # fmt: skip
+    claimed = claim(board, 1, types={"echo"})
+    assert [c.task_id for c in claimed] == ["a0"]
+    tasks = {task_id: board.get(task_id) for task_id in ("a1", "b0", "after", "dep")}
+    waiting = board.waiting_for([task for task in tasks.values() if task is not None])
+    assert waiting["a1"].limit_ids == ("per-customer",) and waiting["a1"].task_ids == ()
+    assert waiting["after"].task_ids == ("a0", "dep")
+    assert "b0" not in waiting and "dep" not in waiting, "nothing holds them back but a worker"
+    board.remove_limit("per-customer")
+    claim(board, 1, types={"nothing"})  # a claim finds no limit
+    assert "a1" not in board.waiting_for([tasks["a1"]])  # type: ignore[list-item]

@@ -270,3 +270,11 @@ def test_importing_the_client_loads_neither_engine_nor_server() -> None:
         "assert not [m for m in sys.modules if m.startswith('taskservice.server')]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_task_from_pb_says_what_a_pending_task_waits_for() -> None:
+    held = pb.Task(task_id="t-4", state=pb.TASK_STATE_PENDING,
+                   waiting_for=pb.WaitingFor(limit_ids=["per-customer"], task_ids=["dep"]))  # fmt: skip
+    task = c.task_from_pb(held)
+    assert task.waiting_for_limits == ("per-customer",) and task.waiting_for_tasks == ("dep",)
+    assert c.task_from_pb(pb.Task(task_id="t-5")).waiting_for_limits == ()

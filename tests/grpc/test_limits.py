@@ -141,3 +141,26 @@ async def test_stop_oldest_stops_the_running_task_for_the_newer_one(stub: pb_grp
     await eventually_holds(second_runs, 10.0, "the older build stopped, the newer one running")
     stopped = (await stub.GetState(pb.GetStateRequest(task_id="build-1"))).task
     assert "stopped by limit 'latest': newer tasks of customer=web took its place" in stopped.error.message
+
+
+async def test_get_state_and_list_tasks_say_what_a_pending_task_waits_for(stub: pb_grpc.TaskServiceStub) -> None:
+    await stub.CreateLimit(pb.CreateLimitRequest(limit=per_customer(max_running=1)))
+    await gated(stub, "a0", "a")
+    await gated(stub, "a1", "a")
+    await stub.Submit(pb.SubmitRequest(task_id="then", task_type="echo", after=["a0"]))
+
+    async def a0_runs() -> bool:
+        return await states(stub, "a0") == [pb.TASK_STATE_RUNNING]
+
+    await eventually_holds(a0_runs, 10.0, "a0 running")
+    await gated(stub, "b0", "b")  # a claim after a1 was queued: it passes a1 over
+
+    async def b0_runs() -> bool:
+        return await states(stub, "b0") == [pb.TASK_STATE_RUNNING]
+
+    await eventually_holds(b0_runs, 10.0, "b0 running")
+    held = (await stub.GetState(pb.GetStateRequest(task_id="a1"))).task
+    assert list(held.waiting_for.limit_ids) == ["per-customer"] and not held.waiting_for.task_ids
+    listed = {t.task_id: t for t in (await stub.ListTasks(pb.ListTasksRequest(page_size=100))).tasks}
+    assert list(listed["then"].waiting_for.task_ids) == ["a0"]
+    assert not listed["b0"].HasField("waiting_for")

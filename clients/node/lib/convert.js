@@ -212,6 +212,8 @@ function taskFromProto(t) {
     retentionSeconds: durationFromProto(t.retention),
     // The tasks it was submitted to run after.
     after: [...(t.after || [])],
+    // What holds a PENDING task back: {limitIds, taskIds} (full limits, unmet dependencies); null when nothing.
+    waitingFor: t.waitingFor ? { limitIds: [...(t.waitingFor.limitIds || [])], taskIds: [...(t.waitingFor.taskIds || [])] } : null,
   };
 }
 

@@ -55,6 +55,7 @@ def task_to_json(task: Task) -> dict[str, Any]:
         "scheduled_at": time_json(task.scheduled_at),
         "retention": task.retention,
         "after": list(task.after),
+        "waiting_for": {"limits": list(task.waiting_for_limits), "tasks": list(task.waiting_for_tasks)},
     }
 
 
@@ -134,6 +135,9 @@ def format_task(task: Task) -> str:
         rows.append(("labels", ", ".join(f"{k}={v}" for k, v in sorted(task.labels.items()))))
     if task.after:
         rows.append(("after", ", ".join(task.after)))
+    waits = [f"limit {limit_id}" for limit_id in task.waiting_for_limits] + list(task.waiting_for_tasks)
+    if waits:
+        rows.append(("waiting for", ", ".join(waits)))
     rows += [
         ("priority", str(task.priority)),
         ("attempt", str(task.attempt)),

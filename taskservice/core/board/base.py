@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from taskservice.core.engine.write_health import WriteHealth
 from taskservice.core.model.errors import StoreOpenError, TaskServiceError, WrongState
 from taskservice.core.model.limits import Limit
-from taskservice.core.model.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState
+from taskservice.core.model.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState, WaitingFor
 from taskservice.core.model.schedules import Schedule
 
 # Event sequences of tasks a reap takes from a lost owner jump by this much, so that they stay above any sequence
@@ -326,6 +326,11 @@ class Board(abc.ABC):
         """The earliest next due time of the schedules not paused, when the board knows every change of them (no
         other server adds any); None: look every poll."""
         return None
+
+    def waiting_for(self, tasks: Sequence[Task]) -> dict[str, WaitingFor]:
+        """What holds each PENDING task of `tasks` back, by id (those held by nothing left out): the limits its group
+        was full in at this server's last claim, and its dependencies not met yet."""
+        return {}
 
     # ------------------------------------------------------------------ limits
 

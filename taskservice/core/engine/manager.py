@@ -59,6 +59,7 @@ from taskservice.core.model.models import (
     TaskFilter,
     TaskPage,
     TaskState,
+    WaitingFor,
 )
 
 log = logging.getLogger(__name__)
@@ -410,6 +411,10 @@ class WorkerManager:
         if task is None:
             raise TaskNotFound(task_id)
         return task
+
+    def waiting_for(self, tasks: Sequence[Task]) -> dict[str, WaitingFor]:
+        """What holds each PENDING task of `tasks` back (see Board.waiting_for); reads storage."""
+        return self.board.waiting_for(tasks)
 
     def get_now(self, task_id: str) -> Task | None:
         """get() when it needs no read of storage (a task running here, or held in the board's memory); else None.

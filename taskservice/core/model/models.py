@@ -82,6 +82,14 @@ class TaskError:
     traceback: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class WaitingFor:
+    """What holds a PENDING task back, besides a free worker: limits whose group is full, unmet dependencies."""
+
+    limit_ids: tuple[str, ...] = ()
+    task_ids: tuple[str, ...] = ()
+
+
 @dataclass(slots=True)
 class Task:
     """One submitted task. Times are Unix seconds (float); None until they happen."""

@@ -130,6 +130,13 @@ class PgQueries(PgLimitQueries):
         )
         return [task_from_row(row) for row in cur.fetchall()]
 
+    def waits_of(self, cur: Cursor, task_ids: Collection[str]) -> dict[str, builtins.list[str]]:
+        cur.execute(f"SELECT task_id, dep_id FROM {WAITS} WHERE task_id = ANY(%s) ORDER BY dep_id", (list(task_ids),))
+        found: dict[str, list[str]] = {}
+        for task_id, dep in cur.fetchall():
+            found.setdefault(task_id, []).append(dep)
+        return found
+
     def stop_waiting(self, cur: Cursor, task_ids: Sequence[str]) -> None:
         if task_ids:
             cur.execute(f"DELETE FROM {WAITS} WHERE task_id = ANY(%s)", (list(task_ids),))

@@ -58,7 +58,7 @@ from taskservice.core.board.sql.turns import Fairness, Turns
 from taskservice.core.board.sql.writer import GroupWriter, Op
 from taskservice.core.model.errors import StoreUnavailable, TaskNotFound
 from taskservice.core.model.limits import LimitSpec
-from taskservice.core.model.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState
+from taskservice.core.model.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState, WaitingFor
 from taskservice.core.model.schedules import Schedule
 
 
@@ -247,6 +247,7 @@ class SqlBoard(LimitStore, OneWriter, Board):
             task.started_at = now  # on disk once its handler starts (see _start)
         if tasks:
             self._room.add(-len(tasks))
+            self._turns.claimed()
         claims = {task.task_id: Claim(task, node, lease_until) for task in tasks}
         return ClaimBatch(
             list(claims.values()),
@@ -259,6 +260,7 @@ class SqlBoard(LimitStore, OneWriter, Board):
     ) -> builtins.list[Task]:
         specs = self._limiter.read(cur)
         if not specs:
+            self._limiter.forget_held()
             return self._q.claim(cur, node, scope, n, lease_until, now)
         return self._limiter.claim(cur, specs, node, scope, n, lease_until, now)
 
@@ -419,6 +421,17 @@ class SqlBoard(LimitStore, OneWriter, Board):
     def list(self, task_filter: TaskFilter, *, before_order: int | None, limit: int) -> list[Task]:
         tasks: list[Task] = self._read(lambda cur: self._q.list(cur, task_filter, before_order, limit))
         return tasks
+
+    def waiting_for(self, tasks: Sequence[Task]) -> dict[str, WaitingFor]:
+        pending = [task for task in tasks if task.state is TaskState.PENDING]
+        dependent = [task.task_id for task in pending if task.after]
+        unmet: dict[str, list[str]] = self._read(lambda cur: self._q.waits_of(cur, dependent)) if dependent else {}
+        found = {}
+        for task in pending:
+            limits, deps = self._limiter.holding(task), unmet.get(task.task_id, [])
+            if limits or deps:
+                found[task.task_id] = WaitingFor(tuple(limits), tuple(deps))
+        return found
 
     def changed_since(self, known: dict[str, int]) -> builtins.list[tuple[Task, builtins.list[tuple[int, str]]]]:
         changed: list[tuple[Task, list[tuple[int, str]]]] = self._read(lambda cur: self._q.changed_since(cur, known))

@@ -33,6 +33,8 @@ class Limiter:
         self._soonest = soonest
         self._specs: list[LimitSpec] = []
         self._read_at = float("-inf")
+        # The groups the last claim found full or out of starts: what a PENDING task waits for, as far as known.
+        self._held: list[HeldBack] = []
 
     def read(self, cur: Cursor) -> list[LimitSpec]:
         """The limits as stored now, in id order."""
@@ -75,8 +77,18 @@ class Limiter:
                     spent[key] = buckets[key]
             picked.append(order)
         self._q.save_buckets(cur, spent)
+        self._held = _held_back(specs, running, buckets)  # as this claim leaves them
         self._wake_for_refills(rated, buckets)
         return self._q.take(cur, picked, node, lease_until)
+
+    def forget_held(self) -> None:
+        """No limit holds anything back (a claim found none)."""
+        self._held = []
+
+    def holding(self, task: Task) -> list[str]:
+        """The limits that held `task`'s group back at the last claim, by id."""
+        return [spec.limit_id for spec, groups in self._held if spec.covers(task.task_type, task.labels)
+                and (groups is None or spec.group_of(task.labels) in groups)]  # fmt: skip
 
     def _running(self, cur: Cursor, specs: Sequence[LimitSpec]) -> Counter[Key]:
         running: Counter[Key] = Counter()

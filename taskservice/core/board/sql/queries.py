@@ -96,6 +96,9 @@ class Queries(LimitQueries, Protocol):
     def stop_waiting(self, cur: Cursor, task_ids: Sequence[str]) -> None:
         """These tasks ended while they waited: their waits removed."""
 
+    def waits_of(self, cur: Cursor, task_ids: Collection[str]) -> dict[str, builtins.list[str]]:
+        """The dependencies each of these tasks still waits for, by task id (those waiting for none left out)."""
+
     # ------------------------------------------------------------------ running
 
     def claim(

@@ -13,6 +13,7 @@ matter of order only, never of correctness: two servers stamping one group at on
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -29,17 +30,23 @@ class Fairness:
     weights: Mapping[str, float] = field(default_factory=dict)
 
 
+# The turn of the queue's head is read again after a claim of this server took tasks, or after this long (another
+# server's claims): not at every Submit, which would cost a query each.
+FLOOR_FRESH_SECONDS = 0.1
+
+
 class Turns:
     def __init__(self, queries: Queries, fairness: Fairness) -> None:
         self._q = queries
         self._fairness = fairness
+        self._floor = (0.0, float("-inf"))  # (turn of the queue's head, monotonic time read)
 
     def stamp(self, cur: Cursor, tasks: Sequence[NewTask], specs: Sequence[LimitSpec]) -> list[NewTask]:
         """`tasks`, each with its turn; as they are when there are no groups to take turns."""
         if not (self._fairness.label or specs) or not tasks:
             return list(tasks)
         grouped = [(task, *self._group(task, specs)) for task in tasks]
-        floor = self._q.turn_floor(cur)
+        floor = self._floor_now(cur)
         next_turns = self._q.next_turns(cur, {group for _, group, _ in grouped})
         stamped = []
         for task, group, weight in grouped:
@@ -48,6 +55,17 @@ class Turns:
             stamped.append(replace(task, turn=turn))
         self._q.save_turns(cur, {group: next_turns[group] for _, group, _ in grouped})
         return stamped
+
+    def claimed(self) -> None:
+        """A claim took tasks: the queue's head has moved on."""
+        self._floor = (self._floor[0], float("-inf"))
+
+    def _floor_now(self, cur: Cursor) -> float:
+        turn, read_at = self._floor
+        if time.monotonic() - read_at > FLOOR_FRESH_SECONDS:
+            turn = self._q.turn_floor(cur)
+            self._floor = (turn, time.monotonic())
+        return turn
 
     def _group(self, task: NewTask, specs: Sequence[LimitSpec]) -> tuple[str, float]:
         """The group a task takes turns in, and the group's weight."""

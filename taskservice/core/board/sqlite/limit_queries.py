@@ -3,6 +3,8 @@
 A claim runs in the writer's `BEGIN IMMEDIATE` transaction, which holds the file's write lock against every other
 writer, in this process or another (`--procs`): the running tasks it counts cannot change under it, so a group's
 cap holds exactly with no lock of its own. A task's group is read from `task_labels`, whose keys need no quoting.
+Reads in claim order name the claim index (`INDEXED BY tasks_ready`): SQLite's planner would otherwise take the
+index by state and sort every queued task, at each claim.
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ class SQLiteLimitQueries:
         types_clause = f"AND task_type IN {_in(types)}" if scope.types is not None else ""
         labels_clause = "".join(f" AND {_HAS_LABEL}" for _ in scope.labels)
         cur.execute(
-            f"""SELECT seq, task_type, labels FROM tasks
+            f"""SELECT seq, task_type, labels FROM tasks INDEXED BY tasks_ready
                 WHERE state = 'PENDING' AND waiting = 0 AND (run_after IS NULL OR run_after <= ?) {types_clause}
                     {labels_clause} {held_sql}
                 ORDER BY priority DESC, turn, seq LIMIT ?""",
@@ -144,7 +146,8 @@ class SQLiteLimitQueries:
     def turn_floor(self, cur: Cursor) -> float:
         cur.execute(
             """SELECT coalesce(
-                   (SELECT turn FROM tasks WHERE state = 'PENDING' AND waiting = 0 AND run_after IS NULL
+                   (SELECT turn FROM tasks INDEXED BY tasks_ready
+                    WHERE state = 'PENDING' AND waiting = 0 AND run_after IS NULL
                     ORDER BY priority DESC, turn, seq LIMIT 1),
                    (SELECT max(next_turn) FROM turns), 0)"""
         )

@@ -2,6 +2,8 @@
 
 Every write runs inside the writer's `BEGIN IMMEDIATE` transaction, which holds the file's write lock: no other
 writer, in this process or another, runs meanwhile, so a claim needs no row locks (PostgreSQL's `SKIP LOCKED`).
+A claim names its index (`INDEXED BY tasks_ready`): the planner would otherwise take the index by state and sort
+every queued task, at each claim.
 Statements take one row each and loop in Python where PostgreSQL takes arrays: SQLite has no round trip to save.
 Labels are kept twice, as JSON in the row and in `task_labels` for ListTasks filters.
 """
@@ -157,6 +159,16 @@ class SQLiteQueries(SQLiteLimitQueries):
                 revoked.append(task)
         return revoked
 
+    def waits_of(self, cur: Cursor, task_ids: Collection[str]) -> dict[str, builtins.list[str]]:
+        wanted = sorted(task_ids)
+        found: dict[str, list[str]] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            cur.execute(f"SELECT task_id, dep_id FROM waits WHERE task_id IN {_in(chunk)} ORDER BY dep_id", chunk)
+            for task_id, dep in cur.fetchall():
+                found.setdefault(task_id, []).append(dep)
+        return found
+
     def stop_waiting(self, cur: Cursor, task_ids: Sequence[str]) -> None:
         cur.executemany("DELETE FROM waits WHERE task_id = ?", [(task_id,) for task_id in task_ids])
 
@@ -169,7 +181,7 @@ class SQLiteQueries(SQLiteLimitQueries):
         cur.execute(
             f"""UPDATE tasks SET {CLAIMED}
                 WHERE seq IN (
-                    SELECT seq FROM tasks
+                    SELECT seq FROM tasks INDEXED BY tasks_ready
                     WHERE state = 'PENDING' AND waiting = 0 AND (run_after IS NULL OR run_after <= ?) {types_clause}
                         {labels_clause}
                     ORDER BY priority DESC, turn, seq LIMIT ?)
