@@ -6,12 +6,15 @@ a raised cap or a deleted limit may let a waiting task start now.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from taskservice.core.board.base import Board
 from taskservice.core.engine.clock import Clock
-from taskservice.core.model.errors import LimitNotFound, TaskConflict
+from taskservice.core.model.errors import LimitNotFound, TaskConflict, TaskServiceError
 from taskservice.core.model.limits import Limit, LimitSpec, check_limit
+
+log = logging.getLogger(__name__)
 
 
 class LimitConflict(TaskConflict):
@@ -35,6 +38,20 @@ class LimitBook:
                 f"limit {spec.limit_id!r} exists with another definition; update it, or delete it first"
             )
         return stored, created
+
+    def declare(self, specs: list[LimitSpec]) -> None:
+        """The task types' own limits (TaskType.default_limit), created or brought up to date: the code that runs
+        says what they are. A database that cannot be written now keeps them as they were (logged)."""
+        for spec in specs:
+            try:
+                found = self._board.get_limit(spec.limit_id)
+                if found is None:
+                    self.create(spec)
+                elif found.spec != spec:
+                    self.update(spec)
+            except TaskServiceError as exc:
+                log.warning("the default limit %r of task type %r is not stored: %s", spec.limit_id, spec.task_type,
+                            exc)  # fmt: skip
 
     def get(self, limit_id: str) -> Limit:
         found = self._board.get_limit(limit_id)

@@ -192,8 +192,10 @@ class WorkerManager:
     # ----------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
-        """Reap what a previous run left (exclusive boards: all of it), then serve."""
+        """Reap what a previous run left (exclusive boards: all of it), store the task types' own limits, then
+        serve."""
         self._watchdog.reap()
+        self.limits.declare([spec for kind in self._registry if (spec := kind.default_limit()) is not None])
         queued = self.board.queued_tasks()
         with self._table.lock:
             for listener in self._listeners:

@@ -23,6 +23,7 @@ from taskservice.core.handlers.constraints import Constraint, Length, OneOf, Ran
 from taskservice.core.handlers.paths import CLEAR_NODES_ARG, PathRole, path_role
 from taskservice.core.handlers.retry import RetryPolicy
 from taskservice.core.model.errors import InvalidRequest, RegistryError
+from taskservice.core.model.limits import LimitSpec, Rate, check_limit, parse_rate
 
 Handler = Callable[..., Any]
 
@@ -66,6 +67,16 @@ class TaskType:
     time_limit_for: TimeLimitRule | None = None
     # "thread" (a worker thread of the server) or "process" (a worker process: every core, a stop that kills).
     isolation: str = "thread"
+    # Its default limit (the limit "type:<name>", made at start): at most this many running (0: no cap), and at
+    # most this rate of starts; None: no rate.
+    max_running: int = 0
+    rate: Rate | None = None
+
+    def default_limit(self) -> LimitSpec | None:
+        """The limit its code declares, if any."""
+        if not self.max_running and self.rate is None:
+            return None
+        return LimitSpec(f"type:{self.name}", task_type=self.name, max_running=self.max_running, rate=self.rate)
 
     @property
     def path_params(self) -> tuple[Param, ...]:
@@ -300,9 +311,12 @@ class TaskRegistry:
         validator: Callable[[dict[str, Any]], None] | None = None,
         time_limit_for: TimeLimitRule | None = None,
         isolation: str = "thread",
+        max_running: int = 0,
+        rate: str | None = None,
     ) -> TaskType:
         if not name or len(name) > 128:
             raise RegistryError(f"task type name {name!r} must be 1-128 characters")
+        parsed_rate = _default_rate(name, max_running, rate)
         if isolation not in ISOLATIONS:
             raise RegistryError(f"task type {name!r}: isolation must be one of {', '.join(ISOLATIONS)}")
         if isolation == "process" and "<locals>" in handler.__qualname__:
@@ -328,17 +342,28 @@ class TaskRegistry:
             validator=validator,
             time_limit_for=time_limit_for,
             isolation=isolation,
+            max_running=max_running,
+            rate=parsed_rate,
         )
         self._types[name] = task_type
         return task_type
 
     def task(
-        self, name: str, *, rerun_on_restart: bool = False, retry: RetryPolicy | None = None, isolation: str = "thread"
+        self,
+        name: str,
+        *,
+        rerun_on_restart: bool = False,
+        retry: RetryPolicy | None = None,
+        isolation: str = "thread",
+        max_running: int = 0,
+        rate: str | None = None,
     ) -> Callable[[Handler], Handler]:
-        """Decorator form of register()."""
+        """Decorator form of register(). `max_running` and `rate` ("10/s", "100/m") make the type's default limit,
+        across every server of a database (the limit "type:<name>", created or brought up to date at start)."""
 
         def decorate(handler: Handler) -> Handler:
-            self.register(name, handler, rerun_on_restart=rerun_on_restart, retry=retry, isolation=isolation)
+            self.register(name, handler, rerun_on_restart=rerun_on_restart, retry=retry, isolation=isolation,
+                          max_running=max_running, rate=rate)  # fmt: skip
             return handler
 
         return decorate
@@ -363,6 +388,17 @@ class TaskRegistry:
 
     def __len__(self) -> int:
         return len(self._types)
+
+
+def _default_rate(name: str, max_running: int, rate: str | None) -> Rate | None:
+    """The rate of a type's default limit; RegistryError for a cap or a rate no limit could hold."""
+    try:
+        parsed = parse_rate(rate) if rate is not None else None
+        if max_running or parsed is not None:
+            check_limit(LimitSpec(f"type:{name}"[:100], task_type=name, max_running=max_running, rate=parsed))
+    except (ValueError, InvalidRequest) as exc:
+        raise RegistryError(f"task type {name!r}: {exc}") from None
+    return parsed
 
 
 # The registry that `taskservice.task` and `--tasks MODULE` fill; the server runs what it holds.
