@@ -257,6 +257,8 @@ class TaskTypeInfo:
     args: list[TaskArgInfo]
     accepts_extra_args: bool
     rerun_on_restart: bool
+    # The servers on the server's database that claim tasks of this type, by name.
+    nodes: list[str] = field(default_factory=list)
 
 
 # A module-level name: inside the clients, `list` is their method.
@@ -791,6 +793,7 @@ def _task_types_call() -> _Unary[list[TaskTypeInfo]]:
                  for a in t.args],
                 t.accepts_extra_args,
                 t.rerun_on_restart,
+                [node.node for node in t.nodes],
             )
             for t in r.task_types
         ]  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
@@ -23,6 +24,7 @@ from taskservice.core.model.models import (
     TaskState,
     WaitingFor,
 )
+from taskservice.core.model.nodes import NodeInfo
 from taskservice.server.status import status_code_for
 from taskservice.v1 import task_service_pb2 as pb
 
@@ -283,12 +285,16 @@ def decode_page_token(token: str) -> int | None:
     )
 
 
-def task_type_to_proto(info: TypeInfo) -> pb.TaskType:
+def task_type_to_proto(info: TypeInfo, nodes: Sequence[NodeInfo] = ()) -> pb.TaskType:
     message = pb.TaskType(
         name=info.name,
         description=info.description,
         accepts_extra_args=info.accepts_extra_args,
         rerun_on_restart=info.rerun_on_restart,
+        nodes=[
+            pb.ServingNode(node=node.name, only_labels=dict(node.labels), last_seen=timestamp_to_proto(node.seen_at))
+            for node in nodes
+        ],
     )
     for arg in info.args:
         added = message.args.add(

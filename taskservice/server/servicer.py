@@ -183,7 +183,7 @@ class TaskServiceServicer(LimitRpcs, pb_grpc.TaskServiceServicer):
     async def GetState(self, request: pb.GetStateRequest, context: Any) -> pb.GetStateResponse:
         check_task_id(request.task_id)
         task = await self._task(request.task_id)
-        waiting = await self._read(self._manager.waiting_for, [task]) if task.state is TaskState.PENDING else {}
+        waiting = await self._read(self._manager.board.waiting_for, [task]) if task.state is TaskState.PENDING else {}
         return pb.GetStateResponse(task=convert.task_to_proto(task, waiting.get(task.task_id)))
 
     @_unary
@@ -202,7 +202,7 @@ class TaskServiceServicer(LimitRpcs, pb_grpc.TaskServiceServicer):
         if len(request.labels) > convert.MAX_LABEL_FILTERS:
             return pb.ListTasksResponse()  # no task has that many labels (and SQLite limits the filters)
         page = await self._read(self._manager.list, task_filter, page_size, before)
-        waiting = await self._read(self._manager.waiting_for, page.tasks)
+        waiting = await self._read(self._manager.board.waiting_for, page.tasks)
         tasks: list[pb.Task] = []
         size = 0
         next_before = page.next_before
@@ -325,7 +325,10 @@ class TaskServiceServicer(LimitRpcs, pb_grpc.TaskServiceServicer):
 
     @_unary
     async def ListTaskTypes(self, request: pb.ListTaskTypesRequest, context: Any) -> pb.ListTaskTypesResponse:
-        return pb.ListTaskTypesResponse(task_types=[convert.task_type_to_proto(t) for t in self._manager.task_types()])
+        serving = await self._read(self._manager.presence.serving)
+        return pb.ListTaskTypesResponse(
+            task_types=[convert.task_type_to_proto(t, serving.get(t.name, [])) for t in self._manager.task_types()]
+        )
 
     @_unary
     async def DeleteTasks(self, request: pb.DeleteTasksRequest, context: Any) -> pb.DeleteTasksResponse:

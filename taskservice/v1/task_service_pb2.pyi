@@ -2060,6 +2060,7 @@ class TaskType(_message.Message):
     ARGS_FIELD_NUMBER: _builtins.int
     ACCEPTS_EXTRA_ARGS_FIELD_NUMBER: _builtins.int
     RERUN_ON_RESTART_FIELD_NUMBER: _builtins.int
+    NODES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     description: _builtins.str
     accepts_extra_args: _builtins.bool
@@ -2068,6 +2069,12 @@ class TaskType(_message.Message):
     """Run again from the start when the server died while it ran (else such a task ends LOST)."""
     @_builtins.property
     def args(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskArg]: ...
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServingNode]:
+        """The servers on this server's database that claim tasks of this type (with --only-types, a server claims only
+        those it names), as each said within a lease; by name.
+        """
+
     def __init__(
         self,
         *,
@@ -2076,14 +2083,67 @@ class TaskType(_message.Message):
         args: _abc.Iterable[Global___TaskArg] | None = ...,
         accepts_extra_args: _builtins.bool = ...,
         rerun_on_restart: _builtins.bool = ...,
+        nodes: _abc.Iterable[Global___ServingNode] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepts_extra_args", b"accepts_extra_args", "args", b"args", "description", b"description", "name", b"name", "rerun_on_restart", b"rerun_on_restart"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepts_extra_args", b"accepts_extra_args", "args", b"args", "description", b"description", "name", b"name", "nodes", b"nodes", "rerun_on_restart", b"rerun_on_restart"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TaskType: _TypeAlias = TaskType  # noqa: Y015
+
+@_typing.final
+class ServingNode(_message.Message):
+    """ServingNode is a server that claims tasks of a type, as it last said (each says so at every lease renewal)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class OnlyLabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NODE_FIELD_NUMBER: _builtins.int
+    ONLY_LABELS_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    """Its name on the database: host:pid:random."""
+    @_builtins.property
+    def only_labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """It claims only tasks carrying every one of these labels (--only-labels); empty: any."""
+
+    @_builtins.property
+    def last_seen(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        only_labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        last_seen: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_seen", b"last_seen"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_seen", b"last_seen", "node", b"node", "only_labels", b"only_labels"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServingNode: _TypeAlias = ServingNode  # noqa: Y015
 
 @_typing.final
 class TaskArg(_message.Message):

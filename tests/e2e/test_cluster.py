@@ -221,5 +221,8 @@ def test_a_node_that_runs_only_some_types_leaves_the_rest_to_the_others(pg_dsn: 
             any_type.start()  # the sleeps run once a server that runs them is there
             for task_id in sleeps:
                 assert client.wait(task_id, timeout=30).state is TaskState.SUCCESS
+            types = {kind.name: kind.nodes for kind in client.task_types()}
+            assert len(types["noop"]) == 2 and len(types["sleep"]) == 1, "ListTaskTypes says which servers run what"
+            assert set(types["sleep"]) < set(types["noop"])
         assert "(sleep) PENDING -> RUNNING" not in only_noop.log()
         assert only_noop.log().count("(noop) PENDING -> RUNNING") == 10

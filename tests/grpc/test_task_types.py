@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from taskservice.server.app import RunningServer
 from taskservice.v1 import task_service_pb2 as pb
 from taskservice.v1 import task_service_pb2_grpc as pb_grpc
 
@@ -15,3 +16,9 @@ async def test_every_type_is_listed_by_name_with_its_args(stub: pb_grpc.TaskServ
     write = {a.name: a for a in types["write_output"].args}
     assert write["output_fpath"].path_role == "output" and write["text"].kind == "string"
     assert not write["text"].required
+
+
+async def test_each_type_names_the_servers_that_claim_it(stub: pb_grpc.TaskServiceStub, server: RunningServer) -> None:
+    listed = {t.name: t for t in (await stub.ListTaskTypes(pb.ListTaskTypesRequest())).task_types}
+    assert [node.node for node in listed["echo"].nodes] == [server.manager.node]
+    assert listed["echo"].nodes[0].last_seen.seconds > 0 and not listed["echo"].nodes[0].only_labels

@@ -374,6 +374,8 @@ class TaskClient {
       })),
       acceptsExtraArgs: Boolean(t.acceptsExtraArgs),
       rerunOnRestart: Boolean(t.rerunOnRestart),
+      // The servers on the server's database that claim this type: {node, onlyLabels, lastSeen}.
+      nodes: (t.nodes || []).map((n) => ({ node: n.node, onlyLabels: { ...(n.onlyLabels || {}) }, lastSeen: convert.timestampFromProto(n.lastSeen) })),
     }));
   }
 

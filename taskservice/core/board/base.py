@@ -23,6 +23,7 @@ from taskservice.core.engine.write_health import WriteHealth
 from taskservice.core.model.errors import StoreOpenError, TaskServiceError, WrongState
 from taskservice.core.model.limits import Limit
 from taskservice.core.model.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState, WaitingFor
+from taskservice.core.model.nodes import NodeInfo
 from taskservice.core.model.schedules import Schedule
 
 # Event sequences of tasks a reap takes from a lost owner jump by this much, so that they stay above any sequence
@@ -331,6 +332,18 @@ class Board(abc.ABC):
         """What holds each PENDING task of `tasks` back, by id (those held by nothing left out): the limits its group
         was full in at this server's last claim, and its dependencies not met yet."""
         return {}
+
+    # ------------------------------------------------------------------ servers
+
+    def announce(self, node: NodeInfo) -> None:  # noqa: B027 - optional
+        """Say what this server claims (written soon, best effort): every server of the database can tell."""
+
+    def nodes(self, seen_after: float) -> builtins.list[NodeInfo]:
+        """The servers that said what they claim after `seen_after`."""
+        return []
+
+    def retire(self, name: str) -> None:  # noqa: B027 - optional
+        """This server stops: its row goes (written soon, best effort)."""
 
     # ------------------------------------------------------------------ limits
 

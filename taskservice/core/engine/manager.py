@@ -34,6 +34,7 @@ from taskservice.core.engine.finishing import Finisher
 from taskservice.core.engine.limits import LimitBook
 from taskservice.core.engine.nodes import node_name
 from taskservice.core.engine.observe import TaskListener, TransitionLog
+from taskservice.core.engine.presence import Presence
 from taskservice.core.engine.relay import Relay
 from taskservice.core.engine.runs import Phase, RunTable
 from taskservice.core.engine.scheduling import Scheduler
@@ -59,7 +60,6 @@ from taskservice.core.model.models import (
     TaskFilter,
     TaskPage,
     TaskState,
-    WaitingFor,
 )
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,8 @@ class WorkerManager:
             only_types=self.config.only_types,
             only_labels=self.config.only_labels,
         )
+        self.presence = Presence(self.board, self._clock, self.node, self._workers.scope, registry.names(),
+                                 self.config.lease_seconds)  # fmt: skip
         self._stopping = Stopping(self._table, self.board, self._finisher, self._clock)
         self._ended = EndedTasks(self._table, self.board, self._clock, logs, self.events, self.config.retention)
         self._watchdog = Watchdog(
@@ -159,6 +161,7 @@ class WorkerManager:
             rerunnable=self._rerunnable,
             dirty=self._workers.take_dirty,
             act_on_stops=self._stopping.act_on,
+            heartbeat=self.presence.announce,
         )
         self.schedules = Scheduler(
             self.board, self._clock, self.submit_many, self._admission.check, self.config.poll_seconds
@@ -169,7 +172,7 @@ class WorkerManager:
         self.board.on_work(self._workers.wake)
         self.board.on_health(self._store_health_changed)
         self.board.on_ended(self._ended_by_board)
-        self.board.on_displaced(self._displaced)
+        self.board.on_displaced(self._stopping.stop_displaced)
 
     def _in_process(self, kind: TaskType) -> bool:
         """Whether tasks of `kind` run in a worker process: it says so, or the server runs every Python handler
@@ -196,6 +199,7 @@ class WorkerManager:
         serve."""
         self._watchdog.reap()
         self.limits.declare([spec for kind in self._registry if (spec := kind.default_limit()) is not None])
+        self.presence.announce()
         queued = self.board.queued_tasks()
         with self._table.lock:
             for listener in self._listeners:
@@ -273,6 +277,7 @@ class WorkerManager:
                 run.stop_event.set()
             self._watchdog.wake()
         self._workers.wake()
+        self.presence.retire()
         self.schedules.close()
         self._ended.close()
         self._workers.join(1.0)
@@ -401,11 +406,6 @@ class WorkerManager:
         for future, answer in zip(futures, answers, strict=False):
             settle(future, answer)
 
-    def _displaced(self, stops: builtins.list[tuple[str, str]]) -> None:
-        """Older tasks a STOP_OLDEST limit gives up for newer ones: stopped as a Stop would."""
-        for task_id, why in stops:
-            self._stopping.stop_because(task_id, why)
-
     # ----------------------------------------------------------------- read
 
     def get(self, task_id: str) -> Task:
@@ -413,10 +413,6 @@ class WorkerManager:
         if task is None:
             raise TaskNotFound(task_id)
         return task
-
-    def waiting_for(self, tasks: Sequence[Task]) -> dict[str, WaitingFor]:
-        """What holds each PENDING task of `tasks` back (see Board.waiting_for); reads storage."""
-        return self.board.waiting_for(tasks)
 
     def get_now(self, task_id: str) -> Task | None:
         """get() when it needs no read of storage (a task running here, or held in the board's memory); else None.

@@ -52,6 +52,11 @@ class Stopping:
         reason = reason[:MAX_STOP_REASON]
         return self.stop_because(task_id, f"stopped by a client: {reason}" if reason else "stopped by a client")
 
+    def stop_displaced(self, stops: list[tuple[str, str]]) -> None:
+        """Older tasks a STOP_OLDEST limit gives up for newer ones (task id, why): stopped as a Stop would."""
+        for task_id, why in stops:
+            self.stop_because(task_id, why)
+
     def stop_because(self, task_id: str, why: str) -> Future[Task]:
         """stop_async() with the task's error message `why` (a limit's STOP_OLDEST names itself)."""
         result: Future[Task] = Future()

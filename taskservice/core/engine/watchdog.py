@@ -44,6 +44,7 @@ class Watchdog:
         rerunnable: Callable[[], Collection[str]],
         dirty: Callable[[], list[Run]],
         act_on_stops: Callable[[list[tuple[str, int, str]]], None],
+        heartbeat: Callable[[], None] = lambda: None,
     ) -> None:
         self._table = table
         self._board = board
@@ -59,6 +60,7 @@ class Watchdog:
         self._rerunnable = rerunnable
         self._dirty = dirty
         self._act_on_stops = act_on_stops
+        self._heartbeat = heartbeat
         self._wake = threading.Condition(table.lock)
         self._thread: threading.Thread | None = None
         now = clock.monotonic()
@@ -159,7 +161,8 @@ class Watchdog:
             self.reap()
 
     def renew(self) -> None:
-        """Extend this node's leases; stop the runs whose lease was lost."""
+        """Extend this node's leases (and say it is alive); stop the runs whose lease was lost."""
+        self._heartbeat()
         with self._table.lock:
             runs = {run.task_id: run for run in self._table.runs.values() if not run.lost}
         if not runs:

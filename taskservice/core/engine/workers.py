@@ -196,6 +196,11 @@ class WorkerPool:
                 if not batch.claims:
                     self._wait_idle(self._idle_wait())
 
+    @property
+    def scope(self) -> ClaimScope:
+        """The tasks this node claims."""
+        return self._scope
+
     def _prefetch(self) -> int:
         """Claims beyond the idle workers: while handlers return within moments, a few more per claim, so that a
         deep queue of short tasks costs one claim (and one RUNNING commit) per batch. Never for long handlers,

@@ -1,4 +1,5 @@
-"""The statements of limits and fair turns in PostgreSQL (see sql/queries.py, LimitQueries, for what each means).
+"""The statements of limits, fair turns and the servers' rows in PostgreSQL (sql/queries.py, LimitQueries, says
+what each means).
 
 While limits exist, every claim holds one advisory lock until it commits (hold_claims): the running tasks a claim
 counts cannot change under it by another node's claim, so a group's cap holds exactly across nodes. Ends, stops
@@ -14,12 +15,14 @@ from typing import Any
 
 from taskservice.core.board.base import ClaimScope
 from taskservice.core.board.postgres.rows import CLAIMED, T_COLUMNS, dumps, task_from_row
-from taskservice.core.board.postgres.schema import BUCKETS, CLAIM_LOCK, LIMITS, TASKS, TURNS
+from taskservice.core.board.postgres.schema import BUCKETS, CLAIM_LOCK, LIMITS, NODES, TASKS, TURNS
 from taskservice.core.board.sql.queries import Cursor, HeldBack
 from taskservice.core.model.limits import LIMIT_COLUMNS, Bucket, Limit, LimitSpec, limit_from_row, limit_row
 from taskservice.core.model.models import Task
+from taskservice.core.model.nodes import NODE_COLUMNS, NodeInfo, node_from_row, node_row
 
 _LIMIT_ROW = LIMIT_COLUMNS.replace("definition", "definition::text")
+_NODE_ROW = NODE_COLUMNS.replace("types", "types::text").replace("labels", "labels::text")
 
 
 def covers_sql(spec: LimitSpec, groups: Collection[str] | None) -> tuple[str, list[Any]]:
@@ -148,6 +151,23 @@ class PgLimitQueries:
             [*params, n],
         )
         return [(task_id, state) for task_id, state in cur.fetchall()]
+
+    # ------------------------------------------------------------------ servers
+
+    def save_node(self, cur: Cursor, node: NodeInfo) -> None:
+        cur.execute(
+            f"""INSERT INTO {NODES} ({NODE_COLUMNS}) VALUES (%s, %s::jsonb, %s::jsonb, %s, %s)
+                ON CONFLICT (node) DO UPDATE SET types = excluded.types, labels = excluded.labels,
+                    seen_at = excluded.seen_at""",
+            node_row(node),
+        )
+
+    def nodes(self, cur: Cursor, seen_after: float) -> builtins.list[NodeInfo]:
+        cur.execute(f"SELECT {_NODE_ROW} FROM {NODES} WHERE seen_at > %s ORDER BY node", (seen_after,))
+        return [node_from_row(row) for row in cur.fetchall()]
+
+    def delete_node(self, cur: Cursor, name: str) -> None:
+        cur.execute(f"DELETE FROM {NODES} WHERE node = %s", (name,))
 
     # ------------------------------------------------------------------ fair turns
 

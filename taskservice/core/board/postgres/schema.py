@@ -12,7 +12,7 @@ from typing import Any
 
 from taskservice.core.model.errors import StoreOpenError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 TASKS = "taskservice_tasks"
 LOGS = "taskservice_logs"
 # Dependencies not met yet: (a task, one it waits for); its `waiting` counts them.
@@ -23,6 +23,8 @@ LIMITS = "taskservice_limits"
 BUCKETS = "taskservice_limit_buckets"
 # Each fairness group's next turn (board/sql/turns.py).
 TURNS = "taskservice_turns"
+# The servers of the database: what each claims, as it last said.
+NODES = "taskservice_nodes"
 VERSION_TABLE = "taskservice_schema"
 # Any number: the key of the advisory lock migrations hold.
 MIGRATION_LOCK = 0x7461736B  # "task"
@@ -137,6 +139,15 @@ MIGRATIONS: dict[int, list[str]] = {
         "DROP INDEX taskservice_ready",
         f"""CREATE INDEX taskservice_ready ON {TASKS} (priority DESC, turn, submit_order)
             WHERE state = 'PENDING' AND waiting = 0""",
+    ],
+    6: [
+        f"""CREATE TABLE {NODES} (
+            node       text PRIMARY KEY,
+            types      jsonb NOT NULL,
+            labels     jsonb NOT NULL,
+            started_at double precision NOT NULL,
+            seen_at    double precision NOT NULL
+        )""",
     ],
 }
 

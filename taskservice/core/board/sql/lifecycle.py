@@ -50,16 +50,17 @@ from taskservice.core.board.dependencies import (
 from taskservice.core.board.sql.due import SoonestDue
 from taskservice.core.board.sql.limit_store import LimitStore
 from taskservice.core.board.sql.limiting import Limiter
+from taskservice.core.board.sql.node_store import NodeStore
 from taskservice.core.board.sql.on_full import refuse_newest, stop_oldest
 from taskservice.core.board.sql.queries import Birth, Cursor, Queries
 from taskservice.core.board.sql.room import QueueRoom
+from taskservice.core.board.sql.schedule_store import ScheduleStore
 from taskservice.core.board.sql.settle import Cascade, Settled, settle
 from taskservice.core.board.sql.turns import Fairness, Turns
 from taskservice.core.board.sql.writer import GroupWriter, Op
 from taskservice.core.model.errors import StoreUnavailable, TaskNotFound
 from taskservice.core.model.limits import LimitSpec
-from taskservice.core.model.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState, WaitingFor
-from taskservice.core.model.schedules import Schedule
+from taskservice.core.model.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState
 
 
 class Driver(Protocol):
@@ -87,7 +88,7 @@ class Driver(Protocol):
     def close(self) -> None: ...
 
 
-class SqlBoard(LimitStore, OneWriter, Board):
+class SqlBoard(ScheduleStore, LimitStore, NodeStore, OneWriter, Board):
     _writer: GroupWriter
 
     def __init__(
@@ -422,17 +423,6 @@ class SqlBoard(LimitStore, OneWriter, Board):
         tasks: list[Task] = self._read(lambda cur: self._q.list(cur, task_filter, before_order, limit))
         return tasks
 
-    def waiting_for(self, tasks: Sequence[Task]) -> dict[str, WaitingFor]:
-        pending = [task for task in tasks if task.state is TaskState.PENDING]
-        dependent = [task.task_id for task in pending if task.after]
-        unmet: dict[str, list[str]] = self._read(lambda cur: self._q.waits_of(cur, dependent)) if dependent else {}
-        found = {}
-        for task in pending:
-            limits, deps = self._limiter.holding(task), unmet.get(task.task_id, [])
-            if limits or deps:
-                found[task.task_id] = WaitingFor(tuple(limits), tuple(deps))
-        return found
-
     def changed_since(self, known: dict[str, int]) -> builtins.list[tuple[Task, builtins.list[tuple[int, str]]]]:
         changed: list[tuple[Task, list[tuple[int, str]]]] = self._read(lambda cur: self._q.changed_since(cur, known))
         return changed
@@ -449,36 +439,6 @@ class SqlBoard(LimitStore, OneWriter, Board):
             return []
         pending = TaskFilter(states=frozenset({TaskState.PENDING}))
         return self._read(lambda cur: self._q.list(cur, pending, None, self._room.max_queue))  # type: ignore[no-any-return]
-
-    # ------------------------------------------------------------------ schedules
-
-    def add_schedule(self, schedule: Schedule) -> tuple[Schedule, bool]:
-        def add(cur: Cursor) -> tuple[Schedule, bool]:
-            if self._q.insert_schedule(cur, schedule):
-                return schedule.copy(), True
-            return self._q.schedules(cur, schedule.schedule_id, "", 1)[0], False
-
-        added: tuple[Schedule, bool] = self._write(add)
-        return added
-
-    def get_schedule(self, schedule_id: str) -> Schedule | None:
-        found: list[Schedule] = self._read(lambda cur: self._q.schedules(cur, schedule_id, "", 1))
-        return found[0] if found else None
-
-    def list_schedules(self, after_id: str, limit: int) -> builtins.list[Schedule]:
-        page: list[Schedule] = self._read(lambda cur: self._q.schedules(cur, None, after_id, limit))
-        return page
-
-    def save_schedule(self, schedule: Schedule, expected: Schedule) -> bool:
-        return bool(self._write(lambda cur: self._q.update_schedule(cur, schedule, expected)))
-
-    def remove_schedule(self, schedule_id: str) -> Schedule | None:
-        removed: Schedule | None = self._write(lambda cur: self._q.delete_schedule(cur, schedule_id))
-        return removed
-
-    def due_schedules(self, now: float, limit: int) -> builtins.list[Schedule]:
-        due: list[Schedule] = self._read(lambda cur: self._q.due_schedules(cur, now, limit))
-        return due
 
     # ------------------------------------------------------------------ life
 

@@ -1,17 +1,21 @@
-"""Limits as the board stores them: definitions in a table every server reads at each claim (limiting.py)."""
+"""Limits as the board stores them: definitions in a table every server reads at each claim (limiting.py); and
+what holds a PENDING task back, as far as this server knows."""
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from taskservice.core.board.sql.limiting import Limiter
 from taskservice.core.board.sql.queries import Cursor, Queries
 from taskservice.core.model.limits import Limit
+from taskservice.core.model.models import Task, TaskState, WaitingFor
 
 
 class LimitStore:
     _q: Queries
+    _limiter: Limiter
 
     def _write(self, op: Callable[[Cursor], Any]) -> Any:
         raise NotImplementedError  # the board's: a transaction of its own
@@ -42,3 +46,14 @@ class LimitStore:
     def remove_limit(self, limit_id: str) -> Limit | None:
         removed: Limit | None = self._write(lambda cur: self._q.delete_limit(cur, limit_id))
         return removed
+
+    def waiting_for(self, tasks: Sequence[Task]) -> dict[str, WaitingFor]:
+        pending = [task for task in tasks if task.state is TaskState.PENDING]
+        dependent = [task.task_id for task in pending if task.after]
+        unmet: dict[str, list[str]] = self._read(lambda cur: self._q.waits_of(cur, dependent)) if dependent else {}
+        found = {}
+        for task in pending:
+            limits, deps = self._limiter.holding(task), unmet.get(task.task_id, [])
+            if limits or deps:
+                found[task.task_id] = WaitingFor(tuple(limits), tuple(deps))
+        return found

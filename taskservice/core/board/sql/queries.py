@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from taskservice.core.board.base import Claim, ClaimScope, NewTask
 from taskservice.core.model.limits import Bucket, Limit, LimitSpec
 from taskservice.core.model.models import Progress, Task, TaskError, TaskFilter, TaskState
+from taskservice.core.model.nodes import NodeInfo
 from taskservice.core.model.schedules import Schedule
 
 Cursor = Any
@@ -58,6 +59,14 @@ class LimitQueries(Protocol):
 
     def in_group(self, cur: Cursor, spec: LimitSpec, group: str, n: int) -> builtins.list[tuple[str, str]]:
         """(id, state) of the unfinished tasks `spec` covers in `group`, newest first, at most n."""
+
+    def save_node(self, cur: Cursor, node: NodeInfo) -> None:
+        """A server's row, as it says it is now."""
+
+    def nodes(self, cur: Cursor, seen_after: float) -> builtins.list[NodeInfo]:
+        """The servers seen after `seen_after`, by name."""
+
+    def delete_node(self, cur: Cursor, name: str) -> None: ...
 
     def turn_floor(self, cur: Cursor) -> float:
         """The turn of the task that would be claimed next (ignoring limits), or past every group's when none."""

@@ -1,4 +1,5 @@
-"""The statements of limits and fair turns in SQLite (see sql/queries.py, LimitQueries, for what each means).
+"""The statements of limits, fair turns and the servers' rows in SQLite (sql/queries.py, LimitQueries, says what
+each means).
 
 A claim runs in the writer's `BEGIN IMMEDIATE` transaction, which holds the file's write lock against every other
 writer, in this process or another (`--procs`): the running tasks it counts cannot change under it, so a group's
@@ -21,6 +22,7 @@ from taskservice.core.board.sqlite.schema import COLUMNS
 from taskservice.core.board.task_rows import task_from_row
 from taskservice.core.model.limits import LIMIT_COLUMNS, Bucket, Limit, LimitSpec, limit_from_row, limit_row
 from taskservice.core.model.models import Task
+from taskservice.core.model.nodes import NODE_COLUMNS, NodeInfo, node_from_row, node_row
 
 _HAS_LABEL = "EXISTS (SELECT 1 FROM task_labels l WHERE l.seq = tasks.seq AND l.key = ? AND l.value = ?)"
 _LABEL_VALUE = "coalesce((SELECT value FROM task_labels l WHERE l.seq = tasks.seq AND l.key = ?), '')"
@@ -140,6 +142,18 @@ class SQLiteLimitQueries:
             [*params, n],
         )
         return [(task_id, state) for task_id, state in cur.fetchall()]
+
+    # ------------------------------------------------------------------ servers
+
+    def save_node(self, cur: Cursor, node: NodeInfo) -> None:
+        cur.execute(f"INSERT OR REPLACE INTO nodes ({NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?)", node_row(node))
+
+    def nodes(self, cur: Cursor, seen_after: float) -> builtins.list[NodeInfo]:
+        cur.execute(f"SELECT {NODE_COLUMNS} FROM nodes WHERE seen_at > ? ORDER BY node", (seen_after,))
+        return [node_from_row(row) for row in cur.fetchall()]
+
+    def delete_node(self, cur: Cursor, name: str) -> None:
+        cur.execute("DELETE FROM nodes WHERE node = ?", (name,))
 
     # ------------------------------------------------------------------ fair turns
 

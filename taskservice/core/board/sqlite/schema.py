@@ -18,7 +18,7 @@ from taskservice.core.model.models import Task
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 # Bump with a migration in MIGRATIONS when the schema changes; old files are migrated on open.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -125,6 +125,16 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE tasks ADD COLUMN turn REAL NOT NULL DEFAULT 0;
     DROP INDEX tasks_ready;
     CREATE INDEX tasks_ready ON tasks (priority DESC, turn, seq) WHERE state = 'PENDING' AND waiting = 0;
+    """,
+    # The servers of the file (the engine processes of --procs): what each claims, as it last said.
+    8: """
+    CREATE TABLE nodes (
+        node       TEXT PRIMARY KEY,
+        types      TEXT NOT NULL,
+        labels     TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        seen_at    REAL NOT NULL
+    );
     """,
 }
 

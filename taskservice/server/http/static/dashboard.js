@@ -286,7 +286,8 @@ async function submitPage() {
 
   function shape() {
     const type = taskTypes.find((t) => t.name === typeSelect.value);
-    note.textContent = (type && type.description) || '';
+    const nodes = type && type.nodes.length ? `Claimed by ${type.nodes.length === 1 ? 'server' : `${type.nodes.length} servers`}: ${type.nodes.map((n) => n.node).join(', ')}.` : '';
+    note.textContent = [(type && type.description) || '', nodes].filter(Boolean).join(' ');
     fields.replaceChildren(...(type ? type.args : []).map((arg) => {
       const name = `arg:${arg.name}`;
       const input = arg.choices.length
