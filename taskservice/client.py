@@ -617,9 +617,10 @@ def list_request(
     page_size: int = 100,
     page_token: str = "",
     scheduled: bool = False,
+    waiting_for_limit: str = "",
 ) -> pb.ListTasksRequest:
     """The ListTasksRequest for these filters; states may be TaskState or names. `scheduled`: only PENDING tasks
-    with a scheduled_at."""
+    with a scheduled_at; `waiting_for_limit`: only PENDING tasks that limit holds back."""
     return pb.ListTasksRequest(
         page_size=page_size,
         page_token=page_token,
@@ -627,6 +628,7 @@ def list_request(
         task_type=task_type,
         labels=dict(labels or {}),
         scheduled=scheduled,
+        waiting_for_limit=waiting_for_limit,
     )
 
 
@@ -1290,9 +1292,11 @@ class TaskClient(LimitMethods, _ClientBase):
         page_size: int = 100,
         page_token: str = "",
         scheduled: bool = False,
+        waiting_for_limit: str = "",
     ) -> TaskPage:
         """One page of tasks, newest first, filtered by states, type and labels."""
-        filters = {"states": states, "task_type": task_type, "labels": labels, "scheduled": scheduled}
+        filters = {"states": states, "task_type": task_type, "labels": labels, "scheduled": scheduled,
+                   "waiting_for_limit": waiting_for_limit}  # fmt: skip
         return self._invoke(_list_call(**filters, page_size=page_size, page_token=page_token))
 
     def iter_tasks(
@@ -1303,6 +1307,7 @@ class TaskClient(LimitMethods, _ClientBase):
         labels: Mapping[str, str] | None = None,
         page_size: int = 100,
         scheduled: bool = False,
+        waiting_for_limit: str = "",
     ) -> Iterator[Task]:
         """Every task matching the filters, page after page."""
         wanted = tuple(states)
@@ -1315,6 +1320,7 @@ class TaskClient(LimitMethods, _ClientBase):
                 page_size=page_size,
                 page_token=token,
                 scheduled=scheduled,
+                waiting_for_limit=waiting_for_limit,
             )
             yield from page.tasks
             token = page.next_page_token
@@ -1561,9 +1567,11 @@ class AsyncTaskClient(AsyncLimitMethods, _ClientBase):
         page_size: int = 100,
         page_token: str = "",
         scheduled: bool = False,
+        waiting_for_limit: str = "",
     ) -> TaskPage:
         """One page of tasks, newest first, filtered by states, type and labels."""
-        filters = {"states": states, "task_type": task_type, "labels": labels, "scheduled": scheduled}
+        filters = {"states": states, "task_type": task_type, "labels": labels, "scheduled": scheduled,
+                   "waiting_for_limit": waiting_for_limit}  # fmt: skip
         return await self._invoke(_list_call(**filters, page_size=page_size, page_token=page_token))
 
     async def iter_tasks(
@@ -1574,6 +1582,7 @@ class AsyncTaskClient(AsyncLimitMethods, _ClientBase):
         labels: Mapping[str, str] | None = None,
         page_size: int = 100,
         scheduled: bool = False,
+        waiting_for_limit: str = "",
     ) -> AsyncIterator[Task]:
         """Every task matching the filters, page after page."""
         wanted = tuple(states)
@@ -1586,6 +1595,7 @@ class AsyncTaskClient(AsyncLimitMethods, _ClientBase):
                 page_size=page_size,
                 page_token=token,
                 scheduled=scheduled,
+                waiting_for_limit=waiting_for_limit,
             )
             for task in page.tasks:
                 yield task

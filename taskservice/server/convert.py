@@ -198,6 +198,7 @@ def filter_from_proto(request: pb.ListTasksRequest | pb.StopTasksRequest) -> Tas
         task_type=request.task_type,
         labels=tuple(sorted(request.labels.items())),
         scheduled=request.scheduled,
+        waiting_for_limit=getattr(request, "waiting_for_limit", ""),
     )
 
 

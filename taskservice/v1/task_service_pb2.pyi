@@ -875,6 +875,7 @@ class ListTasksRequest(_message.Message):
     TASK_TYPE_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     SCHEDULED_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_LIMIT_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """At most 1000; 0 means 100."""
     page_token: _builtins.str
@@ -883,6 +884,10 @@ class ListTasksRequest(_message.Message):
     """Only tasks of this type; empty means all."""
     scheduled: _builtins.bool
     """Only PENDING tasks with a scheduled_at (submitted to run later, or waiting to be retried)."""
+    waiting_for_limit: _builtins.str
+    """Only PENDING tasks held back by this limit (Task.waiting_for.limit_ids), as this server's last claim found
+    its groups.
+    """
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[Global___TaskState.ValueType]:
         """Only tasks in one of these states; empty means all."""
@@ -900,10 +905,11 @@ class ListTasksRequest(_message.Message):
         task_type: _builtins.str = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         scheduled: _builtins.bool = ...,
+        waiting_for_limit: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["labels", b"labels", "page_size", b"page_size", "page_token", b"page_token", "scheduled", b"scheduled", "states", b"states", "task_type", b"task_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["labels", b"labels", "page_size", b"page_size", "page_token", b"page_token", "scheduled", b"scheduled", "states", b"states", "task_type", b"task_type", "waiting_for_limit", b"waiting_for_limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

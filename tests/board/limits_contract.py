@@ -10,7 +10,7 @@ from taskservice.core.board.base import Board
 from taskservice.core.board.sql.turns import Fairness
 from taskservice.core.model.errors import QueueFull
 from taskservice.core.model.limits import Limit, LimitSpec, OnFull, Rate
-from taskservice.core.model.models import SubmitOutcome, TaskState
+from taskservice.core.model.models import SubmitOutcome, TaskFilter, TaskState
 from tests.board.contract import NOW, claim, ended, finish, new, submit
 from tests.support.waiting import wait_until
 
@@ -183,3 +183,16 @@ def test_a_pending_task_says_what_it_waits_for_a_full_limit_or_unmet_dependencie
     board.remove_limit("per-customer")
     claim(board, 1, types={"nothing"})  # a claim finds no limit
     assert "a1" not in board.waiting_for([tasks["a1"]])  # type: ignore[list-item]
+
+
+def test_list_finds_the_tasks_a_limit_holds_back(board: Board) -> None:
+    board.add_limit(a_limit("per-customer", key_label="customer", max_running=1))
+    board.add_limit(a_limit("idle", task_type="nothing", max_running=1))
+    submit(board, [customer("a0", "a"), customer("a1", "a"), customer("a2", "a"), customer("b0", "b")])
+    claim(board, 1)
+    held = board.list(TaskFilter(waiting_for_limit="per-customer"), before_order=None, limit=10)
+    assert sorted(task.task_id for task in held) == ["a1", "a2"]
+    assert board.list(TaskFilter(waiting_for_limit="idle"), before_order=None, limit=10) == []
+    resolved = TaskFilter(waiting_for_limit="per-customer", held_back=(LimitSpec("per-customer", key_label="customer",
+                          max_running=1), frozenset({"b"})))  # fmt: skip
+    assert not resolved.matches(held[0]) and resolved.matches(board.get("b0"))  # type: ignore[arg-type]

@@ -161,6 +161,8 @@ async def test_get_state_and_list_tasks_say_what_a_pending_task_waits_for(stub: 
     await eventually_holds(b0_runs, 10.0, "b0 running")
     held = (await stub.GetState(pb.GetStateRequest(task_id="a1"))).task
     assert list(held.waiting_for.limit_ids) == ["per-customer"] and not held.waiting_for.task_ids
+    held_back = await stub.ListTasks(pb.ListTasksRequest(waiting_for_limit="per-customer"))
+    assert [t.task_id for t in held_back.tasks] == ["a1"]
     listed = {t.task_id: t for t in (await stub.ListTasks(pb.ListTasksRequest(page_size=100))).tasks}
     assert list(listed["then"].waiting_for.task_ids) == ["a0"]
     assert not listed["b0"].HasField("waiting_for")

@@ -386,8 +386,9 @@ class TaskClient {
 
   /**
    * One page of tasks, newest first: {tasks, nextPageToken} (nextPageToken '' on the last page).
-   * @param {{states?: string[], taskType?: string, labels?: Object<string,string>, scheduled?: boolean, pageSize?: number, pageToken?: string, timeoutMs?: number}} [opts]
-   *   states: short ('RUNNING') or full ('TASK_STATE_RUNNING') names; scheduled: only tasks waiting for their time
+   * @param {{states?: string[], taskType?: string, labels?: Object<string,string>, scheduled?: boolean, waitingForLimit?: string, pageSize?: number, pageToken?: string, timeoutMs?: number}} [opts]
+   *   states: short ('RUNNING') or full ('TASK_STATE_RUNNING') names; scheduled: only tasks waiting for their time;
+   *   waitingForLimit: only PENDING tasks that limit holds back
    */
   async list(opts = {}) {
     const request = {
@@ -397,6 +398,7 @@ class TaskClient {
       taskType: opts.taskType || '',
       labels: { ...(opts.labels || {}) },
       scheduled: Boolean(opts.scheduled),
+      waitingForLimit: opts.waitingForLimit || '',
     };
     const response = await this._unary('ListTasks', request, opts.timeoutMs);
     return { tasks: response.tasks.map(convert.taskFromProto), nextPageToken: response.nextPageToken || '' };

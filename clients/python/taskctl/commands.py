@@ -178,7 +178,12 @@ def list_tasks(client: TaskClient, ns: argparse.Namespace, output: Output) -> Ex
     page_size = 1000 if ns.all else min(wanted or 1000, 1000)
     tasks: list[Task] = []
     tasks_found = client.iter_tasks(
-        states=ns.state, task_type=ns.type, labels=labels, page_size=page_size, scheduled=ns.scheduled
+        states=ns.state,
+        task_type=ns.type,
+        labels=labels,
+        page_size=page_size,
+        scheduled=ns.scheduled,
+        waiting_for_limit=ns.waiting_for,
     )
     for task in tasks_found:
         tasks.append(task)

@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from taskservice.core.model.limits import LimitSpec
+
 
 class TaskState(enum.Enum):
     """Where a task is in its lifecycle (docs/contract.md)."""
@@ -187,6 +189,10 @@ class TaskFilter:
     labels: tuple[tuple[str, str], ...] = ()
     # Only PENDING tasks with a run_after (submitted to run later, or waiting for a retry).
     scheduled: bool = False
+    # Only PENDING tasks this limit holds back; the board resolves it to `held_back`, the limit and its full
+    # groups (None: all of them) as its last claim found them.
+    waiting_for_limit: str = ""
+    held_back: tuple[LimitSpec, frozenset[str] | None] | None = None
 
     def matches(self, task: Task) -> bool:
         """Whether `task` passes the filter, as the boards' queries decide it."""
@@ -196,7 +202,18 @@ class TaskFilter:
             return False
         if self.scheduled and (task.state is not TaskState.PENDING or task.run_after is None):
             return False
+        if self.waiting_for_limit and not self._held_back(task):
+            return False
         return all(task.labels.get(key) == value for key, value in self.labels)
+
+    def _held_back(self, task: Task) -> bool:
+        """PENDING, and in a group the limit holds back (once the board resolved it; a task run here is not)."""
+        if task.state is not TaskState.PENDING:
+            return False
+        if self.held_back is None:
+            return True
+        spec, groups = self.held_back
+        return spec.covers(task.task_type, task.labels) and (groups is None or spec.group_of(task.labels) in groups)
 
 
 @dataclass(slots=True, frozen=True)

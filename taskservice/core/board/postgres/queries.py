@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from taskservice.core.board.base import REAP_SEQUENCE_GAP, Claim, ClaimScope, NewTask
-from taskservice.core.board.postgres.limit_queries import PgLimitQueries
+from taskservice.core.board.postgres.limit_queries import PgLimitQueries, covers_sql
 from taskservice.core.board.postgres.rows import CLAIMED, COLUMNS, T_COLUMNS, task_from_row, transition_sql
 from taskservice.core.board.postgres.schema import SCHEDULES, TASKS, WAITS
 from taskservice.core.board.sql.queries import Birth, Cursor
@@ -41,6 +41,13 @@ def filter_sql(task_filter: TaskFilter) -> tuple[list[str], list[Any]]:
     if task_filter.labels:
         where.append("labels @> %s::jsonb")
         params.append(dumps(dict(task_filter.labels)))
+    if task_filter.waiting_for_limit:
+        if task_filter.held_back is None:
+            where.append("FALSE")  # the limit holds nothing back
+        else:
+            covered, more = covers_sql(*task_filter.held_back)
+            where.append(f"state = 'PENDING' AND {covered}")
+            params.extend(more)
     return where, params
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import time
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from taskservice.core.board.answers import (
@@ -420,6 +421,8 @@ class SqlBoard(ScheduleStore, LimitStore, NodeStore, OneWriter, Board):
         return found.get(task_id)
 
     def list(self, task_filter: TaskFilter, *, before_order: int | None, limit: int) -> list[Task]:
+        if task_filter.waiting_for_limit:
+            task_filter = replace(task_filter, held_back=self._limiter.held_by(task_filter.waiting_for_limit))
         tasks: list[Task] = self._read(lambda cur: self._q.list(cur, task_filter, before_order, limit))
         return tasks
 

@@ -81,6 +81,10 @@ class Limiter:
         self._wake_for_refills(rated, buckets)
         return self._q.take(cur, picked, node, lease_until)
 
+    def held_by(self, limit_id: str) -> HeldBack | None:
+        """The limit and its groups it held back at the last claim; None when it held back none."""
+        return next((held for held in self._held if held[0].limit_id == limit_id), None)
+
     def forget_held(self) -> None:
         """No limit holds anything back (a claim found none)."""
         self._held = []

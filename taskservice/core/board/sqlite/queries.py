@@ -18,7 +18,7 @@ from typing import Any
 from taskservice.core.board.base import REAP_SEQUENCE_GAP, Claim, ClaimScope, NewTask
 from taskservice.core.board.sql.queries import Birth, Cursor
 from taskservice.core.board.sql.rows import RETRYABLE, dumps, end_row, progress_row
-from taskservice.core.board.sqlite.limit_queries import SQLiteLimitQueries
+from taskservice.core.board.sqlite.limit_queries import SQLiteLimitQueries, covers_sql
 from taskservice.core.board.sqlite.rows import CLAIMED, transition_sql
 from taskservice.core.board.sqlite.schema import COLUMNS
 from taskservice.core.board.task_rows import task_from_row
@@ -50,6 +50,13 @@ def filter_sql(task_filter: TaskFilter) -> tuple[list[str], list[Any]]:
     for key, value in task_filter.labels:
         where.append("EXISTS (SELECT 1 FROM task_labels l WHERE l.seq = tasks.seq AND l.key = ? AND l.value = ?)")
         params.extend((key, value))
+    if task_filter.waiting_for_limit:
+        if task_filter.held_back is None:
+            where.append("0")  # the limit holds nothing back
+        else:
+            covered, more = covers_sql(*task_filter.held_back)
+            where.append(f"state = 'PENDING' AND {covered}")
+            params.extend(more)
     return where, params
 
 
