@@ -9,7 +9,7 @@ from typing import Any
 
 from taskctl.commands import UsageError
 from taskctl.exitcodes import ExitCode
-from taskctl.output import Output, format_duration, time_json
+from taskctl.output import Output, aligned, format_duration, time_json
 from taskctl.parsing import build_labels
 from taskservice.client import Limit, TaskClient, parse_rate
 
@@ -94,10 +94,7 @@ def list_limits(client: TaskClient, ns: argparse.Namespace, output: Output) -> E
          lim.on_full.lower().replace("_", "-"))
         for lim in limits
     ]  # fmt: skip
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    output.text(
-        "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows])
-    )
+    output.text(aligned(header, rows))
     return ExitCode.OK
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from taskctl.commands import UsageError
 from taskctl.exitcodes import ExitCode
-from taskctl.output import Output, compact_json, format_duration, format_time, time_json
+from taskctl.output import Output, aligned, compact_json, format_duration, format_time, time_json
 from taskctl.parsing import build_args, build_labels
 from taskservice.client import Schedule, TaskClient
 
@@ -94,10 +94,7 @@ def list_schedules(client: TaskClient, ns: argparse.Namespace, output: Output) -
          s.last_task_id or "-")
         for s in schedules
     ]  # fmt: skip
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    output.text(
-        "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows])
-    )
+    output.text(aligned(header, rows))
     return ExitCode.OK
 
 

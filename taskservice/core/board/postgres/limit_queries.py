@@ -17,6 +17,7 @@ from taskservice.core.board.base import ClaimScope
 from taskservice.core.board.postgres.rows import CLAIMED, T_COLUMNS, dumps, task_from_row
 from taskservice.core.board.postgres.schema import BUCKETS, CLAIM_LOCK, LIMITS, NODES, TASKS, TURNS
 from taskservice.core.board.sql.queries import Cursor, HeldBack
+from taskservice.core.board.sql.rows import held_back_sql
 from taskservice.core.model.limits import LIMIT_COLUMNS, Bucket, Limit, LimitSpec, limit_from_row, limit_row
 from taskservice.core.model.models import Task
 from taskservice.core.model.nodes import NODE_COLUMNS, NodeInfo, node_from_row, node_row
@@ -39,17 +40,6 @@ def covers_sql(spec: LimitSpec, groups: Collection[str] | None) -> tuple[str, li
         parts.append("coalesce(labels->>%s, '') = ANY(%s)")
         params += [spec.key_label, sorted(groups)]
     return " AND ".join(parts), params
-
-
-def held_back_sql(held_back: Sequence[HeldBack]) -> tuple[str, list[Any]]:
-    """Conditions that leave out the tasks of the groups that may not start one more, and their parameters."""
-    sql: list[str] = []
-    params: list[Any] = []
-    for spec, groups in held_back:
-        covered, more = covers_sql(spec, groups)
-        sql.append(f" AND NOT ({covered})")
-        params += more
-    return "".join(sql), params
 
 
 class PgLimitQueries:
@@ -114,7 +104,7 @@ class PgLimitQueries:
     def candidates(
         self, cur: Cursor, scope: ClaimScope, held_back: Sequence[HeldBack], n: int, now: float
     ) -> builtins.list[tuple[int, str, dict[str, str]]]:
-        held_sql, held_params = held_back_sql(held_back)
+        held_sql, held_params = held_back_sql(held_back, covers_sql)
         types_clause = "AND task_type = ANY(%s)" if scope.types is not None else ""
         labels_clause = "AND labels @> %s::jsonb" if scope.labels else ""
         params: list[Any] = [now]

@@ -1,12 +1,15 @@
-"""What both dialects write the same way: JSON as text, how many state changes a row keeps, and the values of an
-end or of progress in the order of the statements that write them."""
+"""What both dialects write the same way: JSON as text, how many state changes a row keeps, the values of an end
+or of progress in the order of the statements that write them, and how a claim leaves out the held-back groups."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from taskservice.core.board.base import RETRYABLE_STATES, Claim
+from taskservice.core.board.sql.queries import HeldBack
+from taskservice.core.model.limits import LimitSpec
 from taskservice.core.model.models import Progress, Task
 
 # How many state changes a row remembers for the watchers of other servers (its `transitions`).
@@ -35,3 +38,17 @@ def progress_row(claim: Claim, progress: Progress, sequence: int) -> tuple[Any, 
     """Progress's values: id, node, attempt, the five progress values, sequence."""
     p = progress
     return (claim.task_id, claim.node, claim.attempt, p.percent, p.message, p.current, p.total, p.updated_at, sequence)
+
+
+def held_back_sql(
+    held_back: Sequence[HeldBack], covers: Callable[[LimitSpec, Collection[str] | None], tuple[str, list[Any]]]
+) -> tuple[str, list[Any]]:
+    """Conditions that leave out the tasks of the groups that may not start one more (`covers`: the dialect's
+    condition of the tasks a limit covers in some groups), and their parameters."""
+    sql: list[str] = []
+    params: list[Any] = []
+    for spec, groups in held_back:
+        covered, more = covers(spec, groups)
+        sql.append(f" AND NOT ({covered})")
+        params += more
+    return "".join(sql), params

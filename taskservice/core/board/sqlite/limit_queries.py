@@ -17,6 +17,7 @@ from typing import Any
 
 from taskservice.core.board.base import ClaimScope
 from taskservice.core.board.sql.queries import Cursor, HeldBack
+from taskservice.core.board.sql.rows import held_back_sql
 from taskservice.core.board.sqlite.rows import CLAIMED
 from taskservice.core.board.sqlite.schema import COLUMNS
 from taskservice.core.board.task_rows import task_from_row
@@ -46,17 +47,6 @@ def covers_sql(spec: LimitSpec, groups: Collection[str] | None) -> tuple[str, li
         parts.append(f"{_LABEL_VALUE} IN {_in(groups)}")
         params += [spec.key_label, *sorted(groups)]
     return " AND ".join(parts), params
-
-
-def held_back_sql(held_back: Sequence[HeldBack]) -> tuple[str, list[Any]]:
-    """Conditions that leave out the tasks of the groups that may not start one more, and their parameters."""
-    sql: list[str] = []
-    params: list[Any] = []
-    for spec, groups in held_back:
-        covered, more = covers_sql(spec, groups)
-        sql.append(f" AND NOT ({covered})")
-        params += more
-    return "".join(sql), params
 
 
 class SQLiteLimitQueries:
@@ -112,7 +102,7 @@ class SQLiteLimitQueries:
     def candidates(
         self, cur: Cursor, scope: ClaimScope, held_back: Sequence[HeldBack], n: int, now: float
     ) -> builtins.list[tuple[int, str, dict[str, str]]]:
-        held_sql, held_params = held_back_sql(held_back)
+        held_sql, held_params = held_back_sql(held_back, covers_sql)
         types = sorted(scope.types) if scope.types is not None else []
         types_clause = f"AND task_type IN {_in(types)}" if scope.types is not None else ""
         labels_clause = "".join(f" AND {_HAS_LABEL}" for _ in scope.labels)
