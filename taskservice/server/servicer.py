@@ -170,6 +170,14 @@ class TaskServiceServicer(LimitRpcs, pb_grpc.TaskServiceServicer):
                    for spec in specs]  # fmt: skip
         return pb.SubmitBatchResponse(results=results)
 
+    def unready_reason(self) -> str:
+        """Why this server should get no new work now ("" when it should): as gRPC health says NOT_SERVING."""
+        if not self._manager.accepting:
+            return "the server is shutting down"
+        if not self._manager.store_writable:
+            return "the task database refuses writes"
+        return ""
+
     async def _task(self, task_id: str) -> Task:
         """A task as it is now: from memory when this server runs it, else read off the event loop."""
         task = self._manager.get_now(task_id)

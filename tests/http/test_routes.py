@@ -116,6 +116,20 @@ async def test_schedules_over_http(http: aiohttp.ClientSession, base_url: str) -
     assert status == 400 and "never fires" in body["message"]
 
 
+async def test_health_and_readiness_for_probes(
+    http: aiohttp.ClientSession, base_url: str, server: RunningServer
+) -> None:
+    status, alive = await call(http, "GET", f"{base_url}/healthz")
+    assert status == 200 and alive == {"status": "alive"}
+    status, ready = await call(http, "GET", f"{base_url}/readyz")
+    assert status == 200 and ready == {"status": "ready"}
+    server.manager.begin_shutdown()
+    status, draining = await call(http, "GET", f"{base_url}/readyz")
+    assert status == 503 and draining == {"status": "not ready", "reason": "the server is shutting down"}
+    status, alive = await call(http, "GET", f"{base_url}/healthz")
+    assert status == 200, "alive while it drains"
+
+
 async def test_limits_over_http(http: aiohttp.ClientSession, base_url: str) -> None:
     definition = {"limitId": "imports", "keyLabel": "customer", "maxRunning": 3, "rate": {"count": 5, "period": "2s"}}
     status, created = await call(http, "POST", f"{base_url}/v1/limits", json=definition)

@@ -90,6 +90,19 @@ def build_app(
         return web.json_response(document)
 
     app.router.add_get("/openapi.json", openapi)
+
+    async def alive(request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def ready(request: web.Request) -> web.Response:
+        why = servicer.unready_reason()
+        if why:
+            return web.json_response({"status": "not ready", "reason": why}, status=503)
+        return web.json_response({"status": "ready"})
+
+    # For load balancers and Kubernetes probes (no token: they carry none), beside gRPC's health service.
+    app.router.add_get("/healthz", alive)
+    app.router.add_get("/readyz", ready)
     add_legacy_routes(app, gateway, legacy_task_type)
 
     async def dashboard(request: web.Request) -> web.FileResponse:
