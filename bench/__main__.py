@@ -33,6 +33,7 @@ from bench.isolation import CPU_TASKS, ISOLATED_NOOP_TASKS, REPORTS, isolation_s
 from bench.limits import limits_scenarios
 from bench.load import percentile
 from bench.retention import RETENTION, TASKS, WINDOW, retention_scenario
+from bench.tracing import tracing_scenarios
 from taskservice.core.model.models import TaskState
 from taskservice.v1 import task_service_pb2 as pb
 from tests.support.server import ServerProcess
@@ -457,6 +458,11 @@ def limits(table: Table, tmp: Path) -> None:
     limits_scenarios(table, tmp, serve, load)
 
 
+def tracing(table: Table, tmp: Path) -> None:
+    """What tracing costs, exporting every span (bench/tracing.py)."""
+    tracing_scenarios(table, tmp, SERVER_ENV, load)
+
+
 def postgres(table: Table, tmp: Path) -> None:
     """Servers sharing one PostgreSQL (bench/cluster.py); skipped, saying so, without one."""
     cluster_scenarios(table, tmp, serve, load)
@@ -476,6 +482,7 @@ GROUPS = {
     "postgres": postgres,
     "procs": procs_scenarios,
     "limits": limits,
+    "tracing": tracing,
 }
 
 

@@ -28,7 +28,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
 from taskservice.client_limits import AsyncLimitMethods, Limit, LimitMethods, LimitPage, LimitResult, parse_rate
-from taskservice.client_wire import R, duration_to_seconds, seconds_to_duration, timestamp_to_datetime
+from taskservice.client_wire import R, duration_to_seconds, seconds_to_duration, timestamp_to_datetime, trace_headers
 from taskservice.client_wire import Unary as _Unary
 from taskservice.v1 import task_service_pb2 as pb
 from taskservice.v1 import task_service_pb2_grpc as pb_grpc
@@ -1138,8 +1138,11 @@ class _ClientBase(abc.ABC):
         tls_ca: str | None = None,
         tls_cert: str | None = None,
         tls_key: str | None = None,
+        trace_context: Mapping[str, str] | None = None,
     ) -> None:
         self.address = resolve_address(address)
+        # Sent with each call when no OpenTelemetry span is current (taskctl passes TRACEPARENT this way).
+        self.trace_context = dict(trace_context or {})
         self.timeout = timeout
         self.reconnect_timeout = reconnect_timeout
         self.security = Security.resolve(token=token, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
@@ -1147,6 +1150,13 @@ class _ClientBase(abc.ABC):
         credentials = self.security.channel_credentials() if self.security.uses_tls else None
         self._channel = self._open_channel(self.address, credentials)
         self._stub = pb_grpc.TaskServiceStub(self._channel)
+
+    def _call_metadata(self) -> tuple[tuple[str, str], ...] | None:
+        """The token, and the caller's trace context: the server's spans and the task's join the caller's trace."""
+        traced = trace_headers() or tuple(self.trace_context.items())
+        if not traced:
+            return self._metadata
+        return (*(self._metadata or ()), *traced)
 
     @abc.abstractmethod
     def _open_channel(self, address: str, credentials: grpc.ChannelCredentials | None) -> Any:
@@ -1200,7 +1210,8 @@ class TaskClient(LimitMethods, _ClientBase):
 
     def _invoke(self, call: _Unary[R]) -> R:
         with _rpc_errors(self.security):
-            response = getattr(self._stub, call.method)(call.request, timeout=self.timeout, metadata=self._metadata)
+            method = getattr(self._stub, call.method)
+            response = method(call.request, timeout=self.timeout, metadata=self._call_metadata())
         return call.convert(response)
 
     def submit(
@@ -1419,7 +1430,7 @@ class TaskClient(LimitMethods, _ClientBase):
 
     def _follow(self, cursor: _WatchCursor, method: Any) -> Iterator[Any]:
         while True:
-            stream = method(cursor.request(), timeout=cursor.call_timeout(), metadata=self._metadata)
+            stream = method(cursor.request(), timeout=cursor.call_timeout(), metadata=self._call_metadata())
             with cursor.attempt(stream):
                 for message in stream:
                     yield from cursor.accept(message)
@@ -1438,7 +1449,7 @@ class TaskClient(LimitMethods, _ClientBase):
             request, deadline = cursor.wait_request()
             try:
                 with _rpc_errors(self.security):
-                    response = self._stub.WaitTask(request, timeout=deadline, metadata=self._metadata)
+                    response = self._stub.WaitTask(request, timeout=deadline, metadata=self._call_metadata())
             except TaskServiceError as err:
                 if _unimplemented(err):
                     return self._wait_by_watch(task_id, timeout, cursor.started)
@@ -1479,7 +1490,7 @@ class AsyncTaskClient(AsyncLimitMethods, _ClientBase):
     async def _invoke(self, call: _Unary[R]) -> R:
         with _rpc_errors(self.security):
             response = await getattr(self._stub, call.method)(
-                call.request, timeout=self.timeout, metadata=self._metadata
+                call.request, timeout=self.timeout, metadata=self._call_metadata()
             )
         return call.convert(response)
 
@@ -1671,7 +1682,7 @@ class AsyncTaskClient(AsyncLimitMethods, _ClientBase):
 
     async def _follow(self, cursor: _WatchCursor, method: Any) -> AsyncIterator[Any]:
         while True:
-            stream = method(cursor.request(), timeout=cursor.call_timeout(), metadata=self._metadata)
+            stream = method(cursor.request(), timeout=cursor.call_timeout(), metadata=self._call_metadata())
             with cursor.attempt(stream):
                 async for message in stream:
                     for item in cursor.accept(message):
@@ -1691,7 +1702,7 @@ class AsyncTaskClient(AsyncLimitMethods, _ClientBase):
             request, deadline = cursor.wait_request()
             try:
                 with _rpc_errors(self.security):
-                    response = await self._stub.WaitTask(request, timeout=deadline, metadata=self._metadata)
+                    response = await self._stub.WaitTask(request, timeout=deadline, metadata=self._call_metadata())
             except TaskServiceError as err:
                 if _unimplemented(err):
                     return await self._wait_by_watch(task_id, timeout, cursor.started)

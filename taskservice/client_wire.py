@@ -13,6 +13,27 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 R = TypeVar("R")
 
+# opentelemetry.propagate once imported; False when OpenTelemetry is not installed (nothing is sent then).
+_propagate: Any = None
+
+
+def trace_headers() -> tuple[tuple[str, str], ...]:
+    """The current OpenTelemetry context as propagation headers (`traceparent`, ...), when opentelemetry-api is
+    installed and a span is current; else empty."""
+    global _propagate
+    if _propagate is None:
+        try:
+            from opentelemetry import propagate
+        except ImportError:
+            _propagate = False
+        else:
+            _propagate = propagate
+    if _propagate is False:
+        return ()
+    carrier: dict[str, str] = {}
+    _propagate.inject(carrier)
+    return tuple(carrier.items())
+
 
 @dataclass(frozen=True)
 class Unary(Generic[R]):

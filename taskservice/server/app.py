@@ -30,11 +30,14 @@ from taskservice.server.engine_process import die_with_supervisor, siblings_of
 from taskservice.server.http import build_app, host_rule, start_http
 from taskservice.server.http.connections import raise_descriptor_limit
 from taskservice.server.metrics import Metrics
+from taskservice.server.observing import CallObserver, ObservingInterceptor
 from taskservice.server.servicer import TaskServiceServicer, task_service_handler
 from taskservice.server.settings import Settings
 from taskservice.server.tls import TLSConfigError, server_credentials
+from taskservice.server.tracing import RpcTracing
 from taskservice.server.waker import LoopWaker
 from taskservice.tasks.command import CommandCatalog, CommandConfigError, load_commands, register_command_task
+from taskservice.telemetry import configure_tracing, shutdown_tracing, tracing_on
 from taskservice.v1 import task_service_pb2 as pb
 
 log = logging.getLogger("taskservice")
@@ -223,6 +226,9 @@ async def serve(settings: Settings) -> int:
         log.error("%s", exc)
         return EXIT_BAD_SECURITY_FILES
     with contextlib.ExitStack() as resources:
+        if configure_tracing():
+            resources.callback(shutdown_tracing)  # the last spans go out once the server has stopped
+            log.info("tracing on: spans of calls and tasks go to OTEL_TRACES_EXPORTER")
         try:
             board = resources.enter_context(
                 contextlib.closing(
@@ -288,11 +294,16 @@ async def _serve_on(
             progress_seconds=0.25 if board.exclusive else 0.02 if board.writes_wake_siblings else 0.05,
         ),
     )
-    # Metrics outermost, so that calls the token check refuses are counted too.
+    # Metrics and tracing outermost, so that calls the token check refuses are counted and traced too.
     interceptors: list[grpc.aio.ServerInterceptor] = []
+    observers: list[CallObserver] = []
     if metrics is not None:
         metrics.bind(manager.stats)
-        interceptors.append(metrics.interceptor())
+        observers.append(metrics)
+    if tracing_on():
+        observers.append(RpcTracing())
+    if observers:
+        interceptors.append(ObservingInterceptor(observers))
     if tokens is not None:
         interceptors.append(BearerTokenInterceptor(tokens))
     try:

@@ -30,12 +30,10 @@ Build:
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import grpc
@@ -46,6 +44,7 @@ from prometheus_client.registry import Collector
 import taskservice
 from taskservice.core.engine.manager import ManagerStats
 from taskservice.core.model.models import Task, TaskState
+from taskservice.server.observing import ObservingInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -53,40 +52,6 @@ log = logging.getLogger(__name__)
 TASK_DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
 # Unary RPCs take milliseconds; WatchProgress streams last as long as their task.
 RPC_DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600)
-
-_CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
-
-
-def _code_name(code: Any) -> str | None:
-    """grpc.StatusCode or its number (grpc.aio returns either, by version) -> 'INVALID_ARGUMENT'; None when unset."""
-    if isinstance(code, grpc.StatusCode):
-        return str(code.name)
-    if isinstance(code, int):
-        found = _CODES_BY_NUMBER.get(code)
-        return str(found.name) if found else None
-    return None
-
-
-def _final_code(context: grpc.aio.ServicerContext[Any, Any], default: str) -> str:
-    """The status an ended call carries: what the handler set or aborted with, else `default`."""
-    try:
-        return _code_name(context.code()) or default
-    except Exception:  # an odd context must not break the call it measures
-        return default
-
-
-def _ended_code(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> str:
-    """The status of a call whose handler raised `exc`."""
-    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
-        try:
-            remaining = context.time_remaining()
-        except Exception:
-            remaining = None
-        # grpc cancels the handler both when the client goes away and when the deadline passes.
-        return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
-    # context.abort() sets the code, then raises AbortError; grpc answers UNKNOWN for any other exception that
-    # escapes a handler, unless the handler set a code first.
-    return _final_code(context, "UNKNOWN")
 
 
 class _EngineCollector(Collector):
@@ -222,12 +187,15 @@ class Metrics:
 
     def interceptor(self) -> grpc.aio.ServerInterceptor:
         """A server interceptor counting every RPC and its latency (taskservice_rpc_total, _duration_seconds)."""
-        return _RpcInterceptor(self)
+        return ObservingInterceptor([self])
 
-    def _observe_rpc(self, method: str, code: str, seconds: float) -> None:
+    def call_began(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> float:
+        return time.perf_counter()
+
+    def call_ended(self, began: float, method: str, code: str) -> None:
         try:
             self._rpc_total.labels(method, code).inc()
-            self._rpc_duration.labels(method).observe(seconds)
+            self._rpc_duration.labels(method).observe(time.perf_counter() - began)
         except Exception:
             log.exception("metrics: cannot count an RPC of %s", method)
 
@@ -253,78 +221,3 @@ class Metrics:
             http.server_close()
         if thread is not None:
             thread.join(timeout=5)
-
-
-class _RpcInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps each method handler's behaviour so its end (with its status code) and duration are counted."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            # No such method: grpc answers UNIMPLEMENTED. Not counted, so clients cannot invent label values.
-            return handler
-        method = handler_call_details.method
-        if handler.request_streaming and handler.response_streaming:
-            behaviour, make = handler.stream_stream, grpc.stream_stream_rpc_method_handler
-        elif handler.request_streaming:
-            behaviour, make = handler.stream_unary, grpc.stream_unary_rpc_method_handler
-        elif handler.response_streaming:
-            behaviour, make = handler.unary_stream, grpc.unary_stream_rpc_method_handler
-        else:
-            behaviour, make = handler.unary_unary, grpc.unary_unary_rpc_method_handler
-        wrapped = self._wrap(method, behaviour)
-        if wrapped is behaviour:
-            return handler
-        return make(
-            wrapped,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-    def _wrap(self, method: str, behaviour: Any) -> Any:
-        observe = self._metrics._observe_rpc
-        if inspect.isasyncgenfunction(behaviour):
-
-            async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-                start = time.perf_counter()
-                code = "OK"
-                responses = behaviour(request, context)
-                try:
-                    async for response in responses:
-                        yield response
-                    code = _final_code(context, "OK")
-                except BaseException as exc:
-                    code = _ended_code(context, exc)
-                    raise
-                finally:
-                    try:
-                        await responses.aclose()
-                    finally:
-                        observe(method, code, time.perf_counter() - start)
-
-            return stream
-        if inspect.iscoroutinefunction(behaviour):
-
-            async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                start = time.perf_counter()
-                code = "OK"
-                try:
-                    response = await behaviour(request, context)
-                    code = _final_code(context, "OK")
-                    return response
-                except BaseException as exc:
-                    code = _ended_code(context, exc)
-                    raise
-                finally:
-                    observe(method, code, time.perf_counter() - start)
-
-            return unary
-        # A synchronous behaviour runs on grpc's thread pool; not measured (this server has none).
-        return behaviour

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 from collections import OrderedDict
@@ -27,6 +28,7 @@ from taskservice.server.rpc_errors import unary as _unary
 from taskservice.server.waker import LoopWaker
 from taskservice.server.watch_many import ManyWatch
 from taskservice.server.watch_many import stream as watch_stream
+from taskservice.telemetry import current_carrier
 from taskservice.v1 import task_service_pb2 as pb
 from taskservice.v1 import task_service_pb2_grpc as pb_grpc
 
@@ -138,6 +140,7 @@ class TaskServiceServicer(LimitRpcs, pb_grpc.TaskServiceServicer):
             delay=spec.delay,
             retention=spec.retention,
             after=spec.after,
+            trace_context=current_carrier(),
         )
         # Off the event loop when it reads storage: a disk (or a slow file system under --data-root) must not
         # hold up every other call.
@@ -159,7 +162,9 @@ class TaskServiceServicer(LimitRpcs, pb_grpc.TaskServiceServicer):
             except TaskServiceError as exc:
                 exc.message = f"requests[{index}]: {exc.message}"
                 specs.append(exc)
-        valid = [spec for spec in specs if isinstance(spec, SubmitSpec)]
+        carrier = current_carrier()
+        valid = [dataclasses.replace(spec, trace_context=carrier) if carrier else spec
+                 for spec in specs if isinstance(spec, SubmitSpec)]  # fmt: skip
         if self._manager.submit_reads_storage(valid):
             submitted = await self._read(self._manager.submit_many, valid)
         else:

@@ -50,6 +50,8 @@ __all__ = [
 ]
 
 COMMAND_TASK_TYPE = "command"
+# The W3C trace context headers a command gets as variables (TRACEPARENT, TRACESTATE) when tracing is on.
+TRACE_VARIABLES = ("traceparent", "tracestate")
 # The child's environment: these from the server's (or the default), then the command's `env`.
 BASE_ENVIRONMENT = {"PATH": os.defpath, "HOME": "/", "LANG": "C.UTF-8"}
 
@@ -103,6 +105,8 @@ def run_command(ctx: TaskContext, spec: CommandSpec, argv: list[str]) -> dict[st
     """Run a built argv for a task; the result on exit 0, CommandFailed otherwise, StopTask after a stop."""
     env = {key: os.environ.get(key, default) for key, default in BASE_ENVIRONMENT.items()}
     env.update(spec.env or {})
+    # The run's trace context, as the OpenTelemetry SDKs and otel-cli read it: the command's spans join the task's.
+    env.update({name.upper(): value for name, value in ctx.trace_context.items() if name in TRACE_VARIABLES})
     ctx.log(f"[taskservice] running command {spec.name!r}: {shlex.join(argv)}")
     for name in ("input_fpath", "output_fpath"):
         if ctx.given_path(name):

@@ -15,6 +15,9 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 const WAIT_CALL_MS = 60_000;
 const WAIT_CALL_GRACE_MS = 5_000;
 
+// The trace context headers a client passes on (what OpenTelemetry's W3C propagators write).
+const TRACE_HEADERS = new Set(['traceparent', 'tracestate', 'baggage']);
+
 /** The proto of this repository, relative to this file (clients/node/lib -> protos/). */
 const DEFAULT_PROTO = path.resolve(__dirname, '..', '..', '..', 'protos', 'taskservice', 'v1', 'task_service.proto');
 
@@ -101,6 +104,10 @@ class TaskClient {
    *                                    but reconnectTimeoutMs)
    * @param {number} [options.watchBackoffMs] first reconnect delay, doubled each time up to 2 s (default 100)
    * @param {object} [options.channelOptions] extra grpc-js channel options
+   * @param {object|function} [options.traceContext] W3C trace context headers ({traceparent, tracestate}) sent
+   *                                    with every call, or a function returning them per call: with
+   *                                    OpenTelemetry, `() => { const h = {}; propagation.inject(context.active(), h);
+   *                                    return h; }`, so the server's spans and the task's join the caller's trace
    */
   constructor(options = {}) {
     this.address = options.address || env('TASKSERVICE_ADDR') || DEFAULT_ADDRESS;
@@ -109,6 +116,7 @@ class TaskClient {
     this.reconnectTimeoutMs = options.reconnectTimeoutMs !== undefined ? options.reconnectTimeoutMs : 30_000;
     this.watchRetries = options.watchRetries !== undefined ? options.watchRetries : Infinity;
     this.watchBackoffMs = options.watchBackoffMs !== undefined ? options.watchBackoffMs : 100;
+    this.traceContext = options.traceContext || null;
 
     const tlsCa = options.tlsCa !== undefined ? options.tlsCa : env('TASKSERVICE_TLS_CA');
     const tlsCert = options.tlsCert !== undefined ? options.tlsCert : env('TASKSERVICE_CLIENT_CERT');
@@ -150,6 +158,10 @@ class TaskClient {
   _metadata() {
     const md = new grpc.Metadata();
     if (this.token) md.set('authorization', `Bearer ${this.token}`);
+    const traced = typeof this.traceContext === 'function' ? this.traceContext() : this.traceContext;
+    for (const [name, value] of Object.entries(traced || {})) {
+      if (TRACE_HEADERS.has(name) && typeof value === 'string' && value) md.set(name, value);
+    }
     return md;
   }
 

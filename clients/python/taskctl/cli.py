@@ -314,6 +314,12 @@ def _describe(err: TaskServiceError, address: str) -> str:
     return str(err)
 
 
+def trace_context_from_environment() -> dict[str, str]:
+    """TRACEPARENT and TRACESTATE, as a traced script (or a command task) hands its context to the tools it runs:
+    the Submit, and the task, join that trace."""
+    return {name: os.environ[name.upper()] for name in ("traceparent", "tracestate") if os.environ.get(name.upper())}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run taskctl; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -327,6 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tls_ca=ns.tls_ca,
             tls_cert=ns.tls_cert,
             tls_key=ns.tls_key,
+            trace_context=trace_context_from_environment(),
         )
     except ValueError as err:  # an unreadable TLS file
         print(f"taskctl: {err}", file=sys.stderr)

@@ -60,6 +60,8 @@ class NewTask:
     size: int = 0
     # Its place in fair turns among tasks of its priority (board/sql/turns.py): set by the board at insertion.
     turn: float = 0.0
+    # The submitting call's trace context (Task.trace_context).
+    trace_context: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,6 +84,7 @@ class Admission:
             run_after=run_after,
             retention=request.retention,
             after=after,
+            trace_context=request.trace_context,
         )
 
     def reads_storage(self, requests: Sequence[SubmitSpec]) -> bool:

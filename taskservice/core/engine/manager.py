@@ -347,6 +347,7 @@ class WorkerManager:
         delay: float | None = None,
         retention: float | None = None,
         after: Sequence[str] = (),
+        trace_context: dict[str, str] | None = None,
     ) -> Future[SubmitOutcome]:
         """Check and queue a task; the Future resolves once it is durable. With `not_before` (Unix seconds) or
         `delay` (seconds) it is claimed no earlier than that; with `after` (task ids), only once they all succeeded.
@@ -357,7 +358,7 @@ class WorkerManager:
         now = self._clock.time()
         spec = SubmitSpec(
             task_type, args or {}, task_id or "", time_limit, priority, labels or {}, not_before, delay, retention,
-            tuple(after),
+            tuple(after), trace_context or {},
         )  # fmt: skip
         new = self._admission.check(spec, now)
         self._refuse_when_draining()

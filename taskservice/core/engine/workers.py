@@ -27,6 +27,7 @@ from taskservice.core.handlers.process_pool import ProcessPool
 from taskservice.core.handlers.registry import TaskRegistry, TaskType
 from taskservice.core.model.errors import TaskServiceError
 from taskservice.core.model.models import ErrorType, Progress, TaskError, TaskState
+from taskservice.telemetry import start_run
 
 log = logging.getLogger("taskservice.core.engine.manager")
 
@@ -274,6 +275,20 @@ class WorkerPool:
                     f"task type {task.task_type!r} is not registered on this server (load it with --tasks)",
                 ),
             )
+        trace = start_run(task)
+        if trace is None:
+            return self._run_handler(run, kind, {})
+        outcome = Outcome(TaskState.FAILURE, error=TaskError(ErrorType.SERVER_ERROR, "the run broke off"))
+        try:
+            outcome = self._run_handler(run, kind, trace.carrier)
+        finally:
+            error = outcome.error
+            state = outcome.state.value if outcome.state is not None else "STOPPED"
+            trace.finish(state, error.type if error else "", error.message if error else "")
+        return outcome
+
+    def _run_handler(self, run: Run, kind: TaskType, trace_context: dict[str, str]) -> Outcome:
+        task = run.task
         lent = HandlerContext(
             report=lambda percent, message, current, total: self._report(run, percent, message, current, total),
             log_sink=lambda data: self._write_log(task.task_id, data),
@@ -283,6 +298,7 @@ class WorkerPool:
             # An output is moved into place only if nobody stopped the task or gave up on it meanwhile.
             still_wanted=lambda: not run.stop_event.is_set() and not run.finalized,
             processes=self._processes(kind),
+            trace_context=trace_context,
         )
         return execute_task(kind, task, self._data_root, lent)
 

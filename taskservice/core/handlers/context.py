@@ -95,6 +95,7 @@ class TaskContext:
         stop_grace: float = 5.0,
         data_root: DataRoot | None = None,
         paths: OpenedPaths | None = None,
+        trace_context: dict[str, str] | None = None,
     ) -> None:
         self.task_id = task_id
         self.task_type = task_type
@@ -109,6 +110,9 @@ class TaskContext:
         self.data_root: Path | None = data_root.root if data_root is not None else None
         # Bytes a handler writing files must leave free on their file system (--min-free-space).
         self.min_free_bytes = data_root.min_free_bytes if data_root is not None else 0
+        # The run's trace context as propagation headers (`traceparent`, ...), empty when tracing is off: a
+        # handler that calls other services passes it on; its own OpenTelemetry spans nest under the run already.
+        self.trace_context: dict[str, str] = trace_context or {}
         self._root = data_root
         self._paths = paths
         self._stop_event = stop_event

@@ -12,7 +12,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from taskservice.core.handlers.context import LogSink, ProgressSink, StopSignal, TaskContext
@@ -159,6 +159,8 @@ class HandlerContext:
     still_wanted: Callable[[], bool]
     # Set when this task's handler runs in a worker process of this pool rather than in the worker thread.
     processes: ProcessPool | None = None
+    # The run span's context as propagation headers (empty when tracing is off): ctx.trace_context.
+    trace_context: dict[str, str] = field(default_factory=dict)
 
 
 def check_paths(kind: TaskType, args: dict[str, Any], data_root: DataRoot | None) -> None:
@@ -224,6 +226,7 @@ def _execute(kind: TaskType, task: Task, data_root: DataRoot | None, lent: Handl
             stop_grace=lent.stop_grace,
             data_root=data_root,
             paths=opened,
+            trace_context=lent.trace_context,
         )
         if lent.processes is not None:
             outcome = run_in_process(lent.processes, kind, ctx, call_args, lent)
@@ -245,6 +248,7 @@ def run_in_process(
     meta = {"task_id": ctx.task_id, "task_type": ctx.task_type, "attempt": ctx.attempt, "args": args,
             "stop_grace": lent.stop_grace, "time_left": time_left, "min_free_bytes": ctx.min_free_bytes,
             "data_root": str(ctx.data_root) if ctx.data_root is not None else None,
+            "trace_context": ctx.trace_context,
             "given": {name: ctx.given_path(name) for name in args}}  # fmt: skip
     relay = Relay(lent.report, lambda data: ctx.write_log(data), lent.stop_event.is_set, lent.stop_grace)
     done = pool.run(kind.handler, args, meta, relay, ctx.path_fds)

@@ -21,6 +21,8 @@ from typing import Any
 
 from taskservice.core.handlers.context import check_progress
 from taskservice.core.model.errors import StopTask
+from taskservice.telemetry.runs import attach_carrier, detach_carrier
+from taskservice.telemetry.setup import configure_tracing, shutdown_tracing
 
 PROGRESS_SECONDS = 0.02
 # How often a waiting handler (sleep, wait_for_stop) looks at the stop flag.
@@ -58,6 +60,7 @@ class ChildContext:
         self.min_free_bytes: int = meta["min_free_bytes"]
         self._given: dict[str, str] = meta["given"]
         self._fds: tuple[int, ...] = tuple(meta.get("fds", ()))
+        self.trace_context: dict[str, str] = meta.get("trace_context") or {}
         self._pending: tuple[Any, ...] | None = None
         self._sent_at = 0.0
         self._flusher: threading.Timer | None = None
@@ -161,6 +164,13 @@ def child_main(conn: Any, stop: Any, server_pid: int) -> None:
     os.setpgid(0, 0)  # a group of its own: a stop kills the handler's children too
     os.nice(NICENESS)
     _die_with_the_server(server_pid)
+    try:
+        _serve(conn, stop)
+    finally:
+        shutdown_tracing()  # a process of multiprocessing's ends without atexit: its last spans go out now
+
+
+def _serve(conn: Any, stop: Any) -> None:
     while True:
         try:
             message = conn.recv()
@@ -179,6 +189,15 @@ def child_main(conn: Any, stop: Any, server_pid: int) -> None:
 
 def _call(conn: Any, stop: Any, run: int, module: str, qualname: str, args: dict[str, Any], meta: Any) -> None:
     ctx = ChildContext(conn, stop, meta, run)
+    # The handler's own spans nest under the run's span in the server (tracing starts with the first traced run).
+    traced = attach_carrier(ctx.trace_context) if ctx.trace_context and configure_tracing() else None
+    try:
+        _call_handler(conn, run, module, qualname, args, ctx)
+    finally:
+        detach_carrier(traced)
+
+
+def _call_handler(conn: Any, run: int, module: str, qualname: str, args: dict[str, Any], ctx: ChildContext) -> None:
     try:
         handler: Any = importlib.import_module(module)
         for part in qualname.split("."):

@@ -122,6 +122,9 @@ class Task:
     retention: float | None = None
     # Tasks that must succeed before this one runs (Submit's `after`), as submitted.
     after: tuple[str, ...] = ()
+    # The trace context of the call that submitted it (propagation headers; empty when tracing was off): each
+    # attempt's spans join that trace (telemetry/runs.py).
+    trace_context: dict[str, str] = field(default_factory=dict)
 
     def copy(self) -> Task:
         """A snapshot that later changes to this task do not reach.
@@ -151,6 +154,7 @@ class Task:
             self.run_after,
             self.retention,
             self.after,
+            self.trace_context,
         )
 
 
@@ -248,3 +252,5 @@ class SubmitSpec:
     retention: float | None = None
     # Ids of tasks that must succeed first.
     after: tuple[str, ...] = ()
+    # The submitting call's trace context (propagation headers), when tracing is on; not part of the fingerprint.
+    trace_context: dict[str, str] = field(default_factory=dict)

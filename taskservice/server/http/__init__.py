@@ -30,6 +30,8 @@ from taskservice.server.http.routes import ROUTES, Route, unary
 from taskservice.server.http.streams import events, logs, many_events
 from taskservice.server.servicer import TaskServiceServicer
 from taskservice.server.settings import Settings
+from taskservice.server.tracing import http_tracing
+from taskservice.telemetry import tracing_on
 
 log = logging.getLogger("taskservice.http")
 
@@ -68,6 +70,8 @@ def build_app(
     """`hosts`: the Host names answered (host_rule() of the listen address and --http-allowed-hosts)."""
     gateway = Gateway(servicer)
     middlewares: list[Middleware] = [_errors, guard(hosts, cors_origin), _preflight(cors_origin), _auth(tokens)]
+    if tracing_on():
+        middlewares.insert(0, http_tracing)
     app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
     app.on_response_prepare.append(add_security_headers)
     if cors_origin:

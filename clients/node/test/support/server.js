@@ -34,9 +34,9 @@ function tmpDir(prefix = 'taskservice-node-') {
 /**
  * Starts `python -m taskservice serve --listen 127.0.0.1:0 --port-file ... --db ... --workers 2 [extraArgs]`
  * and resolves once the port file holds "PORT\n" (polled until a deadline).
- * Resolves to {address, port, dir, child, log(), kill()}. kill() sends SIGKILL.
+ * Resolves to {address, port, dir, child, log(), kill()}. kill() sends SIGKILL. `env` adds to its environment.
  */
-async function startServer({ extraArgs = [], dir = tmpDir(), workers = 2 } = {}) {
+async function startServer({ extraArgs = [], dir = tmpDir(), workers = 2, env = {} } = {}) {
   const portFile = path.join(dir, 'port');
   fs.rmSync(portFile, { force: true }); // a restart in the same dir must not read the old port
   const args = [
@@ -48,7 +48,7 @@ async function startServer({ extraArgs = [], dir = tmpDir(), workers = 2 } = {})
     '--http-listen', '127.0.0.1:0', // not the default 8080, which every server of a run would share
     ...extraArgs,
   ];
-  const child = spawn(PYTHON, args, { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'], env: cleanEnv({ PYTHONUNBUFFERED: '1' }) });
+  const child = spawn(PYTHON, args, { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'], env: cleanEnv({ PYTHONUNBUFFERED: '1', ...env }) });
   let stderr = '';
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (chunk) => {

@@ -20,6 +20,7 @@ from taskservice.core.board.sql.queries import Birth, Cursor
 from taskservice.core.board.sql.rows import RETRYABLE, dumps, end_row, progress_row
 from taskservice.core.model.models import ErrorType, Progress, Task, TaskError, TaskFilter, TaskState
 from taskservice.core.model.schedules import SCHEDULE_COLUMNS, Schedule, schedule_from_row, schedule_row
+from taskservice.telemetry.context import dump_carrier
 
 ENDED = sorted(state.value for state in TaskState if state.is_terminal)
 # A schedule row with its definition as text, as schedule_from_row() reads it.
@@ -60,13 +61,13 @@ class PgQueries(PgLimitQueries):
         cur.execute(
             f"""INSERT INTO {TASKS} (task_id, task_type, args, state, priority, labels, time_limit, submitted_at,
                     event_sequence, request_digest, transitions, run_after, retention, after_ids, waiting,
-                    ended_at, error_type, error_message, turn)
+                    ended_at, error_type, error_message, turn, trace_context)
                 SELECT i, ty, a::jsonb, st, p, l::jsonb, tl, %s, 1, d, jsonb_build_array(jsonb_build_array(1, st)),
-                    ra, rt, af::jsonb, w, CASE WHEN st = 'PENDING' THEN NULL ELSE %s END, et, em, tu
+                    ra, rt, af::jsonb, w, CASE WHEN st = 'PENDING' THEN NULL ELSE %s END, et, em, tu, tc
                 FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::text[], %s::float8[], %s::text[],
                     %s::float8[], %s::float8[], %s::text[], %s::text[], %s::int[], %s::text[], %s::text[],
-                    %s::float8[])
-                    AS v(i, ty, a, p, l, tl, d, ra, rt, af, st, w, et, em, tu)
+                    %s::float8[], %s::text[])
+                    AS v(i, ty, a, p, l, tl, d, ra, rt, af, st, w, et, em, tu, tc)
                 ON CONFLICT (task_id) DO NOTHING
                 RETURNING {COLUMNS}""",
             (
@@ -87,6 +88,7 @@ class PgQueries(PgLimitQueries):
                 [births[t.task_id][1] for t in tasks],
                 [births[t.task_id][2] for t in tasks],
                 [t.turn for t in tasks],
+                [dump_carrier(t.trace_context) for t in tasks],
             ),
         )
         return {row[1]: task_from_row(row) for row in cur.fetchall()}

@@ -12,7 +12,7 @@ from typing import Any
 
 from taskservice.core.model.errors import StoreOpenError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 TASKS = "taskservice_tasks"
 LOGS = "taskservice_logs"
 # Dependencies not met yet: (a task, one it waits for); its `waiting` counts them.
@@ -149,6 +149,8 @@ MIGRATIONS: dict[int, list[str]] = {
             seen_at    double precision NOT NULL
         )""",
     ],
+    # Tracing: the trace context of the call that submitted a task (JSON propagation headers; NULL: none).
+    7: [f"ALTER TABLE {TASKS} ADD COLUMN trace_context text"],
 }
 
 

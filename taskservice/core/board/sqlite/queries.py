@@ -24,6 +24,7 @@ from taskservice.core.board.sqlite.schema import COLUMNS
 from taskservice.core.board.task_rows import task_from_row
 from taskservice.core.model.models import ErrorType, Progress, Task, TaskError, TaskFilter, TaskState
 from taskservice.core.model.schedules import SCHEDULE_COLUMNS, Schedule, schedule_from_row, schedule_row
+from taskservice.telemetry.context import dump_carrier
 
 ENDED = [state.value for state in TaskState if state.is_terminal]
 UNFINISHED = "state IN ('RUNNING', 'STOPPING')"
@@ -63,7 +64,7 @@ def filter_sql(task_filter: TaskFilter) -> tuple[list[str], list[Any]]:
 # A statement binds the rows of many writes at once, in a few sizes the statement cache keeps: each statement is a
 # trip out of the GIL and back, which a busy event loop makes slow.
 _ROWS_PER_STATEMENT = (64, 16, 4, 1)
-_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, 0, 1, ?, json_array(json_array(1, ?)), ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, 0, 1, ?, json_array(json_array(1, ?)), ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _chunks(rows: Sequence[Any]) -> Iterator[Sequence[Any]]:
@@ -97,6 +98,7 @@ class SQLiteQueries(SQLiteLimitQueries):
                 t.task_id, t.task_type, dumps(t.args), state, t.priority, dumps(t.labels), t.time_limit, now,
                 t.request_digest, state, t.run_after, t.retention, dumps(list(t.after)) if t.after else None,
                 waiting.get(t.task_id, 0), None if state == "PENDING" else now, error_type, error_message, t.turn,
+                dump_carrier(t.trace_context),
             ))  # fmt: skip
         created: dict[str, Task] = {}
         for chunk in _chunks(rows):
@@ -104,7 +106,7 @@ class SQLiteQueries(SQLiteLimitQueries):
             cur.execute(
                 f"""INSERT INTO tasks (task_id, task_type, args, state, priority, labels, time_limit, submitted_at,
                         attempt, sequence, request_digest, transitions, run_after, retention, after_ids, waiting,
-                        ended_at, error_type, error_message, turn)
+                        ended_at, error_type, error_message, turn, trace_context)
                     VALUES {_values(_INSERT_ROW, len(chunk))}
                     ON CONFLICT (task_id) DO NOTHING
                     RETURNING {COLUMNS}""",

@@ -14,11 +14,12 @@ from typing import Any
 from taskservice.core.board.sql.rows import dumps
 from taskservice.core.model.errors import StoreDamaged, StoreOpenError
 from taskservice.core.model.models import Task
+from taskservice.telemetry.context import dump_carrier
 
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 # Bump with a migration in MIGRATIONS when the schema changes; old files are migrated on open.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -136,13 +137,18 @@ MIGRATIONS: dict[int, str] = {
         seen_at    REAL NOT NULL
     );
     """,
+    # Tracing: the trace context of the call that submitted a task (JSON propagation headers; NULL: none).
+    9: """
+    ALTER TABLE tasks ADD COLUMN trace_context TEXT;
+    """,
 }
 
 # In the order task_from_row reads.
 COLUMNS = (
     "seq, task_id, task_type, args, state, priority, labels, time_limit, submitted_at, started_at, ended_at, "
     "attempt, progress_percent, progress_message, progress_current, progress_total, progress_updated_at, "
-    "result, error_type, error_message, error_traceback, sequence, request_digest, run_after, retention, after_ids"
+    "result, error_type, error_message, error_traceback, sequence, request_digest, run_after, retention, after_ids, "
+    "trace_context"
 )
 
 
@@ -157,7 +163,7 @@ def task_row(task: Task) -> tuple[Any, ...]:
         None if task.result is None else dumps(task.result),
         e.type if e else None, e.message if e else None, e.traceback if e else None,
         task.event_sequence, task.request_digest, task.run_after, task.retention,
-        dumps(list(task.after)) if task.after else None,
+        dumps(list(task.after)) if task.after else None, dump_carrier(task.trace_context),
     )  # fmt: skip
 
 
