@@ -17,6 +17,9 @@ from taskservice.telemetry.context import tracer
 
 log = logging.getLogger(__name__)
 
+# The metadata keys OpenTelemetry's default propagators read (W3C trace context and baggage).
+TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
+
 # Server-side codes that say the server failed (OpenTelemetry's gRPC conventions); the rest are the caller's.
 SERVER_ERROR_CODES = frozenset(
     {"UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS"}
@@ -29,7 +32,8 @@ def _start_span(name: str, headers: Mapping[str, str], attributes: dict[str, Any
     from opentelemetry import propagate, trace
     from opentelemetry.trace import SpanKind
 
-    parent = propagate.extract(headers)
+    # Most calls come from callers that do not trace: no header, no parsing.
+    parent = propagate.extract(headers) if headers else otel_context.Context()
     span = tracer().start_span(name, context=parent, kind=SpanKind.SERVER, attributes=attributes)
     return span, otel_context.attach(trace.set_span_in_context(span, parent))
 
@@ -51,7 +55,7 @@ class RpcTracing:
 
     def call_began(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[Any, object] | None:
         try:
-            headers = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
+            headers = {key: value for key, value in context.invocation_metadata() or () if key in TRACE_HEADERS}
             service, _, name = method.lstrip("/").partition("/")
             attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
             return _start_span(method.lstrip("/"), headers, attributes)

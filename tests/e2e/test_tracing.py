@@ -77,7 +77,7 @@ def test_one_trace_holds_the_callers_span_the_submit_both_attempts_and_the_handl
     first, second = _named(spans, "run traced.flaky")
     for attempt, run in enumerate((first, second), start=1):
         assert run.parent_id == submit.span_id and run.kind == CONSUMER_KIND
-        assert run.attributes["taskservice.task.id"] == task_id == run.attributes["messaging.message.id"]
+        assert run.attributes["messaging.message.id"] == task_id and run.attributes["messaging.system"] == "taskservice"
         assert run.attributes["taskservice.task.attempt"] == attempt
         assert run.attributes["messaging.destination.name"] == "traced.flaky"
     assert first.attributes["taskservice.task.state"] == "FAILURE" and first.status_code == ERROR_STATUS
