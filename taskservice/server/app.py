@@ -30,11 +30,11 @@ from taskservice.server.engine_process import die_with_supervisor, siblings_of
 from taskservice.server.http import build_app, host_rule, start_http
 from taskservice.server.http.connections import raise_descriptor_limit
 from taskservice.server.metrics import Metrics
-from taskservice.server.observing import CallObserver, ObservingInterceptor
+from taskservice.server.observing import CallObserver, HttpObserver, ObservingInterceptor
 from taskservice.server.servicer import TaskServiceServicer, task_service_handler
 from taskservice.server.settings import Settings
 from taskservice.server.tls import TLSConfigError, server_credentials
-from taskservice.server.tracing import RpcTracing
+from taskservice.server.tracing import HttpTracing, RpcTracing
 from taskservice.server.waker import LoopWaker
 from taskservice.tasks.command import CommandCatalog, CommandConfigError, load_commands, register_command_task
 from taskservice.telemetry import configure_tracing, shutdown_tracing, tracing_on
@@ -298,7 +298,7 @@ async def _serve_on(
     interceptors: list[grpc.aio.ServerInterceptor] = []
     observers: list[CallObserver] = []
     if metrics is not None:
-        metrics.bind(manager.stats)
+        metrics.bind(manager.stats, manager.board)
         observers.append(metrics)
     if tracing_on():
         observers.append(RpcTracing())
@@ -361,11 +361,15 @@ async def _serve_on(
         ", ".join(registry.names()),
     )
     http = None
+    http_observers: list[HttpObserver] = [metrics] if metrics is not None else []
+    if tracing_on():
+        http_observers.append(HttpTracing())
     if settings.http_listen != "off":
         try:
             app = build_app(running.servicer, tokens=tokens, cors_origin=settings.http_cors_origin,
                             max_body_bytes=settings.max_message_bytes,
                             legacy_task_type=settings.legacy_task_type,
+                            observers=http_observers,
                             hosts=host_rule(settings.http_listen.rpartition(":")[0],
                                             settings.http_allowed_hosts))  # fmt: skip
             http = await start_http(app, settings)

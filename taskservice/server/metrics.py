@@ -17,13 +17,23 @@ Task metrics (labels task_type, state):
                                             the counter's family name in OpenMetrics, and the two would clash)
     taskservice_task_duration_seconds       histogram, terminal states only: started_at (submitted_at if it never
                                             started) to ended_at
-Engine gauges (no labels), read from the manager on each scrape:
+    taskservice_task_wait_seconds{task_type}  histogram: Submit to the first start
+Engine gauges (no labels), read from the manager on each scrape (metrics_collectors.py):
     taskservice_queue_depth, taskservice_workers, taskservice_busy_workers, taskservice_worker_utilisation (0-1),
     taskservice_abandoned_handlers, taskservice_live_tasks, taskservice_watchers,
     taskservice_store_commits_total (counter)
+Board gauges, read from the board on each scrape:
+    taskservice_oldest_runnable_task_age_seconds   the longest wait of a task that could start now
+    taskservice_limit_waiting_tasks{limit_id}      PENDING tasks of the groups a limit holds back
+Processes: process_* (this process, prometheus_client's), taskservice_worker_process_cpu_seconds_total,
+    taskservice_worker_process_resident_memory_bytes, taskservice_worker_process_open_fds (worker processes, summed)
+Schedules:
+    taskservice_schedule_firings_total{schedule_id,outcome}  due times fired, missed (catch-up policy) or refused
 RPCs (method is the full gRPC path, e.g. "/taskservice.v1.TaskService/Submit"; code a grpc.StatusCode name):
     taskservice_rpc_total{method,code}      counter, counted when the RPC ends (a stream: when it ends)
     taskservice_rpc_duration_seconds{method}  histogram of the whole call (a stream: its whole life)
+HTTP calls (route is the pattern, e.g. "/v1/tasks/{name}"; "unmatched" for paths no route serves):
+    taskservice_http_requests_total{method,route,status}, taskservice_http_request_duration_seconds{method,route}
 Build:
     taskservice_build_info{version}         always 1
 """
@@ -33,68 +43,29 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
 
 import taskservice
+from taskservice.core.board import Board
 from taskservice.core.engine.manager import ManagerStats
 from taskservice.core.model.models import Task, TaskState
+from taskservice.server.metrics_collectors import BoardCollector, EngineCollector, WorkerProcessCollector
 from taskservice.server.observing import ObservingInterceptor
 
 log = logging.getLogger(__name__)
 
 # Task run times range from milliseconds to hours.
 TASK_DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
+# Waits range from a few milliseconds on an idle server to hours behind a backlog.
+WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200, 21600)
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Unary RPCs take milliseconds; WatchProgress streams last as long as their task.
 RPC_DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600)
-
-
-class _EngineCollector(Collector):
-    """The manager's numbers, read when Prometheus scrapes (no polling thread)."""
-
-    def __init__(self) -> None:
-        self.stats: Callable[[], ManagerStats] | None = None
-
-    def collect(self) -> Iterable[Metric]:
-        if self.stats is None:
-            return []
-        try:
-            stats = self.stats()
-        except Exception:
-            log.exception("cannot read the manager's stats for /metrics")
-            return []
-        utilisation = stats.busy_workers / stats.workers if stats.workers else 0.0
-        gauges = [
-            ("taskservice_queue_depth", "Tasks waiting in the queue for a worker.", stats.queued),
-            ("taskservice_workers", "Worker threads that take tasks (abandoned ones excluded).", stats.workers),
-            ("taskservice_busy_workers", "Tasks being run by a worker now.", stats.busy_workers),
-            ("taskservice_worker_utilisation", "Busy workers divided by workers (0 to 1).", utilisation),
-            (
-                "taskservice_abandoned_handlers",
-                "Handlers that ignored a stop past the grace and still run on a retired thread.",
-                stats.abandoned_handlers,
-            ),
-            ("taskservice_live_tasks", "Tasks not finished yet (queued, running or stopping).", stats.live),
-            ("taskservice_watchers", "Open WatchProgress subscriptions.", stats.watchers),
-            ("taskservice_worker_processes", "Worker processes for handlers run in processes.", stats.worker_processes),
-        ]
-        metrics: list[Metric] = [GaugeMetricFamily(name, doc, value=value) for name, doc, value in gauges]
-        metrics.append(
-            CounterMetricFamily("taskservice_store_commits", "Store transactions committed.", value=stats.store_commits)
-        )
-        metrics.append(
-            CounterMetricFamily(
-                "taskservice_processes_replaced",
-                "Worker processes replaced: killed after a stop, died, or recycled.",
-                value=stats.processes_replaced,
-            )
-        )
-        return metrics
 
 
 class Metrics:
@@ -138,8 +109,38 @@ class Metrics:
             "taskservice_build_info", "The running taskservice version (always 1).", ["version"], registry=self.registry
         )
         build_info.labels(version=taskservice.__version__).set(1)
-        self._engine = _EngineCollector()
-        self.registry.register(self._engine)
+        self._task_wait = Histogram(
+            "taskservice_task_wait_seconds",
+            "Time from Submit to the first start of a task (a delayed task's delay included).",
+            ["task_type"],
+            buckets=WAIT_BUCKETS,
+            registry=self.registry,
+        )
+        self._schedule_firings = Counter(
+            "taskservice_schedule_firings_total",
+            "Due times of schedules: fired (a task created), missed (skipped by the catch-up policy), refused.",
+            ["schedule_id", "outcome"],
+            registry=self.registry,
+        )
+        self._http_total = Counter(
+            "taskservice_http_requests_total",
+            "HTTP requests handled, by method, route (its pattern) and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self._http_duration = Histogram(
+            "taskservice_http_request_duration_seconds",
+            "Time from an HTTP request to the end of its answer (a stream: its whole life).",
+            ["method", "route"],
+            buckets=RPC_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self._engine = EngineCollector()
+        self._board = BoardCollector()
+        self._worker_processes = WorkerProcessCollector()
+        for collector in (self._engine, self._board, self._worker_processes):
+            self.registry.register(collector)
+        ProcessCollector(registry=self.registry)  # this process's CPU, memory and descriptors (process_*)
         # task_id -> (task_type, state) of tasks counted in taskservice_tasks, so a decrement always matches
         # an increment (tasks recovered from a previous run were never counted here).
         self._current: dict[str, tuple[str, str]] = {}
@@ -156,6 +157,9 @@ class Metrics:
             counted = self._current.pop(task.task_id, None)
             if counted is not None:
                 self._tasks.labels(*counted).dec()
+            if task.state is TaskState.RUNNING and previous is TaskState.PENDING and task.attempt == 1:
+                began = task.started_at if task.started_at is not None else time.time()
+                self._task_wait.labels(task.task_type).observe(max(0.0, began - task.submitted_at))
             if task.state.is_terminal:
                 if task.ended_at is not None:
                     began = task.started_at if task.started_at is not None else task.submitted_at
@@ -179,9 +183,22 @@ class Metrics:
 
     # ----------------------------------------------------------------- engine gauges
 
-    def bind(self, stats: Callable[[], ManagerStats]) -> None:
-        """Read the engine gauges from `stats` (WorkerManager.stats) on every scrape."""
+    def bind(self, stats: Callable[[], ManagerStats], board: Board | None = None) -> None:
+        """Read the engine gauges from `stats` (WorkerManager.stats), and the board's from `board`, on every
+        scrape."""
         self._engine.stats = stats
+        self._board.board = board
+        self._worker_processes.pids = lambda: stats().worker_pids
+
+    # ----------------------------------------------------------------- schedules (a ScheduleListener)
+
+    def schedule_fired(self, schedule_id: str, fired: int, missed: int, refused: bool) -> None:
+        try:
+            for outcome, count in (("fired", fired), ("missed", missed), ("refused", int(refused))):
+                if count:
+                    self._schedule_firings.labels(schedule_id, outcome).inc(count)
+        except Exception:
+            log.exception("metrics: cannot count a firing of schedule %s", schedule_id)
 
     # ----------------------------------------------------------------- RPCs
 
@@ -199,7 +216,20 @@ class Metrics:
         except Exception:
             log.exception("metrics: cannot count an RPC of %s", method)
 
-    # ----------------------------------------------------------------- HTTP
+    # ----------------------------------------------------------------- HTTP calls
+
+    def http_began(self, request: web.Request, route: str) -> float:
+        return time.perf_counter()
+
+    def http_ended(self, began: float, request: web.Request, route: str, status: int) -> None:
+        try:
+            method = request.method if request.method in HTTP_METHODS else "other"
+            self._http_total.labels(method, route, str(status)).inc()
+            self._http_duration.labels(method, route).observe(time.perf_counter() - began)
+        except Exception:
+            log.exception("metrics: cannot count an HTTP call of %s", route)
+
+    # ----------------------------------------------------------------- the /metrics endpoint
 
     def start_http(self, listen: str) -> int:
         """Serve /metrics on host:port ("[::1]:0" and port 0 work) in a daemon thread; returns the bound port."""

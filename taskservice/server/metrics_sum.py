@@ -9,7 +9,15 @@ from collections.abc import Iterable
 from prometheus_client.parser import text_string_to_metric_families
 
 # Samples every process reports for the same thing: summing them would count it once per process.
-SHARED = {"taskservice_queue_depth", "taskservice_build_info"}
+SHARED = {
+    "taskservice_queue_depth",
+    "taskservice_build_info",
+    "taskservice_oldest_runnable_task_age_seconds",
+    "taskservice_limit_waiting_tasks",
+    "process_max_fds",
+}
+# Samples of a moment, of which the earliest counts (as for creation times).
+EARLIEST = {"process_start_time_seconds"}
 
 
 def summed_metrics(texts: Iterable[str]) -> str:
@@ -24,7 +32,7 @@ def summed_metrics(texts: Iterable[str]) -> str:
                 key = (sample.name, tuple(sorted(sample.labels.items())))
                 if key not in values:
                     values[key] = sample.value
-                elif sample.name.endswith("_created"):
+                elif sample.name.endswith("_created") or sample.name in EARLIEST:
                     values[key] = min(values[key], sample.value)
                 elif sample.name in SHARED:
                     values[key] = max(values[key], sample.value)

@@ -1,6 +1,7 @@
-"""One server interceptor for everything that watches calls go by (metrics, tracing): it wraps each method's
-behaviour so that each observer hears the call begin, in the call's own task (so a span it makes is current while
-the servicer runs), and end, with the status code it ended with (a stream: when it ends)."""
+"""What watches calls go by (metrics, tracing) hears them here: gRPC calls through one server interceptor, which
+wraps each method's behaviour so that each observer hears the call begin, in the call's own task (so a span it
+makes is current while the servicer runs), and end, with the status code it ended with (a stream: when it ends);
+HTTP calls through one aiohttp middleware, the same way."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import grpc
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 _CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 
@@ -133,3 +136,37 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
             return unary
         # A synchronous behaviour runs on grpc's thread pool; not observed (this server has none).
         return behaviour
+
+
+class HttpObserver(Protocol):
+    def http_began(self, request: web.Request, route: str) -> Any:
+        """An HTTP call of `route` (its pattern, "unmatched" when none) begins. Never raises."""
+
+    def http_ended(self, began: Any, request: web.Request, route: str, status: int) -> None:
+        """It ended with `status` (a stream: when it ended). Never raises."""
+
+
+def observing_middleware(observers: Sequence[HttpObserver]) -> Middleware:
+    """An aiohttp middleware telling `observers` of every call, the first outermost. Put it first, so that it sees
+    the status every other middleware chose (a refused Host, a bad token)."""
+    chain = tuple(observers)
+
+    @web.middleware
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        # Unmatched paths share one name: clients cannot invent label values.
+        route = resource.canonical if resource is not None else "unmatched"
+        began = [observer.http_began(request, route) for observer in chain]
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            for observer, state in zip(reversed(chain), reversed(began), strict=True):
+                observer.http_ended(state, request, route, status)
+
+    return observe

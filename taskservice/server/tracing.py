@@ -11,7 +11,6 @@ from typing import Any
 
 import grpc
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from taskservice.telemetry.context import tracer
 
@@ -55,7 +54,8 @@ class RpcTracing:
 
     def call_began(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[Any, object] | None:
         try:
-            headers = {key: value for key, value in context.invocation_metadata() or () if key in TRACE_HEADERS}
+            metadata = context.invocation_metadata() or ()
+            headers = {key: str(value) for key, value in metadata if key in TRACE_HEADERS}
             service, _, name = method.lstrip("/").partition("/")
             attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
             return _start_span(method.lstrip("/"), headers, attributes)
@@ -74,24 +74,24 @@ class RpcTracing:
             log.exception("tracing: cannot end the span of a call of %s", method)
 
 
-@web.middleware
-async def http_tracing(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """One span per HTTP call (the outermost middleware, so it sees the status every other one chose)."""
-    if tracer() is None:
-        return await handler(request)
-    resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else request.path
-    attributes = {"http.request.method": request.method, "http.route": route, "url.path": request.path,
-                  "url.scheme": request.scheme}  # fmt: skip
-    span, token = _start_span(f"{request.method} {route}", request.headers, attributes)
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        span.set_attribute("http.response.status_code", status)
-        _end_span(span, token, str(status) if status >= 500 else "")
+class HttpTracing:
+    """An HttpObserver (server/observing.py): one span per HTTP call."""
+
+    def http_began(self, request: web.Request, route: str) -> tuple[Any, object] | None:
+        attributes = {"http.request.method": request.method, "http.route": route, "url.path": request.path,
+                      "url.scheme": request.scheme}  # fmt: skip
+        try:
+            return _start_span(f"{request.method} {route}", request.headers, attributes)
+        except Exception:
+            log.exception("tracing: cannot start the span of an HTTP call of %s", route)
+            return None
+
+    def http_ended(self, began: tuple[Any, object] | None, request: web.Request, route: str, status: int) -> None:
+        if began is None:
+            return
+        span, token = began
+        try:
+            span.set_attribute("http.response.status_code", status)
+            _end_span(span, token, str(status) if status >= 500 else "")
+        except Exception:
+            log.exception("tracing: cannot end the span of an HTTP call of %s", route)

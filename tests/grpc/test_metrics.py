@@ -366,7 +366,7 @@ def test_worker_processes_and_their_replacements_are_exported() -> None:
 
     metrics = Metrics()
     stats = ManagerStats(workers=4, busy_workers=1, abandoned_handlers=0, queued=0, live=1, watchers=0,
-                         store_commits=3, worker_processes=2, processes_replaced=5)  # fmt: skip
+                         store_commits=3, worker_pids=(101, 102), processes_replaced=5)  # fmt: skip
     metrics.bind(lambda: stats)
     samples = parse(_exposition(metrics))
     assert value(samples, "taskservice_worker_processes") == 2

@@ -335,6 +335,14 @@ class Board(abc.ABC):
         was full in at this server's last claim, and its dependencies not met yet."""
         return {}
 
+    def held_back_counts(self) -> dict[str, int]:
+        """Per limit holding groups back at this server's last claim, the PENDING tasks of those groups (metrics)."""
+        return {}
+
+    def oldest_ready(self, now: float) -> float | None:
+        """Since when the longest-waiting task that could start now has waited (Unix time), or None (metrics)."""
+        return None
+
     # ------------------------------------------------------------------ servers
 
     def announce(self, node: NodeInfo) -> None:  # noqa: B027 - optional

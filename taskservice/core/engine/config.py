@@ -45,7 +45,11 @@ class ManagerStats:
     live: int
     watchers: int
     store_commits: int
-    # Worker processes for handlers run in processes (0 without a pool), and how many were replaced so far
+    # The worker processes for handlers run in processes (none without a pool), and how many were replaced so far
     # (killed after a stop, died, or recycled).
-    worker_processes: int = 0
+    worker_pids: tuple[int, ...] = ()
     processes_replaced: int = 0
+
+    @property
+    def worker_processes(self) -> int:
+        return len(self.worker_pids)

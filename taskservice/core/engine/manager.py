@@ -164,8 +164,9 @@ class WorkerManager:
             heartbeat=self.presence.announce,
         )
         self.schedules = Scheduler(
-            self.board, self._clock, self.submit_many, self._admission.check, self.config.poll_seconds
-        )
+            self.board, self._clock, self.submit_many, self._admission.check, self.config.poll_seconds,
+            listeners=self._listeners,
+        )  # fmt: skip
         self.limits = LimitBook(self.board, self._clock, self._workers.wake)
         if logs is not None:
             logs.protect(lambda task_id: task_id in self._table.runs or self._unfinished_here(task_id))
@@ -493,6 +494,6 @@ class WorkerManager:
             live=queued + running,
             watchers=self.events.watcher_count(),
             store_commits=self.board.commits(),
-            worker_processes=len(self._processes.pids()) if self._processes is not None else 0,
+            worker_pids=tuple(self._processes.pids()) if self._processes is not None else (),
             processes_replaced=self._processes.replaced if self._processes is not None else 0,
         )

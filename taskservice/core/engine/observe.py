@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from taskservice.core.model.models import Task, TaskState
 
@@ -26,6 +26,13 @@ class TaskListener(Protocol):
         They made no transition in this process, so task_changed never tells of them. Optional: a listener
         without this method is not called.
         """
+
+
+@runtime_checkable
+class ScheduleListener(Protocol):
+    def schedule_fired(self, schedule_id: str, fired: int, missed: int, refused: bool) -> None:
+        """A pass over a due schedule moved it on: `fired` tasks created, `missed` due times skipped (its catch-up
+        policy), `refused` when its Submit was refused. Optional on a TaskListener; must be quick, must not raise."""
 
 
 class TransitionLog:

@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from taskservice.core.board.base import Answer, Board
 from taskservice.core.engine.clock import Clock
+from taskservice.core.engine.observe import ScheduleListener
 from taskservice.core.engine.throttle import ThrottledLog
 from taskservice.core.model.errors import (
     InvalidRequest,
@@ -53,9 +54,12 @@ class ScheduleConflict(TaskConflict):
 
 class Scheduler:
     def __init__(
-        self, board: Board, clock: Clock, submit_many: SubmitMany, check_task: CheckTask, poll_seconds: float
-    ) -> None:
+        self, board: Board, clock: Clock, submit_many: SubmitMany, check_task: CheckTask, poll_seconds: float,
+        listeners: Sequence[object] = (),
+    ) -> None:  # fmt: skip
         self._board = board
+        # Those of the task listeners that hear of firings (ScheduleListener).
+        self._listeners: list[ScheduleListener] = [each for each in listeners if isinstance(each, ScheduleListener)]
         self._clock = clock
         self._submit_many = submit_many
         self._check_task = check_task
@@ -199,4 +203,10 @@ class Scheduler:
         )
         if refused is not None:
             log.warning("schedule %r: a firing was refused: %s", schedule.schedule_id, refused.message)
-        self._board.save_schedule(moved, schedule)  # False: another server moved it on first, the same way
+        if self._board.save_schedule(moved, schedule):  # False: another server moved it on first, the same way
+            created = sum(1 for a in answers if isinstance(a, SubmitOutcome) and a.created)
+            for listener in self._listeners:
+                try:
+                    listener.schedule_fired(schedule.schedule_id, created, firing.missed, refused is not None)
+                except Exception:
+                    log.exception("schedule listener %r failed", listener)

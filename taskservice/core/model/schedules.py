@@ -89,6 +89,8 @@ class Firing:
 
     due: list[float] = field(default_factory=list)
     next_due: float = 0.0
+    # Due times that passed and are not fired (the catch-up policy skips them; counted up to MAX_CATCH_UP).
+    missed: int = 0
 
 
 def firing_for(schedule: Schedule, now: float) -> Firing:
@@ -106,7 +108,7 @@ def firing_for(schedule: Schedule, now: float) -> Firing:
         kept = passed[-1:]
     else:
         kept = []
-    return Firing(kept, due)
+    return Firing(kept, due, len(passed) - len(kept))
 
 
 def latest_due_times(spec: ScheduleSpec, first: float, now: float, most: int) -> list[float]:

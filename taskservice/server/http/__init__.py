@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
@@ -28,10 +28,9 @@ from taskservice.server.http.legacy import add_legacy_routes
 from taskservice.server.http.openapi import openapi_document
 from taskservice.server.http.routes import ROUTES, Route, unary
 from taskservice.server.http.streams import events, logs, many_events
+from taskservice.server.observing import HttpObserver, observing_middleware
 from taskservice.server.servicer import TaskServiceServicer
 from taskservice.server.settings import Settings
-from taskservice.server.tracing import http_tracing
-from taskservice.telemetry import tracing_on
 
 log = logging.getLogger("taskservice.http")
 
@@ -66,12 +65,14 @@ def build_app(
     max_body_bytes: int = 16 * 2**20,
     legacy_task_type: str = "",
     hosts: HostRule = LOOPBACK_ONLY,
+    observers: Sequence[HttpObserver] = (),
 ) -> web.Application:
-    """`hosts`: the Host names answered (host_rule() of the listen address and --http-allowed-hosts)."""
+    """`hosts`: the Host names answered (host_rule() of the listen address and --http-allowed-hosts); `observers`:
+    what hears every call (metrics, tracing)."""
     gateway = Gateway(servicer)
     middlewares: list[Middleware] = [_errors, guard(hosts, cors_origin), _preflight(cors_origin), _auth(tokens)]
-    if tracing_on():
-        middlewares.insert(0, http_tracing)
+    if observers:
+        middlewares.insert(0, observing_middleware(observers))
     app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
     app.on_response_prepare.append(add_security_headers)
     if cors_origin:

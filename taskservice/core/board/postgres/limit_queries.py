@@ -181,3 +181,20 @@ class PgLimitQueries:
                     ON CONFLICT (grp) DO UPDATE SET next_turn = greatest({TURNS}.next_turn, excluded.next_turn)""",
                 (list(turns), list(turns.values())),
             )
+
+    # ------------------------------------------------------------------ for the metrics
+
+    def held_back_count(self, cur: Cursor, held: HeldBack) -> int:
+        covered, params = covers_sql(*held)
+        cur.execute(f"SELECT count(*) FROM {TASKS} WHERE state = 'PENDING' AND waiting = 0 AND {covered}", params)
+        return int(cur.fetchone()[0])
+
+    def oldest_ready(self, cur: Cursor, held_back: Sequence[HeldBack], now: float) -> float | None:
+        excluded, params = held_back_sql(held_back, covers_sql)
+        cur.execute(
+            f"""SELECT min(greatest(submitted_at, coalesce(run_after, 0))) FROM {TASKS}
+                WHERE state = 'PENDING' AND waiting = 0 AND (run_after IS NULL OR run_after <= %s){excluded}""",
+            [now, *params],
+        )
+        found = cur.fetchone()[0]
+        return None if found is None else float(found)

@@ -57,3 +57,17 @@ class LimitStore:
             if limits or deps:
                 found[task.task_id] = WaitingFor(tuple(limits), tuple(deps))
         return found
+
+    def held_back_counts(self) -> dict[str, int]:
+        """Per limit that held groups back at this server's last claim, how many PENDING tasks those groups have."""
+        held = self._limiter.held
+        if not held:
+            return {}
+        counts: dict[str, int] = self._read(lambda cur: {h[0].limit_id: self._q.held_back_count(cur, h) for h in held})
+        return counts
+
+    def oldest_ready(self, now: float) -> float | None:
+        """See Queries.oldest_ready: with the groups this server's last claim found held back left out."""
+        held = self._limiter.held
+        oldest: float | None = self._read(lambda cur: self._q.oldest_ready(cur, held, now))
+        return oldest

@@ -85,6 +85,11 @@ class Limiter:
         """The limit and its groups it held back at the last claim; None when it held back none."""
         return next((held for held in self._held if held[0].limit_id == limit_id), None)
 
+    @property
+    def held(self) -> list[HeldBack]:
+        """Every limit's groups held back at the last claim."""
+        return list(self._held)
+
     def forget_held(self) -> None:
         """No limit holds anything back (a claim found none)."""
         self._held = []

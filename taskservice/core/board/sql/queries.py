@@ -178,6 +178,13 @@ class Queries(LimitQueries, Protocol):
     def count_pending(self, cur: Cursor) -> tuple[int, int]:
         """The queued tasks, and the bytes their args and labels take as stored."""
 
+    def held_back_count(self, cur: Cursor, held: HeldBack) -> int:
+        """The PENDING tasks (dependencies met) of the groups a limit holds back."""
+
+    def oldest_ready(self, cur: Cursor, held_back: Sequence[HeldBack], now: float) -> float | None:
+        """Since when the longest-waiting task that could start now has waited (its submission, or its run-after
+        if later): PENDING, due, its dependencies met, in no group `held_back`; None when there is none."""
+
     # ------------------------------------------------------------------ schedules
 
     def insert_schedule(self, cur: Cursor, schedule: Schedule) -> bool: ...

@@ -168,3 +168,20 @@ class SQLiteLimitQueries:
             "ON CONFLICT (grp) DO UPDATE SET next_turn = max(next_turn, excluded.next_turn)",
             list(turns.items()),
         )
+
+    # ------------------------------------------------------------------ for the metrics
+
+    def held_back_count(self, cur: Cursor, held: HeldBack) -> int:
+        covered, params = covers_sql(*held)
+        cur.execute(f"SELECT count(*) FROM tasks WHERE state = 'PENDING' AND waiting = 0 AND {covered}", params)
+        return int(cur.fetchone()[0])
+
+    def oldest_ready(self, cur: Cursor, held_back: Sequence[HeldBack], now: float) -> float | None:
+        excluded, params = held_back_sql(held_back, covers_sql)
+        cur.execute(
+            f"""SELECT min(max(submitted_at, coalesce(run_after, 0))) FROM tasks INDEXED BY tasks_ready
+                WHERE state = 'PENDING' AND waiting = 0 AND (run_after IS NULL OR run_after <= ?){excluded}""",
+            [now, *params],
+        )
+        found = cur.fetchone()[0]
+        return None if found is None else float(found)
