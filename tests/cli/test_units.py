@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -244,6 +244,14 @@ def test_format_table_never_truncates_ids() -> None:
     assert lines[0].split() == ["TASK", "ID", "TYPE", "STATE", "PROGRESS", "SUBMITTED", "LABELS"]
     assert lines[1].split()[0] == long_id
     assert lines[2].split() == ["short", "demo", "RUNNING", "40%", "2026-11-25T09:49:11.123Z"]
+
+
+def test_format_table_shows_when_delayed_tasks_are_to_run() -> None:
+    later = T0 + timedelta(minutes=10)
+    lines = format_table([_task(state=TaskState.PENDING, scheduled_at=later), _task(task_id="now")]).splitlines()
+    assert lines[0].split() == ["TASK", "ID", "TYPE", "STATE", "PROGRESS", "SUBMITTED", "SCHEDULED", "LABELS"]
+    assert lines[1].split()[5] == "2026-11-25T09:59:11.123Z"
+    assert lines[2].split()[5] == "team=a", "a task to run at once has no scheduled time"
 
 
 def test_task_to_json_is_plain_json() -> None:

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -95,6 +96,7 @@ QUICKSTART_EXITS = {
     "taskctl watch nightly-1": 4,
     "taskctl wait nightly-1": 4,
     "taskctl retry nightly-1": 0,
+    "mkdir -p data/in": 0,
     "taskctl submit file.checksum": 0,
     "taskctl logs": 0,
     "taskctl schedule create": 0,
@@ -104,9 +106,7 @@ QUICKSTART_EXITS = {
 
 
 def test_the_quickstart_commands_run_against_a_live_server(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    (data / "in").mkdir(parents=True)
-    (data / "in" / "big.iso").write_bytes(os.urandom(3 * 2**20))
+    data = tmp_path / "data"  # the Quickstart makes its input file under it, as a reader's ./data
     quickstart = block_starting("taskctl submit demo")
     with ServerProcess(tmp_path / "t.db", extra_args=["--data-root", str(data)]) as server:
         server.start()
@@ -121,7 +121,8 @@ def test_the_quickstart_commands_run_against_a_live_server(tmp_path: Path) -> No
                 last_id = done.stdout.split()[0]
             if command.startswith("taskctl submit file.checksum"):
                 assert "SUCCESS" in done.stdout, done.stdout
-        assert "file.checksum: 3145728 bytes" in run(f"taskctl logs {last_id}", env, tmp_path).stdout
+        assert "file.checksum: 8388608 bytes" in run(f"taskctl logs {last_id}", env, tmp_path).stdout
+        assert (data / "in" / "big.iso").stat().st_size == 8 * 2**20
 
 
 def test_the_command_task_block_runs_as_written(tmp_path: Path) -> None:
@@ -164,4 +165,25 @@ def test_the_grpcurl_calls_of_the_readme_run_against_a_live_server(
             task_id = task.get("taskId") or task["task_id"]  # grpcurl prints the proto's names
         if call.endswith("/WatchProgress"):
             assert '"state": "TASK_STATE_SUCCESS"' in done.stdout, "the watch ends with the task's end"
+    assert task_id
+
+
+def test_the_curl_calls_of_the_readme_run_against_a_live_server(server_process: ServerProcess, tmp_path: Path) -> None:
+    if shutil.which("curl") is None:
+        if os.environ.get("CI") == "true":
+            raise AssertionError("curl is missing on CI")
+        pytest.skip("curl not found")
+    calls = block_starting("curl -s localhost:8080/v1/tasks")
+    env = reader_env(server_process)
+    host = server_process.http_url.removeprefix("http://")
+    task_id = ""
+    for call in calls:
+        command = call.replace("localhost:8080", host).replace("<task-id>", task_id)
+        command = command.replace("curl ", "curl --fail-with-body --max-time 30 ", 1)
+        done = run(command, env, tmp_path)
+        assert done.returncode == 0, f"{call}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+        if not task_id:
+            task_id = json.loads(done.stdout)["task"]["taskId"]
+        if "/events" in call:
+            assert "TASK_STATE_REVOKED" in done.stdout, "the stream ends with the task's end"
     assert task_id

@@ -164,8 +164,10 @@ def format_task(task: Task) -> str:
 
 
 def format_table(tasks: list[Task]) -> str:
-    """The table of `taskctl list`: plain aligned columns, never truncated (ids must stay usable)."""
-    header = ("TASK ID", "TYPE", "STATE", "PROGRESS", "SUBMITTED", "LABELS")
+    """The table of `taskctl list`: plain aligned columns, never truncated (ids must stay usable); a SCHEDULED
+    column when a task is to run later (`--scheduled`, a retry's backoff)."""
+    scheduled = any(t.scheduled_at for t in tasks)
+    header = ("TASK ID", "TYPE", "STATE", "PROGRESS", "SUBMITTED", *(("SCHEDULED",) if scheduled else ()), "LABELS")
     rows = [
         (
             t.task_id,
@@ -173,6 +175,7 @@ def format_table(tasks: list[Task]) -> str:
             t.state.value,
             f"{t.progress.percent:.0f}%",
             format_time(t.submitted_at),
+            *((format_time(t.scheduled_at) if t.scheduled_at else "",) if scheduled else ()),
             ",".join(f"{k}={v}" for k, v in sorted(t.labels.items())),
         )
         for t in tasks
