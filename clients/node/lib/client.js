@@ -8,6 +8,7 @@ const protoLoader = require('@grpc/proto-loader');
 
 const convert = require('./convert');
 const { TaskServiceError, Status, CODE_NAMES } = require('./errors');
+const { PROTOS } = require('./protos');
 
 const DEFAULT_ADDRESS = '127.0.0.1:50051';
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -18,8 +19,8 @@ const WAIT_CALL_GRACE_MS = 5_000;
 // The trace context headers a client passes on (what OpenTelemetry's W3C propagators write).
 const TRACE_HEADERS = new Set(['traceparent', 'tracestate', 'baggage']);
 
-/** The proto of this repository, relative to this file (clients/node/lib -> protos/). */
-const DEFAULT_PROTO = path.resolve(__dirname, '..', '..', '..', 'protos', 'taskservice', 'v1', 'task_service.proto');
+/** The contract: the package's copy, or the repository's (protos.js). */
+const DEFAULT_PROTO = path.join(PROTOS, 'taskservice', 'v1', 'task_service.proto');
 
 /**
  * proto-loader options, chosen once for the whole client:
@@ -30,11 +31,11 @@ const DEFAULT_PROTO = path.resolve(__dirname, '..', '..', '..', 'protos', 'tasks
  * - defaults, arrays, objects: true -> unset scalars/lists/maps are filled in; unset messages are null;
  * - oneofs: true     -> google.protobuf.Value carries `kind` naming its set member.
  * google/protobuf/{struct,timestamp,duration}.proto come bundled with protobufjs (proto-loader's
- * parser); includeDirs adds the root of the proto tree for any other import, and this package's protos/
- * always comes last: google/api/annotations.proto (the HTTP routes the proto declares) is there, so a
+ * parser); includeDirs adds the root of the proto tree for any other import, and the client's own protos
+ * always come last: google/api/annotations.proto (the HTTP routes the proto declares) is there, so a
  * task_service.proto copied anywhere still loads.
  */
-const BUNDLED_PROTOS = path.resolve(__dirname, '..', 'protos');
+const BUNDLED_PROTOS = PROTOS;
 const LOADER_OPTIONS = Object.freeze({
   keepCase: false,
   longs: String,

@@ -4,6 +4,7 @@
 const path = require('node:path');
 const protobuf = require('protobufjs');
 const { status: Status } = require('@grpc/grpc-js');
+const { PROTOS } = require('./protos');
 
 const STATUS_DETAILS_KEY = 'grpc-status-details-bin';
 const BAD_REQUEST_TYPE = 'google.rpc.BadRequest';
@@ -13,12 +14,12 @@ const CODE_NAMES = Object.freeze(
   Object.fromEntries(Object.entries(Status).filter(([, v]) => typeof v === 'number').map(([k, v]) => [v, k])),
 );
 
-// google/rpc/status.proto and error_details.proto are vendored (Apache-2.0, from googleapis) under
-// ../protos; their google/protobuf imports come from protobufjs's bundled well-known types.
+// google/rpc/status.proto and error_details.proto are vendored (Apache-2.0, from googleapis) beside the contract
+// (protos.js); their google/protobuf imports come from protobufjs's bundled well-known types.
 let rpcRoot = null;
 function rpcTypes() {
   if (rpcRoot === null) {
-    const dir = path.join(__dirname, '..', 'protos');
+    const dir = PROTOS;
     const root = new protobuf.Root();
     root.resolvePath = (origin, target) => (path.isAbsolute(target) ? target : path.join(dir, target));
     root.loadSync(['google/rpc/status.proto', 'google/rpc/error_details.proto']);
