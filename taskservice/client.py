@@ -180,6 +180,8 @@ class Task:
     # What holds a PENDING task back: the limits whose group is full, the dependencies not met yet.
     waiting_for_limits: tuple[str, ...] = ()
     waiting_for_tasks: tuple[str, ...] = ()
+    # The message it was read from (taskctl --json prints it as the HTTP API's canonical JSON); None when made here.
+    wire: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,8 @@ class TaskEvent:
     progress: Progress
     time: datetime | None
     task: Task | None = None
+    # The message it was read from (taskctl --json prints it as the HTTP API's canonical JSON); None when made here.
+    wire: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -233,6 +237,8 @@ class Schedule:
     priority: int = 0
     labels: dict[str, str] = field(default_factory=dict)
     retention: float | None = None
+    # The message it was read from (taskctl --json prints it as the HTTP API's canonical JSON); None when made here.
+    wire: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -259,6 +265,8 @@ class TaskTypeInfo:
     rerun_on_restart: bool
     # The servers on the server's database that claim tasks of this type, by name.
     nodes: list[str] = field(default_factory=list)
+    # The message it was read from (taskctl --json prints it as the HTTP API's canonical JSON); None when made here.
+    wire: Any = field(default=None, compare=False, repr=False)
 
 
 # A module-level name: inside the clients, `list` is their method.
@@ -550,6 +558,7 @@ def task_from_pb(t: pb.Task) -> Task:
         after=tuple(t.after),
         waiting_for_limits=tuple(t.waiting_for.limit_ids),
         waiting_for_tasks=tuple(t.waiting_for.task_ids),
+        wire=t,
     )
 
 
@@ -562,6 +571,7 @@ def event_from_pb(e: pb.WatchProgressResponse) -> TaskEvent:
         progress=progress_from_pb(e.progress),
         time=timestamp_to_datetime(e.time) if e.HasField("time") else None,
         task=task_from_pb(e.task) if e.HasField("task") else None,
+        wire=e,
     )
 
 
@@ -730,6 +740,7 @@ def schedule_from_pb(s: pb.Schedule) -> Schedule:
         priority=task.priority,
         labels=dict(task.labels),
         retention=duration_to_seconds(task.retention) if task.HasField("retention") else None,
+        wire=s,
     )
 
 
@@ -796,6 +807,7 @@ def _task_types_call() -> _Unary[list[TaskTypeInfo]]:
                 t.accepts_extra_args,
                 t.rerun_on_restart,
                 [node.node for node in t.nodes],
+                wire=t,
             )
             for t in r.task_types
         ]  # fmt: skip

@@ -35,6 +35,8 @@ class Limit:
     weights: dict[str, float] = field(default_factory=dict)
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # The message it was read from (taskctl --json prints it as the HTTP API's canonical JSON); None when made here.
+    wire: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ def limit_from_pb(message: pb.Limit) -> Limit:
         weights=dict(message.weights),
         created_at=timestamp_to_datetime(message.created_at) if message.HasField("created_at") else None,
         updated_at=timestamp_to_datetime(message.updated_at) if message.HasField("updated_at") else None,
+        wire=message,
     )
 
 

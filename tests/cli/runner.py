@@ -49,7 +49,7 @@ class Taskctl:
         """Submit and return the new task's id."""
         run = self("--json", "submit", *args)
         assert run.code == 0, run
-        task_id = run.json_lines()[0]["task_id"]
+        task_id = run.json_lines()[0]["task"]["taskId"]
         assert isinstance(task_id, str)
         return task_id
 
@@ -57,5 +57,5 @@ class Taskctl:
         run = self("--json", "get", task_id)
         assert run.code == 0, run
         state = run.json_lines()[0]["state"]
-        assert isinstance(state, str)
-        return state
+        assert isinstance(state, str) and state.startswith("TASK_STATE_"), state
+        return state.removeprefix("TASK_STATE_")

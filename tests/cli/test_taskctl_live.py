@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import socket
+import urllib.request
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -106,7 +108,7 @@ def test_wait_exits_with_the_final_state_or_10_when_its_timeout_passes_first(tas
     failed = taskctl.submit_id("demo", "--arg", "fail_rate=1", "--arg", "steps=2", "--arg", "step_seconds=0.01")
     waited = taskctl("wait", failed, "--json")
     assert waited.code == 3, waited
-    assert json.loads(waited.out)["state"] == "FAILURE"
+    assert json.loads(waited.out)["state"] == "TASK_STATE_FAILURE"
 
 
 def test_wait_for_several_tasks_prints_each_as_it_ends_and_exits_with_the_first_that_did_not_succeed(
@@ -130,7 +132,7 @@ def test_run_later_with_delay_or_not_before_lists_as_scheduled_and_shows_when(ta
     at = taskctl.submit_id("sleep", "--arg", "seconds=0", "--not-before", in_two_hours)
     listed = taskctl("list", "--scheduled", "--json")
     assert listed.code == 0, listed
-    scheduled = {json.loads(line)["task_id"]: json.loads(line)["scheduled_at"] for line in listed.out.splitlines()}
+    scheduled = {json.loads(line)["taskId"]: json.loads(line)["scheduledAt"] for line in listed.out.splitlines()}
     assert set(scheduled) >= {later, at} and scheduled[later] < scheduled[at]
     too_far = taskctl("submit", "sleep", "--arg", "seconds=0", "--not-before", "2099-01-01T00:00:00Z")
     assert too_far.code == 8 and "not_before" in too_far.err, too_far
@@ -159,7 +161,7 @@ def test_stop_tasks_stops_the_matches_and_wants_a_filter_or_all(taskctl: Taskctl
     stopped = taskctl("stop-tasks", "--label", "run=cli-bulk", "--reason", "bulk", "--json")
     assert stopped.code == 0, stopped
     counts = json.loads(stopped.out)
-    assert counts["revoked"] + counts["stopping"] == 3, counts
+    assert int(counts["revoked"]) + int(counts["stopping"]) == 3, counts  # uint64: strings, as over HTTP
     for task_id in ids:
         assert taskctl("wait", task_id).code == 4
     refused = taskctl("stop-tasks")
@@ -179,7 +181,7 @@ def test_delete_and_delete_tasks_remove_ended_tasks_and_keep_unfinished_ones(tas
     refused = taskctl("delete", running)
     assert refused.code == 8 and "stop it first" in refused.err, refused
     deleted = taskctl("delete-tasks", "--label", "run=cli-del", "--json")
-    assert deleted.code == 0 and json.loads(deleted.out) == {"deleted": 2}, deleted
+    assert deleted.code == 0 and json.loads(deleted.out) == {"deleted": "2"}, deleted
     assert taskctl("get", running).code == 0, "an unfinished task is never deleted"
     taskctl("stop", running)
     assert taskctl("delete-tasks").code == 8, "no filter needs --all"
@@ -212,7 +214,8 @@ def test_schedule_commands_create_show_list_pause_resume_and_delete(taskctl: Tas
     assert taskctl("schedule", "pause", "cli-tick").out.startswith("cli-tick paused"), "paused"
     cron = taskctl("schedule", "create", "cli-cron", "sleep", "--arg", "seconds=0", "--cron", "0 9 * * 1-5",
                    "--time-zone", "Asia/Tokyo", "--catch-up", "skip", "--json")  # fmt: skip
-    assert json.loads(cron.out)["time_zone"] == "Asia/Tokyo" and json.loads(cron.out)["catch_up"] == "SKIP", cron
+    made = json.loads(cron.out)
+    assert made["cron"]["timeZone"] == "Asia/Tokyo" and made["catchUp"] == "CATCH_UP_SKIP", cron
     listed = taskctl("schedule", "list").out.splitlines()
     assert listed[0].split()[:2] == ["SCHEDULE", "ID"] and [line.split()[0] for line in listed[1:]] == [
         "cli-cron",
@@ -240,7 +243,7 @@ def test_limit_commands_create_show_list_update_and_delete(taskctl: Taskctl) -> 
     other = taskctl("limit", "create", "imports", "--max-running", "1")
     assert other.code == 8 and "another definition" in other.err, other
     updated = taskctl("limit", "update", "imports", "--label", "team=data", "--max-running", "5", "--json")
-    assert json.loads(updated.out)["max_running"] == 5 and json.loads(updated.out)["rate"] is None, updated
+    assert json.loads(updated.out)["maxRunning"] == 5 and "rate" not in json.loads(updated.out), updated
     listed = taskctl("limit", "list").out.splitlines()
     assert listed[0].split()[:2] == ["LIMIT", "ID"] and listed[1].split()[:2] == ["imports", "team=data"], listed
     assert "at most 5 running" in taskctl("limit", "get", "imports").out
@@ -336,22 +339,45 @@ def test_json_output(taskctl: Taskctl) -> None:
     submitted = taskctl("--json", "submit", "demo", *FAST_DEMO, "--watch")
     assert submitted.code == 0, submitted
     first, *events = submitted.json_lines()
-    assert first["created"] is True and first["task_type"] == "demo"
-    task_id = first["task_id"]
+    # As POST /v1/tasks answers, and each event as the data of GET /v1/tasks/{id}/events.
+    assert first["created"] is True and first["task"]["taskType"] == "demo"
+    task_id = first["task"]["taskId"]
     assert events, "one JSON object per event"
-    assert all(e["task_id"] == task_id for e in events)
-    assert [e["sequence"] for e in events] == sorted(e["sequence"] for e in events)
-    assert events[-1]["state"] == "SUCCESS" and events[-1]["task"]["result"] is not None
+    assert all(e["taskId"] == task_id for e in events)
+    assert [int(e["sequence"]) for e in events] == sorted(int(e["sequence"]) for e in events)
+    assert events[-1]["state"] == "TASK_STATE_SUCCESS" and events[-1]["task"]["result"] is not None
     # Global options may also follow the command.
     got = taskctl("get", task_id, "--json")
     assert got.code == 0, got
     (task,) = got.json_lines()
-    assert task["state"] == "SUCCESS"
+    assert task["state"] == "TASK_STATE_SUCCESS"
     assert task["args"] == {"steps": 3, "step_seconds": 0.02}
-    assert task["ended_at"].endswith("+00:00")
+    assert task["endedAt"].endswith("Z")
     assert task["progress"]["percent"] == 100.0
     (stopped,) = taskctl("--json", "stop", task_id).json_lines()
-    assert stopped["state"] == "SUCCESS"
+    assert stopped["state"] == "TASK_STATE_SUCCESS"
+
+
+def test_json_is_what_the_http_api_answers(taskctl: Taskctl, server_process: ServerProcess) -> None:
+    """Scripts move between taskctl --json and curl: the same objects, field for field."""
+
+    def http(path: str) -> Any:
+        with urllib.request.urlopen(server_process.http_url + path, timeout=10) as answer:
+            return json.load(answer)
+
+    task_id = taskctl.submit_id("demo", *FAST_DEMO, "--label", "team=json")
+    assert taskctl("wait", task_id).code == 0
+    assert taskctl("--json", "get", task_id).json_lines() == [http(f"/v1/tasks/{task_id}")["task"]]
+    assert (
+        taskctl("--json", "list", "--label", "team=json").json_lines() == http("/v1/tasks?labels[team]=json")["tasks"]
+    )
+    assert taskctl("--json", "types").json_lines() == http("/v1/taskTypes")["taskTypes"]
+    made = taskctl("--json", "schedule", "create", "json-tick", "sleep", "--arg", "seconds=0", "--every", "1h")
+    assert made.json_lines() == [http("/v1/schedules/json-tick")["schedule"]]
+    taskctl("schedule", "delete", "json-tick")
+    limit = taskctl("--json", "limit", "create", "json-limit", "--type", "sleep", "--max-running", "2")
+    assert limit.json_lines() == [http("/v1/limits/json-limit")["limit"]]
+    taskctl("limit", "delete", "json-limit")
 
 
 def test_list_filters(taskctl: Taskctl) -> None:
@@ -364,7 +390,7 @@ def test_list_filters(taskctl: Taskctl) -> None:
     def listed(*args: str) -> list[str]:
         run = taskctl("--json", "list", *args)
         assert run.code == 0, run
-        return [t["task_id"] for t in run.json_lines()]
+        return [t["taskId"] for t in run.json_lines()]
 
     assert listed() == [slept, failed, ok]  # newest first
     assert listed("--state", "FAILURE") == [failed]

@@ -254,13 +254,9 @@ def test_format_table_shows_when_delayed_tasks_are_to_run() -> None:
     assert lines[2].split()[5] == "team=a", "a task to run at once has no scheduled time"
 
 
-def test_task_to_json_is_plain_json() -> None:
-    data = task_to_json(_task(error=TaskError("E", "m"), result=[1, "a"]))
-    assert json.loads(json.dumps(data)) == data
-    assert data["state"] == "RUNNING"
-    assert data["submitted_at"] == "2026-11-25T09:49:11.123456+00:00"
-    assert data["ended_at"] is None
-    assert data["error"] == {"type": "E", "message": "m", "traceback": ""}
+def test_json_of_a_task_made_here_refuses_rather_than_inventing_a_form() -> None:
+    with pytest.raises(ValueError, match="not read from a server"):
+        task_to_json(_task())
 
 
 def _events() -> list[TaskEvent]:

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from datetime import UTC, datetime, timedelta
 
 from taskctl.exitcodes import ExitCode, for_state
-from taskctl.output import Output, format_submit, format_table, format_task, submit_to_json, task_to_json, watch_view
+from taskctl.output import (
+    Output,
+    format_submit,
+    format_table,
+    format_task,
+    status_json,
+    submit_to_json,
+    task_to_json,
+    watch_view,
+    wire_json,
+)
 from taskctl.parsing import batch_line, build_args, build_labels
 from taskservice.client import DeadlineExceeded, Task, TaskArgInfo, TaskClient, TaskServiceError, submit_request
 
@@ -63,8 +72,7 @@ def submit_file(client: TaskClient, ns: argparse.Namespace, output: Output) -> E
         if isinstance(result, TaskServiceError):
             refused += 1
             if output.json:
-                output.json_line({"line": number, "error": result.code.name if result.code else None,
-                                  "message": result.message})  # fmt: skip
+                output.json_line({"line": number, "error": status_json(result)})
             else:
                 output.text(f"line {number}: {result}")
         elif output.json:
@@ -99,7 +107,8 @@ def stop_tasks(client: TaskClient, ns: argparse.Namespace, output: Output) -> Ex
         everything=ns.all,
     )
     if output.json:
-        output.json_line({"revoked": count.revoked, "stopping": count.stopping})
+        # As POST /v1/tasks:stop answers: uint64 counts are strings in canonical JSON.
+        output.json_line({"revoked": str(count.revoked), "stopping": str(count.stopping)})
     else:
         output.text(f"{count.revoked} revoked, {count.stopping} stopping")
     return ExitCode.OK
@@ -121,7 +130,7 @@ def delete_tasks(client: TaskClient, ns: argparse.Namespace, output: Output) -> 
         everything=ns.all,
     )  # fmt: skip
     if output.json:
-        output.json_line({"deleted": deleted})
+        output.json_line({"deleted": str(deleted)})  # as POST /v1/tasks:delete answers
     else:
         output.text(f"{deleted} deleted")
     return ExitCode.OK
@@ -231,7 +240,7 @@ def task_types(client: TaskClient, ns: argparse.Namespace, output: Output) -> Ex
     found = client.task_types()
     if output.json:
         for kind in found:
-            output.json_line(dataclasses.asdict(kind))
+            output.json_line(wire_json(kind))
         return ExitCode.OK
     for kind in found:
         args = " ".join(_arg_text(arg) for arg in kind.args) + (" ..." if kind.accepts_extra_args else "")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 from taskctl.commands import UsageError
 from taskctl.exitcodes import ExitCode
-from taskctl.output import Output, aligned, format_duration, time_json
+from taskctl.output import Output, aligned, format_duration, wire_json
 from taskctl.parsing import build_labels
 from taskservice.client import Limit, TaskClient, parse_rate
 
@@ -132,8 +131,5 @@ def _show(limit: Limit, output: Output, text: str) -> ExitCode:
 
 
 def limit_to_json(limit: Limit) -> dict[str, Any]:
-    data = dataclasses.asdict(limit)
-    data["rate"] = None if limit.rate is None else dict(zip(("count", "period", "burst"), limit.rate, strict=True))
-    data["created_at"] = time_json(limit.created_at)
-    data["updated_at"] = time_json(limit.updated_at)
-    return data
+    """A limit, as the HTTP API gives it."""
+    return wire_json(limit)

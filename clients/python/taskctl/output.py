@@ -9,70 +9,54 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TextIO
 
+from google.protobuf import json_format
+from google.protobuf.message import Message
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from taskservice.client import LogChunk, SubmitResult, Task, TaskError, TaskEvent
+from taskservice.client import (
+    Limit,
+    LogChunk,
+    Schedule,
+    SubmitResult,
+    Task,
+    TaskError,
+    TaskEvent,
+    TaskServiceError,
+    TaskTypeInfo,
+)
 from taskservice.client import Progress as TaskProgress
 
 # ---------------------------------------------------------------------------------------------------
-# JSON: plain JSON values only, times as ISO 8601 UTC strings, states as their names
+# JSON: what the HTTP API answers, in protobuf's canonical JSON (lowerCamelCase names, RFC 3339 "Z" times,
+# "1.5s" durations, 64-bit integers as strings, enum names), one object per line
 
 
-def time_json(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+def canonical_json(message: Message) -> dict[str, Any]:
+    """A message as the HTTP API writes it (server/http/routes.py to_json: every field, defaults too)."""
+    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
 
 
-def progress_to_json(p: TaskProgress) -> dict[str, Any]:
-    return {
-        "percent": p.percent,
-        "message": p.message,
-        "current": p.current,
-        "total": p.total,
-        "updated_at": time_json(p.updated_at),
-    }
-
-
-def _error_json(e: TaskError | None) -> dict[str, str] | None:
-    return None if e is None else {"type": e.type, "message": e.message, "traceback": e.traceback}
+def wire_json(read: Task | TaskEvent | Schedule | Limit | TaskTypeInfo) -> dict[str, Any]:
+    """What the client read, as the HTTP API writes the same message."""
+    if read.wire is None:
+        raise ValueError(f"this {type(read).__name__} was not read from a server: it has no wire form")
+    return canonical_json(read.wire)
 
 
 def task_to_json(task: Task) -> dict[str, Any]:
-    return {
-        "task_id": task.task_id,
-        "task_type": task.task_type,
-        "args": task.args,
-        "state": task.state.value,
-        "progress": progress_to_json(task.progress),
-        "result": task.result,
-        "error": _error_json(task.error),
-        "submitted_at": time_json(task.submitted_at),
-        "started_at": time_json(task.started_at),
-        "ended_at": time_json(task.ended_at),
-        "time_limit": task.time_limit,
-        "priority": task.priority,
-        "labels": task.labels,
-        "attempt": task.attempt,
-        "scheduled_at": time_json(task.scheduled_at),
-        "retention": task.retention,
-        "after": list(task.after),
-        "waiting_for": {"limits": list(task.waiting_for_limits), "tasks": list(task.waiting_for_tasks)},
-    }
-
-
-def event_to_json(event: TaskEvent) -> dict[str, Any]:
-    return {
-        "task_id": event.task_id,
-        "sequence": event.sequence,
-        "state": event.state.value,
-        "progress": progress_to_json(event.progress),
-        "time": time_json(event.time),
-        "task": task_to_json(event.task) if event.task is not None else None,
-    }
+    """A task, as the `task` of the HTTP API's answers."""
+    return wire_json(task)
 
 
 def submit_to_json(result: SubmitResult) -> dict[str, Any]:
-    return {**task_to_json(result.task), "created": result.created}
+    """A Submit's answer, as POST /v1/tasks gives it."""
+    return {"task": task_to_json(result.task), "created": result.created}
+
+
+def status_json(error: TaskServiceError) -> dict[str, Any]:
+    """A refusal as the HTTP API's error body (google.rpc.Status): the gRPC code's number, the message."""
+    return {"code": error.code.value[0] if error.code else 2, "message": error.message}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -236,7 +220,7 @@ class Output:
         """A piece of a task's log: its bytes as they are, or (--json) an object with offset and text."""
         if self.json:
             text = chunk.data.decode("utf-8", "replace")
-            self.json_line({"task_id": chunk.task_id, "offset": chunk.offset, "text": text})
+            self.json_line({"taskId": chunk.task_id, "offset": chunk.offset, "text": text})
             return
         self.out.flush()
         buffer = getattr(self.out, "buffer", None)
@@ -260,7 +244,7 @@ class JsonWatchView:
         self._output = output
 
     def event(self, event: TaskEvent) -> None:
-        self._output.json_line(event_to_json(event))
+        self._output.json_line(wire_json(event))
 
     def finish(self, task: Task | None) -> None:
         pass  # the terminal event, already printed, carries the final task

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 from taskctl.commands import UsageError
 from taskctl.exitcodes import ExitCode
-from taskctl.output import Output, aligned, compact_json, format_duration, format_time, time_json
+from taskctl.output import Output, aligned, compact_json, format_duration, format_time, wire_json
 from taskctl.parsing import build_args, build_labels
 from taskservice.client import Schedule, TaskClient
 
@@ -120,10 +119,8 @@ def _when(schedule: Schedule) -> str:
 
 
 def schedule_to_json(schedule: Schedule) -> dict[str, Any]:
-    data = dataclasses.asdict(schedule)
-    for name in ("next_due", "created_at", "last_due"):
-        data[name] = time_json(getattr(schedule, name))
-    return data
+    """A schedule, as the HTTP API gives it."""
+    return wire_json(schedule)
 
 
 def format_schedule(schedule: Schedule) -> str:
