@@ -167,4 +167,5 @@ def test_taskctl_submits_a_jsonl_file_in_batches(tmp_path: Path) -> None:
         )  # fmt: skip
         assert again.returncode == 0
         record = json.loads(again.stdout)
-        assert record["line"] == 1 and record["task_id"] == "bulk-0" and record["created"] is False
+        # Each line as POST /v1/tasks answers (taskctl --json is the HTTP API's JSON), with its line number.
+        assert record["line"] == 1 and record["task"]["taskId"] == "bulk-0" and record["created"] is False

@@ -1,18 +1,17 @@
 """A C++ client generated from the contract with Debian's gRPC (protoc, grpc_cpp_plugin, libgrpc++-dev), as a new
 C++ user would make it, from the protos `taskservice protos` names: it submits a task and watches it to its end,
-and stops another, against a real server. scripts/ensure-grpc-cpp.sh installs the packages (CI runs it)."""
+and stops another, against a real server. scripts/ensure-codegen.sh installs the packages (CI runs it)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.server import ServerProcess
+from tests.ecosystem.generated_clients import check_client_against_a_real_server, protos_folder
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +26,7 @@ def _toolchain() -> dict[str, str]:
     if not missing and subprocess.run(["pkg-config", "--exists", "grpc++"], check=False).returncode != 0:
         missing.append("grpc++ (libgrpc++-dev)")
     if missing:
-        why = f"{', '.join(missing)} missing: scripts/ensure-grpc-cpp.sh installs Debian's gRPC for C++"
+        why = f"{', '.join(missing)} missing: scripts/ensure-codegen.sh installs Debian's gRPC for C++"
         if os.environ.get("CI") == "true":
             raise AssertionError(why)
         pytest.skip(why)
@@ -35,9 +34,7 @@ def _toolchain() -> dict[str, str]:
 
 
 def _build(tmp_path: Path, tools: dict[str, str]) -> Path:
-    protos = subprocess.run(
-        [sys.executable, "-m", "taskservice", "protos"], capture_output=True, text=True, check=True
-    ).stdout.strip()
+    protos = protos_folder()
     generated = tmp_path / "gen"
     generated.mkdir()
     subprocess.run(
@@ -60,11 +57,4 @@ def _build(tmp_path: Path, tools: dict[str, str]) -> Path:
 
 def test_a_cpp_client_built_from_the_protos_submits_watches_and_stops(tmp_path: Path) -> None:
     binary = _build(tmp_path, _toolchain())
-    with ServerProcess(tmp_path / "t.db") as server:
-        server.start()
-        ran = subprocess.run([str(binary), server.address], capture_output=True, text=True, timeout=120, check=False)
-    assert ran.returncode == 0, f"{ran.stdout}\n{ran.stderr}"
-    demo, sleep = ran.stdout.strip().splitlines()
-    assert demo.startswith("demo ") and " TASK_STATE_SUCCESS after " in demo, demo
-    assert int(demo.rsplit(" ", 2)[1]) >= 3, "the watch saw the task's events to its end"
-    assert sleep.startswith("sleep ") and sleep.endswith(" TASK_STATE_REVOKED"), sleep
+    check_client_against_a_real_server(binary, tmp_path)

@@ -47,7 +47,12 @@ async def test_submit_get_and_wait_speak_canonical_json(http: aiohttp.ClientSess
         ("GET", "/v1/tasks", {"params": {"pageSize": "5000"}}, 400, 3, "page_size"),
         ("GET", "/v1/tasks", {"params": {"colour": "red"}}, 400, 3, "colour"),
         ("GET", "/v1/tasks", {"params": {"scheduled": "maybe"}}, 400, 3, "scheduled"),
-        ("POST", "/v1/tasks/x:explode", {}, 404, 5, None),
+        # The task's resource takes GET and DELETE: 405 with Allow (below), as for any method a path lacks.
+        ("POST", "/v1/tasks/x:explode", {}, 405, 12, None),
+        ("GET", "/v1/tasks", {"params": {"pageSize": "0.5"}}, 400, 3, "pageSize"),
+        ("GET", "/v1/tasks", {"params": [("pageSize", "5"), ("pageSize", "6")]}, 400, 3, "pageSize"),
+        ("GET", "/v1/tasks", {"params": {"states": ""}}, 400, 3, "states"),
+        ("GET", "/v1/tasks", {"params": {"labels[a][b]": "x"}}, 400, 3, "labels"),
         ("GET", "/v1/nothing-here", {}, 404, None, None),
     ],
 )
@@ -218,3 +223,22 @@ async def test_an_id_that_ends_like_a_verb_is_read_with_its_colons_encoded(
     for path in ("b:2026-12-01T01:30:00Z", "b%3A2026-12-01T01%3A30%3A00Z"):  # an unknown verb is part of the id
         status, got = await call(http, "GET", sent_as_is(path))
         assert status == 200 and got["task"]["taskId"] == "b:2026-12-01T01:30:00Z", path
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PATCH", "/v1/tasks", "GET, POST"),
+        ("PUT", "/v1/tasks/x", "DELETE, GET"),
+        ("PUT", "/v1/tasks/x:stop", "POST"),
+        ("TRACE", "/v1/taskTypes", "GET, HEAD"),
+        ("POST", "/v1/limits/x", "DELETE, GET, PUT"),
+    ],
+)
+async def test_a_method_a_path_does_not_take_is_405_with_allow(
+    http: aiohttp.ClientSession, base_url: str, method: str, path: str, allowed: str
+) -> None:
+    async with http.request(method, f"{base_url}{path}") as response:
+        assert response.status == 405, await response.text()
+        assert response.headers["Allow"] == allowed
+        assert (await response.json())["code"] == 12

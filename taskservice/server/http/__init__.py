@@ -26,7 +26,7 @@ from taskservice.server.http.gateway import Gateway, RpcAbort
 from taskservice.server.http.guard import HostRule, add_security_headers, guard, host_rule
 from taskservice.server.http.legacy import add_legacy_routes
 from taskservice.server.http.openapi import openapi_document
-from taskservice.server.http.routes import ROUTES, Route, unary
+from taskservice.server.http.routes import MAX_LINE_BYTES, ROUTES, Route, unary
 from taskservice.server.http.streams import events, logs, many_events
 from taskservice.server.observing import HttpObserver, observing_middleware
 from taskservice.server.servicer import TaskServiceServicer
@@ -132,7 +132,7 @@ async def start_http(app: web.Application, settings: Settings, *, header_seconds
     # handler_cancellation: a client that goes away ends its handler, so an event stream lets go of its watcher
     # at once rather than at its next write.
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0, handler_cancellation=True,
-                           keepalive_timeout=header_seconds)  # fmt: skip
+                           keepalive_timeout=header_seconds, max_line_size=MAX_LINE_BYTES)  # fmt: skip
     await runner.setup()
     assert runner.server is not None
     cap_connections(runner.server, connection_cap(settings.http_max_connections))
@@ -148,8 +148,19 @@ async def start_http(app: web.Application, settings: Settings, *, header_seconds
     return HttpServer(runner, int(bound))
 
 
-def _not_found(request: web.Request) -> web.Response:
-    return error_response(RpcAbort(grpc.StatusCode.NOT_FOUND, f"no route {request.method} {request.path}"))
+def _not_found(request: web.Request, allowed: list[str]) -> web.Response:
+    """No route for this method: 405 with Allow when the path takes other methods, else 404."""
+    if not allowed:
+        return error_response(RpcAbort(grpc.StatusCode.NOT_FOUND, f"no route {request.method} {request.path}"))
+    return _not_allowed(request, allowed)
+
+
+def _not_allowed(request: web.Request, allowed: list[str]) -> web.Response:
+    message = f"{request.path} takes {', '.join(allowed)}, not {request.method}"
+    response = error_response(RpcAbort(grpc.StatusCode.UNIMPLEMENTED, message))
+    response.set_status(405)
+    response.headers["Allow"] = ", ".join(allowed)
+    return response
 
 
 def _route(method: str, template: str) -> Route | None:
@@ -159,8 +170,11 @@ def _route(method: str, template: str) -> Route | None:
 def _collection(gateway: Gateway, collection: str) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         verb = request.match_info.get("verb")
-        route = _route(request.method, f"/v1/{collection}" + (f":{verb}" if verb else ""))
-        return await unary(gateway, route, request) if route else _not_found(request)
+        template = f"/v1/{collection}" + (f":{verb}" if verb else "")
+        route = _route(request.method, template)
+        if route is None:
+            return _not_found(request, sorted({method for method, path in _BY_TEMPLATE if path == template}))
+        return await unary(gateway, route, request)
 
     return handle
 
@@ -177,7 +191,11 @@ def _member(gateway: Gateway, collection: str) -> Handler:
         if route is not None:
             return await unary(gateway, route, request, unquote(head))
         route = _MEMBERS.get((request.method, collection, ""))
-        return await unary(gateway, route, request, unquote(raw)) if route else _not_found(request)
+        if route is not None:
+            return await unary(gateway, route, request, unquote(raw))
+        # The methods of the verb it names (when it names one of the collection's), else of the member itself.
+        named = unquote(verb) if colon and any(c == collection and v == unquote(verb) for _, c, v in _MEMBERS) else ""
+        return _not_found(request, sorted({m for m, c, v in _MEMBERS if c == collection and v == named}))
 
     return handle
 
@@ -210,6 +228,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            return _not_allowed(request, sorted(exc.allowed_methods))
         code = _HTTP_REFUSALS.get(exc.status, grpc.StatusCode.INVALID_ARGUMENT)
         response = error_response(RpcAbort(code, f"{exc.reason}: {request.method} {request.path}"))
         response.set_status(exc.status)

@@ -7,6 +7,7 @@ the path (the id), the query (other fields of GET and DELETE) and the body (POST
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -63,7 +64,13 @@ ROUTES = (
     Route("DELETE", "/v1/limits/{limit_id}", "DeleteLimit", "", "delete a limit"),
 )
 
+# Items of one repeated field in a query: a URL holds a few kilobytes (start_http allows a line of MAX_LINE_BYTES).
+MAX_QUERY_ITEMS = 200
+MAX_LINE_BYTES = 64 * 1024
 _SERVICE = pb.DESCRIPTOR.services_by_name["TaskService"]
+_CPP = descriptor.FieldDescriptor
+_WHOLE_NUMBERS = frozenset({_CPP.CPPTYPE_INT32, _CPP.CPPTYPE_INT64, _CPP.CPPTYPE_UINT32, _CPP.CPPTYPE_UINT64})
+_WHOLE = re.compile(r"-?[0-9]+")
 _STATE_PREFIX = "TASK_STATE_"
 
 
@@ -120,8 +127,9 @@ def _camel(name: str) -> str:
 
 
 def _query_fields(message: descriptor.Descriptor, query: Any) -> dict[str, Any]:
-    """Query parameters as JSON fields: repeated ones by repeating the key, map entries as `labels[key]=value`,
-    states by their short names too (RUNNING for TASK_STATE_RUNNING)."""
+    """Query parameters as JSON fields: repeated ones by repeating the key (or by commas), map entries as
+    `labels[key]=value`, states by their short names too (RUNNING for TASK_STATE_RUNNING). A single field given
+    twice, an empty item, or a whole number that is not one is refused rather than guessed at."""
     fields: dict[str, Any] = {}
     for key in set(query.keys()):
         name, _, map_key = key.partition("[")
@@ -130,11 +138,23 @@ def _query_fields(message: descriptor.Descriptor, query: Any) -> dict[str, Any]:
             raise invalid(f"unknown query parameter {key!r}", key)
         values = query.getall(key)
         if map_key:
-            fields.setdefault(field.json_name, {})[map_key.rstrip("]")] = values[-1]
+            if not map_key.endswith("]") or "[" in map_key or "]" in map_key[:-1]:
+                raise invalid(f"query parameter {key!r} is not {name}[KEY]=VALUE", name)
+            if len(values) > 1:
+                raise invalid(f"{key} is given {len(values)} times; give it once", name)
+            fields.setdefault(field.json_name, {})[map_key[:-1]] = values[0]
         elif field.is_repeated:
-            fields[field.json_name] = [_query_value(field, v) for value in values for v in value.split(",") if v]
+            items = [v for value in values for v in value.split(",")]
+            if "" in items:
+                raise invalid(f"{field.json_name} has an empty item", field.json_name)
+            if len(items) > MAX_QUERY_ITEMS:
+                why = f"{len(items)} {field.json_name} in a query, over {MAX_QUERY_ITEMS}: use gRPC, or several calls"
+                raise invalid(why, field.json_name)
+            fields[field.json_name] = [_query_value(field, item) for item in items]
+        elif len(values) > 1:
+            raise invalid(f"{field.json_name} is given {len(values)} times; give it once", field.json_name)
         else:
-            fields[field.json_name] = _query_value(field, values[-1])
+            fields[field.json_name] = _query_value(field, values[0])
     return fields
 
 
@@ -150,6 +170,8 @@ def _query_value(field: descriptor.FieldDescriptor, value: str) -> Any:
     ):
         upper = value.upper()
         return upper if upper.startswith(_STATE_PREFIX) else _STATE_PREFIX + upper
+    if field.cpp_type in _WHOLE_NUMBERS and not _WHOLE.fullmatch(value):
+        raise invalid(f"{field.json_name} must be a whole number, not {value[:40]!r}", field.json_name)
     return value
 
 
