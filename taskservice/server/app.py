@@ -38,6 +38,7 @@ from taskservice.server.tracing import HttpTracing, RpcTracing
 from taskservice.server.waker import LoopWaker
 from taskservice.tasks.command import CommandCatalog, CommandConfigError, load_commands, register_command_task
 from taskservice.telemetry import configure_tracing, shutdown_tracing, tracing_on
+from taskservice.telemetry.metrics_export import metrics_wanted
 from taskservice.v1 import task_service_pb2 as pb
 
 log = logging.getLogger("taskservice")
@@ -260,7 +261,8 @@ async def serve(settings: Settings) -> int:
 async def _serve_on(
     board: Board, registry: TaskRegistry, data_root: DataRoot, tokens: TokenFile | None, settings: Settings
 ) -> int:
-    metrics = Metrics() if settings.metrics_listen else None
+    # Prometheus on --metrics-listen, OpenTelemetry when OTEL_METRICS_EXPORTER asks: one registry for both.
+    metrics = Metrics() if settings.metrics_listen or metrics_wanted() else None
     # Logs live where every server that answers WatchLogs can read them: local files for the embedded file, the
     # database when servers share one.
     logs: Logs = board.task_logs() or TaskLogs(
@@ -300,6 +302,8 @@ async def _serve_on(
     if metrics is not None:
         metrics.bind(manager.stats, manager.board)
         observers.append(metrics)
+        if metrics.export_through_otel():
+            log.info("metrics also go to OTEL_METRICS_EXPORTER")
     if tracing_on():
         observers.append(RpcTracing())
     if observers:
@@ -319,7 +323,7 @@ async def _serve_on(
         log.error("cannot listen on %s: %s", settings.listen, exc)
         manager.close()
         return EXIT_CANNOT_LISTEN
-    if metrics is not None:
+    if metrics is not None and settings.metrics_listen:
         try:
             metrics_port = metrics.start_http(settings.metrics_listen)
         except OSError as exc:

@@ -56,6 +56,7 @@ from taskservice.core.engine.manager import ManagerStats
 from taskservice.core.model.models import Task, TaskState
 from taskservice.server.metrics_collectors import BoardCollector, EngineCollector, WorkerProcessCollector
 from taskservice.server.observing import ObservingInterceptor
+from taskservice.telemetry.metrics_export import export_registry
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,7 @@ class Metrics:
         self._current: dict[str, tuple[str, str]] = {}
         self._http: Any = None
         self._http_thread: threading.Thread | None = None
+        self._otel_stop: Callable[[], None] | None = None
 
     # ----------------------------------------------------------------- core TaskListener
 
@@ -242,8 +244,17 @@ class Metrics:
         self._http, self._http_thread = start_http_server(int(port), addr=host, registry=self.registry)
         return int(self._http.server_port)
 
+    def export_through_otel(self) -> bool:
+        """Also export these metrics through OpenTelemetry when OTEL_METRICS_EXPORTER asks (see
+        telemetry/metrics_export.py); True when it does. stop() flushes and ends it."""
+        self._otel_stop = export_registry(self.registry)
+        return self._otel_stop is not None
+
     def stop(self) -> None:
-        """Stop the HTTP endpoint; safe to call twice or when it never started."""
+        """Stop the HTTP endpoint and the OpenTelemetry export; safe to call twice or when neither started."""
+        otel_stop, self._otel_stop = self._otel_stop, None
+        if otel_stop is not None:
+            otel_stop()
         http, thread = self._http, self._http_thread
         self._http = self._http_thread = None
         if http is not None:

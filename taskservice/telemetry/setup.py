@@ -20,18 +20,20 @@ log = logging.getLogger(__name__)
 DEFAULT_SERVICE_NAME = "taskservice"
 
 
-def _exporter_names(env: os._Environ[str] | dict[str, str]) -> list[str]:
+def exporter_names(env: os._Environ[str] | dict[str, str], signal: str = "TRACES") -> list[str]:
+    """The exporters OTEL_<signal>_EXPORTER names (signal: TRACES or METRICS); `otlp` when it is unset and an OTLP
+    endpoint is; none when OTEL_SDK_DISABLED=true."""
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return []
-    names = [name.strip().lower() for name in env.get("OTEL_TRACES_EXPORTER", "").split(",") if name.strip()]
-    if not names and (env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
+    names = [name.strip().lower() for name in env.get(f"OTEL_{signal}_EXPORTER", "").split(",") if name.strip()]
+    if not names and (env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")):
         names = ["otlp"]
     return [name for name in names if name != "none"]
 
 
 def tracing_wanted() -> bool:
     """Whether the variables ask for traces (a worker process asks before it loads anything)."""
-    return bool(_exporter_names(os.environ))
+    return bool(exporter_names(os.environ))
 
 
 def configure_tracing() -> bool:
@@ -39,12 +41,11 @@ def configure_tracing() -> bool:
     server that cannot trace still serves, and says why once."""
     if _state["tracer"] is not None:
         return True
-    names = _exporter_names(os.environ)
+    names = exporter_names(os.environ)
     if not names:
         return False
     try:
         from opentelemetry import trace
-        from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError:
@@ -56,18 +57,25 @@ def configure_tracing() -> bool:
     exporters = [exporter for exporter in (_exporter(name) for name in names) if exporter is not None]
     if not exporters:
         return False
-    attributes: dict[str, Any] = {}
-    if not os.environ.get("OTEL_SERVICE_NAME") and "service.name=" not in os.environ.get(
-        "OTEL_RESOURCE_ATTRIBUTES", ""
-    ):
-        attributes["service.name"] = DEFAULT_SERVICE_NAME
-    provider = TracerProvider(resource=Resource.create(attributes))
+    provider = TracerProvider(resource=service_resource())
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     _state["provider"] = provider
     _state["tracer"] = trace.get_tracer("taskservice")
     return True
+
+
+def service_resource() -> Any:
+    """The OpenTelemetry Resource of this server: OTEL_SERVICE_NAME (else "taskservice"), OTEL_RESOURCE_ATTRIBUTES."""
+    from opentelemetry.sdk.resources import Resource
+
+    attributes: dict[str, Any] = {}
+    if not os.environ.get("OTEL_SERVICE_NAME") and "service.name=" not in os.environ.get(
+        "OTEL_RESOURCE_ATTRIBUTES", ""
+    ):
+        attributes["service.name"] = DEFAULT_SERVICE_NAME
+    return Resource.create(attributes)
 
 
 def _exporter(name: str) -> Any:

@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from taskservice.client import TaskClient, TaskState
 from tests.support.otlp import OtlpReceiver, ReceivedSpan
 from tests.support.server import ServerProcess
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -156,3 +157,19 @@ def test_taskctl_sends_the_traceparent_of_its_environment(tmp_path: Path, receiv
         spans = receiver.wait_for(lambda spans: _named(spans, "run sleep"), trace_id=trace_id, what="the run")
     [submit] = _named(spans, "taskservice.v1.TaskService/Submit")
     assert submit.parent_id == parent
+
+
+def test_the_metrics_go_out_through_opentelemetry_too(tmp_path: Path, receiver: OtlpReceiver) -> None:
+    """No --metrics-listen: the OTLP endpoint alone turns the export on; the numbers are the Prometheus ones."""
+    with ServerProcess(tmp_path / "t.db", env=receiver.environment()) as server:
+        server.start()
+        with TaskClient(server.address) as client:
+            task_id = client.submit("sleep", {"seconds": 0}).task.task_id
+            assert client.wait(task_id, timeout=30).state is TaskState.SUCCESS
+        wait_until(
+            lambda: receiver.metric("taskservice_tasks_total", task_type="sleep", state="SUCCESS") == 1,
+            timeout=30, what="the SUCCESS counted through OTLP",
+        )  # fmt: skip
+        wait_until(lambda: receiver.metric("taskservice_task_wait_seconds_count", task_type="sleep") == 1,
+                   timeout=30, what="the wait histogram's count")  # fmt: skip
+        assert (receiver.metric("taskservice_workers") or 0) >= 1, "the engine gauges too"

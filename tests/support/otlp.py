@@ -1,4 +1,5 @@
-"""A real OTLP/gRPC trace receiver for tests: the collector's protocol, decoded with opentelemetry-proto.
+"""A real OTLP/gRPC receiver of traces and metrics for tests: the collector's protocol, decoded with
+opentelemetry-proto.
 
 with OtlpReceiver() as receiver:
     env = receiver.environment()      # the OTEL_* variables that point a server at it
@@ -16,6 +17,7 @@ from types import TracebackType
 from typing import Any
 
 import grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from tests.support.waiting import wait_until
@@ -70,11 +72,33 @@ class _Collector(trace_service_pb2_grpc.TraceServiceServicer):
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
+class _MetricsCollector(metrics_service_pb2_grpc.MetricsServiceServicer):
+    """Keeps the latest value of each data point: {(metric name, labels): value}."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.points: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+
+    def Export(self, request: Any, context: Any) -> Any:
+        for resource_metrics in request.resource_metrics:
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    data = getattr(metric, metric.WhichOneof("data"))
+                    for point in getattr(data, "data_points", ()):
+                        labels = frozenset((a.key, str(_value(a.value))) for a in point.attributes)
+                        value = point.as_double if point.WhichOneof("value") == "as_double" else point.as_int
+                        with self.lock:
+                            self.points[(metric.name, labels)] = float(value)
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+
 class OtlpReceiver:
     def __init__(self) -> None:
         self._collector = _Collector()
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self._collector, self._server)
+        self._metrics = _MetricsCollector()
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(self._metrics, self._server)
         self.port = self._server.add_insecure_port("127.0.0.1:0")
 
     def __enter__(self) -> OtlpReceiver:
@@ -92,7 +116,7 @@ class OtlpReceiver:
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{self.port}",
             "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
             "OTEL_SERVICE_NAME": service_name,
-            **({"OTEL_BSP_SCHEDULE_DELAY": "50"} if quick else {}),
+            **({"OTEL_BSP_SCHEDULE_DELAY": "50", "OTEL_METRIC_EXPORT_INTERVAL": "200"} if quick else {}),
         }
 
     def spans(self, trace_id: str | None = None) -> list[ReceivedSpan]:
@@ -110,3 +134,8 @@ class OtlpReceiver:
             names = sorted((s.name, s.parent_id) for s in self.spans(trace_id))
             raise AssertionError(f"{exc}; received: {names}") from None
         return self.spans(trace_id)
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """The latest value received of a metric's data point with these labels, or None."""
+        with self._metrics.lock:
+            return self._metrics.points.get((name, frozenset(labels.items())))
