@@ -252,6 +252,9 @@ class TaskArgInfo:
     path_role: str = ""
     choices: list[Any] = field(default_factory=list)
     rule: str = ""
+    # What the handler takes when the arg is left out; has_default False for a required arg (default None then).
+    default: Any = None
+    has_default: bool = False
 
 
 @dataclass(frozen=True)
@@ -802,7 +805,9 @@ def _task_types_call() -> _Unary[list[TaskTypeInfo]]:
             TaskTypeInfo(
                 t.name,
                 t.description,
-                [TaskArgInfo(a.name, a.kind, a.required, a.path_role, [value_to_python(c) for c in a.choices], a.rule)
+                [TaskArgInfo(a.name, a.kind, a.required, a.path_role, [value_to_python(c) for c in a.choices], a.rule,
+                             value_to_python(a.default_value) if a.HasField("default_value") else None,
+                             a.HasField("default_value"))
                  for a in t.args],
                 t.accepts_extra_args,
                 t.rerun_on_restart,

@@ -303,4 +303,6 @@ def task_type_to_proto(info: TypeInfo, nodes: Sequence[NodeInfo] = ()) -> pb.Tas
         )
         for choice in arg.choices:
             json_format.ParseDict(choice, added.choices.add())
+        if arg.has_default:
+            json_format.ParseDict(arg.default, added.default_value)
     return message

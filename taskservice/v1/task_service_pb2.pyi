@@ -2163,6 +2163,7 @@ class TaskArg(_message.Message):
     PATH_ROLE_FIELD_NUMBER: _builtins.int
     CHOICES_FIELD_NUMBER: _builtins.int
     RULE_FIELD_NUMBER: _builtins.int
+    DEFAULT_VALUE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     kind: _builtins.str
     """string, integer, number, boolean, array, object, or any."""
@@ -2175,6 +2176,10 @@ class TaskArg(_message.Message):
     def choices(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Value]:
         """The values allowed, when the handler lists them."""
 
+    @_builtins.property
+    def default_value(self) -> _struct_pb2.Value:
+        """What the handler takes when the arg is left out; unset for a required arg, or a default JSON cannot carry."""
+
     def __init__(
         self,
         *,
@@ -2184,10 +2189,11 @@ class TaskArg(_message.Message):
         path_role: _builtins.str = ...,
         choices: _abc.Iterable[_struct_pb2.Value] | None = ...,
         rule: _builtins.str = ...,
+        default_value: _struct_pb2.Value | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["default_value", b"default_value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["choices", b"choices", "kind", b"kind", "name", b"name", "path_role", b"path_role", "required", b"required", "rule", b"rule"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["choices", b"choices", "default_value", b"default_value", "kind", b"kind", "name", b"name", "path_role", b"path_role", "required", b"required", "rule", b"rule"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

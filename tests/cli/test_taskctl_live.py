@@ -259,8 +259,9 @@ def test_types_lists_the_task_types_with_their_args(taskctl: Taskctl) -> None:
     shown = taskctl("types")
     assert shown.code == 0, shown
     lines = shown.out.splitlines()
-    assert "file.checksum  input_fpath*:input algorithm:string=sha256|md5|blake2b" in lines, shown.out
+    assert 'file.checksum  input_fpath*:input algorithm:string=sha256|md5|blake2b(="sha256")' in lines, shown.out
     assert "sleep  seconds*:number" in lines
+    assert any(line.startswith("demo  steps:integer(=") for line in lines), "defaults are shown"
     listed = [json.loads(line) for line in taskctl("types", "--json").out.splitlines()]
     compress = next(t for t in listed if t["name"] == "file.compress")
     assert {a["name"]: a["rule"] for a in compress["args"]}["level"] == "from 1 to 9"

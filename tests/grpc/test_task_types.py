@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from google.protobuf import json_format
+
 from taskservice.server.app import RunningServer
 from taskservice.v1 import task_service_pb2 as pb
 from taskservice.v1 import task_service_pb2_grpc as pb_grpc
@@ -13,6 +15,10 @@ async def test_every_type_is_listed_by_name_with_its_args(stub: pb_grpc.TaskServ
     typed = {a.name: (a.kind, a.required) for a in types["typed"].args}
     assert typed == {"i": ("integer", True), "f": ("number", False), "s": ("string", False), "b": ("boolean", False),
                      "items": ("array", False), "options": ("object", False)}  # fmt: skip
+    defaults = {a.name: json_format.MessageToDict(a.default_value) for a in types["typed"].args
+                if a.HasField("default_value")}  # fmt: skip
+    assert "i" not in defaults, "a required arg has no default"
+    assert set(defaults) == {"f", "s", "b", "items", "options"}, defaults
     write = {a.name: a for a in types["write_output"].args}
     assert write["output_fpath"].path_role == "output" and write["text"].kind == "string"
     assert not write["text"].required

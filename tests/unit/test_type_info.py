@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from taskservice import Length, OneOf, Range, TaskContext
 from taskservice.core.handlers.paths import InputFile, OutputFile
@@ -31,7 +31,24 @@ def test_args_are_described_from_the_signature() -> None:
     assert info.args == (
         ArgInfo("source", "string", True, "input"),
         ArgInfo("target", "string", True, "output"),
-        ArgInfo("codec", "string", False, choices=("h264", "av1")),
-        ArgInfo("quality", "integer", False, rule="from 1 to 9"),
-        ArgInfo("tag", "string", False, rule="1 to 20 characters or items"),
+        ArgInfo("codec", "string", False, choices=("h264", "av1"), default="av1", has_default=True),
+        ArgInfo("quality", "integer", False, rule="from 1 to 9", default=5, has_default=True),
+        ArgInfo("tag", "string", False, rule="1 to 20 characters or items", default=None, has_default=True),
     )
+
+
+SENTINEL = object()
+
+
+def test_a_default_json_cannot_carry_is_left_unsaid() -> None:
+    registry = TaskRegistry()
+
+    def odd(ctx: TaskContext, *, when: Any = SENTINEL, pair: Any = (1, 2), size: int = 3) -> None:
+        """Odd defaults: an object, and a tuple JSON would turn into a list."""
+
+    registry.register("odd", odd)
+    assert [(arg.name, arg.has_default) for arg in describe(registry.require("odd")).args] == [
+        ("when", False),
+        ("pair", False),
+        ("size", True),
+    ]

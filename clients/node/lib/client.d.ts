@@ -96,7 +96,17 @@ export interface Limit {
 export interface TaskTypeInfo {
   name: string;
   description: string;
-  args: { name: string; kind: string; required: boolean; pathRole: string; choices: Json[]; rule: string }[];
+  args: {
+    name: string;
+    kind: string;
+    required: boolean;
+    pathRole: string;
+    choices: Json[];
+    rule: string;
+    hasDefault: boolean;
+    /** What the handler takes when the arg is left out (undefined when hasDefault is false). */
+    default?: Json;
+  }[];
   acceptsExtraArgs: boolean;
   rerunOnRestart: boolean;
   nodes: { node: string; onlyLabels: Labels; lastSeen: Date | null }[];

@@ -384,6 +384,9 @@ class TaskClient {
         pathRole: a.pathRole || '',
         choices: (a.choices || []).map(convert.valueFromProto),
         rule: a.rule || '',
+        // What the handler takes when the arg is left out (hasDefault false for a required arg).
+        hasDefault: a.defaultValue !== null && a.defaultValue !== undefined,
+        default: a.defaultValue ? convert.valueFromProto(a.defaultValue) : undefined,
       })),
       acceptsExtraArgs: Boolean(t.acceptsExtraArgs),
       rerunOnRestart: Boolean(t.rerunOnRestart),

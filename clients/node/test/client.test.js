@@ -309,6 +309,9 @@ describe('TaskService', () => {
     const checksum = types.find((t) => t.name === 'file.checksum');
     assert.deepEqual(checksum.args.find((a) => a.name === 'algorithm').choices, ['sha256', 'md5', 'blake2b']);
     assert.equal(checksum.args.find((a) => a.name === 'input_fpath').pathRole, 'input');
+    const algorithm = checksum.args.find((a) => a.name === 'algorithm');
+    assert.ok(algorithm.hasDefault && algorithm.default === 'sha256', 'the handler\'s default');
+    assert.ok(!checksum.args.find((a) => a.name === 'input_fpath').hasDefault, 'a required arg has none');
     assert.deepEqual(types.map((t) => t.name), [...types.map((t) => t.name)].sort());
   });
 

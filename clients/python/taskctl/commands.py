@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import UTC, datetime, timedelta
 
@@ -236,7 +237,8 @@ def _print_task(task: Task, output: Output, *, long: bool) -> None:
 
 
 def task_types(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
-    """Each task type: its args (`name:kind`, `*` for required, `=a|b` for choices) and what it does."""
+    """Each task type: its args (`name:kind`, `*` for required, `=a|b` for choices, `(=default)`) and what it
+    does."""
     found = client.task_types()
     if output.json:
         for kind in found:
@@ -253,4 +255,6 @@ def _arg_text(arg: TaskArgInfo) -> str:
     text = f"{arg.name}{'*' if arg.required else ''}:{arg.path_role or arg.kind}"
     if arg.choices:
         text += "=" + "|".join(str(choice) for choice in arg.choices)
+    if arg.has_default:
+        text += f"(={json.dumps(arg.default)})"
     return text

@@ -42,6 +42,8 @@ class Param:
     required: bool
     # Set for args that name files or folders under the data root.
     path_role: PathRole | None = None
+    # What the handler takes when the arg is left out (inspect.Parameter.empty for a required arg).
+    default: Any = inspect.Parameter.empty
 
 
 TimeLimitRule = Callable[[dict[str, Any], float | None], float | None]
@@ -286,7 +288,13 @@ def describe_handler(name: str, handler: Handler) -> tuple[tuple[Param, ...], bo
                     f"task type {name!r}: the default of {parameter.name!r} does not fit its own type: {exc}"
                 ) from None
         params.append(
-            Param(parameter.name, annotation, parameter.default is inspect.Parameter.empty, path_role(annotation))
+            Param(
+                parameter.name,
+                annotation,
+                parameter.default is inspect.Parameter.empty,
+                path_role(annotation),
+                parameter.default,
+            )
         )
     return tuple(params), accepts_extra
 

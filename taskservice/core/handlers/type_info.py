@@ -4,6 +4,9 @@ the checks its handler declares."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import json
 import types
 import typing
 from dataclasses import dataclass
@@ -23,6 +26,10 @@ class ArgInfo:
     path_role: str = ""  # input, output, directory, or "" for no path
     choices: tuple[Any, ...] = ()
     rule: str = ""  # the other checks, in words (e.g. "from 1 to 9")
+    # What the handler takes when the arg is left out, as JSON; None with has_default False for none (or one JSON
+    # cannot carry).
+    default: Any = None
+    has_default: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +45,25 @@ def describe(kind: TaskType) -> TypeInfo:
     return TypeInfo(
         name=kind.name,
         description=kind.description,
-        args=tuple(_arg(param.name, param.annotation, param.required, param.path_role) for param in kind.params),
+        args=tuple(
+            _with_default(_arg(param.name, param.annotation, param.required, param.path_role), param.default)
+            for param in kind.params
+        ),
         accepts_extra_args=kind.accepts_extra,
         rerun_on_restart=kind.rerun_on_restart,
     )
+
+
+def _with_default(arg: ArgInfo, default: Any) -> ArgInfo:
+    """`arg` with the handler's default, when there is one and JSON can carry it as it is."""
+    if default is inspect.Parameter.empty:
+        return arg
+    try:
+        if json.loads(json.dumps(default, allow_nan=False)) != default:
+            return arg
+    except (TypeError, ValueError):
+        return arg
+    return dataclasses.replace(arg, default=default, has_default=True)
 
 
 def _arg(name: str, annotation: Any, required: bool, role: Any) -> ArgInfo:
