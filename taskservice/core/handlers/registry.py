@@ -42,8 +42,9 @@ class Param:
     required: bool
     # Set for args that name files or folders under the data root.
     path_role: PathRole | None = None
-    # What the handler takes when the arg is left out (inspect.Parameter.empty for a required arg).
-    default: Any = inspect.Parameter.empty
+    # What the handler takes when the arg is left out (None for a required arg). Not inspect.Parameter.empty: the
+    # signature dataclasses build for the docstring would take a field defaulting to it for one with no default.
+    default: Any = None
 
 
 TimeLimitRule = Callable[[dict[str, Any], float | None], float | None]
@@ -293,7 +294,7 @@ def describe_handler(name: str, handler: Handler) -> tuple[tuple[Param, ...], bo
                 annotation,
                 parameter.default is inspect.Parameter.empty,
                 path_role(annotation),
-                parameter.default,
+                None if parameter.default is inspect.Parameter.empty else parameter.default,
             )
         )
     return tuple(params), accepts_extra

@@ -5,7 +5,6 @@ the checks its handler declares."""
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import types
 import typing
@@ -46,7 +45,9 @@ def describe(kind: TaskType) -> TypeInfo:
         name=kind.name,
         description=kind.description,
         args=tuple(
-            _with_default(_arg(param.name, param.annotation, param.required, param.path_role), param.default)
+            _arg(param.name, param.annotation, param.required, param.path_role)
+            if param.required
+            else _with_default(_arg(param.name, param.annotation, param.required, param.path_role), param.default)
             for param in kind.params
         ),
         accepts_extra_args=kind.accepts_extra,
@@ -55,9 +56,7 @@ def describe(kind: TaskType) -> TypeInfo:
 
 
 def _with_default(arg: ArgInfo, default: Any) -> ArgInfo:
-    """`arg` with the handler's default, when there is one and JSON can carry it as it is."""
-    if default is inspect.Parameter.empty:
-        return arg
+    """`arg` with the handler's default, when JSON can carry it as it is."""
     try:
         if json.loads(json.dumps(default, allow_nan=False)) != default:
             return arg
