@@ -11,6 +11,11 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+try:
+    import rich  # noqa: F401 - taskctl's progress bars and tables
+except ImportError:  # the server and the client library install without the cli extra
+    raise SystemExit("taskctl needs the cli extra: pip install 'taskservice[cli]'") from None
+
 from taskctl import commands, limits, schedules
 from taskctl.exitcodes import ExitCode, describe_all, for_error
 from taskctl.output import Output
