@@ -7,7 +7,7 @@ PROTO := protos/taskservice/v1/task_service.proto
 GENERATED := taskservice/v1/task_service_pb2.py taskservice/v1/task_service_pb2.pyi \
              taskservice/v1/task_service_pb2_grpc.py taskservice/v1/task_service_pb2_grpc.pyi
 
-.PHONY: run test test-node lint proto proto-check buf-lint buf-breaking typecheck bench clean
+.PHONY: run test test-node lint proto proto-check unasync unasync-check buf-lint buf-breaking typecheck bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,13 @@ proto-check: $(STAMP)
 	$(MAKE) proto
 	git diff --exit-code -- taskservice/v1 || \
 	    (echo "taskservice/v1 is stale: run 'make proto' and commit the result" >&2; exit 1)
+
+# The sync Python client is written from the async one (taskservice/client/async_client.py); CI checks it is fresh.
+unasync: $(STAMP)
+	$(BIN)/python scripts/unasync.py
+
+unasync-check: $(STAMP)
+	$(BIN)/python scripts/unasync.py --check
 
 buf-lint: $(STAMP)
 	$(BIN)/buf lint

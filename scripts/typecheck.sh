@@ -2,7 +2,7 @@
 # Strict type check of the whole server and the typed Python client (what users import):
 # scripts/typecheck.sh [PATH ...]
 #
-# Default: mypy --strict taskservice (the engine, the server, taskservice/client.py) and taskctl. Needs mypy and types-grpcio in .venv, and the [tool.mypy]
+# Default: mypy --strict taskservice (the engine, the server, taskservice/client/) and taskctl. Needs mypy and types-grpcio in .venv, and the [tool.mypy]
 # override in pyproject.toml that lets mypy read the .pyi files googleapis-common-protos ships without a
 # py.typed marker (google.rpc). The cache lives in .venv so the work tree stays clean.
 set -euo pipefail

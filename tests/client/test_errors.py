@@ -8,6 +8,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from taskservice import client as c
+from taskservice.client import errors
 
 
 def _details(code: int, message: str, violations: list[tuple[str, str]]) -> bytes:
@@ -34,7 +35,7 @@ def _details(code: int, message: str, violations: list[tuple[str, str]]) -> byte
     ],
 )
 def test_status_code_selects_class(code: grpc.StatusCode, cls: type[c.TaskServiceError]) -> None:
-    err = c.error_from_status(code, "something happened")
+    err = errors.error_from_status(code, "something happened")
     assert type(err) is cls
     assert isinstance(err, c.TaskServiceError)
     assert err.code is code
@@ -52,7 +53,7 @@ def test_bad_request_details_become_field_violations_and_one_line() -> None:
             _details(code_pb2.INVALID_ARGUMENT, message, [("args.steps", "expected an integer, got 10.5")]),
         ),
     ]
-    err = c.error_from_status(grpc.StatusCode.INVALID_ARGUMENT, message, metadata)
+    err = errors.error_from_status(grpc.StatusCode.INVALID_ARGUMENT, message, metadata)
     assert isinstance(err, c.InvalidArgument)
     assert err.field_violations == [("args.steps", "expected an integer, got 10.5")]
     assert str(err) == "INVALID_ARGUMENT: args do not fit task type 'demo' (args.steps: expected an integer, got 10.5)"
@@ -61,7 +62,7 @@ def test_bad_request_details_become_field_violations_and_one_line() -> None:
 def test_violation_already_in_message_is_not_repeated() -> None:
     message = "bad args: args.steps: expected an integer, got 10.5"
     metadata = [("grpc-status-details-bin", _details(3, message, [("args.steps", "expected an integer, got 10.5")]))]
-    err = c.error_from_status(grpc.StatusCode.INVALID_ARGUMENT, message, metadata)
+    err = errors.error_from_status(grpc.StatusCode.INVALID_ARGUMENT, message, metadata)
     assert str(err) == f"INVALID_ARGUMENT: {message}"
     assert err.field_violations == [("args.steps", "expected an integer, got 10.5")]
 
@@ -69,18 +70,18 @@ def test_violation_already_in_message_is_not_repeated() -> None:
 def test_violation_whose_description_the_message_says_is_not_repeated() -> None:
     message = "unknown task type 'nope' (registered: demo, sleep)"
     metadata = [("grpc-status-details-bin", _details(3, message, [("task_type", "unknown task type 'nope'")]))]
-    err = c.error_from_status(grpc.StatusCode.INVALID_ARGUMENT, message, metadata)
+    err = errors.error_from_status(grpc.StatusCode.INVALID_ARGUMENT, message, metadata)
     assert str(err) == f"INVALID_ARGUMENT: {message}"
 
 
 def test_multiline_messages_become_one_line() -> None:
-    err = c.error_from_status(grpc.StatusCode.INTERNAL, "first line\n  second line")
+    err = errors.error_from_status(grpc.StatusCode.INTERNAL, "first line\n  second line")
     assert str(err) == "INTERNAL: first line second line"
     assert "\n" not in str(err)
 
 
 def test_malformed_details_are_ignored() -> None:
-    err = c.error_from_status(grpc.StatusCode.INVALID_ARGUMENT, "nope", [("grpc-status-details-bin", b"\xff\xff")])
+    err = errors.error_from_status(grpc.StatusCode.INVALID_ARGUMENT, "nope", [("grpc-status-details-bin", b"\xff\xff")])
     assert isinstance(err, c.InvalidArgument)
     assert err.field_violations == []
 
@@ -101,13 +102,13 @@ def test_error_from_rpc_reads_the_call() -> None:
                 )
             ]
 
-    err = c.error_from_rpc(FakeCall())
+    err = errors.error_from_rpc(FakeCall())
     assert isinstance(err, c.InvalidArgument)
     assert err.field_violations == [("task_type", "unknown")]
 
 
 def test_error_from_bare_rpc_error_is_unknown() -> None:
-    err = c.error_from_rpc(grpc.RpcError())
+    err = errors.error_from_rpc(grpc.RpcError())
     assert type(err) is c.TaskServiceError
     assert err.code is grpc.StatusCode.UNKNOWN
 

@@ -6,7 +6,8 @@ import grpc
 import pytest
 
 from taskservice import client as c
-from taskservice.client import _WatchCursor
+from taskservice.client import cursors
+from taskservice.client.cursors import WatchCursor
 from taskservice.v1 import task_service_pb2 as pb
 
 
@@ -22,8 +23,8 @@ def _event(seq: int, state: int = pb.TASK_STATE_RUNNING) -> pb.WatchProgressResp
     return pb.WatchProgressResponse(task_id="t", sequence=seq, state=state)
 
 
-def _cursor(clock: FakeClock, *, after: int = 0, reconnect: float = 5.0, timeout: float | None = None) -> _WatchCursor:
-    return _WatchCursor("t", after, reconnect_timeout=reconnect, timeout=timeout, clock=clock)
+def _cursor(clock: FakeClock, *, after: int = 0, reconnect: float = 5.0, timeout: float | None = None) -> WatchCursor:
+    return WatchCursor("t", after, reconnect_timeout=reconnect, timeout=timeout, clock=clock)
 
 
 def test_request_resumes_after_last_sequence_and_drops_replays() -> None:
@@ -70,7 +71,7 @@ def test_unavailable_backs_off_then_gives_up_after_the_budget() -> None:
         clock.now += delay
     assert 0 < delays[0] < 0.2
     assert delays[-1] > delays[0]  # grows
-    assert max(delays) <= c._BACKOFF_MAX * 1.2 + 1e-9  # capped, with jitter
+    assert max(delays) <= cursors.BACKOFF_MAX * 1.2 + 1e-9  # capped, with jitter
     clock.now += 5.0
     with pytest.raises(c.Unavailable, match="gave up reconnecting") as info:
         cur.retry_delay(c.Unavailable("connection refused"))

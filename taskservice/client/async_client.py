@@ -1,0 +1,381 @@
+"""The asyncio client, AsyncTaskClient: the one source of both clients.
+
+scripts/unasync.py writes the synchronous TaskClient (sync_client.py) from this file, so a method is written once:
+edit here and run `make unasync`; CI checks the generated file is fresh. Keep to what the rewrite knows: `async def`,
+`await`, `async for`, `async with`, `asyncio.sleep`, grpc.aio, and the names in its table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from taskservice.client.base import CHANNEL_OPTIONS, ClientBase
+from taskservice.client.calls import (
+    MAX_BATCH,
+    batch_call,
+    create_schedule_call,
+    delete_call,
+    delete_tasks_call,
+    get_call,
+    list_call,
+    list_schedules_call,
+    retry_call,
+    schedule_call,
+    stop_call,
+    stop_tasks_call,
+    submit_call,
+    task_types_call,
+)
+from taskservice.client.cursors import LogCursor, WatchCursor, unimplemented
+from taskservice.client.errors import TaskServiceError, rpc_errors
+from taskservice.client.limits import (
+    Limit,
+    LimitPage,
+    LimitResult,
+    create_limit_call,
+    limit_call,
+    list_limits_call,
+    update_limit_call,
+)
+from taskservice.client.models import (
+    LogChunk,
+    Schedule,
+    SchedulePage,
+    ScheduleResult,
+    StopCount,
+    SubmitResult,
+    Task,
+    TaskEvent,
+    TaskPage,
+    TaskState,
+    TaskTypes,
+)
+from taskservice.client.wire import R, Unary
+from taskservice.v1 import task_service_pb2 as pb
+
+
+class AsyncTaskClient(ClientBase):
+    """The asyncio client, on grpc.aio: each call a coroutine, each stream an async iterator.
+
+    Create it inside a running event loop; use `async with`, or await close().
+    `address` None means $TASKSERVICE_ADDR, else 127.0.0.1:50051. `timeout` is the deadline of each
+    unary call in seconds (None: no deadline). `reconnect_timeout` bounds how long watch() and wait()
+    keep reconnecting to an unreachable server.
+    `token`, `tls_ca`, `tls_cert` and `tls_key` (default: $TASKSERVICE_TOKEN, $TASKSERVICE_TLS_CA, ...)
+    send a bearer token and turn on TLS or mutual TLS; see Security.
+    """
+
+    def _open_channel(self, address: str, credentials: grpc.ChannelCredentials | None) -> grpc.aio.Channel:
+        if credentials is None:
+            return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        return grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
+
+    async def __aenter__(self) -> AsyncTaskClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the channel; safe to call twice."""
+        await self._channel.close()
+
+    async def _invoke(self, call: Unary[R]) -> R:
+        with rpc_errors(self.security):
+            response = await getattr(self._stub, call.method)(
+                call.request, timeout=self.timeout, metadata=self._call_metadata()
+            )
+        return call.convert(response)
+
+    async def submit(
+        self,
+        task_type: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        task_id: str | None = None,
+        time_limit: float | None = None,
+        priority: int = 0,
+        labels: Mapping[str, str] | None = None,
+        not_before: datetime | None = None,
+        delay: float | None = None,
+        retention: float | None = None,
+        after: Iterable[str] = (),
+    ) -> SubmitResult:
+        """Queue a task. time_limit is in seconds (None: the server default). To run it later: `not_before` (an
+        aware datetime) or `delay` (seconds); it waits PENDING, with scheduled_at set, until then. `retention`
+        (seconds; 0: for ever) keeps it that long once ended instead of the server's --retention. `after`: ids of
+        tasks that must succeed first (it ends REVOKED, error type DependencyFailed, if one does not)."""
+        options = {"task_id": task_id, "time_limit": time_limit, "priority": priority, "labels": labels,
+                   "not_before": not_before, "delay": delay, "retention": retention, "after": after}  # fmt: skip
+        return await self._invoke(submit_call(task_type, args, **options))
+
+    async def submit_batch(self, requests: Iterable[pb.SubmitRequest]) -> list[SubmitResult | TaskServiceError]:
+        """Submit many tasks (build each with submit_request()), MAX_BATCH per call, one durable commit per call.
+
+        Returns one result per request, in order: a SubmitResult, or the error that request alone got.
+        """
+        pending = list(requests)
+        results: list[SubmitResult | TaskServiceError] = []
+        for start in range(0, len(pending), MAX_BATCH):
+            call = batch_call(pending[start : start + MAX_BATCH])
+            chunk: list[SubmitResult | TaskServiceError] = await self._invoke(call)
+            results.extend(chunk)
+        return results
+
+    async def get(self, task_id: str) -> Task:
+        """The task as it is now; TaskNotFound for an unknown id."""
+        return await self._invoke(get_call(task_id))
+
+    async def stop(self, task_id: str, reason: str = "") -> Task:
+        """Revoke a pending task or ask a running one to stop; a finished task is returned unchanged."""
+        return await self._invoke(stop_call(task_id, reason))
+
+    async def stop_tasks(
+        self,
+        *,
+        states: Iterable[TaskState | str] = (),
+        task_type: str = "",
+        labels: Mapping[str, str] | None = None,
+        scheduled: bool = False,
+        reason: str = "",
+        everything: bool = False,
+    ) -> StopCount:
+        """Stop every unfinished task matching the filters (states: PENDING and/or RUNNING), as stop() each;
+        with no filter at all, only with everything=True."""
+        filters = {"states": states, "task_type": task_type, "labels": labels, "scheduled": scheduled}
+        return await self._invoke(stop_tasks_call(reason, everything, **filters))
+
+    async def delete(self, task_id: str) -> Task:
+        """Delete an ended task now, with its log; returns it as it was. FailedPrecondition for an unfinished one."""
+        return await self._invoke(delete_call(task_id))
+
+    async def delete_tasks(
+        self,
+        *,
+        states: Iterable[TaskState | str] = (),
+        task_type: str = "",
+        labels: Mapping[str, str] | None = None,
+        ended_before: datetime | None = None,
+        everything: bool = False,
+    ) -> int:
+        """Delete every ended task matching the filters (states: ended ones); how many. With no filter at all,
+        only with everything=True."""
+        filters = {"states": states, "task_type": task_type, "labels": labels}
+        return await self._invoke(delete_tasks_call(ended_before, everything, **filters))
+
+    async def retry(self, task_id: str, reason: str = "") -> Task:
+        """Run a task that ended FAILURE, TIMED_OUT, REVOKED or LOST again, as its next attempt; returns it PENDING.
+        FailedPrecondition for a task in another state; `reason` goes to its log."""
+        return await self._invoke(retry_call(task_id, reason))
+
+    async def list(
+        self,
+        *,
+        states: Iterable[TaskState | str] = (),
+        task_type: str = "",
+        labels: Mapping[str, str] | None = None,
+        page_size: int = 100,
+        page_token: str = "",
+        scheduled: bool = False,
+        waiting_for_limit: str = "",
+    ) -> TaskPage:
+        """One page of tasks, newest first, filtered by states, type and labels."""
+        filters = {"states": states, "task_type": task_type, "labels": labels, "scheduled": scheduled,
+                   "waiting_for_limit": waiting_for_limit}  # fmt: skip
+        return await self._invoke(list_call(**filters, page_size=page_size, page_token=page_token))
+
+    async def iter_tasks(
+        self,
+        *,
+        states: Iterable[TaskState | str] = (),
+        task_type: str = "",
+        labels: Mapping[str, str] | None = None,
+        page_size: int = 100,
+        scheduled: bool = False,
+        waiting_for_limit: str = "",
+    ) -> AsyncIterator[Task]:
+        """Every task matching the filters, page after page."""
+        wanted = tuple(states)
+        token = ""
+        while True:
+            page = await self.list(
+                states=wanted,
+                task_type=task_type,
+                labels=labels,
+                page_size=page_size,
+                page_token=token,
+                scheduled=scheduled,
+                waiting_for_limit=waiting_for_limit,
+            )
+            for task in page.tasks:
+                yield task
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def create_schedule(
+        self,
+        schedule_id: str,
+        task_type: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        cron: str = "",
+        time_zone: str = "",
+        interval: float | None = None,
+        catch_up: str = "ONCE",
+        paused: bool = False,
+        time_limit: float | None = None,
+        priority: int = 0,
+        labels: Mapping[str, str] | None = None,
+        retention: float | None = None,
+    ) -> ScheduleResult:
+        """Submit `task_type` with `args` on `cron` (five fields, or six with seconds last; in `time_zone`, UTC when
+        empty) or every `interval` seconds, each firing as task `<schedule_id>:<due time>`. `catch_up` ("SKIP",
+        "ONCE", "ALL") decides about due times missed while no server ran. The same definition again answers
+        created=False; another one under the id raises AlreadyExists."""
+        options = {"cron": cron, "time_zone": time_zone, "interval": interval, "catch_up": catch_up,
+                   "paused": paused, "time_limit": time_limit, "priority": priority, "labels": labels,
+                   "retention": retention}  # fmt: skip
+        return await self._invoke(create_schedule_call(schedule_id, task_type, args, **options))
+
+    async def get_schedule(self, schedule_id: str) -> Schedule:
+        return await self._invoke(schedule_call("GetSchedule", schedule_id))
+
+    async def task_types(self) -> TaskTypes:
+        """The task types the server runs, by name, with the args each takes."""
+        return await self._invoke(task_types_call())
+
+    async def list_schedules(self, *, page_size: int = 100, page_token: str = "") -> SchedulePage:
+        return await self._invoke(list_schedules_call(page_size, page_token))
+
+    async def iter_schedules(self, *, page_size: int = 100) -> AsyncIterator[Schedule]:
+        """Every schedule, in id order, page after page."""
+        token = ""
+        while True:
+            page = await self.list_schedules(page_size=page_size, page_token=token)
+            for schedule in page.schedules:
+                yield schedule
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def pause_schedule(self, schedule_id: str) -> Schedule:
+        """No firing until resumed."""
+        return await self._invoke(schedule_call("PauseSchedule", schedule_id))
+
+    async def resume_schedule(self, schedule_id: str) -> Schedule:
+        """Fire again from the next due time after now (those missed while paused are skipped)."""
+        return await self._invoke(schedule_call("ResumeSchedule", schedule_id))
+
+    async def delete_schedule(self, schedule_id: str) -> Schedule:
+        """Remove a schedule; the tasks it submitted stay. Returns it as it was."""
+        return await self._invoke(schedule_call("DeleteSchedule", schedule_id))
+
+    async def create_limit(self, limit_id: str, **definition: Any) -> LimitResult:
+        """Create a limit: `task_type=`, `labels=` (what it covers), `key_label=` (what splits it into groups),
+        `max_running=`, `rate=` ("10/s", "100/m", or (count, seconds)), `burst=`, `on_full=` ("QUEUE",
+        "REFUSE_NEWEST", "STOP_OLDEST"), `max_waiting=`, `weights=`. The same definition again answers
+        created=False; another one under the id raises AlreadyExists."""
+        return await self._invoke(create_limit_call(limit_id, **definition))
+
+    async def get_limit(self, limit_id: str) -> Limit:
+        return await self._invoke(limit_call("GetLimit", limit_id))
+
+    async def list_limits(self, *, page_size: int = 100, page_token: str = "") -> LimitPage:
+        return await self._invoke(list_limits_call(page_size, page_token))
+
+    async def iter_limits(self, *, page_size: int = 100) -> AsyncIterator[Limit]:
+        """Every limit, in id order, page after page."""
+        token = ""
+        while True:
+            page = await self.list_limits(page_size=page_size, page_token=token)
+            for limit in page.limits:
+                yield limit
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def update_limit(self, limit_id: str, **definition: Any) -> Limit:
+        """Replace a limit's whole definition (as create_limit() takes it); in force from the next claim."""
+        return await self._invoke(update_limit_call(limit_id, **definition))
+
+    async def delete_limit(self, limit_id: str) -> Limit:
+        """Remove a limit: what it held back may start. Returns it as it was."""
+        return await self._invoke(limit_call("DeleteLimit", limit_id))
+
+    def watch(self, task_id: str, *, after_sequence: int = 0, timeout: float | None = None) -> AsyncIterator[TaskEvent]:
+        """Events of a task up to and including the terminal one.
+
+        Once connected, it reconnects on UNAVAILABLE (resuming after the last sequence seen) for up to
+        reconnect_timeout seconds of failure; on OUT_OF_RANGE it goes on from a fresh snapshot. A watch
+        that never got its first event raises at once. `timeout` bounds the whole watch
+        (DeadlineExceeded).
+        """
+        return self._follow(self._cursor(task_id, after_sequence, timeout), self._stub.WatchProgress)
+
+    def logs(self, task_id: str, *, offset: int = 0, follow: bool = False) -> AsyncIterator[LogChunk]:
+        """A task's log from `offset` on; with follow, until the task ends. Reconnects like watch()."""
+        cursor = LogCursor(task_id, offset, follow, reconnect_timeout=self.reconnect_timeout, security=self.security)
+        return self._follow(cursor, self._stub.WatchLogs)
+
+    def watch_many(
+        self, task_ids: Sequence[str], *, timeout: float | None = None, ignore_missing: bool = False
+    ) -> AsyncIterator[TaskEvent]:
+        """The events of many tasks (up to 10,000) in one WatchTasks stream, until every one has ended; each
+        reconnect resumes every task after its last event. TaskNotFound for unknown ids unless ignore_missing."""
+        return self._follow(self._many_cursor(task_ids, timeout, ignore_missing), self._stub.WatchTasks)
+
+    async def as_completed(self, task_ids: Sequence[str], *, timeout: float | None = None) -> AsyncIterator[Task]:
+        """Each task as it ends, in the order they end (one WatchTasks stream); DeadlineExceeded after `timeout`."""
+        async for event in self.watch_many(task_ids, timeout=timeout):
+            if event.state.is_terminal and event.task is not None:
+                yield event.task
+
+    async def wait_all(self, task_ids: Sequence[str], timeout: float | None = None) -> Sequence[Task]:
+        """Every task once ended, in the order given (one WatchTasks stream); DeadlineExceeded after `timeout`."""
+        ended = {task.task_id: task async for task in self.as_completed(task_ids, timeout=timeout)}
+        return [ended[task_id] for task_id in task_ids]
+
+    async def _follow(self, cursor: WatchCursor, method: Any) -> AsyncIterator[Any]:
+        while True:
+            stream = method(cursor.request(), timeout=cursor.call_timeout(), metadata=self._call_metadata())
+            with cursor.attempt(stream):
+                async for message in stream:
+                    for item in cursor.accept(message):
+                        yield item
+                    if cursor.done:
+                        return
+            if cursor.done:
+                return
+            await asyncio.sleep(cursor.next_delay())
+
+    async def wait(self, task_id: str, timeout: float | None = None) -> Task:
+        """Wait until the task ends and return it; DeadlineExceeded after `timeout` seconds (None: no limit).
+
+        One WaitTask call at a time, each at most a minute; reconnects on UNAVAILABLE as watch() does."""
+        cursor = self._wait_cursor(task_id, timeout)
+        while True:
+            request, deadline = cursor.wait_request()
+            try:
+                with rpc_errors(self.security):
+                    response = await self._stub.WaitTask(request, timeout=deadline, metadata=self._call_metadata())
+            except TaskServiceError as err:
+                if unimplemented(err):
+                    return await self._wait_by_watch(task_id, timeout, cursor.started)
+                await asyncio.sleep(cursor.retry_delay(err))
+                continue
+            task = cursor.accept_wait(response)
+            if task is not None:
+                return task
+
+    async def _wait_by_watch(self, task_id: str, timeout: float | None, started: float) -> Task:
+        cursor = self._cursor(task_id, 0, timeout, started)
+        async for _ in self._follow(cursor, self._stub.WatchProgress):
+            pass
+        return cursor.final_task() or await self.get(task_id)
