@@ -18,6 +18,6 @@ if [[ -z "$mypy" ]]; then
 fi
 
 if [[ $# -eq 0 ]]; then
-    set -- taskservice clients/python/taskctl
+    set -- taskservice clients/python/taskctl examples/typed
 fi
 exec "$mypy" --strict --cache-dir "${MYPY_CACHE_DIR:-.venv/.mypy_cache}" "$@"

@@ -1,11 +1,12 @@
 """Write the synchronous Python client from the asyncio one, so that each method is written once.
 
-    python scripts/unasync.py           # rewrite taskservice/client/sync_client.py
-    python scripts/unasync.py --check   # exit 1 when the committed file is not what the rewrite makes (CI)
+    python scripts/unasync.py           # rewrite taskservice/client/sync_*.py from async_*.py
+    python scripts/unasync.py --check   # exit 1 when a committed file is not what the rewrite makes (CI)
 
 The rewrite is textual, token by token as httpcore's unasync does it: `async def` becomes `def`, `await x` becomes
-`x`, `async for`/`async with` lose `async`, and the names in RENAMES become their synchronous twins. What it cannot
-rewrite, the async source must not contain (the check below refuses a leftover `async` or `await`).
+`x`, `async for`/`async with` lose `async`, and the names in RENAMES become their synchronous twins; lines between
+`# unasync: async only` and `# unasync: end` are dropped. What it cannot rewrite, the async source must not contain
+(the check below refuses a leftover `async` or `await`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT / "taskservice" / "client" / "async_client.py"
-TARGET = ROOT / "taskservice" / "client" / "sync_client.py"
+PACKAGE = ROOT / "taskservice" / "client"
+# asyncio source -> synchronous twin.
+FILES = {"async_client.py": "sync_client.py", "async_run.py": "sync_run.py"}
 
 # Whole words, asyncio name -> synchronous name.
 RENAMES = {
@@ -32,7 +34,8 @@ RENAMES = {
     "__anext__": "__next__",
     "StopAsyncIteration": "StopIteration",
     "asyncio": "time",
-    "aio_channel": "sync_channel",
+    "async_client": "sync_client",
+    "async_run": "sync_run",
 }
 # Phrases of docstrings and comments.
 PHRASES = {
@@ -44,16 +47,14 @@ PHRASES = {
     ),
     "grpc.aio.": "grpc.",
 }
-HEADER = (
-    '"""The synchronous client, TaskClient. Generated from async_client.py by scripts/unasync.py: do not edit;\n'
-    'edit async_client.py and run `make unasync`."""\n'
-)
+HEADER = '"""Generated from {source} by scripts/unasync.py: do not edit; edit {source} and run `make unasync`."""\n'
+ASYNC_ONLY = re.compile(r"\n[ \t]*# unasync: async only\n.*?# unasync: end\n", re.DOTALL)
 
 
-def unasync(text: str) -> str:
-    """The synchronous twin of the asyncio source."""
+def unasync(text: str, source: str) -> str:
+    """The synchronous twin of an asyncio source file."""
     docstring_end = text.index('"""', 3) + 3
-    body = text[docstring_end:]
+    body = ASYNC_ONLY.sub("\n", text[docstring_end:])
     for phrase, sync in PHRASES.items():
         body = body.replace(phrase, sync)
     body = re.sub(r"\basync def\b", "def", body)
@@ -67,15 +68,15 @@ def unasync(text: str) -> str:
     leftover = re.search(r"\b(async|await)\b|grpc\.aio", body)
     if leftover:
         line = body.count("\n", 0, leftover.start()) + text.count("\n", 0, docstring_end) + 1
-        raise SystemExit(f"{SOURCE.name}:{line}: {leftover.group(0)!r} is left after the rewrite; teach RENAMES")
-    return _formatted(HEADER + body)
+        raise SystemExit(f"{source}:{line}: {leftover.group(0)!r} is left after the rewrite; teach RENAMES")
+    return _formatted(HEADER.format(source=source) + body, PACKAGE / FILES[source])
 
 
-def _formatted(source: str) -> str:
-    """As ruff sorts and formats it (renamed imports move; taking `await` out shortens lines it may join)."""
-    for command in (["check", "--select", "I", "--fix-only", "--quiet"], ["format"]):
+def _formatted(source: str, target: Path) -> str:
+    """As ruff sorts and formats it (renamed imports move, some go unused; lines without `await` may join)."""
+    for command in (["check", "--select", "I,F401", "--fix-only", "--quiet"], ["format"]):
         source = subprocess.run(
-            [sys.executable, "-m", "ruff", *command, "--stdin-filename", str(TARGET), "-"],
+            [sys.executable, "-m", "ruff", *command, "--stdin-filename", str(target), "-"],
             input=source, capture_output=True, text=True, check=True, cwd=ROOT,
         ).stdout  # fmt: skip
     return source
@@ -83,16 +84,20 @@ def _formatted(source: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--check", action="store_true", help="fail when sync_client.py is not fresh")
+    parser.add_argument("--check", action="store_true", help="fail when a generated file is not fresh")
     options = parser.parse_args()
-    wanted = unasync(SOURCE.read_text())
-    if options.check:
-        if not TARGET.exists() or TARGET.read_text() != wanted:
-            print(f"{TARGET.relative_to(ROOT)} is stale: run `make unasync` and commit it", file=sys.stderr)
-            return 1
-        return 0
-    TARGET.write_text(wanted)
-    return 0
+    stale = []
+    for source, target in FILES.items():
+        wanted = unasync((PACKAGE / source).read_text(), source)
+        path = PACKAGE / target
+        if options.check:
+            if not path.exists() or path.read_text() != wanted:
+                stale.append(path)
+        else:
+            path.write_text(wanted)
+    for path in stale:
+        print(f"{path.relative_to(ROOT)} is stale: run `make unasync` and commit it", file=sys.stderr)
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ scripts/unasync.py. What both share lives beside them, one concern per module:
 - convert: protobuf <-> plain data and the requests built from arguments; calls: each unary call as a descriptor;
 - cursors: a stream's state across reconnects; security: address, token, TLS; wire: times and trace headers;
 - limits: the limit data and calls; base: settings and the channel both clients hold;
-- typed: tasks submitted by function (`@task` handles), `TaskRun[R]` and the typed result.
+- async_run (and sync_run, generated): `TaskRun[R]`, a task submitted by function (a `@task` handle, see
+  taskservice.handles); results: its result decoded into the handler's return type, or `TaskFailed`.
 
 This package imports grpc and the generated `taskservice.v1` code only, never the server's engine.
 """
@@ -16,6 +17,7 @@ This package imports grpc and the generated `taskservice.v1` code only, never th
 from __future__ import annotations
 
 from taskservice.client.async_client import AsyncTaskClient
+from taskservice.client.async_run import AsyncTaskRun
 from taskservice.client.base import CHANNEL_OPTIONS, DEFAULT_RECONNECT_TIMEOUT, DEFAULT_TIMEOUT
 from taskservice.client.calls import MAX_BATCH, schedule_request
 from taskservice.client.convert import list_request, submit_request
@@ -48,8 +50,11 @@ from taskservice.client.models import (
     TaskTypeInfo,
     TaskTypes,
 )
+from taskservice.client.results import ResultTypeError, TaskFailed
 from taskservice.client.security import ADDRESS_ENV, DEFAULT_ADDRESS, Security, resolve_address
 from taskservice.client.sync_client import TaskClient
+from taskservice.client.sync_run import TaskRun
+from taskservice.handles import TaskCall, TaskDef
 
 __all__ = [
     "ADDRESS_ENV",
@@ -60,6 +65,7 @@ __all__ = [
     "MAX_BATCH",
     "AlreadyExists",
     "AsyncTaskClient",
+    "AsyncTaskRun",
     "DeadlineExceeded",
     "FailedPrecondition",
     "InvalidArgument",
@@ -70,6 +76,7 @@ __all__ = [
     "OutOfRange",
     "Progress",
     "QueueFull",
+    "ResultTypeError",
     "Schedule",
     "SchedulePage",
     "ScheduleResult",
@@ -78,11 +85,15 @@ __all__ = [
     "SubmitResult",
     "Task",
     "TaskArgInfo",
+    "TaskCall",
     "TaskClient",
+    "TaskDef",
     "TaskError",
     "TaskEvent",
+    "TaskFailed",
     "TaskNotFound",
     "TaskPage",
+    "TaskRun",
     "TaskServiceError",
     "TaskState",
     "TaskTypeInfo",

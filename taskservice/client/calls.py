@@ -29,6 +29,7 @@ from taskservice.client.models import (
     TaskTypeInfo,
 )
 from taskservice.client.wire import Unary, duration_to_seconds, seconds_to_duration, timestamp_to_datetime
+from taskservice.handles import TaskCall
 from taskservice.v1 import task_service_pb2 as pb
 
 
@@ -50,6 +51,21 @@ def _batch_result(result: pb.SubmitBatchResult) -> SubmitResult | TaskServiceErr
         violations = [(v.field, v.description) for v in result.field_violations]
         return ERROR_CLASSES.get(code, TaskServiceError)(result.error_message, code=code, field_violations=violations)
     return SubmitResult(task=task_from_pb(result.task), created=result.created)
+
+
+def as_submit_request(request: pb.SubmitRequest | TaskCall[Any]) -> pb.SubmitRequest:
+    """A bound handle's SubmitRequest; a SubmitRequest as it is."""
+    if isinstance(request, TaskCall):
+        return submit_request(request.task_type, request.args, **request.options)
+    return request
+
+
+def typed_calls(requests: Sequence[pb.SubmitRequest | TaskCall[Any]]) -> list[TaskCall[Any]]:
+    """The bound handles of a batch (none for SubmitRequests); TypeError when it mixes both (their results differ)."""
+    calls = [r for r in requests if isinstance(r, TaskCall)]
+    if calls and len(calls) != len(requests):
+        raise TypeError("submit_batch takes bound handles (handle.bind(...)) or SubmitRequests, not both at once")
+    return calls
 
 
 def batch_call(requests: Sequence[pb.SubmitRequest]) -> Unary[list[SubmitResult | TaskServiceError]]:

@@ -1,18 +1,18 @@
-"""The synchronous client, TaskClient. Generated from async_client.py by scripts/unasync.py: do not edit;
-edit async_client.py and run `make unasync`."""
+"""Generated from async_client.py by scripts/unasync.py: do not edit; edit async_client.py and run `make unasync`."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 import grpc
 
 from taskservice.client.base import CHANNEL_OPTIONS, ClientBase
 from taskservice.client.calls import (
     MAX_BATCH,
+    as_submit_request,
     batch_call,
     create_schedule_call,
     delete_call,
@@ -26,6 +26,7 @@ from taskservice.client.calls import (
     stop_tasks_call,
     submit_call,
     task_types_call,
+    typed_calls,
 )
 from taskservice.client.cursors import LogCursor, WatchCursor, unimplemented
 from taskservice.client.errors import TaskServiceError, rpc_errors
@@ -51,7 +52,9 @@ from taskservice.client.models import (
     TaskState,
     TaskTypes,
 )
+from taskservice.client.sync_run import TaskRun
 from taskservice.client.wire import R, Unary
+from taskservice.handles import TaskCall
 from taskservice.v1 import task_service_pb2 as pb
 
 
@@ -88,6 +91,9 @@ class TaskClient(ClientBase):
             )
         return call.convert(response)
 
+    @overload
+    def submit(self, task_type: TaskCall[R], /) -> TaskRun[R]: ...
+    @overload
     def submit(
         self,
         task_type: str,
@@ -101,27 +107,61 @@ class TaskClient(ClientBase):
         delay: float | None = None,
         retention: float | None = None,
         after: Iterable[str] = (),
-    ) -> SubmitResult:
+    ) -> SubmitResult: ...
+    def submit(
+        self,
+        task_type: str | TaskCall[Any],
+        args: Mapping[str, Any] | None = None,
+        *,
+        task_id: str | None = None,
+        time_limit: float | None = None,
+        priority: int = 0,
+        labels: Mapping[str, str] | None = None,
+        not_before: datetime | None = None,
+        delay: float | None = None,
+        retention: float | None = None,
+        after: Iterable[str] = (),
+    ) -> SubmitResult | TaskRun[Any]:
         """Queue a task. time_limit is in seconds (None: the server default). To run it later: `not_before` (an
         aware datetime) or `delay` (seconds); it waits PENDING, with scheduled_at set, until then. `retention`
         (seconds; 0: for ever) keeps it that long once ended instead of the server's --retention. `after`: ids of
-        tasks that must succeed first (it ends REVOKED, error type DependencyFailed, if one does not)."""
+        tasks that must succeed first (it ends REVOKED, error type DependencyFailed, if one does not).
+
+        Typed: `submit(resize.bind(width=640))` (or `resize.submit(client, width=640)`) submits a `@task` handler's
+        type with args mypy checked against its signature, and returns a run whose result() is what it returns."""
+        if isinstance(task_type, TaskCall):
+            submitted = self._invoke(submit_call(task_type.task_type, task_type.args, **task_type.options))
+            return TaskRun(self, submitted, task_type.result_type)
         options = {"task_id": task_id, "time_limit": time_limit, "priority": priority, "labels": labels,
                    "not_before": not_before, "delay": delay, "retention": retention, "after": after}  # fmt: skip
         return self._invoke(submit_call(task_type, args, **options))
 
-    def submit_batch(self, requests: Iterable[pb.SubmitRequest]) -> list[SubmitResult | TaskServiceError]:
-        """Submit many tasks (build each with submit_request()), MAX_BATCH per call, one durable commit per call.
+    @overload
+    def submit_batch(self, requests: Iterable[TaskCall[R]]) -> list[TaskRun[R] | TaskServiceError]: ...
+    @overload
+    def submit_batch(self, requests: Iterable[pb.SubmitRequest]) -> list[SubmitResult | TaskServiceError]: ...
+    def submit_batch(
+        self, requests: Iterable[pb.SubmitRequest] | Iterable[TaskCall[Any]]
+    ) -> list[SubmitResult | TaskServiceError] | list[TaskRun[Any] | TaskServiceError]:
+        """Submit many tasks (build each with submit_request(), or a handle's bind()), MAX_BATCH per call, one
+        durable commit per call.
 
-        Returns one result per request, in order: a SubmitResult, or the error that request alone got.
+        Returns one result per request, in order: a SubmitResult (a run for a bound handle), or the error that
+        request alone got.
         """
-        pending = list(requests)
+        pending: list[pb.SubmitRequest | TaskCall[Any]] = list(requests)
+        typed = typed_calls(pending)
         results: list[SubmitResult | TaskServiceError] = []
         for start in range(0, len(pending), MAX_BATCH):
-            call = batch_call(pending[start : start + MAX_BATCH])
+            call = batch_call([as_submit_request(r) for r in pending[start : start + MAX_BATCH]])
             chunk: list[SubmitResult | TaskServiceError] = self._invoke(call)
             results.extend(chunk)
-        return results
+        if not typed:
+            return results
+        return [
+            TaskRun(self, result, request.result_type) if isinstance(result, SubmitResult) else result
+            for request, result in zip(typed, results, strict=True)
+        ]
 
     def get(self, task_id: str) -> Task:
         """The task as it is now; TaskNotFound for an unknown id."""

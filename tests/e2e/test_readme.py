@@ -62,7 +62,10 @@ def reader_env(server: ServerProcess, extra_path: str = "") -> dict[str, str]:
 
 
 def test_the_python_blocks_are_the_example_files_the_tests_run() -> None:
-    progress_example, task_types = blocks("python")
+    typed_tasks, typed_caller, progress_example, task_types = blocks("python")
+    for name, block in (("photo_tasks.py", typed_tasks), ("make_thumbnails.py", typed_caller)):
+        text = (REPO / "examples" / "typed" / name).read_text()
+        assert text.split('"""\n\n', 1)[1] == block, f"README and examples/typed/{name} differ"
     example = (REPO / "examples" / "watch_with_progress.py").read_text()
     assert example.split('"""\n\n', 1)[1] == progress_example, "README and examples/watch_with_progress.py differ"
     package = REPO / "examples" / "mycompany-tasks" / "mycompany_tasks" / "__init__.py"
@@ -71,7 +74,7 @@ def test_the_python_blocks_are_the_example_files_the_tests_run() -> None:
 
 def test_the_python_example_of_the_readme_runs_to_success(server_process: ServerProcess, tmp_path: Path) -> None:
     script = tmp_path / "watch_with_progress.py"
-    script.write_text(blocks("python")[0])
+    script.write_text(blocks("python")[2])
     env = {**reader_env(server_process)}
     done = subprocess.run(
         [sys.executable, str(script), "3"],

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taskservice.core.handlers.context import LogSink, ProgressSink, StopSignal, TaskContext
+from taskservice.core.handlers.json_values import as_json
 from taskservice.core.handlers.paths import CLEAR_NODES_ARG, DataRoot, OpenedPaths
 from taskservice.core.handlers.process_pool import ProcessPool, Relay
 from taskservice.core.handlers.registry import TaskType
@@ -106,7 +107,7 @@ def portable_result(value: Any) -> Any:
     if value is None:  # most handlers return nothing: no need to round-trip it
         return None
     try:
-        encoded = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        encoded = json.dumps(value, allow_nan=False, ensure_ascii=False, default=as_json)
     except (TypeError, ValueError, RecursionError) as exc:
         raise ValueError(f"the handler returned a value JSON cannot carry: {exc}") from None
     try:

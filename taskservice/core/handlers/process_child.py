@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from taskservice.core.handlers.context import check_progress
+from taskservice.core.handlers.json_values import as_json
 from taskservice.core.model.errors import StopTask
 from taskservice.telemetry.runs import attach_carrier, detach_carrier
 from taskservice.telemetry.setup import configure_tracing, shutdown_tracing
@@ -205,7 +206,7 @@ def _call_handler(conn: Any, run: int, module: str, qualname: str, args: dict[st
         value = handler(ctx, **args)
         ctx.flush()
         try:
-            encoded = None if value is None else json.dumps(value, allow_nan=False, ensure_ascii=False)
+            encoded = None if value is None else json.dumps(value, allow_nan=False, ensure_ascii=False, default=as_json)
         except (TypeError, ValueError, RecursionError) as exc:
             message = f"the handler returned a value JSON cannot carry: {exc}"
             send(conn, run, "failed", "ResultNotJSON", message, "", ())

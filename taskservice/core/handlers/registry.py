@@ -17,15 +17,18 @@ import types
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar, Union
 
 from taskservice.core.handlers.constraints import Constraint, Length, OneOf, Range, check_constraints
 from taskservice.core.handlers.paths import CLEAR_NODES_ARG, PathRole, path_role
 from taskservice.core.handlers.retry import RetryPolicy
 from taskservice.core.model.errors import InvalidRequest, RegistryError
 from taskservice.core.model.limits import LimitSpec, Rate, check_limit, parse_rate
+from taskservice.handles import TaskDef
 
 Handler = Callable[..., Any]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # Args travel as a google.protobuf.Struct: numbers are doubles, so integers are exact only up to 2**53.
 MAX_SAFE_INTEGER = 2**53
@@ -323,6 +326,8 @@ class TaskRegistry:
         max_running: int = 0,
         rate: str | None = None,
     ) -> TaskType:
+        if isinstance(handler, TaskDef):  # a handle made by another registry's @task
+            handler = handler.handler
         if not name or len(name) > 128:
             raise RegistryError(f"task type name {name!r} must be 1-128 characters")
         parsed_rate = _default_rate(name, max_running, rate)
@@ -366,14 +371,17 @@ class TaskRegistry:
         isolation: str = "thread",
         max_running: int = 0,
         rate: str | None = None,
-    ) -> Callable[[Handler], Handler]:
+    ) -> Callable[[Callable[Concatenate[Any, P], R]], TaskDef[P, R]]:
         """Decorator form of register(). `max_running` and `rate` ("10/s", "100/m") make the type's default limit,
-        across every server of a database (the limit "type:<name>", created or brought up to date at start)."""
+        across every server of a database (the limit "type:<name>", created or brought up to date at start).
 
-        def decorate(handler: Handler) -> Handler:
+        Returns a TaskDef: the handler, still callable as it was, and a typed handle callers submit it by
+        (`resize.submit(client, width=640)`, checked by mypy against the handler's signature)."""
+
+        def decorate(handler: Callable[Concatenate[Any, P], R]) -> TaskDef[P, R]:
             self.register(name, handler, rerun_on_restart=rerun_on_restart, retry=retry, isolation=isolation,
                           max_running=max_running, rate=rate)  # fmt: skip
-            return handler
+            return TaskDef(name, handler)
 
         return decorate
 
