@@ -225,10 +225,11 @@ class AsyncTaskClient(ClientBase):
         page_token: str = "",
         scheduled: bool = False,
         waiting_for_limit: str = "",
+        parent_id: str = "",
     ) -> TaskPage:
-        """One page of tasks, newest first, filtered by states, type and labels."""
+        """One page of tasks, newest first, filtered by states, type, labels and parent (`parent_id`: its children)."""
         filters = {"states": states, "task_type": task_type, "labels": labels, "scheduled": scheduled,
-                   "waiting_for_limit": waiting_for_limit}  # fmt: skip
+                   "waiting_for_limit": waiting_for_limit, "parent_id": parent_id}  # fmt: skip
         return await self._invoke(list_call(**filters, page_size=page_size, page_token=page_token))
 
     async def iter_tasks(
@@ -240,6 +241,7 @@ class AsyncTaskClient(ClientBase):
         page_size: int = 100,
         scheduled: bool = False,
         waiting_for_limit: str = "",
+        parent_id: str = "",
     ) -> AsyncIterator[Task]:
         """Every task matching the filters, page after page."""
         wanted = tuple(states)
@@ -253,6 +255,7 @@ class AsyncTaskClient(ClientBase):
                 page_token=token,
                 scheduled=scheduled,
                 waiting_for_limit=waiting_for_limit,
+                parent_id=parent_id,
             )
             for task in page.tasks:
                 yield task

@@ -101,6 +101,8 @@ def task_from_pb(t: pb.Task) -> Task:
         after=tuple(t.after),
         waiting_for_limits=tuple(t.waiting_for.limit_ids),
         waiting_for_tasks=tuple(t.waiting_for.task_ids),
+        parent_id=t.parent_id,
+        detached=t.detached,
         wire=t,
     )
 
@@ -171,9 +173,11 @@ def list_request(
     page_token: str = "",
     scheduled: bool = False,
     waiting_for_limit: str = "",
+    parent_id: str = "",
 ) -> pb.ListTasksRequest:
     """The ListTasksRequest for these filters; states may be TaskState or names. `scheduled`: only PENDING tasks
-    with a scheduled_at; `waiting_for_limit`: only PENDING tasks that limit holds back."""
+    with a scheduled_at; `waiting_for_limit`: only PENDING tasks that limit holds back; `parent_id`: only the
+    children of that task."""
     return pb.ListTasksRequest(
         page_size=page_size,
         page_token=page_token,
@@ -182,4 +186,5 @@ def list_request(
         labels=dict(labels or {}),
         scheduled=scheduled,
         waiting_for_limit=waiting_for_limit,
+        parent_id=parent_id,
     )

@@ -81,6 +81,9 @@ class Task:
     # What holds a PENDING task back: the limits whose group is full, the dependencies not met yet.
     waiting_for_limits: tuple[str, ...] = ()
     waiting_for_tasks: tuple[str, ...] = ()
+    # The task whose handler submitted it (ctx.submit), else empty; detached: its parent's Stop leaves it running.
+    parent_id: str = ""
+    detached: bool = False
     # The message it was read from (taskctl --json prints it as the HTTP API's canonical JSON); None when made here.
     wire: Any = field(default=None, compare=False, repr=False)
 

@@ -219,10 +219,11 @@ class TaskClient(ClientBase):
         page_token: str = "",
         scheduled: bool = False,
         waiting_for_limit: str = "",
+        parent_id: str = "",
     ) -> TaskPage:
-        """One page of tasks, newest first, filtered by states, type and labels."""
+        """One page of tasks, newest first, filtered by states, type, labels and parent (`parent_id`: its children)."""
         filters = {"states": states, "task_type": task_type, "labels": labels, "scheduled": scheduled,
-                   "waiting_for_limit": waiting_for_limit}  # fmt: skip
+                   "waiting_for_limit": waiting_for_limit, "parent_id": parent_id}  # fmt: skip
         return self._invoke(list_call(**filters, page_size=page_size, page_token=page_token))
 
     def iter_tasks(
@@ -234,6 +235,7 @@ class TaskClient(ClientBase):
         page_size: int = 100,
         scheduled: bool = False,
         waiting_for_limit: str = "",
+        parent_id: str = "",
     ) -> Iterator[Task]:
         """Every task matching the filters, page after page."""
         wanted = tuple(states)
@@ -247,6 +249,7 @@ class TaskClient(ClientBase):
                 page_token=token,
                 scheduled=scheduled,
                 waiting_for_limit=waiting_for_limit,
+                parent_id=parent_id,
             )
             yield from page.tasks
             token = page.next_page_token

@@ -11,7 +11,7 @@ from typing import Any
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
 from taskservice.core.engine.manager import SubmitSpec
-from taskservice.core.engine.validation import MAX_LABELS
+from taskservice.core.engine.validation import MAX_LABELS, check_task_id
 from taskservice.core.handlers.type_info import TypeInfo
 from taskservice.core.model.errors import InvalidRequest, TaskServiceError
 from taskservice.core.model.models import (
@@ -172,6 +172,8 @@ def task_to_proto(task: Task, waiting: WaitingFor | None = None) -> pb.Task:
         scheduled_at=timestamp_to_proto(task.run_after) if task.state is TaskState.PENDING else None,
         retention=duration_to_proto(task.retention),
         after=task.after,
+        parent_id=task.parent_id,
+        detached=task.detached,
     )
     message.args.update(task.args)
     if waiting is not None:
@@ -193,12 +195,16 @@ def event_to_proto(event: TaskEvent) -> pb.WatchProgressResponse:
 
 
 def filter_from_proto(request: pb.ListTasksRequest | pb.StopTasksRequest) -> TaskFilter:
+    parent_id = getattr(request, "parent_id", "")
+    if parent_id:
+        check_task_id(parent_id, "parent_id")
     return TaskFilter(
         states=frozenset(state_from_proto(number, "states") for number in request.states),
         task_type=request.task_type,
         labels=tuple(sorted(request.labels.items())),
         scheduled=request.scheduled,
         waiting_for_limit=getattr(request, "waiting_for_limit", ""),
+        parent_id=parent_id,
     )
 
 

@@ -242,12 +242,20 @@ class Task(_message.Message):
     RETENTION_FIELD_NUMBER: _builtins.int
     AFTER_FIELD_NUMBER: _builtins.int
     WAITING_FOR_FIELD_NUMBER: _builtins.int
+    PARENT_ID_FIELD_NUMBER: _builtins.int
+    DETACHED_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     task_type: _builtins.str
     state: Global___TaskState.ValueType
     priority: _builtins.int
     attempt: _builtins.int
     """1 for the first run; grows when a task is run again."""
+    parent_id: _builtins.str
+    """The task whose handler submitted this one (a child task, from ctx.submit); empty for a task a client submitted.
+    ListTasks(parent_id=) lists a task's children.
+    """
+    detached: _builtins.bool
+    """A child submitted as detached: a Stop of its parent leaves it running (the others are stopped with it)."""
     @_builtins.property
     def args(self) -> _struct_pb2.Struct: ...
     @_builtins.property
@@ -311,10 +319,12 @@ class Task(_message.Message):
         retention: _duration_pb2.Duration | None = ...,
         after: _abc.Iterable[_builtins.str] | None = ...,
         waiting_for: Global___WaitingFor | None = ...,
+        parent_id: _builtins.str = ...,
+        detached: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "ended_at", b"ended_at", "error", b"error", "progress", b"progress", "result", b"result", "retention", b"retention", "scheduled_at", b"scheduled_at", "started_at", b"started_at", "submitted_at", b"submitted_at", "time_limit", b"time_limit", "waiting_for", b"waiting_for"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "args", b"args", "attempt", b"attempt", "ended_at", b"ended_at", "error", b"error", "labels", b"labels", "priority", b"priority", "progress", b"progress", "result", b"result", "retention", b"retention", "scheduled_at", b"scheduled_at", "started_at", b"started_at", "state", b"state", "submitted_at", b"submitted_at", "task_id", b"task_id", "task_type", b"task_type", "time_limit", b"time_limit", "waiting_for", b"waiting_for"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "args", b"args", "attempt", b"attempt", "detached", b"detached", "ended_at", b"ended_at", "error", b"error", "labels", b"labels", "parent_id", b"parent_id", "priority", b"priority", "progress", b"progress", "result", b"result", "retention", b"retention", "scheduled_at", b"scheduled_at", "started_at", b"started_at", "state", b"state", "submitted_at", b"submitted_at", "task_id", b"task_id", "task_type", b"task_type", "time_limit", b"time_limit", "waiting_for", b"waiting_for"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -876,6 +886,7 @@ class ListTasksRequest(_message.Message):
     LABELS_FIELD_NUMBER: _builtins.int
     SCHEDULED_FIELD_NUMBER: _builtins.int
     WAITING_FOR_LIMIT_FIELD_NUMBER: _builtins.int
+    PARENT_ID_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """At most 1000; 0 means 100."""
     page_token: _builtins.str
@@ -888,6 +899,8 @@ class ListTasksRequest(_message.Message):
     """Only PENDING tasks held back by this limit (Task.waiting_for.limit_ids), as this server's last claim found
     its groups.
     """
+    parent_id: _builtins.str
+    """Only the children of this task (Task.parent_id)."""
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[Global___TaskState.ValueType]:
         """Only tasks in one of these states; empty means all."""
@@ -906,10 +919,11 @@ class ListTasksRequest(_message.Message):
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         scheduled: _builtins.bool = ...,
         waiting_for_limit: _builtins.str = ...,
+        parent_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["labels", b"labels", "page_size", b"page_size", "page_token", b"page_token", "scheduled", b"scheduled", "states", b"states", "task_type", b"task_type", "waiting_for_limit", b"waiting_for_limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["labels", b"labels", "page_size", b"page_size", "page_token", b"page_token", "parent_id", b"parent_id", "scheduled", b"scheduled", "states", b"states", "task_type", b"task_type", "waiting_for_limit", b"waiting_for_limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

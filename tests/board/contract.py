@@ -379,6 +379,21 @@ def test_list_is_newest_first_with_filters_and_paging(board: Board) -> None:
     assert [t.task_id for t in running] == [owned.task_id]
 
 
+def test_children_keep_their_parent_and_are_listed_by_it_across_a_reopen(
+    board: Board, reopen: Callable[[Board], Board]
+) -> None:
+    submit(
+        board,
+        [new("p"), new("p.1", parent_id="p"), new("p.2", parent_id="p", detached=True), new("q.1", parent_id="q")],
+    )
+    again = reopen(board)
+    children = again.list(TaskFilter(parent_id="p"), before_order=None, limit=10)
+    assert [(t.task_id, t.parent_id, t.detached) for t in children] == [("p.2", "p", True), ("p.1", "p", False)]
+    assert again.get("p").parent_id == "" and not again.get("p").detached
+    running = again.list(TaskFilter(parent_id="p", states=frozenset({TaskState.RUNNING})), before_order=None, limit=10)
+    assert running == []
+
+
 def test_callbacks_never_run_on_the_callers_thread(board: Board) -> None:
     """A caller may hold its own lock when it asks: a callback run inline would take it again and hang."""
     submit(board, [new("t")])

@@ -14,6 +14,7 @@ import pytest
 
 from taskservice.client import TaskClient
 from tests.support.server import ServerProcess
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -117,3 +118,24 @@ def test_a_task_whose_id_ends_like_a_verb_opens_and_stops_from_the_dashboard(bro
             page.locator('[data-state="REVOKED"]').wait_for()
             assert client.get(tricky).state.value == "REVOKED"
             assert client.get("report").state.value == "SUCCESS"
+
+
+def test_a_tasks_page_links_its_children_and_a_child_its_parent(browser: Any, tmp_path: Path) -> None:
+    extra = ["--tasks", "tests.support.child_task_types"]
+    with ServerProcess(tmp_path / "t.db", workers=4, extra_args=extra) as server:
+        server.start()
+        with TaskClient(server.address) as client:
+            parent = client.submit("hold_children", {"prefix": ""}).task.task_id
+            wait_until(lambda: len(client.list(parent_id=parent).tasks) == 2, what="the parent submits its children")
+            page = browser.new_page()
+            page.set_default_timeout(WAIT_MS)
+            page.goto(f"{server.http_url}/#/task/{parent}")
+            page.locator("#children li", has_text=f"{parent}.kept").wait_for()
+            assert "(detached)" in page.locator("#children li", has_text=f"{parent}.free").inner_text()
+            assert "(detached)" not in page.locator("#children li", has_text=f"{parent}.kept").inner_text()
+            page.locator("#children a", has_text=f"{parent}.kept").click()
+            page.wait_for_url(f"**/#/task/{parent}.kept")
+            page.locator("dd a", has_text=parent).first.wait_for()  # its Parent row links back
+            assert page.locator("#children").is_hidden(), "a task without children shows no list"
+            client.stop(parent)
+            client.stop(f"{parent}.free")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from datetime import UTC, datetime, timedelta
@@ -221,6 +222,15 @@ def test_format_task_shows_the_fields_a_person_needs() -> None:
     assert rows["ended"] == "-"
     assert "time limit  30s" in text
     assert "result" not in rows and "error" not in rows
+
+
+def test_format_task_names_a_childs_parent_and_list_filters_by_it() -> None:
+    from taskctl.cli import build_parser
+
+    rows = format_task(dataclasses.replace(_task(), parent_id="p-1", detached=True)).splitlines()
+    assert "parent      p-1 (detached)" in rows
+    assert not any(line.startswith("parent") for line in format_task(_task()).splitlines())
+    assert build_parser().parse_args(["list", "--parent", "p-1"]).parent == "p-1"
 
 
 def test_format_task_with_error_and_traceback() -> None:

@@ -35,6 +35,18 @@ async def test_submit_get_and_wait_speak_canonical_json(http: aiohttp.ClientSess
     assert status == 200 and again["created"] is False, "snake_case is read too; the same request is the same task"
 
 
+async def test_a_label_key_with_brackets_and_a_parent_filter_the_list(
+    http: aiohttp.ClientSession, base_url: str
+) -> None:
+    status, _ = await call(http, "POST", f"{base_url}/v1/tasks",
+                           json={"taskType": "echo", "taskId": "br", "labels": {"a[b]": "x"}})  # fmt: skip
+    assert status == 200
+    status, body = await call(http, "GET", f"{base_url}/v1/tasks", params={"labels[a[b]]": "x"})
+    assert status == 200 and [t["taskId"] for t in body["tasks"]] == ["br"]
+    status, body = await call(http, "GET", f"{base_url}/v1/tasks", params={"labels[]": "x", "parentId": "br"})
+    assert status == 200 and body.get("tasks", []) == []
+
+
 @pytest.mark.parametrize(
     ("method", "path", "kwargs", "http_status", "code", "field"),
     [

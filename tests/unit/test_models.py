@@ -27,6 +27,8 @@ def test_copy_carries_every_field_and_shares_no_mutable_part() -> None:
         run_after=4.0,
         retention=3600.0,
         after=("a", "b"),
+        parent_id="p",
+        detached=True,
     )
     assert all(
         getattr(task, f.name) != f.default for f in dataclasses.fields(Task) if f.default is not dataclasses.MISSING

@@ -45,6 +45,10 @@ export interface Task {
   after: string[];
   /** What holds a PENDING task back: limits whose group is full, unmet dependencies. */
   waitingFor: { limitIds: string[]; taskIds: string[] } | null;
+  /** The task whose handler submitted it (a child task); '' for one a client submitted. */
+  parentId: string;
+  /** A child its parent's Stop leaves running. */
+  detached: boolean;
 }
 
 export interface TaskEvent {
@@ -191,7 +195,7 @@ export class TaskClient {
   deleteTask(taskId: string, opts?: CallOptions): Promise<Task>;
   deleteTasks(opts?: TaskFilter & { endedBefore?: Date; all?: boolean }): Promise<number>;
   retry(taskId: string, reason?: string, opts?: CallOptions): Promise<Task>;
-  list(opts?: TaskFilter & { scheduled?: boolean; waitingForLimit?: string; pageSize?: number; pageToken?: string }): Promise<{ tasks: Task[]; nextPageToken: string }>;
+  list(opts?: TaskFilter & { scheduled?: boolean; waitingForLimit?: string; parentId?: string; pageSize?: number; pageToken?: string }): Promise<{ tasks: Task[]; nextPageToken: string }>;
   watch(taskId: string, opts?: { afterSequence?: bigint | number | string; timeoutMs?: number }): AsyncIterableIterator<TaskEvent>;
   watchMany(taskIds: string[], opts?: { timeoutMs?: number; ignoreMissing?: boolean }): AsyncIterableIterator<TaskEvent>;
   waitTask(taskId: string, opts?: { timeoutSeconds?: number; timeoutMs?: number }): Promise<{ task: Task; done: boolean }>;

@@ -402,9 +402,9 @@ class TaskClient {
 
   /**
    * One page of tasks, newest first: {tasks, nextPageToken} (nextPageToken '' on the last page).
-   * @param {{states?: string[], taskType?: string, labels?: Object<string,string>, scheduled?: boolean, waitingForLimit?: string, pageSize?: number, pageToken?: string, timeoutMs?: number}} [opts]
+   * @param {{states?: string[], taskType?: string, labels?: Object<string,string>, scheduled?: boolean, waitingForLimit?: string, parentId?: string, pageSize?: number, pageToken?: string, timeoutMs?: number}} [opts]
    *   states: short ('RUNNING') or full ('TASK_STATE_RUNNING') names; scheduled: only tasks waiting for their time;
-   *   waitingForLimit: only PENDING tasks that limit holds back
+   *   waitingForLimit: only PENDING tasks that limit holds back; parentId: only that task's children
    */
   async list(opts = {}) {
     const request = {
@@ -415,6 +415,7 @@ class TaskClient {
       labels: { ...(opts.labels || {}) },
       scheduled: Boolean(opts.scheduled),
       waitingForLimit: opts.waitingForLimit || '',
+      parentId: opts.parentId || '',
     };
     const response = await this._unary('ListTasks', request, opts.timeoutMs);
     return { tasks: response.tasks.map(convert.taskFromProto), nextPageToken: response.nextPageToken || '' };

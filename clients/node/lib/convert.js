@@ -214,6 +214,9 @@ function taskFromProto(t) {
     after: [...(t.after || [])],
     // What holds a PENDING task back: {limitIds, taskIds} (full limits, unmet dependencies); null when nothing.
     waitingFor: t.waitingFor ? { limitIds: [...(t.waitingFor.limitIds || [])], taskIds: [...(t.waitingFor.taskIds || [])] } : null,
+    // The task whose handler submitted it (a child task), '' otherwise; detached: its parent's Stop leaves it running.
+    parentId: t.parentId || '',
+    detached: Boolean(t.detached),
   };
 }
 

@@ -232,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--type", default="", metavar="TYPE", help="only tasks of this type")
     p.add_argument("--scheduled", action="store_true", help="only tasks waiting for their time to run")
     p.add_argument("--waiting-for", default="", metavar="LIMIT", help="only tasks this limit holds back")
+    p.add_argument("--parent", default="", metavar="TASK_ID", help="only the children of this task")
     p.add_argument(
         "--label", action="append", default=[], type=_key_value, metavar="KEY=VALUE", help="only tasks with this label"
     )

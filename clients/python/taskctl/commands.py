@@ -194,6 +194,7 @@ def list_tasks(client: TaskClient, ns: argparse.Namespace, output: Output) -> Ex
         page_size=page_size,
         scheduled=ns.scheduled,
         waiting_for_limit=ns.waiting_for,
+        parent_id=ns.parent,
     )
     for task in tasks_found:
         tasks.append(task)

@@ -120,6 +120,8 @@ def format_task(task: Task) -> str:
         rows.append(("labels", ", ".join(f"{k}={v}" for k, v in sorted(task.labels.items()))))
     if task.after:
         rows.append(("after", ", ".join(task.after)))
+    if task.parent_id:
+        rows.append(("parent", task.parent_id + (" (detached)" if task.detached else "")))
     waits = [f"limit {limit_id}" for limit_id in task.waiting_for_limits] + list(task.waiting_for_tasks)
     if waits:
         rows.append(("waiting for", ", ".join(waits)))

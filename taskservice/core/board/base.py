@@ -62,6 +62,9 @@ class NewTask:
     turn: float = 0.0
     # The submitting call's trace context (Task.trace_context).
     trace_context: dict[str, str] = field(default_factory=dict)
+    # Task.parent_id and Task.detached.
+    parent_id: str = ""
+    detached: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,6 +85,8 @@ class Admission:
             retention=request.retention,
             after=after,
             trace_context=request.trace_context,
+            parent_id=request.parent_id,
+            detached=request.detached,
         )
 
     def reads_storage(self, requests: Sequence[SubmitSpec]) -> bool:

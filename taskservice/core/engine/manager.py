@@ -27,6 +27,7 @@ from typing import Any
 
 from taskservice.core.board.base import Answer, Board, NewTask
 from taskservice.core.engine.admission import Admission
+from taskservice.core.engine.children import EngineChildren
 from taskservice.core.engine.clock import Clock, SystemClock
 from taskservice.core.engine.config import ManagerConfig, ManagerStats
 from taskservice.core.engine.ended import EndedTasks
@@ -117,11 +118,12 @@ class WorkerManager:
         # Worker processes, for the task types that run there (isolation="process", or all with --isolation).
         self._processes: ProcessPool | None = None
         if any(self._in_process(kind) for kind in registry):
-            self._processes = ProcessPool(
-                self.config.process_workers or os.cpu_count() or 1,
-                max_tasks=self.config.process_max_tasks,
-                max_rss=self.config.process_max_rss,
-            )
+            self._processes = ProcessPool(self.config.process_workers or os.cpu_count() or 1,
+                                          max_tasks=self.config.process_max_tasks,
+                                          max_rss=self.config.process_max_rss)  # fmt: skip
+        # ctx.submit() and ctx.wait() of handlers, and a Stop reaching a stopped task's children.
+        self._children = EngineChildren(self.submit_many, self.get, self.list,
+                                        lambda task_id, why: self._stopping.stop_because(task_id, why))  # fmt: skip
         self._workers = WorkerPool(
             self._table,
             self.board,
@@ -139,12 +141,13 @@ class WorkerManager:
             early_stop=lambda run: self._stopping.registered(run),
             wake_watchdog=lambda: self._watchdog.wake(),
             processes=lambda kind: self._processes if self._in_process(kind) else None,
+            children=self._children,
             only_types=self.config.only_types,
             only_labels=self.config.only_labels,
         )
         self.presence = Presence(self.board, self._clock, self.node, self._workers.scope, registry.names(),
                                  self.config.lease_seconds)  # fmt: skip
-        self._stopping = Stopping(self._table, self.board, self._finisher, self._clock)
+        self._stopping = Stopping(self._table, self.board, self._finisher, self._clock, self._children.after_stop)
         self._ended = EndedTasks(self._table, self.board, self._clock, logs, self.events, self.config.retention)
         self._watchdog = Watchdog(
             self._table,
@@ -281,6 +284,7 @@ class WorkerManager:
         self.presence.retire()
         self.schedules.close()
         self._ended.close()
+        self._children.close()
         self._workers.join(1.0)
         self._watchdog.join(1.0)
         if self._processes is not None:
@@ -487,13 +491,9 @@ class WorkerManager:
             running = len(self._table.runs)
         queued = self.board.queued()
         return ManagerStats(
-            workers=self._workers.alive(),
-            busy_workers=busy,
-            abandoned_handlers=self._workers.abandoned(),
-            queued=queued,
-            live=queued + running,
-            watchers=self.events.watcher_count(),
+            workers=self._workers.alive(), busy_workers=busy, abandoned_handlers=self._workers.abandoned(),
+            queued=queued, live=queued + running, watchers=self.events.watcher_count(),
             store_commits=self.board.commits(),
             worker_pids=tuple(self._processes.pids()) if self._processes is not None else (),
             processes_replaced=self._processes.replaced if self._processes is not None else 0,
-        )
+        )  # fmt: skip

@@ -37,7 +37,17 @@ def settle(future: Future[Any], outcome: Any) -> None:
 
 
 class Stopping:
-    def __init__(self, table: RunTable, board: Board, finisher: Finisher, clock: Clock) -> None:
+    def __init__(
+        self,
+        table: RunTable,
+        board: Board,
+        finisher: Finisher,
+        clock: Clock,
+        on_stopped: Callable[[str, Future[Task]], None] = lambda task_id, stopped: None,
+    ) -> None:
+        """`on_stopped(task_id, future)`: told of every Stop asked (the future resolves to the task after it); the
+        children of a stopped task are stopped through it (engine/children.py)."""
+        self._on_stopped = on_stopped
         self._table = table
         self._board = board
         self._finisher = finisher
@@ -67,10 +77,11 @@ class Stopping:
                 snapshot = run.task.copy()
         if run is not None:
             result.set_result(snapshot)
-            return result
-        self._board.request_stop(
-            task_id, why, self._clock.time(), then=lambda done, error: self._asked(task_id, done, error, result)
-        )
+        else:
+            self._board.request_stop(
+                task_id, why, self._clock.time(), then=lambda done, error: self._asked(task_id, done, error, result)
+            )
+        self._on_stopped(task_id, result)
         return result
 
     def stop_matching(self, task_filter: TaskFilter, reason: str, list_page: ListPage) -> StopCount:

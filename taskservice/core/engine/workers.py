@@ -19,6 +19,7 @@ from taskservice.core.board.base import Board, ClaimBatch, ClaimScope
 from taskservice.core.engine.clock import Clock
 from taskservice.core.engine.finishing import Finisher
 from taskservice.core.engine.runs import Phase, Run, RunTable, Worker
+from taskservice.core.handlers.children import Children
 from taskservice.core.handlers.context import check_progress
 from taskservice.core.handlers.execution import HandlerContext, Outcome, execute_task, printable
 from taskservice.core.handlers.logs import Logs
@@ -60,11 +61,13 @@ class WorkerPool:
         early_stop: Callable[[Run], None],
         wake_watchdog: Callable[[], None],
         processes: Callable[[TaskType], ProcessPool | None] = lambda kind: None,
+        children: Children | None = None,
         only_types: frozenset[str] = frozenset(),
         only_labels: tuple[tuple[str, str], ...] = (),
     ) -> None:
         """`processes(kind)`: the pool of worker processes a task of `kind` runs in, or None for this thread."""
         self._processes = processes
+        self._children = children
         self._table = table
         self._board = board
         self._registry = registry
@@ -299,6 +302,7 @@ class WorkerPool:
             still_wanted=lambda: not run.stop_event.is_set() and not run.finalized,
             processes=self._processes(kind),
             trace_context=trace_context,
+            children=self._children,
         )
         return execute_task(kind, task, self._data_root, lent)
 

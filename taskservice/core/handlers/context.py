@@ -9,10 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from taskservice.core.handlers.children import ChildMaker
 from taskservice.core.model.errors import StopTask
 
 if TYPE_CHECKING:
+    from taskservice.core.handlers.children import Children, ChildTask
     from taskservice.core.handlers.paths import DataRoot, OpenedFolder, OpenedPaths
+    from taskservice.handles import TaskCall
 
 # Progress counts travel as int64 (protobuf) and are stored as SQLite INTEGER.
 INT64_MAX = 2**63 - 1
@@ -96,6 +99,7 @@ class TaskContext:
         data_root: DataRoot | None = None,
         paths: OpenedPaths | None = None,
         trace_context: dict[str, str] | None = None,
+        children: Children | None = None,
     ) -> None:
         self.task_id = task_id
         self.task_type = task_type
@@ -118,6 +122,7 @@ class TaskContext:
         self._stop_event = stop_event
         self._report = report
         self._log_sink = log_sink
+        self._children = ChildMaker(task_id, children)
 
     @property
     def stop_requested(self) -> bool:
@@ -178,3 +183,28 @@ class TaskContext:
     def wait_for_stop(self, timeout: float | None = None) -> bool:
         """Block until a stop is pending (True) or `timeout` seconds pass (False); never raises."""
         return self._stop_event.wait(timeout)
+
+    def submit(
+        self,
+        task: str | TaskCall[Any],
+        args: dict[str, Any] | None = None,
+        *,
+        key: str | None = None,
+        detached: bool = False,
+        **options: Any,
+    ) -> str:
+        """Submit a child task: a type name and its args, or a handle's bind(...); its id. `options` are Submit's
+        (priority, labels, time_limit, delay, not_before, retention, after, task_id).
+
+        The child records this task as its parent; a Stop of this task stops it while unfinished, unless
+        `detached`. Its id is `<this id>.<key>`, the key counting 1, 2, ... in submission order unless given, so
+        that a retried attempt submitting the same children again gets the same children. StopTask if this task
+        is being stopped; ChildSubmitError if the server refuses the child."""
+        self.check_stop()
+        return self._children.submit(task, args, key=key, detached=detached, **options)
+
+    def wait(self, task_ids: list[str], timeout: float | None = None) -> list[ChildTask]:
+        """Wait until every one of these tasks ended; each as it ended (ChildTask: state, result, error), in order.
+        Raises StopTask at once when this task is stopped meanwhile, TimeoutError after `timeout` seconds.
+        The worker slot stays taken, but idle."""
+        return self._children.wait(task_ids, timeout, self._stop_event.wait)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from taskservice.core.handlers.children import Children
 from taskservice.core.handlers.context import LogSink, ProgressSink, StopSignal, TaskContext
 from taskservice.core.handlers.json_values import as_json
 from taskservice.core.handlers.paths import CLEAR_NODES_ARG, DataRoot, OpenedPaths
@@ -162,6 +163,8 @@ class HandlerContext:
     processes: ProcessPool | None = None
     # The run span's context as propagation headers (empty when tracing is off): ctx.trace_context.
     trace_context: dict[str, str] = field(default_factory=dict)
+    # What ctx.submit() and ctx.wait() ask of the engine.
+    children: Children | None = None
 
 
 def check_paths(kind: TaskType, args: dict[str, Any], data_root: DataRoot | None) -> None:
@@ -228,6 +231,7 @@ def _execute(kind: TaskType, task: Task, data_root: DataRoot | None, lent: Handl
             data_root=data_root,
             paths=opened,
             trace_context=lent.trace_context,
+            children=lent.children,
         )
         if lent.processes is not None:
             outcome = run_in_process(lent.processes, kind, ctx, call_args, lent)
@@ -251,7 +255,7 @@ def run_in_process(
             "data_root": str(ctx.data_root) if ctx.data_root is not None else None,
             "trace_context": ctx.trace_context,
             "given": {name: ctx.given_path(name) for name in args}}  # fmt: skip
-    relay = Relay(lent.report, lambda data: ctx.write_log(data), lent.stop_event.is_set, lent.stop_grace)
+    relay = Relay(lent.report, lambda data: ctx.write_log(data), lent.stop_event.is_set, lent.stop_grace, lent.children)
     done = pool.run(kind.handler, args, meta, relay, ctx.path_fds)
     if done.state is None or lent.stop_event.is_set():
         return Outcome(state=None)

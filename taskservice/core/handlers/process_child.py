@@ -15,13 +15,16 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from multiprocessing import reduction
 from pathlib import Path
 from typing import Any
 
+from taskservice.core.handlers.children import ChildMaker, ChildSubmitError, ChildTask
 from taskservice.core.handlers.context import check_progress
 from taskservice.core.handlers.json_values import as_json
 from taskservice.core.model.errors import StopTask
+from taskservice.core.model.models import SubmitSpec
 from taskservice.telemetry.runs import attach_carrier, detach_carrier
 from taskservice.telemetry.setup import configure_tracing, shutdown_tracing
 
@@ -65,6 +68,7 @@ class ChildContext:
         self._pending: tuple[Any, ...] | None = None
         self._sent_at = 0.0
         self._flusher: threading.Timer | None = None
+        self._children = ChildMaker(self.task_id, _PipeChildren(conn, run))
 
     @property
     def stop_requested(self) -> bool:
@@ -112,6 +116,16 @@ class ChildContext:
             time.sleep(POLL_SECONDS)
         return True
 
+    def submit(self, task: Any, args: dict[str, Any] | None = None, *, key: str | None = None, detached: bool = False,
+               **options: Any) -> str:  # fmt: skip
+        """As TaskContext.submit(): the server submits the child for this process."""
+        self.check_stop()
+        return self._children.submit(task, args, key=key, detached=detached, **options)
+
+    def wait(self, task_ids: list[str], timeout: float | None = None) -> list[ChildTask]:
+        """As TaskContext.wait()."""
+        return self._children.wait(task_ids, timeout, self.wait_for_stop)
+
     def given_path(self, name: str) -> str:
         """The path arg `name` as the client sent it (the handler's value is a descriptor path)."""
         return self._given.get(name, "")
@@ -130,6 +144,32 @@ class ChildContext:
     def write_log(self, data: bytes) -> None:
         self.flush()  # progress before the line it preceded
         send(self._conn, self._run, "log", bytes(data))
+
+
+class _PipeChildren:
+    """ctx.submit() and ctx.wait() of a handler in this process: a question on the pipe, its answer read back (one
+    at a time: the server answers in order, and nothing else is sent to this process while it runs a task)."""
+
+    def __init__(self, conn: Any, run: int) -> None:
+        self._conn = conn
+        self._run = run
+        self._asking = threading.Lock()
+
+    def _ask(self, kind: str, payload: Any) -> tuple[Any, ...]:
+        with self._asking:
+            send(self._conn, self._run, kind, payload)
+            answer: tuple[Any, ...] = self._conn.recv()
+            return answer
+
+    def submit(self, spec: SubmitSpec) -> str:
+        kind, value = self._ask("submit", spec)
+        if kind != "submitted":
+            raise ChildSubmitError(value)
+        return str(value)
+
+    def states(self, task_ids: Sequence[str]) -> list[ChildTask]:
+        _, found = self._ask("states", list(task_ids))
+        return list(found)
 
 
 def _die_with_the_server(server_pid: int) -> None:

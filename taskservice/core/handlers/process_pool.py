@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from multiprocessing import reduction
 from typing import Any
 
+from taskservice.core.handlers.children import Children, ChildSubmitError
 from taskservice.core.handlers.process_child import child_main
 from taskservice.core.model.errors import RaisedElsewhere
 from taskservice.core.model.models import ErrorType, TaskError, TaskState
@@ -109,11 +110,15 @@ class _Slot:
 class Relay:
     """What the waiting thread passes on to the task's real context."""
 
-    def __init__(self, progress: Any, log_line: Any, stop_requested: Any, stop_grace: float) -> None:
+    def __init__(
+        self, progress: Any, log_line: Any, stop_requested: Any, stop_grace: float, children: Children | None = None
+    ) -> None:
         self.progress = progress
         self.log = log_line
         self.stop_requested = stop_requested
         self.stop_grace = stop_grace
+        # ctx.submit() and ctx.wait() in the process, asked over the pipe and answered on it.
+        self.children = children
 
 
 class ProcessPool:
@@ -287,6 +292,20 @@ class _Call:
         (data,) = payload
         self.relay.log(data)
 
+    def _submit(self, payload: list[Any]) -> None:
+        (spec,) = payload
+        try:
+            if self.relay.children is None:
+                raise ChildSubmitError("this server cannot submit child tasks here")
+            answer: tuple[Any, ...] = ("submitted", self.relay.children.submit(spec))
+        except ChildSubmitError as exc:
+            answer = ("refused", str(exc))
+        self.slot.conn.send(answer)
+
+    def _states(self, payload: list[Any]) -> None:
+        (task_ids,) = payload
+        self.slot.conn.send(("states", self.relay.children.states(task_ids) if self.relay.children else []))
+
     def _done(self, payload: list[Any]) -> tuple[ProcessOutcome, bool]:
         (result_json,) = payload
         return ProcessOutcome(TaskState.SUCCESS, result_json=result_json), True
@@ -307,6 +326,8 @@ _HANDLERS: dict[str, _Handler] = {
     "done": _Call._done,
     "stopped": _Call._stopped,
     "failed": _Call._failed,
+    "submit": _Call._submit,
+    "states": _Call._states,
 }
 
 

@@ -125,6 +125,9 @@ class Task:
     # The trace context of the call that submitted it (propagation headers; empty when tracing was off): each
     # attempt's spans join that trace (telemetry/runs.py).
     trace_context: dict[str, str] = field(default_factory=dict)
+    # The task whose handler submitted it (ctx.submit), else empty; `detached`: a Stop of that task leaves it be.
+    parent_id: str = ""
+    detached: bool = False
 
     def copy(self) -> Task:
         """A snapshot that later changes to this task do not reach.
@@ -155,6 +158,8 @@ class Task:
             self.retention,
             self.after,
             self.trace_context,
+            self.parent_id,
+            self.detached,
         )
 
 
@@ -197,12 +202,16 @@ class TaskFilter:
     # groups (None: all of them) as its last claim found them.
     waiting_for_limit: str = ""
     held_back: tuple[LimitSpec, frozenset[str] | None] | None = None
+    # Only the children of this task (submitted by its handler).
+    parent_id: str = ""
 
     def matches(self, task: Task) -> bool:
         """Whether `task` passes the filter, as the boards' queries decide it."""
         if self.states and task.state not in self.states:
             return False
         if self.task_type and task.task_type != self.task_type:
+            return False
+        if self.parent_id and task.parent_id != self.parent_id:
             return False
         if self.scheduled and (task.state is not TaskState.PENDING or task.run_after is None):
             return False
@@ -254,3 +263,6 @@ class SubmitSpec:
     after: tuple[str, ...] = ()
     # The submitting call's trace context (propagation headers), when tracing is on; not part of the fingerprint.
     trace_context: dict[str, str] = field(default_factory=dict)
+    # Submitted by this task's handler (ctx.submit): its parent, and whether a Stop of the parent leaves it be.
+    parent_id: str = ""
+    detached: bool = False

@@ -127,7 +127,8 @@ def _query_parameters(request: descriptor.Descriptor, in_path: list[str], schema
         if field.message_type is not None and field.message_type.full_name not in _WELL_KNOWN:
             if not field.message_type.GetOptions().map_entry:
                 continue  # a message in the query: not expressible
-            # labels[team]=ops
+            # labels[team]=ops; a key may hold brackets, but not "][" (a nested object's form).
+            schema["propertyNames"] = {"pattern": "^((?!\\]\\[).)*$"}
             parameters.append({"name": field.json_name, "in": "query", "style": "deepObject", "explode": True,
                                "schema": schema})  # fmt: skip
             continue

@@ -39,6 +39,7 @@ RULES: dict[str, dict[str, Any]] = {
     "schedule_id": TASK_ID,
     "limit_id": LIMIT_ID,
     "taskservice.v1.SubmitRequest.task_id": OPTIONAL_TASK_ID,
+    "taskservice.v1.ListTasksRequest.parent_id": OPTIONAL_TASK_ID,
     "taskservice.v1.SubmitRequest.task_type": {"minLength": 1},
     "taskservice.v1.Schedule.schedule_id": SCHEDULE_ID,
     "taskservice.v1.StopTasksRequest.states": {"items": {"enum": ["TASK_STATE_PENDING", "TASK_STATE_RUNNING"]}},

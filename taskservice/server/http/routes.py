@@ -138,7 +138,9 @@ def _query_fields(message: descriptor.Descriptor, query: Any) -> dict[str, Any]:
             raise invalid(f"unknown query parameter {key!r}", key)
         values = query.getall(key)
         if map_key:
-            if not map_key.endswith("]") or "[" in map_key or "]" in map_key[:-1]:
+            # A key may hold brackets (a label key may be any text), not "][" (a nested object); an empty one matches
+            # nothing (no label has one).
+            if not map_key.endswith("]") or "][" in map_key:
                 raise invalid(f"query parameter {key!r} is not {name}[KEY]=VALUE", name)
             if len(values) > 1:
                 raise invalid(f"{key} is given {len(values)} times; give it once", name)

@@ -37,6 +37,9 @@ def filter_sql(task_filter: TaskFilter) -> tuple[list[str], list[Any]]:
     if task_filter.task_type:
         where.append("task_type = %s")
         params.append(task_filter.task_type)
+    if task_filter.parent_id:
+        where.append("parent_id = %s")
+        params.append(task_filter.parent_id)
     if task_filter.scheduled:
         where.append("state = 'PENDING' AND run_after IS NOT NULL")
     if task_filter.labels:
@@ -61,13 +64,13 @@ class PgQueries(PgLimitQueries):
         cur.execute(
             f"""INSERT INTO {TASKS} (task_id, task_type, args, state, priority, labels, time_limit, submitted_at,
                     event_sequence, request_digest, transitions, run_after, retention, after_ids, waiting,
-                    ended_at, error_type, error_message, turn, trace_context)
+                    ended_at, error_type, error_message, turn, trace_context, parent_id, detached)
                 SELECT i, ty, a::jsonb, st, p, l::jsonb, tl, %s, 1, d, jsonb_build_array(jsonb_build_array(1, st)),
-                    ra, rt, af::jsonb, w, CASE WHEN st = 'PENDING' THEN NULL ELSE %s END, et, em, tu, tc
+                    ra, rt, af::jsonb, w, CASE WHEN st = 'PENDING' THEN NULL ELSE %s END, et, em, tu, tc, pa, dt
                 FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::text[], %s::float8[], %s::text[],
                     %s::float8[], %s::float8[], %s::text[], %s::text[], %s::int[], %s::text[], %s::text[],
-                    %s::float8[], %s::text[])
-                    AS v(i, ty, a, p, l, tl, d, ra, rt, af, st, w, et, em, tu, tc)
+                    %s::float8[], %s::text[], %s::text[], %s::bool[])
+                    AS v(i, ty, a, p, l, tl, d, ra, rt, af, st, w, et, em, tu, tc, pa, dt)
                 ON CONFLICT (task_id) DO NOTHING
                 RETURNING {COLUMNS}""",
             (
@@ -89,6 +92,8 @@ class PgQueries(PgLimitQueries):
                 [births[t.task_id][2] for t in tasks],
                 [t.turn for t in tasks],
                 [dump_carrier(t.trace_context) for t in tasks],
+                [t.parent_id or None for t in tasks],
+                [t.detached for t in tasks],
             ),
         )
         return {row[1]: task_from_row(row) for row in cur.fetchall()}

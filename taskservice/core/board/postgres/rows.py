@@ -13,7 +13,7 @@ COLUMNS = (
     "submit_order, task_id, task_type, args::text, state, priority, labels::text, time_limit, submitted_at, "
     "started_at, ended_at, attempt, progress_percent, progress_message, progress_current, progress_total, "
     "progress_updated_at, result::text, error_type, error_message, error_traceback, event_sequence, request_digest, "
-    "run_after, retention, after_ids::text, trace_context"
+    "run_after, retention, after_ids::text, trace_context, parent_id, detached"
 )
 # The same, of a table aliased `t` (in UPDATE ... FROM ... RETURNING).
 T_COLUMNS = ", ".join(f"t.{column.strip()}" for column in COLUMNS.split(","))

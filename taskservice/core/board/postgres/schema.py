@@ -12,7 +12,7 @@ from typing import Any
 
 from taskservice.core.model.errors import StoreOpenError
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 TASKS = "taskservice_tasks"
 LOGS = "taskservice_logs"
 # Dependencies not met yet: (a task, one it waits for); its `waiting` counts them.
@@ -151,6 +151,12 @@ MIGRATIONS: dict[int, list[str]] = {
     ],
     # Tracing: the trace context of the call that submitted a task (JSON propagation headers; NULL: none).
     7: [f"ALTER TABLE {TASKS} ADD COLUMN trace_context text"],
+    # Child tasks: the task whose handler submitted one (NULL: none), and whether its Stop leaves the child be.
+    8: [
+        f"ALTER TABLE {TASKS} ADD COLUMN parent_id text",
+        f"ALTER TABLE {TASKS} ADD COLUMN detached boolean NOT NULL DEFAULT false",
+        f"CREATE INDEX taskservice_parent ON {TASKS} (parent_id, submit_order) WHERE parent_id IS NOT NULL",
+    ],
 }
 
 

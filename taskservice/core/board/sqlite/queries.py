@@ -46,6 +46,9 @@ def filter_sql(task_filter: TaskFilter) -> tuple[list[str], list[Any]]:
     if task_filter.task_type:
         where.append("task_type = ?")
         params.append(task_filter.task_type)
+    if task_filter.parent_id:
+        where.append("parent_id = ?")
+        params.append(task_filter.parent_id)
     if task_filter.scheduled:
         where.append("state = 'PENDING' AND run_after IS NOT NULL")
     for key, value in task_filter.labels:
@@ -64,7 +67,7 @@ def filter_sql(task_filter: TaskFilter) -> tuple[list[str], list[Any]]:
 # A statement binds the rows of many writes at once, in a few sizes the statement cache keeps: each statement is a
 # trip out of the GIL and back, which a busy event loop makes slow.
 _ROWS_PER_STATEMENT = (64, 16, 4, 1)
-_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, 0, 1, ?, json_array(json_array(1, ?)), ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, 0, 1, ?, json_array(json_array(1, ?)), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _chunks(rows: Sequence[Any]) -> Iterator[Sequence[Any]]:
@@ -98,7 +101,7 @@ class SQLiteQueries(SQLiteLimitQueries):
                 t.task_id, t.task_type, dumps(t.args), state, t.priority, dumps(t.labels), t.time_limit, now,
                 t.request_digest, state, t.run_after, t.retention, dumps(list(t.after)) if t.after else None,
                 waiting.get(t.task_id, 0), None if state == "PENDING" else now, error_type, error_message, t.turn,
-                dump_carrier(t.trace_context),
+                dump_carrier(t.trace_context), t.parent_id or None, int(t.detached),
             ))  # fmt: skip
         created: dict[str, Task] = {}
         for chunk in _chunks(rows):
@@ -106,7 +109,7 @@ class SQLiteQueries(SQLiteLimitQueries):
             cur.execute(
                 f"""INSERT INTO tasks (task_id, task_type, args, state, priority, labels, time_limit, submitted_at,
                         attempt, sequence, request_digest, transitions, run_after, retention, after_ids, waiting,
-                        ended_at, error_type, error_message, turn, trace_context)
+                        ended_at, error_type, error_message, turn, trace_context, parent_id, detached)
                     VALUES {_values(_INSERT_ROW, len(chunk))}
                     ON CONFLICT (task_id) DO NOTHING
                     RETURNING {COLUMNS}""",

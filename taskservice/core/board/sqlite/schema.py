@@ -19,7 +19,7 @@ from taskservice.telemetry.context import dump_carrier
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 # Bump with a migration in MIGRATIONS when the schema changes; old files are migrated on open.
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -141,6 +141,12 @@ MIGRATIONS: dict[int, str] = {
     9: """
     ALTER TABLE tasks ADD COLUMN trace_context TEXT;
     """,
+    # Child tasks: the task whose handler submitted one (NULL: none), and whether its Stop leaves the child be.
+    10: """
+    ALTER TABLE tasks ADD COLUMN parent_id TEXT;
+    ALTER TABLE tasks ADD COLUMN detached INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX tasks_parent ON tasks (parent_id, seq) WHERE parent_id IS NOT NULL;
+    """,
 }
 
 # In the order task_from_row reads.
@@ -148,7 +154,7 @@ COLUMNS = (
     "seq, task_id, task_type, args, state, priority, labels, time_limit, submitted_at, started_at, ended_at, "
     "attempt, progress_percent, progress_message, progress_current, progress_total, progress_updated_at, "
     "result, error_type, error_message, error_traceback, sequence, request_digest, run_after, retention, after_ids, "
-    "trace_context"
+    "trace_context, parent_id, detached"
 )
 
 
@@ -163,7 +169,8 @@ def task_row(task: Task) -> tuple[Any, ...]:
         None if task.result is None else dumps(task.result),
         e.type if e else None, e.message if e else None, e.traceback if e else None,
         task.event_sequence, task.request_digest, task.run_after, task.retention,
-        dumps(list(task.after)) if task.after else None, dump_carrier(task.trace_context),
+        dumps(list(task.after)) if task.after else None, dump_carrier(task.trace_context), task.parent_id or None,
+        int(task.detached),
     )  # fmt: skip
 
 

@@ -227,7 +227,19 @@ async function taskPage(taskId) {
   const details = el('dl');
   const progress = el('progress', { max: 100, value: 0, 'data-task-id': taskId });
   const log = el('pre', { id: 'log' });
+  const children = el('ul', { id: 'children' });
   let task;
+
+  const childrenTitle = el('h3', {}, 'Children');
+  const taskLink = (id) => el('a', { href: `#/task/${encodeURIComponent(id)}` }, id);
+
+  async function loadChildren() {
+    const { tasks = [] } = await api('GET', `/v1/tasks?parent_id=${encodeURIComponent(taskId)}&page_size=1000`);
+    children.replaceChildren(...tasks.map((child) => el('li', {}, taskLink(child.taskId), ' ', stateCell(child),
+      child.detached ? ' (detached)' : '')));
+    children.hidden = tasks.length === 0;
+    childrenTitle.hidden = tasks.length === 0;
+  }
 
   function render() {
     const rows = [
@@ -236,6 +248,7 @@ async function taskPage(taskId) {
       ['Submitted', when(task.submittedAt)], ['Started', when(task.startedAt)], ['Ended', when(task.endedAt)],
       ['Args', el('code', {}, JSON.stringify(task.args))],
     ];
+    if (task.parentId) rows.splice(2, 0, ['Parent', taskLink(task.parentId)]);
     if (task.result !== undefined && task.result !== null) rows.push(['Result', el('code', {}, JSON.stringify(task.result))]);
     if (task.error) rows.push(['Error', el('span', { class: 'error' }, `${task.error.type}: ${task.error.message}`)]);
     details.replaceChildren(...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
@@ -250,11 +263,14 @@ async function taskPage(taskId) {
     return () => {};
   }
   const stop = el('button', { class: 'danger', id: 'stop', onclick: () => api('POST', `${path}:stop`, {}).catch(showError) }, 'Stop');
-  view.replaceChildren(el('h2', {}, taskId), stop, details, el('h3', {}, 'Log'), log);
+  view.replaceChildren(el('h2', {}, taskId), stop, details, childrenTitle, children, el('h3', {}, 'Log'), log);
   render();
+  loadChildren().catch(() => {});
   follow(`${path}/events`, (event) => {
-    if (event.task) task = event.task;
-    else task.progress = event.progress;
+    if (event.task) {
+      task = event.task;
+      loadChildren().catch(() => {});  // a state change: its children may have come or moved
+    } else task.progress = event.progress;
     render();
   }, streams.signal).catch(() => {});
   (async () => {
