@@ -29,6 +29,7 @@ from taskservice.client.calls import (
     list_schedules_call,
     retry_call,
     schedule_call,
+    stats_call,
     stop_call,
     stop_tasks_call,
     submit_call,
@@ -51,6 +52,7 @@ from taskservice.client.models import (
     Schedule,
     SchedulePage,
     ScheduleResult,
+    Stats,
     StopCount,
     SubmitResult,
     Task,
@@ -294,6 +296,11 @@ class AsyncTaskClient(ClientBase):
     async def task_types(self) -> TaskTypes:
         """The task types the server runs, by name, with the args each takes."""
         return await self._invoke(task_types_call())
+
+    async def stats(self) -> Stats:
+        """Tasks by type and state, the last hour's starts and ends per minute, and the oldest runnable task's wait:
+        the overview of every server of the database."""
+        return await self._invoke(stats_call())
 
     async def list_schedules(self, *, page_size: int = 100, page_token: str = "") -> SchedulePage:
         return await self._invoke(list_schedules_call(page_size, page_token))

@@ -11,6 +11,7 @@ import grpc
 from taskservice.client.convert import (
     list_request,
     page_from_pb,
+    state_from_pb,
     struct_to_dict,
     submit_request,
     task_from_pb,
@@ -18,13 +19,16 @@ from taskservice.client.convert import (
 )
 from taskservice.client.errors import ERROR_CLASSES, TaskServiceError
 from taskservice.client.models import (
+    MinuteCounts,
     Schedule,
     SchedulePage,
     ScheduleResult,
+    Stats,
     StopCount,
     SubmitResult,
     Task,
     TaskArgInfo,
+    TaskCount,
     TaskPage,
     TaskTypeInfo,
 )
@@ -217,6 +221,21 @@ def task_types_call() -> Unary[list[TaskTypeInfo]]:
         ]  # fmt: skip
 
     return Unary("ListTaskTypes", pb.ListTaskTypesRequest(), convert)
+
+
+def stats_call() -> Unary[Stats]:
+    def convert(r: pb.GetStatsResponse) -> Stats:
+        return Stats(
+            counts=[TaskCount(c.task_type, state_from_pb(c.state), c.count) for c in r.counts],
+            minutes=[MinuteCounts(timestamp_to_datetime(m.start) if m.HasField("start") else None, m.started,
+                                  m.succeeded, m.failed) for m in r.minutes],
+            oldest_runnable_age=(duration_to_seconds(r.oldest_runnable_age) if r.HasField("oldest_runnable_age")
+                                 else None),
+            time=timestamp_to_datetime(r.time) if r.HasField("time") else None,
+            wire=r,
+        )  # fmt: skip
+
+    return Unary("GetStats", pb.GetStatsRequest(), convert)
 
 
 def list_call(**filters: Any) -> Unary[TaskPage]:

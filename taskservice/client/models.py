@@ -210,3 +210,41 @@ class SubmitResult:
 
     task: Task
     created: bool
+
+
+@dataclass(frozen=True)
+class TaskCount:
+    task_type: str
+    state: TaskState
+    count: int
+
+
+@dataclass(frozen=True)
+class MinuteCounts:
+    """One minute: tasks whose latest attempt started in it, and tasks that ended in it (failed: FAILURE, TIMED_OUT,
+    LOST)."""
+
+    start: datetime | None
+    started: int
+    succeeded: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class Stats:
+    """GetStats: tasks by type and state, the last 60 minutes (oldest first), and how long the oldest task that could
+    run has waited (seconds; None when none waits)."""
+
+    counts: list[TaskCount]
+    minutes: list[MinuteCounts]
+    oldest_runnable_age: float | None
+    time: datetime | None
+    # The message it was read from (taskctl --json prints it as the HTTP API's canonical JSON).
+    wire: Any = field(default=None, compare=False, repr=False)
+
+    def by_state(self) -> dict[TaskState, int]:
+        """How many tasks are in each state, every type together."""
+        totals: dict[TaskState, int] = {}
+        for count in self.counts:
+            totals[count.state] = totals.get(count.state, 0) + count.count
+        return totals

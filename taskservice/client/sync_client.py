@@ -22,6 +22,7 @@ from taskservice.client.calls import (
     list_schedules_call,
     retry_call,
     schedule_call,
+    stats_call,
     stop_call,
     stop_tasks_call,
     submit_call,
@@ -44,6 +45,7 @@ from taskservice.client.models import (
     Schedule,
     SchedulePage,
     ScheduleResult,
+    Stats,
     StopCount,
     SubmitResult,
     Task,
@@ -287,6 +289,11 @@ class TaskClient(ClientBase):
     def task_types(self) -> TaskTypes:
         """The task types the server runs, by name, with the args each takes."""
         return self._invoke(task_types_call())
+
+    def stats(self) -> Stats:
+        """Tasks by type and state, the last hour's starts and ends per minute, and the oldest runnable task's wait:
+        the overview of every server of the database."""
+        return self._invoke(stats_call())
 
     def list_schedules(self, *, page_size: int = 100, page_token: str = "") -> SchedulePage:
         return self._invoke(list_schedules_call(page_size, page_token))

@@ -25,6 +25,7 @@ from taskservice.server import convert, convert_schedules
 from taskservice.server.limit_rpcs import LimitRpcs
 from taskservice.server.rpc_errors import UndecodableRequest, abort_for, check_decoded
 from taskservice.server.rpc_errors import unary as _unary
+from taskservice.server.stats_rpcs import StatsRpcs
 from taskservice.server.waker import LoopWaker
 from taskservice.server.watch_many import ManyWatch
 from taskservice.server.watch_many import stream as watch_stream
@@ -90,7 +91,7 @@ def task_service_handler(servicer: TaskServiceServicer) -> grpc.GenericRpcHandle
 T = TypeVar("T")
 
 
-class TaskServiceServicer(LimitRpcs, pb_grpc.TaskServiceServicer):
+class TaskServiceServicer(LimitRpcs, StatsRpcs, pb_grpc.TaskServiceServicer):
     def __init__(
         self, manager: WorkerManager, waker: LoopWaker, logs: Logs | None = None, reads: Executor | None = None
     ) -> None:

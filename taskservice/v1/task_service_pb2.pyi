@@ -2048,6 +2048,123 @@ class ListTaskTypesRequest(_message.Message):
 Global___ListTaskTypesRequest: _TypeAlias = ListTaskTypesRequest  # noqa: Y015
 
 @_typing.final
+class GetStatsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatsRequest: _TypeAlias = GetStatsRequest  # noqa: Y015
+
+@_typing.final
+class GetStatsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNTS_FIELD_NUMBER: _builtins.int
+    MINUTES_FIELD_NUMBER: _builtins.int
+    OLDEST_RUNNABLE_AGE_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskCount]:
+        """Tasks stored now, one entry per task type and state that has any (ended ones until their retention ends)."""
+
+    @_builtins.property
+    def minutes(self) -> _containers.RepeatedCompositeFieldContainer[Global___MinuteCounts]:
+        """The last 60 minutes, oldest first, the current one last."""
+
+    @_builtins.property
+    def oldest_runnable_age(self) -> _duration_pb2.Duration:
+        """How long the longest-waiting task that could start now has waited (PENDING, due, its dependencies met, not
+        held back by a limit); unset when none waits.
+        """
+
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When these were counted."""
+
+    def __init__(
+        self,
+        *,
+        counts: _abc.Iterable[Global___TaskCount] | None = ...,
+        minutes: _abc.Iterable[Global___MinuteCounts] | None = ...,
+        oldest_runnable_age: _duration_pb2.Duration | None = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["oldest_runnable_age", b"oldest_runnable_age", "time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "minutes", b"minutes", "oldest_runnable_age", b"oldest_runnable_age", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatsResponse: _TypeAlias = GetStatsResponse  # noqa: Y015
+
+@_typing.final
+class TaskCount(_message.Message):
+    """How many tasks of a type are in a state."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_TYPE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    task_type: _builtins.str
+    state: Global___TaskState.ValueType
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        task_type: _builtins.str = ...,
+        state: Global___TaskState.ValueType = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "state", b"state", "task_type", b"task_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskCount: _TypeAlias = TaskCount  # noqa: Y015
+
+@_typing.final
+class MinuteCounts(_message.Message):
+    """One minute: tasks whose latest attempt started in it, and tasks that ended in it, SUCCESS or failed (FAILURE,
+    TIMED_OUT, LOST; a REVOKED task was stopped, not failed).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    STARTED_FIELD_NUMBER: _builtins.int
+    SUCCEEDED_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    started: _builtins.int
+    succeeded: _builtins.int
+    failed: _builtins.int
+    @_builtins.property
+    def start(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        start: _timestamp_pb2.Timestamp | None = ...,
+        started: _builtins.int = ...,
+        succeeded: _builtins.int = ...,
+        failed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["start", b"start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failed", b"failed", "start", b"start", "started", b"started", "succeeded", b"succeeded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MinuteCounts: _TypeAlias = MinuteCounts  # noqa: Y015
+
+@_typing.final
 class ListTaskTypesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

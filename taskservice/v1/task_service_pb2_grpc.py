@@ -130,6 +130,11 @@ class TaskServiceStub:
                 request_serializer=taskservice_dot_v1_dot_task__service__pb2.ListTaskTypesRequest.SerializeToString,
                 response_deserializer=taskservice_dot_v1_dot_task__service__pb2.ListTaskTypesResponse.FromString,
                 _registered_method=True)
+        self.GetStats = channel.unary_unary(
+                '/taskservice.v1.TaskService/GetStats',
+                request_serializer=taskservice_dot_v1_dot_task__service__pb2.GetStatsRequest.SerializeToString,
+                response_deserializer=taskservice_dot_v1_dot_task__service__pb2.GetStatsResponse.FromString,
+                _registered_method=True)
         self.DeleteSchedule = channel.unary_unary(
                 '/taskservice.v1.TaskService/DeleteSchedule',
                 request_serializer=taskservice_dot_v1_dot_task__service__pb2.DeleteScheduleRequest.SerializeToString,
@@ -319,6 +324,15 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStats(self, request, context):
+        """What the service holds and does, for an overview (the dashboard's): tasks by type and state, the last hour's
+        starts and ends per minute, and how long the oldest task that could run has waited. Of every server of the
+        database.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteSchedule(self, request, context):
         """Removes a schedule; the tasks it submitted stay.
         """
@@ -460,6 +474,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.ListTaskTypes,
                     request_deserializer=taskservice_dot_v1_dot_task__service__pb2.ListTaskTypesRequest.FromString,
                     response_serializer=taskservice_dot_v1_dot_task__service__pb2.ListTaskTypesResponse.SerializeToString,
+            ),
+            'GetStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStats,
+                    request_deserializer=taskservice_dot_v1_dot_task__service__pb2.GetStatsRequest.FromString,
+                    response_serializer=taskservice_dot_v1_dot_task__service__pb2.GetStatsResponse.SerializeToString,
             ),
             'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteSchedule,
@@ -1006,6 +1025,33 @@ class TaskService:
             '/taskservice.v1.TaskService/ListTaskTypes',
             taskservice_dot_v1_dot_task__service__pb2.ListTaskTypesRequest.SerializeToString,
             taskservice_dot_v1_dot_task__service__pb2.ListTaskTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.v1.TaskService/GetStats',
+            taskservice_dot_v1_dot_task__service__pb2.GetStatsRequest.SerializeToString,
+            taskservice_dot_v1_dot_task__service__pb2.GetStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -107,6 +107,11 @@ class TaskServiceStub:
     """Fires again from the next due time after now (those that passed while paused are skipped)."""
     ListTaskTypes: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.ListTaskTypesRequest, _task_service_pb2.ListTaskTypesResponse]
     """The task types this server runs, with the args each takes (for forms, and `taskctl types`)."""
+    GetStats: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.GetStatsRequest, _task_service_pb2.GetStatsResponse]
+    """What the service holds and does, for an overview (the dashboard's): tasks by type and state, the last hour's
+    starts and ends per minute, and how long the oldest task that could run has waited. Of every server of the
+    database.
+    """
     DeleteSchedule: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.DeleteScheduleRequest, _task_service_pb2.DeleteScheduleResponse]
     """Removes a schedule; the tasks it submitted stay."""
     CreateLimit: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.CreateLimitRequest, _task_service_pb2.CreateLimitResponse]
@@ -198,6 +203,11 @@ class TaskServiceAsyncStub(TaskServiceStub):
     """Fires again from the next due time after now (those that passed while paused are skipped)."""
     ListTaskTypes: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ListTaskTypesRequest, _task_service_pb2.ListTaskTypesResponse]  # type: ignore[assignment]
     """The task types this server runs, with the args each takes (for forms, and `taskctl types`)."""
+    GetStats: _aio.UnaryUnaryMultiCallable[_task_service_pb2.GetStatsRequest, _task_service_pb2.GetStatsResponse]  # type: ignore[assignment]
+    """What the service holds and does, for an overview (the dashboard's): tasks by type and state, the last hour's
+    starts and ends per minute, and how long the oldest task that could run has waited. Of every server of the
+    database.
+    """
     DeleteSchedule: _aio.UnaryUnaryMultiCallable[_task_service_pb2.DeleteScheduleRequest, _task_service_pb2.DeleteScheduleResponse]  # type: ignore[assignment]
     """Removes a schedule; the tasks it submitted stay."""
     CreateLimit: _aio.UnaryUnaryMultiCallable[_task_service_pb2.CreateLimitRequest, _task_service_pb2.CreateLimitResponse]  # type: ignore[assignment]
@@ -400,6 +410,17 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_task_service_pb2.ListTaskTypesResponse, _abc.Awaitable[_task_service_pb2.ListTaskTypesResponse]]:
         """The task types this server runs, with the args each takes (for forms, and `taskctl types`)."""
+
+    @_abc_1.abstractmethod
+    def GetStats(
+        self,
+        request: _task_service_pb2.GetStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.GetStatsResponse, _abc.Awaitable[_task_service_pb2.GetStatsResponse]]:
+        """What the service holds and does, for an overview (the dashboard's): tasks by type and state, the last hour's
+        starts and ends per minute, and how long the oldest task that could run has waited. Of every server of the
+        database.
+        """
 
     @_abc_1.abstractmethod
     def DeleteSchedule(

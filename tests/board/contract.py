@@ -394,6 +394,23 @@ def test_children_keep_their_parent_and_are_listed_by_it_across_a_reopen(
     assert running == []
 
 
+def test_stats_count_tasks_by_type_and_state_and_ends_by_minute(board: Board) -> None:
+    submit(board, [new("a1"), new("a2"), new("a3"), new("b1", task_type="other")])
+    first, second, _ = claim(board, 3, types={"echo"})
+    assert finish(board, first, ended(first, TaskState.SUCCESS, started_at=NOW - 1))
+    assert finish(board, second, ended(second, TaskState.FAILURE, NOW - 61, started_at=NOW - 61))
+    counts = {(c.task_type, c.state): c.count for c in board.task_counts()}
+    assert counts == {("echo", TaskState.SUCCESS): 1, ("echo", TaskState.FAILURE): 1, ("echo", TaskState.RUNNING): 1,
+                      ("other", TaskState.PENDING): 1}  # fmt: skip
+    minutes = board.minute_counts(NOW)
+    assert (
+        len(minutes) == 60 and minutes[-1].start == NOW // 60 * 60 and minutes[0].start == minutes[-1].start - 59 * 60
+    )
+    assert (minutes[-1].succeeded, minutes[-1].failed) == (1, 0) and minutes[-1].started >= 1
+    assert (minutes[-2].succeeded, minutes[-2].failed, minutes[-2].started) == (0, 1, 1)
+    assert sum(m.succeeded + m.failed for m in minutes[:-2]) == 0
+
+
 def test_callbacks_never_run_on_the_callers_thread(board: Board) -> None:
     """A caller may hold its own lock when it asks: a callback run inline would take it again and hang."""
     submit(board, [new("t")])

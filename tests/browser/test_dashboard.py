@@ -4,39 +4,17 @@ tokens on the page asks for one. Screenshots go to the test's temp folder."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from taskservice.client import TaskClient
+from tests.browser.chromium import WAIT_MS
 from tests.support.server import ServerProcess
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM = "/usr/bin/chromium"
-# As root and on a closed network: no sandbox, and none of Chromium's own calls home (see the machine notes).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]  # fmt: skip
-WAIT_MS = 15_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not shutil.which(CHROMIUM):
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CHROMIUM} is missing: under CI the browser tests must run (.ci/run installs chromium)")
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 def test_progress_moves_a_stop_revokes_and_the_form_submits(browser: Any, tmp_path: Path) -> None:
@@ -47,7 +25,7 @@ def test_progress_moves_a_stop_revokes_and_the_form_submits(browser: Any, tmp_pa
             waiting = client.submit("sleep", {"seconds": 120}, labels={"ui": "yes"}).task.task_id
             page = browser.new_page()
             page.set_default_timeout(WAIT_MS)
-            page.goto(server.http_url + "/")
+            page.goto(server.http_url + "/#/tasks")
             bar = page.locator(f'progress[data-task-id="{moving}"]')
             bar.wait_for()
             first = float(bar.get_attribute("value") or 0)
@@ -93,7 +71,7 @@ def test_with_tokens_the_page_asks_for_one_and_keeps_it_for_the_tab(browser: Any
         context = browser.new_context()
         page = context.new_page()
         page.set_default_timeout(WAIT_MS)
-        page.goto(server.http_url + "/")
+        page.goto(server.http_url + "/#/tasks")
         page.locator("#token-input").fill("dash-token")
         page.locator("#token-form button").click()
         page.locator(f'[data-task-id="{task_id}"][data-state]').wait_for()
@@ -110,7 +88,7 @@ def test_a_task_whose_id_ends_like_a_verb_opens_and_stops_from_the_dashboard(bro
             tricky = client.submit("sleep", {"seconds": 120}, task_id="report:wait").task.task_id
             page = browser.new_page()
             page.set_default_timeout(WAIT_MS)
-            page.goto(server.http_url + "/")
+            page.goto(server.http_url + "/#/tasks")
             page.locator("a", has_text="report:wait").click()
             page.locator("h2", has_text="report:wait").wait_for()
             page.locator('[data-state="RUNNING"]').wait_for()  # the page of report:wait, not of report

@@ -8,6 +8,7 @@ from typing import Annotated
 import pytest
 
 from taskservice import Range, StopTask, TaskContext
+from taskservice.core.handlers.children import ChildSubmitError
 from taskservice.core.handlers.registry import TaskRegistry
 from taskservice.core.model.errors import InvalidRequest
 from taskservice.testing import EagerContext, run_eagerly
@@ -66,3 +67,30 @@ def test_a_stop_raises_stop_task_at_the_next_progress() -> None:
 def test_a_result_no_server_could_store_fails_here_too() -> None:
     with pytest.raises(TypeError, match="not JSON serializable"):
         run_eagerly(unportable)
+
+
+@registry.task("eager.square")
+def square(ctx: TaskContext, *, n: int) -> int:
+    if n < 0:
+        raise ValueError(f"no square of {n}")
+    return n * n
+
+
+@registry.task("eager.fan_out")
+def fan_out(ctx: TaskContext, *, numbers: list[int]) -> list[object]:
+    ids = [ctx.submit(square.bind(n=n)) for n in numbers]
+    ids.append(ctx.submit("eager.square", {"n": numbers[0]}, key="again"))
+    return [c.result if c.succeeded else c.error_type for c in ctx.wait(ids)]
+
+
+def test_children_run_inline_and_the_parent_waits_for_them() -> None:
+    ctx = EagerContext(task_id="p", registry=registry)
+    assert ctx.run(fan_out, numbers=[2, -1]) == [4, "ValueError", 4]
+    assert list(ctx.record.children) == ["p.1", "p.2", "p.again"]
+    assert ctx.record.children["p.2"].error_message == "no square of -1"
+
+
+def test_a_child_of_an_unknown_type_is_refused_as_the_server_refuses_it() -> None:
+    ctx = EagerContext(registry=registry)
+    with pytest.raises(ChildSubmitError, match="unknown task type 'nope'"):
+        ctx.submit("nope", {})

@@ -135,3 +135,19 @@ def test_with_options_copies_the_handle_and_keeps_what_is_not_given() -> None:
 def test_a_handle_registered_again_registers_its_handler() -> None:
     handle = TaskDef("resize", _resize)
     assert TaskRegistry().register("resize", handle).handler is _resize  # type: ignore[arg-type]
+
+
+class _Model:
+    """Shaped as a pydantic model is, for the one method decode() calls (pydantic is not a dependency)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @classmethod
+    def model_validate(cls, value: Any) -> _Model:
+        return cls(value["name"])
+
+
+def test_decode_hands_a_pydantic_style_model_its_json() -> None:
+    assert decode({"name": "x"}, _Model).name == "x"
+    assert [m.name for m in decode([{"name": "a"}], list[_Model])] == ["a"]

@@ -51,6 +51,14 @@ export interface Task {
   detached: boolean;
 }
 
+/** GetStats: tasks by type and state, the last 60 minutes oldest first, the oldest runnable task's wait. */
+export interface Stats {
+  counts: { taskType: string; state: TaskStateName; count: number }[];
+  minutes: { start: Date | null; started: number; succeeded: number; failed: number }[];
+  oldestRunnableAgeSeconds: number | null;
+  time: Date | null;
+}
+
 export interface TaskEvent {
   taskId: string;
   sequence: bigint;
@@ -201,6 +209,7 @@ export class TaskClient {
   waitTask(taskId: string, opts?: { timeoutSeconds?: number; timeoutMs?: number }): Promise<{ task: Task; done: boolean }>;
   wait(taskId: string, opts?: CallOptions): Promise<Task>;
   taskTypes(opts?: CallOptions): Promise<TaskTypeInfo[]>;
+  stats(opts?: CallOptions): Promise<Stats>;
   createSchedule(scheduleId: string, taskType: string, args?: Record<string, Json>, opts?: ScheduleOptions): Promise<{ schedule: Schedule; created: boolean }>;
   getSchedule(scheduleId: string, opts?: CallOptions): Promise<Schedule>;
   listSchedules(opts?: CallOptions & { pageSize?: number; pageToken?: string }): Promise<{ schedules: Schedule[]; nextPageToken: string }>;

@@ -369,6 +369,22 @@ class TaskClient {
   }
 
   /**
+   * The overview of every server of the database: {counts: [{taskType, state, count}], minutes: [{start, started,
+   * succeeded, failed}] (the last 60, oldest first), oldestRunnableAgeSeconds (null when none waits), time}.
+   */
+  async stats(opts = {}) {
+    const response = await this._unary('GetStats', {}, opts.timeoutMs);
+    return {
+      counts: (response.counts || []).map((c) => ({ taskType: c.taskType, state: convert.stateFromProto(c.state),
+        count: Number(c.count || 0) })),
+      minutes: (response.minutes || []).map((m) => ({ start: convert.timestampFromProto(m.start),
+        started: Number(m.started || 0), succeeded: Number(m.succeeded || 0), failed: Number(m.failed || 0) })),
+      oldestRunnableAgeSeconds: convert.durationFromProto(response.oldestRunnableAge),
+      time: convert.timestampFromProto(response.time),
+    };
+  }
+
+  /**
    * The task types the server runs, by name: [{name, description, args: [{name, kind, required, pathRole,
    * choices, rule}], acceptsExtraArgs, rerunOnRestart}].
    */

@@ -25,6 +25,7 @@ from taskservice.core.model.limits import Limit
 from taskservice.core.model.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState, WaitingFor
 from taskservice.core.model.nodes import NodeInfo
 from taskservice.core.model.schedules import Schedule
+from taskservice.core.model.stats import MinuteCounts, TaskCount
 
 # Event sequences of tasks a reap takes from a lost owner jump by this much, so that they stay above any sequence
 # a watcher saw before (the owner published progress that was never written).
@@ -345,6 +346,14 @@ class Board(abc.ABC):
     def oldest_ready(self, now: float) -> float | None:
         """Since when the longest-waiting task that could start now has waited (Unix time), or None (metrics)."""
         return None
+
+    def task_counts(self) -> builtins.list[TaskCount]:
+        """How many tasks of each type are in each state now, the pairs that have any (GetStats)."""
+        return []
+
+    def minute_counts(self, now: float) -> builtins.list[MinuteCounts]:
+        """Starts and ends in each of the last minutes up to now's, oldest first (GetStats)."""
+        return []
 
     # ------------------------------------------------------------------ servers
 

@@ -81,7 +81,8 @@ def build_app(
         app.router.add_route("*", f"/v1/{collection}", _collection(gateway, collection))
         app.router.add_route("*", f"/v1/{collection}:{{verb}}", _collection(gateway, collection))
         app.router.add_route("*", f"/v1/{collection}/{{name}}", _member(gateway, collection))
-    app.router.add_get("/v1/taskTypes", _collection(gateway, "taskTypes"))
+    for single in ("taskTypes", "stats"):
+        app.router.add_get(f"/v1/{single}", _collection(gateway, single))
 
     async def followed(request: web.Request) -> web.StreamResponse:
         return await many_events(gateway, _BY_TEMPLATE[("GET", "/v1/events")], request)

@@ -182,6 +182,25 @@ class PgLimitQueries:
                 (list(turns), list(turns.values())),
             )
 
+    # ------------------------------------------------------------------ for GetStats
+
+    def task_counts(self, cur: Cursor) -> builtins.list[tuple[str, str, int]]:
+        cur.execute(f"SELECT task_type, state, count(*) FROM {TASKS} GROUP BY task_type, state")
+        found: builtins.list[tuple[str, str, int]] = cur.fetchall()
+        return found
+
+    def started_by_minute(self, cur: Cursor, since: float) -> builtins.list[tuple[int, int]]:
+        minute = "floor(started_at / 60)::bigint"
+        cur.execute(f"SELECT {minute}, count(*) FROM {TASKS} WHERE started_at >= %s GROUP BY 1", (since,))
+        found: builtins.list[tuple[int, int]] = cur.fetchall()
+        return found
+
+    def ended_by_minute(self, cur: Cursor, since: float) -> builtins.list[tuple[int, str, int]]:
+        minute = "floor(ended_at / 60)::bigint"
+        cur.execute(f"SELECT {minute}, state, count(*) FROM {TASKS} WHERE ended_at >= %s GROUP BY 1, 2", (since,))
+        found: builtins.list[tuple[int, str, int]] = cur.fetchall()
+        return found
+
     # ------------------------------------------------------------------ for the metrics
 
     def held_back_count(self, cur: Cursor, held: HeldBack) -> int:

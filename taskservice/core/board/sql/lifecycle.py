@@ -57,6 +57,7 @@ from taskservice.core.board.sql.queries import Birth, Cursor, Queries
 from taskservice.core.board.sql.room import QueueRoom
 from taskservice.core.board.sql.schedule_store import ScheduleStore
 from taskservice.core.board.sql.settle import Cascade, Settled, settle
+from taskservice.core.board.sql.stats_store import StatsStore
 from taskservice.core.board.sql.turns import Fairness, Turns
 from taskservice.core.board.sql.writer import GroupWriter, Op
 from taskservice.core.model.errors import StoreUnavailable, TaskNotFound
@@ -89,7 +90,7 @@ class Driver(Protocol):
     def close(self) -> None: ...
 
 
-class SqlBoard(ScheduleStore, LimitStore, NodeStore, OneWriter, Board):
+class SqlBoard(ScheduleStore, LimitStore, NodeStore, StatsStore, OneWriter, Board):
     _writer: GroupWriter
 
     def __init__(

@@ -185,6 +185,17 @@ class Queries(LimitQueries, Protocol):
         """Since when the longest-waiting task that could start now has waited (its submission, or its run-after
         if later): PENDING, due, its dependencies met, in no group `held_back`; None when there is none."""
 
+    # ------------------------------------------------------------------ for GetStats
+
+    def task_counts(self, cur: Cursor) -> builtins.list[tuple[str, str, int]]:
+        """(task type, state, how many) for each pair that has tasks."""
+
+    def started_by_minute(self, cur: Cursor, since: float) -> builtins.list[tuple[int, int]]:
+        """(minute number, how many) of the tasks whose latest attempt started at `since` or later."""
+
+    def ended_by_minute(self, cur: Cursor, since: float) -> builtins.list[tuple[int, str, int]]:
+        """(minute number, state, how many) of the tasks that ended at `since` or later."""
+
     # ------------------------------------------------------------------ schedules
 
     def insert_schedule(self, cur: Cursor, schedule: Schedule) -> bool: ...

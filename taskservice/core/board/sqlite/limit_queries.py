@@ -169,6 +169,25 @@ class SQLiteLimitQueries:
             list(turns.items()),
         )
 
+    # ------------------------------------------------------------------ for GetStats
+
+    def task_counts(self, cur: Cursor) -> builtins.list[tuple[str, str, int]]:
+        cur.execute("SELECT task_type, state, count(*) FROM tasks GROUP BY task_type, state")
+        found: builtins.list[tuple[str, str, int]] = cur.fetchall()
+        return found
+
+    def started_by_minute(self, cur: Cursor, since: float) -> builtins.list[tuple[int, int]]:
+        minute = "CAST(started_at / 60 AS INTEGER)"
+        cur.execute(f"SELECT {minute}, count(*) FROM tasks WHERE started_at >= ? GROUP BY 1", (since,))
+        found: builtins.list[tuple[int, int]] = cur.fetchall()
+        return found
+
+    def ended_by_minute(self, cur: Cursor, since: float) -> builtins.list[tuple[int, str, int]]:
+        minute = "CAST(ended_at / 60 AS INTEGER)"
+        cur.execute(f"SELECT {minute}, state, count(*) FROM tasks WHERE ended_at >= ? GROUP BY 1, 2", (since,))
+        found: builtins.list[tuple[int, str, int]] = cur.fetchall()
+        return found
+
     # ------------------------------------------------------------------ for the metrics
 
     def held_back_count(self, cur: Cursor, held: HeldBack) -> int:

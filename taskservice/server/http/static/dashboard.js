@@ -1,6 +1,7 @@
 // The taskservice dashboard: plain JavaScript over the HTTP/JSON API, no build step.
-// Tasks (filters, server-side pages, live progress, Stop, stop every match), a task's page (args, result, error,
-// its log following live), and a form to submit any registered task type. With tokens on, it asks for one and
+// An overview (overview.js), tasks (filters kept in the URL, server-side pages, live progress, Stop, stop every
+// match), a task's page (args, result, error, parent and children, its log following live), and a form to submit
+// any registered task type. With tokens on, it asks for one and
 // keeps it in sessionStorage: for this tab only, sent as the Authorization header, never as a cookie.
 'use strict';
 
@@ -9,6 +10,7 @@ const PAGE_SIZE = 100;
 const REFRESH_MS = 3000;
 const LOG_TAIL_CHARS = 64 * 1024;
 const ENDED = new Set(['SUCCESS', 'FAILURE', 'REVOKED', 'TIMED_OUT', 'LOST']);
+const RETRYABLE = new Set(['FAILURE', 'REVOKED', 'TIMED_OUT', 'LOST']);
 const view = document.getElementById('view');
 let leave = () => {}; // undoes what the current page started (timers, streams)
 
@@ -111,8 +113,16 @@ function filtersQuery(f) {
 
 // ---------------------------------------------------------------------------------------------- tasks
 
-async function tasksPage() {
-  const filters = { state: '', type: '', label: '' };
+// The filters of `#/tasks?states=FAILURE&taskType=x&labels[team]=data`: a reload or a shared link keeps them.
+function filtersFromHash(query) {
+  const q = new URLSearchParams(query);
+  const label = [...q.keys()].find((k) => k.startsWith('labels[') && k.endsWith(']'));
+  return { state: q.get('states') || '', type: q.get('taskType') || '',
+    label: label ? `${label.slice(7, -1)}=${q.get(label)}` : '' };
+}
+
+async function tasksPage(query) {
+  const filters = filtersFromHash(query);
   const tokens = [''];
   let stream = null;
   let followed = '';
@@ -132,11 +142,17 @@ async function tasksPage() {
     el('button', { type: 'button', class: 'danger', id: 'stop-matching', onclick: () => stopMatching().catch(showError) },
       'Stop all matching'),
     summary);
-  view.replaceChildren(form, el('table', {}, el('thead', {}, el('tr', {},
-    ['Task', 'Type', 'State', 'Progress', 'Submitted', 'Labels', ''].map((h) => el('th', {}, h)))), body), pager);
+  const wide = new Set(['Submitted', 'Labels']); // left out on a phone
+  view.replaceChildren(form, el('div', { class: 'scroll' }, el('table', { id: 'tasks' }, el('thead', {}, el('tr', {},
+    ['Task', 'Type', 'State', 'Progress', 'Submitted', 'Labels', ''].map((h) => el('th', { class: wide.has(h) ? 'wide' : undefined }, h)))), body)), pager);
+
+  stateSelect.value = filters.state;
+  typeSelect.value = filters.type;
+  labelInput.value = filters.label;
 
   function apply() {
     Object.assign(filters, { state: stateSelect.value, type: typeSelect.value, label: labelInput.value.trim() });
+    history.replaceState(null, '', `#/tasks?${filtersQuery(filters)}`);
     tokens.length = 1;
     load();
   }
@@ -154,8 +170,9 @@ async function tasksPage() {
     }
     body.replaceChildren(...page.tasks.map((t) => el('tr', {},
       el('td', { class: 'id' }, el('a', { href: `#/task/${encodeURIComponent(t.taskId)}` }, t.taskId)),
-      el('td', {}, t.taskType), el('td', {}, stateCell(t)), el('td', {}, bar(t)), el('td', {}, when(t.submittedAt)),
-      el('td', {}, Object.entries(t.labels || {}).map(([k, v]) => `${k}=${v}`).join(', ')),
+      el('td', {}, t.taskType), el('td', {}, stateCell(t)), el('td', {}, bar(t)),
+      el('td', { class: 'wide' }, when(t.submittedAt)),
+      el('td', { class: 'wide' }, Object.entries(t.labels || {}).map(([k, v]) => `${k}=${v}`).join(', ')),
       el('td', {}, ENDED.has(shortState(t.state)) ? '' : el('button', { class: 'danger', 'data-stop': t.taskId,
         onclick: () => api('POST', `/v1/tasks/${encodeURIComponent(t.taskId)}:stop`, {}).then(load, showError) }, 'Stop')))));
     pager.replaceChildren(
@@ -246,7 +263,7 @@ async function taskPage(taskId) {
       ['Task', task.taskId], ['Type', task.taskType], ['State', stateCell(task)], ['Progress', progress],
       ['Message', (task.progress && task.progress.message) || ''], ['Attempt', task.attempt],
       ['Submitted', when(task.submittedAt)], ['Started', when(task.startedAt)], ['Ended', when(task.endedAt)],
-      ['Args', el('code', {}, JSON.stringify(task.args))],
+      ['Args', el('code', {}, JSON.stringify(task.args || {}))],
     ];
     if (task.parentId) rows.splice(2, 0, ['Parent', taskLink(task.parentId)]);
     if (task.result !== undefined && task.result !== null) rows.push(['Result', el('code', {}, JSON.stringify(task.result))]);
@@ -254,7 +271,20 @@ async function taskPage(taskId) {
     details.replaceChildren(...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
     if (task.error && task.error.traceback) details.append(el('dt', {}, 'Traceback'), el('dd', {}, el('pre', {}, task.error.traceback)));
     progress.value = (task.progress && task.progress.percent) || 0;
+    // Only the actions the task's state allows: Stop while unfinished; Retry and Delete once ended.
+    const state = shortState(task.state);
+    stop.hidden = ENDED.has(state);
+    retry.hidden = !RETRYABLE.has(state);
+    remove.hidden = !ENDED.has(state);
   }
+
+  const act = (verb, method = 'POST') => api(method, verb ? `${path}:${verb}` : path, method === 'POST' ? {} : undefined);
+  const stop = el('button', { class: 'danger', id: 'stop', onclick: () => act('stop').catch(showError) }, 'Stop');
+  const retry = el('button', { id: 'retry', onclick: () => act('retry').then((r) => { task = r.task; render(); },
+    showError) }, 'Retry');
+  const remove = el('button', { class: 'danger', id: 'delete', onclick: () => {
+    if (window.confirm(`Delete task ${taskId} and its log?`)) act('', 'DELETE').then(() => { location.hash = '#/tasks'; }, showError);
+  } }, 'Delete');
 
   try {
     task = (await api('GET', path)).task;
@@ -262,8 +292,7 @@ async function taskPage(taskId) {
     view.replaceChildren(el('p', { class: 'error' }, String(err.message)));
     return () => {};
   }
-  const stop = el('button', { class: 'danger', id: 'stop', onclick: () => api('POST', `${path}:stop`, {}).catch(showError) }, 'Stop');
-  view.replaceChildren(el('h2', {}, taskId), stop, details, childrenTitle, children, el('h3', {}, 'Log'), log);
+  view.replaceChildren(el('h2', {}, taskId), el('div', { class: 'actions' }, stop, retry, remove), details, childrenTitle, children, el('h3', {}, 'Log'), log);
   render();
   loadChildren().catch(() => {});
   follow(`${path}/events`, (event) => {
@@ -357,7 +386,8 @@ async function route() {
   try {
     if (hash.startsWith('#/task/')) leave = await taskPage(decodeURIComponent(hash.slice(7)));
     else if (hash === '#/submit') leave = await submitPage();
-    else leave = await tasksPage();
+    else if (hash === '#/tasks' || hash.startsWith('#/tasks?')) leave = await tasksPage(hash.slice(8));
+    else leave = await overviewPage();
   } catch (err) {
     showError(err);
   }

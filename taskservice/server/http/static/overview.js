@@ -1,0 +1,102 @@
+// The dashboard's landing page: what the service holds and does, from GetStats (GET /v1/stats), refreshed every
+// few seconds. Counts per state and per type link into the filtered task list; the last hour's starts, successes
+// and failures per minute are an inline SVG chart; the queue and the oldest runnable task's wait say whether work
+// keeps up. Loaded before dashboard.js, whose helpers (api, el, stateCell...) it calls.
+'use strict';
+
+const OVERVIEW_REFRESH_MS = 2000;
+const STATE_ORDER = ['PENDING', 'RUNNING', 'STOPPING', 'SUCCESS', 'FAILURE', 'REVOKED', 'TIMED_OUT', 'LOST'];
+const SERIES = [['started', 'Started'], ['succeeded', 'Succeeded'], ['failed', 'Failed']];
+
+function tasksLink(filters, text) {
+  const q = new URLSearchParams(filters);
+  return el('a', { href: `#/tasks?${q}` }, text);
+}
+
+function ago(seconds) {
+  if (seconds === null || seconds === undefined) return 'none waiting';
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+// Three lines over 60 minutes; the y axis from 0 to the busiest minute.
+function minutesChart(minutes) {
+  const width = 600;
+  const height = 120;
+  const top = Math.max(1, ...minutes.flatMap((m) => SERIES.map(([key]) => Number(m[key] || 0))));
+  const x = (i) => (i * width) / Math.max(1, minutes.length - 1);
+  const y = (v) => height - (Number(v || 0) * (height - 4)) / top - 2;
+  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
+  svg.setAttribute('preserveAspectRatio', 'none'); // as wide as the page, whatever its width
+  svg.setAttribute('class', 'chart');
+  svg.setAttribute('role', 'img');
+  svg.setAttribute('aria-label', 'tasks started, succeeded and failed per minute, the last hour');
+  for (const [key] of SERIES) {
+    const line = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
+    line.setAttribute('points', minutes.map((m, i) => `${x(i).toFixed(1)},${y(m[key]).toFixed(1)}`).join(' '));
+    line.setAttribute('class', `series ${key}`);
+    line.setAttribute('data-series', key);
+    svg.append(line);
+  }
+  return svg;
+}
+
+async function overviewPage() {
+  const states = el('div', { class: 'cards', id: 'state-counts' });
+  const queue = el('div', { class: 'cards', id: 'queue' });
+  const chart = el('figure', { class: 'chart-box' });
+  const types = el('tbody');
+  const stamp = el('p', { class: 'muted' });
+  view.replaceChildren(el('h2', {}, 'Overview'), states, queue, chart,
+    el('h3', {}, 'By type'), el('div', { class: 'scroll' }, el('table', { id: 'type-counts' },
+      el('thead', {}, el('tr', {}, el('th', {}, 'Type'), STATE_ORDER.map((s) => el('th', {}, s)))), types)),
+    stamp);
+  let timer = null;
+  let left = false;
+
+  function render(stats) {
+    const totals = {};
+    const byType = {};
+    for (const c of stats.counts || []) {
+      const state = shortState(c.state);
+      const n = Number(c.count || 0);
+      totals[state] = (totals[state] || 0) + n;
+      (byType[c.taskType] = byType[c.taskType] || {})[state] = n;
+    }
+    states.replaceChildren(...STATE_ORDER.map((s) => el('div', { class: 'card', 'data-count-state': s },
+      el('span', { class: `state ${s}` }, s), tasksLink({ states: s }, String(totals[s] || 0)))));
+    const minutes = stats.minutes || [];
+    const sum = (key) => minutes.reduce((n, m) => n + Number(m[key] || 0), 0);
+    const age = stats.oldestRunnableAge ? parseFloat(stats.oldestRunnableAge) : null;
+    queue.replaceChildren(
+      el('div', { class: 'card' }, el('span', { class: 'muted' }, 'Pending (due or not)'),
+        tasksLink({ states: 'PENDING' }, String(totals.PENDING || 0))),
+      el('div', { class: 'card', id: 'oldest-runnable' }, el('span', { class: 'muted' }, 'Oldest runnable waits'),
+        el('strong', {}, ago(age))),
+      ...SERIES.map(([key, label]) => el('div', { class: 'card' }, el('span', { class: `muted legend ${key}` },
+        `${label}, last hour`), el('strong', { 'data-hour': key }, String(sum(key))))));
+    const busiest = Math.max(0, ...minutes.flatMap((m) => SERIES.map(([key]) => Number(m[key] || 0))));
+    chart.replaceChildren(minutesChart(minutes), el('figcaption', { class: 'muted' },
+      `Per minute, the last hour (top: ${busiest}/min):`,
+      ...SERIES.map(([key, label]) => el('span', { class: `legend ${key}` }, label))));
+    types.replaceChildren(...Object.keys(byType).sort().map((type) => el('tr', { 'data-type': type },
+      el('td', {}, tasksLink({ taskType: type }, type)),
+      STATE_ORDER.map((s) => el('td', {}, byType[type][s] ? tasksLink({ taskType: type, states: s },
+        String(byType[type][s])) : '')))));
+    stamp.textContent = `as of ${when(stats.time)}`;
+  }
+
+  async function load() {
+    try {
+      render(await api('GET', '/v1/stats'));
+    } catch (err) {
+      showError(err);
+    }
+    if (!left) timer = setTimeout(load, OVERVIEW_REFRESH_MS);
+  }
+
+  await load();
+  return () => { left = true; clearTimeout(timer); };
+}

@@ -1,0 +1,48 @@
+"""GetStats, the overview's RPC: counts the board makes (on a read thread), as the contract carries them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from taskservice.core.engine.manager import WorkerManager
+from taskservice.core.model.stats import MinuteCounts, TaskCount
+from taskservice.server import convert
+from taskservice.server.rpc_errors import unary
+from taskservice.v1 import task_service_pb2 as pb
+
+T = TypeVar("T")
+
+
+class StatsRpcs:
+    _manager: WorkerManager
+
+    async def _read(self, function: Callable[..., T], *args: Any) -> T:
+        raise NotImplementedError  # the servicer's: on its read threads
+
+    @unary
+    async def GetStats(self, request: pb.GetStatsRequest, context: Any) -> pb.GetStatsResponse:
+        return await self._read(self._stats)
+
+    def _stats(self) -> pb.GetStatsResponse:
+        board = self._manager.board
+        now = time.time()
+        counts = board.task_counts()
+        minutes = board.minute_counts(now)
+        oldest = board.oldest_ready(now)
+        return pb.GetStatsResponse(
+            counts=[_count_to_proto(count) for count in counts],
+            minutes=[_minute_to_proto(minute) for minute in minutes],
+            oldest_runnable_age=convert.duration_to_proto(max(0.0, now - oldest)) if oldest is not None else None,
+            time=convert.timestamp_to_proto(now),
+        )
+
+
+def _count_to_proto(count: TaskCount) -> pb.TaskCount:
+    return pb.TaskCount(task_type=count.task_type, state=convert.state_to_proto(count.state), count=count.count)
+
+
+def _minute_to_proto(minute: MinuteCounts) -> pb.MinuteCounts:
+    return pb.MinuteCounts(start=convert.timestamp_to_proto(minute.start), started=minute.started,
+                           succeeded=minute.succeeded, failed=minute.failed)  # fmt: skip
