@@ -34,8 +34,10 @@ from taskservice.client.errors import (
 )
 from taskservice.client.limits import Limit, LimitPage, LimitResult, parse_rate
 from taskservice.client.models import (
+    LimitCount,
     LogChunk,
     MinuteCounts,
+    Node,
     Progress,
     Schedule,
     SchedulePage,
@@ -73,10 +75,12 @@ __all__ = [
     "FailedPrecondition",
     "InvalidArgument",
     "Limit",
+    "LimitCount",
     "LimitPage",
     "LimitResult",
     "LogChunk",
     "MinuteCounts",
+    "Node",
     "OutOfRange",
     "Progress",
     "QueueFull",

@@ -19,7 +19,9 @@ from taskservice.client.convert import (
 )
 from taskservice.client.errors import ERROR_CLASSES, TaskServiceError
 from taskservice.client.models import (
+    LimitCount,
     MinuteCounts,
+    Node,
     Schedule,
     SchedulePage,
     ScheduleResult,
@@ -146,6 +148,7 @@ def schedule_from_pb(s: pb.Schedule) -> Schedule:
         priority=task.priority,
         labels=dict(task.labels),
         retention=duration_to_seconds(task.retention) if task.HasField("retention") else None,
+        upcoming=tuple(timestamp_to_datetime(due) for due in s.upcoming),
         wire=s,
     )
 
@@ -180,12 +183,10 @@ def schedule_request(
     return pb.CreateScheduleRequest(schedule=schedule)
 
 
-def create_schedule_call(*args: Any, **options: Any) -> Unary[ScheduleResult]:
-    return Unary(
-        "CreateSchedule",
-        schedule_request(*args, **options),
-        lambda r: ScheduleResult(schedule_from_pb(r.schedule), r.created),
-    )
+def create_schedule_call(*args: Any, validate_only: bool = False, **options: Any) -> Unary[ScheduleResult]:
+    request = schedule_request(*args, **options)
+    request.validate_only = validate_only
+    return Unary("CreateSchedule", request, lambda r: ScheduleResult(schedule_from_pb(r.schedule), r.created))
 
 
 def schedule_call(method: str, schedule_id: str) -> Unary[Schedule]:
@@ -232,10 +233,20 @@ def stats_call() -> Unary[Stats]:
             oldest_runnable_age=(duration_to_seconds(r.oldest_runnable_age) if r.HasField("oldest_runnable_age")
                                  else None),
             time=timestamp_to_datetime(r.time) if r.HasField("time") else None,
+            limits=[LimitCount(c.limit_id, c.running, c.waiting) for c in r.limits],
             wire=r,
         )  # fmt: skip
 
     return Unary("GetStats", pb.GetStatsRequest(), convert)
+
+
+def nodes_call() -> Unary[list[Node]]:
+    def when(message: Any, name: str) -> datetime | None:
+        return timestamp_to_datetime(getattr(message, name)) if message.HasField(name) else None
+
+    return Unary("ListNodes", pb.ListNodesRequest(), lambda r: [
+        Node(n.node, tuple(n.task_types), dict(n.only_labels), when(n, "started_at"), when(n, "last_seen"), n.workers,
+             n.busy) for n in r.nodes])  # fmt: skip
 
 
 def list_call(**filters: Any) -> Unary[TaskPage]:

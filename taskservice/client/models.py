@@ -141,6 +141,8 @@ class Schedule:
     priority: int = 0
     labels: dict[str, str] = field(default_factory=dict)
     retention: float | None = None
+    # Its next due times, next_due first (five; none while paused).
+    upcoming: tuple[datetime, ...] = ()
     # The message it was read from (taskctl --json prints it as the HTTP API's canonical JSON); None when made here.
     wire: Any = field(default=None, compare=False, repr=False)
 
@@ -231,6 +233,15 @@ class MinuteCounts:
 
 
 @dataclass(frozen=True)
+class LimitCount:
+    """A limit's tasks: running, and waiting in the groups it holds back."""
+
+    limit_id: str
+    running: int
+    waiting: int
+
+
+@dataclass(frozen=True)
 class Stats:
     """GetStats: tasks by type and state, the last 60 minutes (oldest first), and how long the oldest task that could
     run has waited (seconds; None when none waits)."""
@@ -239,6 +250,7 @@ class Stats:
     minutes: list[MinuteCounts]
     oldest_runnable_age: float | None
     time: datetime | None
+    limits: list[LimitCount] = field(default_factory=list)
     # The message it was read from (taskctl --json prints it as the HTTP API's canonical JSON).
     wire: Any = field(default=None, compare=False, repr=False)
 
@@ -248,3 +260,21 @@ class Stats:
         for count in self.counts:
             totals[count.state] = totals.get(count.state, 0) + count.count
         return totals
+
+
+@dataclass(frozen=True)
+class Node:
+    """A server (an engine process) of the database, as it last said: what it claims, its worker threads and how
+    many were busy."""
+
+    node: str
+    task_types: tuple[str, ...]
+    only_labels: dict[str, str]
+    started_at: datetime | None
+    last_seen: datetime | None
+    workers: int
+    busy: int
+
+
+# A module-level name: inside the clients, `list` is their method.
+Nodes = list[Node]

@@ -20,6 +20,7 @@ from taskservice.client.calls import (
     get_call,
     list_call,
     list_schedules_call,
+    nodes_call,
     retry_call,
     schedule_call,
     stats_call,
@@ -42,6 +43,7 @@ from taskservice.client.limits import (
 )
 from taskservice.client.models import (
     LogChunk,
+    Nodes,
     Schedule,
     SchedulePage,
     ScheduleResult,
@@ -273,15 +275,18 @@ class TaskClient(ClientBase):
         priority: int = 0,
         labels: Mapping[str, str] | None = None,
         retention: float | None = None,
+        validate_only: bool = False,
     ) -> ScheduleResult:
         """Submit `task_type` with `args` on `cron` (five fields, or six with seconds last; in `time_zone`, UTC when
         empty) or every `interval` seconds, each firing as task `<schedule_id>:<due time>`. `catch_up` ("SKIP",
         "ONCE", "ALL") decides about due times missed while no server ran. The same definition again answers
-        created=False; another one under the id raises AlreadyExists."""
+        created=False; another one under the id raises AlreadyExists. `validate_only`: the checks alone, and the
+        schedule as it would be (its `upcoming` due times), nothing stored."""
         options = {"cron": cron, "time_zone": time_zone, "interval": interval, "catch_up": catch_up,
                    "paused": paused, "time_limit": time_limit, "priority": priority, "labels": labels,
                    "retention": retention}  # fmt: skip
-        return self._invoke(create_schedule_call(schedule_id, task_type, args, **options))
+        call = create_schedule_call(schedule_id, task_type, args, validate_only=validate_only, **options)
+        return self._invoke(call)
 
     def get_schedule(self, schedule_id: str) -> Schedule:
         return self._invoke(schedule_call("GetSchedule", schedule_id))
@@ -294,6 +299,11 @@ class TaskClient(ClientBase):
         """Tasks by type and state, the last hour's starts and ends per minute, and the oldest runnable task's wait:
         the overview of every server of the database."""
         return self._invoke(stats_call())
+
+    def nodes(self) -> Nodes:
+        """The servers of the database (each engine process), by name: the types each claims, its worker threads and
+        how many were busy when it last said."""
+        return self._invoke(nodes_call())
 
     def list_schedules(self, *, page_size: int = 100, page_token: str = "") -> SchedulePage:
         return self._invoke(list_schedules_call(page_size, page_token))

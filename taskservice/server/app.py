@@ -27,7 +27,7 @@ from taskservice.core.model.errors import RegistryError, StoreDamaged, StoreOpen
 from taskservice.server import runtime
 from taskservice.server.auth import BearerTokenInterceptor, TokenFile, TokenFileError
 from taskservice.server.engine_process import die_with_supervisor, siblings_of
-from taskservice.server.http import build_app, host_rule, start_http
+from taskservice.server.http import build_app, host_rule, start_http, under_prefix
 from taskservice.server.http.connections import raise_descriptor_limit
 from taskservice.server.metrics import Metrics
 from taskservice.server.observing import CallObserver, HttpObserver, ObservingInterceptor
@@ -376,7 +376,7 @@ async def _serve_on(
                             observers=http_observers,
                             hosts=host_rule(settings.http_listen.rpartition(":")[0],
                                             settings.http_allowed_hosts))  # fmt: skip
-            http = await start_http(app, settings)
+            http = await start_http(under_prefix(app, settings.http_path_prefix), settings)
         except OSError as exc:
             log.error("cannot serve HTTP on %s: %s (--http-listen off turns it off)", settings.http_listen, exc)
             await running.shutdown(0)

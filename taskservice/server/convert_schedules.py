@@ -47,6 +47,20 @@ def schedule_spec_from_proto(message: pb.Schedule) -> tuple[ScheduleSpec, bool]:
     return spec, message.paused
 
 
+# How many of a schedule's next due times its messages carry.
+UPCOMING = 5
+
+
+def upcoming(schedule: Schedule) -> list[float]:
+    """The next UPCOMING due times from next_due on (none while paused)."""
+    if schedule.paused:
+        return []
+    due = [schedule.next_due]
+    while len(due) < UPCOMING:
+        due.append(schedule.spec.next_after(due[-1]))
+    return due
+
+
 def schedule_to_proto(schedule: Schedule) -> pb.Schedule:
     spec, task = schedule.spec, schedule.spec.task
     message = pb.Schedule(
@@ -65,6 +79,7 @@ def schedule_to_proto(schedule: Schedule) -> pb.Schedule:
         last_due=timestamp_to_proto(schedule.last_due),
         last_task_id=schedule.last_task_id,
         last_error=schedule.last_error,
+        upcoming=[stamp for stamp in map(timestamp_to_proto, upcoming(schedule)) if stamp is not None],
     )
     message.task.args.update(task.args)
     if spec.interval is not None:

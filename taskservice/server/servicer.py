@@ -304,7 +304,9 @@ class TaskServiceServicer(LimitRpcs, StatsRpcs, pb_grpc.TaskServiceServicer):
     @_unary
     async def CreateSchedule(self, request: pb.CreateScheduleRequest, context: Any) -> pb.CreateScheduleResponse:
         spec, paused = convert_schedules.schedule_spec_from_proto(request.schedule)
-        schedule, created = await self._read(lambda: self._manager.schedules.create(spec, paused=paused))
+        schedule, created = await self._read(
+            lambda: self._manager.schedules.create(spec, paused=paused, validate_only=request.validate_only)
+        )
         return pb.CreateScheduleResponse(schedule=convert_schedules.schedule_to_proto(schedule), created=created)
 
     @_unary

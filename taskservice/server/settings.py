@@ -90,6 +90,8 @@ class Settings:
     http_port_file: str = ""
     # The one origin whose pages may call the HTTP API from a browser (CORS); empty: none.
     http_cors_origin: str = ""
+    # The path the HTTP face is served under, for a proxy that forwards /PREFIX/... unchanged ("/tasks"; "": root).
+    http_path_prefix: str = ""
     # Host names the HTTP face answers besides loopback ones when it listens on loopback (DNS rebinding); listening
     # elsewhere, any Host unless this names some. "*": any; "*.example.com": that domain's names.
     http_allowed_hosts: tuple[str, ...] = ()
@@ -288,6 +290,12 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
         "default: off",
     )
     p.add_argument(
+        "--http-path-prefix",
+        default=_env(env, "http_path_prefix", ""),
+        help="serve the HTTP API and the dashboard under this path (e.g. /tasks/), for a proxy that forwards it as it "
+        "is; default: at the root",
+    )
+    p.add_argument(
         "--http-cors-origin",
         default=_env(env, "http_cors_origin", ""),
         help="the one origin (e.g. https://ops.example.com) whose pages may call the HTTP API; default: none",
@@ -358,6 +366,16 @@ def _looks_like_conninfo(db: str) -> bool:
     return bool(re.match(r"^\s*(host|dbname|user|port|hostaddr|service)\s*=", db))
 
 
+def _path_prefix(p: argparse.ArgumentParser, given: str) -> str:
+    """ "/tasks/", "tasks" or "/tasks" as "/tasks"; "/" or "" as "" (the root)."""
+    prefix = "/" + given.strip().strip("/")
+    if prefix == "/":
+        return ""
+    if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", prefix):
+        p.error(f"--http-path-prefix takes a path of letters, digits and . _ ~ - between slashes, not {given!r}")
+    return prefix
+
+
 def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Settings:
     p = parser(environ)
     ns = p.parse_args(argv)
@@ -423,6 +441,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sett
         http_listen=ns.http_listen,
         http_port_file=ns.http_port_file,
         http_cors_origin=ns.http_cors_origin,
+        http_path_prefix=_path_prefix(p, ns.http_path_prefix),
         http_max_connections=ns.http_max_connections,
         http_allowed_hosts=tuple(name.strip() for name in ns.http_allowed_hosts.split(",") if name.strip()),
         legacy_task_type=ns.legacy_task_type,

@@ -1,4 +1,5 @@
-"""GetStats, the overview's RPC: counts the board makes (on a read thread), as the contract carries them."""
+"""The overview's RPCs: GetStats (counts the board makes) and ListNodes (the servers of the database), on read
+threads, as the contract carries them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from taskservice.core.engine.manager import WorkerManager
+from taskservice.core.model.nodes import NodeInfo
 from taskservice.core.model.stats import MinuteCounts, TaskCount
 from taskservice.server import convert
 from taskservice.server.rpc_errors import unary
@@ -25,17 +27,24 @@ class StatsRpcs:
     async def GetStats(self, request: pb.GetStatsRequest, context: Any) -> pb.GetStatsResponse:
         return await self._read(self._stats)
 
+    @unary
+    async def ListNodes(self, request: pb.ListNodesRequest, context: Any) -> pb.ListNodesResponse:
+        nodes = await self._read(self._manager.presence.nodes)
+        return pb.ListNodesResponse(nodes=[_node_to_proto(node) for node in nodes])
+
     def _stats(self) -> pb.GetStatsResponse:
         board = self._manager.board
         now = time.time()
         counts = board.task_counts()
         minutes = board.minute_counts(now)
         oldest = board.oldest_ready(now)
+        limits = board.limit_counts()
         return pb.GetStatsResponse(
             counts=[_count_to_proto(count) for count in counts],
             minutes=[_minute_to_proto(minute) for minute in minutes],
             oldest_runnable_age=convert.duration_to_proto(max(0.0, now - oldest)) if oldest is not None else None,
             time=convert.timestamp_to_proto(now),
+            limits=[pb.LimitCount(limit_id=c.limit_id, running=c.running, waiting=c.waiting) for c in limits],
         )
 
 
@@ -46,3 +55,10 @@ def _count_to_proto(count: TaskCount) -> pb.TaskCount:
 def _minute_to_proto(minute: MinuteCounts) -> pb.MinuteCounts:
     return pb.MinuteCounts(start=convert.timestamp_to_proto(minute.start), started=minute.started,
                            succeeded=minute.succeeded, failed=minute.failed)  # fmt: skip
+
+
+def _node_to_proto(node: NodeInfo) -> pb.Node:
+    return pb.Node(node=node.name, task_types=node.types, only_labels=dict(node.labels),
+                   started_at=convert.timestamp_to_proto(node.started_at),
+                   last_seen=convert.timestamp_to_proto(node.seen_at),
+                   workers=node.workers, busy=node.busy)  # fmt: skip

@@ -1335,6 +1335,7 @@ class Schedule(_message.Message):
     LAST_DUE_FIELD_NUMBER: _builtins.int
     LAST_TASK_ID_FIELD_NUMBER: _builtins.int
     LAST_ERROR_FIELD_NUMBER: _builtins.int
+    UPCOMING_FIELD_NUMBER: _builtins.int
     schedule_id: _builtins.str
     """1-100 of [A-Za-z0-9._:-]."""
     catch_up: Global___CatchUp.ValueType
@@ -1369,6 +1370,12 @@ class Schedule(_message.Message):
         (e.g. its task type is no longer registered), if the last one was.
         """
 
+    @_builtins.property
+    def upcoming(self) -> _containers.RepeatedCompositeFieldContainer[_timestamp_pb2.Timestamp]:
+        """The due times after now that it would fire at, next_due first: five of them (for a person to check a cron
+        expression; a paused schedule fires at none until resumed).
+        """
+
     def __init__(
         self,
         *,
@@ -1383,10 +1390,11 @@ class Schedule(_message.Message):
         last_due: _timestamp_pb2.Timestamp | None = ...,
         last_task_id: _builtins.str = ...,
         last_error: _builtins.str = ...,
+        upcoming: _abc.Iterable[_timestamp_pb2.Timestamp] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "cron", b"cron", "interval", b"interval", "last_due", b"last_due", "next_due", b"next_due", "task", b"task", "when", b"when"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["catch_up", b"catch_up", "created_at", b"created_at", "cron", b"cron", "interval", b"interval", "last_due", b"last_due", "last_error", b"last_error", "last_task_id", b"last_task_id", "next_due", b"next_due", "paused", b"paused", "schedule_id", b"schedule_id", "task", b"task", "when", b"when"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catch_up", b"catch_up", "created_at", b"created_at", "cron", b"cron", "interval", b"interval", "last_due", b"last_due", "last_error", b"last_error", "last_task_id", b"last_task_id", "next_due", b"next_due", "paused", b"paused", "schedule_id", b"schedule_id", "task", b"task", "upcoming", b"upcoming", "when", b"when"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_when: _TypeAlias = _typing.Literal["cron", "interval"]  # noqa: Y015
     _WhichOneofArgType_when: _TypeAlias = _typing.Literal["when", b"when"]  # noqa: Y015
@@ -1427,16 +1435,22 @@ class CreateScheduleRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SCHEDULE_FIELD_NUMBER: _builtins.int
+    VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
+    validate_only: _builtins.bool
+    """Check the definition and answer the schedule as it would be (next_due, upcoming), storing nothing; created is
+    false. For a form that shows the next firings before saving.
+    """
     @_builtins.property
     def schedule(self) -> Global___Schedule: ...
     def __init__(
         self,
         *,
         schedule: Global___Schedule | None = ...,
+        validate_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2063,6 +2077,114 @@ class GetStatsRequest(_message.Message):
 Global___GetStatsRequest: _TypeAlias = GetStatsRequest  # noqa: Y015
 
 @_typing.final
+class ListNodesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNodesRequest: _TypeAlias = ListNodesRequest  # noqa: Y015
+
+@_typing.final
+class ListNodesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Node]:
+        """By name."""
+
+    def __init__(
+        self,
+        *,
+        nodes: _abc.Iterable[Global___Node] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["nodes", b"nodes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNodesResponse: _TypeAlias = ListNodesResponse  # noqa: Y015
+
+@_typing.final
+class Node(_message.Message):
+    """A server (an engine process) of the database."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class OnlyLabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NODE_FIELD_NUMBER: _builtins.int
+    TASK_TYPES_FIELD_NUMBER: _builtins.int
+    ONLY_LABELS_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_FIELD_NUMBER: _builtins.int
+    WORKERS_FIELD_NUMBER: _builtins.int
+    BUSY_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    """Its name on the database: host:pid:random."""
+    workers: _builtins.int
+    """Its worker threads, and how many ran a task when it last said."""
+    busy: _builtins.int
+    @_builtins.property
+    def task_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The task types it claims."""
+
+    @_builtins.property
+    def only_labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """It claims only tasks carrying every one of these labels (--only-labels); empty: any."""
+
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_seen(self) -> _timestamp_pb2.Timestamp:
+        """When it last said it runs (every lease renewal)."""
+
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        task_types: _abc.Iterable[_builtins.str] | None = ...,
+        only_labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        last_seen: _timestamp_pb2.Timestamp | None = ...,
+        workers: _builtins.int = ...,
+        busy: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_seen", b"last_seen", "started_at", b"started_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["busy", b"busy", "last_seen", b"last_seen", "node", b"node", "only_labels", b"only_labels", "started_at", b"started_at", "task_types", b"task_types", "workers", b"workers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Node: _TypeAlias = Node  # noqa: Y015
+
+@_typing.final
 class GetStatsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -2070,6 +2192,7 @@ class GetStatsResponse(_message.Message):
     MINUTES_FIELD_NUMBER: _builtins.int
     OLDEST_RUNNABLE_AGE_FIELD_NUMBER: _builtins.int
     TIME_FIELD_NUMBER: _builtins.int
+    LIMITS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskCount]:
         """Tasks stored now, one entry per task type and state that has any (ended ones until their retention ends)."""
@@ -2088,6 +2211,10 @@ class GetStatsResponse(_message.Message):
     def time(self) -> _timestamp_pb2.Timestamp:
         """When these were counted."""
 
+    @_builtins.property
+    def limits(self) -> _containers.RepeatedCompositeFieldContainer[Global___LimitCount]:
+        """Each limit (by id): its running tasks, and those it holds back."""
+
     def __init__(
         self,
         *,
@@ -2095,14 +2222,44 @@ class GetStatsResponse(_message.Message):
         minutes: _abc.Iterable[Global___MinuteCounts] | None = ...,
         oldest_runnable_age: _duration_pb2.Duration | None = ...,
         time: _timestamp_pb2.Timestamp | None = ...,
+        limits: _abc.Iterable[Global___LimitCount] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["oldest_runnable_age", b"oldest_runnable_age", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "minutes", b"minutes", "oldest_runnable_age", b"oldest_runnable_age", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "limits", b"limits", "minutes", b"minutes", "oldest_runnable_age", b"oldest_runnable_age", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetStatsResponse: _TypeAlias = GetStatsResponse  # noqa: Y015
+
+@_typing.final
+class LimitCount(_message.Message):
+    """A limit's tasks now: running (in all its groups), and waiting in the groups it holds back (as the answering
+    server's last claim found them).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_ID_FIELD_NUMBER: _builtins.int
+    RUNNING_FIELD_NUMBER: _builtins.int
+    WAITING_FIELD_NUMBER: _builtins.int
+    limit_id: _builtins.str
+    running: _builtins.int
+    waiting: _builtins.int
+    def __init__(
+        self,
+        *,
+        limit_id: _builtins.str = ...,
+        running: _builtins.int = ...,
+        waiting: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit_id", b"limit_id", "running", b"running", "waiting", b"waiting"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LimitCount: _TypeAlias = LimitCount  # noqa: Y015
 
 @_typing.final
 class TaskCount(_message.Message):

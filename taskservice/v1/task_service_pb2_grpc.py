@@ -135,6 +135,11 @@ class TaskServiceStub:
                 request_serializer=taskservice_dot_v1_dot_task__service__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=taskservice_dot_v1_dot_task__service__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
+        self.ListNodes = channel.unary_unary(
+                '/taskservice.v1.TaskService/ListNodes',
+                request_serializer=taskservice_dot_v1_dot_task__service__pb2.ListNodesRequest.SerializeToString,
+                response_deserializer=taskservice_dot_v1_dot_task__service__pb2.ListNodesResponse.FromString,
+                _registered_method=True)
         self.DeleteSchedule = channel.unary_unary(
                 '/taskservice.v1.TaskService/DeleteSchedule',
                 request_serializer=taskservice_dot_v1_dot_task__service__pb2.DeleteScheduleRequest.SerializeToString,
@@ -333,6 +338,15 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListNodes(self, request, context):
+        """The servers of the database (each engine process of a --procs server is one), as each last said: the task
+        types it claims, its worker threads and how many were busy, when it started and when it was last heard of. A
+        server not heard of for a lease is left out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteSchedule(self, request, context):
         """Removes a schedule; the tasks it submitted stay.
         """
@@ -479,6 +493,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=taskservice_dot_v1_dot_task__service__pb2.GetStatsRequest.FromString,
                     response_serializer=taskservice_dot_v1_dot_task__service__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'ListNodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNodes,
+                    request_deserializer=taskservice_dot_v1_dot_task__service__pb2.ListNodesRequest.FromString,
+                    response_serializer=taskservice_dot_v1_dot_task__service__pb2.ListNodesResponse.SerializeToString,
             ),
             'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteSchedule,
@@ -1052,6 +1071,33 @@ class TaskService:
             '/taskservice.v1.TaskService/GetStats',
             taskservice_dot_v1_dot_task__service__pb2.GetStatsRequest.SerializeToString,
             taskservice_dot_v1_dot_task__service__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.v1.TaskService/ListNodes',
+            taskservice_dot_v1_dot_task__service__pb2.ListNodesRequest.SerializeToString,
+            taskservice_dot_v1_dot_task__service__pb2.ListNodesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -112,6 +112,11 @@ class TaskServiceStub:
     starts and ends per minute, and how long the oldest task that could run has waited. Of every server of the
     database.
     """
+    ListNodes: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.ListNodesRequest, _task_service_pb2.ListNodesResponse]
+    """The servers of the database (each engine process of a --procs server is one), as each last said: the task
+    types it claims, its worker threads and how many were busy, when it started and when it was last heard of. A
+    server not heard of for a lease is left out.
+    """
     DeleteSchedule: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.DeleteScheduleRequest, _task_service_pb2.DeleteScheduleResponse]
     """Removes a schedule; the tasks it submitted stay."""
     CreateLimit: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.CreateLimitRequest, _task_service_pb2.CreateLimitResponse]
@@ -207,6 +212,11 @@ class TaskServiceAsyncStub(TaskServiceStub):
     """What the service holds and does, for an overview (the dashboard's): tasks by type and state, the last hour's
     starts and ends per minute, and how long the oldest task that could run has waited. Of every server of the
     database.
+    """
+    ListNodes: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ListNodesRequest, _task_service_pb2.ListNodesResponse]  # type: ignore[assignment]
+    """The servers of the database (each engine process of a --procs server is one), as each last said: the task
+    types it claims, its worker threads and how many were busy, when it started and when it was last heard of. A
+    server not heard of for a lease is left out.
     """
     DeleteSchedule: _aio.UnaryUnaryMultiCallable[_task_service_pb2.DeleteScheduleRequest, _task_service_pb2.DeleteScheduleResponse]  # type: ignore[assignment]
     """Removes a schedule; the tasks it submitted stay."""
@@ -420,6 +430,17 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         """What the service holds and does, for an overview (the dashboard's): tasks by type and state, the last hour's
         starts and ends per minute, and how long the oldest task that could run has waited. Of every server of the
         database.
+        """
+
+    @_abc_1.abstractmethod
+    def ListNodes(
+        self,
+        request: _task_service_pb2.ListNodesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.ListNodesResponse, _abc.Awaitable[_task_service_pb2.ListNodesResponse]]:
+        """The servers of the database (each engine process of a --procs server is one), as each last said: the task
+        types it claims, its worker threads and how many were busy, when it started and when it was last heard of. A
+        server not heard of for a lease is left out.
         """
 
     @_abc_1.abstractmethod

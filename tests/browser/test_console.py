@@ -27,7 +27,8 @@ TOO_WIDE = """() => [...document.querySelectorAll('body *')]
   .filter((e) => getComputedStyle(e).overflowX === 'visible')
   .map((e) => `${e.tagName}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`).slice(0, 12)"""
 # What shows that a page has loaded.
-READY = {"overview": '[data-count-state="RUNNING"] a', "tasks": "tbody tr", "task": "dl dd", "submit": "form.submit"}
+READY = {"overview": '[data-count-state="RUNNING"] a', "tasks": "#tasks tbody tr", "task": "dl dd",
+         "submit": "form.submit", "schedules": "#schedule-form"}  # fmt: skip
 # Every control a person may need, visible, within the viewport's width.
 OFF_SCREEN = """() => [...document.querySelectorAll('button, input, select, textarea, nav a')]
   .filter((e) => e.offsetParent !== null)
@@ -57,6 +58,14 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerPr
             client.stop_tasks(everything=True)
 
 
+def _open(browser: Any, url: str) -> Any:
+    """A wide page at `url`."""
+    page = browser.new_page(viewport=WIDE)
+    page.set_default_timeout(WAIT_MS)
+    page.goto(url)
+    return page
+
+
 def _shots() -> Path:
     folder = Path(os.environ.get("DASHBOARD_SCREENSHOTS") or ".")
     folder.mkdir(parents=True, exist_ok=True)
@@ -72,9 +81,7 @@ def test_the_overview_counts_what_list_tasks_lists_and_links_into_the_list(
     browser: Any, console: tuple[ServerProcess, dict[str, str]]
 ) -> None:
     server, _ = console
-    page = browser.new_page(viewport=WIDE)
-    page.set_default_timeout(WAIT_MS)
-    page.goto(server.http_url + "/")
+    page = _open(browser, server.http_url + "/")
     page.locator('[data-count-state="SUCCESS"] a').wait_for()
     with TaskClient(server.address) as client:
         for state in ("PENDING", "RUNNING", "SUCCESS", "FAILURE", "REVOKED"):
@@ -84,6 +91,15 @@ def test_the_overview_counts_what_list_tasks_lists_and_links_into_the_list(
     assert page.locator('[data-hour="failed"]').inner_text() == "2"
     assert page.locator('tr[data-type="square"]').count() == 1
     assert page.locator(".chart polyline").count() == 3
+    page.locator("#nodes tbody tr").first.wait_for()
+    assert page.locator("#nodes tbody tr").count() == 1 and " / 4" in page.locator("#nodes tbody tr").inner_text()
+    with TaskClient(server.address) as client:
+        client.create_limit("holds", task_type="hold", max_running=5)
+        try:
+            page.locator('tr[data-limit="holds"]').wait_for()  # the next refresh shows it
+            assert page.locator('tr[data-limit="holds"] td').all_inner_texts() == ["holds", "1", "0"]
+        finally:
+            client.delete_limit("holds")
     page.locator('[data-count-state="FAILURE"] a').click()
     page.wait_for_url("**/#/tasks?states=FAILURE")
     page.locator('[data-state="FAILURE"]').first.wait_for()
@@ -94,9 +110,7 @@ def test_the_lists_filters_survive_a_reload_and_a_copied_link(
     browser: Any, console: tuple[ServerProcess, dict[str, str]]
 ) -> None:
     server, ids = console
-    page = browser.new_page(viewport=WIDE)
-    page.set_default_timeout(WAIT_MS)
-    page.goto(server.http_url + "/#/tasks")
+    page = _open(browser, server.http_url + "/#/tasks")
     page.select_option('select[name="state"]', "FAILURE")
     page.fill('input[name="label"]', "team=data")
     page.click("form.filters button[type=submit]")
@@ -106,9 +120,7 @@ def test_the_lists_filters_survive_a_reload_and_a_copied_link(
     page.locator(f'a:text-is("{ids["failed"]}")').wait_for()
     assert page.locator('select[name="state"]').input_value() == "FAILURE"
     assert page.locator('input[name="label"]').input_value() == "team=data"
-    other = browser.new_page(viewport=WIDE)
-    other.set_default_timeout(WAIT_MS)
-    other.goto(link)
+    other = _open(browser, link)
     other.locator(f'a:text-is("{ids["failed"]}")').wait_for()
     assert other.locator("tbody tr").count() == 2 and other.locator('[data-state="SUCCESS"]').count() == 0
 
@@ -119,7 +131,8 @@ def test_each_page_fits_a_phone_and_follows_the_colour_scheme(
 ) -> None:
     server, ids = console
     backgrounds = set()
-    pages = {"overview": "/", "tasks": "/#/tasks", "task": f"/#/task/{ids['running']}", "submit": "/#/submit"}
+    pages = {"overview": "/", "tasks": "/#/tasks", "task": f"/#/task/{ids['running']}", "submit": "/#/submit",
+             "schedules": "/#/schedules"}  # fmt: skip
     for width_name, viewport in (("wide", WIDE), ("narrow", PHONE)):
         context = browser.new_context(viewport=viewport, color_scheme=scheme)
         page = context.new_page()
@@ -143,9 +156,7 @@ def test_a_tasks_page_offers_the_actions_its_state_allows_and_they_work(
     browser: Any, console: tuple[ServerProcess, dict[str, str]]
 ) -> None:
     server, ids = console
-    page = browser.new_page(viewport=WIDE)
-    page.set_default_timeout(WAIT_MS)
-    page.goto(f"{server.http_url}/#/task/{ids['running']}")
+    page = _open(browser, f"{server.http_url}/#/task/{ids['running']}")
     page.locator('[data-state="RUNNING"]').wait_for()
     assert page.locator("#stop").is_visible() and page.locator("#retry").is_hidden()
     assert page.locator("#delete").is_hidden(), "an unfinished task cannot be deleted"
@@ -164,3 +175,116 @@ def test_a_tasks_page_offers_the_actions_its_state_allows_and_they_work(
         page.click("#delete")
         page.wait_for_url("**/#/tasks")
         assert ids["done"] not in {t.task_id for t in client.list(page_size=1000).tasks}
+
+
+def test_under_a_path_prefix_behind_a_proxy_every_page_and_stream_works(browser: Any, tmp_path: Path) -> None:
+    from tests.support.http_proxy import PathProxy
+
+    extra = ["--tasks", "tests.support.child_task_types", "--http-path-prefix", "/tasks/"]
+    with ServerProcess(tmp_path / "t.db", workers=4, extra_args=extra) as server:
+        server.start(health_check=True)
+        with TaskClient(server.address) as client, PathProxy(server.http_url) as proxy:
+            moving = client.submit("demo", {"steps": 100, "step_seconds": 0.1}).task.task_id
+            page = browser.new_page(viewport=WIDE)
+            page.set_default_timeout(WAIT_MS)
+            page.goto(proxy.url + "/tasks")  # the bare prefix leads to the dashboard
+            page.wait_for_url("**/tasks/")
+            page.locator('[data-count-state="RUNNING"] a').wait_for()
+            page.click('nav a[href="#/tasks"]')
+            bar = page.locator(f'progress[data-task-id="{moving}"]')
+            bar.wait_for()
+            first = float(bar.get_attribute("value") or 0)
+            page.wait_for_function(  # the page's event stream comes through the proxy
+                '([id, first]) => Number(document.querySelector(`progress[data-task-id="${id}"]`).value) > first',
+                arg=[moving, first],
+            )
+            page.locator(f'a:text-is("{moving}")').click()
+            page.locator("#stop").click()
+            page.locator('[data-state="REVOKED"]').wait_for()
+            assert client.get(moving).state is TaskState.REVOKED
+            paths = set(proxy.requests)
+            assert any(p.startswith("/tasks/v1/events?") for p in paths) and "/tasks/v1/stats" in paths
+            outside = {p for p in paths if p != "/tasks" and not p.startswith("/tasks/")} - {"/favicon.ico"}
+            assert outside == set(), "every call of the page stays under the prefix (the browser asks for its icon)"
+
+
+def test_the_submit_form_shows_defaults_takes_options_and_puts_a_refusal_by_its_field(
+    browser: Any, console: tuple[ServerProcess, dict[str, str]]
+) -> None:
+    server, _ = console
+    page = _open(browser, server.http_url + "/#/submit")
+    page.select_option("#task-type", "demo")
+    steps = page.locator('input[name="arg:steps"]')
+    assert steps.get_attribute("type") == "number" and "default 10" in (steps.get_attribute("placeholder") or "")
+    steps.fill("2000000")  # past the demo's Range: the server says so, by the field
+    page.click("button[type=submit]")
+    error = page.locator('[data-field="arg:steps"] .field-error')
+    error.wait_for()
+    assert error.inner_text() and steps.get_attribute("aria-invalid") == "true"
+    steps.fill("2")
+    page.fill('input[name="task_id"]', "from-the-form")
+    page.fill('input[name="priority"]', "7")
+    page.fill('input[name="labels"]', "team=web")
+    page.fill('input[name="delay"]', "3600")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/#/task/from-the-form")
+    with TaskClient(server.address) as client:
+        task = client.get("from-the-form")
+        assert (task.priority, task.labels, task.args["steps"]) == (7, {"team": "web"}, 2)
+        assert task.scheduled_at is not None, "the delay was sent"
+        client.stop("from-the-form")
+
+
+def test_the_schedules_page_shows_the_next_firings_then_creates_pauses_and_deletes(
+    browser: Any, console: tuple[ServerProcess, dict[str, str]]
+) -> None:
+    server, _ = console
+    page = _open(browser, server.http_url + "/#/schedules")
+    page.fill('input[name="schedule.schedule_id"]', "every-five")
+    page.select_option('select[name="schedule.task.task_type"]', "square")
+    page.fill('textarea[name="schedule.task.args"]', '{"n": 3}')
+    page.fill('input[name="schedule.cron.expression"]', "not a cron")
+    page.click("#check-schedule")
+    error = page.locator('[data-field="schedule.cron.expression"] .field-error')
+    error.wait_for()
+    assert error.inner_text(), "the refusal stands by the cron field"
+    page.fill('input[name="schedule.cron.expression"]', "*/5 * * * *")
+    page.click("#check-schedule")
+    page.locator("#upcoming li").nth(4).wait_for()
+    with TaskClient(server.address) as client:
+        assert [s.schedule_id for s in client.iter_schedules()] == [], "checking stores nothing"
+        page.click('#schedule-form button[type="submit"]')
+        row = page.locator('tr[data-schedule="every-five"]')
+        row.wait_for()
+        assert "cron */5 * * * *" in row.inner_text()
+        page.click('button[data-toggle="every-five"]')
+        page.locator('button[data-toggle="every-five"]', has_text="Resume").wait_for()
+        assert client.get_schedule("every-five").paused
+        page.locator('a:text-is("every-five")').click()
+        page.locator("h2", has_text="every-five").wait_for()
+        page.goto(server.http_url + "/#/schedules")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click('button[data-delete="every-five"]')
+        page.locator('tr[data-schedule="every-five"]').wait_for(state="detached")
+        assert [s.schedule_id for s in client.iter_schedules()] == []
+
+
+def test_the_list_shows_a_failures_error_durations_zones_and_how_many_match(
+    browser: Any, console: tuple[ServerProcess, dict[str, str]]
+) -> None:
+    server, ids = console
+    page = _open(browser, server.http_url + "/#/tasks?states=FAILURE")
+    row = page.locator(f'tr[data-row="{ids["failed"]}"]')
+    row.wait_for()
+    assert "ValueError: no square of" in row.inner_text()
+    page.locator("#total", has_text="2 tasks match").wait_for()
+    zone = page.evaluate("new Intl.DateTimeFormat([], {timeZoneName: 'short'}).formatToParts(new Date())"
+                         ".find((p) => p.type === 'timeZoneName').value")  # fmt: skip
+    assert zone in row.inner_text() and row.locator("td[title$=' ago']").count() >= 2
+    page.goto(server.http_url + "/#/tasks?states=RUNNING")
+    running = page.locator(f'tr[data-row="{ids["running"]}"] [data-running-since]')
+    first = running.inner_text()
+    page.wait_for_function("([id, first]) => document.querySelector(`tr[data-row='${id}'] [data-running-since]`)"
+                           ".textContent !== first", arg=[ids["running"], first])  # fmt: skip
+    page.select_option('select[name="size"]', "25")
+    page.wait_for_function("() => location.hash.includes('pageSize=25')")

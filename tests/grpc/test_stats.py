@@ -8,6 +8,9 @@ import pytest
 
 from taskservice.client import AsyncTaskClient, TaskState
 from taskservice.server.app import RunningServer
+from tests.support.inprocess import StartServer
+from tests.support.task_types import Gates
+from tests.support.waiting import wait_async
 
 
 @pytest.fixture
@@ -40,3 +43,35 @@ async def test_stats_count_what_list_tasks_lists_and_the_last_minutes_ends(clien
     assert stats.oldest_runnable_age is None
     assert stats.minutes[-1].start is not None and stats.time is not None
     assert stats.minutes[-1].start <= stats.time
+
+
+async def test_list_nodes_says_each_servers_types_and_busy_workers(start_server: StartServer, gates: Gates) -> None:
+    server = await start_server(lease_seconds=2.0, renew_seconds=0.2)
+    async with AsyncTaskClient(f"127.0.0.1:{server.port}") as client:
+        (node,) = await client.nodes()
+        assert node.workers == 4 and node.busy == 0
+        assert {"echo", "gate", "demo"} <= set(node.task_types) and node.only_labels == {}
+        assert node.started_at is not None and node.last_seen is not None and node.started_at <= node.last_seen
+        await client.submit("gate", {"name": "busy"})
+
+        async def busy_said() -> bool:
+            return (await client.nodes())[0].busy == 1
+
+        await wait_async(busy_said, timeout=10, what="the server says one worker is busy")
+        gates.open("busy")
+
+
+async def test_stats_say_what_each_limit_runs_and_holds_back(client: AsyncTaskClient, gates: Gates) -> None:
+    await client.create_limit("one-gate", task_type="gate", max_running=1)
+    ids = [(await client.submit("gate", {"name": f"g{n}"})).task.task_id for n in range(2)]
+
+    async def one_runs_one_waits() -> bool:
+        (limit,) = (await client.stats()).limits
+        return (limit.limit_id, limit.running, limit.waiting) == ("one-gate", 1, 1)
+
+    await wait_async(one_runs_one_waits, timeout=10, what="the limit runs one and holds the other back")
+    gates.open("g0")
+    gates.open("g1")  # before it runs: its gate is open when it gets there
+    await client.wait_all(ids, timeout=30)
+    (limit,) = (await client.stats()).limits
+    assert (limit.running, limit.waiting) == (0, 0)

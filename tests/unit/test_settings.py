@@ -125,3 +125,16 @@ def test_fairness_is_a_label_key_and_weights_of_its_values(capsys: pytest.Captur
         with pytest.raises(SystemExit):
             parse(args, environ={})
         assert why in capsys.readouterr().err, args
+
+
+@pytest.mark.parametrize(("given", "prefix"), [("/tasks/", "/tasks"), ("tasks", "/tasks"), ("/a/b", "/a/b"), ("/", ""),
+                                               ("", "")])  # fmt: skip
+def test_the_http_path_prefix_is_one_form_of_a_path(given: str, prefix: str) -> None:
+    assert parse(["--http-path-prefix", given], environ={}).http_path_prefix == prefix
+    assert parse([], environ={"TASKSERVICE_HTTP_PATH_PREFIX": given}).http_path_prefix == prefix
+
+
+@pytest.mark.parametrize("given", ["/a b", "/tasks?x=1", "/a//b", "/%2e"])
+def test_a_prefix_no_path_could_be_is_refused(given: str) -> None:
+    with pytest.raises(SystemExit):
+        parse(["--http-path-prefix", given], environ={})

@@ -57,6 +57,18 @@ export interface Stats {
   minutes: { start: Date | null; started: number; succeeded: number; failed: number }[];
   oldestRunnableAgeSeconds: number | null;
   time: Date | null;
+  limits: { limitId: string; running: number; waiting: number }[];
+}
+
+/** A server (an engine process) of the database, as it last said. */
+export interface NodeInfo {
+  node: string;
+  taskTypes: string[];
+  onlyLabels: Labels;
+  startedAt: Date | null;
+  lastSeen: Date | null;
+  workers: number;
+  busy: number;
 }
 
 export interface TaskEvent {
@@ -87,6 +99,8 @@ export interface Schedule {
   priority: number;
   labels: Labels;
   retentionSeconds: number | null;
+  /** Its next due times, nextDue first (five; none while paused). */
+  upcoming: Date[];
 }
 
 export type OnFull = 'QUEUE' | 'REFUSE_NEWEST' | 'STOP_OLDEST';
@@ -147,6 +161,8 @@ export interface TaskFilter extends CallOptions {
 }
 
 export interface ScheduleOptions extends CallOptions {
+  /** The checks alone, and the schedule as it would be: nothing stored. */
+  validateOnly?: boolean;
   cron?: string;
   timeZone?: string;
   intervalSeconds?: number;
@@ -210,6 +226,7 @@ export class TaskClient {
   wait(taskId: string, opts?: CallOptions): Promise<Task>;
   taskTypes(opts?: CallOptions): Promise<TaskTypeInfo[]>;
   stats(opts?: CallOptions): Promise<Stats>;
+  nodes(opts?: CallOptions): Promise<NodeInfo[]>;
   createSchedule(scheduleId: string, taskType: string, args?: Record<string, Json>, opts?: ScheduleOptions): Promise<{ schedule: Schedule; created: boolean }>;
   getSchedule(scheduleId: string, opts?: CallOptions): Promise<Schedule>;
   listSchedules(opts?: CallOptions & { pageSize?: number; pageToken?: string }): Promise<{ schedules: Schedule[]; nextPageToken: string }>;

@@ -295,7 +295,8 @@ class TaskClient {
     } else {
       schedule.cron = { expression: opts.cron || '', timeZone: opts.timeZone || '' };
     }
-    const response = await this._unary('CreateSchedule', { schedule }, opts.timeoutMs);
+    // validateOnly: the checks alone, and the schedule as it would be (its upcoming due times), nothing stored.
+    const response = await this._unary('CreateSchedule', { schedule, validateOnly: Boolean(opts.validateOnly) }, opts.timeoutMs);
     return { schedule: convert.scheduleFromProto(response.schedule), created: Boolean(response.created) };
   }
 
@@ -381,7 +382,22 @@ class TaskClient {
         started: Number(m.started || 0), succeeded: Number(m.succeeded || 0), failed: Number(m.failed || 0) })),
       oldestRunnableAgeSeconds: convert.durationFromProto(response.oldestRunnableAge),
       time: convert.timestampFromProto(response.time),
+      limits: (response.limits || []).map((c) => ({ limitId: c.limitId, running: Number(c.running || 0),
+        waiting: Number(c.waiting || 0) })),
     };
+  }
+
+  /**
+   * The servers of the database (each engine process), by name: [{node, taskTypes, onlyLabels, startedAt, lastSeen,
+   * workers, busy}].
+   */
+  async nodes(opts = {}) {
+    const response = await this._unary('ListNodes', {}, opts.timeoutMs);
+    return (response.nodes || []).map((n) => ({
+      node: n.node, taskTypes: [...(n.taskTypes || [])], onlyLabels: { ...(n.onlyLabels || {}) },
+      startedAt: convert.timestampFromProto(n.startedAt), lastSeen: convert.timestampFromProto(n.lastSeen),
+      workers: Number(n.workers || 0), busy: Number(n.busy || 0),
+    }));
   }
 
   /**

@@ -246,6 +246,8 @@ function scheduleFromProto(s) {
     lastDue: timestampFromProto(s.lastDue),
     lastTaskId: s.lastTaskId || '',
     lastError: s.lastError || '',
+    // Its next due times, nextDue first (five; none while paused).
+    upcoming: (s.upcoming || []).map(timestampFromProto),
     timeLimitSeconds: durationFromProto(task.timeLimit),
     priority: Number(task.priority || 0),
     labels: { ...(task.labels || {}) },

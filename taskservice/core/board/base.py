@@ -25,7 +25,7 @@ from taskservice.core.model.limits import Limit
 from taskservice.core.model.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState, WaitingFor
 from taskservice.core.model.nodes import NodeInfo
 from taskservice.core.model.schedules import Schedule
-from taskservice.core.model.stats import MinuteCounts, TaskCount
+from taskservice.core.model.stats import LimitCount, MinuteCounts, TaskCount
 
 # Event sequences of tasks a reap takes from a lost owner jump by this much, so that they stay above any sequence
 # a watcher saw before (the owner published progress that was never written).
@@ -353,6 +353,10 @@ class Board(abc.ABC):
 
     def minute_counts(self, now: float) -> builtins.list[MinuteCounts]:
         """Starts and ends in each of the last minutes up to now's, oldest first (GetStats)."""
+        return []
+
+    def limit_counts(self) -> builtins.list[LimitCount]:
+        """Each limit's running tasks and those it holds back (GetStats)."""
         return []
 
     # ------------------------------------------------------------------ servers

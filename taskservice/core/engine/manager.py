@@ -145,8 +145,9 @@ class WorkerManager:
             only_types=self.config.only_types,
             only_labels=self.config.only_labels,
         )
+        load = lambda: (self.config.workers, self._workers.busy())  # noqa: E731 - what this server says of itself
         self.presence = Presence(self.board, self._clock, self.node, self._workers.scope, registry.names(),
-                                 self.config.lease_seconds)  # fmt: skip
+                                 self.config.lease_seconds, load)  # fmt: skip
         self._stopping = Stopping(self._table, self.board, self._finisher, self._clock, self._children.after_stop)
         self._ended = EndedTasks(self._table, self.board, self._clock, logs, self.events, self.config.retention)
         self._watchdog = Watchdog(
@@ -486,9 +487,7 @@ class WorkerManager:
         return [describe(kind) for kind in sorted(self._registry, key=lambda kind: kind.name)]
 
     def stats(self) -> ManagerStats:
-        with self._table.lock:
-            busy = sum(1 for run in self._table.runs.values() if not run.finalized and run.worker is not None)
-            running = len(self._table.runs)
+        busy, running = self._workers.busy(), len(self._table.runs)  # a count: no lock needed
         queued = self.board.queued()
         return ManagerStats(
             workers=self._workers.alive(), busy_workers=busy, abandoned_handlers=self._workers.abandoned(),

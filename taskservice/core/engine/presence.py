@@ -4,7 +4,7 @@ the dashboard. A server not heard of for a lease is left out: it has stopped, or
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from taskservice.core.board.base import Board, ClaimScope
 from taskservice.core.engine.clock import Clock
@@ -13,8 +13,17 @@ from taskservice.core.model.nodes import NodeInfo
 
 class Presence:
     def __init__(
-        self, board: Board, clock: Clock, node: str, scope: ClaimScope, loaded: Collection[str], lease_seconds: float
+        self,
+        board: Board,
+        clock: Clock,
+        node: str,
+        scope: ClaimScope,
+        loaded: Collection[str],
+        lease_seconds: float,
+        load: Callable[[], tuple[int, int]] = lambda: (0, 0),
     ) -> None:
+        """`load()`: this server's worker threads, and how many run a task now (said with each announcement)."""
+        self._load = load
         self._board = board
         self._clock = clock
         self._node = node
@@ -25,7 +34,12 @@ class Presence:
 
     def announce(self) -> None:
         now = self._clock.time()
-        self._board.announce(NodeInfo(self._node, self._types, self._labels, self._started_at, now))
+        workers, busy = self._load()
+        self._board.announce(NodeInfo(self._node, self._types, self._labels, self._started_at, now, workers, busy))
+
+    def nodes(self) -> list[NodeInfo]:
+        """Every server heard of within a lease, by name; reads storage."""
+        return self._board.nodes(self._clock.time() - self._lease_seconds)
 
     def retire(self) -> None:
         self._board.retire(self._node)
@@ -33,7 +47,7 @@ class Presence:
     def serving(self) -> dict[str, list[NodeInfo]]:
         """The servers that claim each task type, by type; reads storage."""
         by_type: dict[str, list[NodeInfo]] = {}
-        for node in self._board.nodes(self._clock.time() - self._lease_seconds):
+        for node in self.nodes():
             for task_type in node.types:
                 by_type.setdefault(task_type, []).append(node)
         return by_type

@@ -71,9 +71,10 @@ class Scheduler:
 
     # ------------------------------------------------------------------ by hand
 
-    def create(self, spec: ScheduleSpec, *, paused: bool = False) -> tuple[Schedule, bool]:
+    def create(self, spec: ScheduleSpec, *, paused: bool = False, validate_only: bool = False) -> tuple[Schedule, bool]:
         """Store a new schedule (its first due time from now); the same definition again is the schedule there
-        (created=False), another one under its id ScheduleConflict. InvalidRequest naming the field to blame."""
+        (created=False), another one under its id ScheduleConflict. InvalidRequest naming the field to blame.
+        `validate_only`: the checks alone, and the schedule as it would be, nothing stored."""
         now = self._clock.time()
         first_due = check_spec(spec, now)
         try:
@@ -81,6 +82,8 @@ class Scheduler:
         except InvalidRequest as exc:
             fields = [(f"schedule.task.{name}", why) for name, why in exc.field_violations]
             raise InvalidRequest("the schedule's task would be refused", fields) from None
+        if validate_only:
+            return Schedule(spec, created_at=now, next_due=first_due, paused=paused), False
         stored, created = self._board.add_schedule(Schedule(spec, created_at=now, next_due=first_due, paused=paused))
         if stored.spec.digest() != spec.digest():
             raise ScheduleConflict(

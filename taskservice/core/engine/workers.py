@@ -125,6 +125,11 @@ class WorkerPool:
             if worker.thread is not None and worker.thread is not threading.current_thread():
                 worker.thread.join(timeout)
 
+    def busy(self) -> int:
+        """How many of its threads run a task's handler now."""
+        with self._table.lock:
+            return sum(1 for run in self._table.runs.values() if not run.finalized and run.worker is not None)
+
     def alive(self) -> int:
         with self._table.lock:
             return sum(1 for worker in self.workers if worker.alive)

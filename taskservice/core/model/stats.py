@@ -29,6 +29,16 @@ class MinuteCounts:
     failed: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class LimitCount:
+    """A limit's tasks now: running (in all its groups), and waiting in the groups it holds back (as this server's
+    last claim found them)."""
+
+    limit_id: str
+    running: int
+    waiting: int
+
+
 def per_minute(started: dict[int, int], ended: dict[tuple[int, str], int], now: float) -> list[MinuteCounts]:
     """STATS_MINUTES minutes up to now's, oldest first, from counts by minute number (Unix seconds // 60)."""
     last = int(now // 60)

@@ -81,7 +81,7 @@ def build_app(
         app.router.add_route("*", f"/v1/{collection}", _collection(gateway, collection))
         app.router.add_route("*", f"/v1/{collection}:{{verb}}", _collection(gateway, collection))
         app.router.add_route("*", f"/v1/{collection}/{{name}}", _member(gateway, collection))
-    for single in ("taskTypes", "stats"):
+    for single in ("taskTypes", "stats", "nodes"):
         app.router.add_get(f"/v1/{single}", _collection(gateway, single))
 
     async def followed(request: web.Request) -> web.StreamResponse:
@@ -117,6 +117,22 @@ def build_app(
     app.router.add_get("/", dashboard)
     app.router.add_static("/static/", STATIC)
     return app
+
+
+def under_prefix(app: web.Application, prefix: str) -> web.Application:
+    """`app` served under `prefix` ("/tasks": the dashboard at /tasks/, the API at /tasks/v1/...), for a proxy that
+    forwards that path unchanged; the bare prefix redirects to the dashboard. The dashboard's links and calls are
+    relative, so it works under any prefix, and behind a proxy that strips one too."""
+    if not prefix:
+        return app
+    root = web.Application()
+
+    async def to_dashboard(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPPermanentRedirect(f"{prefix}/")
+
+    root.router.add_get(prefix, to_dashboard)
+    root.add_subapp(f"{prefix}/", app)
+    return root
 
 
 async def start_http(app: web.Application, settings: Settings, *, header_seconds: float = HEADER_SECONDS) -> HttpServer:

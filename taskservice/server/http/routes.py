@@ -58,6 +58,7 @@ ROUTES = (
     Route("DELETE", "/v1/schedules/{schedule_id}", "DeleteSchedule", "", "delete a schedule"),
     Route("GET", "/v1/taskTypes", "ListTaskTypes", "", "the task types this server runs, with their args"),
     Route("GET", "/v1/stats", "GetStats", "", "tasks by type and state, the last hour per minute, the oldest wait"),
+    Route("GET", "/v1/nodes", "ListNodes", "", "the servers of the database: types claimed, busy and total workers"),
     Route("POST", "/v1/limits", "CreateLimit", "limit", "create a limit"),
     Route("GET", "/v1/limits", "ListLimits", "", "limits in id order"),
     Route("GET", "/v1/limits/{limit_id}", "GetLimit", "", "a limit"),

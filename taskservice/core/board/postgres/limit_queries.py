@@ -146,9 +146,9 @@ class PgLimitQueries:
 
     def save_node(self, cur: Cursor, node: NodeInfo) -> None:
         cur.execute(
-            f"""INSERT INTO {NODES} ({NODE_COLUMNS}) VALUES (%s, %s::jsonb, %s::jsonb, %s, %s)
+            f"""INSERT INTO {NODES} ({NODE_COLUMNS}) VALUES (%s, %s::jsonb, %s::jsonb, %s, %s, %s, %s)
                 ON CONFLICT (node) DO UPDATE SET types = excluded.types, labels = excluded.labels,
-                    seen_at = excluded.seen_at""",
+                    seen_at = excluded.seen_at, workers = excluded.workers, busy = excluded.busy""",
             node_row(node),
         )
 
@@ -200,6 +200,11 @@ class PgLimitQueries:
         cur.execute(f"SELECT {minute}, state, count(*) FROM {TASKS} WHERE ended_at >= %s GROUP BY 1, 2", (since,))
         found: builtins.list[tuple[int, str, int]] = cur.fetchall()
         return found
+
+    def running_covered(self, cur: Cursor, spec: LimitSpec) -> int:
+        covered, params = covers_sql(spec, None)
+        cur.execute(f"SELECT count(*) FROM {TASKS} WHERE state IN ('RUNNING', 'STOPPING') AND {covered}", params)
+        return int(cur.fetchone()[0])
 
     # ------------------------------------------------------------------ for the metrics
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from taskservice.core.model.errors import StoreOpenError
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 TASKS = "taskservice_tasks"
 LOGS = "taskservice_logs"
 # Dependencies not met yet: (a task, one it waits for); its `waiting` counts them.
@@ -156,6 +156,11 @@ MIGRATIONS: dict[int, list[str]] = {
         f"ALTER TABLE {TASKS} ADD COLUMN parent_id text",
         f"ALTER TABLE {TASKS} ADD COLUMN detached boolean NOT NULL DEFAULT false",
         f"CREATE INDEX taskservice_parent ON {TASKS} (parent_id, submit_order) WHERE parent_id IS NOT NULL",
+    ],
+    # ListNodes: each server's worker threads and how many were busy when it last said.
+    9: [
+        f"ALTER TABLE {NODES} ADD COLUMN workers integer NOT NULL DEFAULT 0",
+        f"ALTER TABLE {NODES} ADD COLUMN busy integer NOT NULL DEFAULT 0",
     ],
 }
 

@@ -196,6 +196,9 @@ class Queries(LimitQueries, Protocol):
     def ended_by_minute(self, cur: Cursor, since: float) -> builtins.list[tuple[int, str, int]]:
         """(minute number, state, how many) of the tasks that ended at `since` or later."""
 
+    def running_covered(self, cur: Cursor, spec: LimitSpec) -> int:
+        """How many RUNNING or STOPPING tasks the limit covers (in all of its groups)."""
+
     # ------------------------------------------------------------------ schedules
 
     def insert_schedule(self, cur: Cursor, schedule: Schedule) -> bool: ...

@@ -136,7 +136,7 @@ class SQLiteLimitQueries:
     # ------------------------------------------------------------------ servers
 
     def save_node(self, cur: Cursor, node: NodeInfo) -> None:
-        cur.execute(f"INSERT OR REPLACE INTO nodes ({NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?)", node_row(node))
+        cur.execute(f"INSERT OR REPLACE INTO nodes ({NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", node_row(node))
 
     def nodes(self, cur: Cursor, seen_after: float) -> builtins.list[NodeInfo]:
         cur.execute(f"SELECT {NODE_COLUMNS} FROM nodes WHERE seen_at > ? ORDER BY node", (seen_after,))
@@ -187,6 +187,11 @@ class SQLiteLimitQueries:
         cur.execute(f"SELECT {minute}, state, count(*) FROM tasks WHERE ended_at >= ? GROUP BY 1, 2", (since,))
         found: builtins.list[tuple[int, str, int]] = cur.fetchall()
         return found
+
+    def running_covered(self, cur: Cursor, spec: LimitSpec) -> int:
+        covered, params = covers_sql(spec, None)
+        cur.execute(f"SELECT count(*) FROM tasks WHERE state IN ('RUNNING', 'STOPPING') AND {covered}", params)
+        return int(cur.fetchone()[0])
 
     # ------------------------------------------------------------------ for the metrics
 

@@ -19,7 +19,7 @@ from taskservice.telemetry.context import dump_carrier
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 # Bump with a migration in MIGRATIONS when the schema changes; old files are migrated on open.
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -146,6 +146,11 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE tasks ADD COLUMN parent_id TEXT;
     ALTER TABLE tasks ADD COLUMN detached INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX tasks_parent ON tasks (parent_id, seq) WHERE parent_id IS NOT NULL;
+    """,
+    # ListNodes: each server's worker threads and how many were busy when it last said.
+    11: """
+    ALTER TABLE nodes ADD COLUMN workers INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE nodes ADD COLUMN busy INTEGER NOT NULL DEFAULT 0;
     """,
 }
 

@@ -48,13 +48,27 @@ async function overviewPage() {
   const queue = el('div', { class: 'cards', id: 'queue' });
   const chart = el('figure', { class: 'chart-box' });
   const types = el('tbody');
+  const nodes = el('tbody');
+  const limits = el('tbody');
+  const limitsBox = el('div', { hidden: true }, el('h3', {}, 'Limits'), el('div', { class: 'scroll' },
+    el('table', { id: 'limits' }, el('thead', {}, el('tr', {}, ['Limit', 'Running', 'Waiting'].map((h) => el('th', {}, h)))),
+      limits)));
   const stamp = el('p', { class: 'muted' });
   view.replaceChildren(el('h2', {}, 'Overview'), states, queue, chart,
     el('h3', {}, 'By type'), el('div', { class: 'scroll' }, el('table', { id: 'type-counts' },
       el('thead', {}, el('tr', {}, el('th', {}, 'Type'), STATE_ORDER.map((s) => el('th', {}, s)))), types)),
+    limitsBox, el('h3', {}, 'Servers'), el('div', { class: 'scroll' }, el('table', { id: 'nodes' },
+      el('thead', {}, el('tr', {}, ['Server', 'Busy', 'Task types', 'Last heard of'].map((h) => el('th', {}, h)))), nodes)),
     stamp);
   let timer = null;
   let left = false;
+
+  function renderNodes(found) {
+    nodes.replaceChildren(...found.map((n) => el('tr', { 'data-node': n.node },
+      el('td', { class: 'id' }, n.node), el('td', {}, `${n.busy || 0} / ${n.workers || 0}`,
+        el('progress', { max: n.workers || 1, value: n.busy || 0 })),
+      el('td', {}, (n.taskTypes || []).join(', ')), el('td', {}, when(n.lastSeen)))));
+  }
 
   function render(stats) {
     const totals = {};
@@ -85,12 +99,17 @@ async function overviewPage() {
       el('td', {}, tasksLink({ taskType: type }, type)),
       STATE_ORDER.map((s) => el('td', {}, byType[type][s] ? tasksLink({ taskType: type, states: s },
         String(byType[type][s])) : '')))));
+    limits.replaceChildren(...(stats.limits || []).map((c) => el('tr', { 'data-limit': c.limitId },
+      el('td', {}, c.limitId), el('td', {}, String(c.running || 0)), el('td', {}, String(c.waiting || 0)))));
+    limitsBox.hidden = !(stats.limits || []).length;
     stamp.textContent = `as of ${when(stats.time)}`;
   }
 
   async function load() {
     try {
-      render(await api('GET', '/v1/stats'));
+      const [stats, found] = await Promise.all([api('GET', 'v1/stats'), api('GET', 'v1/nodes')]);
+      render(stats);
+      renderNodes(found.nodes || []);
     } catch (err) {
       showError(err);
     }
