@@ -21,7 +21,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
 	    $(MAKE) --no-print-directory test-node; \
 	else echo "node/npm not found: skipping the Node client tests (clients/node)"; fi

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import types
 import typing
 from datetime import date, datetime
@@ -107,13 +108,12 @@ def _decode_class(value: Any, cls: type) -> Any:
     if dataclasses.is_dataclass(cls):
         if not isinstance(value, dict):
             raise TypeError(f"expected an object for {cls.__name__}, got {_kind(value)}")
-        hints = typing.get_type_hints(cls)
-        known = {f.name for f in dataclasses.fields(cls) if f.init}
+        hints, known = _fields_of(cls)
         return cls(**{name: decode(item, hints.get(name, Any)) for name, item in value.items() if name in known})
     if typing.is_typeddict(cls):
         if not isinstance(value, dict):
             raise TypeError(f"expected an object for {cls.__name__}, got {_kind(value)}")
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cls)
         return {name: decode(item, hints.get(name, Any)) for name, item in value.items()}
     validate = getattr(cls, "model_validate", None)  # a pydantic model
     if callable(validate):
@@ -125,6 +125,18 @@ def _decode_class(value: Any, cls: type) -> Any:
             raise TypeError(f"expected an ISO 8601 string, got {_kind(value)}")
         return cls.fromisoformat(value)
     return _decode_scalar(value, cls)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """A class's annotations, resolved once (typing.get_type_hints costs tens of microseconds a call)."""
+    return typing.get_type_hints(cls)
+
+
+@functools.cache
+def _fields_of(cls: type) -> tuple[dict[str, Any], frozenset[str]]:
+    """A dataclass's field types, and the fields its constructor takes."""
+    return _hints(cls), frozenset(f.name for f in dataclasses.fields(cls) if f.init)
 
 
 def _decode_scalar(value: Any, cls: type) -> Any:

@@ -3,6 +3,7 @@ threads, as the contract carries them."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -15,6 +16,9 @@ from taskservice.server.rpc_errors import unary
 from taskservice.v1 import task_service_pb2 as pb
 
 T = TypeVar("T")
+# GetStats answers from counts at most this old: every caller within it shares one count (ten open overviews that
+# refresh every 2 s cost one count, not ten; counting 100,000 tasks takes about 0.1 s).
+STATS_MAX_AGE = 2.0
 
 
 class StatsRpcs:
@@ -23,9 +27,22 @@ class StatsRpcs:
     async def _read(self, function: Callable[..., T], *args: Any) -> T:
         raise NotImplementedError  # the servicer's: on its read threads
 
+    _stats_lock = threading.Lock()
+    _stats_cache: tuple[float, pb.GetStatsResponse] | None = None
+
     @unary
     async def GetStats(self, request: pb.GetStatsRequest, context: Any) -> pb.GetStatsResponse:
-        return await self._read(self._stats)
+        return await self._read(self._shared_stats)
+
+    def _shared_stats(self) -> pb.GetStatsResponse:
+        """The last count if it is recent enough, else a new one; callers meanwhile wait for it, not count again."""
+        with self._stats_lock:
+            cached = self._stats_cache
+            if cached is not None and time.monotonic() - cached[0] < STATS_MAX_AGE:
+                return cached[1]
+            answer = self._stats()
+            self._stats_cache = (time.monotonic(), answer)
+            return answer
 
     @unary
     async def ListNodes(self, request: pb.ListNodesRequest, context: Any) -> pb.ListNodesResponse:

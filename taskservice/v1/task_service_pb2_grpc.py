@@ -332,7 +332,7 @@ class TaskServiceServicer:
     def GetStats(self, request, context):
         """What the service holds and does, for an overview (the dashboard's): tasks by type and state, the last hour's
         starts and ends per minute, and how long the oldest task that could run has waited. Of every server of the
-        database.
+        database. A server counts at most once every 2 s, every caller meanwhile getting the same counts.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

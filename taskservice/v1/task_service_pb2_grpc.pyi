@@ -110,7 +110,7 @@ class TaskServiceStub:
     GetStats: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.GetStatsRequest, _task_service_pb2.GetStatsResponse]
     """What the service holds and does, for an overview (the dashboard's): tasks by type and state, the last hour's
     starts and ends per minute, and how long the oldest task that could run has waited. Of every server of the
-    database.
+    database. A server counts at most once every 2 s, every caller meanwhile getting the same counts.
     """
     ListNodes: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.ListNodesRequest, _task_service_pb2.ListNodesResponse]
     """The servers of the database (each engine process of a --procs server is one), as each last said: the task
@@ -211,7 +211,7 @@ class TaskServiceAsyncStub(TaskServiceStub):
     GetStats: _aio.UnaryUnaryMultiCallable[_task_service_pb2.GetStatsRequest, _task_service_pb2.GetStatsResponse]  # type: ignore[assignment]
     """What the service holds and does, for an overview (the dashboard's): tasks by type and state, the last hour's
     starts and ends per minute, and how long the oldest task that could run has waited. Of every server of the
-    database.
+    database. A server counts at most once every 2 s, every caller meanwhile getting the same counts.
     """
     ListNodes: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ListNodesRequest, _task_service_pb2.ListNodesResponse]  # type: ignore[assignment]
     """The servers of the database (each engine process of a --procs server is one), as each last said: the task
@@ -429,7 +429,7 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_task_service_pb2.GetStatsResponse, _abc.Awaitable[_task_service_pb2.GetStatsResponse]]:
         """What the service holds and does, for an overview (the dashboard's): tasks by type and state, the last hour's
         starts and ends per minute, and how long the oldest task that could run has waited. Of every server of the
-        database.
+        database. A server counts at most once every 2 s, every caller meanwhile getting the same counts.
         """
 
     @_abc_1.abstractmethod

@@ -159,6 +159,10 @@ def test_a_tasks_page_offers_the_actions_its_state_allows_and_they_work(
     page = _open(browser, f"{server.http_url}/#/task/{ids['running']}")
     page.locator('[data-state="RUNNING"]').wait_for()
     assert page.locator("#stop").is_visible() and page.locator("#retry").is_hidden()
+    history = page.locator("#history li").all_inner_texts()
+    assert history[0].endswith("submitted") and history[1].endswith("started, attempt 1"), history
+    assert page.locator("#timing").inner_text().endswith(" s") or "min" in page.locator("#timing").inner_text()
+    assert "team=ops" in page.locator("dl").inner_text(), "its labels"
     assert page.locator("#delete").is_hidden(), "an unfinished task cannot be deleted"
 
     page.goto(f"{server.http_url}/#/task/{ids['failed']}")
@@ -288,3 +292,24 @@ def test_the_list_shows_a_failures_error_durations_zones_and_how_many_match(
                            ".textContent !== first", arg=[ids["running"], first])  # fmt: skip
     page.select_option('select[name="size"]', "25")
     page.wait_for_function("() => location.hash.includes('pageSize=25')")
+
+
+def test_bulk_retry_and_delete_say_how_many_then_act_on_every_match(
+    browser: Any, console: tuple[ServerProcess, dict[str, str]]
+) -> None:
+    server, _ = console
+    page = _open(browser, server.http_url + "/#/tasks?states=FAILURE&labels[team]=data")
+    page.locator('[data-state="FAILURE"]').first.wait_for()
+    asked: list[str] = []
+    page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+    with TaskClient(server.address) as client:
+        attempts = {t.task_id: t.attempt for t in client.list(states=["FAILURE"], labels={"team": "data"}).tasks}
+        failed = list(attempts)
+        page.click("#retry-matching")
+        page.locator(".filters .muted", has_text=f"{len(failed)} retried").wait_for()
+        wait_until(lambda: all(client.get(i).attempt == attempts[i] + 1 and client.get(i).state.is_terminal
+                               for i in failed), what="every match runs again")  # fmt: skip
+        page.click("#delete-matching")
+        page.locator(".filters .muted", has_text=f"{len(failed)} deleted").wait_for()
+        assert asked == [f"Retry {len(failed)} tasks?", f"Delete {len(failed)} tasks?"]
+        assert client.list(states=["FAILURE"], labels={"team": "data"}).tasks == []

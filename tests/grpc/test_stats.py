@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from taskservice.client import AsyncTaskClient, TaskState
+from taskservice.client import AsyncTaskClient, Stats, TaskState
 from taskservice.server.app import RunningServer
 from tests.support.inprocess import StartServer
 from tests.support.task_types import Gates
@@ -27,16 +27,17 @@ async def test_stats_count_what_list_tasks_lists_and_the_last_minutes_ends(clien
     await client.wait_all(ids, timeout=30)
     await client.submit("echo", {}, delay=3600)  # PENDING, not due: nothing could run now
 
-    stats = await client.stats()
+    expected = {("echo", TaskState.SUCCESS): 3, ("fail", TaskState.FAILURE): 1, ("echo", TaskState.PENDING): 1}
+
+    async def counted() -> Stats | None:  # counts are shared by callers for up to STATS_MAX_AGE
+        found = await client.stats()
+        return found if {(c.task_type, c.state): c.count for c in found.counts} == expected else None
+
+    stats = await wait_async(counted, timeout=10, what="the counts of the tasks just made")
     totals = stats.by_state()
     for state in (TaskState.SUCCESS, TaskState.FAILURE, TaskState.PENDING):
         listed = len((await client.list(states=[state], page_size=1000)).tasks)
         assert totals.get(state, 0) == listed, state
-    assert {(c.task_type, c.state): c.count for c in stats.counts} == {
-        ("echo", TaskState.SUCCESS): 3,
-        ("fail", TaskState.FAILURE): 1,
-        ("echo", TaskState.PENDING): 1,
-    }
     recent = stats.minutes[-2:]  # the ends may straddle a minute's turn
     assert sum(m.succeeded for m in recent) == 3 and sum(m.failed for m in recent) == 1
     assert sum(m.started for m in recent) == 4
@@ -65,7 +66,7 @@ async def test_stats_say_what_each_limit_runs_and_holds_back(client: AsyncTaskCl
     await client.create_limit("one-gate", task_type="gate", max_running=1)
     ids = [(await client.submit("gate", {"name": f"g{n}"})).task.task_id for n in range(2)]
 
-    async def one_runs_one_waits() -> bool:
+    async def one_runs_one_waits() -> bool:  # the counts are at most STATS_MAX_AGE old
         (limit,) = (await client.stats()).limits
         return (limit.limit_id, limit.running, limit.waiting) == ("one-gate", 1, 1)
 
@@ -73,5 +74,9 @@ async def test_stats_say_what_each_limit_runs_and_holds_back(client: AsyncTaskCl
     gates.open("g0")
     gates.open("g1")  # before it runs: its gate is open when it gets there
     await client.wait_all(ids, timeout=30)
-    (limit,) = (await client.stats()).limits
-    assert (limit.running, limit.waiting) == (0, 0)
+
+    async def none_left() -> bool:
+        (limit,) = (await client.stats()).limits
+        return (limit.running, limit.waiting) == (0, 0)
+
+    await wait_async(none_left, timeout=10, what="the limit's counts back to none")

@@ -178,7 +178,12 @@ class SQLiteLimitQueries:
 
     def started_by_minute(self, cur: Cursor, since: float) -> builtins.list[tuple[int, int]]:
         minute = "CAST(started_at / 60 AS INTEGER)"
-        cur.execute(f"SELECT {minute}, count(*) FROM tasks WHERE started_at >= ? GROUP BY 1", (since,))
+        # A task started since then has ended since then or runs now: both are found by index, not by a scan.
+        cur.execute(
+            f"""SELECT {minute}, count(*) FROM tasks WHERE (ended_at >= ? OR state IN ('RUNNING', 'STOPPING'))
+                        AND started_at >= ? GROUP BY 1""",
+            (since, since),
+        )
         found: builtins.list[tuple[int, int]] = cur.fetchall()
         return found
 

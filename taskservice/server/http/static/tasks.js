@@ -13,7 +13,7 @@ function timeCell(t) {
   if (!t) return el('td', { class: 'wide' }, '');
   const at = new Date(t);
   return el('td', { class: 'wide', title: ago(Math.max(0, (Date.now() - at) / 1000)) + ' ago' },
-    `${at.toLocaleString()} ${ZONE}`);
+    `${when(t)} ${ZONE}`);
 }
 
 // How long it ran (or runs: the cell carries its start, and a timer moves it).
@@ -79,6 +79,10 @@ async function tasksPage(query) {
     el('button', { type: 'submit' }, 'Filter'),
     el('button', { type: 'button', class: 'danger', id: 'stop-matching', onclick: () => stopMatching().catch(showError) },
       'Stop all matching'),
+    el('button', { type: 'button', id: 'retry-matching', onclick: () => retryMatching().catch(showError) },
+      'Retry all matching'),
+    el('button', { type: 'button', class: 'danger', id: 'delete-matching', onclick: () => deleteMatching().catch(showError) },
+      'Delete all matching'),
     summary);
   const wide = new Set(['Attempt', 'Submitted', 'Started', 'Ended', 'Labels']); // left out on a phone
   const total = el('p', { class: 'muted', id: 'total' });
@@ -176,37 +180,55 @@ async function tasksPage(query) {
     }, stream.signal).catch(() => {});
   }
 
-  async function stopMatching() {
+  // The ids of the tasks matching the filters, in these states (of those the filter's state allows).
+  async function matching(allowed) {
+    const wanted = filters.state ? [filters.state].filter((s) => allowed.includes(s)) : allowed;
     const q = filtersQuery(filters);
-    const wanted = filters.state ? [filters.state] : ['PENDING', 'RUNNING'];
-    if (!wanted.every((s) => s === 'PENDING' || s === 'RUNNING')) {
-      summary.textContent = 'only PENDING or RUNNING tasks can be stopped';
-      return;
-    }
     q.delete('states');
     wanted.forEach((s) => q.append('states', s));
     q.set('pageSize', 1000);
-    let count = 0;
+    const ids = [];
     let token = '';
     do {
       q.set('pageToken', token);
       const page = await api('GET', `v1/tasks?${q}`);
-      count += page.tasks.length;
+      ids.push(...page.tasks.map((t) => t.taskId));
       token = page.nextPageToken;
-    } while (token);
-    if (!count) {
-      summary.textContent = 'no unfinished task matches';
+    } while (token && wanted.length);
+    return { wanted: wanted.length ? wanted : [], ids: wanted.length ? ids : [] };
+  }
+
+  function matchingBody(wanted) {
+    const [k, v] = (filters.label || '').split('=');
+    return { states: wanted.map((s) => `TASK_STATE_${s}`), taskType: filters.type,
+      labels: k && v !== undefined ? { [k]: v } : {}, all: !filters.type && !filters.label && !filters.state };
+  }
+
+  // Each bulk action says how many first, and asks.
+  async function bulk(verb, allowed, act) {
+    const { wanted, ids } = await matching(allowed);
+    if (!ids.length) {
+      summary.textContent = `no task matches that ${verb} applies to (${allowed.join(', ')})`;
       return;
     }
-    if (!window.confirm(`Stop ${count} task${count === 1 ? '' : 's'}?`)) return;
-    const [k, v] = (filters.label || '').split('=');
-    const stopped = await api('POST', 'v1/tasks:stop', {
-      states: wanted.map((s) => `TASK_STATE_${s}`), taskType: filters.type, labels: k && v !== undefined ? { [k]: v } : {},
-      all: !filters.type && !filters.label && !filters.state, reason: 'stopped from the dashboard',
-    });
-    summary.textContent = `${stopped.revoked} revoked, ${stopped.stopping} asked to stop`;
+    if (!window.confirm(`${verb[0].toUpperCase()}${verb.slice(1)} ${ids.length} task${ids.length === 1 ? '' : 's'}?`)) return;
+    summary.textContent = await act(wanted, ids);
     load();
   }
+
+  const stopMatching = () => bulk('stop', ['PENDING', 'RUNNING'], async (wanted) => {
+    const stopped = await api('POST', 'v1/tasks:stop', { ...matchingBody(wanted), reason: 'stopped from the dashboard' });
+    return `${stopped.revoked || 0} revoked, ${stopped.stopping || 0} asked to stop`;
+  });
+  const retryMatching = () => bulk('retry', [...RETRYABLE], async (wanted, ids) => {
+    const done = await Promise.allSettled(ids.map((id) => api('POST', `v1/tasks/${encodeURIComponent(id)}:retry`,
+      { reason: 'retried from the dashboard' })));
+    return `${done.filter((d) => d.status === 'fulfilled').length} retried`;
+  });
+  const deleteMatching = () => bulk('delete', [...ENDED], async (wanted) => {
+    const deleted = await api('POST', 'v1/tasks:delete', matchingBody(wanted));
+    return `${deleted.deleted || 0} deleted`;
+  });
 
   load();
   return () => { clearTimeout(timer); clearInterval(ticking); if (stream) stream.abort(); };
