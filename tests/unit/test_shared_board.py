@@ -74,8 +74,10 @@ def test_a_server_that_lost_its_lease_stops_the_handler_and_its_late_end_changes
     manager = make_manager(board, workers=1, renew_seconds=0.05)
     task_id = manager.submit("gate", {"name": "slow"}).task.task_id
     owner_of(task_id, manager)
+    # Its start reaches the board just after the claim (once the handler starts): wait for it, on a busy machine too.
+    started = wait_until(lambda: board.get(task_id).started_at, what="the start on the board")  # type: ignore[union-attr]
     # Another server's reaper finds the lease expired (this one was cut off from the database, say).
-    reaped = board.reap(board.get(task_id).started_at + 10_000, rerunnable=set())  # type: ignore[union-attr]
+    reaped = board.reap(started + 10_000, rerunnable=set())
     assert [t.state for t, _ in reaped] == [TaskState.LOST]
     wait_until(lambda: not manager._table.runs, what="the server noticed at its next renewal and dropped the run")
     gates.open("slow")
