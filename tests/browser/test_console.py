@@ -313,3 +313,17 @@ def test_bulk_retry_and_delete_say_how_many_then_act_on_every_match(
         page.locator(".filters .muted", has_text=f"{len(failed)} deleted").wait_for()
         assert asked == [f"Retry {len(failed)} tasks?", f"Delete {len(failed)} tasks?"]
         assert client.list(states=["FAILURE"], labels={"team": "data"}).tasks == []
+
+
+def test_every_control_is_reached_by_the_keyboard(browser: Any, console: tuple[ServerProcess, dict[str, str]]) -> None:
+    server, ids = console
+    page = _open(browser, server.http_url + "/#/tasks?states=RUNNING")
+    page.locator(f'button[data-stop="{ids["running"]}"]').wait_for()
+    controls = "header a, main button, main input, main select, main a"
+    wanted = page.evaluate(f"""() => [...document.querySelectorAll('{controls}')]
+      .filter((e) => e.offsetParent !== null && !e.disabled).map((e) => e.outerHTML)""")  # fmt: skip
+    reached = set()
+    for _ in range(len(wanted) + 10):
+        page.keyboard.press("Tab")
+        reached.add(page.evaluate("document.activeElement.outerHTML"))
+    assert [html[:80] for html in wanted if html not in reached] == []
