@@ -4,7 +4,7 @@ run on the read threads)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from taskservice.core.engine.manager import WorkerManager
 from taskservice.core.model.errors import InvalidRequest
@@ -21,8 +21,9 @@ T = TypeVar("T")
 class LimitRpcs:
     _manager: WorkerManager
 
-    async def _read(self, function: Callable[..., T], *args: Any) -> T:
-        raise NotImplementedError  # the servicer's: on its read threads
+    if TYPE_CHECKING:  # the servicer's: runs `function` on its read threads
+
+        async def _read(self, function: Callable[..., T], *args: Any) -> T: ...
 
     @unary
     async def CreateLimit(self, request: pb.CreateLimitRequest, context: Any) -> pb.CreateLimitResponse:

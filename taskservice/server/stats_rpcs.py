@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from taskservice.core.engine.manager import WorkerManager
 from taskservice.core.model.nodes import NodeInfo
@@ -24,8 +24,9 @@ STATS_MAX_AGE = 2.0
 class StatsRpcs:
     _manager: WorkerManager
 
-    async def _read(self, function: Callable[..., T], *args: Any) -> T:
-        raise NotImplementedError  # the servicer's: on its read threads
+    if TYPE_CHECKING:  # the servicer's: runs `function` on its read threads
+
+        async def _read(self, function: Callable[..., T], *args: Any) -> T: ...
 
     _stats_lock = threading.Lock()
     _stats_cache: tuple[float, pb.GetStatsResponse] | None = None

@@ -17,11 +17,9 @@ class LimitStore:
     _q: Queries
     _limiter: Limiter
 
-    def _write(self, op: Callable[[Cursor], Any]) -> Any:
-        raise NotImplementedError  # the board's: a transaction of its own
-
-    def _read(self, op: Callable[[Cursor], Any]) -> Any:
-        raise NotImplementedError  # the board's
+    # SqlBoard's: a write in a transaction of its own, and a read.
+    _write: Callable[[Callable[[Cursor], Any]], Any]
+    _read: Callable[[Callable[[Cursor], Any]], Any]
 
     def add_limit(self, limit: Limit) -> tuple[Limit, bool]:
         def add(cur: Cursor) -> tuple[Limit, bool]:

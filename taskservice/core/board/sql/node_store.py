@@ -20,8 +20,7 @@ class NodeStore:
     _q: Queries
     _writer: GroupWriter
 
-    def _read(self, op: Callable[[Cursor], Any]) -> Any:
-        raise NotImplementedError  # the board's
+    _read: Callable[[Callable[[Cursor], Any]], Any]  # SqlBoard's
 
     def announce(self, node: NodeInfo) -> None:
         self._writer.submit(lambda cur: self._q.save_node(cur, node), _best_effort)

@@ -14,11 +14,9 @@ from taskservice.core.model.schedules import Schedule
 class ScheduleStore:
     _q: Queries
 
-    def _write(self, op: Callable[[Cursor], Any]) -> Any:
-        raise NotImplementedError  # the board's: a transaction of its own
-
-    def _read(self, op: Callable[[Cursor], Any]) -> Any:
-        raise NotImplementedError  # the board's
+    # SqlBoard's: a write in a transaction of its own, and a read.
+    _write: Callable[[Callable[[Cursor], Any]], Any]
+    _read: Callable[[Callable[[Cursor], Any]], Any]
 
     def add_schedule(self, schedule: Schedule) -> tuple[Schedule, bool]:
         def add(cur: Cursor) -> tuple[Schedule, bool]:
