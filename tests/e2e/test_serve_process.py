@@ -131,13 +131,19 @@ def test_metrics_endpoint_and_json_logs_of_a_real_server(tmp_path: Path) -> None
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
                 return response.read().decode()
 
-        text = scrape()
-        assert 'taskservice_tasks_total{state="SUCCESS",task_type="demo"} 1.0' in text
-        assert 'method="/taskservice.v1.TaskService/Submit"' in text
-        records = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
-        transitions = [r for r in records if r.get("task_id") == task_id]
-        assert [r["state"] for r in transitions] == ["PENDING", "RUNNING", "SUCCESS"]
-        assert all(r["task_type"] == "demo" and r["level"] == "INFO" for r in transitions)
+        # The counter and the log line follow the state change's publication, so a wait may see the state first.
+        success = 'taskservice_tasks_total{state="SUCCESS",task_type="demo"} 1.0'
+        wait_until(lambda: success in scrape(), what="the SUCCESS counter")
+        assert 'method="/taskservice.v1.TaskService/Submit"' in scrape()
+
+        def transitions() -> list[dict[str, str]]:
+            records = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+            return [r for r in records if r.get("task_id") == task_id]
+
+        wait_until(lambda: len(transitions()) >= 3, what="three logged transitions")
+        logged = transitions()
+        assert [r["state"] for r in logged] == ["PENDING", "RUNNING", "SUCCESS"]
+        assert all(r["task_type"] == "demo" and r["level"] == "INFO" for r in logged)
 
 
 def test_taskctl_submits_a_jsonl_file_in_batches(tmp_path: Path) -> None:
