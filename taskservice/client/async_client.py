@@ -230,10 +230,19 @@ class AsyncTaskClient(ClientBase):
         scheduled: bool = False,
         waiting_for_limit: str = "",
         parent_id: str = "",
+        search: str = "",
+        submitted_after: datetime | None = None,
+        submitted_before: datetime | None = None,
+        depends_on: str = "",
+        order_by: str = "",
     ) -> TaskPage:
-        """One page of tasks, newest first, filtered by states, type, labels and parent (`parent_id`: its children)."""
+        """One page of tasks, newest first unless `order_by` says otherwise ("duration desc", "ended_at", ...),
+        filtered by states, type, labels, parent (`parent_id`: its children), `search` (an id prefix, or text in the
+        args or the error), submission time and `depends_on` (the tasks that run after that one)."""
         filters = {"states": states, "task_type": task_type, "labels": labels, "scheduled": scheduled,
-                   "waiting_for_limit": waiting_for_limit, "parent_id": parent_id}  # fmt: skip
+                   "waiting_for_limit": waiting_for_limit, "parent_id": parent_id, "search": search,
+                   "submitted_after": submitted_after, "submitted_before": submitted_before,
+                   "depends_on": depends_on, "order_by": order_by}  # fmt: skip
         return await self._invoke(list_call(**filters, page_size=page_size, page_token=page_token))
 
     async def iter_tasks(
@@ -246,8 +255,13 @@ class AsyncTaskClient(ClientBase):
         scheduled: bool = False,
         waiting_for_limit: str = "",
         parent_id: str = "",
+        search: str = "",
+        submitted_after: datetime | None = None,
+        submitted_before: datetime | None = None,
+        depends_on: str = "",
+        order_by: str = "",
     ) -> AsyncIterator[Task]:
-        """Every task matching the filters, page after page."""
+        """Every task matching the filters, in `order_by`'s order, page after page (see list())."""
         wanted = tuple(states)
         token = ""
         while True:
@@ -260,6 +274,11 @@ class AsyncTaskClient(ClientBase):
                 scheduled=scheduled,
                 waiting_for_limit=waiting_for_limit,
                 parent_id=parent_id,
+                search=search,
+                submitted_after=submitted_after,
+                submitted_before=submitted_before,
+                depends_on=depends_on,
+                order_by=order_by,
             )
             for task in page.tasks:
                 yield task

@@ -154,9 +154,7 @@ def submit_request(
     if time_limit is not None:
         req.time_limit.CopyFrom(seconds_to_duration(time_limit))
     if not_before is not None:
-        if not_before.tzinfo is None:
-            raise ValueError("not_before must be an aware datetime (e.g. datetime.now(UTC) + timedelta(hours=1))")
-        req.not_before.FromDatetime(not_before.astimezone(UTC))
+        req.not_before.FromDatetime(_aware(not_before, "not_before"))
     if delay is not None:
         req.delay.CopyFrom(seconds_to_duration(delay))
     if retention is not None:
@@ -174,11 +172,18 @@ def list_request(
     scheduled: bool = False,
     waiting_for_limit: str = "",
     parent_id: str = "",
+    search: str = "",
+    submitted_after: datetime | None = None,
+    submitted_before: datetime | None = None,
+    depends_on: str = "",
+    order_by: str = "",
 ) -> pb.ListTasksRequest:
     """The ListTasksRequest for these filters; states may be TaskState or names. `scheduled`: only PENDING tasks
     with a scheduled_at; `waiting_for_limit`: only PENDING tasks that limit holds back; `parent_id`: only the
-    children of that task."""
-    return pb.ListTasksRequest(
+    children of that task; `search`: an id prefix, or text in the args or the error; `submitted_after` and
+    `submitted_before` (aware datetimes): a time range; `depends_on`: the tasks that run after that one;
+    `order_by`: "submitted_at", "started_at", "ended_at" or "duration", with " asc" or " desc"."""
+    req = pb.ListTasksRequest(
         page_size=page_size,
         page_token=page_token,
         states=[state_to_pb(s) for s in states],
@@ -187,4 +192,18 @@ def list_request(
         scheduled=scheduled,
         waiting_for_limit=waiting_for_limit,
         parent_id=parent_id,
+        search=search,
+        depends_on=depends_on,
+        order_by=order_by,
     )
+    if submitted_after is not None:
+        req.submitted_after.FromDatetime(_aware(submitted_after, "submitted_after"))
+    if submitted_before is not None:
+        req.submitted_before.FromDatetime(_aware(submitted_before, "submitted_before"))
+    return req
+
+
+def _aware(when: datetime, name: str) -> datetime:
+    if when.tzinfo is None:
+        raise ValueError(f"{name} must be an aware datetime (e.g. datetime.now(UTC) - timedelta(hours=1))")
+    return when.astimezone(UTC)

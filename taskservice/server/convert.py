@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -35,7 +33,6 @@ DEFAULT_PAGE_SIZE = 100
 # A task carries at most this many labels, so more filters could never match.
 MAX_LABEL_FILTERS = MAX_LABELS
 MAX_PAGE_SIZE = 1000
-_PAGE_TOKEN_PREFIX = "before:"
 
 
 def state_to_proto(state: TaskState) -> pb.TaskState.ValueType:
@@ -266,30 +263,6 @@ def page_size_from_proto(page_size: int) -> int:
             [("page_size", f"must be 0 (the default, {DEFAULT_PAGE_SIZE}) to {MAX_PAGE_SIZE}")],
         )
     return page_size or DEFAULT_PAGE_SIZE
-
-
-def encode_page_token(before: int | None) -> str:
-    """A page token for the tasks submitted before submission order `before`; empty for none."""
-    if before is None:
-        return ""
-    return base64.urlsafe_b64encode(f"{_PAGE_TOKEN_PREFIX}{before}".encode()).decode()
-
-
-def decode_page_token(token: str) -> int | None:
-    if not token:
-        return None
-    try:
-        text = base64.urlsafe_b64decode(token.encode()).decode()
-        if text.startswith(_PAGE_TOKEN_PREFIX):
-            before = int(text.removeprefix(_PAGE_TOKEN_PREFIX))
-            if -(2**63) <= before < 2**63:  # what SQLite can compare with
-                return before
-    except (binascii.Error, UnicodeError, ValueError):
-        pass
-    raise InvalidRequest(
-        "page_token is not one this server gave out",
-        [("page_token", "pass next_page_token from the previous ListTasks response unchanged")],
-    )
 
 
 def task_type_to_proto(info: TypeInfo, nodes: Sequence[NodeInfo] = ()) -> pb.TaskType:

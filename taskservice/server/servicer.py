@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
@@ -22,6 +23,7 @@ from taskservice.core.model.errors import InvalidRequest, ShuttingDown, TaskServ
 from taskservice.core.model.events import Watcher
 from taskservice.core.model.models import Task, TaskEvent, TaskState
 from taskservice.server import convert, convert_schedules
+from taskservice.server.convert_listing import encode_page_token, listing_from_proto
 from taskservice.server.limit_rpcs import LimitRpcs
 from taskservice.server.rpc_errors import UndecodableRequest, abort_for, check_decoded
 from taskservice.server.rpc_errors import unary as _unary
@@ -210,24 +212,23 @@ class TaskServiceServicer(LimitRpcs, StatsRpcs, pb_grpc.TaskServiceServicer):
 
     @_unary
     async def ListTasks(self, request: pb.ListTasksRequest, context: Any) -> pb.ListTasksResponse:
-        task_filter = convert.filter_from_proto(request)
+        listing = listing_from_proto(request, time.time())
         page_size = convert.page_size_from_proto(request.page_size)
-        before = convert.decode_page_token(request.page_token)
         if len(request.labels) > convert.MAX_LABEL_FILTERS:
             return pb.ListTasksResponse()  # no task has that many labels (and SQLite limits the filters)
-        page = await self._read(self._manager.list, task_filter, page_size, before)
+        page = await self._read(self._manager.list, listing.task_filter, page_size, listing.after, listing.order)
         waiting = await self._read(self._manager.board.waiting_for, page.tasks)
         tasks: list[pb.Task] = []
         size = 0
-        next_before = page.next_before
-        for task in page.tasks:
+        following = page.next
+        for shown, task in enumerate(page.tasks):
             message = convert.task_to_proto(task, waiting.get(task.task_id))
             size += message.ByteSize()
             if tasks and size > MAX_PAGE_BYTES:
-                next_before = task.submit_order + 1  # the rest, from this task on, on the next page
+                following = listing.order.after(page.tasks[shown - 1])  # the rest, from this task on, next
                 break
             tasks.append(message)
-        return pb.ListTasksResponse(tasks=tasks, next_page_token=convert.encode_page_token(next_before))
+        return pb.ListTasksResponse(tasks=tasks, next_page_token=encode_page_token(listing.order, following))
 
     async def WatchProgress(  # type: ignore[override] # yields messages already encoded (see _encode)
         self, request: pb.WatchProgressRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -18,6 +18,7 @@ from taskservice.core.engine.manager import WorkerManager
 from taskservice.core.engine.validation import check_task_id
 from taskservice.core.model.errors import InvalidRequest, SequenceOutOfRange, TaskNotFound
 from taskservice.core.model.events import Watcher
+from taskservice.core.model.listing import every_match
 from taskservice.core.model.models import TaskEvent, TaskFilter, TaskState
 from taskservice.server import convert
 from taskservice.server.waker import LoopWaker
@@ -121,18 +122,14 @@ class ManyWatch:
     def _matching(self, task_filter: TaskFilter) -> list[str]:
         """On a read thread: the ids of the tasks the filter matches now, at most MAX_WATCHED."""
         found: list[str] = []
-        before: int | None = None
-        while True:
-            page = self._manager.list(task_filter, PAGE, before)
-            found.extend(task.task_id for task in page.tasks)
+        for task in every_match(self._manager.list, task_filter, PAGE):
+            found.append(task.task_id)
             if len(found) > MAX_WATCHED:
                 raise InvalidRequest(
                     f"more than {MAX_WATCHED} unfinished tasks match",
                     [("states", f"narrow the filters to at most {MAX_WATCHED} tasks, or name the tasks by id")],
                 )
-            if page.next_before is None:
-                return found
-            before = page.next_before
+        return found
 
     def events(self) -> list[TaskEvent]:
         """What the ready watchers hold now; a task whose terminal event is among them leaves the stream."""

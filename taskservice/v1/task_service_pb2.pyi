@@ -887,6 +887,11 @@ class ListTasksRequest(_message.Message):
     SCHEDULED_FIELD_NUMBER: _builtins.int
     WAITING_FOR_LIMIT_FIELD_NUMBER: _builtins.int
     PARENT_ID_FIELD_NUMBER: _builtins.int
+    SEARCH_FIELD_NUMBER: _builtins.int
+    SUBMITTED_AFTER_FIELD_NUMBER: _builtins.int
+    SUBMITTED_BEFORE_FIELD_NUMBER: _builtins.int
+    DEPENDS_ON_FIELD_NUMBER: _builtins.int
+    ORDER_BY_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """At most 1000; 0 means 100."""
     page_token: _builtins.str
@@ -901,6 +906,19 @@ class ListTasksRequest(_message.Message):
     """
     parent_id: _builtins.str
     """Only the children of this task (Task.parent_id)."""
+    search: _builtins.str
+    """Only tasks whose id starts with this text, or whose args, error type or error message contain it
+    (case-insensitively for ASCII letters). At most 200 characters.
+    """
+    depends_on: _builtins.str
+    """Only the tasks that run after this task (it is one of their Task.after): what waits, or waited, on it."""
+    order_by: _builtins.str
+    """The order of the list: a field, then " desc" or " asc" (the default when only a field is given). Fields:
+    submitted_at (submission order), started_at, ended_at, duration (from start to end, or to now while the
+    task runs; "now" stays the first page's for the pages that follow). Empty means "submitted_at desc", newest
+    first. Tasks without the field (not started, not ended) come last either way. A page token holds the order
+    it was given for, and is refused with another.
+    """
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[Global___TaskState.ValueType]:
         """Only tasks in one of these states; empty means all."""
@@ -908,6 +926,14 @@ class ListTasksRequest(_message.Message):
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Only tasks carrying all of these labels."""
+
+    @_builtins.property
+    def submitted_after(self) -> _timestamp_pb2.Timestamp:
+        """Only tasks submitted at or after this time."""
+
+    @_builtins.property
+    def submitted_before(self) -> _timestamp_pb2.Timestamp:
+        """Only tasks submitted before this time."""
 
     def __init__(
         self,
@@ -920,10 +946,15 @@ class ListTasksRequest(_message.Message):
         scheduled: _builtins.bool = ...,
         waiting_for_limit: _builtins.str = ...,
         parent_id: _builtins.str = ...,
+        search: _builtins.str = ...,
+        submitted_after: _timestamp_pb2.Timestamp | None = ...,
+        submitted_before: _timestamp_pb2.Timestamp | None = ...,
+        depends_on: _builtins.str = ...,
+        order_by: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["submitted_after", b"submitted_after", "submitted_before", b"submitted_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["labels", b"labels", "page_size", b"page_size", "page_token", b"page_token", "parent_id", b"parent_id", "scheduled", b"scheduled", "states", b"states", "task_type", b"task_type", "waiting_for_limit", b"waiting_for_limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["depends_on", b"depends_on", "labels", b"labels", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token", "parent_id", b"parent_id", "scheduled", b"scheduled", "search", b"search", "states", b"states", "submitted_after", b"submitted_after", "submitted_before", b"submitted_before", "task_type", b"task_type", "waiting_for_limit", b"waiting_for_limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -939,7 +970,7 @@ class ListTasksResponse(_message.Message):
     """Empty on the last page."""
     @_builtins.property
     def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Task]:
-        """Newest first."""
+        """In the order asked for (order_by); newest first by default."""
 
     def __init__(
         self,

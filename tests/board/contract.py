@@ -13,6 +13,7 @@ from typing import Any
 
 from taskservice.core.board.base import ANY_TASK, Board, Claim, ClaimScope, NewTask, StopEffect, StopResult
 from taskservice.core.model.errors import InvalidRequest, QueueFull, TaskConflict, TaskNotFound, WrongState
+from taskservice.core.model.listing import NEWEST_FIRST, ListPosition, SortKey, TaskOrder
 from taskservice.core.model.models import Progress, SubmitOutcome, SubmitSpec, Task, TaskError, TaskFilter, TaskState
 from taskservice.core.model.schedules import Schedule, ScheduleSpec
 from tests.support.waiting import wait_until
@@ -368,15 +369,82 @@ def test_stop_of_a_running_task_is_for_its_owner_and_of_an_ended_one_changes_not
 
 def test_list_is_newest_first_with_filters_and_paging(board: Board) -> None:
     submit(board, [new(f"t{i}", labels={"even": str(i % 2 == 0)}) for i in range(6)])
-    everything = board.list(TaskFilter(), before_order=None, limit=10)
+    everything = board.list(TaskFilter(), after=None, limit=10)
     assert [t.task_id for t in everything] == [f"t{i}" for i in reversed(range(6))]
-    page = board.list(TaskFilter(), before_order=everything[2].submit_order, limit=2)
+    page = board.list(TaskFilter(), after=NEWEST_FIRST.after(everything[2]), limit=2)
     assert [t.task_id for t in page] == ["t2", "t1"]
-    even = board.list(TaskFilter(labels=(("even", "True"),)), before_order=None, limit=10)
+    even = board.list(TaskFilter(labels=(("even", "True"),)), after=None, limit=10)
     assert [t.task_id for t in even] == ["t4", "t2", "t0"]
     (owned,) = claim(board)
-    running = board.list(TaskFilter(states=frozenset({TaskState.RUNNING})), before_order=None, limit=10)
+    running = board.list(TaskFilter(states=frozenset({TaskState.RUNNING})), after=None, limit=10)
     assert [t.task_id for t in running] == [owned.task_id]
+
+
+def _listed_tasks(board: Board) -> dict[str, Task]:
+    """Four tasks with different starts, ends and durations: img-a FAILED after 5 s, img-b SUCCEEDED after 19 s,
+    doc-c RUNNING since NOW+12, doc-d PENDING (submitted at NOW..NOW+3); then e, which runs after img-b."""
+    submit(board, [new("img-a", args={"path": "/in/a.png"})], now=NOW)
+    submit(board, [new("img-b", args={"path": "/in/Cats.jpg"})], now=NOW + 1)
+    submit(board, [new("doc-c")], now=NOW + 2)
+    submit(board, [new("doc-d")], now=NOW + 3)
+    (a,) = claim(board, now=NOW + 10)
+    error = TaskError("ValueError", "bad Photo size")
+    assert finish(board, a, ended(a, TaskState.FAILURE, now=NOW + 15, started_at=NOW + 10, error=error))
+    (b,) = claim(board, now=NOW + 11)
+    assert finish(board, b, ended(b, TaskState.SUCCESS, now=NOW + 30, started_at=NOW + 11))
+    claim(board, now=NOW + 12)
+    submit(board, [new("e", after=("img-b",))], now=NOW + 40)
+    return {t.task_id: t for t in board.list(TaskFilter(), after=None, limit=10)}
+
+
+def _ids_in(board: Board, task_filter: TaskFilter, order: TaskOrder = NEWEST_FIRST) -> list[str]:
+    """The ids the board lists, which the filter's own rule (used on tasks a server runs) must agree with."""
+    listed = board.list(task_filter, order=order, after=None, limit=10)
+    everything = board.list(TaskFilter(), after=None, limit=10)
+    assert {t.task_id for t in listed} == {t.task_id for t in everything if task_filter.matches(t)}
+    return [t.task_id for t in listed]
+
+
+def test_list_sorts_by_start_end_and_duration_with_missing_keys_last(board: Board) -> None:
+    _listed_tasks(board)
+    by_duration = TaskOrder(SortKey.DURATION, descending=True, now=NOW + 100)
+    assert _ids_in(board, TaskFilter(), by_duration) == ["doc-c", "img-b", "img-a", "e", "doc-d"]
+    assert _ids_in(board, TaskFilter(), TaskOrder(SortKey.DURATION, False, NOW + 100))[:3] == [
+        "img-a",
+        "img-b",
+        "doc-c",
+    ]
+    assert _ids_in(board, TaskFilter(), TaskOrder(SortKey.STARTED)) == ["doc-c", "img-b", "img-a", "e", "doc-d"]
+    # Ties (no end) in the key's direction by submission order.
+    assert _ids_in(board, TaskFilter(), TaskOrder(SortKey.ENDED, False)) == ["img-a", "img-b", "doc-c", "doc-d", "e"]
+    assert _ids_in(board, TaskFilter(), TaskOrder(SortKey.SUBMITTED, False))[0] == "img-a"
+
+
+def test_list_pages_in_any_order_meet_every_task_once(board: Board) -> None:
+    _listed_tasks(board)
+    for order in (TaskOrder(SortKey.ENDED), TaskOrder(SortKey.DURATION, False, NOW + 100), NEWEST_FIRST):
+        whole = [t.task_id for t in board.list(TaskFilter(), order=order, after=None, limit=10)]
+        paged: list[str] = []
+        after: ListPosition | None = None
+        while True:
+            (task, *_) = board.list(TaskFilter(), order=order, after=after, limit=1) or [None]
+            if task is None:
+                break
+            paged.append(task.task_id)
+            after = order.after(task)
+        assert paged == whole and len(whole) == 5, order
+
+
+def test_list_searches_ids_args_and_errors_and_filters_by_time_and_dependency(board: Board) -> None:
+    _listed_tasks(board)
+    assert _ids_in(board, TaskFilter(search="doc-")) == ["doc-d", "doc-c"]
+    assert _ids_in(board, TaskFilter(search="photo")) == ["img-a"]  # in the error message, ASCII case aside
+    assert _ids_in(board, TaskFilter(search="valueerror")) == ["img-a"]
+    assert _ids_in(board, TaskFilter(search="cats.JPG")) == ["img-b"]  # in the args
+    assert _ids_in(board, TaskFilter(search="100%_")) == []  # no wildcard
+    assert _ids_in(board, TaskFilter(submitted_after=NOW + 1, submitted_before=NOW + 3)) == ["doc-c", "img-b"]
+    assert _ids_in(board, TaskFilter(depends_on="img-b")) == ["e"]
+    assert _ids_in(board, TaskFilter(depends_on="img-a")) == []
 
 
 def test_children_keep_their_parent_and_are_listed_by_it_across_a_reopen(
@@ -387,10 +455,10 @@ def test_children_keep_their_parent_and_are_listed_by_it_across_a_reopen(
         [new("p"), new("p.1", parent_id="p"), new("p.2", parent_id="p", detached=True), new("q.1", parent_id="q")],
     )
     again = reopen(board)
-    children = again.list(TaskFilter(parent_id="p"), before_order=None, limit=10)
+    children = again.list(TaskFilter(parent_id="p"), after=None, limit=10)
     assert [(t.task_id, t.parent_id, t.detached) for t in children] == [("p.2", "p", True), ("p.1", "p", False)]
     assert again.get("p").parent_id == "" and not again.get("p").detached
-    running = again.list(TaskFilter(parent_id="p", states=frozenset({TaskState.RUNNING})), before_order=None, limit=10)
+    running = again.list(TaskFilter(parent_id="p", states=frozenset({TaskState.RUNNING})), after=None, limit=10)
     assert running == []
 
 
@@ -450,14 +518,14 @@ def test_a_task_submitted_to_run_later_is_claimed_only_from_then_even_after_a_re
     submit(board, [new("later", run_after=NOW + 60), new("now")])
     stored = board.get("later")
     assert stored is not None and stored.state is TaskState.PENDING and stored.run_after == NOW + 60
-    scheduled = board.list(TaskFilter(scheduled=True), before_order=None, limit=10)
+    scheduled = board.list(TaskFilter(scheduled=True), after=None, limit=10)
     assert [t.task_id for t in scheduled] == ["later"]
     assert [c.task_id for c in claim(board, 5)] == ["now"], "the one scheduled later waits"
     again = reopen(board)
     assert claim(again, 5, now=NOW + 59) == [], "not before its time, after a reopen too"
     (later,) = claim(again, 5, now=NOW + 60)
     assert later.task_id == "later" and later.task.run_after is None
-    assert again.list(TaskFilter(scheduled=True), before_order=None, limit=10) == []
+    assert again.list(TaskFilter(scheduled=True), after=None, limit=10) == []
 
 
 def test_stop_revokes_a_task_scheduled_later_at_once(board: Board) -> None:
@@ -520,7 +588,7 @@ def test_an_ended_task_is_deleted_and_an_unfinished_or_unknown_one_is_refused(bo
     task, error = waited.result()
     assert error is None and task.task_id == "done" and task.state is TaskState.SUCCESS
     assert board.get("done") is None
-    assert board.list(TaskFilter(), before_order=None, limit=10)[0].task_id == "queued"
+    assert board.list(TaskFilter(), after=None, limit=10)[0].task_id == "queued"
     for task_id, refused in (("queued", WrongState), ("done", TaskNotFound)):
         waited = Waited()
         board.delete(task_id, waited)
@@ -541,7 +609,7 @@ def test_ended_tasks_are_deleted_by_filter_and_by_retention_in_batches(board: Bo
     assert board.delete_ended(batch_a, ended_before=None, limit=1) == ["t2"], "oldest end first, up to the limit"
     assert board.expire(NOW + 100, retention=1000.0, limit=10) == [], "not yet"
     assert board.expire(NOW + 2000, retention=1000.0, limit=10) == ["t3", "t4"], "t5 keeps for ever"
-    assert [t.task_id for t in board.list(TaskFilter(), before_order=None, limit=10)] == ["t5"]
+    assert [t.task_id for t in board.list(TaskFilter(), after=None, limit=10)] == ["t5"]
 
 
 class EndedHeard:

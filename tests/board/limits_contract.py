@@ -26,7 +26,7 @@ def customer(task_id: str, name: str, task_type: str = "echo") -> object:
 def running_by_customer(board: Board) -> Counter[str]:
     from taskservice.core.model.models import TaskFilter
 
-    tasks = board.list(TaskFilter(states=frozenset({TaskState.RUNNING})), before_order=None, limit=1000)
+    tasks = board.list(TaskFilter(states=frozenset({TaskState.RUNNING})), after=None, limit=1000)
     return Counter(task.labels.get("customer", "") for task in tasks)
 
 
@@ -190,9 +190,9 @@ def test_list_finds_the_tasks_a_limit_holds_back(board: Board) -> None:
     board.add_limit(a_limit("idle", task_type="nothing", max_running=1))
     submit(board, [customer("a0", "a"), customer("a1", "a"), customer("a2", "a"), customer("b0", "b")])
     claim(board, 1)
-    held = board.list(TaskFilter(waiting_for_limit="per-customer"), before_order=None, limit=10)
+    held = board.list(TaskFilter(waiting_for_limit="per-customer"), after=None, limit=10)
     assert sorted(task.task_id for task in held) == ["a1", "a2"]
-    assert board.list(TaskFilter(waiting_for_limit="idle"), before_order=None, limit=10) == []
+    assert board.list(TaskFilter(waiting_for_limit="idle"), after=None, limit=10) == []
     resolved = TaskFilter(waiting_for_limit="per-customer", held_back=(LimitSpec("per-customer", key_label="customer",
                           max_running=1), frozenset({"b"})))  # fmt: skip
     assert not resolved.matches(held[0]) and resolved.matches(board.get("b0"))  # type: ignore[arg-type]

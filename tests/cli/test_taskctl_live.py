@@ -142,6 +142,18 @@ def test_run_later_with_delay_or_not_before_lists_as_scheduled_and_shows_when(ta
     assert later not in taskctl("list", "--scheduled").out
 
 
+def test_list_searches_orders_and_follows_dependencies(taskctl: Taskctl) -> None:
+    slow = taskctl.submit_id("sleep", "--arg", "seconds=0.4", "--id", "cli-sort-slow")
+    quick = taskctl.submit_id("sleep", "--arg", "seconds=0", "--id", "cli-sort-quick", "--after", slow)
+    assert taskctl("wait", quick).code == 0
+    longest = taskctl("list", "--search", "cli-sort-", "--order-by", "duration desc", "--since", "1h", "--json")
+    assert [json.loads(line)["taskId"] for line in longest.out.splitlines()] == [slow, quick], longest
+    dependents = taskctl("list", "--depends-on", slow).out
+    assert quick in dependents and slow not in dependents, dependents
+    refused = taskctl("list", "--order-by", "size")
+    assert refused.code == 8 and "order_by" in refused.err, refused
+
+
 def test_retry_runs_a_failed_task_again_and_refuses_one_that_succeeded(taskctl: Taskctl) -> None:
     failed = taskctl.submit_id("demo", "--arg", "fail_rate=1", "--arg", "steps=1", "--arg", "step_seconds=0.01")
     assert taskctl("wait", failed).code == 3

@@ -137,7 +137,7 @@ class BackgroundServer:
 
     def max_order(self) -> int:
         """The submit order of the newest task (0 when there is none)."""
-        newest = self.board.list(TaskFilter(), before_order=None, limit=1)
+        newest = self.board.list(TaskFilter(), after=None, limit=1)
         return newest[0].submit_order if newest else 0
 
     def __enter__(self) -> BackgroundServer:

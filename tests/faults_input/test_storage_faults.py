@@ -145,7 +145,7 @@ def test_disk_full_refuses_submits_keeps_serving_and_recovers_by_itself(faulty: 
     try:
         assert {t: reopened.get(t).state.value for t in expected} == expected  # type: ignore[union-attr]
         assert reopened.get("during-1").state is TaskState.SUCCESS  # type: ignore[union-attr]
-        assert len(reopened.list(TaskFilter(), before_order=None, limit=100)) == len(expected) + 1
+        assert len(reopened.list(TaskFilter(), after=None, limit=100)) == len(expected) + 1
     finally:
         reopened.close()
 
@@ -325,7 +325,7 @@ def db_with_tasks(tmp_path_factory: pytest.TempPathFactory) -> bytes:
             )
             server.stub.Submit(request, timeout=5)
         succeeded = TaskFilter(states=frozenset({TaskState.SUCCESS}), task_type="", labels=())
-        wait_until(lambda: len(server.board.list(succeeded, before_order=None, limit=1000)) == 300, what="300 ends")
+        wait_until(lambda: len(server.board.list(succeeded, after=None, limit=1000)) == 300, what="300 ends")
     assert not Path(f"{folder / 'tasks.db'}-wal").exists(), "closing the store should checkpoint the WAL"
     return (folder / "tasks.db").read_bytes()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import aiohttp
 import pytest
 from yarl import URL
@@ -109,12 +111,26 @@ async def test_list_filters_and_pages_like_list_tasks(http: aiohttp.ClientSessio
         await call(http, "GET", f"{base_url}/v1/tasks/p{i}:wait", params={"timeout": "10s"})
     status, done = await call(http, "GET", f"{base_url}/v1/tasks?states=SUCCESS&states=TASK_STATE_FAILURE")
     assert status == 200 and {t["taskId"] for t in done["tasks"]} >= {f"p{i}" for i in range(5)}
+    # Search, a time range and an order, as query parameters by their JSON or proto names.
+    since = {"submittedAfter": "2000-01-01T00:00:00Z", "submitted_before": "2999-01-01T00:00:00Z"}
+    params = {"search": "p", "order_by": "ended_at asc", **since}
+    status, found = await call(http, "GET", f"{base_url}/v1/tasks", params=params)
+    ends = [_seconds(t["endedAt"]) for t in found["tasks"]]
+    assert status == 200 and len(ends) == 5 and ends == sorted(ends)
+    status, refused = await call(http, "GET", f"{base_url}/v1/tasks", params={"orderBy": "size"})
+    assert status == 400 and refused["details"][0]["fieldViolations"][0]["field"] == "order_by"
     status, deleted = await call(http, "POST", f"{base_url}/v1/tasks:delete", json={"labels": {"batch": "a"}})
     assert status == 200 and deleted["deleted"] == "3", "uint64 is a string in canonical JSON"
     status, _ = await call(http, "DELETE", f"{base_url}/v1/tasks/p1")
     assert status == 200
     status, gone = await call(http, "GET", f"{base_url}/v1/tasks/p1")
     assert status == 404 and gone["code"] == 5
+
+
+def _seconds(stamp: str) -> float:
+    """An RFC 3339 time as canonical JSON writes it (0, 3, 6 or 9 digits of fraction) in Unix seconds."""
+    whole, _, fraction = stamp.removesuffix("Z").partition(".")
+    return datetime.fromisoformat(whole + "+00:00").timestamp() + float(f"0.{fraction or 0}")
 
 
 async def test_schedules_over_http(http: aiohttp.ClientSession, base_url: str) -> None:

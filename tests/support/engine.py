@@ -12,7 +12,7 @@ from taskservice.core.model.models import Task, TaskEvent, TaskFilter, TaskState
 
 def stored(board: Board) -> int:
     """How many tasks `board` holds."""
-    return len(board.list(TaskFilter(), before_order=None, limit=1_000_000))
+    return len(board.list(TaskFilter(), after=None, limit=1_000_000))
 
 
 def events_until_terminal(manager: WorkerManager, task_id: str, timeout: float = 10.0) -> list[TaskEvent]:

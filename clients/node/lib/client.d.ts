@@ -219,7 +219,7 @@ export class TaskClient {
   deleteTask(taskId: string, opts?: CallOptions): Promise<Task>;
   deleteTasks(opts?: TaskFilter & { endedBefore?: Date; all?: boolean }): Promise<number>;
   retry(taskId: string, reason?: string, opts?: CallOptions): Promise<Task>;
-  list(opts?: TaskFilter & { scheduled?: boolean; waitingForLimit?: string; parentId?: string; pageSize?: number; pageToken?: string }): Promise<{ tasks: Task[]; nextPageToken: string }>;
+  list(opts?: TaskFilter & { scheduled?: boolean; waitingForLimit?: string; parentId?: string; search?: string; submittedAfter?: Date; submittedBefore?: Date; dependsOn?: string; orderBy?: string; pageSize?: number; pageToken?: string }): Promise<{ tasks: Task[]; nextPageToken: string }>;
   watch(taskId: string, opts?: { afterSequence?: bigint | number | string; timeoutMs?: number }): AsyncIterableIterator<TaskEvent>;
   watchMany(taskIds: string[], opts?: { timeoutMs?: number; ignoreMissing?: boolean }): AsyncIterableIterator<TaskEvent>;
   waitTask(taskId: string, opts?: { timeoutSeconds?: number; timeoutMs?: number }): Promise<{ task: Task; done: boolean }>;

@@ -433,10 +433,13 @@ class TaskClient {
   }
 
   /**
-   * One page of tasks, newest first: {tasks, nextPageToken} (nextPageToken '' on the last page).
-   * @param {{states?: string[], taskType?: string, labels?: Object<string,string>, scheduled?: boolean, waitingForLimit?: string, parentId?: string, pageSize?: number, pageToken?: string, timeoutMs?: number}} [opts]
+   * One page of tasks, newest first unless orderBy says otherwise: {tasks, nextPageToken} ('' on the last page).
+   * @param {{states?: string[], taskType?: string, labels?: Object<string,string>, scheduled?: boolean, waitingForLimit?: string, parentId?: string, search?: string, submittedAfter?: Date, submittedBefore?: Date, dependsOn?: string, orderBy?: string, pageSize?: number, pageToken?: string, timeoutMs?: number}} [opts]
    *   states: short ('RUNNING') or full ('TASK_STATE_RUNNING') names; scheduled: only tasks waiting for their time;
-   *   waitingForLimit: only PENDING tasks that limit holds back; parentId: only that task's children
+   *   waitingForLimit: only PENDING tasks that limit holds back; parentId: only that task's children;
+   *   search: an id prefix, or text in the args or the error; submittedAfter/submittedBefore: a time range;
+   *   dependsOn: the tasks that run after that one; orderBy: 'submitted_at', 'started_at', 'ended_at' or
+   *   'duration', then ' asc' or ' desc' (keep it for the pages that follow)
    */
   async list(opts = {}) {
     const request = {
@@ -448,6 +451,11 @@ class TaskClient {
       scheduled: Boolean(opts.scheduled),
       waitingForLimit: opts.waitingForLimit || '',
       parentId: opts.parentId || '',
+      search: opts.search || '',
+      submittedAfter: convert.timestampToProto(opts.submittedAfter, 'submittedAfter'),
+      submittedBefore: convert.timestampToProto(opts.submittedBefore, 'submittedBefore'),
+      dependsOn: opts.dependsOn || '',
+      orderBy: opts.orderBy || '',
     };
     const response = await this._unary('ListTasks', request, opts.timeoutMs);
     return { tasks: response.tasks.map(convert.taskFromProto), nextPageToken: response.nextPageToken || '' };

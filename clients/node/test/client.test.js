@@ -201,6 +201,24 @@ describe('TaskService', () => {
     assert.deepEqual(err.fieldViolations.map((v) => v.field), ['delay']);
   });
 
+  test('list searches by id prefix, sorts by orderBy and refuses a page token given with another order', LIMIT, async () => {
+    const run = unique('sort');
+    const since = new Date(Date.now() - 1000);
+    for (const seconds of [0.3, 0, 0.1]) {
+      const { task } = await client.submit('sleep', { seconds }, { taskId: `${run}-${seconds}` });
+      await client.wait(task.taskId, { timeoutMs: 10_000 });
+    }
+    const found = await client.list({ search: `${run}-`, orderBy: 'duration desc', submittedAfter: since });
+    assert.deepEqual(found.tasks.map((t) => t.taskId), [`${run}-0.3`, `${run}-0.1`, `${run}-0`]);
+    const first = await client.list({ search: `${run}-`, orderBy: 'started_at', pageSize: 1 });
+    assert.equal(first.tasks[0].taskId, `${run}-0.3`);
+    const next = await client.list({ search: `${run}-`, orderBy: 'started_at', pageSize: 1, pageToken: first.nextPageToken });
+    assert.equal(next.tasks[0].taskId, `${run}-0`);
+    const err = await rejectsWith(
+      client.list({ search: `${run}-`, orderBy: 'ended_at', pageToken: first.nextPageToken }), Status.INVALID_ARGUMENT);
+    assert.deepEqual(err.fieldViolations.map((v) => v.field), ['order_by']);
+  });
+
   test('retry runs a revoked task again as its next attempt; a task that succeeded cannot be retried', LIMIT, async () => {
     const { task } = await client.submit('sleep', { seconds: 60 });
     await client.stop(task.taskId);

@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new output until the task ends")
     p.add_argument("--offset", type=int, default=0, metavar="BYTES", help="start at this byte offset (default: 0)")
 
-    p = command("list", commands.list_tasks, "list tasks, newest first")
+    p = command("list", commands.list_tasks, "list tasks, newest first unless --order-by says otherwise")
     p.add_argument(
         "--state",
         action="extend",
@@ -233,6 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduled", action="store_true", help="only tasks waiting for their time to run")
     p.add_argument("--waiting-for", default="", metavar="LIMIT", help="only tasks this limit holds back")
     p.add_argument("--parent", default="", metavar="TASK_ID", help="only the children of this task")
+    p.add_argument("--depends-on", default="", metavar="TASK_ID", help="only the tasks that run after this task")
+    p.add_argument("--search", default="", metavar="TEXT", help="only tasks whose id starts with TEXT, or whose args "
+                   "or error contain it")  # fmt: skip
+    p.add_argument("--since", type=_duration, default=None, metavar="DURATION",
+                   help="only tasks submitted in the last DURATION (90s, 15m, 2h, 1d)")  # fmt: skip
+    p.add_argument("--order-by", default="", metavar="FIELD",
+                   help="submitted_at (the default), started_at, ended_at or duration, then asc or desc "
+                        "(for example 'duration desc')")  # fmt: skip
     p.add_argument(
         "--label", action="append", default=[], type=_key_value, metavar="KEY=VALUE", help="only tasks with this label"
     )

@@ -195,6 +195,10 @@ def list_tasks(client: TaskClient, ns: argparse.Namespace, output: Output) -> Ex
         scheduled=ns.scheduled,
         waiting_for_limit=ns.waiting_for,
         parent_id=ns.parent,
+        depends_on=ns.depends_on,
+        search=ns.search,
+        submitted_after=None if ns.since is None else datetime.now(UTC) - timedelta(seconds=ns.since),
+        order_by=ns.order_by,
     )
     for task in tasks_found:
         tasks.append(task)

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from taskservice.core.engine.write_health import WriteHealth
 from taskservice.core.model.errors import StoreOpenError, TaskServiceError, WrongState
 from taskservice.core.model.limits import Limit
+from taskservice.core.model.listing import NEWEST_FIRST, ListPosition, TaskOrder
 from taskservice.core.model.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState, WaitingFor
 from taskservice.core.model.nodes import NodeInfo
 from taskservice.core.model.schedules import Schedule
@@ -281,8 +282,10 @@ class Board(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def list(self, task_filter: TaskFilter, *, before_order: int | None, limit: int) -> list[Task]:
-        """Tasks matching the filter with submission order below before_order (all when None), newest first."""
+    def list(
+        self, task_filter: TaskFilter, *, order: TaskOrder = NEWEST_FIRST, after: ListPosition | None, limit: int
+    ) -> list[Task]:
+        """Up to `limit` tasks matching the filter in `order`, from just past `after` (from the first when None)."""
 
     @abc.abstractmethod
     def queued(self) -> int:

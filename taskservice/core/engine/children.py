@@ -9,12 +9,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from taskservice.core.handlers.children import NOT_FOUND, ChildSubmitError, ChildTask
 from taskservice.core.model.errors import TaskNotFound, TaskServiceError
-from taskservice.core.model.models import SubmitOutcome, SubmitSpec, Task, TaskFilter, TaskPage, TaskState
+from taskservice.core.model.listing import ListPage, every_match
+from taskservice.core.model.models import SubmitOutcome, SubmitSpec, Task, TaskFilter, TaskState
 
 log = logging.getLogger(__name__)
 
 SubmitMany = Callable[[Sequence[SubmitSpec]], "Future[list[SubmitOutcome | TaskServiceError]]"]
-ListPage = Callable[[TaskFilter, int, "int | None"], TaskPage]
 StopBecause = Callable[[str, str], "Future[Task]"]
 # The states a stopped parent's children are stopped in; and the parent's states after a Stop that reach them (a
 # task run by another server stays RUNNING, its stop flagged for its owner).
@@ -71,15 +71,9 @@ class EngineChildren:
     def _stop_children(self, parent_id: str) -> None:
         try:
             wanted = TaskFilter(states=_UNFINISHED, parent_id=parent_id)
-            before: int | None = None
-            while True:
-                page = self._list_page(wanted, _PAGE, before)
-                for child in page.tasks:
-                    if not child.detached:
-                        self._stop_because(child.task_id, f"its parent {parent_id} was stopped")
-                if page.next_before is None:
-                    return
-                before = page.next_before
+            for child in every_match(self._list_page, wanted, _PAGE):
+                if not child.detached:
+                    self._stop_because(child.task_id, f"its parent {parent_id} was stopped")
         except Exception:  # a database away: the children run on, as if detached; the log says so
             log.exception("could not stop the children of the stopped task %s", parent_id)
 

@@ -50,6 +50,7 @@ from taskservice.core.handlers.registry import TaskRegistry, TaskType
 from taskservice.core.handlers.type_info import TypeInfo, describe
 from taskservice.core.model.errors import ShuttingDown, TaskNotFound, TaskServiceError
 from taskservice.core.model.events import EventHub, Watcher
+from taskservice.core.model.listing import NEWEST_FIRST, ListPosition, TaskOrder, TaskPage
 from taskservice.core.model.models import (
     ErrorType,
     StopCount,
@@ -59,7 +60,6 @@ from taskservice.core.model.models import (
     TaskError,
     TaskEvent,
     TaskFilter,
-    TaskPage,
     TaskState,
 )
 
@@ -426,14 +426,13 @@ class WorkerManager:
         For callers on an event loop, which must not wait on a disk or a network."""
         return self._table.copy_of(task_id) or self.board.peek(task_id)
 
-    def list(self, task_filter: TaskFilter, page_size: int, before: int | None = None) -> TaskPage:
-        """A page of tasks, newest first; tasks this node runs show their live state and progress."""
-        found = self.board.list(task_filter, before_order=before, limit=page_size + 1)
-        more = len(found) > page_size
-        found = self._table.overlay(found[:page_size])
-        next_before = found[-1].submit_order if more and found else None
-        tasks = [t for t in found if task_filter.matches(t)]  # again: a task run here may have moved on
-        return TaskPage(tasks, next_before)
+    def list(self, task_filter: TaskFilter, page_size: int, after: ListPosition | None = None,
+             order: TaskOrder = NEWEST_FIRST) -> TaskPage:  # fmt: skip
+        """A page of tasks in `order`; those this node runs as they are now. The next starts after the last read."""
+        found = self.board.list(task_filter, order=order, after=after, limit=page_size + 1)
+        following = order.after(found[page_size - 1]) if len(found) > page_size else None
+        tasks = [t for t in self._table.overlay(found[:page_size]) if task_filter.matches(t)]  # they may move on
+        return TaskPage(tasks, following)
 
     # ----------------------------------------------------------------- watch
 

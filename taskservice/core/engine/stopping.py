@@ -16,13 +16,12 @@ from taskservice.core.engine.finishing import Finisher
 from taskservice.core.engine.runs import Run, RunTable
 from taskservice.core.engine.validation import MAX_STOP_REASON
 from taskservice.core.model.errors import TaskNotFound
-from taskservice.core.model.models import ErrorType, StopCount, Task, TaskError, TaskFilter, TaskPage, TaskState
+from taskservice.core.model.listing import ListPage, every_match
+from taskservice.core.model.models import ErrorType, StopCount, Task, TaskError, TaskFilter, TaskState
 
 # A bulk stop: the states it stops, and how many tasks it lists at a time.
 STOPPABLE_STATES = frozenset({TaskState.PENDING, TaskState.RUNNING})
 STOP_PAGE_SIZE = 1000
-
-ListPage = Callable[[TaskFilter, int, int | None], TaskPage]  # filter, page size, before -> a page
 
 
 def settle(future: Future[Any], outcome: Any) -> None:
@@ -90,14 +89,7 @@ class Stopping:
         durably REVOKED. Tasks submitted meanwhile are left alone."""
         states = (task_filter.states or STOPPABLE_STATES) & STOPPABLE_STATES
         wanted = replace(task_filter, states=frozenset(states))
-        asked: list[Future[Task]] = []
-        before: int | None = None
-        while True:
-            page = list_page(wanted, STOP_PAGE_SIZE, before)
-            asked.extend(self.stop_async(task.task_id, reason) for task in page.tasks)
-            if page.next_before is None:
-                break
-            before = page.next_before
+        asked = [self.stop_async(task.task_id, reason) for task in every_match(list_page, wanted, STOP_PAGE_SIZE)]
         # A task another server runs comes back RUNNING, its stop flagged for its owner.
         states_after = [future.result().state for future in asked]
         stopping = sum(1 for state in states_after if state in (TaskState.RUNNING, TaskState.STOPPING))

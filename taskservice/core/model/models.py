@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,6 +205,13 @@ class TaskFilter:
     held_back: tuple[LimitSpec, frozenset[str] | None] | None = None
     # Only the children of this task (submitted by its handler).
     parent_id: str = ""
+    # Only tasks whose id starts with it, or whose args or error (type, message) hold it, ASCII case aside.
+    search: str = ""
+    # Only tasks submitted in [submitted_after, submitted_before).
+    submitted_after: float | None = None
+    submitted_before: float | None = None
+    # Only the tasks that run after this one (it is in their `after`).
+    depends_on: str = ""
 
     def matches(self, task: Task) -> bool:
         """Whether `task` passes the filter, as the boards' queries decide it."""
@@ -212,6 +220,14 @@ class TaskFilter:
         if self.task_type and task.task_type != self.task_type:
             return False
         if self.parent_id and task.parent_id != self.parent_id:
+            return False
+        if self.depends_on and self.depends_on not in task.after:
+            return False
+        if self.submitted_after is not None and task.submitted_at < self.submitted_after:
+            return False
+        if self.submitted_before is not None and task.submitted_at >= self.submitted_before:
+            return False
+        if self.search and not _found_in(self.search, task):
             return False
         if self.scheduled and (task.state is not TaskState.PENDING or task.run_after is None):
             return False
@@ -237,13 +253,6 @@ class StopCount:
     stopping: int = 0
 
 
-@dataclass(slots=True, frozen=True)
-class TaskPage:
-    tasks: list[Task]
-    # The submission order to continue below, or None on the last page.
-    next_before: int | None
-
-
 @dataclass(frozen=True, slots=True)
 class SubmitSpec:
     """One Submit request, as the engine takes it."""
@@ -266,3 +275,22 @@ class SubmitSpec:
     # Submitted by this task's handler (ctx.submit): its parent, and whether a Stop of the parent leaves it be.
     parent_id: str = ""
     detached: bool = False
+
+
+def ascii_lower(text: str) -> str:
+    """Lower case for ASCII letters only, as SQLite's lower() and instr() see text."""
+    return text.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _found_in(search: str, task: Task) -> bool:
+    """TaskFilter.search: the id's start, or anywhere in the args (as JSON) and the error."""
+    if task.task_id.startswith(search):
+        return True
+    needle = ascii_lower(search)
+    haystacks = [json.dumps(task.args, separators=(",", ":"))]  # as SQLite stores them
+    if task.error is not None:
+        haystacks += [task.error.type, task.error.message]
+    return any(needle in ascii_lower(text) for text in haystacks)

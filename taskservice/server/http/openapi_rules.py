@@ -12,8 +12,10 @@ from taskservice.core.engine.validation import (
     TASK_ID_PATTERN,
 )
 from taskservice.core.model.limits import LIMIT_ID_PATTERN
+from taskservice.core.model.listing import ORDER_BY_PATTERN
 from taskservice.core.model.schedules import MAX_SCHEDULE_ID
 from taskservice.server.convert import MAX_PAGE_SIZE
+from taskservice.server.convert_listing import MAX_SEARCH
 from taskservice.server.http.routes import MAX_QUERY_ITEMS
 from taskservice.server.watch_many import MAX_WATCHED
 
@@ -32,6 +34,7 @@ SCHEDULE_ID = {"type": "string", "pattern": _anchored(TASK_ID_PATTERN.pattern.re
 # Protobuf's JSON form of a Duration, never negative here: whole seconds, up to nine decimals, then "s".
 # (Up to 7 digits of seconds, 115 days: the longest any field takes is 366 days, which a pattern cannot bound.)
 DURATION = {"type": "string", "pattern": "^[0-9]{1,7}(\\.[0-9]{1,9})?s$", "example": "30s"}
+ORDER_BY = {"type": "string", "pattern": _anchored(ORDER_BY_PATTERN.pattern), "example": "duration desc"}
 
 # By "message.field" first, then by field name alone. "items" applies to a list's items, "values" to a map's.
 RULES: dict[str, dict[str, Any]] = {
@@ -40,6 +43,9 @@ RULES: dict[str, dict[str, Any]] = {
     "limit_id": LIMIT_ID,
     "taskservice.v1.SubmitRequest.task_id": OPTIONAL_TASK_ID,
     "taskservice.v1.ListTasksRequest.parent_id": OPTIONAL_TASK_ID,
+    "taskservice.v1.ListTasksRequest.depends_on": OPTIONAL_TASK_ID,
+    "taskservice.v1.ListTasksRequest.search": {"maxLength": MAX_SEARCH},
+    "taskservice.v1.ListTasksRequest.order_by": ORDER_BY,
     "taskservice.v1.SubmitRequest.task_type": {"minLength": 1},
     "taskservice.v1.Schedule.schedule_id": SCHEDULE_ID,
     "taskservice.v1.StopTasksRequest.states": {"items": {"enum": ["TASK_STATE_PENDING", "TASK_STATE_RUNNING"]}},

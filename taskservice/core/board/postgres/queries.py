@@ -13,11 +13,14 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from taskservice.core.board.base import REAP_SEQUENCE_GAP, Claim, ClaimScope, NewTask
-from taskservice.core.board.postgres.limit_queries import PgLimitQueries, covers_sql
+from taskservice.core.board.postgres.filters import filter_sql
+from taskservice.core.board.postgres.limit_queries import PgLimitQueries
 from taskservice.core.board.postgres.rows import CLAIMED, COLUMNS, T_COLUMNS, task_from_row, transition_sql
 from taskservice.core.board.postgres.schema import SCHEDULES, TASKS, WAITS
+from taskservice.core.board.sql.listing import order_sql
 from taskservice.core.board.sql.queries import Birth, Cursor
 from taskservice.core.board.sql.rows import RETRYABLE, dumps, end_row, progress_row
+from taskservice.core.model.listing import ListPosition, TaskOrder
 from taskservice.core.model.models import ErrorType, Progress, Task, TaskError, TaskFilter, TaskState
 from taskservice.core.model.schedules import SCHEDULE_COLUMNS, Schedule, schedule_from_row, schedule_row
 from taskservice.telemetry.context import dump_carrier
@@ -25,34 +28,6 @@ from taskservice.telemetry.context import dump_carrier
 ENDED = sorted(state.value for state in TaskState if state.is_terminal)
 # A schedule row with its definition as text, as schedule_from_row() reads it.
 _SCHEDULE_ROW = SCHEDULE_COLUMNS.replace("definition", "definition::text")
-
-
-def filter_sql(task_filter: TaskFilter) -> tuple[list[str], list[Any]]:
-    """The WHERE conditions of a ListTasks filter, and their parameters."""
-    where: list[str] = ["TRUE"]
-    params: list[Any] = []
-    if task_filter.states:
-        where.append("state = ANY(%s)")
-        params.append(sorted(s.value for s in task_filter.states))
-    if task_filter.task_type:
-        where.append("task_type = %s")
-        params.append(task_filter.task_type)
-    if task_filter.parent_id:
-        where.append("parent_id = %s")
-        params.append(task_filter.parent_id)
-    if task_filter.scheduled:
-        where.append("state = 'PENDING' AND run_after IS NOT NULL")
-    if task_filter.labels:
-        where.append("labels @> %s::jsonb")
-        params.append(dumps(dict(task_filter.labels)))
-    if task_filter.waiting_for_limit:
-        if task_filter.held_back is None:
-            where.append("FALSE")  # the limit holds nothing back
-        else:
-            covered, more = covers_sql(*task_filter.held_back)
-            where.append(f"state = 'PENDING' AND {covered}")
-            params.extend(more)
-    return where, params
 
 
 class PgQueries(PgLimitQueries):
@@ -375,13 +350,16 @@ class PgQueries(PgLimitQueries):
 
     # ------------------------------------------------------------------ reads
 
-    def list(self, cur: Cursor, task_filter: TaskFilter, before_order: int | None, limit: int) -> builtins.list[Task]:
+    def list(
+        self, cur: Cursor, task_filter: TaskFilter, order: TaskOrder, after: ListPosition | None, limit: int
+    ) -> builtins.list[Task]:
         where, params = filter_sql(task_filter)
-        if before_order is not None:
-            where.append("submit_order < %s")
-            params.append(before_order)
+        past, more, order_by = order_sql(order, after, "submit_order", "%s")
+        if past:
+            where.append(past)
+            params.extend(more)
         cur.execute(
-            f"SELECT {COLUMNS} FROM {TASKS} WHERE {' AND '.join(where)} ORDER BY submit_order DESC LIMIT %s",
+            f"SELECT {COLUMNS} FROM {TASKS} WHERE {' AND '.join(where)} ORDER BY {order_by} LIMIT %s",
             [*params, limit],
         )
         return [task_from_row(row) for row in cur.fetchall()]

@@ -62,6 +62,7 @@ from taskservice.core.board.sql.turns import Fairness, Turns
 from taskservice.core.board.sql.writer import GroupWriter, Op
 from taskservice.core.model.errors import StoreUnavailable, TaskNotFound
 from taskservice.core.model.limits import LimitSpec
+from taskservice.core.model.listing import NEWEST_FIRST, ListPosition, TaskOrder
 from taskservice.core.model.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState
 
 
@@ -421,10 +422,12 @@ class SqlBoard(ScheduleStore, LimitStore, NodeStore, StatsStore, OneWriter, Boar
         found: dict[str, Task] = self._read(lambda cur: self._q.tasks(cur, [task_id]))
         return found.get(task_id)
 
-    def list(self, task_filter: TaskFilter, *, before_order: int | None, limit: int) -> list[Task]:
+    def list(
+        self, task_filter: TaskFilter, *, order: TaskOrder = NEWEST_FIRST, after: ListPosition | None, limit: int
+    ) -> list[Task]:
         if task_filter.waiting_for_limit:
             task_filter = replace(task_filter, held_back=self._limiter.held_by(task_filter.waiting_for_limit))
-        tasks: list[Task] = self._read(lambda cur: self._q.list(cur, task_filter, before_order, limit))
+        tasks: list[Task] = self._read(lambda cur: self._q.list(cur, task_filter, order, after, limit))
         return tasks
 
     def changed_since(self, known: dict[str, int]) -> builtins.list[tuple[Task, builtins.list[tuple[int, str]]]]:
@@ -442,7 +445,7 @@ class SqlBoard(ScheduleStore, LimitStore, NodeStore, StatsStore, OneWriter, Boar
         if not self.exclusive:
             return []
         pending = TaskFilter(states=frozenset({TaskState.PENDING}))
-        return self._read(lambda cur: self._q.list(cur, pending, None, self._room.max_queue))  # type: ignore[no-any-return]
+        return self._read(lambda cur: self._q.list(cur, pending, NEWEST_FIRST, None, self._room.max_queue))  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ life
 

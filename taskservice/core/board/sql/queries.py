@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from taskservice.core.board.base import Claim, ClaimScope, NewTask
 from taskservice.core.model.limits import Bucket, Limit, LimitSpec
+from taskservice.core.model.listing import ListPosition, TaskOrder
 from taskservice.core.model.models import Progress, Task, TaskError, TaskFilter, TaskState
 from taskservice.core.model.nodes import NodeInfo
 from taskservice.core.model.schedules import Schedule
@@ -168,7 +169,7 @@ class Queries(LimitQueries, Protocol):
     # ------------------------------------------------------------------ reads
 
     def list(
-        self, cur: Cursor, task_filter: TaskFilter, before_order: int | None, limit: int
+        self, cur: Cursor, task_filter: TaskFilter, order: TaskOrder, after: ListPosition | None, limit: int
     ) -> builtins.list[Task]: ...
 
     def changed_since(

@@ -16,12 +16,15 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from taskservice.core.board.base import REAP_SEQUENCE_GAP, Claim, ClaimScope, NewTask
+from taskservice.core.board.sql.listing import order_sql
 from taskservice.core.board.sql.queries import Birth, Cursor
 from taskservice.core.board.sql.rows import RETRYABLE, dumps, end_row, progress_row
-from taskservice.core.board.sqlite.limit_queries import SQLiteLimitQueries, covers_sql
+from taskservice.core.board.sqlite.filters import filter_sql
+from taskservice.core.board.sqlite.limit_queries import SQLiteLimitQueries
 from taskservice.core.board.sqlite.rows import CLAIMED, transition_sql
 from taskservice.core.board.sqlite.schema import COLUMNS
 from taskservice.core.board.task_rows import task_from_row
+from taskservice.core.model.listing import ListPosition, TaskOrder
 from taskservice.core.model.models import ErrorType, Progress, Task, TaskError, TaskFilter, TaskState
 from taskservice.core.model.schedules import SCHEDULE_COLUMNS, Schedule, schedule_from_row, schedule_row
 from taskservice.telemetry.context import dump_carrier
@@ -34,34 +37,6 @@ _HAS_LABEL = " AND EXISTS (SELECT 1 FROM task_labels l WHERE l.seq = tasks.seq A
 
 def _in(values: Collection[Any]) -> str:
     return f"({', '.join('?' * len(values))})"
-
-
-def filter_sql(task_filter: TaskFilter) -> tuple[list[str], list[Any]]:
-    """The WHERE conditions of a ListTasks filter (never none), and their parameters."""
-    where: list[str] = ["1"]
-    params: list[Any] = []
-    if task_filter.states:
-        where.append(f"state IN ({', '.join('?' * len(task_filter.states))})")
-        params.extend(sorted(s.value for s in task_filter.states))
-    if task_filter.task_type:
-        where.append("task_type = ?")
-        params.append(task_filter.task_type)
-    if task_filter.parent_id:
-        where.append("parent_id = ?")
-        params.append(task_filter.parent_id)
-    if task_filter.scheduled:
-        where.append("state = 'PENDING' AND run_after IS NOT NULL")
-    for key, value in task_filter.labels:
-        where.append("EXISTS (SELECT 1 FROM task_labels l WHERE l.seq = tasks.seq AND l.key = ? AND l.value = ?)")
-        params.extend((key, value))
-    if task_filter.waiting_for_limit:
-        if task_filter.held_back is None:
-            where.append("0")  # the limit holds nothing back
-        else:
-            covered, more = covers_sql(*task_filter.held_back)
-            where.append(f"state = 'PENDING' AND {covered}")
-            params.extend(more)
-    return where, params
 
 
 # A statement binds the rows of many writes at once, in a few sizes the statement cache keeps: each statement is a
@@ -403,13 +378,16 @@ class SQLiteQueries(SQLiteLimitQueries):
 
     # ------------------------------------------------------------------ reads
 
-    def list(self, cur: Cursor, task_filter: TaskFilter, before_order: int | None, limit: int) -> builtins.list[Task]:
+    def list(
+        self, cur: Cursor, task_filter: TaskFilter, order: TaskOrder, after: ListPosition | None, limit: int
+    ) -> builtins.list[Task]:
         where, params = filter_sql(task_filter)
-        if before_order is not None:
-            where.append("seq < ?")
-            params.append(before_order)
+        past, more, order_by = order_sql(order, after, "seq", "?")
+        if past:
+            where.append(past)
+            params.extend(more)
         cur.execute(
-            f"SELECT {COLUMNS} FROM tasks WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?", [*params, limit]
+            f"SELECT {COLUMNS} FROM tasks WHERE {' AND '.join(where)} ORDER BY {order_by} LIMIT ?", [*params, limit]
         )
         return [task_from_row(row) for row in cur.fetchall()]
 
