@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -111,18 +112,69 @@ def test_the_lists_filters_survive_a_reload_and_a_copied_link(
 ) -> None:
     server, ids = console
     page = _open(browser, server.http_url + "/#/tasks")
-    page.select_option('select[name="state"]', "FAILURE")
+    page.click("details.states summary")
+    page.check('input[name="state"][value="FAILURE"]')
     page.fill('input[name="label"]', "team=data")
     page.click("form.filters button[type=submit]")
     page.wait_for_function("() => location.hash.includes('states=FAILURE')")
     link = page.url
     page.reload()
     page.locator(f'a:text-is("{ids["failed"]}")').wait_for()
-    assert page.locator('select[name="state"]').input_value() == "FAILURE"
+    assert page.locator('input[name="state"][value="FAILURE"]').is_checked()
+    assert page.locator("details.states summary").inner_text() == "FAILURE"
     assert page.locator('input[name="label"]').input_value() == "team=data"
     other = _open(browser, link)
     other.locator(f'a:text-is("{ids["failed"]}")').wait_for()
     assert other.locator("tbody tr").count() == 2 and other.locator('[data-state="SUCCESS"]').count() == 0
+    # Several states at once, and a second label: every one of them in the URL.
+    other.click("details.states summary")
+    other.check('input[name="state"][value="REVOKED"]')
+    other.fill('input[name="label"]', "team=data, missing=yes")
+    other.click("form.filters button[type=submit]")
+    other.wait_for_function("() => location.hash.includes('states=REVOKED') && location.hash.includes('missing')")
+    other.locator("#tasks tbody tr").first.wait_for(state="detached")
+    other.fill('input[name="label"]', "")
+    other.click("form.filters button[type=submit]")
+    other.locator('#tasks [data-state="REVOKED"]').wait_for()
+    assert sorted(set(other.locator("#tasks tbody [data-state]").all_inner_texts())) == ["FAILURE", "REVOKED"]
+
+
+def _shown_ids(page: Any) -> list[str]:
+    ids: list[str] = page.locator("#tasks tbody tr").evaluate_all("(rows) => rows.map((r) => r.dataset.row)")
+    return ids
+
+
+def test_sorting_by_duration_orders_by_duration_and_search_finds_by_id(
+    browser: Any, console: tuple[ServerProcess, dict[str, str]]
+) -> None:
+    server, ids = console
+    page = _open(browser, server.http_url + "/#/tasks")
+    page.locator("#tasks tbody tr").first.wait_for()
+    page.select_option('select[name="order"]', "duration desc")
+    page.wait_for_function("() => location.hash.includes('orderBy=duration+desc')")
+    page.locator('th[aria-sort="descending"]', has_text="Duration").wait_for()
+    page.locator("#tasks tbody tr").first.wait_for()
+    shown = _shown_ids(page)
+    with TaskClient(server.address) as client:
+        tasks = [client.get(task_id) for task_id in shown]
+    now = datetime.now(UTC)
+    durations = [((t.ended_at or now) - t.started_at).total_seconds() for t in tasks if t.started_at is not None]
+    assert len(durations) >= 6 and durations == sorted(durations, reverse=True), list(
+        zip(shown, durations, strict=False)
+    )
+    assert all(t.started_at is None for t in tasks[len(durations) :]) and ids["later"] in shown[len(durations) :]
+    assert shown[0] == ids["running"]  # running since the module began: the longest
+    # A search for the start of an id finds that task; the order and the search survive a reload.
+    page.fill('input[name="search"]', ids["failed"][:12])
+    page.click("form.filters button[type=submit]")
+    page.wait_for_function("() => location.hash.includes('search=')")
+    page.wait_for_function("(id) => [...document.querySelectorAll('#tasks tbody tr')].map((r) => r.dataset.row)"
+                           ".join() === id", arg=ids["failed"])  # fmt: skip
+    page.reload()
+    page.locator(f'tr[data-row="{ids["failed"]}"]').wait_for()
+    assert page.locator('select[name="order"]').input_value() == "duration desc"
+    assert page.locator('input[name="search"]').input_value() == ids["failed"][:12]
+    assert _shown_ids(page) == [ids["failed"]]
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
@@ -172,9 +224,13 @@ def test_a_tasks_page_offers_the_actions_its_state_allows_and_they_work(
     with TaskClient(server.address) as client:
         wait_until(lambda: client.get(ids["failed"]).attempt == 2 and client.get(ids["failed"]).state.is_terminal,
                    what="the retried task runs again and ends")  # fmt: skip
+        waits = client.submit("square", {"n": 2}, after=[ids["done"]]).task.task_id
+        client.wait(waits, timeout=30)
         page.goto(f"{server.http_url}/#/task/{ids['done']}")
-        page.locator('[data-state="SUCCESS"]').wait_for()
+        page.locator('[data-state="SUCCESS"]').first.wait_for()
         assert page.locator("#retry").is_hidden(), "a success is done"
+        page.locator(f'#dependents a:text-is("{waits}")').wait_for()  # the tasks that wait on it, with their states
+        assert page.locator("#dependents li").inner_text().endswith("SUCCESS")
         page.once("dialog", lambda dialog: dialog.accept())
         page.click("#delete")
         page.wait_for_url("**/#/tasks")
@@ -319,11 +375,12 @@ def test_every_control_is_reached_by_the_keyboard(browser: Any, console: tuple[S
     server, ids = console
     page = _open(browser, server.http_url + "/#/tasks?states=RUNNING")
     page.locator(f'button[data-stop="{ids["running"]}"]').wait_for()
-    controls = "header a, main button, main input, main select, main a"
+    controls = "header a, main button, main input, main select, main a, main summary"
+    # Shown ones only: the states' checkboxes are in a closed <details> until its summary opens it.
     wanted = page.evaluate(f"""() => [...document.querySelectorAll('{controls}')]
-      .filter((e) => e.offsetParent !== null && !e.disabled).map((e) => e.outerHTML)""")  # fmt: skip
+      .filter((e) => e.checkVisibility() && !e.disabled).map((e) => e.outerHTML)""")  # fmt: skip
     reached = set()
-    for _ in range(len(wanted) + 10):
+    for _ in range(2 * len(wanted) + 10):  # a date-time input takes a Tab per part (day, month, year, hours...)
         page.keyboard.press("Tab")
         reached.add(page.evaluate("document.activeElement.outerHTML"))
     assert [html[:80] for html in wanted if html not in reached] == []

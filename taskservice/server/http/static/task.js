@@ -1,6 +1,7 @@
-// A task's page (`#/task/ID`): every field, its parent, children and dependencies with their states, elapsed time
-// and an ETA from its progress, its history (from its times, then each change as it comes), its log following live,
-// and Stop, Retry or Delete as its state allows. Loaded before dashboard.js, whose helpers it calls.
+// A task's page (`#/task/ID`): every field, its parent, children, dependencies and the tasks that wait on it, each
+// with its state, elapsed time and an ETA from its progress, its history (from its times, then each change as it
+// comes), its log following live, and Stop, Retry or Delete as its state allows. Loaded before dashboard.js, whose
+// helpers it calls.
 'use strict';
 
 
@@ -13,19 +14,23 @@ async function taskPage(taskId) {
   const history = el('ol', { id: 'history', class: 'history' });
   const timing = el('dd', { id: 'timing' });
   const needs = el('ul', { id: 'after' });
-  const children = el('ul', { id: 'children' });
   let task;
-
-  const childrenTitle = el('h3', {}, 'Children');
   const taskLink = (id) => el('a', { href: `#/task/${encodeURIComponent(id)}` }, id);
 
-  async function loadChildren() {
-    const { tasks = [] } = await api('GET', `v1/tasks?parent_id=${encodeURIComponent(taskId)}&page_size=1000`);
-    children.replaceChildren(...tasks.map((child) => el('li', {}, taskLink(child.taskId), ' ', stateCell(child),
-      child.detached ? ' (detached)' : '')));
-    children.hidden = tasks.length === 0;
-    childrenTitle.hidden = tasks.length === 0;
+  // The tasks a ListTasks filter relates to this one (its children, those that run after it), with their states.
+  function related(title, filter, id, note) {
+    const heading = el('h3', { hidden: true }, title);
+    const list = el('ul', { id, hidden: true });
+    async function load() {
+      const { tasks = [] } = await api('GET', `v1/tasks?${filter}=${encodeURIComponent(taskId)}&pageSize=1000`);
+      list.replaceChildren(...tasks.map((t) => el('li', {}, taskLink(t.taskId), ' ', stateCell(t), note(t))));
+      list.hidden = tasks.length === 0;
+      heading.hidden = tasks.length === 0;
+    }
+    return { nodes: [heading, list], load: () => load().catch(() => {}) };
   }
+  const children = related('Children', 'parentId', 'children', (t) => (t.detached ? ' (detached)' : ''));
+  const dependents = related('Tasks that wait on it', 'dependsOn', 'dependents', () => '');
 
   function render() {
     const labels = Object.entries(task.labels || {}).map(([k, v]) => `${k}=${v}`).join(', ');
@@ -108,11 +113,12 @@ async function taskPage(taskId) {
     return () => {};
   }
   view.replaceChildren(el('p', {}, el('a', { href: '#/tasks' }, '← Tasks')), el('h2', {}, taskId),
-    el('div', { class: 'actions' }, stop, retry, remove), details, childrenTitle, children,
+    el('div', { class: 'actions' }, stop, retry, remove), details, ...children.nodes, ...dependents.nodes,
     el('h3', {}, 'History'), history, el('h3', {}, 'Log'), log);
   render();
   startHistory();
-  loadChildren().catch(() => {});
+  children.load();
+  dependents.load();
   Promise.all((task.after || []).map((id) => api('GET', `v1/tasks/${encodeURIComponent(id)}`).then((r) => r.task,
     () => null))).then((found) => needs.replaceChildren(...(task.after || []).map((id, i) => el('li', {}, taskLink(id),
     ' ', found[i] ? stateCell(found[i]) : el('span', { class: 'muted' }, '(deleted)')))));
@@ -121,7 +127,8 @@ async function taskPage(taskId) {
     record(event);
     if (event.task) {
       task = event.task;
-      loadChildren().catch(() => {});  // a state change: its children may have come or moved
+      children.load(); // a state change: its children may have come or moved, and those that wait on it
+      dependents.load();
     } else task.progress = event.progress;
     render();
   }, streams.signal).catch(() => {});

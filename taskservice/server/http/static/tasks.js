@@ -37,24 +37,66 @@ function stateWithError(t) {
     `${t.error.type}${first ? `: ${first.slice(0, 80)}` : ''}`));
 }
 
+// The orders a list can take (ListTasks' order_by), as the sort menu names them; the first is the default.
+const ORDERS = [['submitted_at desc', 'Newest first'], ['submitted_at asc', 'Oldest first'],
+  ['started_at desc', 'Started last first'], ['ended_at desc', 'Ended last first'],
+  ['duration desc', 'Longest first'], ['duration asc', 'Shortest first']];
+const SORTED_COLUMN = { submitted_at: 'Submitted', started_at: 'Started', ended_at: 'Ended', duration: 'Duration' };
+
+// "team=data, env=prod" as {team: 'data', env: 'prod'} (a pair without "=" is left out).
+function parseLabels(text) {
+  return Object.fromEntries(String(text || '').split(',').map((pair) => pair.split('='))
+    .filter(([k, v]) => k.trim() && v !== undefined).map(([k, v]) => [k.trim(), v.trim()]));
+}
+const labelsText = (labels) => Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(', ');
+// A datetime-local value (the reader's clock) as an RFC 3339 time, and back.
+const toInstant = (local) => (local ? new Date(local).toISOString() : '');
+function toLocal(instant) {
+  if (!instant) return '';
+  const at = new Date(instant);
+  return Number.isNaN(at.getTime()) ? '' : new Date(at - at.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+}
+
+// The query ListTasks takes for these filters (page size and token aside).
 function filtersQuery(f) {
   const q = new URLSearchParams();
-  if (f.state) q.append('states', f.state);
+  f.states.forEach((s) => q.append('states', s));
   if (f.type) q.set('taskType', f.type);
-  const [k, v] = (f.label || '').split('=');
-  if (k && v !== undefined) q.set(`labels[${k}]`, v);
+  for (const [k, v] of Object.entries(f.labels)) q.set(`labels[${k}]`, v);
+  if (f.search) q.set('search', f.search);
+  if (f.after) q.set('submittedAfter', f.after);
+  if (f.before) q.set('submittedBefore', f.before);
+  if (f.order !== ORDERS[0][0]) q.set('orderBy', f.order);
   return q;
 }
 
 // ---------------------------------------------------------------------------------------------- tasks
 
-// The filters of `#/tasks?states=FAILURE&taskType=x&labels[team]=data`: a reload or a shared link keeps them.
+// The filters of `#/tasks?states=FAILURE&states=LOST&labels[team]=data&search=img-&orderBy=duration+desc`: a
+// reload or a shared link keeps them.
 function filtersFromHash(query) {
   const q = new URLSearchParams(query);
-  const label = [...q.keys()].find((k) => k.startsWith('labels[') && k.endsWith(']'));
+  const labels = Object.fromEntries([...q.keys()].filter((k) => k.startsWith('labels[') && k.endsWith(']'))
+    .map((k) => [k.slice(7, -1), q.get(k)]));
   const size = Number(q.get('pageSize'));
-  return { state: q.get('states') || '', type: q.get('taskType') || '',
-    label: label ? `${label.slice(7, -1)}=${q.get(label)}` : '', size: PAGE_SIZES.includes(size) ? size : 100 };
+  const order = q.get('orderBy') || ORDERS[0][0];
+  return { states: q.getAll('states').flatMap((s) => s.split(',')).map(shortState).filter(Boolean),
+    type: q.get('taskType') || '', labels, search: q.get('search') || '', after: q.get('submittedAfter') || '',
+    before: q.get('submittedBefore') || '', order: ORDERS.some(([o]) => o === order) ? order : ORDERS[0][0],
+    size: PAGE_SIZES.includes(size) ? size : 100 };
+}
+
+// Several states at once: a checkbox each, folded under a summary that names the chosen ones.
+function statesPicker(chosen) {
+  const summary = el('summary', {});
+  const boxes = ['PENDING', 'RUNNING', 'STOPPING', ...ENDED].map((s) => el('label', { class: 'check' },
+    el('input', { type: 'checkbox', name: 'state', value: s, checked: chosen.includes(s) }), s));
+  const picker = el('details', { class: 'states' }, summary, el('div', { class: 'menu' }, boxes));
+  const values = () => boxes.map((b) => b.firstChild).filter((b) => b.checked).map((b) => b.value);
+  const name = () => { summary.textContent = values().join(', ') || 'any state'; };
+  picker.addEventListener('change', name);
+  name();
+  return { picker, values };
 }
 
 async function tasksPage(query) {
@@ -64,18 +106,24 @@ async function tasksPage(query) {
   let followed = '';
   let timer = null;
   const types = await api('GET', 'v1/taskTypes').catch(() => ({ taskTypes: [] }));
-  const stateSelect = el('select', { name: 'state' }, el('option', { value: '' }, 'any state'),
-    ['PENDING', 'RUNNING', 'STOPPING', ...ENDED].map((s) => el('option', { value: s }, s)));
+  const states = statesPicker(filters.states);
   const typeSelect = el('select', { name: 'type' }, el('option', { value: '' }, 'any type'),
     types.taskTypes.map((t) => el('option', { value: t.name }, t.name)));
-  const labelInput = el('input', { name: 'label', placeholder: 'key=value' });
+  const searchInput = el('input', { name: 'search', type: 'search', placeholder: 'id prefix or error text',
+    value: filters.search });
+  const labelInput = el('input', { name: 'label', placeholder: 'key=value, …', value: labelsText(filters.labels) });
+  const afterInput = el('input', { name: 'after', type: 'datetime-local', value: toLocal(filters.after) });
+  const beforeInput = el('input', { name: 'before', type: 'datetime-local', value: toLocal(filters.before) });
+  const orderSelect = el('select', { name: 'order' }, ORDERS.map(([o, text]) => el('option', { value: o }, text)));
   const sizeSelect = el('select', { name: 'size' }, PAGE_SIZES.map((n) => el('option', { value: n }, `${n} a page`)));
   const body = el('tbody');
   const pager = el('div', { class: 'pager' });
   const summary = el('span', { class: 'muted' });
   const form = el('form', { class: 'filters', onsubmit: (e) => { e.preventDefault(); apply(); } },
-    el('label', {}, 'State', stateSelect), el('label', {}, 'Type', typeSelect), el('label', {}, 'Label', labelInput),
-    el('label', {}, 'Show', sizeSelect),
+    el('label', {}, 'Search', searchInput), el('div', { class: 'field' }, el('span', {}, 'States'), states.picker),
+    el('label', {}, 'Type', typeSelect), el('label', {}, 'Labels', labelInput),
+    el('label', {}, 'Submitted from', afterInput), el('label', {}, 'until', beforeInput),
+    el('label', {}, 'Sort', orderSelect), el('label', {}, 'Show', sizeSelect),
     el('button', { type: 'submit' }, 'Filter'),
     el('button', { type: 'button', class: 'danger', id: 'stop-matching', onclick: () => stopMatching().catch(showError) },
       'Stop all matching'),
@@ -86,27 +134,40 @@ async function tasksPage(query) {
     summary);
   const wide = new Set(['Attempt', 'Submitted', 'Started', 'Ended', 'Labels']); // left out on a phone
   const total = el('p', { class: 'muted', id: 'total' });
+  // The column the list is sorted by says so (aria-sort, and an arrow).
+  const [sortKey, direction] = filters.order.split(' ');
+  const heading = (h) => el('th', { class: wide.has(h) ? 'wide' : undefined,
+    'aria-sort': SORTED_COLUMN[sortKey] === h ? `${direction}ending` : undefined },
+  SORTED_COLUMN[sortKey] === h ? `${h} ${direction === 'desc' ? '↓' : '↑'}` : h);
   view.replaceChildren(form, total, el('div', { class: 'scroll' }, el('table', { id: 'tasks' }, el('thead', {}, el('tr', {},
     ['Task', 'Type', 'State', 'Progress', 'Duration', 'Attempt', 'Submitted', 'Started', 'Ended', 'Labels', '']
-      .map((h) => el('th', { class: wide.has(h) ? 'wide' : undefined }, h)))), body)), pager);
+      .map(heading))), body)), pager);
   const ticking = setInterval(() => {
     for (const cell of body.querySelectorAll('[data-running-since]')) {
       cell.textContent = durationText((Date.now() - Number(cell.dataset.runningSince)) / 1000);
     }
   }, 1000);
 
-  stateSelect.value = filters.state;
   typeSelect.value = filters.type;
-  labelInput.value = filters.label;
+  orderSelect.value = filters.order;
   sizeSelect.value = filters.size;
   sizeSelect.onchange = () => apply();
+  orderSelect.onchange = () => apply();
 
+  // The form's filters into the URL; a new order draws the page again (its column headings say the order).
   function apply() {
-    Object.assign(filters, { state: stateSelect.value, type: typeSelect.value, label: labelInput.value.trim(),
-      size: Number(sizeSelect.value) });
+    const order = orderSelect.value;
+    Object.assign(filters, { states: states.values(), type: typeSelect.value, labels: parseLabels(labelInput.value),
+      search: searchInput.value.trim(), after: toInstant(afterInput.value), before: toInstant(beforeInput.value),
+      order, size: Number(sizeSelect.value) });
     const q = filtersQuery(filters);
     if (filters.size !== 100) q.set('pageSize', filters.size);
-    history.replaceState(null, '', `#/tasks?${q}`);
+    const hash = `#/tasks?${q}`;
+    if (order !== `${sortKey} ${direction}`) {
+      location.hash = hash; // hashchange: the page again, with its headings
+      return;
+    }
+    history.replaceState(null, '', hash);
     tokens.length = 1;
     load();
   }
@@ -131,8 +192,10 @@ async function tasksPage(query) {
       el('td', {}, rowAction(t)))));
     showTotal().catch(() => {});
     pager.replaceChildren(
-      el('button', { disabled: tokens.length === 1, onclick: () => { tokens.pop(); load(); } }, '← Newer'),
-      el('button', { disabled: !page.nextPageToken, onclick: () => { tokens.push(page.nextPageToken); load(); } }, 'Older →'));
+      el('button', { disabled: tokens.length === 1, onclick: () => { tokens.pop(); load(); } },
+        filters.order === ORDERS[0][0] ? '← Newer' : '← Previous'),
+      el('button', { disabled: !page.nextPageToken, onclick: () => { tokens.push(page.nextPageToken); load(); } },
+        filters.order === ORDERS[0][0] ? 'Older →' : 'Next →'));
     watch(page.tasks.filter((t) => !ENDED.has(shortState(t.state))).map((t) => t.taskId));
     clearTimeout(timer);
     timer = setTimeout(load, REFRESH_MS);
@@ -151,14 +214,14 @@ async function tasksPage(query) {
       'Retry');
   }
 
-  // How many match, when GetStats can tell (its counts are by state and type, not by label).
+  // How many match, when GetStats can tell (its counts are by state and type only).
   async function showTotal() {
-    if (filters.label) {
+    if (Object.keys(filters.labels).length || filters.search || filters.after || filters.before) {
       total.textContent = '';
       return;
     }
     const stats = await api('GET', 'v1/stats');
-    const n = (stats.counts || []).filter((c) => (!filters.state || shortState(c.state) === filters.state)
+    const n = (stats.counts || []).filter((c) => (!filters.states.length || filters.states.includes(shortState(c.state)))
       && (!filters.type || c.taskType === filters.type)).reduce((sum, c) => sum + Number(c.count || 0), 0);
     total.textContent = `${n} task${n === 1 ? '' : 's'} match`;
   }
@@ -180,9 +243,9 @@ async function tasksPage(query) {
     }, stream.signal).catch(() => {});
   }
 
-  // The ids of the tasks matching the filters, in these states (of those the filter's state allows).
+  // The ids of the tasks matching the filters, in these states (of those the filter's states allow).
   async function matching(allowed) {
-    const wanted = filters.state ? [filters.state].filter((s) => allowed.includes(s)) : allowed;
+    const wanted = filters.states.length ? filters.states.filter((s) => allowed.includes(s)) : allowed;
     const q = filtersQuery(filters);
     q.delete('states');
     wanted.forEach((s) => q.append('states', s));
@@ -198,10 +261,21 @@ async function tasksPage(query) {
     return { wanted: wanted.length ? wanted : [], ids: wanted.length ? ids : [] };
   }
 
+  // StopTasks and DeleteTasks filter by states, type and labels; a search or a time range goes task by task.
+  const inOneCall = () => !filters.search && !filters.after && !filters.before;
   function matchingBody(wanted) {
-    const [k, v] = (filters.label || '').split('=');
-    return { states: wanted.map((s) => `TASK_STATE_${s}`), taskType: filters.type,
-      labels: k && v !== undefined ? { [k]: v } : {}, all: !filters.type && !filters.label && !filters.state };
+    const labels = filters.labels;
+    return { states: wanted.map((s) => `TASK_STATE_${s}`), taskType: filters.type, labels,
+      all: !filters.type && !Object.keys(labels).length && !filters.states.length };
+  }
+  // One call per task, a few at a time: how many were done.
+  async function eachTask(ids, call) {
+    let done = 0;
+    for (let i = 0; i < ids.length; i += 20) {
+      const settled = await Promise.allSettled(ids.slice(i, i + 20).map(call));
+      done += settled.filter((d) => d.status === 'fulfilled').length;
+    }
+    return done;
   }
 
   // Each bulk action says how many first, and asks.
@@ -216,16 +290,19 @@ async function tasksPage(query) {
     load();
   }
 
-  const stopMatching = () => bulk('stop', ['PENDING', 'RUNNING'], async (wanted) => {
-    const stopped = await api('POST', 'v1/tasks:stop', { ...matchingBody(wanted), reason: 'stopped from the dashboard' });
+  const taskPath = (id) => `v1/tasks/${encodeURIComponent(id)}`;
+  const stopMatching = () => bulk('stop', ['PENDING', 'RUNNING'], async (wanted, ids) => {
+    const reason = 'stopped from the dashboard';
+    if (!inOneCall()) return `${await eachTask(ids, (id) => api('POST', `${taskPath(id)}:stop`, { reason }))} stopped`;
+    const stopped = await api('POST', 'v1/tasks:stop', { ...matchingBody(wanted), reason });
     return `${stopped.revoked || 0} revoked, ${stopped.stopping || 0} asked to stop`;
   });
   const retryMatching = () => bulk('retry', [...RETRYABLE], async (wanted, ids) => {
-    const done = await Promise.allSettled(ids.map((id) => api('POST', `v1/tasks/${encodeURIComponent(id)}:retry`,
-      { reason: 'retried from the dashboard' })));
-    return `${done.filter((d) => d.status === 'fulfilled').length} retried`;
+    const reason = 'retried from the dashboard';
+    return `${await eachTask(ids, (id) => api('POST', `${taskPath(id)}:retry`, { reason }))} retried`;
   });
-  const deleteMatching = () => bulk('delete', [...ENDED], async (wanted) => {
+  const deleteMatching = () => bulk('delete', [...ENDED], async (wanted, ids) => {
+    if (!inOneCall()) return `${await eachTask(ids, (id) => api('DELETE', taskPath(id)))} deleted`;
     const deleted = await api('POST', 'v1/tasks:delete', matchingBody(wanted));
     return `${deleted.deleted || 0} deleted`;
   });
