@@ -320,7 +320,8 @@ def check_final(
                 continue
             unexplained[key] -= 1
             census["stored without an answer"] += 1
-            request = Request(task.task_type, task.args)
+            # Its Submit's answer was lost: what it was to run after is what the server stored.
+            request = Request(task.task_type, task.args, after=tuple(task.after))
         elif task.task_id not in ledger.acked:
             census["stored without an answer"] += 1
         if (task.task_type, task.args) != (request.task_type, request.args):
