@@ -12,8 +12,9 @@ from taskservice.core.model.models import Task, TaskState
 CHUNK = 50_000
 
 
-def fill(path: Path, count: int, state: TaskState) -> list[str]:
-    """`count` demo tasks in `state`, ids t0..t{count-1}; returns the ids."""
+def fill(path: Path, count: int, state: TaskState, *, over_seconds: float = 0.0) -> list[str]:
+    """`count` demo tasks in `state`, ids t0..t{count-1}, submitted (and ended, if `state` is an end) evenly over
+    the last `over_seconds` (0: all now); returns the ids."""
     SQLiteBoard(path).close()  # creates the schema
     import sqlite3
 
@@ -25,14 +26,15 @@ def fill(path: Path, count: int, state: TaskState) -> list[str]:
         rows = []
         for i in range(start, min(count, start + CHUNK)):
             finished = state.is_terminal
+            at = now - over_seconds * (count - i) / count
             task = Task(
                 task_id=ids[i],
                 task_type="demo",
                 args={"steps": 0},
                 state=state,
-                submitted_at=now,
-                started_at=now if finished else None,
-                ended_at=now if finished else None,
+                submitted_at=at,
+                started_at=at if finished else None,
+                ended_at=at if finished else None,
                 result={"steps": 0} if state is TaskState.SUCCESS else None,
                 attempt=1 if finished else 0,
                 submit_order=i + 1,

@@ -555,6 +555,8 @@ def test_a_task_that_failed_is_retried_by_hand_as_its_next_attempt_and_other_sta
     assert board.get("failed").state is TaskState.PENDING  # type: ignore[union-attr]
     (again,) = claim(board, now=NOW + 2)
     assert again.task_id == "failed" and again.task.attempt == 2
+    counts = {(c.task_type, c.state): c.count for c in board.task_counts()}
+    assert counts == {("echo", TaskState.RUNNING): 1, ("echo", TaskState.SUCCESS): 1, ("echo", TaskState.PENDING): 1}
     refusals = {"fine": WrongState, "failed": WrongState, "waiting": WrongState, "no": TaskNotFound}
     for task_id, refused in refusals.items():
         waited = Waited()
@@ -589,6 +591,7 @@ def test_an_ended_task_is_deleted_and_an_unfinished_or_unknown_one_is_refused(bo
     assert error is None and task.task_id == "done" and task.state is TaskState.SUCCESS
     assert board.get("done") is None
     assert board.list(TaskFilter(), after=None, limit=10)[0].task_id == "queued"
+    assert [(c.state, c.count) for c in board.task_counts()] == [(TaskState.PENDING, 1)], "deleted: not counted"
     for task_id, refused in (("queued", WrongState), ("done", TaskNotFound)):
         waited = Waited()
         board.delete(task_id, waited)

@@ -42,6 +42,7 @@ def test_a_file_of_an_older_schema_is_migrated_and_keeps_its_tasks(tmp_path: Pat
     try:
         old = board.get("old")
         assert old is not None and old.state is TaskState.SUCCESS and old.retention is None
+        assert [(c.task_type, c.state, c.count) for c in board.task_counts()] == [("demo", TaskState.SUCCESS, 1)]
     finally:
         board.close()
     with sqlite3.connect(path) as conn:

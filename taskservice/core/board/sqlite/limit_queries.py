@@ -172,7 +172,7 @@ class SQLiteLimitQueries:
     # ------------------------------------------------------------------ for GetStats
 
     def task_counts(self, cur: Cursor) -> builtins.list[tuple[str, str, int]]:
-        cur.execute("SELECT task_type, state, count(*) FROM tasks GROUP BY task_type, state")
+        cur.execute("SELECT task_type, state, n FROM task_counts WHERE n > 0")
         found: builtins.list[tuple[str, str, int]] = cur.fetchall()
         return found
 

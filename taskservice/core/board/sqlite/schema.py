@@ -19,7 +19,7 @@ from taskservice.telemetry.context import dump_carrier
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 # Bump with a migration in MIGRATIONS when the schema changes; old files are migrated on open.
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -152,6 +152,27 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE nodes ADD COLUMN workers INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE nodes ADD COLUMN busy INTEGER NOT NULL DEFAULT 0;
     """,
+    # GetStats: how many tasks of each type are in each state, kept by triggers in the transaction of each change
+    # (a count of 100,000 rows took 70 ms at every overview refresh; a trigger's upsert costs microseconds).
+    12: """
+    CREATE TABLE task_counts (
+        task_type TEXT NOT NULL,
+        state     TEXT NOT NULL,
+        n         INTEGER NOT NULL,
+        PRIMARY KEY (task_type, state)
+    ) WITHOUT ROWID;
+    INSERT INTO task_counts SELECT task_type, state, count(*) FROM tasks GROUP BY task_type, state;
+    CREATE TRIGGER task_counts_insert AFTER INSERT ON tasks BEGIN
+        INSERT INTO task_counts VALUES (NEW.task_type, NEW.state, 1) ON CONFLICT DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER task_counts_update AFTER UPDATE OF state ON tasks WHEN OLD.state <> NEW.state BEGIN
+        UPDATE task_counts SET n = n - 1 WHERE task_type = OLD.task_type AND state = OLD.state;
+        INSERT INTO task_counts VALUES (NEW.task_type, NEW.state, 1) ON CONFLICT DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER task_counts_delete AFTER DELETE ON tasks BEGIN
+        UPDATE task_counts SET n = n - 1 WHERE task_type = OLD.task_type AND state = OLD.state;
+    END;
+    """,
 }
 
 # In the order task_from_row reads.
@@ -203,15 +224,26 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
     for target in range(version + 1, SCHEMA_VERSION + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:
-            # Statements are split on ';' so that they run inside this transaction (executescript commits).
-            for statement in MIGRATIONS[target].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            # Statements run one by one inside this transaction (executescript commits).
+            for statement in _statements(MIGRATIONS[target]):
+                conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {target}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+
+def _statements(script: str) -> list[str]:
+    """A script's statements: split at each ';' that ends one (a trigger's body holds several)."""
+    statements, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending)
+            pending = ""
+    return statements
 
 
 def damage(exc: sqlite3.DatabaseError, path: Path) -> StoreDamaged | None:
