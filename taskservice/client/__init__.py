@@ -34,6 +34,7 @@ from taskservice.client.errors import (
 )
 from taskservice.client.limits import Limit, LimitPage, LimitResult, parse_rate
 from taskservice.client.models import (
+    HistoryEntry,
     LimitCount,
     LogChunk,
     MinuteCounts,
@@ -73,6 +74,7 @@ __all__ = [
     "AsyncTaskRun",
     "DeadlineExceeded",
     "FailedPrecondition",
+    "HistoryEntry",
     "InvalidArgument",
     "Limit",
     "LimitCount",

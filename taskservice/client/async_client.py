@@ -25,6 +25,7 @@ from taskservice.client.calls import (
     delete_call,
     delete_tasks_call,
     get_call,
+    history_call,
     list_call,
     list_schedules_call,
     nodes_call,
@@ -49,6 +50,7 @@ from taskservice.client.limits import (
     update_limit_call,
 )
 from taskservice.client.models import (
+    History,
     LogChunk,
     Nodes,
     Schedule,
@@ -174,7 +176,7 @@ class AsyncTaskClient(ClientBase):
         ]
 
     async def get(self, task_id: str) -> Task:
-        """The task as it is now; TaskNotFound for an unknown id."""
+        """The task as it is now; TaskTaskNotFound for an unknown id."""
         return await self._invoke(get_call(task_id))
 
     async def stop(self, task_id: str, reason: str = "") -> Task:
@@ -325,6 +327,11 @@ class AsyncTaskClient(ClientBase):
         """Tasks by type and state, the last hour's starts and ends per minute, and the oldest runnable task's wait:
         the overview of every server of the database."""
         return await self._invoke(stats_call())
+
+    async def history(self, task_id: str) -> History:
+        """The task's stored life, oldest first: each state change, and a sample of its progress each time a run
+        passed another tenth of the way. TaskNotFound for an unknown id."""
+        return await self._invoke(history_call(task_id))
 
     async def nodes(self) -> Nodes:
         """The servers of the database (each engine process), by name: the types each claims, its worker threads and

@@ -11,6 +11,7 @@ import grpc
 from taskservice.client.convert import (
     list_request,
     page_from_pb,
+    progress_from_pb,
     state_from_pb,
     struct_to_dict,
     submit_request,
@@ -19,6 +20,7 @@ from taskservice.client.convert import (
 )
 from taskservice.client.errors import ERROR_CLASSES, TaskServiceError
 from taskservice.client.models import (
+    HistoryEntry,
     LimitCount,
     MinuteCounts,
     Node,
@@ -238,6 +240,15 @@ def stats_call() -> Unary[Stats]:
         )  # fmt: skip
 
     return Unary("GetStats", pb.GetStatsRequest(), convert)
+
+
+def history_call(task_id: str) -> Unary[list[HistoryEntry]]:
+    def convert(r: pb.GetTaskHistoryResponse) -> list[HistoryEntry]:
+        return [HistoryEntry(timestamp_to_datetime(e.time) if e.HasField("time") else None, state_from_pb(e.state),
+                             e.attempt, progress_from_pb(e.progress) if e.HasField("progress") else None)
+                for e in r.entries]  # fmt: skip
+
+    return Unary("GetTaskHistory", pb.GetTaskHistoryRequest(task_id=task_id), convert)
 
 
 def nodes_call() -> Unary[list[Node]]:

@@ -233,6 +233,17 @@ class MinuteCounts:
 
 
 @dataclass(frozen=True)
+class HistoryEntry:
+    """A moment of a task's stored life (GetTaskHistory): a state change, or a sample of its progress (`progress`
+    set; None for a state change) each time a run passed another tenth of the way."""
+
+    time: datetime | None
+    state: TaskState
+    attempt: int
+    progress: Progress | None = None
+
+
+@dataclass(frozen=True)
 class LimitCount:
     """A limit's tasks: running, and waiting in the groups it holds back."""
 
@@ -278,3 +289,4 @@ class Node:
 
 # A module-level name: inside the clients, `list` is their method.
 Nodes = list[Node]
+History = list[HistoryEntry]

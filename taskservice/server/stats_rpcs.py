@@ -1,5 +1,5 @@
-"""The overview's RPCs: GetStats (counts the board makes) and ListNodes (the servers of the database), on read
-threads, as the contract carries them."""
+"""The console's reads: GetStats (counts the board makes), ListNodes (the servers of the database) and
+GetTaskHistory (a task's stored life), on read threads, as the contract carries them."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from taskservice.core.engine.manager import WorkerManager
+from taskservice.core.engine.validation import check_task_id
+from taskservice.core.model.errors import TaskNotFound
+from taskservice.core.model.history import HistoryEntry
 from taskservice.core.model.nodes import NodeInfo
 from taskservice.core.model.stats import MinuteCounts, TaskCount
 from taskservice.server import convert
@@ -46,6 +49,14 @@ class StatsRpcs:
             return answer
 
     @unary
+    async def GetTaskHistory(self, request: pb.GetTaskHistoryRequest, context: Any) -> pb.GetTaskHistoryResponse:
+        check_task_id(request.task_id)
+        entries = await self._read(self._manager.board.history, request.task_id)
+        if entries is None:
+            raise TaskNotFound(request.task_id)
+        return pb.GetTaskHistoryResponse(entries=[_entry_to_proto(entry) for entry in entries])
+
+    @unary
     async def ListNodes(self, request: pb.ListNodesRequest, context: Any) -> pb.ListNodesResponse:
         nodes = await self._read(self._manager.presence.nodes)
         return pb.ListNodesResponse(nodes=[_node_to_proto(node) for node in nodes])
@@ -64,6 +75,14 @@ class StatsRpcs:
             time=convert.timestamp_to_proto(now),
             limits=[pb.LimitCount(limit_id=c.limit_id, running=c.running, waiting=c.waiting) for c in limits],
         )
+
+
+def _entry_to_proto(entry: HistoryEntry) -> pb.TaskHistoryEntry:
+    message = pb.TaskHistoryEntry(time=convert.timestamp_to_proto(entry.at), state=convert.state_to_proto(entry.state),
+                                  attempt=entry.attempt)  # fmt: skip
+    if entry.percent is not None:
+        message.progress.CopyFrom(pb.Progress(percent=entry.percent, message=entry.message))
+    return message
 
 
 def _count_to_proto(count: TaskCount) -> pb.TaskCount:

@@ -75,6 +75,11 @@ class TaskServiceStub:
                 request_serializer=taskservice_dot_v1_dot_task__service__pb2.WatchLogsRequest.SerializeToString,
                 response_deserializer=taskservice_dot_v1_dot_task__service__pb2.WatchLogsResponse.FromString,
                 _registered_method=True)
+        self.GetTaskHistory = channel.unary_unary(
+                '/taskservice.v1.TaskService/GetTaskHistory',
+                request_serializer=taskservice_dot_v1_dot_task__service__pb2.GetTaskHistoryRequest.SerializeToString,
+                response_deserializer=taskservice_dot_v1_dot_task__service__pb2.GetTaskHistoryResponse.FromString,
+                _registered_method=True)
         self.WaitTask = channel.unary_unary(
                 '/taskservice.v1.TaskService/WaitTask',
                 request_serializer=taskservice_dot_v1_dot_task__service__pb2.WaitTaskRequest.SerializeToString,
@@ -237,6 +242,16 @@ class TaskServiceServicer:
         """WatchLogs streams a task's log (a command's stdout and stderr, or what a handler wrote with
         ctx.log()) from a byte offset. With follow it goes on until the task has ended and its log is read
         to the end; a client that reconnects resumes at the offset after the last byte it got.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTaskHistory(self, request, context):
+        """GetTaskHistory answers a task's life as stored, oldest first: each state change (a run's start at the
+        time it began, an end at the task's end) and a sample of its progress each time a run passes another
+        tenth of the way. Written in the transaction of each change, so it survives restarts; deleted with the
+        task. NOT_FOUND for an unknown id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -433,6 +448,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.WatchLogs,
                     request_deserializer=taskservice_dot_v1_dot_task__service__pb2.WatchLogsRequest.FromString,
                     response_serializer=taskservice_dot_v1_dot_task__service__pb2.WatchLogsResponse.SerializeToString,
+            ),
+            'GetTaskHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTaskHistory,
+                    request_deserializer=taskservice_dot_v1_dot_task__service__pb2.GetTaskHistoryRequest.FromString,
+                    response_serializer=taskservice_dot_v1_dot_task__service__pb2.GetTaskHistoryResponse.SerializeToString,
             ),
             'WaitTask': grpc.unary_unary_rpc_method_handler(
                     servicer.WaitTask,
@@ -747,6 +767,33 @@ class TaskService:
             '/taskservice.v1.TaskService/WatchLogs',
             taskservice_dot_v1_dot_task__service__pb2.WatchLogsRequest.SerializeToString,
             taskservice_dot_v1_dot_task__service__pb2.WatchLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTaskHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.v1.TaskService/GetTaskHistory',
+            taskservice_dot_v1_dot_task__service__pb2.GetTaskHistoryRequest.SerializeToString,
+            taskservice_dot_v1_dot_task__service__pb2.GetTaskHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

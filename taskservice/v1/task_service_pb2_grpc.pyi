@@ -69,6 +69,12 @@ class TaskServiceStub:
     ctx.log()) from a byte offset. With follow it goes on until the task has ended and its log is read
     to the end; a client that reconnects resumes at the offset after the last byte it got.
     """
+    GetTaskHistory: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.GetTaskHistoryRequest, _task_service_pb2.GetTaskHistoryResponse]
+    """GetTaskHistory answers a task's life as stored, oldest first: each state change (a run's start at the
+    time it began, an end at the task's end) and a sample of its progress each time a run passes another
+    tenth of the way. Written in the transaction of each change, so it survives restarts; deleted with the
+    task. NOT_FOUND for an unknown id.
+    """
     WaitTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.WaitTaskRequest, _task_service_pb2.WaitTaskResponse]
     """WaitTask answers once the task has ended (done=true), or when the timeout or the call's deadline is
     about to pass, whichever comes first, with the task as it is then (done=false); like
@@ -169,6 +175,12 @@ class TaskServiceAsyncStub(TaskServiceStub):
     """WatchLogs streams a task's log (a command's stdout and stderr, or what a handler wrote with
     ctx.log()) from a byte offset. With follow it goes on until the task has ended and its log is read
     to the end; a client that reconnects resumes at the offset after the last byte it got.
+    """
+    GetTaskHistory: _aio.UnaryUnaryMultiCallable[_task_service_pb2.GetTaskHistoryRequest, _task_service_pb2.GetTaskHistoryResponse]  # type: ignore[assignment]
+    """GetTaskHistory answers a task's life as stored, oldest first: each state change (a run's start at the
+    time it began, an end at the task's end) and a sample of its progress each time a run passes another
+    tenth of the way. Written in the transaction of each change, so it survives restarts; deleted with the
+    task. NOT_FOUND for an unknown id.
     """
     WaitTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.WaitTaskRequest, _task_service_pb2.WaitTaskResponse]  # type: ignore[assignment]
     """WaitTask answers once the task has ended (done=true), or when the timeout or the call's deadline is
@@ -315,6 +327,18 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         """WatchLogs streams a task's log (a command's stdout and stderr, or what a handler wrote with
         ctx.log()) from a byte offset. With follow it goes on until the task has ended and its log is read
         to the end; a client that reconnects resumes at the offset after the last byte it got.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTaskHistory(
+        self,
+        request: _task_service_pb2.GetTaskHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.GetTaskHistoryResponse, _abc.Awaitable[_task_service_pb2.GetTaskHistoryResponse]]:
+        """GetTaskHistory answers a task's life as stored, oldest first: each state change (a run's start at the
+        time it began, an end at the task's end) and a sample of its progress each time a run passes another
+        tenth of the way. Written in the transaction of each change, so it survives restarts; deleted with the
+        task. NOT_FOUND for an unknown id.
         """
 
     @_abc_1.abstractmethod

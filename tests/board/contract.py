@@ -339,6 +339,46 @@ def test_progress_is_saved_for_the_owner_and_never_takes_a_sequence_back(board: 
     assert stored is not None and stored.progress.message == "fifty" and stored.event_sequence == 9
 
 
+def _claim_started(board: Board, task_id: str, now: float) -> Claim:
+    """A claim whose handler starts: its start written, as a worker's is."""
+    batch = board.claim("node-a", ClaimScope(None), 1, lease_until=now + LEASE, now=now)
+    (owned,) = batch.claims
+    assert owned.task_id == task_id and batch.wait_durable(task_id) is None
+    batch.started(task_id)
+    wait_until(lambda: board.get(task_id).started_at is not None, what="the start written")  # type: ignore[union-attr]
+    return owned
+
+
+def test_history_keeps_each_change_and_a_tenth_of_the_way_until_the_task_is_deleted(board: Board) -> None:
+    submit(board, [new("h")])
+    owned = _claim_started(board, "h", NOW)
+    for step, (percent, message) in enumerate([(5.0, "begun"), (25.0, "a quarter"), (27.0, "more"), (60.0, "most")]):
+        board.save_progress([(owned, Progress(percent, message, 0, 0, NOW + 1 + step), 10 + step)])
+    wait_until(lambda: board.get("h").progress.message == "most", what="the progress saved")  # type: ignore[union-attr]
+    assert finish(board, owned, ended(owned, TaskState.FAILURE, now=NOW + 5))
+    waited = Waited()
+    board.retry("h", NOW + 6, waited)
+    assert waited.result()[1] is None
+    again = _claim_started(board, "h", NOW + 7)
+    assert finish(board, again, ended(again, TaskState.SUCCESS, now=NOW + 9))
+
+    history = board.history("h")
+    assert history is not None
+    P, R = TaskState.PENDING, TaskState.RUNNING
+    assert [(e.state, e.attempt, e.percent, e.message) for e in history] == [
+        (P, 0, None, ""), (R, 1, None, ""), (R, 1, 25.0, "a quarter"), (R, 1, 60.0, "most"),
+        (TaskState.FAILURE, 1, None, ""), (P, 1, None, ""), (R, 2, None, ""), (TaskState.SUCCESS, 2, None, ""),
+    ]  # fmt: skip
+    assert [history[0].at, history[2].at, history[3].at, history[4].at, history[7].at] == [
+        NOW, NOW + 2, NOW + 4, NOW + 5, NOW + 9,
+    ]  # fmt: skip
+    assert board.history("nobody") is None
+    waited = Waited()
+    board.delete("h", waited)
+    assert waited.result()[1] is None
+    assert board.history("h") is None
+
+
 # ---------------------------------------------------------------------------------------------- stopping
 
 

@@ -224,6 +224,13 @@ def test_a_tasks_page_offers_the_actions_its_state_allows_and_they_work(
     with TaskClient(server.address) as client:
         wait_until(lambda: client.get(ids["failed"]).attempt == 2 and client.get(ids["failed"]).state.is_terminal,
                    what="the retried task runs again and ends")  # fmt: skip
+        # Its stored history, read when the page opens, holds both runs.
+        page.reload()
+        page.locator("#history li", has_text="started, attempt 2").wait_for()
+        lived = page.locator("#history li .what").all_inner_texts()
+        assert [t for t in lived if not t[0].isdigit()] == [
+            "submitted", "started, attempt 1", "ended FAILURE", "PENDING again", "started, attempt 2", "ended FAILURE",
+        ], lived  # fmt: skip
         waits = client.submit("square", {"n": 2}, after=[ids["done"]]).task.task_id
         client.wait(waits, timeout=30)
         page.goto(f"{server.http_url}/#/task/{ids['done']}")

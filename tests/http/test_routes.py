@@ -117,6 +117,11 @@ async def test_list_filters_and_pages_like_list_tasks(http: aiohttp.ClientSessio
     status, found = await call(http, "GET", f"{base_url}/v1/tasks", params=params)
     ends = [_seconds(t["endedAt"]) for t in found["tasks"]]
     assert status == 200 and len(ends) == 5 and ends == sorted(ends)
+    status, history = await call(http, "GET", f"{base_url}/v1/tasks/p3/history")
+    assert status == 200 and history["entries"][0]["state"] == "TASK_STATE_PENDING"
+    assert history["entries"][-1]["state"] == "TASK_STATE_SUCCESS" and history["entries"][0]["time"].endswith("Z")
+    status, unknown = await call(http, "GET", f"{base_url}/v1/tasks/nobody/history")
+    assert status == 404 and unknown["code"] == 5
     status, refused = await call(http, "GET", f"{base_url}/v1/tasks", params={"orderBy": "size"})
     assert status == 400 and refused["details"][0]["fieldViolations"][0]["field"] == "order_by"
     status, deleted = await call(http, "POST", f"{base_url}/v1/tasks:delete", json={"labels": {"batch": "a"}})

@@ -227,6 +227,7 @@ export class TaskClient {
   taskTypes(opts?: CallOptions): Promise<TaskTypeInfo[]>;
   stats(opts?: CallOptions): Promise<Stats>;
   nodes(opts?: CallOptions): Promise<NodeInfo[]>;
+  history(taskId: string, opts?: CallOptions): Promise<{ time: Date | null; state: TaskStateName; attempt: number; progress: Progress | null }[]>;
   createSchedule(scheduleId: string, taskType: string, args?: Record<string, Json>, opts?: ScheduleOptions): Promise<{ schedule: Schedule; created: boolean }>;
   getSchedule(scheduleId: string, opts?: CallOptions): Promise<Schedule>;
   listSchedules(opts?: CallOptions & { pageSize?: number; pageToken?: string }): Promise<{ schedules: Schedule[]; nextPageToken: string }>;

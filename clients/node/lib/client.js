@@ -388,6 +388,19 @@ class TaskClient {
   }
 
   /**
+   * A task's stored life, oldest first: [{time, state, attempt, progress}], each state change (progress null) and
+   * a sample of its progress each time a run passed another tenth of the way. NOT_FOUND for an unknown id.
+   * @param {string} taskId
+   */
+  async history(taskId, opts = {}) {
+    const response = await this._unary('GetTaskHistory', { taskId }, opts.timeoutMs);
+    return (response.entries || []).map((e) => ({
+      time: convert.timestampFromProto(e.time), state: convert.stateFromProto(e.state), attempt: Number(e.attempt || 0),
+      progress: e.progress ? convert.progressFromProto(e.progress) : null,
+    }));
+  }
+
+  /**
    * The servers of the database (each engine process), by name: [{node, taskTypes, onlyLabels, startedAt, lastSeen,
    * workers, busy}].
    */

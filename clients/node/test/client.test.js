@@ -219,6 +219,16 @@ describe('TaskService', () => {
     assert.deepEqual(err.fieldViolations.map((v) => v.field), ['order_by']);
   });
 
+  test('history answers a task\'s state changes in order, and NOT_FOUND for an unknown id', LIMIT, async () => {
+    const { task } = await client.submit('demo', { steps: 1, step_seconds: 0.01 });
+    const done = await client.wait(task.taskId, { timeoutMs: 10_000 });
+    const history = await client.history(task.taskId);
+    assert.deepEqual(history.filter((e) => !e.progress).map((e) => [e.state, e.attempt]),
+      [['PENDING', 0], ['RUNNING', 1], ['SUCCESS', 1]]);
+    assert.equal(history.at(-1).time.getTime(), done.endedAt.getTime());
+    await rejectsWith(client.history('no-such-task'), Status.NOT_FOUND);
+  });
+
   test('retry runs a revoked task again as its next attempt; a task that succeeded cannot be retried', LIMIT, async () => {
     const { task } = await client.submit('sleep', { seconds: 60 });
     await client.stop(task.taskId);

@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("get", commands.get, "show a task: state, progress, times, result or error")
     p.add_argument("task_id", metavar="ID")
 
+    p = command("history", commands.history, "show a task's stored life: each state change and progress sample")
+    p.add_argument("task_id", metavar="ID")
+
     p = command("stop", commands.stop, "revoke a pending task or ask a running one to stop")
     p.add_argument("task_id", metavar="ID")
     p.add_argument("--reason", default="", metavar="TEXT", help="recorded in the task's error message")

@@ -13,6 +13,7 @@ from taskctl.output import (
     format_submit,
     format_table,
     format_task,
+    format_time,
     status_json,
     submit_to_json,
     task_to_json,
@@ -85,6 +86,19 @@ def submit_file(client: TaskClient, ns: argparse.Namespace, output: Output) -> E
 
 def get(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
     _print_task(client.get(ns.task_id), output, long=True)
+    return ExitCode.OK
+
+
+def history(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
+    """One line a moment, oldest first: time, state, attempt, and a progress sample's percent and message."""
+    for entry in client.history(ns.task_id):
+        sample = entry.progress
+        if output.json:
+            line = {"time": format_time(entry.time), "state": entry.state.value, "attempt": entry.attempt}
+            output.json_line(line | ({"percent": sample.percent, "message": sample.message} if sample else {}))
+        else:
+            shown = f"  {sample.percent:5.1f}% {sample.message}" if sample else ""
+            output.text(f"{format_time(entry.time)}  {entry.state.value:<9} attempt {entry.attempt}{shown}")
     return ExitCode.OK
 
 

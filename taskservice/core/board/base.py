@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from taskservice.core.engine.write_health import WriteHealth
 from taskservice.core.model.errors import StoreOpenError, TaskServiceError, WrongState
+from taskservice.core.model.history import HistoryEntry
 from taskservice.core.model.limits import Limit
 from taskservice.core.model.listing import NEWEST_FIRST, ListPosition, TaskOrder
 from taskservice.core.model.models import Progress, SubmitOutcome, Task, TaskFilter, TaskState, WaitingFor
@@ -276,6 +277,11 @@ class Board(abc.ABC):
         each with its recent state changes as (sequence, state): for the watchers on one server of tasks that
         another server runs. A board only one server uses has none to report."""
         return []
+
+    def history(self, task_id: str) -> builtins.list[HistoryEntry] | None:
+        """The task's state changes and progress samples as stored, oldest first; None when there is no such task."""
+        task = self.get(task_id)
+        return None if task is None else []
 
     def peek(self, task_id: str) -> Task | None:
         """The task when the board holds it in memory (no waiting on storage); None when a get() is needed."""

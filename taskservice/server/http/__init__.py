@@ -88,8 +88,9 @@ def build_app(
         return await many_events(gateway, _BY_TEMPLATE[("GET", "/v1/events")], request)
 
     app.router.add_get("/v1/events", followed)
-    app.router.add_get("/v1/tasks/{name}/events", _stream(gateway, events, "/v1/tasks/{task_id}/events"))
-    app.router.add_get("/v1/tasks/{name}/logs", _stream(gateway, logs, "/v1/tasks/{task_id}/logs"))
+    app.router.add_get("/v1/tasks/{name}/events", _under_member(gateway, events, "/v1/tasks/{task_id}/events"))
+    app.router.add_get("/v1/tasks/{name}/logs", _under_member(gateway, logs, "/v1/tasks/{task_id}/logs"))
+    app.router.add_get("/v1/tasks/{name}/history", _under_member(gateway, unary, "/v1/tasks/{task_id}/history"))
     document = openapi_document()
 
     async def openapi(request: web.Request) -> web.Response:
@@ -217,9 +218,10 @@ def _member(gateway: Gateway, collection: str) -> Handler:
     return handle
 
 
-def _stream(
+def _under_member(
     gateway: Gateway, serve: Callable[[Gateway, Route, web.Request, str], Awaitable[web.StreamResponse]], path: str
 ) -> Handler:
+    """A route under a task (its events, log or history), served by `serve` with the task's id."""
     route = _BY_TEMPLATE[("GET", path)]
 
     async def handle(request: web.Request) -> web.StreamResponse:

@@ -43,6 +43,7 @@ ROUTES = (
     Route("DELETE", "/v1/tasks/{task_id}", "DeleteTask", "", "delete an ended task"),
     Route("GET", "/v1/tasks/{task_id}/events", "WatchProgress", "", "Server-Sent Events: state changes, progress"),
     Route("GET", "/v1/tasks/{task_id}/logs", "WatchLogs", "", "the task's log, from an offset; follow to its end"),
+    Route("GET", "/v1/tasks/{task_id}/history", "GetTaskHistory", "", "the task's state changes and progress samples"),
     Route(
         "GET",
         "/v1/events",

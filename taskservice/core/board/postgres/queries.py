@@ -16,9 +16,9 @@ from taskservice.core.board.base import REAP_SEQUENCE_GAP, Claim, ClaimScope, Ne
 from taskservice.core.board.postgres.filters import filter_sql
 from taskservice.core.board.postgres.limit_queries import PgLimitQueries
 from taskservice.core.board.postgres.rows import CLAIMED, COLUMNS, T_COLUMNS, task_from_row, transition_sql
-from taskservice.core.board.postgres.schema import SCHEDULES, TASKS, WAITS
+from taskservice.core.board.postgres.schema import HISTORY, SCHEDULES, TASKS, WAITS
 from taskservice.core.board.sql.listing import order_sql
-from taskservice.core.board.sql.queries import Birth, Cursor
+from taskservice.core.board.sql.queries import Birth, Cursor, HistoryRow
 from taskservice.core.board.sql.rows import RETRYABLE, dumps, end_row, progress_row
 from taskservice.core.model.listing import ListPosition, TaskOrder
 from taskservice.core.model.models import ErrorType, Progress, Task, TaskError, TaskFilter, TaskState
@@ -363,6 +363,17 @@ class PgQueries(PgLimitQueries):
             [*params, limit],
         )
         return [task_from_row(row) for row in cur.fetchall()]
+
+    def history(self, cur: Cursor, task_id: str) -> builtins.list[HistoryRow] | None:
+        cur.execute(f"SELECT submit_order FROM {TASKS} WHERE task_id = %s", (task_id,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        cur.execute(
+            f"SELECT at, state, attempt, percent, message FROM {HISTORY} WHERE submit_order = %s ORDER BY id", row
+        )
+        found: builtins.list[HistoryRow] = cur.fetchall()
+        return found
 
     def changed_since(
         self, cur: Cursor, known: Mapping[str, int]

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from taskservice.core.model.errors import StoreOpenError
+from taskservice.core.model.history import PROGRESS_STEP_PERCENT
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 TASKS = "taskservice_tasks"
 LOGS = "taskservice_logs"
 # Dependencies not met yet: (a task, one it waits for); its `waiting` counts them.
@@ -25,6 +26,8 @@ BUCKETS = "taskservice_limit_buckets"
 TURNS = "taskservice_turns"
 # The servers of the database: what each claims, as it last said.
 NODES = "taskservice_nodes"
+# Each task's state changes and progress samples (GetTaskHistory).
+HISTORY = "taskservice_history"
 VERSION_TABLE = "taskservice_schema"
 # Any number: the key of the advisory lock migrations hold.
 MIGRATION_LOCK = 0x7461736B  # "task"
@@ -161,6 +164,56 @@ MIGRATIONS: dict[int, list[str]] = {
     9: [
         f"ALTER TABLE {NODES} ADD COLUMN workers integer NOT NULL DEFAULT 0",
         f"ALTER TABLE {NODES} ADD COLUMN busy integer NOT NULL DEFAULT 0",
+    ],
+    # GetTaskHistory: as SQLite's migration 13 (its comment says what is kept, and when), by a trigger that runs
+    # only for the updates that change a state, write a start, or pass a tenth of the way.
+    10: [
+        f"""CREATE TABLE {HISTORY} (
+            id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            submit_order bigint NOT NULL REFERENCES {TASKS} ON DELETE CASCADE,
+            at           double precision NOT NULL,
+            state        text NOT NULL,
+            attempt      integer NOT NULL,
+            percent      double precision,
+            message      text
+        )""",
+        f"CREATE INDEX taskservice_history_by_task ON {HISTORY} (submit_order)",
+        f"""INSERT INTO {HISTORY} (submit_order, at, state, attempt)
+            SELECT submit_order, submitted_at, 'PENDING', 0 FROM {TASKS}
+            UNION ALL SELECT submit_order, started_at, 'RUNNING', attempt FROM {TASKS} WHERE started_at > 0
+            UNION ALL SELECT submit_order, ended_at, state, attempt FROM {TASKS} WHERE ended_at > 0""",
+        f"""CREATE FUNCTION taskservice_history() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP = 'INSERT' THEN
+                INSERT INTO {HISTORY} (submit_order, at, state, attempt)
+                    VALUES (NEW.submit_order, NEW.submitted_at, NEW.state, NEW.attempt);
+                RETURN NULL;
+            END IF;
+            IF OLD.started_at IS NULL AND NEW.started_at IS NOT NULL THEN
+                INSERT INTO {HISTORY} (submit_order, at, state, attempt)
+                    VALUES (NEW.submit_order, NEW.started_at, 'RUNNING', NEW.attempt);
+            END IF;
+            IF (OLD.state <> NEW.state OR OLD.attempt <> NEW.attempt) AND NEW.state <> 'RUNNING' THEN
+                INSERT INTO {HISTORY} (submit_order, at, state, attempt)
+                    VALUES (NEW.submit_order, COALESCE(NEW.ended_at, extract(epoch FROM clock_timestamp())),
+                            NEW.state, NEW.attempt);
+            ELSIF OLD.state = NEW.state AND OLD.attempt = NEW.attempt
+                    AND floor(NEW.progress_percent / {PROGRESS_STEP_PERCENT})
+                        > floor(OLD.progress_percent / {PROGRESS_STEP_PERCENT}) THEN
+                INSERT INTO {HISTORY} (submit_order, at, state, attempt, percent, message)
+                    VALUES (NEW.submit_order, COALESCE(NEW.progress_updated_at, extract(epoch FROM clock_timestamp())),
+                            NEW.state, NEW.attempt, NEW.progress_percent, NEW.progress_message);
+            END IF;
+            RETURN NULL;
+        END $$""",
+        f"""CREATE TRIGGER taskservice_history_insert AFTER INSERT ON {TASKS}
+            FOR EACH ROW EXECUTE FUNCTION taskservice_history()""",
+        f"""CREATE TRIGGER taskservice_history_update AFTER UPDATE ON {TASKS} FOR EACH ROW
+            WHEN (OLD.state <> NEW.state OR OLD.attempt <> NEW.attempt
+                  OR (OLD.started_at IS NULL AND NEW.started_at IS NOT NULL)
+                  OR floor(NEW.progress_percent / {PROGRESS_STEP_PERCENT})
+                     > floor(OLD.progress_percent / {PROGRESS_STEP_PERCENT}))
+            EXECUTE FUNCTION taskservice_history()""",
     ],
 }
 

@@ -15,12 +15,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-from taskservice.core.board.answers import (
-    DEFAULT_MAX_QUEUE_BYTES,
-    Answers,
-    conflict,
-    size_of,
-)
+from taskservice.core.board.answers import DEFAULT_MAX_QUEUE_BYTES, Answers, conflict, size_of
 from taskservice.core.board.base import (
     Answer,
     Board,
@@ -49,6 +44,7 @@ from taskservice.core.board.dependencies import (
     unknown_dependencies,
 )
 from taskservice.core.board.sql.due import SoonestDue
+from taskservice.core.board.sql.history_store import HistoryStore
 from taskservice.core.board.sql.limit_store import LimitStore
 from taskservice.core.board.sql.limiting import Limiter
 from taskservice.core.board.sql.node_store import NodeStore
@@ -91,7 +87,7 @@ class Driver(Protocol):
     def close(self) -> None: ...
 
 
-class SqlBoard(ScheduleStore, LimitStore, NodeStore, StatsStore, OneWriter, Board):
+class SqlBoard(ScheduleStore, LimitStore, NodeStore, StatsStore, HistoryStore, OneWriter, Board):
     _writer: GroupWriter
 
     def __init__(

@@ -19,6 +19,8 @@ from taskservice.core.model.nodes import NodeInfo
 from taskservice.core.model.schedules import Schedule
 
 Cursor = Any
+# A row of a task's history: its time, state, attempt, and a progress sample's percent and message (else None).
+HistoryRow = tuple[float, str, int, float | None, str | None]
 # A task's state at its birth, with the error of a dependency that failed already: (state, error type, message).
 Birth = tuple[str, str | None, str | None]
 # The groups of a limit that may not start one more task now (None: all of them): a claim leaves their tasks out.
@@ -175,6 +177,9 @@ class Queries(LimitQueries, Protocol):
     def changed_since(
         self, cur: Cursor, known: Mapping[str, int]
     ) -> builtins.list[tuple[Task, builtins.list[tuple[int, str]]]]: ...
+
+    def history(self, cur: Cursor, task_id: str) -> builtins.list[HistoryRow] | None:
+        """The task's history rows (time, state, attempt, percent, message) in the order written; None: no task."""
 
     def count_pending(self, cur: Cursor) -> tuple[int, int]:
         """The queued tasks, and the bytes their args and labels take as stored."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from taskservice.core.board.base import REAP_SEQUENCE_GAP, Claim, ClaimScope, NewTask
 from taskservice.core.board.sql.listing import order_sql
-from taskservice.core.board.sql.queries import Birth, Cursor
+from taskservice.core.board.sql.queries import Birth, Cursor, HistoryRow
 from taskservice.core.board.sql.rows import RETRYABLE, dumps, end_row, progress_row
 from taskservice.core.board.sqlite.filters import filter_sql
 from taskservice.core.board.sqlite.limit_queries import SQLiteLimitQueries
@@ -390,6 +390,15 @@ class SQLiteQueries(SQLiteLimitQueries):
             f"SELECT {COLUMNS} FROM tasks WHERE {' AND '.join(where)} ORDER BY {order_by} LIMIT ?", [*params, limit]
         )
         return [task_from_row(row) for row in cur.fetchall()]
+
+    def history(self, cur: Cursor, task_id: str) -> builtins.list[HistoryRow] | None:
+        cur.execute("SELECT seq FROM tasks WHERE task_id = ?", (task_id,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        cur.execute("SELECT at, state, attempt, percent, message FROM task_history WHERE seq = ? ORDER BY rowid", row)
+        found: builtins.list[HistoryRow] = cur.fetchall()
+        return found
 
     def changed_since(
         self, cur: Cursor, known: Mapping[str, int]

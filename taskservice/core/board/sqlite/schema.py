@@ -13,13 +13,14 @@ from typing import Any
 
 from taskservice.core.board.sql.rows import dumps
 from taskservice.core.model.errors import StoreDamaged, StoreOpenError
+from taskservice.core.model.history import PROGRESS_STEP_PERCENT
 from taskservice.core.model.models import Task
 from taskservice.telemetry.context import dump_carrier
 
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 # Bump with a migration in MIGRATIONS when the schema changes; old files are migrated on open.
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -171,6 +172,47 @@ MIGRATIONS: dict[int, str] = {
     END;
     CREATE TRIGGER task_counts_delete AFTER DELETE ON tasks BEGIN
         UPDATE task_counts SET n = n - 1 WHERE task_type = OLD.task_type AND state = OLD.state;
+    END;
+    """,
+    # GetTaskHistory: each state change and a progress sample at each tenth of the way, written by triggers in the
+    # transaction of the change. A run's start is kept when its time is written (a claim has none yet); a change
+    # without a time of its own (STOPPING, PENDING again) takes the database's clock. Deleted with the task.
+    13: f"""
+    CREATE TABLE task_history (
+        seq     INTEGER NOT NULL,  -- the task's
+        at      REAL NOT NULL,
+        state   TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        percent REAL,              -- a progress sample; NULL for a state change
+        message TEXT
+    );
+    CREATE INDEX task_history_by_task ON task_history (seq);
+    INSERT INTO task_history SELECT seq, submitted_at, 'PENDING', 0, NULL, NULL FROM tasks;
+    INSERT INTO task_history SELECT seq, started_at, 'RUNNING', attempt, NULL, NULL FROM tasks WHERE started_at > 0;
+    INSERT INTO task_history SELECT seq, ended_at, state, attempt, NULL, NULL FROM tasks WHERE ended_at > 0;
+    CREATE TRIGGER task_history_insert AFTER INSERT ON tasks BEGIN
+        INSERT INTO task_history VALUES (NEW.seq, NEW.submitted_at, NEW.state, NEW.attempt, NULL, NULL);
+    END;
+    CREATE TRIGGER task_history_update AFTER UPDATE ON tasks
+    WHEN OLD.state <> NEW.state OR OLD.attempt <> NEW.attempt OR (OLD.started_at IS NULL AND NEW.started_at IS NOT NULL)
+        OR CAST(NEW.progress_percent / {PROGRESS_STEP_PERCENT} AS INTEGER)
+            > CAST(OLD.progress_percent / {PROGRESS_STEP_PERCENT} AS INTEGER)
+    BEGIN
+        INSERT INTO task_history SELECT NEW.seq, NEW.started_at, 'RUNNING', NEW.attempt, NULL, NULL
+            WHERE OLD.started_at IS NULL AND NEW.started_at IS NOT NULL;
+        INSERT INTO task_history
+            SELECT NEW.seq, COALESCE(NEW.ended_at, (julianday('now') - 2440587.5) * 86400.0), NEW.state, NEW.attempt,
+                NULL, NULL
+            WHERE (OLD.state <> NEW.state OR OLD.attempt <> NEW.attempt) AND NEW.state <> 'RUNNING';
+        INSERT INTO task_history
+            SELECT NEW.seq, COALESCE(NEW.progress_updated_at, (julianday('now') - 2440587.5) * 86400.0), NEW.state,
+                NEW.attempt, NEW.progress_percent, NEW.progress_message
+            WHERE OLD.state = NEW.state AND OLD.attempt = NEW.attempt
+                AND CAST(NEW.progress_percent / {PROGRESS_STEP_PERCENT} AS INTEGER)
+                    > CAST(OLD.progress_percent / {PROGRESS_STEP_PERCENT} AS INTEGER);
+    END;
+    CREATE TRIGGER task_history_delete AFTER DELETE ON tasks BEGIN
+        DELETE FROM task_history WHERE seq = OLD.seq;
     END;
     """,
 }

@@ -1,6 +1,6 @@
 // A task's page (`#/task/ID`): every field, its parent, children, dependencies and the tasks that wait on it, each
-// with its state, elapsed time and an ETA from its progress, its history (from its times, then each change as it
-// comes), its log following live, and Stop, Retry or Delete as its state allows. Loaded before dashboard.js, whose
+// with its state, elapsed time and an ETA from its progress, its history (as stored, then each change as it comes),
+// its log following live, and Stop, Retry or Delete as its state allows. Loaded before dashboard.js, whose
 // helpers it calls.
 'use strict';
 
@@ -74,27 +74,32 @@ async function taskPage(taskId) {
     timing.textContent = durationText(seconds) + (left === null ? '' : `, about ${durationText(left)} to go`);
   }
 
-  // The task's life: from its times, then each state change and a sample of progress as they come.
+  // The task's life as stored (GetTaskHistory), then each state change and a sample of progress as they come.
   let lastState = '';
   let lastSample = 0;
   function remember(at, text) {
-    history.append(el('li', {}, el('span', { class: 'muted' }, when(at)), ' ', text));
+    history.append(el('li', {}, el('span', { class: 'muted' }, when(at)), ' ', el('span', { class: 'what' }, text)));
   }
-  function startHistory() {
-    remember(task.submittedAt, 'submitted');
-    if (task.startedAt) remember(task.startedAt, `started, attempt ${task.attempt}`);
-    if (task.endedAt) remember(task.endedAt, `ended ${shortState(task.state)}`);
-    lastState = shortState(task.state);
+  const changeText = (state, attempt) => {
+    if (state === 'PENDING') return attempt ? 'PENDING again' : 'submitted';
+    if (state === 'RUNNING') return `started, attempt ${attempt}`;
+    return ENDED.has(state) ? `ended ${state}` : state;
+  };
+  const sampleText = (p) => `${Math.round(p.percent || 0)}%${p.message ? ` ${p.message}` : ''}`;
+  async function startHistory() {
+    const { entries = [] } = await api('GET', `${path}/history`).catch(() => ({}));
+    for (const e of entries) remember(e.time, e.progress ? sampleText(e.progress) : changeText(shortState(e.state), e.attempt || 0));
+    const changes = entries.filter((e) => !e.progress);
+    lastState = shortState(changes.length ? changes[changes.length - 1].state : task.state);
   }
   function record(event) {
     const state = shortState(event.state);
     if (event.task && state !== lastState) {
       lastState = state;
-      remember(event.time, state === 'RUNNING' ? `started, attempt ${event.task.attempt}` : state);
+      remember(event.time, changeText(state, event.task.attempt || 0));
     } else if (!event.task && Date.now() - lastSample >= 2000) {
       lastSample = Date.now();
-      const p = event.progress || {};
-      remember(event.time, `${Math.round(p.percent || 0)}%${p.message ? ` ${p.message}` : ''}`);
+      remember(event.time, sampleText(event.progress || {}));
     }
   }
 
@@ -116,7 +121,7 @@ async function taskPage(taskId) {
     el('div', { class: 'actions' }, stop, retry, remove), details, ...children.nodes, ...dependents.nodes,
     el('h3', {}, 'History'), history, el('h3', {}, 'Log'), log);
   render();
-  startHistory();
+  await startHistory(); // before the stream: its first event is the state the history ends with
   children.load();
   dependents.load();
   Promise.all((task.after || []).map((id) => api('GET', `v1/tasks/${encodeURIComponent(id)}`).then((r) => r.task,
