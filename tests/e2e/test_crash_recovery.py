@@ -216,5 +216,7 @@ def test_schedules_survive_a_crash_and_catch_up_as_their_policy_says(tmp_path: P
         gaps_all = [b - a for a, b in itertools.pairwise(every_all)]
         assert gaps_all and max(gaps_all) <= 1.0, f"ALL: a task for every due time, the missed ones too: {every_all}"
         gaps_once = [b - a for a, b in itertools.pairwise(every_once)]
-        long_gaps = [gap for gap in gaps_once if gap > 1.0]
-        assert len(long_gaps) == 1 and long_gaps[0] >= 3.0, f"ONCE: the missed due times made one task: {every_once}"
+        # The downtime's due times made one task: one gap as long as the downtime. (A scheduler woken late on a busy
+        # machine may skip a due time more, as ONCE says: a gap of 2 s is that, not the downtime.)
+        long_gaps = [gap for gap in gaps_once if gap >= 3.0]
+        assert len(long_gaps) == 1, f"ONCE: the missed due times made one task: {every_once}"

@@ -109,7 +109,7 @@ class ClaimBatch:
         self,
         claims: list[Claim],
         durable: Callable[[str], BaseException | None] | None = None,
-        started: Callable[[str], None] | None = None,
+        started: Callable[[str], object] | None = None,
     ) -> None:
         self.claims = claims
         self._durable = durable

@@ -241,10 +241,18 @@ class SqlBoard(ScheduleStore, LimitStore, NodeStore, StatsStore, HistoryStore, O
 
     def claim(self, node: str, scope: ClaimScope, n: int, *, lease_until: float, now: float) -> ClaimBatch:
         self._soonest.claimed_at(now)
-        claimed: list[Task] = self._write(lambda cur: self._claim(cur, node, scope, n, lease_until, now))
+        asked, at = time.monotonic(), [now]
+
+        def claim_then(cur: Cursor) -> builtins.list[Task]:
+            # The claim's time is its transaction's: `now` moved on by the wait for the writer, so that a start (and
+            # a rate limit's token) is never earlier than a dependency's end this transaction found written.
+            at.append(now + (time.monotonic() - asked))
+            return self._claim(cur, node, scope, n, lease_until, at[-1])
+
+        claimed: list[Task] = self._write(claim_then)
         tasks = sorted(claimed, key=lambda t: (-t.priority, t.submit_order))
         for task in tasks:
-            task.started_at = now  # on disk once its handler starts (see _start)
+            task.started_at = at[-1]  # on disk once its handler starts (see _start)
         if tasks:
             self._room.add(-len(tasks))
             self._turns.claimed()
@@ -252,7 +260,7 @@ class SqlBoard(ScheduleStore, LimitStore, NodeStore, StatsStore, HistoryStore, O
         return ClaimBatch(
             list(claims.values()),
             durable=lambda task_id: self._start(claims[task_id], wait=True),
-            started=lambda task_id: self._start_soon(claims[task_id]),
+            started=lambda task_id: self._start(claims[task_id], wait=False),  # a type safe to run again: at once
         )
 
     def _claim(
@@ -263,10 +271,6 @@ class SqlBoard(ScheduleStore, LimitStore, NodeStore, StatsStore, HistoryStore, O
             self._limiter.forget_held()
             return self._q.claim(cur, node, scope, n, lease_until, now)
         return self._limiter.claim(cur, specs, node, scope, n, lease_until, now)
-
-    def _start_soon(self, claim: Claim) -> None:
-        """_start() without waiting: for a type safe to run again, its handler starts at once."""
-        self._start(claim, wait=False)
 
     def _start(self, claim: Claim, *, wait: bool) -> BaseException | None:
         """Record that a claim's handler starts (started_at): until then a reap sends the task back to PENDING,
