@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
+from taskservice.server.http.fast_json import message_to_dict
 from taskservice.server.servicer import TaskServiceServicer
 from taskservice.v1 import task_service_pb2 as pb
 
@@ -92,7 +92,5 @@ class Gateway:
 def sse_event(event: pb.WatchProgressResponse) -> bytes:
     """One Server-Sent Event: `id:` the sequence, `event:` state (a state change, with the task) or progress."""
     kind = "state" if event.HasField("task") else "progress"
-    data = json.dumps(
-        json_format.MessageToDict(event, always_print_fields_with_no_presence=True), separators=(",", ":")
-    )
+    data = json.dumps(message_to_dict(event), separators=(",", ":"))
     return f"id: {event.sequence}\nevent: {kind}\ndata: {data}\n\n".encode()

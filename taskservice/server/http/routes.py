@@ -16,6 +16,7 @@ from google.protobuf import descriptor, json_format
 from google.protobuf.message import Message
 
 from taskservice.server.http.errors import error_response, invalid
+from taskservice.server.http.fast_json import message_to_dict
 from taskservice.server.http.gateway import Gateway, RpcAbort
 from taskservice.v1 import task_service_pb2 as pb
 
@@ -86,7 +87,8 @@ def _message_class(message: descriptor.Descriptor) -> type[Message]:
 
 
 def to_json(message: Message) -> dict[str, Any]:
-    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+    converted: dict[str, Any] = message_to_dict(message)
+    return converted
 
 
 async def build_request(route: Route, request: web.Request, path_value: str) -> Message:

@@ -33,6 +33,9 @@ from taskservice.core.model.errors import StoreOpenError, StoreUnavailable
 
 BUSY_TIMEOUT_SECONDS = 30
 
+# How long close() waits for the reads under way before it closes their connections.
+CLOSE_WAIT_SECONDS = 5.0
+
 
 def _connect(path: Path, *, settings: bool = True) -> sqlite3.Connection:
     # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) and cover a whole batch.
@@ -138,24 +141,36 @@ class SQLiteDriver:
         )
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
+        self._readers_lock = threading.Condition()
+        # Reads under way, and whether close() has begun: a connection is closed only once no thread reads on it (a
+        # late read, say a stop cascade's, on a connection closed under it crashed the process in SQLite's C code).
+        self._reading = 0
+        self._closed = False
 
     def transact(self, op: Op) -> Any:
         return self.writer.call(op)
 
     def read(self, op: Op) -> Any:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = _connect(self.path)
-            with self._readers_lock:
-                self._readers.append(conn)
+        with self._readers_lock:
+            if self._closed:
+                raise StoreUnavailable(f"the task database {self.path} is closed: the server is shutting down")
+            self._reading += 1
         try:
+            conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._local.conn = _connect(self.path)
+                with self._readers_lock:
+                    self._readers.append(conn)
             return op(conn.cursor())
         except sqlite3.DatabaseError as exc:
             damaged = damage(exc, self.path)
             if damaged is not None:
                 raise damaged from exc
             raise StoreUnavailable(f"the task database {self.path} cannot be read: {exc}") from exc
+        finally:
+            with self._readers_lock:
+                self._reading -= 1
+                self._readers_lock.notify_all()
 
     def on_hint(self, hint: str, listener: Callable[[], None]) -> None:
         self._listeners.setdefault(hint, []).append(listener)
@@ -179,8 +194,11 @@ class SQLiteDriver:
         if self._siblings is not None:
             self._siblings.close()
         with self._readers_lock:
-            for conn in self._readers:
-                conn.close()
+            self._closed = True
+            # A read is one statement or a few: it ends soon. One that does not is left its connection (leaked).
+            if self._readers_lock.wait_for(lambda: self._reading == 0, timeout=CLOSE_WAIT_SECONDS):
+                for conn in self._readers:
+                    conn.close()
             self._readers.clear()
 
 

@@ -106,10 +106,12 @@ async function tasksPage(query) {
   let followed = '';
   let rows = new Map(); // task id -> its row on the page
   let timer = null;
-  const types = await api('GET', 'v1/taskTypes').catch(() => ({ taskTypes: [] }));
   const states = statesPicker(filters.states);
   const typeSelect = el('select', { name: 'type' }, el('option', { value: '' }, 'any type'),
-    types.taskTypes.map((t) => el('option', { value: t.name }, t.name)));
+    filters.type ? el('option', { value: filters.type }, filters.type) : []);
+  // The types come beside the first page, not before it.
+  api('GET', 'v1/taskTypes').then(({ taskTypes = [] }) => typeSelect.append(...taskTypes
+    .filter((t) => t.name !== filters.type).map((t) => el('option', { value: t.name }, t.name))), () => {});
   const searchInput = el('input', { name: 'search', type: 'search', placeholder: 'id prefix or error text',
     value: filters.search });
   const labelInput = el('input', { name: 'label', placeholder: 'key=value, …', value: labelsText(filters.labels) });
