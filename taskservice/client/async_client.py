@@ -176,7 +176,7 @@ class AsyncTaskClient(ClientBase):
         ]
 
     async def get(self, task_id: str) -> Task:
-        """The task as it is now; TaskTaskNotFound for an unknown id."""
+        """The task as it is now; TaskNotFound for an unknown id."""
         return await self._invoke(get_call(task_id))
 
     async def stop(self, task_id: str, reason: str = "") -> Task:

@@ -170,7 +170,7 @@ class TaskClient(ClientBase):
         ]
 
     def get(self, task_id: str) -> Task:
-        """The task as it is now; TaskTaskNotFound for an unknown id."""
+        """The task as it is now; TaskNotFound for an unknown id."""
         return self._invoke(get_call(task_id))
 
     def stop(self, task_id: str, reason: str = "") -> Task:

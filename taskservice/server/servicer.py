@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -105,6 +106,7 @@ class TaskServiceServicer(LimitRpcs, StatsRpcs, pb_grpc.TaskServiceServicer):
         # Wake-up events of the open WatchProgress streams, so shutdown can end them.
         self._streams: set[asyncio.Event] = set()
         self._closing = False
+        self._stats_lock, self._stats_cache = threading.Lock(), None  # GetStats' shared count (stats_rpcs.py)
         # The last event encoded per task: its watchers all get the same event object, so one encoding serves
         # them all (20 watchers of a task cost one conversion per event, not 20).
         self._encoded: OrderedDict[str, tuple[TaskEvent, bytes]] = OrderedDict()

@@ -31,8 +31,9 @@ class StatsRpcs:
 
         async def _read(self, function: Callable[..., T], *args: Any) -> T: ...
 
-    _stats_lock = threading.Lock()
-    _stats_cache: tuple[float, pb.GetStatsResponse] | None = None
+    # The servicer's (one lock and one count for each server, made in its __init__).
+    _stats_lock: threading.Lock
+    _stats_cache: tuple[float, pb.GetStatsResponse] | None
 
     @unary
     async def GetStats(self, request: pb.GetStatsRequest, context: Any) -> pb.GetStatsResponse:

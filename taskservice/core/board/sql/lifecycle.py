@@ -53,7 +53,7 @@ from taskservice.core.board.sql.queries import Birth, Cursor, Queries
 from taskservice.core.board.sql.room import QueueRoom
 from taskservice.core.board.sql.schedule_store import ScheduleStore
 from taskservice.core.board.sql.settle import Cascade, Settled, settle
-from taskservice.core.board.sql.stats_store import StatsStore
+from taskservice.core.board.sql.stats_store import SettledMinutes, StatsStore
 from taskservice.core.board.sql.turns import Fairness, Turns
 from taskservice.core.board.sql.writer import GroupWriter, Op
 from taskservice.core.model.errors import StoreUnavailable, TaskNotFound
@@ -102,14 +102,14 @@ class SqlBoard(ScheduleStore, LimitStore, NodeStore, StatsStore, HistoryStore, O
         self.exclusive = exclusive
         self._driver = driver
         self._q = driver.queries
-        self._writer = driver.writer
+        self._writer = writer = driver.writer
         self._soonest = SoonestDue()
-        self._room = QueueRoom(self._writer, self._q.count_pending, max_queue=max_queue,
-                               max_queue_bytes=max_queue_bytes)  # fmt: skip
+        self._room = QueueRoom(writer, self._q.count_pending, max_queue=max_queue, max_queue_bytes=max_queue_bytes)
         self._ended_listeners: list[EndedListener] = []
         self._displaced_listeners: list[Callable[[list[tuple[str, str]]], None]] = []
         self._limiter = Limiter(self._q, self._soonest)
         self._turns = Turns(self._q, fairness or Fairness())
+        self._minutes = SettledMinutes()
 
     def _write(self, op: Callable[[Cursor], Any]) -> Any:
         return self._driver.transact(op)

@@ -16,6 +16,7 @@ from taskservice.core.model.stats import STATS_MINUTES, LimitCount, MinuteCounts
 class StatsStore:
     _q: Queries
     _read: Callable[[Callable[[Cursor], Any]], Any]
+    _minutes: SettledMinutes  # SqlBoard's
 
     def task_counts(self) -> builtins.list[TaskCount]:
         """How many tasks of each type are in each state now (only the pairs that have any)."""
@@ -41,9 +42,7 @@ class StatsStore:
             found: Counted = self._read(counted)
             return found
 
-        with _SETTLED_LOCK:
-            settled: SettledMinutes = self.__dict__.setdefault("_settled_minutes", SettledMinutes())
-        return settled.counts(now, read)
+        return self._minutes.counts(now, read)
 
 
 # Starts by minute, and ends by (minute, state).
@@ -51,7 +50,6 @@ Counted = tuple[dict[int, int], dict[tuple[int, str], int]]
 # A minute's counts are kept once this long past its end: a start or end is written well within it (the commit of
 # a run that ended), so a later count would find the same.
 SETTLE_SECONDS = 30.0
-_SETTLED_LOCK = threading.Lock()
 
 
 class SettledMinutes:
