@@ -213,7 +213,7 @@ def task_types_call() -> Unary[list[TaskTypeInfo]]:
                 t.description,
                 [TaskArgInfo(a.name, a.kind, a.required, a.path_role, [value_to_python(c) for c in a.choices], a.rule,
                              value_to_python(a.default_value) if a.HasField("default_value") else None,
-                             a.HasField("default_value"))
+                             a.HasField("default_value"), a.description)
                  for a in t.args],
                 t.accepts_extra_args,
                 t.rerun_on_restart,

@@ -161,6 +161,8 @@ class TaskArgInfo:
     # What the handler takes when the arg is left out; has_default False for a required arg (default None then).
     default: Any = None
     has_default: bool = False
+    # What the handler's docstring says of it ("" when it says nothing).
+    description: str = ""
 
 
 @dataclass(frozen=True)

@@ -278,7 +278,12 @@ def task_type_to_proto(info: TypeInfo, nodes: Sequence[NodeInfo] = ()) -> pb.Tas
     )
     for arg in info.args:
         added = message.args.add(
-            name=arg.name, kind=arg.kind, required=arg.required, path_role=arg.path_role, rule=arg.rule
+            name=arg.name,
+            kind=arg.kind,
+            required=arg.required,
+            path_role=arg.path_role,
+            rule=arg.rule,
+            description=arg.description,
         )
         for choice in arg.choices:
             json_format.ParseDict(choice, added.choices.add())

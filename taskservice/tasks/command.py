@@ -67,6 +67,13 @@ def register_command_task(registry: TaskRegistry, catalog: CommandCatalog) -> Ta
         output_fpath: OutputFile | None = None,
         **params: Any,
     ) -> dict[str, Any]:
+        """Run one of the operator's commands.
+
+        Args:
+            name: The command's name in the operator's commands file.
+            input_fpath: The file the command reads, under the data root (for commands that take one).
+            output_fpath: Where the command writes, under the data root (for commands that write one).
+        """
         # Checked again at run time: the server may have restarted with another commands file since Submit.
         spec = catalog.require(name)
         argv = spec.build_argv(params, input_fpath=input_fpath, output_fpath=output_fpath)

@@ -34,6 +34,12 @@ def demo(
     steps * step_seconds however long reporting takes, and progress arrives at an even rate.
 
     Each step fails with probability `fail_rate`; give a `seed` to make a failure reproducible.
+
+    Args:
+        steps: How many steps.
+        step_seconds: How long each step takes, in seconds.
+        fail_rate: The chance that a step fails, from 0 to 1.
+        seed: Seeds the failures' draw, so that a run with the same seed fails at the same step.
     """
     rng = random.Random(seed)
     ctx.progress(0, f"0/{steps} steps", current=0, total=steps)

@@ -157,7 +157,12 @@ def _copy_chunks(ctx: TaskContext, source: _Readable, write: Callable[[memoryvie
 def checksum(
     ctx: TaskContext, *, input_fpath: InputFile, algorithm: Annotated[str, OneOf(*ALGORITHMS)] = "sha256"
 ) -> dict[str, Any]:
-    """Hash a file with sha256 (default), md5 or blake2b; returns the hex digest and the size in bytes."""
+    """Hash a file with sha256 (default), md5 or blake2b; returns the hex digest and the size in bytes.
+
+    Args:
+        input_fpath: The file to hash, under the data root.
+        algorithm: The hash: sha256, md5 or blake2b.
+    """
     digest = ALGORITHMS[algorithm]()
     with open(input_fpath, "rb", buffering=0) as source:
         done = _copy_chunks(ctx, source, digest.update)
@@ -165,7 +170,12 @@ def checksum(
 
 
 def copy(ctx: TaskContext, *, input_fpath: InputFile, output_fpath: OutputFile) -> dict[str, int]:
-    """Copy a file byte for byte; the copy appears only when the task succeeds."""
+    """Copy a file byte for byte; the copy appears only when the task succeeds.
+
+    Args:
+        input_fpath: The file to copy, under the data root.
+        output_fpath: Where the copy goes, under the data root (an existing file is replaced on success).
+    """
     with open(input_fpath, "rb", buffering=0) as source, open(output_fpath, "wb", buffering=0) as target:
         done = _copy_chunks(ctx, source, _Output(ctx, target).write)
     return {"bytes": done}
@@ -174,7 +184,13 @@ def copy(ctx: TaskContext, *, input_fpath: InputFile, output_fpath: OutputFile) 
 def compress(
     ctx: TaskContext, *, input_fpath: InputFile, output_fpath: OutputFile, level: Annotated[int, Range(1, 9)] = 6
 ) -> dict[str, int]:
-    """Gzip a file at `level` 1 (fastest) to 9 (smallest), like `gzip -c -LEVEL`."""
+    """Gzip a file at `level` 1 (fastest) to 9 (smallest), like `gzip -c -LEVEL`.
+
+    Args:
+        input_fpath: The file to compress, under the data root.
+        output_fpath: Where the gzip file goes, under the data root.
+        level: 1 (fastest) to 9 (smallest).
+    """
     with open(input_fpath, "rb", buffering=0) as source, open(output_fpath, "wb") as target:
         # The header names the input and its mtime, as gzip(1) does (not the temporary output's name).
         with gzip.GzipFile(
@@ -203,7 +219,13 @@ def decompress(
     max_bytes_out: Annotated[int, Range(1)] | None = None,
 ) -> dict[str, int]:
     """Gunzip a file; a file that is not gzip, or is cut short, or would unpack to more than `max_bytes_out`
-    bytes (when given) fails the task and leaves no output."""
+    bytes (when given) fails the task and leaves no output.
+
+    Args:
+        input_fpath: The gzip file, under the data root.
+        output_fpath: Where the unpacked file goes, under the data root.
+        max_bytes_out: The most it may unpack to, in bytes (a guard against a gzip bomb); none when left out.
+    """
     name = os.path.basename(ctx.given_path("input_fpath") or input_fpath)
     with open(input_fpath, "rb") as source, open(output_fpath, "wb", buffering=0) as target:
         progress = _ByteProgress(ctx, _size(source))

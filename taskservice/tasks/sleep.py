@@ -15,7 +15,11 @@ TICKS = 10
 
 @task("sleep")
 def sleep(ctx: TaskContext, *, seconds: Annotated[float, Range(0, MAX_TIME_LIMIT_SECONDS)]) -> dict[str, float]:
-    """Wait `seconds` (at most 366 days), reporting progress every tenth; wakes at once on a stop or the time limit."""
+    """Wait `seconds` (at most 366 days), reporting progress every tenth; wakes at once on a stop or the time limit.
+
+    Args:
+        seconds: How long to wait, in seconds.
+    """
     started = time.monotonic()
     for tick in range(1, TICKS + 1):
         # Aim at absolute marks so the ticks do not drift with the time spent reporting.

@@ -2462,6 +2462,7 @@ class TaskType(_message.Message):
     NODES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     description: _builtins.str
+    """What it does: as registered, else the first paragraph of its handler's docstring."""
     accepts_extra_args: _builtins.bool
     """The handler takes args beyond those listed."""
     rerun_on_restart: _builtins.bool
@@ -2557,6 +2558,7 @@ class TaskArg(_message.Message):
     CHOICES_FIELD_NUMBER: _builtins.int
     RULE_FIELD_NUMBER: _builtins.int
     DEFAULT_VALUE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     kind: _builtins.str
     """string, integer, number, boolean, array, object, or any."""
@@ -2565,6 +2567,8 @@ class TaskArg(_message.Message):
     """input, output or directory for a path under the data root; empty otherwise."""
     rule: _builtins.str
     """The handler's other checks, in words (e.g. "from 1 to 9")."""
+    description: _builtins.str
+    """What the handler's docstring says of the arg (its Args, :param or Parameters entry); empty when it says nothing."""
     @_builtins.property
     def choices(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Value]:
         """The values allowed, when the handler lists them."""
@@ -2583,10 +2587,11 @@ class TaskArg(_message.Message):
         choices: _abc.Iterable[_struct_pb2.Value] | None = ...,
         rule: _builtins.str = ...,
         default_value: _struct_pb2.Value | None = ...,
+        description: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["default_value", b"default_value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["choices", b"choices", "default_value", b"default_value", "kind", b"kind", "name", b"name", "path_role", b"path_role", "required", b"required", "rule", b"rule"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["choices", b"choices", "default_value", b"default_value", "description", b"description", "kind", b"kind", "name", b"name", "path_role", b"path_role", "required", b"required", "rule", b"rule"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -283,6 +283,8 @@ def test_the_submit_form_shows_defaults_takes_options_and_puts_a_refusal_by_its_
     page.select_option("#task-type", "demo")
     steps = page.locator('input[name="arg:steps"]')
     assert steps.get_attribute("type") == "number" and "default 10" in (steps.get_attribute("placeholder") or "")
+    hint = page.locator('[data-field="arg:steps"] .muted').inner_text()
+    assert hint.startswith("How many steps.") and "integer" in hint, "the docstring's words on the arg, then its kind"
     steps.fill("2000000")  # past the demo's Range: the server says so, by the field
     page.click("button[type=submit]")
     error = page.locator('[data-field="arg:steps"] .field-error')

@@ -274,9 +274,11 @@ def test_types_lists_the_task_types_with_their_args(taskctl: Taskctl) -> None:
     assert 'file.checksum  input_fpath*:input algorithm:string=sha256|md5|blake2b(="sha256")' in lines, shown.out
     assert "sleep  seconds*:number" in lines
     assert any(line.startswith("demo  steps:integer(=") for line in lines), "defaults are shown"
+    assert "      level: 1 (fastest) to 9 (smallest)." in lines, "what the handler's docstring says of an arg"
     listed = [json.loads(line) for line in taskctl("types", "--json").out.splitlines()]
     compress = next(t for t in listed if t["name"] == "file.compress")
     assert {a["name"]: a["rule"] for a in compress["args"]}["level"] == "from 1 to 9"
+    assert {a["name"]: a.get("description") for a in compress["args"]}["level"] == "1 (fastest) to 9 (smallest)."
 
 
 def test_an_id_starting_with_a_dash_needs_no_double_dash(taskctl: Taskctl) -> None:

@@ -106,6 +106,15 @@ def test_limits_are_created_read_listed_replaced_and_deleted(client: ClientFacad
         client.call("create_limit", "bad", rate="often")
 
 
+def test_task_types_carry_defaults_and_what_the_docstrings_say(client: ClientFacade) -> None:
+    types = {kind.name: kind for kind in client.call("task_types")}
+    compress = types["file.compress"]
+    assert compress.description.startswith("Gzip a file at `level`")
+    level = {arg.name: arg for arg in compress.args}["level"]
+    assert (level.has_default, level.default, level.rule) == (True, 6, "from 1 to 9")
+    assert level.description == "1 (fastest) to 9 (smallest)."
+
+
 def test_a_watch_resumed_after_the_terminal_event_ends_at_once(client: ClientFacade) -> None:
     task_id = client.submit("demo", FAST_DEMO).task.task_id
     terminal = client.watch(task_id)[-1]

@@ -54,5 +54,7 @@ def test_an_installed_package_adds_its_task_types(tmp_path: Path, site_packages:
             assert final.result == {"words": 33000, "distinct": 8, "top": [["the", 9000], ["sat", 6000]]}
             assert json.loads((data / "out" / "counts.json").read_text())["mat"] == 3000
             assert b"counted 33000 words" in b"".join(c.data for c in client.logs(task.task_id))
+            listed = next(kind for kind in client.task_types() if kind.name == "mycompany.word_count")
+            assert {arg.name: arg.description for arg in listed.args}["top"].startswith("How many of the most common")
             with pytest.raises(InvalidArgument, match=r"args\.top"):
                 client.submit("mycompany.word_count", {"input_fpath": "in/book.txt", "output_fpath": "o", "top": 1.5})

@@ -22,6 +22,9 @@ async def test_every_type_is_listed_by_name_with_its_args(stub: pb_grpc.TaskServ
     write = {a.name: a for a in types["write_output"].args}
     assert write["output_fpath"].path_role == "output" and write["text"].kind == "string"
     assert not write["text"].required
+    steps = {a.name: a for a in types["demo"].args}["steps"]
+    assert steps.description == "How many steps.", "what the handler's docstring says of the arg"
+    assert types["demo"].description.startswith("Work through `steps` steps"), "the docstring's first paragraph"
 
 
 async def test_each_type_names_the_servers_that_claim_it(stub: pb_grpc.TaskServiceStub, server: RunningServer) -> None:

@@ -23,16 +23,29 @@ def test_args_are_described_from_the_signature() -> None:
         tag: Annotated[str, Length(1, 20)] | None = None,
         **extra: object,
     ) -> None:
-        """Convert a video."""
+        """Convert a video.
+
+        Args:
+            source: The video to convert.
+            quality: 1 (smallest) to 9 (best).
+        """
 
     registry.register("video.convert", convert)
     info = describe(registry.require("video.convert"))
     assert info.description == "Convert a video." and info.accepts_extra_args
     assert info.args == (
-        ArgInfo("source", "string", True, "input"),
+        ArgInfo("source", "string", True, "input", description="The video to convert."),
         ArgInfo("target", "string", True, "output"),
         ArgInfo("codec", "string", False, choices=("h264", "av1"), default="av1", has_default=True),
-        ArgInfo("quality", "integer", False, rule="from 1 to 9", default=5, has_default=True),
+        ArgInfo(
+            "quality",
+            "integer",
+            False,
+            rule="from 1 to 9",
+            default=5,
+            has_default=True,
+            description="1 (smallest) to 9 (best).",
+        ),
         ArgInfo("tag", "string", False, rule="1 to 20 characters or items", default=None, has_default=True),
     )
 

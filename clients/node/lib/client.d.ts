@@ -132,6 +132,8 @@ export interface TaskTypeInfo {
     hasDefault: boolean;
     /** What the handler takes when the arg is left out (undefined when hasDefault is false). */
     default?: Json;
+    /** What the handler's docstring says of the arg ('' when it says nothing). */
+    description: string;
   }[];
   acceptsExtraArgs: boolean;
   rerunOnRestart: boolean;

@@ -415,7 +415,7 @@ class TaskClient {
 
   /**
    * The task types the server runs, by name: [{name, description, args: [{name, kind, required, pathRole,
-   * choices, rule}], acceptsExtraArgs, rerunOnRestart}].
+   * choices, rule, hasDefault, default, description}], acceptsExtraArgs, rerunOnRestart, nodes}].
    */
   async taskTypes(opts = {}) {
     const response = await this._unary('ListTaskTypes', {}, opts.timeoutMs);
@@ -432,6 +432,8 @@ class TaskClient {
         // What the handler takes when the arg is left out (hasDefault false for a required arg).
         hasDefault: a.defaultValue !== null && a.defaultValue !== undefined,
         default: a.defaultValue ? convert.valueFromProto(a.defaultValue) : undefined,
+        // What the handler's docstring says of it ('' when it says nothing).
+        description: a.description || '',
       })),
       acceptsExtraArgs: Boolean(t.acceptsExtraArgs),
       rerunOnRestart: Boolean(t.rerunOnRestart),

@@ -340,6 +340,7 @@ describe('TaskService', () => {
     const algorithm = checksum.args.find((a) => a.name === 'algorithm');
     assert.ok(algorithm.hasDefault && algorithm.default === 'sha256', 'the handler\'s default');
     assert.ok(!checksum.args.find((a) => a.name === 'input_fpath').hasDefault, 'a required arg has none');
+    assert.equal(algorithm.description, 'The hash: sha256, md5 or blake2b.', "the handler's docstring on the arg");
     assert.deepEqual(types.map((t) => t.name), [...types.map((t) => t.name)].sort());
   });
 

@@ -256,8 +256,8 @@ def _print_task(task: Task, output: Output, *, long: bool) -> None:
 
 
 def task_types(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCode:
-    """Each task type: its args (`name:kind`, `*` for required, `=a|b` for choices, `(=default)`) and what it
-    does."""
+    """Each task type: its args (`name:kind`, `*` for required, `=a|b` for choices, `(=default)`), what it does,
+    and what its handler's docstring says of each arg."""
     found = client.task_types()
     if output.json:
         for kind in found:
@@ -267,6 +267,9 @@ def task_types(client: TaskClient, ns: argparse.Namespace, output: Output) -> Ex
         args = " ".join(_arg_text(arg) for arg in kind.args) + (" ..." if kind.accepts_extra_args else "")
         summary = kind.description.splitlines()[0] if kind.description else ""
         output.text(f"{kind.name}  {args.strip() or '(no args)'}" + (f"\n    {summary}" if summary else ""))
+        for arg in kind.args:
+            if arg.description:
+                output.text(f"      {arg.name}: {arg.description}")
     return ExitCode.OK
 
 

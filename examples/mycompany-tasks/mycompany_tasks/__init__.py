@@ -26,7 +26,14 @@ def word_count(
     top: Annotated[int, Range(1, 1000)] = 10,  # checked at Submit: top=0 is INVALID_ARGUMENT
     lowercase: bool = True,
 ) -> dict:
-    """Count the words of a text file; write the counts as JSON and return the most common ones."""
+    """Count the words of a text file; write the counts as JSON and return the most common ones.
+
+    Args:
+        input_fpath: The text to count, UTF-8.
+        output_fpath: Where the counts of every word go, as JSON.
+        top: How many of the most common words the result lists.
+        lowercase: Count "The" and "the" as one word.
+    """
     counts: collections.Counter[str] = collections.Counter()
     with open(input_fpath, "rb") as source:
         total = source.seek(0, 2)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar, Union
 
 from taskservice.core.handlers.constraints import Constraint, Length, OneOf, Range, check_constraints
+from taskservice.core.handlers.docstrings import read_docstring
 from taskservice.core.handlers.paths import CLEAR_NODES_ARG, PathRole, path_role
 from taskservice.core.handlers.retry import RetryPolicy
 from taskservice.core.model.errors import InvalidRequest, RegistryError
@@ -48,6 +49,8 @@ class Param:
     # What the handler takes when the arg is left out (None for a required arg). Not inspect.Parameter.empty: the
     # signature dataclasses build for the docstring would take a field defaulting to it for one with no default.
     default: Any = None
+    # What the handler's docstring says of it (its Args, :param or Parameters entry).
+    description: str = ""
 
 
 TimeLimitRule = Callable[[dict[str, Any], float | None], float | None]
@@ -276,6 +279,7 @@ def describe_handler(name: str, handler: Handler) -> tuple[tuple[Param, ...], bo
         raise RegistryError(f"task type {name!r}: the handler must take the TaskContext as its first argument")
     params = []
     accepts_extra = False
+    described = read_docstring(handler).args
     for parameter in parameters[1:]:
         if parameter.kind is inspect.Parameter.VAR_KEYWORD:
             accepts_extra = True
@@ -298,6 +302,7 @@ def describe_handler(name: str, handler: Handler) -> tuple[tuple[Param, ...], bo
                 parameter.default is inspect.Parameter.empty,
                 path_role(annotation),
                 None if parameter.default is inspect.Parameter.empty else parameter.default,
+                described.get(parameter.name, ""),
             )
         )
     return tuple(params), accepts_extra
@@ -351,7 +356,7 @@ class TaskRegistry:
             params=params,
             accepts_extra=accepts_extra,
             rerun_on_restart=rerun_on_restart,
-            description=description or (inspect.getdoc(handler) or "").split("\n")[0],
+            description=description or read_docstring(handler).summary,
             retry=retry,
             validator=validator,
             time_limit_for=time_limit_for,

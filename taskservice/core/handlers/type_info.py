@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from taskservice.core.handlers.constraints import Constraint, Length, OneOf, Range
-from taskservice.core.handlers.registry import TaskType
+from taskservice.core.handlers.registry import Param, TaskType
 
 _KINDS = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
 
@@ -29,6 +29,8 @@ class ArgInfo:
     # cannot carry).
     default: Any = None
     has_default: bool = False
+    # What the handler's docstring says of it.
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,15 +46,17 @@ def describe(kind: TaskType) -> TypeInfo:
     return TypeInfo(
         name=kind.name,
         description=kind.description,
-        args=tuple(
-            _arg(param.name, param.annotation, param.required, param.path_role)
-            if param.required
-            else _with_default(_arg(param.name, param.annotation, param.required, param.path_role), param.default)
-            for param in kind.params
-        ),
+        args=tuple(_param_info(param) for param in kind.params),
         accepts_extra_args=kind.accepts_extra,
         rerun_on_restart=kind.rerun_on_restart,
     )
+
+
+def _param_info(param: Param) -> ArgInfo:
+    arg = dataclasses.replace(
+        _arg(param.name, param.annotation, param.required, param.path_role), description=param.description
+    )
+    return arg if param.required else _with_default(arg, param.default)
 
 
 def _with_default(arg: ArgInfo, default: Any) -> ArgInfo:

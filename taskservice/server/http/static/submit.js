@@ -32,6 +32,12 @@ function argInput(arg) {
   return el('input', { name, required: arg.required, placeholder: [placeholder, role].filter(Boolean).join(', ') });
 }
 
+// Under an arg's input: what the handler's docstring says of it, then its kind and checks.
+function argHint(arg) {
+  const kind = [arg.pathRole || arg.kind, arg.rule].filter(Boolean).join(', ');
+  return arg.description ? [...describe(arg.description), ` (${kind})`] : kind;
+}
+
 // A refusal's messages by the inputs they name (google.rpc.BadRequest field paths; a field no input has is looked
 // for by its parents: `schedule.task.args.n` by `schedule.task.args`); what none holds goes to the top.
 function showViolations(form, err, nameOf = (path) => path) {
@@ -82,7 +88,7 @@ async function submitPage() {
     note.replaceChildren(...describe(type && type.description), nodes);
     const args = type ? type.args : [];
     fields.replaceChildren(el('legend', {}, 'Args'), ...(args.length ? args.map((arg) => field(
-      `${arg.name}${arg.required ? ' *' : ''}`, argInput(arg), [arg.pathRole || arg.kind, arg.rule].filter(Boolean).join(', ')))
+      `${arg.name}${arg.required ? ' *' : ''}`, argInput(arg), argHint(arg)))
       : [el('span', { class: 'muted' }, 'none')]));
   }
 
