@@ -381,8 +381,11 @@ def dashboard(table: Table, tmp: Path) -> None:
     loaded = f"{STORED:,} tasks stored and {MOVING} moving (vs an empty server)"
     table.row(f"dashboard: overview shown, {loaded}", "ms", ours["loaded_overview_ms"], ours["empty_overview_ms"],
               "lower", "<= 1.5")  # fmt: skip
-    table.row(f"dashboard: list's first page shown, {loaded}", "ms", ours["loaded_first_table_ms"],
-              ours["empty_first_table_ms"], "lower", "<= 1.5")  # fmt: skip
+    table.row(f"dashboard: list's first page shown (a screenful of rows), {loaded}", "ms",
+              ours["loaded_first_table_ms"], ours["empty_first_table_ms"], "lower", "<= 1.5")  # fmt: skip
+    table.row(f"dashboard: list's first page drawn whole (all 100 rows), {loaded}", "ms",
+              ours["loaded_whole_table_ms"], ours["empty_whole_table_ms"], "lower", "",
+              "the rows below the first screen come a frame after it")  # fmt: skip
     table.row(f"dashboard: progress changes applied, {ours['bars']} bars of tasks at 20 Hz (vs their 20 Hz each)",
               "changes/s", ours["changes_per_s"], MOVING * 20.0, "higher", "",
               "the server coalesces progress for a reader that lags, so below 1.0 is by design")  # fmt: skip

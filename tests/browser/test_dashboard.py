@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from taskservice.client import TaskClient
+from taskservice.client import TaskClient, submit_request
 from tests.browser.chromium import WAIT_MS
 from tests.support.server import ServerProcess
 from tests.support.waiting import wait_until
@@ -117,3 +117,38 @@ def test_a_tasks_page_links_its_children_and_a_child_its_parent(browser: Any, tm
             assert page.locator("#children").is_hidden(), "a task without children shows no list"
             client.stop(parent)
             client.stop(f"{parent}.free")
+
+
+def test_a_page_of_many_rows_draws_a_screenful_first_then_all_and_a_refresh_keeps_the_scroll(
+    browser: Any, tmp_path: Path
+) -> None:
+    with ServerProcess(tmp_path / "t.db", workers=2) as server:
+        server.start()
+        with TaskClient(server.address) as client:
+            requests = [submit_request("sleep", {"seconds": 0}) for _ in range(80)]
+            for done in client.submit_batch(requests):
+                assert not isinstance(done, Exception), done
+            first_page = [task.task_id for task in client.list(page_size=100).tasks]
+        page = browser.new_page(viewport={"width": 1280, "height": 600})
+        page.set_default_timeout(WAIT_MS)
+        page.goto(server.http_url + "/#/tasks")
+        page.locator("#tasks[data-complete]").wait_for(state="attached")
+        shown = page.locator("#tasks tbody tr").evaluate_all("(rows) => rows.map((r) => r.dataset.row)")
+        assert shown == first_page, "every row of the page, in ListTasks' order, once"
+        # A refresh (every few seconds) replaces the rows at once: the table never shrinks under a reader who
+        # scrolled to the bottom (each change and each frame is noted until one refresh was drawn).
+        page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+        scrolled = page.evaluate("window.scrollY")
+        assert scrolled > 1000, scrolled
+        page.evaluate("""() => {
+            const rows = document.querySelector('#tasks tbody');
+            window.__seen = { rows: [], scrolls: [] };
+            new MutationObserver(() => window.__seen.rows.push(rows.children.length))
+              .observe(rows, { childList: true });
+            const frame = () => { window.__seen.scrolls.push(window.scrollY); requestAnimationFrame(frame); };
+            requestAnimationFrame(frame); }""")
+        page.wait_for_function("() => window.__seen.rows.length > 0")
+        page.evaluate("() => new Promise((r) => requestAnimationFrame(() => setTimeout(r)))")  # that refresh drawn
+        seen = page.evaluate("window.__seen")
+        assert set(seen["rows"]) == {80}, seen["rows"]
+        assert set(seen["scrolls"]) == {scrolled}, seen["scrolls"]

@@ -5,6 +5,8 @@
 'use strict';
 
 const PAGE_SIZES = [25, 100, 500, 1000];
+// The least height a row of the list takes: how many rows a screen can hold at most.
+const MIN_ROW_PX = 24;
 const ZONE = new Intl.DateTimeFormat([], { timeZoneName: 'short' }).formatToParts(new Date())
   .find((part) => part.type === 'timeZoneName')?.value || '';
 
@@ -106,6 +108,7 @@ async function tasksPage(query) {
   let followed = '';
   let rows = new Map(); // task id -> its row on the page
   let timer = null;
+  let drawn = 0; // loads drawn so far: the rest of a page's rows go in only if no later load drew since
   const states = statesPicker(filters.states);
   const typeSelect = el('select', { name: 'type' }, el('option', { value: '' }, 'any type'),
     filters.type ? el('option', { value: filters.type }, filters.type) : []);
@@ -186,15 +189,32 @@ async function tasksPage(query) {
       showError(err);
       return;
     }
-    body.replaceChildren(...page.tasks.map((t) => el('tr', { 'data-row': t.taskId },
+    const made = page.tasks.map((t) => el('tr', { 'data-row': t.taskId },
       el('td', { class: 'id' }, el('a', { href: `#/task/${encodeURIComponent(t.taskId)}` }, t.taskId)),
       el('td', {}, t.taskType), el('td', {}, stateWithError(t)), el('td', {}, bar(t)), durationCell(t),
       el('td', { class: 'wide' }, String(t.attempt || 0)),
       timeCell(t.submittedAt), timeCell(t.startedAt), timeCell(t.endedAt),
       el('td', { class: 'wide' }, Object.entries(t.labels || {}).map(([k, v]) => `${k}=${v}`).join(', ')),
-      el('td', {}, rowAction(t)))));
-    rows = new Map([...body.children].map((row) => [row.dataset.row, row]));
-    body.parentNode.dataset.shown = tokens.length; // a page is on screen (what tests and the bench wait for)
+      el('td', {}, rowAction(t))));
+    rows = new Map(made.map((row) => [row.dataset.row, row]));
+    // Into an empty table, the rows a screen can hold first and the rest a frame later: laying out and painting
+    // 100 rows at once for a page's first paint took twice the time of a screenful. A refresh replaces them all
+    // at once (the table never shrinks under a reader who scrolled).
+    const first = body.children.length ? made.length : Math.ceil(window.innerHeight / MIN_ROW_PX);
+    const drawing = ++drawn;
+    body.replaceChildren(...made.slice(0, first));
+    const table = body.parentNode;
+    table.dataset.shown = tokens.length; // a page is on screen (what the bench waits for)
+    delete table.dataset.complete;
+    const complete = () => { table.dataset.complete = tokens.length; };
+    if (made.length <= first) complete();
+    else {
+      requestAnimationFrame(() => setTimeout(() => {
+        if (drawing !== drawn) return; // a newer load drew the table since
+        body.append(...made.slice(first));
+        complete();
+      }));
+    }
     showTotal().catch(() => {});
     pager.replaceChildren(
       el('button', { disabled: tokens.length === 1, onclick: () => { tokens.pop(); load(); } },
