@@ -5,8 +5,9 @@
 'use strict';
 
 const PAGE_SIZES = [25, 100, 500, 1000];
-// The least height a row of the list takes: how many rows a screen can hold at most.
-const MIN_ROW_PX = 24;
+// The least height a row of the list takes (a line of 14 px text at 1.45 and the cells' padding, 30 px on a
+// phone): how many rows a screen can hold at most.
+const MIN_ROW_PX = 30;
 const ZONE = new Intl.DateTimeFormat([], { timeZoneName: 'short' }).formatToParts(new Date())
   .find((part) => part.type === 'timeZoneName')?.value || '';
 
@@ -189,31 +190,29 @@ async function tasksPage(query) {
       showError(err);
       return;
     }
-    const made = page.tasks.map((t) => el('tr', { 'data-row': t.taskId },
-      el('td', { class: 'id' }, el('a', { href: `#/task/${encodeURIComponent(t.taskId)}` }, t.taskId)),
-      el('td', {}, t.taskType), el('td', {}, stateWithError(t)), el('td', {}, bar(t)), durationCell(t),
-      el('td', { class: 'wide' }, String(t.attempt || 0)),
-      timeCell(t.submittedAt), timeCell(t.startedAt), timeCell(t.endedAt),
-      el('td', { class: 'wide' }, Object.entries(t.labels || {}).map(([k, v]) => `${k}=${v}`).join(', ')),
-      el('td', {}, rowAction(t))));
-    rows = new Map(made.map((row) => [row.dataset.row, row]));
-    // Into an empty table, the rows a screen can hold first and the rest a frame later: laying out and painting
-    // 100 rows at once for a page's first paint took twice the time of a screenful. A refresh replaces them all
-    // at once (the table never shrinks under a reader who scrolled).
-    const first = body.children.length ? made.length : Math.ceil(window.innerHeight / MIN_ROW_PX);
+    // Into an empty table, the rows a screen can hold first (made and drawn) and the rest a frame later: making,
+    // laying out and painting 100 rows at once for a page's first paint took twice the time of a screenful. A
+    // refresh replaces them all at once (the table never shrinks under a reader who scrolled).
+    const first = body.children.length ? page.tasks.length
+      : Math.max(1, Math.ceil((window.innerHeight - Math.max(0, body.getBoundingClientRect().top)) / MIN_ROW_PX));
     const drawing = ++drawn;
-    body.replaceChildren(...made.slice(0, first));
+    const shown = page.tasks.slice(0, first).map(taskRow);
+    rows = new Map(shown.map((row) => [row.dataset.row, row]));
+    body.replaceChildren(...shown);
     const table = body.parentNode;
     table.dataset.shown = tokens.length; // a page is on screen (what the bench waits for)
     delete table.dataset.complete;
     const complete = () => { table.dataset.complete = tokens.length; };
-    if (made.length <= first) complete();
+    if (page.tasks.length <= first) complete();
     else {
-      requestAnimationFrame(() => setTimeout(() => {
+      // In the frame after the one that shows the screenful (made in that one's work, it would hold it back).
+      requestAnimationFrame(() => setTimeout(() => requestAnimationFrame(() => {
         if (drawing !== drawn) return; // a newer load drew the table since
-        body.append(...made.slice(first));
+        const rest = page.tasks.slice(first).map(taskRow);
+        for (const row of rest) rows.set(row.dataset.row, row);
+        body.append(...rest);
         complete();
-      }));
+      })));
     }
     showTotal().catch(() => {});
     pager.replaceChildren(
@@ -226,6 +225,16 @@ async function tasksPage(query) {
     requestAnimationFrame(() => setTimeout(() => watch(unfinished)));
     clearTimeout(timer);
     timer = setTimeout(load, REFRESH_MS);
+  }
+
+  function taskRow(t) {
+    return el('tr', { 'data-row': t.taskId },
+      el('td', { class: 'id' }, el('a', { href: `#/task/${encodeURIComponent(t.taskId)}` }, t.taskId)),
+      el('td', {}, t.taskType), el('td', {}, stateWithError(t)), el('td', {}, bar(t)), durationCell(t),
+      el('td', { class: 'wide' }, String(t.attempt || 0)),
+      timeCell(t.submittedAt), timeCell(t.startedAt), timeCell(t.endedAt),
+      el('td', { class: 'wide' }, Object.entries(t.labels || {}).map(([k, v]) => `${k}=${v}`).join(', ')),
+      el('td', {}, rowAction(t)));
   }
 
   // Stop while unfinished, Retry once ended otherwise than in success.
