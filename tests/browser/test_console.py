@@ -347,6 +347,7 @@ def test_the_list_shows_a_failures_error_durations_zones_and_how_many_match(
     row.wait_for()
     assert "ValueError: no square of" in row.inner_text()
     page.locator("#total", has_text="2 tasks match").wait_for()
+    assert page.locator("#total[role=status]").count() == 1 and page.locator("[aria-live]").count() == 0
     zone = page.evaluate("new Intl.DateTimeFormat([], {timeZoneName: 'short'}).formatToParts(new Date())"
                          ".find((p) => p.type === 'timeZoneName').value")  # fmt: skip
     assert zone in row.inner_text() and row.locator("td[title$=' ago']").count() >= 2

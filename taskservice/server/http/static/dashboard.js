@@ -105,7 +105,7 @@ function bar(task) {
   return el('progress', { max: 100, value: (task.progress && task.progress.percent) || 0, 'data-task-id': task.taskId });
 }
 function showError(err) {
-  view.prepend(el('p', { class: 'error' }, String(err.message || err)));
+  view.prepend(el('p', { class: 'error', role: 'alert' }, String(err.message || err)));
 }
 // ---------------------------------------------------------------------------------------------- routing
 

@@ -140,7 +140,9 @@ async function tasksPage(query) {
       'Delete all matching'),
     summary);
   const wide = new Set(['Attempt', 'Submitted', 'Started', 'Ended', 'Labels']); // left out on a phone
-  const total = el('p', { class: 'muted', id: 'total' });
+  // Announced when it changes; the page as a whole is not a live region (a reader would hear every row again at
+  // each refresh).
+  const total = el('p', { class: 'muted', id: 'total', role: 'status' });
   // The column the list is sorted by says so (aria-sort, and an arrow).
   const [sortKey, direction] = filters.order.split(' ');
   const heading = (h) => el('th', { class: wide.has(h) ? 'wide' : undefined,
