@@ -15,7 +15,17 @@ from typing import Any
 
 from taskservice.core.board.base import ClaimScope
 from taskservice.core.board.postgres.rows import CLAIMED, T_COLUMNS, dumps, task_from_row
-from taskservice.core.board.postgres.schema import BUCKETS, CLAIM_LOCK, LIMITS, NODES, TASKS, TURNS
+from taskservice.core.board.postgres.schema import (
+    BUCKETS,
+    CLAIM_LOCK,
+    COUNT_CHANGES,
+    COUNTS,
+    FOLD_LOCK,
+    LIMITS,
+    NODES,
+    TASKS,
+    TURNS,
+)
 from taskservice.core.board.sql.queries import Cursor, HeldBack
 from taskservice.core.board.sql.rows import held_back_sql
 from taskservice.core.model.limits import LIMIT_COLUMNS, Bucket, Limit, LimitSpec, limit_from_row, limit_row
@@ -185,9 +195,25 @@ class PgLimitQueries:
     # ------------------------------------------------------------------ for GetStats
 
     def task_counts(self, cur: Cursor) -> builtins.list[tuple[str, str, int]]:
-        cur.execute(f"SELECT task_type, state, count(*) FROM {TASKS} GROUP BY task_type, state")
+        # The totals folded so far and the changes since, in one statement: one snapshot of both.
+        cur.execute(
+            f"""SELECT task_type, state, sum(n) FROM (
+                    SELECT task_type, state, n FROM {COUNTS} UNION ALL SELECT task_type, state, n FROM {COUNT_CHANGES}
+                ) counted GROUP BY task_type, state HAVING sum(n) > 0"""
+        )
         found: builtins.list[tuple[str, str, int]] = cur.fetchall()
         return found
+
+    def fold_task_counts(self, cur: Cursor) -> None:
+        """The count changes written so far into the totals, unless another node folds now (it will have them)."""
+        cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (FOLD_LOCK,))
+        if not cur.fetchone()[0]:
+            return
+        cur.execute(
+            f"""WITH folded AS (DELETE FROM {COUNT_CHANGES} RETURNING task_type, state, n)
+                INSERT INTO {COUNTS} SELECT task_type, state, sum(n) FROM folded GROUP BY task_type, state
+                ON CONFLICT (task_type, state) DO UPDATE SET n = {COUNTS}.n + EXCLUDED.n"""
+        )
 
     def started_by_minute(self, cur: Cursor, since: float) -> builtins.list[tuple[int, int]]:
         minute = "floor(started_at / 60)::bigint"

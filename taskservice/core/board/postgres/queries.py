@@ -277,7 +277,10 @@ class PgQueries(PgLimitQueries):
                 RETURNING {T_COLUMNS}, c.before""",
             {"now": now, "rerun": list(rerunnable), "etype": ErrorType.SERVER_RESTARTED, "gap": REAP_SEQUENCE_GAP},
         )
-        return [(task_from_row(row), TaskState(row[-1])) for row in cur.fetchall()]
+        reaped = [(task_from_row(row), TaskState(row[-1])) for row in cur.fetchall()]
+        # Every node reaps every few seconds: the housekeeping of GetStats' counts goes with it.
+        self.fold_task_counts(cur)
+        return reaped
 
     def end_leases(self, cur: Cursor, owner_prefix: str) -> int:
         cur.execute(

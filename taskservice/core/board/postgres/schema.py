@@ -13,7 +13,7 @@ from typing import Any
 from taskservice.core.model.errors import StoreOpenError
 from taskservice.core.model.history import PROGRESS_STEP_PERCENT
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 TASKS = "taskservice_tasks"
 LOGS = "taskservice_logs"
 # Dependencies not met yet: (a task, one it waits for); its `waiting` counts them.
@@ -28,6 +28,13 @@ TURNS = "taskservice_turns"
 NODES = "taskservice_nodes"
 # Each task's state changes and progress samples (GetTaskHistory).
 HISTORY = "taskservice_history"
+# GetStats' tasks by type and state: the totals folded so far, and the changes since (each change's own rows, never
+# a row two nodes' transactions would wait on each other for).
+COUNTS = "taskservice_task_counts"
+COUNT_CHANGES = "taskservice_task_count_changes"
+# The key of the advisory lock a fold of the changes into the totals holds (one node folds at a time; the others
+# skip, their reads add the changes not folded yet).
+FOLD_LOCK = 0x636E7473  # "cnts"
 VERSION_TABLE = "taskservice_schema"
 # Any number: the key of the advisory lock migrations hold.
 MIGRATION_LOCK = 0x7461736B  # "task"
@@ -214,6 +221,44 @@ MIGRATIONS: dict[int, list[str]] = {
                   OR floor(NEW.progress_percent / {PROGRESS_STEP_PERCENT})
                      > floor(OLD.progress_percent / {PROGRESS_STEP_PERCENT}))
             EXECUTE FUNCTION taskservice_history()""",
+    ],
+    # GetStats without a GROUP BY over every task (0.2 s with 1,000,000 stored, at each node's every overview
+    # refresh): triggers add each change's +1/-1 rows to COUNT_CHANGES in its own transaction (a statement's inserts
+    # and deletes as one row per type and state), and a node's periodic reap folds them into COUNTS. A counter row
+    # updated by every transition would have made every claim and end of a type wait on each other.
+    11: [
+        f"""CREATE TABLE {COUNTS} (
+            task_type text NOT NULL,
+            state     text NOT NULL,
+            n         bigint NOT NULL,
+            PRIMARY KEY (task_type, state)
+        )""",
+        f"""CREATE TABLE {COUNT_CHANGES} (task_type text NOT NULL, state text NOT NULL, n bigint NOT NULL)""",
+        # No change slips between the count and the triggers (the migration's transaction holds the lock).
+        f"LOCK TABLE {TASKS} IN SHARE ROW EXCLUSIVE MODE",
+        f"INSERT INTO {COUNTS} SELECT task_type, state, count(*) FROM {TASKS} GROUP BY task_type, state",
+        f"""CREATE FUNCTION taskservice_count_added() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO {COUNT_CHANGES} SELECT task_type, state, count(*) FROM added GROUP BY task_type, state;
+            RETURN NULL;
+        END $$""",
+        f"""CREATE FUNCTION taskservice_count_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO {COUNT_CHANGES} SELECT task_type, state, -count(*) FROM removed GROUP BY task_type, state;
+            RETURN NULL;
+        END $$""",
+        f"""CREATE FUNCTION taskservice_count_moved() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO {COUNT_CHANGES} VALUES (OLD.task_type, OLD.state, -1), (NEW.task_type, NEW.state, 1);
+            RETURN NULL;
+        END $$""",
+        f"""CREATE TRIGGER taskservice_count_insert AFTER INSERT ON {TASKS} REFERENCING NEW TABLE AS added
+            FOR EACH STATEMENT EXECUTE FUNCTION taskservice_count_added()""",
+        f"""CREATE TRIGGER taskservice_count_delete AFTER DELETE ON {TASKS} REFERENCING OLD TABLE AS removed
+            FOR EACH STATEMENT EXECUTE FUNCTION taskservice_count_removed()""",
+        f"""CREATE TRIGGER taskservice_count_update AFTER UPDATE ON {TASKS} FOR EACH ROW
+            WHEN (OLD.state <> NEW.state OR OLD.task_type <> NEW.task_type)
+            EXECUTE FUNCTION taskservice_count_moved()""",
     ],
 }
 
