@@ -60,11 +60,12 @@ def _summary(lines: list[str]) -> str:
     paragraph: list[str] = []
     for line in lines:
         stripped = line.strip()
-        if not stripped or _is_heading(stripped) or _REST_FIELD.match(stripped):
-            if paragraph or _is_heading(stripped) or _REST_FIELD.match(stripped):
-                break
-            continue
-        paragraph.append(stripped)
+        if _is_heading(stripped) or _REST_FIELD.match(stripped):
+            break  # the sections begin
+        if stripped:
+            paragraph.append(stripped)
+        elif paragraph:
+            break  # the first paragraph ended
     return " ".join(paragraph)
 
 
