@@ -80,6 +80,47 @@ def test_with_tokens_the_page_asks_for_one_and_keeps_it_for_the_tab(browser: Any
         context.close()
 
 
+def test_calls_refused_at_once_ask_for_the_token_once_and_a_late_refusal_keeps_the_new_one(
+    browser: Any, tmp_path: Path
+) -> None:
+    """The list asks for its task types and its first page together: both are refused without a token. The page's
+    call is held until the token was given, so its refusal comes after: it must neither forget the new token nor
+    leave a call waiting for a second prompt."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text("dash-token\n")
+    with ServerProcess(tmp_path / "t.db", extra_args=["--auth-token-file", str(tokens)]) as server:
+        server.start()
+        with TaskClient(server.address, token="dash-token") as client:
+            task_id = client.submit("sleep", {"seconds": 0}).task.task_id
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        held: list[Any] = []
+
+        def hold_the_first_tokenless_page(route: Any) -> None:
+            if "authorization" in route.request.headers or held:
+                route.continue_()
+            else:
+                held.append(route)
+
+        page.route("**/v1/tasks?*", hold_the_first_tokenless_page)
+        page.goto(server.http_url + "/#/tasks")
+        page.locator("#token-input").fill("dash-token")
+
+        def held_yet() -> bool:
+            page.evaluate("() => 0")  # a call into the page lets Playwright hand this thread the routes it holds
+            return bool(held)
+
+        wait_until(held_yet, what="the page's first call, without a token, to be held")
+        page.locator("#token-form button").click()
+        page.wait_for_function("() => sessionStorage.getItem('taskservice.token') === 'dash-token'")
+        held[0].continue_()  # its 401 comes now, after the token was given
+        page.locator(f'[data-task-id="{task_id}"][data-state]').wait_for()
+        assert page.evaluate("sessionStorage.getItem('taskservice.token')") == "dash-token"
+        assert not page.locator("#token-dialog").evaluate("(dialog) => dialog.open"), "asked once"
+        context.close()
+
+
 def test_a_task_whose_id_ends_like_a_verb_opens_and_stops_from_the_dashboard(browser: Any, tmp_path: Path) -> None:
     with ServerProcess(tmp_path / "t.db", workers=2) as server:
         server.start()

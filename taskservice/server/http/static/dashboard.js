@@ -14,35 +14,42 @@ let leave = () => {}; // undoes what the current page started (timers, streams)
 
 // ---------------------------------------------------------------------------------------------- the API
 
-function headers(extra) {
-  const token = sessionStorage.getItem(TOKEN_KEY);
+function headers(token, extra) {
   return { ...(token ? { Authorization: `Bearer ${token}` } : {}), ...extra };
 }
 
+// One prompt however many calls were refused at once: each waits for the same answer.
+let asking = null;
 function askToken() {
   const dialog = document.getElementById('token-dialog');
   const input = document.getElementById('token-input');
-  return new Promise((resolve) => {
+  asking = asking || new Promise((resolve) => {
     document.getElementById('token-form').onsubmit = () => {
       sessionStorage.setItem(TOKEN_KEY, input.value.trim());
       input.value = '';
+      asking = null;
       resolve();
     };
     if (!dialog.open) dialog.showModal();
   });
+  return asking;
 }
 
 async function request(method, path, body, signal) {
   for (;;) {
+    const sent = sessionStorage.getItem(TOKEN_KEY);
     const response = await fetch(path, {
       method,
       signal,
-      headers: headers(body === undefined ? {} : { 'Content-Type': 'application/json' }),
+      headers: headers(sent, body === undefined ? {} : { 'Content-Type': 'application/json' }),
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     if (response.status === 401) {
-      sessionStorage.removeItem(TOKEN_KEY);
-      await askToken();
+      // Only the token this call sent is wrong: one entered while it was on its way is tried, not forgotten.
+      if (sessionStorage.getItem(TOKEN_KEY) === sent) {
+        sessionStorage.removeItem(TOKEN_KEY);
+        await askToken();
+      }
       continue;
     }
     return response;
