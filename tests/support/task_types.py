@@ -22,6 +22,7 @@ class Gates:
         self._lock = threading.Lock()
         self._gates: dict[str, threading.Event] = {}
         self.ran: list[str] = []
+        self.left: list[str] = []  # the gate tasks whose handler returned or raised, in that order
 
     def gate(self, name: str) -> threading.Event:
         with self._lock:
@@ -52,9 +53,12 @@ def make_registry(gates: Gates) -> TaskRegistry:
         """Runs until the test opens gate `name`; stoppable."""
         gates.ran.append(name)
         event = gates.gate(name)
-        while not event.wait(0.005):
-            ctx.check_stop()
-        return name
+        try:
+            while not event.wait(0.005):
+                ctx.check_stop()
+            return name
+        finally:
+            gates.left.append(name)
 
     def record(ctx: TaskContext, *, tag: str) -> str:
         gates.ran.append(tag)
