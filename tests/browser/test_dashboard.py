@@ -4,6 +4,8 @@ tokens on the page asks for one. Screenshots go to the test's temp folder."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +63,19 @@ def test_progress_moves_a_stop_revokes_and_the_form_submits(browser: Any, tmp_pa
     assert (tmp_path / "tasks.png").stat().st_size > 0 and (tmp_path / "task.png").stat().st_size > 0
 
 
-def test_with_tokens_the_page_asks_for_one_and_keeps_it_for_the_tab(browser: Any, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _server_with_tokens(tmp_path: Path) -> Iterator[tuple[ServerProcess, str]]:
+    """A server that asks for the token "dash-token", and the id of a task it ran."""
     tokens = tmp_path / "tokens"
     tokens.write_text("dash-token\n")
     with ServerProcess(tmp_path / "t.db", extra_args=["--auth-token-file", str(tokens)]) as server:
         server.start()
         with TaskClient(server.address, token="dash-token") as client:
-            task_id = client.submit("sleep", {"seconds": 0}).task.task_id
+            yield server, client.submit("sleep", {"seconds": 0}).task.task_id
+
+
+def test_with_tokens_the_page_asks_for_one_and_keeps_it_for_the_tab(browser: Any, tmp_path: Path) -> None:
+    with _server_with_tokens(tmp_path) as (server, task_id):
         context = browser.new_context()
         page = context.new_page()
         page.set_default_timeout(WAIT_MS)
@@ -86,12 +94,7 @@ def test_calls_refused_at_once_ask_for_the_token_once_and_a_late_refusal_keeps_t
     """The list asks for its task types and its first page together: both are refused without a token. The page's
     call is held until the token was given, so its refusal comes after: it must neither forget the new token nor
     leave a call waiting for a second prompt."""
-    tokens = tmp_path / "tokens"
-    tokens.write_text("dash-token\n")
-    with ServerProcess(tmp_path / "t.db", extra_args=["--auth-token-file", str(tokens)]) as server:
-        server.start()
-        with TaskClient(server.address, token="dash-token") as client:
-            task_id = client.submit("sleep", {"seconds": 0}).task.task_id
+    with _server_with_tokens(tmp_path) as (server, task_id):
         context = browser.new_context()
         page = context.new_page()
         page.set_default_timeout(WAIT_MS)

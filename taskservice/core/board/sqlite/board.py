@@ -170,7 +170,8 @@ class SQLiteDriver:
         finally:
             with self._readers_lock:
                 self._reading -= 1
-                self._readers_lock.notify_all()
+                if self._closed:  # only close() waits for the reads to end
+                    self._readers_lock.notify_all()
 
     def on_hint(self, hint: str, listener: Callable[[], None]) -> None:
         self._listeners.setdefault(hint, []).append(listener)
