@@ -372,6 +372,9 @@ def http_scenarios(table: Table, tmp: Path) -> None:
               _median(grpc_rounds, "p99_latency_ms"), "lower", "")  # fmt: skip
 
 
+PLACEMENTS = (("apart", "browser on a core of its own"), ("shared", "browser sharing the server's cores"))
+
+
 def dashboard(table: Table, tmp: Path) -> None:
     """The dashboard in headless Chromium with 100,000 tasks stored and 100 bars moving (bench/dashboard.py)."""
     ours = dashboard_scenario(tmp, serve, submit_many)
@@ -379,13 +382,19 @@ def dashboard(table: Table, tmp: Path) -> None:
         print(f"  dashboard: skipped: {ours['skipped']}", file=sys.stderr)
         return
     loaded = f"{STORED:,} tasks stored and {MOVING} moving (vs an empty server)"
-    table.row(f"dashboard: overview shown, {loaded}", "ms", ours["loaded_overview_ms"], ours["empty_overview_ms"],
-              "lower", "<= 1.5")  # fmt: skip
-    table.row(f"dashboard: list's first page shown (a screenful of rows), {loaded}", "ms",
-              ours["loaded_first_table_ms"], ours["empty_first_table_ms"], "lower", "<= 1.5")  # fmt: skip
-    table.row(f"dashboard: list's first page drawn whole (all 100 rows), {loaded}", "ms",
-              ours["loaded_whole_table_ms"], ours["empty_whole_table_ms"], "lower", "",
-              "the rows below the first screen come a frame after it")  # fmt: skip
+    for placement, where in PLACEMENTS:
+        if placement not in ours:
+            continue
+        shown = ours[placement]
+        # The targets are for the server's part: with the browser apart where the machine has two cores.
+        target = "<= 1.5" if placement == "apart" or "apart" not in ours else ""
+        table.row(f"dashboard: overview shown, {loaded}, {where}", "ms", shown["loaded_overview_ms"],
+                  shown["empty_overview_ms"], "lower", target)  # fmt: skip
+        table.row(f"dashboard: list's first page shown (a screenful of rows), {loaded}, {where}", "ms",
+                  shown["loaded_first_table_ms"], shown["empty_first_table_ms"], "lower", target)  # fmt: skip
+        table.row(f"dashboard: list's first page drawn whole (all 100 rows), {loaded}, {where}", "ms",
+                  shown["loaded_whole_table_ms"], shown["empty_whole_table_ms"], "lower", "",
+                  "the rows below the first screen come a frame after it")  # fmt: skip
     table.row(f"dashboard: progress changes applied, {ours['bars']} bars of tasks at 20 Hz (vs their 20 Hz each)",
               "changes/s", ours["changes_per_s"], MOVING * 20.0, "higher", "",
               "the server coalesces progress for a reader that lags, so below 1.0 is by design")  # fmt: skip

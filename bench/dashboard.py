@@ -2,7 +2,9 @@
 stored (ended over the last day) and 100 tasks reporting progress at 20 Hz, beside an empty server. How long until
 the overview shows its counts and the list its first page (a screenful, and all its rows); how many progress
 changes the list applies each second while all 100 bars move; and what 10 open overviews (refreshing every 2 s)
-cost the server's CPU, beside windows with none open (alternating, medians)."""
+cost the server's CPU, beside windows with none open (alternating, medians). The pages are timed with the browser
+on a core of its own and the server on the others (an operator's browser is not on the server's machine; see
+bench/cpus.py), and again with both sharing every core."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.cpus import apart, descendants, place
 from bench.fill import fill
 from taskservice.core.model.models import TaskState
 from taskservice.v1 import task_service_pb2 as pb
@@ -83,7 +86,27 @@ def _overview_cpu(browser: Any, server: Any) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in used.items()}
 
 
+def _placements(server_pid: int) -> dict[str, Callable[[], None]]:
+    """The ways to run the browser beside the server (bench/cpus.py): apart when the machine has two cores, and
+    both sharing every core. The browser is every process this bench started but the server's."""
+    every = os.sched_getaffinity(0)
+    server = {server_pid} | descendants(server_pid)
+
+    def placed(browser_cpus: set[int], server_cpus: set[int]) -> Callable[[], None]:
+        def move() -> None:
+            place(descendants(os.getpid()) - server, browser_cpus)
+            place(server, server_cpus)
+
+        return move
+
+    cores = apart()
+    shared = {"shared": placed(every, every)}
+    return {"apart": placed(*cores), **shared} if cores else shared
+
+
 def dashboard_scenario(tmp: Path, serve: Callable[..., Any], submit_many: Callable[..., list[str]]) -> dict[str, Any]:
+    """Figures by placement (`apart`, `shared`) and server (`empty`, `loaded`); the progress changes and the CPU
+    of open overviews with the browser apart where the machine allows it."""
     if not shutil.which(CHROMIUM):
         return {"skipped": f"{CHROMIUM} is missing (apt-get install chromium)"}
     from playwright.sync_api import sync_playwright
@@ -100,22 +123,33 @@ def dashboard_scenario(tmp: Path, serve: Callable[..., Any], submit_many: Callab
                     moving = pb.SubmitRequest(task_type="demo")
                     moving.args.update({"steps": 4000, "step_seconds": 0.05})
                     submit_many(server.address, [moving] * MOVING)
-                result[f"{name}_overview_ms"] = _shown_ms(browser, server.http_url + "/",
-                                                          '[data-count-state="SUCCESS"] a')  # fmt: skip
-                # The first page drawn, its rows or none: the same moment on both servers. Shown: the rows a
-                # screen holds are painted; whole: the rest too, a frame later.
-                for moment, ready in (("first", "#tasks[data-shown]"), ("whole", "#tasks[data-complete]")):
-                    result[f"{name}_{moment}_table_ms"] = _shown_ms(browser, server.http_url + "/#/tasks", ready)
+                placements = _placements(server.proc.pid)
+                for placement, move in placements.items():
+                    move()
+                    shown = result.setdefault(placement, {})
+                    shown[f"{name}_overview_ms"] = _shown_ms(browser, server.http_url + "/",
+                                                             '[data-count-state="SUCCESS"] a')  # fmt: skip
+                    # The first page drawn, its rows or none: the same moment on both servers. Shown: the rows a
+                    # screen holds are painted; whole: the rest too, a frame later.
+                    for moment, ready in (("first", "#tasks[data-shown]"), ("whole", "#tasks[data-complete]")):
+                        shown[f"{name}_{moment}_table_ms"] = _shown_ms(browser, server.http_url + "/#/tasks", ready)
                 if name == "loaded":
-                    page = browser.new_page()
-                    page.goto(server.http_url + "/#/tasks")
-                    page.wait_for_selector(f"#tasks tbody tr:nth-child({MOVING}) progress", timeout=60_000)
-                    page.evaluate(COUNTER)
-                    page.wait_for_timeout(WATCH_SECONDS * 1000)
-                    result["changes_per_s"] = page.evaluate("window.__changes") / WATCH_SECONDS
-                    result["bars"] = page.evaluate("document.querySelectorAll('#tasks tbody progress').length")
-                    page.close()
+                    placements.get("apart", placements["shared"])()
+                    result.update(_moving_bars(browser, server.http_url))
                     used = _overview_cpu(browser, server)
                     result["cpu_none_percent"], result["cpu_open_percent"] = used["none"], used["open"]
         browser.close()
     return result
+
+
+def _moving_bars(browser: Any, url: str) -> dict[str, float]:
+    """How many progress changes the list applies each second with MOVING bars on it."""
+    page = browser.new_page()
+    page.goto(url + "/#/tasks")
+    page.wait_for_selector(f"#tasks tbody tr:nth-child({MOVING}) progress", timeout=60_000)
+    page.evaluate(COUNTER)
+    page.wait_for_timeout(WATCH_SECONDS * 1000)
+    changes = page.evaluate("window.__changes") / WATCH_SECONDS
+    bars = page.evaluate("document.querySelectorAll('#tasks tbody progress').length")
+    page.close()
+    return {"changes_per_s": changes, "bars": bars}

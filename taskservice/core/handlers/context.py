@@ -63,16 +63,20 @@ class StopSignal:
             return True
         if timeout is not None and timeout <= 0:
             return False
-        with StopSignal._making:
-            if self._condition is None:
-                self._condition = threading.Condition(threading.Lock())
+        condition = self._condition
+        if condition is None:
+            # One lock for every task's first wait only: a handler sleeping in steps takes it once, not each step.
+            with StopSignal._making:
+                if self._condition is None:
+                    self._condition = threading.Condition(threading.Lock())
+                condition = self._condition
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._condition:
+        with condition:
             while not self._set:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     break
-                self._condition.wait(left)
+                condition.wait(left)
         return self._set
 
 
