@@ -334,8 +334,8 @@ class AsyncTaskClient(ClientBase):
         return await self._invoke(history_call(task_id))
 
     async def nodes(self) -> Nodes:
-        """The servers of the database (each engine process), by name: the types each claims, its worker threads and
-        how many were busy when it last said."""
+        """The servers of the database (each engine process), by name: the types each claims, its worker threads,
+        how many were busy, and the handlers it abandoned after a stop that still run, when it last said."""
         return await self._invoke(nodes_call())
 
     async def list_schedules(self, *, page_size: int = 100, page_token: str = "") -> SchedulePage:

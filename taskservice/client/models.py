@@ -277,8 +277,8 @@ class Stats:
 
 @dataclass(frozen=True)
 class Node:
-    """A server (an engine process) of the database, as it last said: what it claims, its worker threads and how
-    many were busy."""
+    """A server (an engine process) of the database, as it last said: what it claims, its worker threads, how many
+    were busy, and how many handlers it abandoned after a stop still run (threads it cannot end)."""
 
     node: str
     task_types: tuple[str, ...]
@@ -287,6 +287,7 @@ class Node:
     last_seen: datetime | None
     workers: int
     busy: int
+    abandoned: int = 0
 
 
 # A module-level name: inside the clients, `list` is their method.

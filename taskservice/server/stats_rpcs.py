@@ -99,4 +99,4 @@ def _node_to_proto(node: NodeInfo) -> pb.Node:
     return pb.Node(node=node.name, task_types=node.types, only_labels=dict(node.labels),
                    started_at=convert.timestamp_to_proto(node.started_at),
                    last_seen=convert.timestamp_to_proto(node.seen_at),
-                   workers=node.workers, busy=node.busy)  # fmt: skip
+                   workers=node.workers, busy=node.busy, abandoned=node.abandoned)  # fmt: skip

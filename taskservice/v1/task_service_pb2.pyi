@@ -2251,11 +2251,17 @@ class Node(_message.Message):
     LAST_SEEN_FIELD_NUMBER: _builtins.int
     WORKERS_FIELD_NUMBER: _builtins.int
     BUSY_FIELD_NUMBER: _builtins.int
+    ABANDONED_FIELD_NUMBER: _builtins.int
     node: _builtins.str
     """Its name on the database: host:pid:random."""
     workers: _builtins.int
     """Its worker threads, and how many ran a task when it last said."""
     busy: _builtins.int
+    abandoned: _builtins.int
+    """Handlers it abandoned after a stop (they ignored it past --stop-grace) whose threads still run, when it last
+    said: their tasks have ended, but a thread cannot be ended from outside, so each holds its memory (and any CPU
+    it uses) until its handler returns. A count that grows asks for a restart, or for --isolation process.
+    """
     @_builtins.property
     def task_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The task types it claims."""
@@ -2280,10 +2286,11 @@ class Node(_message.Message):
         last_seen: _timestamp_pb2.Timestamp | None = ...,
         workers: _builtins.int = ...,
         busy: _builtins.int = ...,
+        abandoned: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_seen", b"last_seen", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["busy", b"busy", "last_seen", b"last_seen", "node", b"node", "only_labels", b"only_labels", "started_at", b"started_at", "task_types", b"task_types", "workers", b"workers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abandoned", b"abandoned", "busy", b"busy", "last_seen", b"last_seen", "node", b"node", "only_labels", b"only_labels", "started_at", b"started_at", "task_types", b"task_types", "workers", b"workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -355,8 +355,8 @@ class TaskServiceServicer:
 
     def ListNodes(self, request, context):
         """The servers of the database (each engine process of a --procs server is one), as each last said: the task
-        types it claims, its worker threads and how many were busy, when it started and when it was last heard of. A
-        server not heard of for a lease is left out.
+        types it claims, its worker threads and how many were busy, the handlers it abandoned that still run, when it
+        started and when it was last heard of. A server not heard of for a lease is left out.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

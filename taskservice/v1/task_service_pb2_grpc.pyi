@@ -120,8 +120,8 @@ class TaskServiceStub:
     """
     ListNodes: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.ListNodesRequest, _task_service_pb2.ListNodesResponse]
     """The servers of the database (each engine process of a --procs server is one), as each last said: the task
-    types it claims, its worker threads and how many were busy, when it started and when it was last heard of. A
-    server not heard of for a lease is left out.
+    types it claims, its worker threads and how many were busy, the handlers it abandoned that still run, when it
+    started and when it was last heard of. A server not heard of for a lease is left out.
     """
     DeleteSchedule: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.DeleteScheduleRequest, _task_service_pb2.DeleteScheduleResponse]
     """Removes a schedule; the tasks it submitted stay."""
@@ -227,8 +227,8 @@ class TaskServiceAsyncStub(TaskServiceStub):
     """
     ListNodes: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ListNodesRequest, _task_service_pb2.ListNodesResponse]  # type: ignore[assignment]
     """The servers of the database (each engine process of a --procs server is one), as each last said: the task
-    types it claims, its worker threads and how many were busy, when it started and when it was last heard of. A
-    server not heard of for a lease is left out.
+    types it claims, its worker threads and how many were busy, the handlers it abandoned that still run, when it
+    started and when it was last heard of. A server not heard of for a lease is left out.
     """
     DeleteSchedule: _aio.UnaryUnaryMultiCallable[_task_service_pb2.DeleteScheduleRequest, _task_service_pb2.DeleteScheduleResponse]  # type: ignore[assignment]
     """Removes a schedule; the tasks it submitted stay."""
@@ -463,8 +463,8 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_task_service_pb2.ListNodesResponse, _abc.Awaitable[_task_service_pb2.ListNodesResponse]]:
         """The servers of the database (each engine process of a --procs server is one), as each last said: the task
-        types it claims, its worker threads and how many were busy, when it started and when it was last heard of. A
-        server not heard of for a lease is left out.
+        types it claims, its worker threads and how many were busy, the handlers it abandoned that still run, when it
+        started and when it was last heard of. A server not heard of for a lease is left out.
         """
 
     @_abc_1.abstractmethod

@@ -14,6 +14,7 @@ from taskservice.core.model.models import TaskState
 from tests.board.contract import *  # noqa: F403 - the contract's tests run here
 from tests.board.contract import claim, ended, finish, new, submit
 from tests.board.limits_contract import *  # noqa: F403 - and those of limits
+from tests.board.nodes_contract import *  # noqa: F403 - and those of the servers on a board
 from tests.support.postgres import pg_database, pg_dsn
 from tests.support.waiting import wait_until
 

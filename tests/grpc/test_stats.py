@@ -62,6 +62,28 @@ async def test_list_nodes_says_each_servers_types_and_busy_workers(start_server:
         gates.open("busy")
 
 
+async def test_list_nodes_says_how_many_abandoned_handlers_still_run(start_server: StartServer, gates: Gates) -> None:
+    server = await start_server(lease_seconds=2.0, renew_seconds=0.2, stop_grace=0.2)
+    async with AsyncTaskClient(f"127.0.0.1:{server.port}") as client:
+
+        async def abandoned_said(count: int) -> bool:
+            return (await client.nodes())[0].abandoned == count
+
+        async def runs() -> bool:
+            return (await client.get(deaf)).state is TaskState.RUNNING
+
+        assert await abandoned_said(0)
+        deaf = (await client.submit("stubborn", {"name": "deaf"})).task.task_id
+        await wait_async(runs, timeout=10, what="the stubborn handler runs")
+        await client.stop(deaf)
+        # It ignores the stop: past the grace its task ends REVOKED and its thread is abandoned, still running.
+        await client.wait(deaf, timeout=10)
+        await wait_async(lambda: abandoned_said(1), timeout=10, what="the server says one handler is abandoned")
+        assert (await client.nodes())[0].workers == 4, "a fresh worker took its place"
+        gates.open("deaf")  # the handler returns at last: its thread ends
+        await wait_async(lambda: abandoned_said(0), timeout=10, what="the server says none is abandoned any more")
+
+
 async def test_stats_say_what_each_limit_runs_and_holds_back(client: AsyncTaskClient, gates: Gates) -> None:
     await client.create_limit("one-gate", task_type="gate", max_running=1)
     ids = [(await client.submit("gate", {"name": f"g{n}"})).task.task_id for n in range(2)]

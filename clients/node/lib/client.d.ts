@@ -69,6 +69,8 @@ export interface NodeInfo {
   lastSeen: Date | null;
   workers: number;
   busy: number;
+  /** Handlers it abandoned after a stop whose threads still run. */
+  abandoned: number;
 }
 
 export interface TaskEvent {

@@ -402,14 +402,14 @@ class TaskClient {
 
   /**
    * The servers of the database (each engine process), by name: [{node, taskTypes, onlyLabels, startedAt, lastSeen,
-   * workers, busy}].
+   * workers, busy, abandoned}].
    */
   async nodes(opts = {}) {
     const response = await this._unary('ListNodes', {}, opts.timeoutMs);
     return (response.nodes || []).map((n) => ({
       node: n.node, taskTypes: [...(n.taskTypes || [])], onlyLabels: { ...(n.onlyLabels || {}) },
       startedAt: convert.timestampFromProto(n.startedAt), lastSeen: convert.timestampFromProto(n.lastSeen),
-      workers: Number(n.workers || 0), busy: Number(n.busy || 0),
+      workers: Number(n.workers || 0), busy: Number(n.busy || 0), abandoned: Number(n.abandoned || 0),
     }));
   }
 

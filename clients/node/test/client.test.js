@@ -344,6 +344,14 @@ describe('TaskService', () => {
     assert.deepEqual(types.map((t) => t.name), [...types.map((t) => t.name)].sort());
   });
 
+  test('nodes says this server: the types it claims, its workers, how many are busy or abandoned', LIMIT, async () => {
+    const [node, ...others] = await client.nodes();
+    assert.equal(others.length, 0);
+    assert.ok(node.taskTypes.includes('file.checksum') && node.workers > 0, JSON.stringify(node));
+    assert.ok(node.busy >= 0 && node.busy <= node.workers && node.abandoned === 0, JSON.stringify(node));
+    assert.ok(node.startedAt instanceof Date && node.lastSeen >= node.startedAt);
+  });
+
   test('INVALID_ARGUMENT for bad args names the field in fieldViolations', LIMIT, async () => {
     const err = await rejectsWith(client.submit('demo', { steps: 'ten' }), Status.INVALID_ARGUMENT);
     assert.equal(err.code, 3);

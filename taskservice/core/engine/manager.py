@@ -145,7 +145,7 @@ class WorkerManager:
             only_types=self.config.only_types,
             only_labels=self.config.only_labels,
         )
-        load = lambda: (self.config.workers, self._workers.busy())  # noqa: E731 - what this server says of itself
+        load = lambda: (self.config.workers, self._workers.busy(), self._workers.abandoned())  # noqa: E731
         self.presence = Presence(self.board, self._clock, self.node, self._workers.scope, registry.names(),
                                  self.config.lease_seconds, load)  # fmt: skip
         self._stopping = Stopping(self._table, self.board, self._finisher, self._clock, self._children.after_stop)

@@ -20,9 +20,10 @@ class Presence:
         scope: ClaimScope,
         loaded: Collection[str],
         lease_seconds: float,
-        load: Callable[[], tuple[int, int]] = lambda: (0, 0),
+        load: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0),
     ) -> None:
-        """`load()`: this server's worker threads, and how many run a task now (said with each announcement)."""
+        """`load()`: this server's worker threads, how many run a task now, and how many handlers it abandoned
+        still run (said with each announcement)."""
         self._load = load
         self._board = board
         self._clock = clock
@@ -34,8 +35,9 @@ class Presence:
 
     def announce(self) -> None:
         now = self._clock.time()
-        workers, busy = self._load()
-        self._board.announce(NodeInfo(self._node, self._types, self._labels, self._started_at, now, workers, busy))
+        workers, busy, abandoned = self._load()
+        self._board.announce(NodeInfo(self._node, self._types, self._labels, self._started_at, now, workers, busy,
+                                      abandoned))  # fmt: skip
 
     def nodes(self) -> list[NodeInfo]:
         """Every server heard of within a lease, by name; reads storage."""

@@ -156,9 +156,10 @@ class PgLimitQueries:
 
     def save_node(self, cur: Cursor, node: NodeInfo) -> None:
         cur.execute(
-            f"""INSERT INTO {NODES} ({NODE_COLUMNS}) VALUES (%s, %s::jsonb, %s::jsonb, %s, %s, %s, %s)
+            f"""INSERT INTO {NODES} ({NODE_COLUMNS}) VALUES (%s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s)
                 ON CONFLICT (node) DO UPDATE SET types = excluded.types, labels = excluded.labels,
-                    seen_at = excluded.seen_at, workers = excluded.workers, busy = excluded.busy""",
+                    seen_at = excluded.seen_at, workers = excluded.workers, busy = excluded.busy,
+                    abandoned = excluded.abandoned""",
             node_row(node),
         )
 

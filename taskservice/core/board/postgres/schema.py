@@ -13,7 +13,7 @@ from typing import Any
 from taskservice.core.model.errors import StoreOpenError
 from taskservice.core.model.history import PROGRESS_STEP_PERCENT
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 TASKS = "taskservice_tasks"
 LOGS = "taskservice_logs"
 # Dependencies not met yet: (a task, one it waits for); its `waiting` counts them.
@@ -260,6 +260,8 @@ MIGRATIONS: dict[int, list[str]] = {
             WHEN (OLD.state <> NEW.state OR OLD.task_type <> NEW.task_type)
             EXECUTE FUNCTION taskservice_count_moved()""",
     ],
+    # ListNodes: the handlers each server abandoned after a stop that still run, when it last said.
+    12: [f"ALTER TABLE {NODES} ADD COLUMN abandoned integer NOT NULL DEFAULT 0"],
 }
 
 

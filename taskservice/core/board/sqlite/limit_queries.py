@@ -136,7 +136,7 @@ class SQLiteLimitQueries:
     # ------------------------------------------------------------------ servers
 
     def save_node(self, cur: Cursor, node: NodeInfo) -> None:
-        cur.execute(f"INSERT OR REPLACE INTO nodes ({NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", node_row(node))
+        cur.execute(f"INSERT OR REPLACE INTO nodes ({NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", node_row(node))
 
     def nodes(self, cur: Cursor, seen_after: float) -> builtins.list[NodeInfo]:
         cur.execute(f"SELECT {NODE_COLUMNS} FROM nodes WHERE seen_at > ? ORDER BY node", (seen_after,))

@@ -20,7 +20,7 @@ from taskservice.telemetry.context import dump_carrier
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 # Bump with a migration in MIGRATIONS when the schema changes; old files are migrated on open.
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -214,6 +214,10 @@ MIGRATIONS: dict[int, str] = {
     CREATE TRIGGER task_history_delete AFTER DELETE ON tasks BEGIN
         DELETE FROM task_history WHERE seq = OLD.seq;
     END;
+    """,
+    # ListNodes: the handlers each server abandoned after a stop that still run, when it last said.
+    14: """
+    ALTER TABLE nodes ADD COLUMN abandoned INTEGER NOT NULL DEFAULT 0;
     """,
 }
 

@@ -58,7 +58,7 @@ async function overviewPage() {
     el('h3', {}, 'By type'), el('div', { class: 'scroll' }, el('table', { id: 'type-counts' },
       el('thead', {}, el('tr', {}, el('th', {}, 'Type'), STATE_ORDER.map((s) => el('th', {}, s)))), types)),
     limitsBox, el('h3', {}, 'Servers'), el('div', { class: 'scroll' }, el('table', { id: 'nodes' },
-      el('thead', {}, el('tr', {}, ['Server', 'Busy', 'Task types', 'Last heard of'].map((h) => el('th', {}, h)))), nodes)),
+      el('thead', {}, el('tr', {}, ['Server', 'Busy', 'Abandoned', 'Task types', 'Last heard of'].map((h) => el('th', {}, h)))), nodes)),
     stamp);
   let timer = null;
   let left = false;
@@ -67,7 +67,14 @@ async function overviewPage() {
     nodes.replaceChildren(...found.map((n) => el('tr', { 'data-node': n.node },
       el('td', { class: 'id' }, n.node), el('td', {}, `${n.busy || 0} / ${n.workers || 0}`,
         el('progress', { max: n.workers || 1, value: n.busy || 0 })),
-      el('td', {}, (n.taskTypes || []).join(', ')), el('td', {}, when(n.lastSeen)))));
+      abandonedCell(n.abandoned || 0), el('td', {}, (n.taskTypes || []).join(', ')), el('td', {}, when(n.lastSeen)))));
+  }
+
+  // Handlers that ignored a stop past the grace: their tasks ended, their threads still run (and hold memory).
+  function abandonedCell(count) {
+    return el('td', { 'data-abandoned': count, class: count ? 'error' : undefined, title: count
+      ? 'handlers that ignored a stop past --stop-grace and still run: their threads hold memory until they return; '
+        + 'a restart ends them, and --isolation process kills them instead' : undefined }, String(count));
   }
 
   function render(stats) {
