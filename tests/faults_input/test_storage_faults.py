@@ -122,11 +122,12 @@ def test_disk_full_refuses_submits_keeps_serving_and_recovers_by_itself(faulty: 
     assert _state(stub, "queued-e") == pb.TASK_STATE_PENDING
     assert not set(watched_b) & TERMINAL, "a watcher was shown an end that is not committed"
     assert (store.state_of("run-b"), store.state_of("queued-e")) == ("RUNNING", "PENDING")  # last persisted
-    # run-a is stopped during the fault: STOPPING at once (in memory), REVOKED once it can be written. Its end is
-    # refused by the store, or failed at once by the writer (it tries the database again a second after a refusal,
-    # and another write, a claim, may be the one that tries): either way it is not written while the disk is full.
+    # run-a is stopped during the fault: STOPPING at once (in memory), REVOKED once it can be written. The writer
+    # tries the database again a second after a refusal, and the server's own writes (this end among them) wait for
+    # that try rather than failing unseen: the store refuses it, and it is not written while the disk is full.
     assert stub.Stop(pb.StopRequest(task_id="run-a"), timeout=5).task.state == pb.TASK_STATE_STOPPING
     wait_until(lambda: "a" in faulty.gates.left, what="run-a's handler to return after its stop")
+    wait_until(lambda: store.was_refused("finish", "run-a", "REVOKED"), what="run-a's REVOKED write refused")
     assert _state(stub, "run-a") == pb.TASK_STATE_STOPPING
     assert store.state_of("run-a") == "RUNNING"
     assert faulty.health() == health_pb2.HealthCheckResponse.NOT_SERVING

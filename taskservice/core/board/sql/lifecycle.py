@@ -295,11 +295,9 @@ class SqlBoard(ScheduleStore, LimitStore, NodeStore, StatsStore, HistoryStore, O
         return Renewal([claim for claim in claims if (claim.task_id, claim.attempt) not in held])
 
     def mark_stopping(self, claim: Claim, task: Task, then: FencedThen) -> None:
-        self._writer.submit(
-            lambda cur: self._q.mark_stopping(cur, claim, task.event_sequence),
-            lambda applied, error: then(bool(applied), error),
-            notify="moved",
-        )
+        self._writer.submit(lambda cur: self._q.mark_stopping(cur, claim, task.event_sequence),
+                            lambda applied, error: then(bool(applied), error), notify="moved",
+                            patient=True)  # fmt: skip
 
     def finish_many(self, ends: Sequence[tuple[Claim, Task]], then: FencedManyThen) -> None:
         def finish(cur: Cursor) -> tuple[list[bool], Settled]:
@@ -313,7 +311,7 @@ class SqlBoard(ScheduleStore, LimitStore, NodeStore, StatsStore, HistoryStore, O
             if outcome is not None:
                 self._settled(*outcome[1])
 
-        self._writer.submit(finish, done, notify="moved")
+        self._writer.submit(finish, done, notify="moved", patient=True)  # the server's own: it tries again
 
     def retry_at(self, claim: Claim, task: Task, due: float, then: FencedThen) -> None:
         def done(applied: bool | None, failure: BaseException | None) -> None:
@@ -322,12 +320,13 @@ class SqlBoard(ScheduleStore, LimitStore, NodeStore, StatsStore, HistoryStore, O
                 self._soonest.add(due)
             then(bool(applied), failure)
 
-        self._writer.submit(lambda cur: self._q.retry_at(cur, claim, task, due), done, notify="work")
+        self._writer.submit(lambda cur: self._q.retry_at(cur, claim, task, due), done, notify="work", patient=True)
 
     def save_progress(self, updates: Sequence[tuple[Claim, Progress, int]]) -> None:
         if updates:
             rows = list(updates)
-            self._writer.submit(lambda cur: self._q.save_progress(cur, rows), _best_effort, notify="moved")
+            self._writer.submit(lambda cur: self._q.save_progress(cur, rows), _best_effort, notify="moved",
+                                patient=True)  # fmt: skip
 
     def request_stop(self, task_id: str, reason: str, now: float, then: StopThen) -> None:
         def stop(cur: Cursor) -> tuple[StopResult | None, Settled | None]:

@@ -5,7 +5,9 @@ committed, or the error. An operation may ask for a hint (`work`, `stop`): the d
 one per transaction, naming every hint asked (on PostgreSQL a NOTIFY at commit, which takes a global lock, so one
 per task would cap the whole cluster at a few hundred tasks a second). One failing operation does not fail the
 others of its transaction: they are run again one by one. While the database refuses work, the writer tries again
-every second and says so through `health`.
+every second and says so through `health`: meanwhile a caller who waits (a Submit, a Stop) is told at once, and a
+patient operation (the server's own: an end, a requeue, progress) waits for that next try, so that each try
+carries every write the server has to make.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class _Queued:
     op: Op
     then: Told
     hint: str  # "" or the hint to send once committed
+    patient: bool  # waits for the next try after a failure rather than failing at once
 
 
 class GroupWriter:
@@ -62,6 +65,8 @@ class GroupWriter:
         self.health = WriteHealth()
         self._cond = threading.Condition()
         self._queue: deque[_Queued] = deque()
+        # Patient operations that came while the database was failing: run with the next try (at _retry_at).
+        self._patient: list[_Queued] = []
         self._closing = False
         self.commits = 0
         self._failures = ThrottledLog(log)
@@ -72,11 +77,12 @@ class GroupWriter:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, op: Op, then: Told, *, notify: str = "") -> None:
-        """Run `op` in the next transaction; `then(result, error)` on this writer's thread once it committed."""
+    def submit(self, op: Op, then: Told, *, notify: str = "", patient: bool = False) -> None:
+        """Run `op` in the next transaction; `then(result, error)` on this writer's thread once it committed. A
+        `patient` op is not failed at once while the database is failing: it waits for the next try."""
         with self._cond:
             if not self._closing:
-                self._queue.append(_Queued(op, then, notify))
+                self._queue.append(_Queued(op, then, notify, patient))
                 self._cond.notify()
                 return
         closed = StoreUnavailable("the task database connection is closed")
@@ -103,18 +109,29 @@ class GroupWriter:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._closing:
+                while not self._queue and not self._closing and not self._patient_due():
                     # While the database is away, an idle writer tries again every so often: health says
                     # NOT_SERVING until a transaction succeeds, and must not wait for the next Submit to find out.
-                    if not self._cond.wait(None if self.healthy else RECONNECT_SECONDS):
+                    # Patient ops waiting are that try, when it is due.
+                    wait = None if self.healthy else RECONNECT_SECONDS
+                    if self._patient:
+                        wait = max(0.0, self._retry_at - time.monotonic())
+                    if not self._cond.wait(wait) and not self._patient:
                         break
-                if not self._queue and self._closing:
-                    return
+                closed = not self._queue and self._closing
                 batch = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH))]
+                if closed or self._patient_due():
+                    batch, self._patient = self._patient + batch, []
+            if closed:
+                self._fail(batch, StoreUnavailable("the task database connection is closed"))
+                return
             if batch:
                 self._commit(batch)
             else:
                 self._probe()
+
+    def _patient_due(self) -> bool:
+        return bool(self._patient) and time.monotonic() >= self._retry_at
 
     def _probe(self) -> None:
         try:
@@ -129,8 +146,10 @@ class GroupWriter:
     def _commit(self, batch: list[_Queued]) -> None:
         try:
             results = self._transaction(batch)
-        except _NotYet as exc:  # failed a moment ago: callers are told at once, without another try
-            self._fail(batch, exc)
+        except _NotYet as exc:  # failed a moment ago: callers are told at once; patient ops wait for the next try
+            self._fail([item for item in batch if not item.patient], exc)
+            with self._cond:
+                self._patient.extend(item for item in batch if item.patient)
             return
         except self._session.lost_errors as exc:  # the connection or the storage: the operations never ran
             self._lost(exc)
