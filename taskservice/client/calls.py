@@ -257,7 +257,7 @@ def nodes_call() -> Unary[list[Node]]:
 
     return Unary("ListNodes", pb.ListNodesRequest(), lambda r: [
         Node(n.node, tuple(n.task_types), dict(n.only_labels), when(n, "started_at"), when(n, "last_seen"), n.workers,
-             n.busy, n.abandoned) for n in r.nodes])  # fmt: skip
+             n.busy, n.abandoned, n) for n in r.nodes])  # fmt: skip
 
 
 def list_call(**filters: Any) -> Unary[TaskPage]:

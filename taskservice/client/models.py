@@ -288,6 +288,8 @@ class Node:
     workers: int
     busy: int
     abandoned: int = 0
+    # The message it was read from (taskctl --json prints it as the HTTP API's canonical JSON).
+    wire: Any = field(default=None, compare=False, repr=False)
 
 
 # A module-level name: inside the clients, `list` is their method.

@@ -107,6 +107,8 @@ QUICKSTART_EXITS = {
     "taskctl schedule create": 0,
     "taskctl schedule list": 0,
     "taskctl limit create": 0,
+    "taskctl stats": 0,
+    "taskctl nodes": 0,
 }
 
 

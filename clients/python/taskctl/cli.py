@@ -16,7 +16,7 @@ try:
 except ImportError:  # the server and the client library install without the cli extra
     raise SystemExit("taskctl needs the cli extra: pip install 'taskservice[cli]'") from None
 
-from taskctl import commands, limits, schedules
+from taskctl import commands, limits, schedules, status
 from taskctl.exitcodes import ExitCode, describe_all, for_error
 from taskctl.output import Output
 from taskctl.parsing import STRING_ARG_PREFIX, parse_duration, parse_time, split_key_value
@@ -251,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="show every matching task")
 
     command("types", commands.task_types, "list the task types the server runs, with their args")
+    command("stats", status.stats, "tasks by state and type, the last hour's starts and ends, the oldest wait, limits")
+    command("nodes", status.nodes, "the servers of the database: busy and total workers, abandoned handlers, types")
 
     about = "schedules: tasks submitted on a cron expression or at an interval"
     schedule = sub.add_parser("schedule", help=about, description=about)
