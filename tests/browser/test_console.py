@@ -246,7 +246,7 @@ def test_a_tasks_page_offers_the_actions_its_state_allows_and_they_work(
 
 def test_the_overview_says_when_a_server_holds_a_handler_it_abandoned(browser: Any, tmp_path: Path) -> None:
     extra = ["--tasks", "tests.support.stubborn_task_types", "--stop-grace", "0.2", "--renew", "0.3"]
-    returned = tmp_path / "returned"
+    began, returned = tmp_path / "began", tmp_path / "returned"
     with ServerProcess(tmp_path / "t.db", workers=2, extra_args=extra) as server:
         server.start()
         with TaskClient(server.address) as client:
@@ -254,8 +254,8 @@ def test_the_overview_says_when_a_server_holds_a_handler_it_abandoned(browser: A
             cell = page.locator("#nodes tbody tr td[data-abandoned]")
             cell.wait_for()
             assert cell.inner_text() == "0" and "error" not in (cell.get_attribute("class") or "")
-            deaf = client.submit("deaf", {"until": str(returned)}).task.task_id
-            wait_until(lambda: client.get(deaf).state is TaskState.RUNNING, what="the stubborn task runs")
+            deaf = client.submit("deaf", {"began": str(began), "until": str(returned)}).task.task_id
+            wait_until(began.exists, what="the stubborn handler runs")
             client.stop(deaf)  # ignored: past the grace the task ends and its thread is left running
             page.locator('#nodes td[data-abandoned="1"].error').wait_for()
             assert "stop-grace" in (page.locator("#nodes td[data-abandoned]").get_attribute("title") or "")

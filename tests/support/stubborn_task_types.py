@@ -1,5 +1,6 @@
 """A task type that ignores a stop, for a real server process (`--tasks tests.support.stubborn_task_types`): its
-handler returns only once the file its `until` arg names exists (a test makes it to let the thread end)."""
+handler makes the file `began` names as it starts (a stop before that would end the task unrun), and returns only
+once the file its `until` arg names exists (a test makes it to let the thread end)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ MAX_SECONDS = 60.0
 
 
 @task("deaf")
-def deaf(ctx: TaskContext, *, until: str) -> str:
-    """Wait for the file `until`, whatever stop comes (at most a minute)."""
+def deaf(ctx: TaskContext, *, began: str, until: str) -> str:
+    """Make the file `began`, then wait for the file `until`, whatever stop comes (at most a minute)."""
+    Path(began).touch()
     deadline = time.monotonic() + MAX_SECONDS
     while not Path(until).exists() and time.monotonic() < deadline:
         time.sleep(0.05)
