@@ -264,6 +264,20 @@ def test_the_overview_says_when_a_server_holds_a_handler_it_abandoned(browser: A
             page.locator('#nodes td[data-abandoned="0"]').wait_for()
 
 
+def test_the_overview_shows_a_hosts_engine_processes_under_it_with_their_totals(browser: Any, tmp_path: Path) -> None:
+    with ServerProcess(tmp_path / "t.db", workers=2, extra_args=["--procs", "2"]) as server:
+        server.start(timeout=30)
+        page = _open(browser, server.http_url + "/")
+        processes = page.locator("#nodes tr[data-node]")
+        wait_until(lambda: processes.count() == 2, what="both engine processes on the overview")
+        host = page.locator("#nodes tr.host")
+        assert host.count() == 1 and "2 engine processes" in host.locator("th").inner_text()
+        assert host.locator("td").first.inner_text().strip() == "0 / 4", "the processes' workers together"
+        hosts = {name.split(":")[0] for name in processes.evaluate_all("(rows) => rows.map((r) => r.dataset.node)")}
+        assert hosts == {host.get_attribute("data-host")}
+        assert "demo" in host.locator("td").nth(2).inner_text()
+
+
 def test_under_a_path_prefix_behind_a_proxy_every_page_and_stream_works(browser: Any, tmp_path: Path) -> None:
     from tests.support.http_proxy import PathProxy
 

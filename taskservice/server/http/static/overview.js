@@ -63,11 +63,34 @@ async function overviewPage() {
   let timer = null;
   let left = false;
 
+  // Each engine process is a node named host:pid:random; a host running several (--procs, or several servers)
+  // gets a row of its own above them, with their totals.
   function renderNodes(found) {
-    nodes.replaceChildren(...found.map((n) => el('tr', { 'data-node': n.node },
-      el('td', { class: 'id' }, n.node), el('td', {}, `${n.busy || 0} / ${n.workers || 0}`,
-        el('progress', { max: n.workers || 1, value: n.busy || 0 })),
-      abandonedCell(n.abandoned || 0), el('td', {}, (n.taskTypes || []).join(', ')), el('td', {}, when(n.lastSeen)))));
+    const byHost = new Map();
+    for (const n of found) {
+      const host = n.node.split(':')[0];
+      byHost.set(host, [...(byHost.get(host) || []), n]);
+    }
+    nodes.replaceChildren(...[...byHost].flatMap(([host, processes]) => [
+      ...(processes.length > 1 ? [hostRow(host, processes)] : []), ...processes.map(nodeRow)]));
+  }
+
+  function nodeRow(n) {
+    return el('tr', { 'data-node': n.node }, el('td', { class: 'id' }, n.node), busyCell(n.busy, n.workers),
+      abandonedCell(n.abandoned || 0), el('td', {}, (n.taskTypes || []).join(', ')), el('td', {}, when(n.lastSeen)));
+  }
+
+  function hostRow(host, processes) {
+    const total = (key) => processes.reduce((sum, n) => sum + Number(n[key] || 0), 0);
+    const types = [...new Set(processes.flatMap((n) => n.taskTypes || []))].sort();
+    const latest = processes.map((n) => n.lastSeen).filter(Boolean).sort().at(-1);
+    return el('tr', { class: 'host', 'data-host': host },
+      el('th', { scope: 'row' }, `${host}: ${processes.length} engine processes`), busyCell(total('busy'), total('workers')),
+      abandonedCell(total('abandoned')), el('td', {}, types.join(', ')), el('td', {}, when(latest)));
+  }
+
+  function busyCell(busy, workers) {
+    return el('td', {}, `${busy || 0} / ${workers || 0}`, el('progress', { max: workers || 1, value: busy || 0 }));
   }
 
   // Handlers that ignored a stop past the grace: their tasks ended, their threads still run (and hold memory).
