@@ -56,7 +56,9 @@ async def test_a_batch_is_one_commit(server: RunningServer, stub: pb_grpc.TaskSe
     before = server.manager.stats().store_commits
     response = await stub.SubmitBatch(pb.SubmitBatchRequest(requests=[request(args={"value": i}) for i in range(500)]))
     assert all(r.created for r in response.results)
-    assert server.manager.stats().store_commits - before <= 2  # one, or two if a progress flush came between
+    # One for the batch (a commit per task would be 500); the server's own periodic writes (the queue's recount,
+    # a run's start written, a lease renewal) may commit beside it, a few at most in that moment on a busy machine.
+    assert server.manager.stats().store_commits - before < 10
 
 
 async def test_too_many_requests_in_one_batch_are_refused(stub: pb_grpc.TaskServiceStub) -> None:
