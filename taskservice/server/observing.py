@@ -43,6 +43,11 @@ def final_code(context: grpc.aio.ServicerContext[Any, Any], default: str) -> str
         return default
 
 
+# A client's deadline passes on its side a moment before the server's copy of it does (that copy counts from when
+# the call arrived): its cancel, coming within this much of the server's deadline, is the deadline's.
+DEADLINE_SLACK_SECONDS = 0.25
+
+
 def ended_code(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> str:
     """The status of a call whose handler raised `exc`."""
     if isinstance(exc, asyncio.CancelledError | GeneratorExit):
@@ -51,7 +56,7 @@ def ended_code(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) 
         except Exception:
             remaining = None
         # grpc cancels the handler both when the client goes away and when the deadline passes.
-        return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+        return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= DEADLINE_SLACK_SECONDS else "CANCELLED"
     # context.abort() sets the code, then raises AbortError; grpc answers UNKNOWN for any other exception that
     # escapes a handler, unless the handler set a code first.
     return final_code(context, "UNKNOWN")
