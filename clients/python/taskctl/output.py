@@ -17,7 +17,9 @@ from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextC
 from taskservice.client import (
     Limit,
     LogChunk,
+    Node,
     Schedule,
+    Stats,
     SubmitResult,
     Task,
     TaskError,
@@ -37,7 +39,7 @@ def canonical_json(message: Message) -> dict[str, Any]:
     return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
 
 
-def wire_json(read: Task | TaskEvent | Schedule | Limit | TaskTypeInfo) -> dict[str, Any]:
+def wire_json(read: Task | TaskEvent | Schedule | Limit | TaskTypeInfo | Stats | Node) -> dict[str, Any]:
     """What the client read, as the HTTP API writes the same message."""
     if read.wire is None:
         raise ValueError(f"this {type(read).__name__} was not read from a server: it has no wire form")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from taskctl.exitcodes import ExitCode
-from taskctl.output import Output, aligned, canonical_json, format_duration, format_time
+from taskctl.output import Output, aligned, format_duration, format_time, wire_json
 from taskservice.client import Node, TaskClient, TaskState
 
 # The states in the order a task goes through them (UNSPECIFIED is only what a newer server might send).
@@ -17,7 +17,7 @@ def stats(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCod
     limits with what they run and hold back."""
     found = client.stats()
     if output.json:
-        output.json_line(canonical_json(found.wire))
+        output.json_line(wire_json(found))
         return ExitCode.OK
     totals = found.by_state()
     output.text("  ".join(f"{state.value} {totals.get(state, 0)}" for state in STATES))
@@ -46,7 +46,7 @@ def nodes(client: TaskClient, ns: argparse.Namespace, output: Output) -> ExitCod
     found = client.nodes()
     if output.json:
         for node in found:
-            output.json_line(canonical_json(node.wire))
+            output.json_line(wire_json(node))
         return ExitCode.OK
     rows = [(node.node, f"{node.busy}/{node.workers}", str(node.abandoned), _claims(node), format_time(node.last_seen))
             for node in found]  # fmt: skip
